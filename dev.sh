@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The two entry points of the README, for a fresh Debian 12 host, as root:
+#   ./dev.sh run    set up, then run the daemon in the foreground with the example deployed
+#   ./dev.sh test   set up, then run the whole test suite (extra args go to pytest)
+# Setting up installs Debian packages, then a virtualenv in .venv with scriptd and
+# its dev tools. Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+install_debian_packages() {
+    local wanted=(libcap-dev libseccomp2 bubblewrap python3-venv curl)
+    # Node may come from elsewhere than Debian: only ask apt for it when absent.
+    command -v node >/dev/null 2>&1 || wanted+=(nodejs npm)
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    echo "setup: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_virtualenv() {
+    local py=${PYTHON:-python3}
+    if [ ! -x .venv/bin/python ]; then
+        echo "setup: creating .venv with $($py --version)"
+        "$py" -m venv .venv
+    fi
+    local stamp=.venv/.scriptd-installed
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        echo "setup: installing scriptd and its tools into .venv"
+        .venv/bin/python -m pip install -q --upgrade pip uv
+        .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev,bench]'
+        touch "$stamp"
+    fi
+}
+
+install_debian_packages
+install_virtualenv
+echo "setup: done"
+
+case "${1:-setup}" in
+    setup) ;;
+    test) shift; exec .venv/bin/python -m pytest "$@" ;;
+    run) shift; exec .venv/bin/python -m daemon.devrun "$@" ;;
+    *) echo "usage: ./dev.sh [setup|run|test [pytest args]]" >&2; exit 2 ;;
+esac
