@@ -1,0 +1,179 @@
+"""The scriptd runtime wire protocol (source of truth) and its Python frame codec.
+
+The supervisor and the Python harness load this file by path (they run with
+`python -I` inside the sandbox, on the script's interpreter); the daemon has
+its own codec in daemon/wire.py that follows this text. Standard library only.
+
+Frames
+------
+Every message is one frame: a 4-byte big-endian unsigned length N, then N
+bytes of UTF-8 JSON encoding one object with a string field "t" (the type).
+N must be >= 2 and <= the receiver's max frame size (default 16 MiB,
+`--max-frame`); a bigger or malformed frame is a protocol error and the
+receiver closes the connection. Numbers are JSON numbers; NaN and Infinity are
+never sent. Unknown fields must be ignored (fields may be added later).
+
+Control socket (fd 3 of the supervisor, pid 1 of the sandbox, <-> daemon)
+------------------------------------------------------------------------
+supervisor -> daemon:
+  {"t":"hello","language":"python"|"javascript","runtime":"python 3.11.7",
+   "version":"3.11.7","functions":["f",...],"load_ms":12.3,"pid":1,
+   "workers":K,"mode":"fork"|"spawn"}
+      Sent once, after main was loaded, before any "worker". "functions" are
+      the callable names in definition order. "mode" is how workers are made:
+      "fork" (from the loaded supervisor) or "spawn" (a fresh interpreter per
+      worker: always for javascript; for python when main started threads).
+  {"t":"load_error","language":..,"runtime":..,"load_ms":..,
+   "error":{"type":"SyntaxError","message":"...","traceback":"..."}}
+      main failed to load (syntax error, missing module, exception at import,
+      no main file). The supervisor then exits with code 3 (LOAD_ERROR_EXIT).
+      Also sent (then exit 3) when workers fail to boot 5 times in a row.
+  {"t":"worker","worker":N,"slot":S,"pid":P}  + exactly one fd (SCM_RIGHTS)
+      The fd is the daemon's end of a fresh unix stream socketpair connected
+      to worker N, which is ready to take calls. N is unique for the life of
+      the supervisor (1, 2, 3, ...: a respawn gets a new N); S in 0..K-1 is
+      the pool slot it fills. Sent at start and after every respawn.
+  {"t":"worker_exit","worker":N,"slot":S,"pid":P,"code":c|null,
+   "signal":s|null,"killed":bool}
+      Worker N died; code is the exit status or null, signal the number of
+      the signal that killed it or null; killed is true when the supervisor
+      killed it (kill_worker, shutdown). A new "worker" for slot S follows
+      (immediately; after a short backoff when the slot keeps dying at once).
+  {"t":"pong","id":X,"workers":[{"worker":N,"slot":S,"pid":P},...]}
+  {"t":"error","message":"..."}      a frame the supervisor did not understand
+daemon -> supervisor:
+  {"t":"kill_worker","worker":N}   SIGKILL worker N (e.g. its call passed the
+                                   deadline); ignored when N is already gone.
+  {"t":"ping","id":X}              answered by pong with the same id
+  {"t":"shutdown"}                 SIGTERM every worker, SIGKILL after 5 s,
+                                   exit 0. SIGTERM to the supervisor does the
+                                   same; EOF on the control socket kills the
+                                   workers at once and exits 0.
+
+Worker socket (one per worker, received in "worker"; a worker serves one
+frame at a time, in order; it exits when the daemon closes its end)
+----------------------------------------------------------------------
+daemon -> worker:
+  {"t":"call","id":"...","function":"f","payload":{...},"deadline":1700000000.5}
+      payload: python: a JSON object passed as keyword arguments (missing
+      payload = {}); javascript: any JSON value passed as the one argument.
+      deadline: unix seconds (informational; the daemon enforces it with
+      kill_worker).
+  {"t":"ping","id":X}
+worker -> daemon:
+  {"t":"result","id":"...","ok":true,"value":<json>,"stdout":"...",
+   "stderr":"...","truncated":bool,"cpu_ms":1.2,"wall_ms":3.4}
+  {"t":"result","id":"...","ok":false,
+   "error":{"type":"ValueError","message":"...","traceback":"..."},
+   "stdout":..,"stderr":..,"truncated":..,"cpu_ms":..,"wall_ms":..}
+      error.type is the exception class name (javascript: error.name) or one
+      of the harness's own: FunctionNotFound, BadPayload,
+      SerializationError (the value is not JSON: set, bytes, NaN, BigInt,
+      a cycle, ...), ResultTooLarge (the frame would pass max frame).
+      traceback holds only the user's frames (no harness/loader frames).
+      stdout/stderr: what the call printed, each cut at the max output size
+      (default 1 MiB, `--max-output`) followed by TRUNCATION_MARKER; then
+      "truncated" is true. cpu_ms is user+system CPU of the worker during the
+      call (python also counts children it waited for).
+  {"t":"pong","id":X,"pid":P}
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import socket
+import struct
+from typing import Any
+
+MAX_FRAME_DEFAULT = 16 * 1024 * 1024
+MAX_OUTPUT_DEFAULT = 1024 * 1024
+LOAD_ERROR_EXIT = 3
+TRUNCATION_MARKER = "\n[output truncated: {dropped} more bytes not shown]\n"
+
+_HEADER = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """A peer sent something that is not a valid frame."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One frame: length header + compact UTF-8 JSON.
+
+    Raises TypeError/ValueError when the message is not strict JSON.
+    """
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    data = body.encode("utf-8")
+    return _HEADER.pack(len(data)) + data
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise ProtocolError("frame is not a JSON object with a string 't'")
+    return message
+
+
+def send(sock: socket.socket, frame: bytes, fds: tuple[int, ...] = ()) -> None:
+    """Send one encoded frame; fds ride on its first byte (SCM_RIGHTS)."""
+    if not fds:
+        sock.sendall(frame)
+        return
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+    sent = sock.sendmsg([frame], rights)
+    if sent < len(frame):
+        sock.sendall(frame[sent:])
+
+
+class FrameDecoder:
+    """Incremental decoder: feed bytes as they come, get whole messages."""
+
+    def __init__(self, max_frame: int = MAX_FRAME_DEFAULT) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= 4:
+            (size,) = _HEADER.unpack_from(self._buf)
+            check_size(size, self.max_frame)
+            if len(self._buf) < 4 + size:
+                break
+            body = bytes(self._buf[4 : 4 + size])
+            del self._buf[: 4 + size]
+            out.append(decode_body(body))
+        return out
+
+
+def check_size(size: int, max_frame: int) -> None:
+    if size < 2 or size > max_frame:
+        raise ProtocolError(f"frame of {size} bytes (allowed 2..{max_frame})")
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(sock: socket.socket, max_frame: int = MAX_FRAME_DEFAULT) -> dict[str, Any] | None:
+    """Blocking read of one message; None on a clean EOF between frames."""
+    header = _recv_exact(sock, 4)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    check_size(size, max_frame)
+    body = _recv_exact(sock, size)
+    if body is None:
+        raise ProtocolError("connection closed inside a frame")
+    return decode_body(body)
