@@ -1,0 +1,124 @@
+"""The script options shared by create, update, redeploy and up, and how they
+become the JSON body of the admin API (only the options given are sent, so the
+daemon's defaults and the script's current values stay in charge of the rest)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from daemon.cli import archives
+from daemon.cli.client import AdminClient
+
+LANGUAGES = ("python", "javascript")
+
+# option dest -> API field, for the plain values copied as they are.
+PLAIN_FIELDS = {
+    "description": "description",
+    "new_name": "name",
+    "language": "language",
+    "language_version": "language_version",
+    "timeout": "timeout_s",
+    "min_replicas": "min_replicas",
+    "max_replicas": "max_replicas",
+    "cpu_target": "cpu_target",
+    "profile": "profile",
+}
+
+
+def env_pair(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` -> (KEY, VALUE); the value may itself hold `=` or be empty."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def add_script_options(
+    parser: argparse.ArgumentParser,
+    *,
+    identity: bool,
+    archive: bool = True,
+    archive_required: bool = False,
+    language_required: bool = False,
+) -> None:
+    """Options describing a script. `identity` adds language / language version
+    (only settable at create, or on a Draft); `archive` adds --archive."""
+    if identity:
+        parser.add_argument(
+            "--language", choices=LANGUAGES, required=language_required, help="base language"
+        )
+        parser.add_argument(
+            "--language-version",
+            metavar="V",
+            help="interpreter version (default: the host's default)",
+        )
+    if archive:
+        parser.add_argument(
+            "--archive",
+            metavar="ARCHIVE|DIR",
+            required=archive_required,
+            help="project as .zip/.tar/.tar.gz file, or a folder to pack",
+        )
+    parser.add_argument("--description", metavar="D")
+    parser.add_argument(
+        "--env",
+        metavar="KEY=VALUE",
+        type=env_pair,
+        action="append",
+        default=[],
+        help="environment variable (repeatable)",
+    )
+    parser.add_argument(
+        "--secret-env",
+        metavar="KEY=VALUE",
+        type=env_pair,
+        action="append",
+        default=[],
+        help="secret environment variable, masked on read (repeatable)",
+    )
+    parser.add_argument("--timeout", metavar="S", type=int, help="execution timeout in seconds")
+    parser.add_argument("--min-replicas", metavar="N", type=int)
+    parser.add_argument("--max-replicas", metavar="N", type=int)
+    parser.add_argument(
+        "--cpu-target", metavar="P", type=int, help="average CPU utilization target in percent"
+    )
+    parser.add_argument("--profile", metavar="P", help="hardware profile (see `profiles`)")
+
+
+def add_clear_env(parser: argparse.ArgumentParser) -> None:
+    """For commands that change an existing script: env options replace the list."""
+    parser.add_argument(
+        "--clear-env",
+        action="store_true",
+        help="remove every environment variable (--env/--secret-env given "
+        "with it, or alone, replace the whole list)",
+    )
+
+
+def env_list(args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """The env list to send, or None when the command leaves it as it is."""
+    plain = [{"key": k, "value": v, "secret": False} for k, v in args.env]
+    secret = [{"key": k, "value": v, "secret": True} for k, v in args.secret_env]
+    if plain or secret or getattr(args, "clear_env", False):
+        return plain + secret
+    return None
+
+
+def script_body(args: argparse.Namespace) -> dict[str, Any]:
+    """Every given option as its API field (the archive is handled by with_archive)."""
+    body: dict[str, Any] = {}
+    for dest, field in PLAIN_FIELDS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            body[field] = value
+    env = env_list(args)
+    if env is not None:
+        body["env"] = env
+    return body
+
+
+def with_archive(client: AdminClient, args: argparse.Namespace, body: dict[str, Any]) -> None:
+    """Upload --archive (file or folder) when given, and name it in the body."""
+    if getattr(args, "archive", None):
+        body["archive_id"] = archives.upload(client, args.archive)

@@ -1,0 +1,221 @@
+"""How each API object looks to a person: the summary list, the overview, the
+deployment history, profiles, runtimes and validation reports.
+
+Pure functions from the API's JSON to text; statuses are shown exactly as the
+API writes them (Draft, Deploying, Ready to Deploy, Deployed, Deployment Failed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.cli.errors import finding_line
+from daemon.cli.output import (
+    NONE,
+    fmt_bytes,
+    fmt_duration,
+    fmt_time,
+    render_fields,
+    render_table,
+)
+
+
+def scripts_table(scripts: list[dict[str, Any]]) -> str:
+    if not scripts:
+        return "No scripts."
+    rows = [
+        (
+            s.get("name"),
+            s.get("status"),
+            s.get("added_by"),
+            fmt_time(s.get("updated_at")),
+            s.get("language"),
+        )
+        for s in scripts
+    ]
+    return render_table(("SCRIPT NAME", "STATUS", "ADDED BY", "UPDATED ON (UTC)", "LANGUAGE"), rows)
+
+
+def overview(script: dict[str, Any]) -> str:
+    settings = script.get("settings") or {}
+    resources = script.get("resources") or {}
+    general = [
+        ("Name", script.get("name")),
+        ("Description", script.get("description")),
+        ("Status", script.get("status")),
+        ("Language", _language(script)),
+        ("Added by", script.get("added_by")),
+        ("Created on", fmt_time(script.get("created_at"))),
+        ("Updated on", fmt_time(script.get("updated_at"))),
+        ("Current version", _current_version(script)),
+        ("Functions", ", ".join(script.get("functions") or ()) or NONE),
+    ]
+    runtime = [
+        ("Execution timeout", _seconds(settings.get("timeout_s"))),
+        ("Environment", env_text(settings.get("env") or [])),
+    ]
+    parts = [
+        render_fields(general),
+        "Runtime settings\n" + render_fields(runtime, indent="  "),
+        "Resource allocation\n" + render_fields(_resource_fields(resources), indent="  "),
+    ]
+    deployment = script.get("deployment")
+    if deployment:
+        parts.append("Latest deployment\n" + render_fields(_version_fields(deployment), "  "))
+    return "\n\n".join(parts)
+
+
+def env_text(env: list[dict[str, Any]]) -> str:
+    """`KEY=value, TOKEN=******** (secret)`; the API already masks secret values."""
+    if not env:
+        return NONE
+    items = []
+    for var in env:
+        text = f"{var.get('key')}={var.get('value', '')}"
+        items.append(text + " (secret)" if var.get("secret") else text)
+    return ", ".join(items)
+
+
+def history(data: dict[str, Any]) -> str:
+    versions = data.get("versions") or []
+    if not versions:
+        text = "No deployments yet."
+    else:
+        rows = [
+            (
+                f"v{v.get('number')}",
+                v.get("display_name"),
+                v.get("status"),
+                v.get("deployed_by"),
+                fmt_time(v.get("started_at")),
+                fmt_time(v.get("ended_at")),
+                fmt_duration(v.get("duration_s")),
+                v.get("failure_reason"),
+            )
+            for v in versions
+        ]
+        headers = (
+            "VERSION",
+            "NAME",
+            "STATUS",
+            "DEPLOYED BY",
+            "STARTED (UTC)",
+            "ENDED (UTC)",
+            "DURATION",
+            "FAILURE REASON",
+        )
+        text = render_table(headers, [_one_line(row) for row in rows])
+    events = data.get("events") or []
+    if events:
+        event_rows = [
+            (fmt_time(e.get("at")), e.get("kind"), e.get("actor"), e.get("detail")) for e in events
+        ]
+        text += "\n\nEvents\n" + render_table(
+            ("AT (UTC)", "EVENT", "BY", "DETAIL"), [_one_line(row) for row in event_rows]
+        )
+    return text
+
+
+def version_line(version: dict[str, Any]) -> str:
+    return f"v{version.get('number')} {version.get('display_name')}: {version.get('status')}"
+
+
+def profiles_table(profiles: list[dict[str, Any]]) -> str:
+    rows = [
+        (
+            p.get("name"),
+            p.get("label"),
+            f"{p.get('vcpus')} vCPU, {fmt_bytes(p.get('memory_bytes'))}",
+            p.get("credits_per_hour"),
+            "yes" if p.get("default") else "",
+        )
+        for p in profiles
+    ]
+    return render_table(("PROFILE", "HARDWARE", "ACTUAL", "CREDITS/HOUR", "DEFAULT"), rows)
+
+
+def runtimes_table(runtimes: list[dict[str, Any]]) -> str:
+    rows = [
+        (r.get("language"), r.get("version"), r.get("path"), "yes" if r.get("default") else "")
+        for r in runtimes
+    ]
+    return render_table(("LANGUAGE", "VERSION", "PATH", "DEFAULT"), rows)
+
+
+def validation_report(report: dict[str, Any]) -> str:
+    errors = report.get("errors") or []
+    warnings = report.get("warnings") or []
+    if report.get("ok"):
+        head = f"Valid {report.get('language') or ''} project".replace("  ", " ")
+    else:
+        head = f"Not valid: {_count(len(errors), 'error')}, {_count(len(warnings), 'warning')}"
+    lines = [head]
+    lines += ["  " + finding_line(f) for f in (*errors, *warnings)]
+    functions = report.get("functions") or []
+    lines.append("Functions: " + (", ".join(functions) if functions else NONE))
+    if report.get("entries") is not None:
+        size = fmt_bytes(report.get("unpacked_bytes"))
+        lines.append(f"Files: {report.get('entries')} ({size} unpacked)")
+    return "\n".join(lines)
+
+
+def _language(script: dict[str, Any]) -> str:
+    version = script.get("language_version")
+    return f"{script.get('language')} {version}" if version else str(script.get("language"))
+
+
+def _current_version(script: dict[str, Any]) -> str:
+    number = script.get("current_version")
+    if number is None:
+        return NONE
+    deployment = script.get("deployment") or {}
+    if deployment.get("number") == number and deployment.get("display_name"):
+        return f"v{number} ({deployment['display_name']})"
+    return f"v{number}"
+
+
+def _resource_fields(resources: dict[str, Any]) -> list[tuple[str, Any]]:
+    low, high = resources.get("min_replicas"), resources.get("max_replicas")
+    target = resources.get("cpu_target")
+    target_text = NONE if target is None else f"{target} %"
+    if low is not None and low == high:
+        target_text += " (not used: min = max)"
+    return [
+        ("Replicas", f"min {low}, max {high}"),
+        ("CPU target", target_text),
+        ("Hardware profile", resources.get("profile")),
+    ]
+
+
+def _version_fields(version: dict[str, Any]) -> list[tuple[str, Any]]:
+    fields: list[tuple[str, Any]] = [
+        ("Version", f"v{version.get('number')} ({version.get('display_name')})"),
+        ("Status", version.get("status")),
+        ("Phase", version.get("phase")),
+        ("Deployed by", version.get("deployed_by")),
+        ("Started", fmt_time(version.get("started_at"))),
+        ("Ended", fmt_time(version.get("ended_at"))),
+        ("Duration", fmt_duration(version.get("duration_s"))),
+    ]
+    if version.get("failure_reason"):
+        fields.append(("Failure reason", _one_line((version["failure_reason"],))[0]))
+    return fields
+
+
+def _seconds(value: Any) -> str:
+    return NONE if value is None else f"{value} s"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _one_line(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Table cells must stay on one line: a multi-line reason shows its last line."""
+    out = []
+    for cell in row:
+        if isinstance(cell, str) and "\n" in cell:
+            lines = [ln for ln in cell.strip().splitlines() if ln.strip()]
+            cell = lines[-1] if lines else ""
+        out.append(cell)
+    return tuple(out)
