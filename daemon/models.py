@@ -1,0 +1,149 @@
+"""The plain typed objects the store hands out and the lifecycle passes around.
+
+All frozen: a changed script is a new object from the store. Statuses are the
+seed's words, written exactly. Times are ISO-8601 UTC strings ending in Z.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Script statuses (DESIGN.md's table).
+DRAFT = "Draft"
+DEPLOYING = "Deploying"
+READY = "Ready to Deploy"
+DEPLOYED = "Deployed"
+FAILED = "Deployment Failed"
+SCRIPT_STATUSES = (DRAFT, DEPLOYING, READY, DEPLOYED, FAILED)
+
+# Version (deployment) statuses and build phases.
+V_DEPLOYING = "Deploying"
+V_DEPLOYED = "Deployed"
+V_FAILED = "Deployment Failed"
+V_UNDEPLOYED = "Undeployed"
+V_SUPERSEDED = "Superseded"
+PHASES = ("unpacking", "building", "starting", "done")
+
+LANGUAGES = ("python", "javascript")
+SCRIPT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+# Version display names: same shape as script names (they appear in URLs and
+# tables), unique within their script.
+DISPLAY_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+MASK = "********"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    key: str
+    value: str
+    secret: bool = False
+
+    def to_json(self, reveal: bool = False) -> dict[str, Any]:
+        shown = self.value if reveal or not self.secret else MASK
+        return {"key": self.key, "value": shown, "secret": self.secret}
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: tuple[EnvVar, ...]
+    timeout_s: int
+
+    def to_json(self, reveal: bool = False) -> dict[str, Any]:
+        return {"env": [e.to_json(reveal) for e in self.env], "timeout_s": self.timeout_s}
+
+
+@dataclass(frozen=True)
+class Resources:
+    min_replicas: int = 1
+    max_replicas: int = 1
+    cpu_target: int = 75
+    profile: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "cpu_target": self.cpu_target,
+            "profile": self.profile,
+        }
+
+
+@dataclass(frozen=True)
+class ArchiveRef:
+    """The project archive a script holds (content-addressed in the script's dir)."""
+
+    filename: str  # as uploaded, for people
+    sha256: str
+    size: int
+    path: str  # absolute path of the stored copy
+
+    def to_json(self) -> dict[str, Any]:
+        return {"filename": self.filename, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
+class Script:
+    id: int
+    name: str
+    description: str
+    language: str
+    language_version: str
+    status: str
+    added_by: str
+    created_at: str
+    updated_at: str
+    settings: Settings
+    resources: Resources
+    archive: ArchiveRef
+    functions: tuple[str, ...]
+    current_version: int | None  # the version that serves (or would), None if none
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    script_id: int
+    number: int
+    display_name: str
+    status: str
+    phase: str
+    deployed_by: str
+    started_at: str
+    ended_at: str | None
+    failure_reason: str | None
+    config: dict[str, Any]  # snapshot: see lifecycle.snapshot(); secrets in clear
+    env_key: str | None = None
+    undeployed_by: str | None = None
+    undeployed_at: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        delta = parse_iso(self.ended_at) - parse_iso(self.started_at)
+        return round(delta.total_seconds(), 3)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    script_id: int
+    at: str
+    kind: str
+    actor: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at, "kind": self.kind, "actor": self.actor, "detail": self.detail}
