@@ -71,34 +71,42 @@ def up(ctx: Context, args: argparse.Namespace) -> int:
     existing = _find_script(ctx, args.name)
     body = options.script_body(args)
     body.pop("language", None)
+    if existing is not None:
+        _check_language(existing, language, body)
     body["archive_id"] = archives.upload(ctx.client, str(folder))
     if existing is None:
         body.update(name=args.name, language=language, deploy=True)
         ctx.note(f"creating {args.name} ({language}) and deploying it")
         script = ctx.client.call("POST", "/v1/scripts", body)
     else:
-        script = _redeploy_existing(ctx, existing, language, body)
+        script = _redeploy_existing(ctx, existing, body)
     return finish_deploy(ctx, script, wait=True)
 
 
-def _redeploy_existing(
-    ctx: Context, existing: dict[str, Any], language: str, body: dict[str, Any]
-) -> dict[str, Any]:
+def _check_language(existing: dict[str, Any], language: str, body: dict[str, Any]) -> None:
+    """A Draft may switch language with its new project; any other status may not."""
+    if language == existing.get("language"):
+        return
+    name, status = existing.get("name"), existing.get("status")
+    if status != "Draft":
+        raise CliError(
+            f"{name} is a {existing.get('language')} script and the folder holds a "
+            f"{language} project: the language can only change while Draft ({name} is {status})"
+        )
+    body["language"] = language
+
+
+def _redeploy_existing(ctx: Context, existing: dict[str, Any], body: dict[str, Any]) -> Any:
+    """Deployed: redeploy with the new project. Other statuses: update, then deploy
+    (the daemon refuses, naming the status, when that status allows neither)."""
     name, status = str(existing["name"]), existing.get("status")
-    if language != existing.get("language"):
-        if status != "Draft":
-            raise CliError(
-                f"{name} is a {existing.get('language')} script and the folder holds a "
-                f"{language} project: the language can only change while Draft ({name} is {status})"
-            )
-        body["language"] = language
     script_path = path_of("v1", "scripts", name)
     if status == "Deployed":
         ctx.note(f"redeploying {name}")
-        return dict(ctx.client.call("POST", f"{script_path}/redeploy", body))
+        return ctx.client.call("POST", f"{script_path}/redeploy", body)
     ctx.note(f"updating {name} ({status}) and deploying it")
     ctx.client.call("PATCH", script_path, body)
-    return dict(ctx.client.call("POST", f"{script_path}/deploy", {}))
+    return ctx.client.call("POST", f"{script_path}/deploy", {})
 
 
 def _find_script(ctx: Context, name: str) -> dict[str, Any] | None:

@@ -1,0 +1,230 @@
+"""scriptctl's formatting: tables, times, sizes, progress and the API object views."""
+
+from __future__ import annotations
+
+import io
+
+from daemon.cli import views
+from daemon.cli.errors import ApiError, finding_line, report_lines
+from daemon.cli.output import (
+    Ticker,
+    fmt_bytes,
+    fmt_duration,
+    fmt_time,
+    progress_bar,
+    render_fields,
+    render_table,
+)
+
+STATUSES = ("Draft", "Deploying", "Ready to Deploy", "Deployed", "Deployment Failed")
+
+
+def test_table_columns_are_aligned_and_empty_cells_show_a_dash() -> None:
+    text = render_table(("A", "LONGER"), [("xxxx", None), ("y", "z")])
+    lines = text.splitlines()
+    assert lines == ["A     LONGER", "xxxx  -", "y     z"]
+
+
+def test_fields_align_values() -> None:
+    assert render_fields([("Name", "a"), ("Status", "Draft")], indent="  ") == (
+        "  Name:    a\n  Status:  Draft"
+    )
+
+
+def test_times_durations_and_sizes() -> None:
+    assert fmt_time("2026-11-22T19:11:05.123Z") == "2026-11-22 19:11:05"
+    assert fmt_time(None) == "-"
+    assert fmt_time("not a time") == "not a time"
+    assert fmt_duration(3.24) == "3.2s"
+    assert fmt_duration(125) == "2m05s"
+    assert fmt_duration(7300) == "2h01m"
+    assert fmt_bytes(512) == "512 B"
+    assert fmt_bytes(1536) == "1.5 KB"
+    assert fmt_bytes(3 * 1024**3) == "3.0 GB"
+
+
+def test_progress_bar() -> None:
+    assert progress_bar(50, 100, width=10) == "[#####.....]  50%  50 B / 100 B"
+    assert progress_bar(50, None) == "50 B"
+
+
+def test_summary_table_writes_statuses_exactly() -> None:
+    scripts = [
+        {
+            "name": f"s{i}",
+            "status": s,
+            "added_by": "root",
+            "updated_at": "2026-01-02T03:04:05Z",
+            "language": "python",
+        }
+        for i, s in enumerate(STATUSES)
+    ]
+    text = views.scripts_table(scripts)
+    assert text.splitlines()[0].split("  ")[0] == "SCRIPT NAME"
+    for status in STATUSES:
+        assert f"  {status}  " in text
+    assert "2026-01-02 03:04:05" in text
+    assert views.scripts_table([]) == "No scripts."
+
+
+def test_overview_shows_settings_resources_and_masked_secrets() -> None:
+    script = {
+        "name": "hello",
+        "description": "says hi",
+        "language": "python",
+        "language_version": "3.11.7",
+        "status": "Deployed",
+        "added_by": "root",
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:01:00Z",
+        "settings": {
+            "env": [
+                {"key": "A", "value": "1", "secret": False},
+                {"key": "T", "value": "********", "secret": True},
+            ],
+            "timeout_s": 30,
+        },
+        "resources": {
+            "min_replicas": 1,
+            "max_replicas": 1,
+            "cpu_target": 75,
+            "profile": "1vcpu-2gb",
+        },
+        "functions": ["greet", "add"],
+        "current_version": 2,
+        "deployment": {
+            "number": 2,
+            "display_name": "hello-v2",
+            "status": "Deployed",
+            "phase": "done",
+            "deployed_by": "root",
+            "duration_s": 1.5,
+            "started_at": "2026-01-01T00:00:58Z",
+            "ended_at": "2026-01-01T00:01:00Z",
+            "failure_reason": None,
+        },
+    }
+    text = views.overview(script)
+    assert "Status:           Deployed" in text
+    assert "python 3.11.7" in text
+    assert "A=1, T=******** (secret)" in text
+    assert "v2 (hello-v2)" in text
+    assert "greet, add" in text
+    assert "75 % (not used: min = max)" in text
+    assert "1vcpu-2gb" in text
+
+
+def test_history_keeps_each_row_on_one_line() -> None:
+    data = {
+        "versions": [
+            {
+                "number": 1,
+                "display_name": "hello-v1",
+                "status": "Deployment Failed",
+                "deployed_by": "root",
+                "started_at": None,
+                "ended_at": None,
+                "duration_s": 2.0,
+                "failure_reason": "Traceback:\n  boom\nValueError: bad",
+            },
+        ],
+        "events": [
+            {"at": "2026-01-01T00:00:00Z", "kind": "created", "actor": "root", "detail": None}
+        ],
+    }
+    text = views.history(data)
+    row = text.splitlines()[1]
+    assert row.startswith("v1")
+    assert "Deployment Failed" in row and row.endswith("ValueError: bad")
+    assert "Events" in text and "created" in text
+    assert views.history({"versions": []}) == "No deployments yet."
+
+
+def test_validation_report_lists_every_finding() -> None:
+    report = {
+        "ok": False,
+        "language": None,
+        "functions": [],
+        "entries": 2,
+        "unpacked_bytes": 10,
+        "errors": [
+            {
+                "level": "error",
+                "code": "main_missing",
+                "message": "no main.py",
+                "where": "/",
+                "fix": "put main.py at the root",
+            }
+        ],
+        "warnings": [
+            {"level": "warning", "code": "w", "message": "odd", "where": "x.txt", "fix": ""}
+        ],
+    }
+    text = views.validation_report(report)
+    assert text.splitlines()[0] == "Not valid: 1 error, 1 warning"
+    assert "error [main_missing] /: no main.py (fix: put main.py at the root)" in text
+    assert "warning [w] x.txt: odd" in text
+
+
+def test_profiles_and_runtimes_tables() -> None:
+    profiles = [
+        {
+            "name": "1vcpu-2gb",
+            "label": "1 vCPU, 2 GB memory",
+            "vcpus": 0.7,
+            "memory_bytes": 1181116006,
+            "credits_per_hour": 0.07698,
+            "default": True,
+        }
+    ]
+    assert "0.7 vCPU, 1.1 GB" in views.profiles_table(profiles)
+    runtimes = [
+        {"language": "python", "version": "3.11.7", "path": "/usr/bin/python3.11", "default": True}
+    ]
+    assert "python    3.11.7" in views.runtimes_table(runtimes)
+
+
+def test_api_error_takes_message_and_report() -> None:
+    body = {
+        "error": {
+            "type": "invalid_archive",
+            "message": "archive is not valid",
+            "report": {
+                "errors": [
+                    {"level": "error", "code": "c", "message": "m", "where": "w", "fix": "f"}
+                ]
+            },
+        }
+    }
+    exc = ApiError(422, body, "fallback")
+    assert (exc.message, exc.type, exc.status) == ("archive is not valid", "invalid_archive", 422)
+    assert exc.details == ("  error [c] w: m (fix: f)",)
+    assert ApiError(500, None, "HTTP 500").message == "HTTP 500"
+    assert report_lines(None) == ()
+    assert finding_line("plain") == "plain"
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_ticker_prints_phase_changes_only_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    ticker = Ticker(stream, start=0.0)
+    for state in ("Deploying v1: unpacking", "Deploying v1: unpacking", "Deployed v1"):
+        ticker.update(state)
+    ticker.close()
+    lines = stream.getvalue().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == ["Deploying v1: unpacking", "Deployed v1"]
+
+
+def test_ticker_redraws_in_place_on_a_terminal() -> None:
+    stream = FakeTty()
+    ticker = Ticker(stream)
+    ticker.update("Deploying v1: building")
+    ticker.update("Deploying v1: building")
+    ticker.update("Deployed v1")
+    ticker.close()
+    assert stream.getvalue().count("\n") == 2
+    assert "\r\033[K" in stream.getvalue()
