@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from daemon.cli.client import AdminClient
-from daemon.cli.errors import CliError
+from daemon.cli.errors import CliError, report_lines
 from daemon.cli.output import Progress
 
 MAIN_FILES = {"main.py": "python", "main.js": "javascript"}
@@ -36,10 +36,13 @@ def archive_file(source: str) -> Iterator[tuple[Path, str]]:
 
 def pack_folder(folder: Path, out: Path) -> None:
     # Imported here: only commands that pack a folder pay for it.
-    from daemon.archive import pack_directory
+    from daemon.archive import ArchiveError, pack_directory
 
     try:
         pack_directory(folder, out)
+    except ArchiveError as exc:
+        report = exc.report.to_json()
+        raise CliError(f"cannot pack {folder}: {exc}", details=report_lines(report)) from exc
     except OSError as exc:
         raise CliError(f"cannot pack {folder}: {exc.strerror or exc}") from exc
 

@@ -108,12 +108,20 @@ def history(data: dict[str, Any]) -> str:
     events = data.get("events") or []
     if events:
         event_rows = [
-            (fmt_time(e.get("at")), e.get("kind"), e.get("actor"), e.get("detail")) for e in events
+            (fmt_time(e.get("at")), e.get("kind"), e.get("actor"), detail_text(e.get("detail")))
+            for e in events
         ]
         text += "\n\nEvents\n" + render_table(
             ("AT (UTC)", "EVENT", "BY", "DETAIL"), [_one_line(row) for row in event_rows]
         )
     return text
+
+
+def detail_text(detail: Any) -> str:
+    """An event's detail object as `key=value, ...` (a string stays as it is)."""
+    if isinstance(detail, dict):
+        return ", ".join(f"{k}={v}" for k, v in detail.items())
+    return "" if detail is None else str(detail)
 
 
 def version_line(version: dict[str, Any]) -> str:

@@ -138,6 +138,8 @@ def test_history_keeps_each_row_on_one_line() -> None:
     assert "Deployment Failed" in row and row.endswith("ValueError: bad")
     assert "Events" in text and "created" in text
     assert views.history({"versions": []}) == "No deployments yet."
+    assert views.detail_text({"version": 2, "from": "a"}) == "version=2, from=a"
+    assert views.detail_text(None) == ""
 
 
 def test_validation_report_lists_every_finding() -> None:
