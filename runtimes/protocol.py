@@ -33,6 +33,10 @@ supervisor -> daemon:
       to worker N, which is ready to take calls. N is unique for the life of
       the supervisor (1, 2, 3, ...: a respawn gets a new N); S in 0..K-1 is
       the pool slot it fills. Sent at start and after every respawn.
+      Only "worker" frames carry fds. One recvmsg may return several frames
+      (the fd arrives with the bytes of its frame, which may come after
+      other frames in the same read): queue the fds received and give one to
+      each "worker" frame as it is decoded, in order.
   {"t":"worker_exit","worker":N,"slot":S,"pid":P,"code":c|null,
    "signal":s|null,"killed":bool}
       Worker N died; code is the exit status or null, signal the number of

@@ -1,0 +1,299 @@
+"""Python harness: load a project's main.py once, serve calls on a worker socket.
+
+Two ways in:
+- fork mode: the supervisor loads this file, calls load_project() and
+  list_functions() once, forks, and each child runs Worker(...).serve();
+- spawn mode (main started threads, so fork is unsafe): one fresh interpreter
+  per worker runs this file as a program:
+  `python -I harness.py --fd N --status-fd M --source DIR [--main main.py]
+  [--max-output BYTES] [--max-frame BYTES]`; it loads main, writes one JSON
+  line ({"t":"ready",...} or {"t":"load_error",...}) to the status fd, closes
+  it and serves.
+
+The project is loaded as the submodule `main` of a synthetic package
+(_scriptd_project, whose __path__ is the source dir), so `from . import x`
+works between project files; the source dir also goes first on sys.path so
+that `import x` of a sibling works (such a module then exists twice, once per
+name). Frame format: see protocol.py. Standard library only.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+import types
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = "_scriptd_project"
+
+
+def _sibling(path: str, name: str) -> types.ModuleType:
+    """Load one of our own files under a private name: user modules called
+    `protocol` or `capture` must not be shadowed, nor shadow ours."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+protocol = _sibling(os.path.join(os.path.dirname(HERE), "protocol.py"), "_scriptd_protocol")
+capture = _sibling(os.path.join(HERE, "capture.py"), "_scriptd_capture")
+
+# Frames from these files are the machinery, never shown to the user.
+_HIDDEN_FILES = {
+    os.path.abspath(__file__),
+    os.path.join(os.path.dirname(HERE), "supervisor.py"),
+    os.path.join(os.path.dirname(HERE), "protocol.py"),
+    os.path.join(HERE, "capture.py"),
+}
+
+
+def runtime_version() -> str:
+    return ".".join(str(n) for n in sys.version_info[:3])
+
+
+def load_project(source: str, main: str = "main.py") -> types.ModuleType:
+    """Import main once; raises whatever the import raises."""
+    source = os.path.realpath(source)
+    path = os.path.join(source, main)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the project has no {main} (looked in {source})")
+    if source not in sys.path:
+        sys.path.insert(0, source)
+    package = types.ModuleType(PACKAGE)
+    package.__path__ = [source]
+    package.__package__ = PACKAGE
+    package.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
+    package.__spec__.submodule_search_locations = [source]
+    sys.modules[PACKAGE] = package
+    name = f"{PACKAGE}.{os.path.splitext(main)[0]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def list_functions(module: types.ModuleType) -> dict[str, Any]:
+    """Public functions defined in main itself, in definition order.
+
+    `def` and `async def` alike; an imported function (its __module__ is
+    another module) and a name starting with `_` are not exposed.
+    """
+    return {
+        name: obj
+        for name, obj in vars(module).items()
+        if not name.startswith("_")
+        and isinstance(obj, types.FunctionType)
+        and obj.__module__ == module.__name__
+    }
+
+
+def warm_up(functions: dict[str, Any]) -> None:
+    """Import asyncio before forking when main has async functions, so the
+    first async call in each worker does not pay for the import."""
+    if any(fn.__code__.co_flags & CO_COROUTINE for fn in functions.values()):
+        import asyncio  # noqa: F401
+
+
+CO_COROUTINE = 0x80
+
+
+def _is_hidden(tb: types.TracebackType) -> bool:
+    filename = tb.tb_frame.f_code.co_filename
+    return filename in _HIDDEN_FILES or filename.startswith("<frozen importlib")
+
+
+def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The same traceback chain relinked without harness and loader frames."""
+    kept = []
+    while tb is not None:
+        if not _is_hidden(tb):
+            kept.append(tb)
+        tb = tb.tb_next
+    for i, this in enumerate(kept):
+        this.tb_next = kept[i + 1] if i + 1 < len(kept) else None
+    return kept[0] if kept else None
+
+
+def error_info(exc: BaseException) -> dict[str, str]:
+    seen = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:  # chained causes too
+        seen.add(id(link))
+        link.__traceback__ = _user_frames(link.__traceback__)
+        link = link.__cause__ or link.__context__
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": text}
+
+
+def harness_error(kind: str, message: str) -> dict[str, str]:
+    return {"type": kind, "message": message, "traceback": ""}
+
+
+class Worker:
+    """Serves frames from one socket, one at a time, until EOF."""
+
+    def __init__(self, sock: Any, functions: dict[str, Any], max_output: int, max_frame: int):
+        self.sock = sock
+        self.functions = functions
+        self.max_frame = max_frame
+        self.capture = capture.Capture(max_output, protocol.TRUNCATION_MARKER)
+        self._loop: Any = None
+
+    def serve(self) -> int:
+        """Returns the exit code: 0 on EOF, 2 on a protocol error."""
+        while True:
+            try:
+                message = protocol.read_frame(self.sock, self.max_frame)
+            except (protocol.ProtocolError, OSError) as exc:
+                print(f"scriptd worker: {exc}", file=sys.stderr)
+                return 2
+            if message is None:
+                return 0
+            if message["t"] == "call":
+                reply = self.call(message)
+            elif message["t"] == "ping":
+                reply = protocol.encode({"t": "pong", "id": message.get("id"), "pid": os.getpid()})
+            else:
+                print(f"scriptd worker: unknown frame {message['t']!r}", file=sys.stderr)
+                continue
+            self.sock.sendall(reply)
+
+    def call(self, message: dict[str, Any]) -> bytes:
+        name = message.get("function")
+        result: dict[str, Any] = {"t": "result", "id": message.get("id")}
+        self.capture.start()
+        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+        try:
+            result["value"] = self._run(name, message.get("payload"))
+            result["ok"] = True
+        except BaseException as exc:  # the user's SystemExit is an error too
+            result["ok"] = False
+            result["error"] = exc.args[0] if isinstance(exc, _HarnessError) else error_info(exc)
+        finally:
+            stdout, stderr, truncated = self.capture.stop()
+        result.update(
+            stdout=stdout,
+            stderr=stderr,
+            truncated=truncated,
+            cpu_ms=round((_cpu_seconds() - cpu0) * 1000, 3),
+            wall_ms=round((time.perf_counter() - wall0) * 1000, 3),
+        )
+        return self._encode(result, name)
+
+    def _run(self, name: Any, payload: Any) -> Any:
+        fn = self.functions.get(name) if isinstance(name, str) else None
+        if fn is None:
+            known = ", ".join(self.functions) or "none"
+            raise _HarnessError(
+                harness_error(
+                    "FunctionNotFound", f"main.py has no function {name!r} (has: {known})"
+                )
+            )
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise _HarnessError(
+                harness_error(
+                    "BadPayload", f"the payload must be a JSON object, not {_json_kind(payload)}"
+                )
+            )
+        value = fn(**payload)
+        if hasattr(value, "__await__"):
+            value = self._event_loop().run_until_complete(value)
+        return value
+
+    def _event_loop(self) -> Any:
+        # One loop per worker, made lazily (after fork) and kept across calls.
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+        return self._loop
+
+    def _encode(self, result: dict[str, Any], name: Any) -> bytes:
+        try:
+            frame = protocol.encode(result)
+        except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+            result.pop("value", None)
+            result["ok"] = False
+            result["error"] = harness_error(
+                "SerializationError", f"the value returned by {name}() is not JSON: {exc}"
+            )
+            frame = protocol.encode(result)
+        if len(frame) - 4 > self.max_frame:
+            size = len(frame) - 4
+            result.pop("value", None)
+            result["ok"] = False
+            result["error"] = harness_error(
+                "ResultTooLarge",
+                f"the result of {name}() is {size} bytes as JSON, "
+                f"over the {self.max_frame} allowed",
+            )
+            frame = protocol.encode(result)
+        return frame
+
+
+class _HarnessError(Exception):
+    """Carries an error dict made by the harness itself (no traceback)."""
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
+
+def _cpu_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _write_status(fd: int, message: dict[str, Any]) -> None:
+    os.write(fd, (json.dumps(message) + "\n").encode())
+    os.close(fd)
+
+
+def main(argv: list[str]) -> int:
+    """Spawn-mode entry: one fresh interpreter serving one worker socket."""
+    import argparse
+    import socket
+
+    parser = argparse.ArgumentParser(prog="harness.py")
+    parser.add_argument("--fd", type=int, default=3)
+    parser.add_argument("--status-fd", type=int, required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--main", default="main.py")
+    parser.add_argument("--max-output", type=int, default=protocol.MAX_OUTPUT_DEFAULT)
+    parser.add_argument("--max-frame", type=int, default=protocol.MAX_FRAME_DEFAULT)
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        functions = list_functions(load_project(args.source, args.main))
+    except BaseException as exc:
+        _write_status(args.status_fd, {"t": "load_error", "error": error_info(exc)})
+        return protocol.LOAD_ERROR_EXIT
+    load_ms = round((time.perf_counter() - t0) * 1000, 3)
+    _write_status(args.status_fd, {"t": "ready", "pid": os.getpid(), "load_ms": load_ms})
+    sock = socket.socket(fileno=args.fd)
+    return Worker(sock, functions, args.max_output, args.max_frame).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

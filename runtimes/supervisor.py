@@ -1,0 +1,518 @@
+"""The in-sandbox supervisor (pid 1): loads a script, keeps K workers alive.
+
+Run as `python -I supervisor.py --language python|javascript --workers K
+--source DIR [--harness-dir DIR] [--node PATH] [--main FILE] [--max-output B]
+[--max-frame B] [--mode auto|fork|spawn]` with the control socket to the
+daemon on fd 3 (messages: see protocol.py).
+
+python: main is imported here once (load error -> `load_error`, exit 3), then
+hello, then K workers are forked from this loaded process (a respawn costs a
+fork, not an import). When the import left threads running, fork would copy
+locks held by threads that do not exist in the child, so workers are spawned
+as fresh interpreters instead (mode "spawn"), each importing main itself.
+javascript: this runs on the host python3 and spawns `node harness.mjs` per
+worker; the first worker to load main tells us the functions for hello.
+
+A spawned worker gets its socket as fd 3 and a status pipe as fd 4 on which
+it writes one JSON line, ready or load_error, once main is loaded; it is
+announced to the daemon only when ready.
+
+The pool is run with gunicorn's verbs: spawn_worker, kill_worker,
+reap_workers, manage_workers. Signal handlers only queue the signal; the main
+loop acts on it. As pid 1 we reap every child, orphans included (outside a
+pid namespace we ask to be a child subreaper to keep the same behaviour).
+Standard library only, Python 3.8+.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import time
+import types
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GRACE_S = 5.0
+QUICK_DEATH_S = 1.0
+MAX_BOOT_FAILURES = 5
+
+
+def _load(path: str, name: str) -> types.ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Proc:
+    """One worker process as the supervisor sees it."""
+
+    def __init__(self, worker: int, slot: int, pid: int, started: float) -> None:
+        self.worker = worker
+        self.slot = slot
+        self.pid = pid
+        self.started = started
+        self.announced = False
+        self.killed = False
+        self.daemon_end: socket.socket | None = None  # held until announced
+        self.status_fd: int | None = None  # spawned workers, until ready
+        self.status_buf = b""
+
+
+class Supervisor:
+    def __init__(self, args: argparse.Namespace, control: socket.socket) -> None:
+        self.args = args
+        self.protocol = _load(os.path.join(args.harness_dir, "protocol.py"), "_scriptd_protocol")
+        self.control = control
+        self.decoder = self.protocol.FrameDecoder(args.max_frame)
+        self.selector = selectors.DefaultSelector()
+        self.signals: list[int] = []
+        self.procs: dict[int, Proc] = {}  # by pid
+        self.next_worker = 1
+        self.slot_free_at: dict[int, float] = {}  # slot -> monotonic time to respawn
+        self.quick_deaths = dict.fromkeys(range(args.workers), 0)
+        self.boot_failures = 0
+        self.hello_sent = False
+        self.mode = "spawn"
+        self.functions: Any = {}
+        self.harness: Any = None
+        self.terminate_by: float | None = None
+
+    # --- start -----------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        self.selector.register(self.control, selectors.EVENT_READ, "control")
+        if self.args.language == "python":
+            self._boot_python()
+        self.slot_free_at = dict.fromkeys(range(self.args.workers), 0.0)
+        while True:
+            self.manage_workers()
+            if self.terminate_by is not None and not self.procs:
+                return 0
+            for key, _ in self.selector.select(self._timeout()):
+                if key.data == "control":
+                    self._read_control()
+                elif key.data == "signals":
+                    self._drain_wakeup(key.fileobj)
+                else:
+                    self._read_status(key.data)
+            self._handle_signals()
+
+    def _boot_python(self) -> None:
+        self.harness = _load(
+            os.path.join(self.args.harness_dir, "python", "harness.py"), "_scriptd_harness"
+        )
+        t0 = time.perf_counter()
+        try:
+            module = self.harness.load_project(self.args.source, self.args.main)
+            self.functions = self.harness.list_functions(module)
+            self.harness.warm_up(self.functions)
+        except BaseException as exc:
+            self.load_failed(self.harness.error_info(exc), _ms_since(t0))
+        load_ms = _ms_since(t0)
+        import threading
+
+        threaded = threading.active_count() > 1
+        self.mode = (
+            self.args.mode if self.args.mode != "auto" else ("spawn" if threaded else "fork")
+        )
+        self.send_hello(list(self.functions), load_ms, self.harness.runtime_version())
+
+    def send_hello(self, functions: list[str], load_ms: float, version: str) -> None:
+        self.send(
+            {
+                "t": "hello",
+                "language": self.args.language,
+                "runtime": f"{self._runtime_name()} {version}",
+                "version": version,
+                "functions": functions,
+                "load_ms": load_ms,
+                "pid": os.getpid(),
+                "workers": self.args.workers,
+                "mode": self.mode,
+            }
+        )
+        self.hello_sent = True
+
+    def load_failed(self, error: dict[str, str], load_ms: float | None = None) -> None:
+        self.send(
+            {
+                "t": "load_error",
+                "language": self.args.language,
+                "runtime": self._runtime_name(),
+                "load_ms": load_ms,
+                "error": error,
+            }
+        )
+        self.halt(self.protocol.LOAD_ERROR_EXIT)
+
+    def _runtime_name(self) -> str:
+        return "python" if self.args.language == "python" else "node"
+
+    # --- the pool's verbs -------------------------------------------------
+    def manage_workers(self) -> None:
+        """Fill every empty slot whose backoff has passed."""
+        if self.terminate_by is not None:
+            if time.monotonic() >= self.terminate_by:
+                for proc in list(self.procs.values()):
+                    self.kill_worker(proc, signal.SIGKILL)
+            return
+        busy = {p.slot for p in self.procs.values()}
+        now = time.monotonic()
+        for slot, free_at in self.slot_free_at.items():
+            if slot not in busy and now >= free_at:
+                self.spawn_worker(slot)
+
+    def spawn_worker(self, slot: int) -> None:
+        daemon_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.mode == "fork":
+            proc = self._fork(slot, daemon_end, worker_end)
+            self.announce(proc, daemon_end)
+        else:
+            proc = self._spawn(slot, worker_end)
+            proc.daemon_end = daemon_end
+        worker_end.close()
+
+    def _fork(self, slot: int, daemon_end: socket.socket, worker_end: socket.socket) -> Proc:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child never returns from here
+            code = 70
+            try:
+                daemon_end.close()
+                self._become_worker()
+                code = self.harness.Worker(
+                    worker_end, self.functions, self.args.max_output, self.args.max_frame
+                ).serve()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        return self._track(slot, pid)
+
+    def _become_worker(self) -> None:
+        """In a forked child: drop everything that belongs to the supervisor."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        for key in list(self.selector.get_map().values()):
+            if isinstance(key.fileobj, int):
+                os.close(key.fileobj)
+        self.selector.close()
+        os.close(self._wakeup_write)
+        self.control.close()
+
+    def _spawn(self, slot: int, worker_end: socket.socket) -> Proc:
+        status_r, pipe_w = os.pipe()
+        os.set_blocking(status_r, False)
+        # Copies numbered >= 10, so the dup2s to 3 and 4 below cannot clash.
+        sock_fd, status_w = _above(worker_end.fileno()), _above(pipe_w)
+        os.close(pipe_w)
+        argv = self._worker_argv()
+        try:
+            actions = [(os.POSIX_SPAWN_DUP2, sock_fd, 3), (os.POSIX_SPAWN_DUP2, status_w, 4)]
+            pid = os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions)
+        finally:
+            os.close(sock_fd)
+            os.close(status_w)
+        proc = self._track(slot, pid)
+        proc.status_fd = status_r
+        self.selector.register(status_r, selectors.EVENT_READ, proc)
+        return proc
+
+    def _worker_argv(self) -> list[str]:
+        common = [
+            "--fd",
+            "3",
+            "--status-fd",
+            "4",
+            "--source",
+            self.args.source,
+            "--main",
+            self.args.main,
+            "--max-output",
+            str(self.args.max_output),
+            "--max-frame",
+            str(self.args.max_frame),
+        ]
+        if self.args.language == "python":
+            harness = os.path.join(self.args.harness_dir, "python", "harness.py")
+            return [sys.executable, "-I", harness, *common]
+        harness = os.path.join(self.args.harness_dir, "node", "harness.mjs")
+        return [self.args.node, harness, *common]
+
+    def _track(self, slot: int, pid: int) -> Proc:
+        proc = Proc(self.next_worker, slot, pid, time.monotonic())
+        self.next_worker += 1
+        self.procs[pid] = proc
+        return proc
+
+    def announce(self, proc: Proc, daemon_end: socket.socket) -> None:
+        """Hand the daemon its end of the worker's socket."""
+        message = {"t": "worker", "worker": proc.worker, "slot": proc.slot, "pid": proc.pid}
+        self.protocol.send(self.control, self.protocol.encode(message), (daemon_end.fileno(),))
+        daemon_end.close()
+        proc.daemon_end = None
+        proc.announced = True
+        self.boot_failures = 0
+
+    def kill_worker(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
+        proc.killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)
+
+    def reap_workers(self) -> None:
+        """Collect every dead child; ones that are not workers are orphans."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            proc = self.procs.pop(pid, None)
+            if proc is not None:
+                self._worker_gone(proc, status)
+
+    def _worker_gone(self, proc: Proc, status: int) -> None:
+        if proc.status_fd is not None:
+            self._read_status(proc, final=True)
+        if proc.daemon_end is not None:
+            proc.daemon_end.close()
+        code, sig = _decode_status(status)
+        if proc.announced and self.control.fileno() >= 0:
+            self.send(
+                {
+                    "t": "worker_exit",
+                    "worker": proc.worker,
+                    "slot": proc.slot,
+                    "pid": proc.pid,
+                    "code": code,
+                    "signal": sig,
+                    "killed": proc.killed,
+                }
+            )
+        elif not proc.announced and self.terminate_by is None:
+            self._boot_failed(proc, code, sig)
+        self._schedule_respawn(proc)
+
+    def _schedule_respawn(self, proc: Proc) -> None:
+        quick = not proc.killed and time.monotonic() - proc.started < QUICK_DEATH_S
+        deaths = self.quick_deaths[proc.slot] + 1 if quick else 0
+        self.quick_deaths[proc.slot] = deaths
+        delay = 0.0 if deaths <= 1 else min(0.05 * 2 ** (deaths - 2), 2.0)
+        self.slot_free_at[proc.slot] = time.monotonic() + delay
+
+    def _boot_failed(self, proc: Proc, code: int | None, sig: int | None) -> None:
+        self.boot_failures += 1
+        if self.boot_failures >= MAX_BOOT_FAILURES:
+            how = f"signal {sig}" if sig else f"exit code {code}"
+            self.load_failed(
+                {
+                    "type": "WorkerBootError",
+                    "traceback": "",
+                    "message": f"workers died before loading main {self.boot_failures} "
+                    f"times in a row (last: {how})",
+                }
+            )
+
+    # --- spawned workers' status pipes ------------------------------------
+    def _read_status(self, proc: Proc, final: bool = False) -> None:
+        """One JSON line from a spawned worker: ready or load_error."""
+        assert proc.status_fd is not None
+        eof = False
+        try:
+            while not eof:
+                data = os.read(proc.status_fd, 65536)
+                proc.status_buf += data
+                eof = not data
+        except BlockingIOError:
+            pass
+        if not (eof or final or b"\n" in proc.status_buf):
+            return
+        self.selector.unregister(proc.status_fd)
+        os.close(proc.status_fd)
+        proc.status_fd = None
+        line = proc.status_buf.split(b"\n", 1)[0]
+        status = json.loads(line) if line.strip() else {"t": "died"}
+        if status["t"] == "ready" and proc.pid in self.procs and proc.daemon_end is not None:
+            if not self.hello_sent:
+                self.send_hello(status["functions"], status["load_ms"], status["version"])
+            self.announce(proc, proc.daemon_end)
+        elif status["t"] == "load_error" and not self.hello_sent:
+            self.load_failed(status["error"], status.get("load_ms"))
+
+    # --- control socket ---------------------------------------------------
+    def _read_control(self) -> None:
+        try:
+            data = self.control.recv(1 << 16)
+        except ConnectionError:
+            data = b""
+        if not data:  # the daemon is gone: nobody to serve
+            self.halt(0)
+        try:
+            messages = self.decoder.feed(data)
+        except self.protocol.ProtocolError as exc:
+            self.send({"t": "error", "message": str(exc)})
+            self.halt(2)
+        for message in messages:
+            self.handle(message)
+
+    def handle(self, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "kill_worker":
+            for proc in self.procs.values():
+                if proc.worker == message.get("worker"):
+                    self.kill_worker(proc)
+        elif kind == "ping":
+            workers = [
+                {"worker": p.worker, "slot": p.slot, "pid": p.pid}
+                for p in self.procs.values()
+                if p.announced
+            ]
+            self.send({"t": "pong", "id": message.get("id"), "workers": workers})
+        elif kind == "shutdown":
+            self.begin_shutdown()
+        else:
+            self.send({"t": "error", "message": f"unknown message type {kind!r}"})
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.protocol.send(self.control, self.protocol.encode(message))
+        except OSError:
+            self.halt(0)
+
+    # --- signals and the end ----------------------------------------------
+    def _install_signals(self) -> None:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self.selector.register(read_end, selectors.EVENT_READ, "signals")
+        self._wakeup_write = write_end
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda signum, _frame: self.signals.append(signum))
+
+    def _drain_wakeup(self, fd: Any) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.pop(0)
+            if sig == signal.SIGCHLD:
+                self.reap_workers()
+            else:
+                self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM every worker; manage_workers SIGKILLs them after GRACE_S."""
+        if self.terminate_by is None:
+            self.terminate_by = time.monotonic() + GRACE_S
+            for proc in list(self.procs.values()):
+                self.kill_worker(proc, signal.SIGTERM)
+
+    def _timeout(self) -> float | None:
+        pending = [
+            t
+            for s, t in self.slot_free_at.items()
+            if s not in {p.slot for p in self.procs.values()}
+        ]
+        if self.terminate_by is not None:
+            pending = [self.terminate_by]
+        return max(0.0, min(pending) - time.monotonic()) if pending else None
+
+    def halt(self, code: int) -> None:
+        """Kill every worker at once, reap them, exit (never returns)."""
+        for proc in list(self.procs.values()):
+            self.kill_worker(proc, signal.SIGKILL)
+        for pid in list(self.procs):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # os._exit: threads started by the user's main must not keep us alive.
+        os._exit(code)
+
+
+def _above(fd: int) -> int:
+    """A close-on-exec copy of fd numbered >= 10."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+
+
+def _decode_status(status: int) -> tuple[int | None, int | None]:
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), None
+
+
+def _ms_since(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 3)
+
+
+def _become_subreaper() -> None:
+    """Outside a pid namespace, adopt orphaned grandchildren like pid 1 would."""
+    if os.getpid() == 1:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="supervisor.py")
+    parser.add_argument("--language", choices=("python", "javascript"), required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--harness-dir", default=HERE)
+    parser.add_argument("--node", default=shutil.which("node") or "/usr/bin/node")
+    parser.add_argument("--main", default=None, help="main.py / main.js by default")
+    parser.add_argument("--max-output", type=int, default=1024 * 1024)
+    parser.add_argument("--max-frame", type=int, default=16 * 1024 * 1024)
+    parser.add_argument("--mode", choices=("auto", "fork", "spawn"), default="auto")
+    parser.add_argument("--control-fd", type=int, default=3)
+    args = parser.parse_args(argv)
+    args.workers = max(1, args.workers)
+    args.harness_dir = os.path.abspath(args.harness_dir)
+    args.source = os.path.abspath(args.source)
+    if args.main is None:
+        args.main = "main.py" if args.language == "python" else _node_main(args.source)
+    return args
+
+
+def _node_main(source: str) -> str:
+    for name in ("main.js", "main.mjs", "main.cjs"):
+        if os.path.exists(os.path.join(source, name)):
+            return name
+    return "main.js"
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    control = socket.socket(fileno=args.control_fd)
+    _become_subreaper()
+    Supervisor(args, control).run()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
