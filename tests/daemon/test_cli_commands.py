@@ -366,3 +366,34 @@ def test_server_error_without_json_body_is_still_one_line(api: FakeApi) -> None:
     run = run_cli(api, "profiles")
     assert run.code == 1
     assert run.err == "scriptctl: error: scriptd answered HTTP 500 Internal Server Error: oops\n"
+
+
+def test_a_folder_is_packed_into_a_zip_before_upload(api: FakeApi, tmp_path: Path) -> None:
+    pytest.importorskip("daemon.archive")
+    archive_upload(api)
+    api.route("POST", "/v1/validate", Reply(200, {"ok": True, "errors": [], "warnings": []}))
+    project = tmp_path / "proj"
+    (project / "lib").mkdir(parents=True)
+    (project / "main.py").write_text("def f():\n    return 1\n")
+    (project / "lib" / "util.py").write_text("X = 1\n")
+    assert run_cli(api, "validate", str(project)).code == 0
+    upload = api.sent("POST", "/v1/archives")[0]
+    assert upload.headers["X-Filename"] == "proj.zip"
+    with zipfile.ZipFile(io.BytesIO(upload.body)) as zf:
+        assert sorted(n for n in zf.namelist() if not n.endswith("/")) == [
+            "lib/util.py",
+            "main.py",
+        ]
+
+
+def test_a_folder_that_cannot_be_packed_is_refused(api: FakeApi, tmp_path: Path) -> None:
+    pytest.importorskip("daemon.archive")
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "main.py").write_text("def f():\n    return 1\n")
+    (project / "escape").symlink_to("/etc/hostname")
+    run = run_cli(api, "validate", str(project))
+    assert run.code == 1
+    assert run.err.startswith("scriptctl: error: cannot pack")
+    assert "escape" in run.err
+    assert api.requests == []
