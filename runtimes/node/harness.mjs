@@ -1,0 +1,327 @@
+// Node harness: one worker process serving calls to a project's main.js.
+//
+// Spawned by runtimes/supervisor.py, one process per worker:
+//   node harness.mjs --fd 3 --status-fd 4 --source DIR [--main main.js]
+//                    [--max-output BYTES] [--max-frame BYTES]
+// fd 3 is the worker socket (frames: see runtimes/protocol.py), fd 4 a pipe on
+// which one JSON line is written once main is loaded: {"t":"ready",...} with
+// the function list, or {"t":"load_error","error":{...}} (then exit 3).
+//
+// main is loaded as an ES module when it is .mjs, or .js under a package.json
+// with "type": "module" (the nearest one, as node decides); otherwise as
+// CommonJS with require. Exposed: the exported functions (ESM: named exports,
+// not `default`; CJS: the function-valued properties of module.exports).
+// A call passes the payload as the one argument and awaits the result.
+// Output capture replaces process.stdout.write / process.stderr.write for the
+// length of a call (console.* go through them); writes from child processes
+// or native addons straight to fd 1/2 are not captured.
+// Standard library only.
+
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
+
+const HARNESS_DIR = path.dirname(fileURLToPath(import.meta.url));
+const HARNESS_URL = pathToFileURL(HARNESS_DIR).href;
+const MARKER = '\n[output truncated: {dropped} more bytes not shown]\n';
+const LOAD_ERROR_EXIT = 3;
+
+function parseArgs(argv) {
+  const args = {
+    fd: 3, statusFd: 4, source: null, main: 'main.js',
+    maxOutput: 1024 * 1024, maxFrame: 16 * 1024 * 1024,
+  };
+  const names = {
+    '--fd': 'fd', '--status-fd': 'statusFd', '--source': 'source', '--main': 'main',
+    '--max-output': 'maxOutput', '--max-frame': 'maxFrame',
+  };
+  for (let i = 0; i < argv.length; i += 2) {
+    const key = names[argv[i]];
+    if (!key) throw new Error(`unknown argument ${argv[i]}`);
+    args[key] = typeof args[key] === 'number' ? Number(argv[i + 1]) : argv[i + 1];
+  }
+  if (!args.source) throw new Error('--source is required');
+  return args;
+}
+
+// --- loading ----------------------------------------------------------------
+
+function isModule(file) {
+  if (file.endsWith('.mjs')) return true;
+  if (file.endsWith('.cjs')) return false;
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg)) {
+      try {
+        return JSON.parse(fs.readFileSync(pkg, 'utf8')).type === 'module';
+      } catch {
+        return false;
+      }
+    }
+    if (path.dirname(dir) === dir) return false;
+  }
+}
+
+async function loadProject(source, main) {
+  const file = path.join(path.resolve(source), main);
+  if (!fs.existsSync(file)) {
+    const err = new Error(`the project has no ${main} (looked in ${source})`);
+    err.name = 'FileNotFoundError';
+    throw err;
+  }
+  const functions = new Map();
+  if (isModule(file)) {
+    const ns = await import(pathToFileURL(file).href);
+    for (const name of Object.keys(ns)) {
+      if (name !== 'default' && typeof ns[name] === 'function') functions.set(name, ns[name]);
+    }
+  } else {
+    const exported = createRequire(file)(file);
+    if (exported && (typeof exported === 'object' || typeof exported === 'function')) {
+      for (const name of Object.keys(exported)) {
+        if (typeof exported[name] === 'function') functions.set(name, exported[name]);
+      }
+    }
+  }
+  return functions;
+}
+
+// --- errors -----------------------------------------------------------------
+
+function isMachinery(line) {
+  return line.includes(HARNESS_DIR) || line.includes(HARNESS_URL)
+    || /\(node:|at node:|\(<anonymous>\)/.test(line);
+}
+
+// The stack without harness and node-internal frames; header lines (message,
+// the code excerpt of a SyntaxError, "Require stack") are kept.
+function userStack(stack) {
+  if (typeof stack !== 'string') return '';
+  return stack.split('\n')
+    .filter((line) => !(line.startsWith('    at ') && isMachinery(line)))
+    .join('\n');
+}
+
+function errorInfo(err) {
+  if (err !== null && typeof err === 'object' && 'message' in err) {
+    const info = {
+      type: String(err.name || err.constructor?.name || 'Error'),
+      message: String(err.message),
+      traceback: userStack(err.stack),
+    };
+    if (typeof err.code === 'string') info.code = err.code;
+    return info;
+  }
+  return { type: 'Error', message: `non-error value thrown: ${String(err)}`, traceback: '' };
+}
+
+const harnessError = (type, message) => ({ type, message, traceback: '' });
+
+// --- output capture ---------------------------------------------------------
+
+class Capture {
+  constructor(limit) {
+    this.limit = limit;
+    this.current = null;
+    for (const [name, stream] of [['stdout', process.stdout], ['stderr', process.stderr]]) {
+      const original = stream.write.bind(stream);
+      stream.write = (chunk, encoding, callback) => {
+        if (!this.current) return original(chunk, encoding, callback);
+        this.take(this.current[name], chunk, encoding);
+        const done = typeof encoding === 'function' ? encoding : callback;
+        if (typeof done === 'function') process.nextTick(done);
+        return true;
+      };
+    }
+  }
+
+  take(sink, chunk, encoding) {
+    const data = typeof chunk === 'string'
+      ? Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8')
+      : Buffer.from(chunk);
+    const room = Math.max(0, this.limit - sink.kept);
+    if (room > 0) sink.parts.push(data.subarray(0, room));
+    sink.kept += Math.min(room, data.length);
+    sink.dropped += Math.max(0, data.length - room);
+  }
+
+  start() {
+    const sink = () => ({ parts: [], kept: 0, dropped: 0 });
+    this.current = { stdout: sink(), stderr: sink() };
+  }
+
+  stop() {
+    const { stdout, stderr } = this.current;
+    this.current = null;
+    const text = (s) => Buffer.concat(s.parts).toString('utf8')
+      + (s.dropped ? MARKER.replace('{dropped}', String(s.dropped)) : '');
+    return { stdout: text(stdout), stderr: text(stderr), truncated: !!(stdout.dropped || stderr.dropped) };
+  }
+}
+
+// --- frames -----------------------------------------------------------------
+
+function encode(message) {
+  const body = Buffer.from(JSON.stringify(message), 'utf8');
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(body.length);
+  return Buffer.concat([header, body]);
+}
+
+class FrameDecoder {
+  constructor(maxFrame) {
+    this.maxFrame = maxFrame;
+    this.buf = Buffer.alloc(0);
+  }
+
+  feed(chunk) {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const out = [];
+    while (this.buf.length >= 4) {
+      const size = this.buf.readUInt32BE(0);
+      if (size < 2 || size > this.maxFrame) {
+        throw new Error(`frame of ${size} bytes (allowed 2..${this.maxFrame})`);
+      }
+      if (this.buf.length < 4 + size) break;
+      const message = JSON.parse(this.buf.subarray(4, 4 + size).toString('utf8'));
+      this.buf = this.buf.subarray(4 + size);
+      if (message === null || typeof message !== 'object' || typeof message.t !== 'string') {
+        throw new Error("frame is not a JSON object with a string 't'");
+      }
+      out.push(message);
+    }
+    return out;
+  }
+}
+
+// --- calls ------------------------------------------------------------------
+
+// JSON.stringify silently turns these into null or drops them: refuse instead.
+function strictJson(key, value) {
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    throw new TypeError(`${value} is not a JSON number${key ? ` (at key "${key}")` : ''}`);
+  }
+  if (typeof value === 'function' || typeof value === 'symbol') {
+    throw new TypeError(`a ${typeof value} is not JSON${key ? ` (at key "${key}")` : ''}`);
+  }
+  return value;
+}
+
+class Worker {
+  constructor(functions, args) {
+    this.functions = functions;
+    this.maxFrame = args.maxFrame;
+    this.capture = new Capture(args.maxOutput);
+  }
+
+  async handle(message) {
+    if (message.t === 'ping') return encode({ t: 'pong', id: message.id ?? null, pid: process.pid });
+    if (message.t === 'call') return this.call(message);
+    process.stderr.write(`scriptd worker: unknown frame ${JSON.stringify(message.t)}\n`);
+    return null;
+  }
+
+  async call(message) {
+    const name = message.function;
+    const result = { t: 'result', id: message.id ?? null };
+    const fn = typeof name === 'string' && this.functions.has(name) ? this.functions.get(name) : null;
+    this.capture.start();
+    const wall0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    try {
+      if (!fn) {
+        const known = [...this.functions.keys()].join(', ') || 'none';
+        result.error = harnessError('FunctionNotFound',
+          `main.js has no function ${JSON.stringify(name)} (has: ${known})`);
+      } else {
+        const value = await fn(message.payload === undefined ? {} : message.payload);
+        result.value = value === undefined ? null : value;
+      }
+    } catch (err) {
+      result.error = errorInfo(err);
+    }
+    const cpu = process.cpuUsage(cpu0);
+    Object.assign(result, { ok: !result.error }, this.capture.stop(), {
+      cpu_ms: Math.round((cpu.user + cpu.system)) / 1000,
+      wall_ms: Math.round((performance.now() - wall0) * 1000) / 1000,
+    });
+    return this.encodeResult(result, name);
+  }
+
+  encodeResult(result, name) {
+    let frame;
+    try {
+      frame = Buffer.from(JSON.stringify(result, strictJson), 'utf8');
+    } catch (err) {
+      delete result.value;
+      result.ok = false;
+      result.error = harnessError('SerializationError',
+        `the value returned by ${name}() is not JSON: ${err.message}`);
+      frame = Buffer.from(JSON.stringify(result), 'utf8');
+    }
+    if (frame.length > this.maxFrame) {
+      const size = frame.length;
+      delete result.value;
+      result.ok = false;
+      result.error = harnessError('ResultTooLarge',
+        `the result of ${name}() is ${size} bytes as JSON, over the ${this.maxFrame} allowed`);
+      frame = Buffer.from(JSON.stringify(result), 'utf8');
+    }
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(frame.length);
+    return Buffer.concat([header, frame]);
+  }
+
+  // Frames are handled one at a time, in order, like the Python worker.
+  serve(fd) {
+    const sock = new net.Socket({ fd, readable: true, writable: true });
+    const decoder = new FrameDecoder(this.maxFrame);
+    let chain = Promise.resolve();
+    sock.on('data', (chunk) => {
+      let messages;
+      try {
+        messages = decoder.feed(chunk);
+      } catch (err) {
+        process.stderr.write(`scriptd worker: ${err.message}\n`);
+        process.exit(2);
+      }
+      for (const message of messages) {
+        chain = chain.then(() => this.handle(message)).then((reply) => {
+          if (reply) sock.write(reply);
+        });
+      }
+    });
+    sock.on('end', () => chain.then(() => process.exit(0)));
+    sock.on('error', () => process.exit(0));
+  }
+}
+
+function writeStatus(fd, message) {
+  fs.writeSync(fd, `${JSON.stringify(message)}\n`);
+  fs.closeSync(fd);
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const t0 = performance.now();
+  let functions;
+  try {
+    functions = await loadProject(args.source, args.main);
+  } catch (err) {
+    writeStatus(args.statusFd, { t: 'load_error', error: errorInfo(err) });
+    process.exit(LOAD_ERROR_EXIT);
+  }
+  writeStatus(args.statusFd, {
+    t: 'ready',
+    pid: process.pid,
+    functions: [...functions.keys()],
+    load_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+    version: process.versions.node,
+  });
+  new Worker(functions, args).serve(args.fd);
+}
+
+main();
