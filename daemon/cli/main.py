@@ -4,6 +4,7 @@ where every error becomes `scriptctl: error: ...` and an exit code."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -71,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx.err.write(f"\n{PROG}: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # `scriptctl list | head`: the reader went away, nothing left to say.
+        # `scriptctl list | head`: the reader went away, nothing left to say; point
+        # stdout at /dev/null so that the flush at exit does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
         # A local file problem that no command turned into a sentence of its own.

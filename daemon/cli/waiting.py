@@ -11,7 +11,7 @@ from typing import Any
 
 from daemon.cli.client import path_of
 from daemon.cli.context import Context
-from daemon.cli.errors import CliError
+from daemon.cli.errors import EXIT_INTERRUPTED, CliError
 from daemon.cli.output import Ticker
 
 POLL_S = 0.5
@@ -33,6 +33,11 @@ def wait_for_deploy(ctx: Context, script: dict[str, Any]) -> dict[str, Any]:
                 break
             time.sleep(POLL_S)
             script = ctx.client.get(path_of("v1", "scripts", name))
+    except KeyboardInterrupt:
+        raise CliError(
+            f"stopped following {name}; the deploy goes on in scriptd (see: scriptctl show {name})",
+            exit_code=EXIT_INTERRUPTED,
+        ) from None
     finally:
         ticker.close()
     _check_outcome(ctx, script, _find_version(script, number))
