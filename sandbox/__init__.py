@@ -1,0 +1,19 @@
+"""sandbox: start a process tree isolated by namespaces, cgroups, a fresh root,
+dropped privileges, rlimits and seccomp. Knows nothing about scripts.
+
+    root = CgroupRoot.create("scriptd")
+    box = start(SandboxSpec(argv=("python3", "-c", "print(1)"), env={"PATH": "/usr/bin"},
+                            name="demo"), root)
+    exit = await box.wait(); box.cleanup()
+"""
+
+from .cgroups import CgroupRoot
+from .handle import Exit, Sandbox, Usage
+from .launcher import start
+from .mounts import system_binds
+from .spec import Bind, Rlimits, SandboxError, SandboxSpec, Tmpfs
+
+__all__ = [
+    "Bind", "CgroupRoot", "Exit", "Rlimits", "Sandbox", "SandboxError", "SandboxSpec",
+    "Tmpfs", "Usage", "start", "system_binds",
+]

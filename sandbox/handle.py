@@ -1,0 +1,127 @@
+"""A running sandbox: its pid, an event-loop-friendly wait, kill, usage and cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import threading
+from dataclasses import dataclass
+
+from . import libc
+from .cgroups import SandboxCgroup
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu_seconds: float  # user + system CPU of the whole tree
+    memory_bytes: int  # memory charged to the tree now (bytes)
+    memory_peak_bytes: int  # highest memory charge seen by the cgroup (bytes)
+    oom_kills: int  # processes the kernel killed for exceeding memory_bytes
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int | None  # exit status of pid 1 if it exited
+    signal: int | None  # signal that killed pid 1, if any
+    oom: bool  # the cgroup hit its memory limit and the kernel killed a process
+    killed: bool  # Sandbox.kill() was called
+    reason: str  # one line for people: "exit code 0", "out of memory", ...
+    usage: Usage | None = None  # usage at exit
+
+
+def classify(code: int | None, sig: int | None, oom: bool, killed: bool) -> str:
+    if killed:
+        return "killed on request"
+    if oom:
+        return "out of memory"
+    if sig is not None:
+        return f"killed by signal {signal.Signals(sig).name}"
+    return f"exit code {code}"
+
+
+class Sandbox:
+    """Handle of one started sandbox. Its pid 1 is a child of this process."""
+
+    def __init__(self, pid: int, pidfd: int, cgroup: SandboxCgroup, name: str):
+        self.pid = pid  # host pid of the sandbox's pid 1
+        self.name = name
+        self.cgroup = cgroup
+        self._pidfd = pidfd
+        self._killed = False
+        self._exit: Exit | None = None
+        self._final_usage: Usage | None = None
+        self._lock = threading.Lock()
+        self._cleaned = False
+
+    @property
+    def exit(self) -> Exit | None:
+        return self._exit
+
+    async def wait(self) -> Exit:
+        """Wait for pid 1 to exit (the kernel then kills the rest of the tree)."""
+        if self._exit is not None:
+            return self._exit
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(self._pidfd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self._pidfd)
+        return self._reap()
+
+    def wait_blocking(self, timeout: float | None = None) -> Exit | None:
+        """For threads and CLIs: the Exit, or None if still running after `timeout` s."""
+        if self._exit is None:
+            readable, _, _ = select.select([self._pidfd], [], [], timeout)
+            if not readable:
+                return None
+        return self._reap()
+
+    def _reap(self) -> Exit:
+        with self._lock:
+            if self._exit is not None:
+                return self._exit
+            info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED)
+            assert info is not None
+            code = info.si_status if info.si_code == os.CLD_EXITED else None
+            sig = None if code is not None else info.si_status
+            self.cgroup.kill()  # nothing should be left; be sure
+            usage = self.usage()
+            oom = usage.oom_kills > 0
+            self._exit = Exit(code, sig, oom, self._killed, classify(code, sig, oom, self._killed), usage)
+            return self._exit
+
+    def kill(self) -> None:
+        """SIGKILL the whole tree: pid 1 (its namespace dies with it) and the cgroup."""
+        if self._exit is not None:
+            return
+        self._killed = True
+        try:
+            libc.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.cgroup.kill()
+
+    def usage(self) -> Usage:
+        if self._final_usage is not None:
+            return self._final_usage
+        now, peak = self.cgroup.memory()
+        return Usage(self.cgroup.cpu_seconds(), now, peak, self.cgroup.oom_kills())
+
+    def cleanup(self) -> None:
+        """Kill anything left, reap pid 1 and remove the cgroups. Idempotent."""
+        if self._cleaned:
+            return
+        if self._exit is None:
+            self.kill()
+            self.wait_blocking()
+        self._final_usage = self.usage()
+        self.cgroup.remove()
+        os.close(self._pidfd)
+        self._cleaned = True
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.name} pid={self.pid} exit={self._exit}>"
