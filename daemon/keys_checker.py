@@ -83,7 +83,7 @@ class KeyRefused:
 
 
 KeyCheck = KeyOk | KeyRefused
-_OVERLOADED = KeyRefused(Refusal.THROTTLED, retry_after=1.0)
+_OVERLOAD_RETRY_S = 1.0  # when max_pending_verifies are already queued
 
 
 def _digest(token: str) -> bytes:
@@ -194,7 +194,7 @@ class KeyChecker:
             return await self._join(digest, bucket)
         if len(self._inflight) >= self._max_pending:
             self.stats["overloaded"] += 1
-            return self._refuse(Refusal.THROTTLED, _OVERLOADED.retry_after)
+            return self._refuse(Refusal.THROTTLED, _OVERLOAD_RETRY_S)
         # Charge the bucket before argon2 (the verify refunds it on success), so a
         # burst of concurrent guesses from one client cannot all start a verify.
         self._throttle.record_failure(bucket)

@@ -333,6 +333,18 @@ async def test_a_cancelled_caller_does_not_stop_the_shared_verify(
     assert spy.calls == 1
 
 
+async def test_defaults_use_the_real_argon2(minted: list[MintedKey]) -> None:
+    store = FakeStore()
+    header = store.add(minted[0])
+    checker = KeyChecker(store.get)
+    try:
+        assert isinstance(await checker.check(header, CLIENT), KeyOk)
+        refused = await checker.check(wrong_secret(store.add(minted[1])), CLIENT)
+        assert refused == KeyRefused(Refusal.WRONG_SECRET)
+    finally:
+        checker.close()
+
+
 async def test_async_lookup_is_supported(spy: VerifySpy, minted: list[MintedKey]) -> None:
     store = FakeStore()
     header = store.add(minted[0])
