@@ -17,6 +17,7 @@
 // or native addons straight to fd 1/2 are not captured.
 // Standard library only.
 
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -116,6 +117,35 @@ function errorInfo(err) {
     return info;
   }
   return { type: 'Error', message: `non-error value thrown: ${String(err)}`, traceback: '' };
+}
+
+// An ES module that fails to parse gives a SyntaxError without file or line
+// (node prints them only when it dies of it). Find the file with `node --check`,
+// main first: this runs only on the way to a load error.
+function locateSyntaxError(source, main) {
+  const files = [path.join(source, main)];
+  const walk = (dir) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (files.length >= 50 || entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (/\.m?js$/.test(entry.name) && !files.includes(full)) files.push(full);
+    }
+  };
+  try {
+    walk(source);
+  } catch {
+    // an unreadable folder: check what we found
+  }
+  for (const file of files) {
+    const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 5000 });
+    if (check.status !== 0 && check.stderr) {
+      const lines = check.stderr.split('\n');
+      const end = lines.findIndex((line) => line.startsWith('SyntaxError'));
+      return lines.slice(0, end < 0 ? lines.length : end).join('\n').trimEnd();
+    }
+  }
+  return null;
 }
 
 const harnessError = (type, message) => ({ type, message, traceback: '' });
@@ -311,7 +341,12 @@ async function main() {
   try {
     functions = await loadProject(args.source, args.main);
   } catch (err) {
-    writeStatus(args.statusFd, { t: 'load_error', error: errorInfo(err) });
+    const error = errorInfo(err);
+    if (error.type === 'SyntaxError' && !error.traceback.includes(path.resolve(args.source))) {
+      const where = locateSyntaxError(path.resolve(args.source), args.main);
+      if (where) error.traceback = `${where}\n${error.traceback}`;
+    }
+    writeStatus(args.statusFd, { t: 'load_error', error });
     process.exit(LOAD_ERROR_EXIT);
   }
   writeStatus(args.statusFd, {
