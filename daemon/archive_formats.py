@@ -191,7 +191,9 @@ def _zip_entries(path: Path, limits: ArchiveLimits) -> Iterator[RawEntry]:
 
 def _zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> RawEntry:
     name, valid = _zip_name(info)
-    mode = info.external_attr >> 16
+    # Only unix-made zips carry a file type in the high word; anything else is
+    # written as a regular file by us anyway, so nothing can hide there.
+    mode = info.external_attr >> 16 if info.create_system == 3 else 0
     kind = _kind_from_mode(mode)
     if kind == "file" and (info.is_dir() or name.endswith("/")):
         kind = "dir"
@@ -213,7 +215,7 @@ def _zip_name(info: zipfile.ZipInfo) -> tuple[str, bool]:
 
 
 def _kind_from_mode(mode: int) -> EntryKind:
-    if mode == 0 or stat.S_ISREG(mode):
+    if stat.S_IFMT(mode) == 0 or stat.S_ISREG(mode):  # permission bits only: no type
         return "file"
     if stat.S_ISDIR(mode):
         return "dir"
