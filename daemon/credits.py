@@ -150,17 +150,29 @@ def admission(
     )
 
 
+def low_threshold(allocation: int, setting: str) -> int:
+    """The low-balance threshold in micro-credits: "10%" of the allocation, or "2.5" credits."""
+    text = setting.strip()
+    try:
+        if text.endswith("%"):
+            return int(Decimal(allocation) * Decimal(text[:-1]) / 100)
+        return to_micro(text)
+    except ArithmeticError as e:
+        raise ValueError(f"low_balance is like '10%' or '2.5' (credits), not {setting!r}") from e
+
+
 AccountCallback = Callable[[Account], Awaitable[None]]
 
 
 class Meter:
     """Accrues every running replica into the ledger every `interval_s` seconds.
 
-    `running()` lists the replicas that cost now. Call `settle(replica, ended_ms)` when a
-    replica stops, so its last seconds are charged too. `on_low(account)` fires once when
-    the balance crosses `low_threshold` (micro-credits) downwards; `on_exhausted(account)`
-    fires when a tick ends at or below zero with replicas running, once until the balance
-    is positive again (the lead's callback undeploys and notifies).
+    `running()` lists the replicas that cost now. When a replica stops, take it out of
+    that list, then call `settle(replica, ended_ms)` so its last seconds are charged too.
+    `on_low(account)` fires once when the balance crosses the `low_balance` setting ("10%"
+    of the allocation or "2.5" credits) downwards; `on_exhausted(account)` fires when a
+    tick ends at or below zero with replicas running, once until the balance is positive
+    again (the lead's callback undeploys and notifies).
     """
 
     def __init__(
@@ -169,18 +181,20 @@ class Meter:
         ledger: Ledger,
         on_low: AccountCallback,
         on_exhausted: AccountCallback,
-        low_threshold: int,
+        low_balance: str = "10%",
         interval_s: float = 5.0,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
+        low_threshold(0, low_balance)  # a bad setting fails here, at start-up
         self._running = running
         self._ledger = ledger
         self._on_low = on_low
         self._on_exhausted = on_exhausted
-        self._low_threshold = low_threshold
+        self._low_balance = low_balance
         self._interval_s = interval_s
         self._clock_ms = clock_ms
         self._marks: dict[str, int] = {}  # replica id -> high-water mark (unix ms)
+        self._settled: set[str] = set()  # stopped, charged up to their end: never again
         self._exhausted_told = False
         self._lock = asyncio.Lock()  # step and settle must not charge the same period twice
 
@@ -197,22 +211,25 @@ class Meter:
 
     async def step(self) -> Charge | None:
         """Charge every running replica up to now."""
-        replicas = await self._running()
         async with self._lock:
-            now = self._clock_ms()
-            charge = await self._charge(replicas, now)
-            # Replicas gone without settle(): their marks are not needed any more.
+            listed = await self._running()
+            # A settled id is remembered only while the pool still lists it.
+            self._settled &= {r.replica_id for r in listed}
+            replicas = [r for r in listed if r.replica_id not in self._settled]
+            charge = await self._charge(replicas, self._clock_ms())
             live = {r.replica_id for r in replicas}
+            # Gone without settle(): their last seconds are lost, and their marks not needed.
             self._marks = {k: v for k, v in self._marks.items() if k in live}
         if charge is not None:
             await self._after(charge, bool(replicas))
         return charge
 
     async def settle(self, replica: RunningReplica, ended_ms: int) -> Charge | None:
-        """Charge a stopped replica up to when it stopped, and forget it."""
+        """Charge a stopped replica up to when it stopped, and never again."""
         async with self._lock:
             charge = await self._charge([replica], ended_ms)
             self._marks.pop(replica.replica_id, None)
+            self._settled.add(replica.replica_id)
         if charge is not None:
             await self._after(charge, False)
         return charge
@@ -234,7 +251,7 @@ class Meter:
 
     async def _after(self, charge: Charge, running: bool) -> None:
         before, after = charge.before.balance, charge.after.balance
-        if before > self._low_threshold >= after > 0:
+        if before > low_threshold(charge.after.allocation, self._low_balance) >= after > 0:
             await self._on_low(charge.after)
         if after > 0:
             self._exhausted_told = False

@@ -29,6 +29,7 @@ from daemon.credits import (
     cost_between,
     entries_for,
     format_credits,
+    low_threshold,
     to_micro,
 )
 
@@ -145,6 +146,19 @@ def test_entries_split_at_wall_clock_hours() -> None:
     assert sum(e.amount for e in es) == accrued(T0, T0 + 1_000 + HOUR_MS + 5, ONE)
 
 
+@pytest.mark.parametrize(
+    ("setting", "micro"),
+    [("10%", to_micro(10)), ("2.5", to_micro("2.5")), (" 0.5 % ", to_micro("0.5"))],
+)
+def test_low_threshold_setting(setting: str, micro: int) -> None:
+    assert low_threshold(to_micro(100), setting) == micro
+
+
+def test_a_bad_low_balance_setting_fails_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="low_balance"):
+        Harness(tmp_path / "db", [], allocation=0, low="ten")
+
+
 def test_admission() -> None:
     rich = Account(allocation=to_micro(10), balance=to_micro(1))
     assert admission(rich, "1vcpu-2gb", ONE, 2).ok
@@ -167,14 +181,14 @@ class Clock:
 
 class Harness:
     def __init__(self, path: Path, replicas: list[RunningReplica], allocation: int | None,
-                 low: int = 0) -> None:  # fmt: skip
+                 low: str = "0") -> None:  # fmt: skip
         self.ledger = SqliteLedger(path, allocation)
         self.replicas = replicas
         self.clock = Clock(T0)
         self.lows: list[Account] = []
         self.exhausted: list[Account] = []
-        self.meter = Meter(self._running, self.ledger, self._low, self._exhausted, low,
-                           clock_ms=self.clock)  # fmt: skip
+        self.meter = Meter(self._running, self.ledger, self._low, self._exhausted,
+                           low_balance=low, clock_ms=self.clock)  # fmt: skip
 
     async def _running(self) -> list[RunningReplica]:
         return list(self.replicas)
@@ -237,6 +251,16 @@ async def test_settle_charges_up_to_the_stop(tmp_path: Path) -> None:
     assert h.ledger.account().balance == to_micro(1) - accrued(T0, T0 + 17_250, ONE)
 
 
+async def test_settle_before_the_pool_unlists_the_replica(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "db", [replica()], allocation=to_micro(1))
+    await h.ticks(2, 5_000)
+    await h.meter.settle(replica(), T0 + 12_000)  # still listed by running() for a while
+    await h.ticks(2, 5_000)
+    h.replicas.clear()
+    await h.ticks(1, 5_000)
+    assert h.ledger.account().balance == to_micro(1) - accrued(T0, T0 + 12_000, ONE)
+
+
 async def test_clock_going_back_charges_nothing(tmp_path: Path) -> None:
     h = Harness(tmp_path / "db", [replica()], allocation=to_micro(1))
     await h.ticks(2, 5_000)
@@ -248,7 +272,7 @@ async def test_clock_going_back_charges_nothing(tmp_path: Path) -> None:
 async def test_low_balance_then_exhausted_fire_once_each(tmp_path: Path) -> None:
     # 4 replicas of 0.288 credits/h burn 0.32 uc/ms: 0.02 credits last about 62.5 s.
     rs = [replica(f"r{i}", rate=to_micro("0.288")) for i in range(4)]
-    h = Harness(tmp_path / "db", rs, allocation=to_micro("0.02"), low=to_micro("0.01"))
+    h = Harness(tmp_path / "db", rs, allocation=to_micro("0.02"), low="50%")
     await h.ticks(6, 5_000)
     assert h.lows == [] and h.exhausted == []
     await h.ticks(2, 5_000)  # crosses 0.01 at 31.25 s
