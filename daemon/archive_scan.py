@@ -50,24 +50,14 @@ class ScanResult:
     complete: bool = False  # the whole archive was read (no fatal error)
 
 
-class KeepSink:
-    """Validation sink: keeps the root files the project checks need, drops the rest."""
-
-    def __init__(self, result: ScanResult) -> None:
-        self._result = result
+class NullSink:
+    """Validation sink: writes nothing (the scan itself keeps the root files it needs)."""
 
     def directory(self, path: str) -> None:
         pass
 
     def file(self, path: str, chunks: Iterator[bytes]) -> None:
-        if path not in KEPT_NAMES:
-            return
-        buf = bytearray()
-        for chunk in chunks:
-            if len(buf) + len(chunk) > KEEP_MAX:
-                return  # too big to parse; the project checks warn about it
-            buf += chunk
-        self._result.kept[path] = bytes(buf)
+        pass
 
 
 def scan(path: Path, limits: ArchiveLimits, sink: Sink | None = None) -> ScanResult:
@@ -91,7 +81,7 @@ def scan(path: Path, limits: ArchiveLimits, sink: Sink | None = None) -> ScanRes
         result.format = detect_format(path)
         for entry in iter_entries(path, result.format, limits):
             result.entries += 1
-            _scan_entry(entry, result, limits, sink or KeepSink(result))
+            _scan_entry(entry, result, limits, sink or NullSink())
         result.complete = True
     except FormatError as e:
         out.error(e.code, e.message, "archive", e.fix)
@@ -125,7 +115,7 @@ def _scan_entry(entry: RawEntry, result: ScanResult, limits: ArchiveLimits, sink
         _file_too_large(entry, entry.declared_size, limits, out)
         raise BudgetExceeded(per_file=True)
     if out.has_errors():
-        sink = KeepSink(result)  # never write once anything is wrong; keep counting
+        sink = NullSink()  # never write once anything is wrong; keep counting
     assert entry.open is not None
     try:
         stream = entry.open()
@@ -140,6 +130,8 @@ def _scan_entry(entry: RawEntry, result: ScanResult, limits: ArchiveLimits, sink
         return
     with stream:
         chunks = _budgeted(stream, entry, result, limits)
+        if clean in KEPT_NAMES:
+            chunks = _keep(chunks, clean, result)
         sink.file(clean, chunks)
         for _ in chunks:  # drain: every byte is counted and the CRC checked
             pass
@@ -173,3 +165,14 @@ def _file_too_large(entry: RawEntry, size: int, limits: ArchiveLimits, out: Find
         where,
         "Leave large data files out of the project; read them at run time instead.",
     )
+
+
+def _keep(chunks: Iterator[bytes], path: str, result: ScanResult) -> Iterator[bytes]:
+    """Passes chunks through, keeping a copy of the file if it is small enough to check."""
+    buf = bytearray()
+    for chunk in chunks:
+        if len(buf) <= KEEP_MAX:
+            buf += chunk
+        yield chunk
+    if len(buf) <= KEEP_MAX:
+        result.kept[path] = bytes(buf)

@@ -54,8 +54,15 @@ def test_javascript_project(tmp_path: Path) -> None:
 
 def test_to_json_has_every_field(tmp_path: Path) -> None:
     doc = check(tmp_path, [E("main.py", b"  \n")]).to_json()
-    assert set(doc) == {"ok", "language", "errors", "warnings", "functions", "entries",
-                        "unpacked_bytes"}
+    assert set(doc) == {
+        "ok",
+        "language",
+        "errors",
+        "warnings",
+        "functions",
+        "entries",
+        "unpacked_bytes",
+    }
     assert set(doc["errors"][0]) == {"level", "code", "message", "where", "fix"}
 
 
@@ -66,8 +73,12 @@ def test_missing_main(tmp_path: Path) -> None:
 
 
 def test_project_zipped_inside_a_folder_is_named_as_such(tmp_path: Path) -> None:
-    entries = [E("myproj/", None), E("myproj/main.py", PY_MAIN), E("myproj/lib/x.py", b""),
-               E("__MACOSX/myproj/._main.py", b"junk")]
+    entries = [
+        E("myproj/", None),
+        E("myproj/main.py", PY_MAIN),
+        E("myproj/lib/x.py", b""),
+        E("__MACOSX/myproj/._main.py", b"junk"),
+    ]
     report = check(tmp_path, entries)
     assert codes(report) == ["project_in_folder"]
     err = report.errors[0]
@@ -96,9 +107,11 @@ def test_python_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 
 def test_requirements_checked_line_by_line(tmp_path: Path) -> None:
-    reqs = (b"# comment\nrequests==2.32.3\nnumpy>=1.26 ; python_version >= '3.9'\n"
-            b"pkg[extra]~=1.0 \\\n  --hash=sha256:abc\nname @ https://example.org/x.whl\n"
-            b"--index-url https://example.org/simple\nbad line !!\nrequests\n")
+    reqs = (
+        b"# comment\nrequests==2.32.3\nnumpy>=1.26 ; python_version >= '3.9'\n"
+        b"pkg[extra]~=1.0 \\\n  --hash=sha256:abc\nname @ https://example.org/x.whl\n"
+        b"--index-url https://example.org/simple\nbad line !!\nrequests\n"
+    )
     report = check(tmp_path, py_project(**{"requirements.txt": reqs}))
     assert codes(report) == ["requirements_invalid"]
     assert report.errors[0].where == "requirements.txt:8"
@@ -129,8 +142,12 @@ def test_every_finding_reported_at_once(tmp_path: Path) -> None:
         E("node_modules/", None),
     ]
     report = check(tmp_path, entries)
-    assert set(codes(report)) == {"syntax_error", "requirements_invalid", "link_entry",
-                                  "absolute_path"}
+    assert set(codes(report)) == {
+        "syntax_error",
+        "requirements_invalid",
+        "link_entry",
+        "absolute_path",
+    }
     assert warn_codes(report) == ["bundled_dependencies"]
     assert not report.ok
 
