@@ -221,7 +221,7 @@ class Store:
             self._db.execute(sql, tuple(cols.values()))
             version_id = self._db.last_insert_rowid()
             self._insert_event(script.id, event)
-        return self._version_by_id(version_id)
+        return self.get_version_by_id(version_id)
 
     def save_version(
         self, version: Version, script: Script | None = None, event: Event | None = None
@@ -241,9 +241,9 @@ class Store:
             raise Conflict(
                 f"another version of this script is already named {version.display_name!r}"
             ) from None
-        return self._version_by_id(version.id)
+        return self.get_version_by_id(version.id)
 
-    def _version_by_id(self, version_id: int) -> Version:
+    def get_version_by_id(self, version_id: int) -> Version:
         with self._lock:
             return _version(self._one("SELECT * FROM versions WHERE id=?", (version_id,)))
 

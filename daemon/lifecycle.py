@@ -1,0 +1,373 @@
+"""The script lifecycle: every action of DESIGN.md's status table.
+
+`Lifecycle` takes typed calls from the admin API (actor = the caller's user
+name, body = the checked JSON object) and returns store objects. An action the
+script's status does not allow raises Conflict naming the status and what it
+allows. Checks all happen before the first write, so a refused action changes
+nothing. Actions on one script are serialised by its lock; a deploy runs as a
+task (daemon/deployer.py) and at most one runs per script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any
+
+from daemon import inputs
+from daemon.deployer import INTERRUPTED, Context, Deployer
+from daemon.errors import BuildError, Conflict, InvalidArchive, NotFound
+from daemon.files import UploadInfo
+from daemon.models import (
+    DEPLOYED,
+    DEPLOYING,
+    DRAFT,
+    FAILED,
+    READY,
+    V_DEPLOYING,
+    V_UNDEPLOYED,
+    ArchiveRef,
+    Event,
+    Script,
+    Version,
+    now_iso,
+)
+from daemon.runner import RunnerError
+from daemon.views import snapshot
+
+log = logging.getLogger(__name__)
+
+# status -> the actions it allows (DESIGN.md), for refusals that say what is possible.
+ALLOWS: dict[str, tuple[str, ...]] = {
+    DRAFT: ("update", "export", "delete", "deploy"),
+    DEPLOYING: ("export", "delete (cancels the deploy)", "rename-version"),
+    READY: ("update", "export", "delete", "deploy", "rename-version"),
+    DEPLOYED: ("export", "redeploy", "undeploy", "rename-version"),
+    FAILED: ("update", "export", "delete", "deploy", "rename-version"),
+}
+REDEPLOY_FIELDS = frozenset(
+    {"description", "archive_id", "env", "timeout_s"}
+    | {"min_replicas", "max_replicas", "cpu_target", "profile"}
+)
+
+
+def refuse(script: Script, action: str, hint: str = "") -> Conflict:
+    allowed = ", ".join(ALLOWS[script.status])
+    extra = f" ({hint})" if hint else ""
+    return Conflict(
+        f"cannot {action} script {script.name!r}: it is {script.status}{extra}; "
+        f"{script.status} allows: {allowed}",
+        status=script.status,
+        allowed=list(ALLOWS[script.status]),
+    )
+
+
+class Lifecycle:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.deployer = Deployer(ctx)
+
+    # --- reading -------------------------------------------------------------------
+
+    async def get(self, name: str) -> Script:
+        script = await self.ctx.db(self.ctx.store.get_script, name)
+        if script is None:
+            raise NotFound(f"no script named {name!r}")
+        return script
+
+    async def scripts(self, search: str | None) -> list[Script]:
+        return await self.ctx.db(self.ctx.store.list_scripts, search)
+
+    async def deployment(self, script: Script) -> Version | None:
+        """The newest version (the deploy in progress, or the last one)."""
+        versions = await self.ctx.db(self.ctx.store.list_versions, script.id)
+        return versions[0] if versions else None
+
+    async def history(self, name: str) -> tuple[list[Version], list[Event]]:
+        script = await self.get(name)
+        versions = await self.ctx.db(self.ctx.store.list_versions, script.id)
+        return versions, await self.ctx.db(self.ctx.store.list_events, script.id)
+
+    async def version(self, name: str, number: int) -> tuple[Script, Version]:
+        script = await self.get(name)
+        v = await self.ctx.db(self.ctx.store.get_version, script.id, number)
+        if v is None:
+            raise NotFound(f"script {name!r} has no version {number}")
+        return script, v
+
+    # --- archives ------------------------------------------------------------------
+
+    async def validate(self, archive_id: str, language: str | None) -> Any:
+        from daemon.archive import validate_archive
+
+        upload = await self._upload(archive_id)
+        limits = self.ctx.config.archive_limits()
+        return await self.ctx.db(validate_archive, upload.path, language, limits)
+
+    async def _upload(self, archive_id: str) -> UploadInfo:
+        upload = await self.ctx.db(self.ctx.state.find_upload, inputs.archive_id(archive_id))
+        if upload is None:
+            raise NotFound(
+                f"no uploaded archive {archive_id!r} (uploads are kept "
+                f"{self.ctx.config.upload_ttl_s} s): upload it again with POST /v1/archives"
+            )
+        return upload
+
+    async def _checked_archive(self, archive_id: str, language: str) -> tuple[ArchiveRef, Any]:
+        report = await self.validate(archive_id, language)
+        if not report.ok:
+            raise InvalidArchive(
+                f"the project archive is not valid: {report.errors[0].message}", report.to_json()
+            )
+        upload = await self._upload(archive_id)
+        return await self.ctx.db(self.ctx.state.keep_archive, upload), report
+
+    # --- create and update ---------------------------------------------------------
+
+    async def create(self, actor: str, body: dict[str, Any]) -> Script:
+        cfg = self.ctx.config
+        body = inputs.check_object(body, inputs.SCRIPT_FIELDS)
+        name = inputs.script_name(body.get("name"))
+        language = inputs.language(body.get("language"))
+        version = self._language_version(language, body.get("language_version"))
+        description = inputs.description(body.get("description", ""))
+        settings = inputs.settings(body, inputs.default_settings(cfg), cfg)
+        resources = inputs.resources(body, inputs.default_resources(cfg), cfg)
+        deploy = inputs.flag("deploy", body.get("deploy", False))
+        if "archive_id" not in body:
+            raise inputs.BadRequest("archive_id is required: upload with POST /v1/archives")
+        if await self.ctx.db(self.ctx.store.get_script, name) is not None:
+            raise Conflict(f"a script named {name!r} already exists")
+        archive, report = await self._checked_archive(body["archive_id"], language)
+        now = now_iso()
+        script = Script(
+            0, name, description, language, version, DRAFT, actor, now, now,
+            settings, resources, archive, tuple(report.functions), None,
+        )  # fmt: skip
+        event = Event(0, 0, now, "created", actor, {"archive": archive.to_json()})
+        script = await self.ctx.db(self.ctx.store.insert_script, script, event)
+        if deploy:
+            return await self.deploy(actor, name)
+        return script
+
+    def _language_version(self, language: str, wanted: object) -> str:
+        if wanted is not None and not isinstance(wanted, str):
+            raise inputs.BadRequest("language_version must be a string such as '3.11'")
+        runtime = self.ctx.catalogue.pick(language, wanted)
+        if runtime is None:
+            have = ", ".join(self.ctx.catalogue.versions(language)) or "none"
+            what = f"{language} {wanted}" if wanted else language
+            raise inputs.BadRequest(
+                f"language_version: {what} is not on this host; available: {have}",
+                field="language_version",
+            )
+        return runtime.version
+
+    async def update(self, actor: str, name: str, body: dict[str, Any]) -> Script:
+        body = inputs.check_object(body, inputs.SCRIPT_FIELDS - {"deploy"})
+        async with self.ctx.lock((await self.get(name)).id):
+            script = await self.get(name)
+            if script.status not in (DRAFT, READY, FAILED):
+                raise refuse(script, "update", "use redeploy" if script.status == DEPLOYED else "")
+            fixed = [f for f in inputs.FIXED_AFTER_DRAFT if f in body]
+            if fixed and script.status != DRAFT:
+                raise refuse(script, f"change {', '.join(fixed)} of", "only a Draft can")
+            new = await self._changed(script, body)
+            now = now_iso()
+            new = replace(new, updated_at=now)
+            event = Event(0, script.id, now, "updated", actor, {"fields": sorted(body)})
+            return await self.ctx.db(self.ctx.store.save_script, new, event)
+
+    async def _changed(self, script: Script, body: dict[str, Any]) -> Script:
+        """`script` with the changes of `body` applied (all checked; nothing written)."""
+        cfg = self.ctx.config
+        new = script
+        if "name" in body and body["name"] != script.name:
+            name = inputs.script_name(body["name"])
+            if await self.ctx.db(self.ctx.store.get_script, name) is not None:
+                raise Conflict(f"a script named {name!r} already exists")
+            new = replace(new, name=name)
+        if "language" in body:
+            new = replace(new, language=inputs.language(body["language"]))
+        if "language" in body or "language_version" in body:
+            wanted = body.get("language_version", None if "language" in body else new.language)
+            new = replace(new, language_version=self._language_version(new.language, wanted))
+        if "description" in body:
+            new = replace(new, description=inputs.description(body["description"]))
+        new = replace(
+            new,
+            settings=inputs.settings(body, new.settings, cfg),
+            resources=inputs.resources(body, new.resources, cfg),
+        )
+        if "archive_id" in body:
+            archive, report = await self._checked_archive(body["archive_id"], new.language)
+            new = replace(new, archive=archive, functions=tuple(report.functions))
+        elif new.language != script.language:
+            raise inputs.BadRequest("changing the language needs a new archive_id as well")
+        return new
+
+    # --- deploy, redeploy, undeploy ------------------------------------------------
+
+    async def deploy(self, actor: str, name: str) -> Script:
+        script = await self.get(name)
+        async with self.ctx.lock(script.id):
+            script = await self.get(name)
+            if script.status not in (DRAFT, READY, FAILED):
+                raise refuse(script, "deploy", "use redeploy" if script.status == DEPLOYED else "")
+            return await self._start_deploy(actor, script, script)
+
+    async def redeploy(self, actor: str, name: str, body: dict[str, Any]) -> Script:
+        body = inputs.check_object(body, inputs.SCRIPT_FIELDS - {"deploy"})
+        script = await self.get(name)
+        async with self.ctx.lock(script.id):
+            script = await self.get(name)
+            if script.status != DEPLOYED:
+                raise refuse(script, "redeploy", "redeploy is for Deployed scripts")
+            fixed = [f for f in inputs.FIXED_AFTER_DRAFT if f in body]
+            if fixed:
+                raise refuse(script, f"change {', '.join(fixed)} of", "never on redeploy")
+            wanted = await self._changed(script, {k: body[k] for k in REDEPLOY_FIELDS & set(body)})
+            return await self._start_deploy(actor, script, wanted)
+
+    async def _start_deploy(self, actor: str, script: Script, wanted: Script) -> Script:
+        """Record a new Deploying version built from `wanted` and start its task.
+        Called with the script's lock held; `script` is the stored row."""
+        runtime = self.ctx.catalogue.pick(wanted.language, wanted.language_version)
+        number = await self.ctx.db(self.ctx.store.next_version_number, script.id)
+        now = now_iso()
+        version = Version(
+            0, script.id, number, await self._free_display_name(script, number), V_DEPLOYING,
+            "unpacking", actor, now, None, None,
+            snapshot(wanted, runtime.path if runtime else ""),
+        )  # fmt: skip
+        deploying = replace(script, status=DEPLOYING, updated_at=now)
+        event = Event(0, script.id, now, "deploy_started", actor, {"version": number})
+        version = await self.ctx.db(self.ctx.store.begin_version, deploying, version, event)
+        task = asyncio.create_task(self.deployer.run(version), name=f"deploy-{script.name}")
+        self.ctx.tasks[script.id] = task
+        task.add_done_callback(lambda _t: self._forget(script.id, task))
+        return await self.get(script.name)
+
+    def _forget(self, script_id: int, task: asyncio.Task[None]) -> None:
+        if self.ctx.tasks.get(script_id) is task:
+            del self.ctx.tasks[script_id]
+
+    async def _free_display_name(self, script: Script, number: int) -> str:
+        taken = {v.display_name for v in await self.ctx.db(self.ctx.store.list_versions, script.id)}
+        name, n = f"{script.name}-v{number}", number
+        while name in taken:  # a user renamed an old version to this default name
+            n += 1
+            name = f"{script.name}-v{number}-{n}"
+        return name
+
+    async def undeploy(self, actor: str, name: str) -> Script:
+        script = await self.get(name)
+        async with self.ctx.lock(script.id):
+            script = await self.get(name)
+            if script.status != DEPLOYED or script.id in self.ctx.tasks:
+                raise refuse(script, "undeploy")
+            await self.ctx.runner.stop(script.name)
+            now = now_iso()
+            ready = replace(script, status=READY, current_version=None, updated_at=now)
+            event = Event(0, script.id, now, "undeployed", actor, {})
+            if script.current_version is None:
+                return await self.ctx.db(self.ctx.store.save_script, ready, event)
+            v = await self.ctx.db(self.ctx.store.get_version, script.id, script.current_version)
+            assert v is not None
+            event = replace(event, detail={"version": v.number})
+            done = replace(v, status=V_UNDEPLOYED, undeployed_by=actor, undeployed_at=now)
+            await self.ctx.db(self.ctx.store.save_version, done, ready, event)
+            return await self.get(name)
+
+    # --- delete, rename ------------------------------------------------------------
+
+    async def delete(self, actor: str, name: str) -> None:
+        script = await self.get(name)
+        async with self.ctx.lock(script.id):
+            script = await self.get(name)
+            if script.status == DEPLOYED:
+                raise refuse(script, "delete", "undeploy it first")
+            if script.status == DEPLOYING and script.current_version is not None:
+                hint = (
+                    f"a redeploy runs while v{script.current_version} serves; wait, then undeploy"
+                )
+                raise refuse(script, "delete", hint)
+            task = self.ctx.tasks.get(script.id)
+            self.ctx.deleting.add(script.id)
+        try:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            async with self.ctx.lock(script.id):
+                await self.ctx.runner.stop(script.name)
+                await self.ctx.db(self.ctx.store.delete_script, script.id)
+        finally:
+            self.ctx.deleting.discard(script.id)
+        self.ctx.locks.pop(script.id, None)
+        log.info("script %s deleted by %s", name, actor)
+        await self.ctx.db(self.ctx.state.remove_script_files, script.id)
+        await self.sweep_archives()
+
+    async def sweep_archives(self) -> None:
+        in_use = await self.ctx.db(_archives_in_use, self.ctx)
+        await self.ctx.db(self.ctx.state.sweep_archives, in_use)
+
+    async def rename_version(self, actor: str, name: str, number: int, body: Any) -> Version:
+        body = inputs.check_object(body, frozenset({"display_name"}))
+        new_name = inputs.display_name(body.get("display_name"))
+        script = await self.get(name)
+        async with self.ctx.lock(script.id):
+            script, v = await self.version(name, number)
+            now = now_iso()
+            detail = {"version": number, "from": v.display_name, "to": new_name}
+            event = Event(0, script.id, now, "version_renamed", actor, detail)
+            renamed = replace(v, display_name=new_name)
+            return await self.ctx.db(
+                self.ctx.store.save_version, renamed, replace(script, updated_at=now), event
+            )
+
+    # --- start and stop of the daemon ----------------------------------------------
+
+    async def reconcile(self) -> None:
+        """At start: versions left Deploying by a crash fail as "interrupted";
+        Deployed scripts are handed to the runner again; leftovers are swept."""
+        for v in await self.ctx.db(self.ctx.store.versions_in_status, V_DEPLOYING):
+            await self.deployer.fail(v, INTERRUPTED)
+        for script in await self.scripts(None):
+            if script.status == DEPLOYED and script.current_version is not None:
+                await self._restart(script)
+        live = {s.id for s in await self.scripts(None)}
+        await self.ctx.db(self.ctx.state.sweep_script_dirs, live)
+        await self.ctx.db(self.ctx.state.sweep_uploads, self.ctx.config.upload_ttl_s)
+        await self.sweep_archives()
+
+    async def _restart(self, script: Script) -> None:
+        """Hand a Deployed script back to the runner after a restart. A version
+        that cannot start again is logged and recorded as an event; the script
+        stays Deployed so an operator sees it and can undeploy or redeploy."""
+        assert script.current_version is not None
+        v = await self.ctx.db(self.ctx.store.get_version, script.id, script.current_version)
+        try:
+            assert v is not None
+            await self.ctx.runner.start(await self.deployer.target(v))
+        except (RunnerError, BuildError, AssertionError) as exc:
+            log.error("script %s v%s did not start again: %s", script.name, v and v.number, exc)
+            event = Event(
+                0, script.id, now_iso(), "restart_failed", "scriptd", {"reason": str(exc)}
+            )
+            await self.ctx.db(self.ctx.store.add_event, script.id, event)
+
+    async def shutdown(self) -> None:
+        """Cancel running deploys (they are recorded as interrupted)."""
+        tasks = list(self.ctx.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _archives_in_use(ctx: Context) -> set[str]:
+    paths = {s.archive.path for s in ctx.store.list_scripts(None)}
+    for s in ctx.store.list_scripts(None):
+        paths |= {v.config["archive"]["path"] for v in ctx.store.list_versions(s.id)}
+    return paths
