@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["deployed", "undeployed", "deploy_failed", "low_credits", "credits_exhausted"]
 Status = Literal["queued", "sent", "retrying", "failed"]
+Outcome = Literal["sent", "retry", "failed"]
 
 SUBJECTS: dict[Kind, str] = {
     "deployed": "Custom script deployed successfully - API Endpoint Available",
@@ -216,29 +217,32 @@ class Mailer:
             return 0
         sent = 0
         for msg in await self._outbox.due(self._clock(), self._batch):
-            sent += await self._attempt(self._sender, msg)
+            outcome = await self._attempt(self._sender, msg)
+            if outcome == "retry":
+                break  # the server is down or busy: the rest wait for their turn
+            sent += 1 if outcome == "sent" else 0
         return sent
 
-    async def _attempt(self, sender: Sender, msg: OutboxMessage) -> int:
+    async def _attempt(self, sender: Sender, msg: OutboxMessage) -> Outcome:
         attempts = msg.attempts + 1
         try:
             await sender.send(msg)
         except SendError as e:
-            await self._failed(msg, attempts, e)
-            return 0
+            return await self._failed(msg, attempts, e)
         await self._outbox.mark_sent(msg.id, attempts, self._clock())
-        return 1
+        return "sent"
 
-    async def _failed(self, msg: OutboxMessage, attempts: int, e: SendError) -> None:
+    async def _failed(self, msg: OutboxMessage, attempts: int, e: SendError) -> Outcome:
         now = self._clock()
         error = str(e)[:500]
         if e.permanent or now - msg.created_at >= self._backoff.give_up_after_s:
             log.warning("email %d failed for good after %d attempts: %s", msg.id, attempts, e)
             await self._outbox.mark_failed(msg.id, attempts, error)
-            return
+            return "failed"
         next_at = now + self._backoff.delay(attempts, self._rand())
         log.info("email %d attempt %d failed (%s); next at %.0f", msg.id, attempts, e, next_at)
         await self._outbox.mark_retry(msg.id, attempts, error, next_at)
+        return "retry"
 
     def _next_wait(self) -> float:
         # Short backoffs (tests, a quick first retry) must not wait for the poll.

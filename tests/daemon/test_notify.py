@@ -228,13 +228,25 @@ async def test_server_down_then_up_delivers_after_a_retry(smtp_server: Any, tmp_
         row = outbox.list()[0]
         assert row.status == "retrying" and row.next_attempt_at is not None
         assert row.last_error and "refused" in row.last_error.lower()
+        await m.enqueue(compose("deployed", [APP], ACCOUNT))
         inbox, _ = smtp_server(port)
-        await eventually(lambda: bool(inbox.messages))
-        await eventually(lambda: outbox.list()[0].status == "sent")
+        await eventually(lambda: [r.status for r in outbox.list()] == ["sent", "sent"])
     finally:
         task.cancel()
-    assert inbox.messages[0]["Subject"] == "Your custom script has been undeployed successfully"
+    subjects = sorted(str(msg["Subject"]) for msg in inbox.messages)
+    assert subjects == [SUBJECTS["deployed"], SUBJECTS["undeployed"]]
     assert outbox.list()[0].attempts >= 3
+
+
+async def test_a_down_server_is_tried_once_per_pass(tmp_path: Path) -> None:
+    outbox = SqliteOutbox(tmp_path / "db")
+    m = mailer(outbox, free_port())
+    for kind in ("deployed", "undeployed", "low_credits"):
+        await m.enqueue(compose(kind, [APP], ACCOUNT))  # type: ignore[arg-type]
+    assert await m.drain_once() == 0
+    assert [(r.status, r.attempts) for r in outbox.list()] == [
+        ("retrying", 1), ("queued", 0), ("queued", 0)
+    ]  # fmt: skip
 
 
 async def test_without_smtp_messages_stay_queued(tmp_path: Path) -> None:
