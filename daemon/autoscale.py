@@ -131,10 +131,11 @@ def decide(m: Measurement, state: ScalerState, policy: Policy) -> tuple[Decision
     held = _fixed_or_bounds(m, policy)
     if held is not None:
         return _decision(m, policy, held[0], held[0], held[1]), state
-    if m.ready_count == 0 or (m.ready_count < m.replicas and _below(m, policy)):
-        # Capacity is still starting: its load is not measured yet, so nothing goes down.
-        return _decision(m, policy, m.replicas, m.replicas, "warming"), state
     raw, reason = _recommend(m, policy)
+    if m.ready_count < m.replicas and raw <= m.replicas:
+        # Capacity is still starting and its load is not measured yet: only a signal
+        # asking for more than is already coming changes anything.
+        return _decision(m, policy, m.replicas, m.replicas, "warming"), state
     rec = policy.clamp(raw)
     window = _window(state, m.at, rec, policy)
     if rec > m.replicas:
@@ -154,11 +155,6 @@ def _fixed_or_bounds(m: Measurement, policy: Policy) -> tuple[int, Reason] | Non
     if policy.fixed:
         return m.replicas, "fixed"
     return None
-
-
-def _below(m: Measurement, policy: Policy) -> bool:
-    """True unless a signal asks for more than the replicas already set (or starting)."""
-    return _recommend(m, policy)[0] <= m.replicas
 
 
 def _recommend(m: Measurement, policy: Policy) -> tuple[int, Reason]:

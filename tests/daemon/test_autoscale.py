@@ -133,8 +133,10 @@ def test_scale_down_goes_to_the_highest_recommendation_in_the_window() -> None:
         (Measurement(0, 3, (1.0,), ready=1, queue_wait_s=3.0, queued=1, in_flight=1), 3, "warming"),
         # ...unless the demand is larger than what is coming.
         (Measurement(0, 3, (1.0,), ready=1, queue_wait_s=3.0, queued=4, in_flight=1), 5, "queue"),
-        # Nothing ready yet: nothing to measure.
+        # Nothing ready yet: nothing to measure...
         (Measurement(0, 2, (), ready=0), 2, "warming"),
+        # ...but calls piling up behind a cold start ask for what they need.
+        (Measurement(0, 1, (), ready=0, queue_wait_s=3.0, queued=3), 3, "queue"),
     ],
 )
 def test_queue_signal(m: Measurement, desired: int, reason: str) -> None:
@@ -247,3 +249,19 @@ async def test_run_survives_a_failing_tick_and_stops_on_cancel() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert calls > 2
+
+
+async def test_loop_passes_the_queue_signal() -> None:
+    pool = FakePool(1, vcpus=0.7, burn=0.1)
+    waits = [QueueSample(), QueueSample(max_wait_s=4.0, queued=5, in_flight=1)]
+
+    async def queue() -> QueueSample:
+        return waits.pop(0)
+
+    a = Autoscaler(POLICY, 0.7, 1, pool.usage, queue, pool.set_replicas, pool.record,
+                   clock=lambda: pool.now)  # fmt: skip
+    await a.step()
+    pool.advance(2.0)
+    d = await a.step()
+    assert d is not None and (d.desired, d.reason) == (5, "queue") and len(pool.cpu) == 5
+    assert pool.events[0].to_event()["queue_wait_s"] == 4.0
