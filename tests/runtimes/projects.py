@@ -11,12 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FUNCTIONS = {
-    "add", "greet_async", "uses_plain", "shout", "flood", "boom", "nonjson", "die", "echo",
+    "add",
+    "greet_async",
+    "uses_plain",
+    "shout",
+    "flood",
+    "boom",
+    "nonjson",
+    "die",
+    "echo",
     "sleep",
 }
 
 PYTHON = {
-    "main.py": '''
+    "main.py": """
 import os
 import time
 from os.path import join  # imported: must not be exposed
@@ -78,7 +86,7 @@ def sleep(s):
 
 def _private():
     return "hidden"
-''',
+""",
     "lib/__init__.py": "",
     "lib/helpers.py": 'def greet(name):\n    return "hello " + name\n',
     "plainmod.py": "VALUE = 42\n",
@@ -123,7 +131,8 @@ NODE_CJS = {
 NODE_ESM = {
     "package.json": '{"name": "conformance", "type": "module"}\n',
     "main.js": "import { greet } from './lib/helpers.js';\n"
-    "import * as plain from './plain.js';\n" + _JS_BODY
+    "import * as plain from './plain.js';\n"
+    + _JS_BODY
     + "\nexport const { add, greet_async, uses_plain, shout, flood, boom, nonjson, die, echo,"
     " sleep } = functions;\nexport const notAFunction = 1;\n",
     "lib/helpers.js": "export const greet = (name) => 'hello ' + name;\n",
@@ -143,24 +152,61 @@ class Variant:
 
 
 VARIANTS = [
-    Variant("python", "python", PYTHON, "main.py", "ValueError", "main.py", {
-        "syntax": ("def f(:\n    pass\n", "SyntaxError", "main.py"),
-        "missing": ("import nonexistent_pkg_xyz\n", "ModuleNotFoundError", "nonexistent_pkg_xyz"),
-        "raises": ("def f():\n    pass\n\nraise RuntimeError('boom at import')\n",
-                   "RuntimeError", "boom at import"),
-    }),
-    Variant("node-cjs", "javascript", NODE_CJS, "main.js", "TypeError", "main.js", {
-        "syntax": ("exports.f = (;\n", "SyntaxError", "main.js"),
-        "missing": ("require('nonexistent-pkg-xyz');\n", "Error", "nonexistent-pkg-xyz"),
-        "raises": ("exports.f = () => 1;\nthrow new Error('boom at import');\n",
-                   "Error", "boom at import"),
-    }),
-    Variant("node-esm", "javascript", NODE_ESM, "main.js", "TypeError", "main.js", {
-        "syntax": ("export function f( {\n", "SyntaxError", "main.js"),
-        "missing": ("import 'nonexistent-pkg-xyz';\n", "Error", "nonexistent-pkg-xyz"),
-        "raises": ("export const f = () => 1;\nthrow new Error('boom at import');\n",
-                   "Error", "boom at import"),
-    }),
+    Variant(
+        "python",
+        "python",
+        PYTHON,
+        "main.py",
+        "ValueError",
+        "main.py",
+        {
+            "syntax": ("def f(:\n    pass\n", "SyntaxError", "main.py"),
+            "missing": (
+                "import nonexistent_pkg_xyz\n",
+                "ModuleNotFoundError",
+                "nonexistent_pkg_xyz",
+            ),
+            "raises": (
+                "def f():\n    pass\n\nraise RuntimeError('boom at import')\n",
+                "RuntimeError",
+                "boom at import",
+            ),
+        },
+    ),
+    Variant(
+        "node-cjs",
+        "javascript",
+        NODE_CJS,
+        "main.js",
+        "TypeError",
+        "main.js",
+        {
+            "syntax": ("exports.f = (;\n", "SyntaxError", "main.js"),
+            "missing": ("require('nonexistent-pkg-xyz');\n", "Error", "nonexistent-pkg-xyz"),
+            "raises": (
+                "exports.f = () => 1;\nthrow new Error('boom at import');\n",
+                "Error",
+                "boom at import",
+            ),
+        },
+    ),
+    Variant(
+        "node-esm",
+        "javascript",
+        NODE_ESM,
+        "main.js",
+        "TypeError",
+        "main.js",
+        {
+            "syntax": ("export function f( {\n", "SyntaxError", "main.js"),
+            "missing": ("import 'nonexistent-pkg-xyz';\n", "Error", "nonexistent-pkg-xyz"),
+            "raises": (
+                "export const f = () => 1;\nthrow new Error('boom at import');\n",
+                "Error",
+                "boom at import",
+            ),
+        },
+    ),
 ]
 
 

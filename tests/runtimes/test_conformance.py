@@ -137,8 +137,15 @@ def test_kill_worker_reports_exit_and_respawns_with_a_new_socket(sup: Supervisor
     time.sleep(0.05)
     sup.send({"t": "kill_worker", "worker": old.id})
     gone = sup.expect("worker_exit")
-    assert gone == {"t": "worker_exit", "worker": old.id, "slot": 0, "pid": old.pid,
-                    "code": None, "signal": 9, "killed": True}
+    assert gone == {
+        "t": "worker_exit",
+        "worker": old.id,
+        "slot": 0,
+        "pid": old.pid,
+        "code": None,
+        "signal": 9,
+        "killed": True,
+    }
     new_info = sup.expect("worker")
     assert new_info["worker"] != old.id and new_info["slot"] == 0
     new = sup.workers[new_info["worker"]]
@@ -158,8 +165,12 @@ def test_worker_that_exits_is_reported_and_replaced(sup: Supervisor) -> None:
     old = sup.worker()
     old.send({"t": "call", "id": "x", "function": "die", "payload": {"code": 7}})
     gone = sup.expect("worker_exit")
-    assert (gone["worker"], gone["code"], gone["signal"], gone["killed"]) == (old.id, 7, None,
-                                                                               False)
+    assert (gone["worker"], gone["code"], gone["signal"], gone["killed"]) == (
+        old.id,
+        7,
+        None,
+        False,
+    )
     new = sup.workers[sup.expect("worker")["worker"]]
     assert new.call("add", {"a": 2, "b": 2})["value"] == 4
 
@@ -184,8 +195,10 @@ def test_load_error_is_reported_and_exits_non_zero(
     tmp_path: Path, variant: Variant, kind: str
 ) -> None:
     source, error_type, text = variant.load_errors[kind]
-    files = {**{k: v for k, v in variant.files.items() if k == "package.json"},
-             variant.main: source}
+    files = {
+        **{k: v for k, v in variant.files.items() if k == "package.json"},
+        variant.main: source,
+    }
     sup = start(variant, write_project(tmp_path / "src", files))
     try:
         message = sup.expect("load_error")

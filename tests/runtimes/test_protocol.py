@@ -1,0 +1,68 @@
+"""The Python frame codec of runtimes/protocol.py."""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+
+import pytest
+
+from runtimes import protocol
+
+
+def test_encode_is_a_length_prefixed_compact_json_object() -> None:
+    frame = protocol.encode({"t": "ping", "id": "é"})
+    body = '{"t":"ping","id":"é"}'.encode()
+    assert frame == len(body).to_bytes(4, "big") + body
+
+
+def test_nan_is_never_sent() -> None:
+    with pytest.raises(ValueError):
+        protocol.encode({"t": "result", "value": float("nan")})
+
+
+def test_decoder_takes_bytes_in_any_pieces() -> None:
+    data = protocol.encode({"t": "a"}) + protocol.encode({"t": "b", "n": 1})
+    decoder = protocol.FrameDecoder()
+    got = []
+    for i in range(len(data)):
+        got += decoder.feed(data[i : i + 1])
+    assert got == [{"t": "a"}, {"t": "b", "n": 1}]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        (10**6).to_bytes(4, "big"),
+        (1).to_bytes(4, "big") + b"x",
+        (2).to_bytes(4, "big") + b"[]",
+        (5).to_bytes(4, "big") + b"{bad}",
+        (9).to_bytes(4, "big") + b'{"t": 1 }',
+    ],
+)
+def test_bad_frames_are_protocol_errors(frame: bytes) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.FrameDecoder(max_frame=1000).feed(frame)
+
+
+def test_read_frame_and_fd_passing() -> None:
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    try:
+        protocol.send(a, protocol.encode({"t": "worker", "worker": 1}), (r,))
+        fds = array.array("i")
+        data, anc, _, _ = b.recvmsg(1024, socket.CMSG_SPACE(4))
+        fds.frombytes(anc[0][2])
+        assert protocol.FrameDecoder().feed(data) == [{"t": "worker", "worker": 1}]
+        os.write(w, b"!")
+        assert os.read(fds[0], 1) == b"!"
+        os.close(fds[0])
+        protocol.send(a, protocol.encode({"t": "ping"}))
+        assert protocol.read_frame(b) == {"t": "ping"}
+        a.close()
+        assert protocol.read_frame(b) is None
+    finally:
+        b.close()
+        os.close(r)
+        os.close(w)
