@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +144,7 @@ def discover_runtimes(config: Config) -> Catalogue:
     if config.runtimes_discover:
         py_paths += _candidates([f"python3.{m}" for m in PYTHON_MINORS] + ["python3"])
         node_paths += _candidates(["node", "nodejs"])
-    pythons = [r for r in map(probe_python, dict.fromkeys(py_paths)) if r]
-    nodes = [r for r in map(probe_node, dict.fromkeys(node_paths)) if r]
+    with ThreadPoolExecutor(8) as pool:  # each probe is a process start: overlap them
+        pythons = [r for r in pool.map(probe_python, dict.fromkeys(py_paths)) if r]
+        nodes = [r for r in pool.map(probe_node, dict.fromkeys(node_paths)) if r]
     return Catalogue(tuple(_with_default(_dedupe(pythons)) + _with_default(_dedupe(nodes))))

@@ -1,0 +1,351 @@
+"""Test helpers: the real scriptd process on a temp state dir, and a client for it.
+
+    daemon = start_daemon(tmp_path, cache_dir=...)   # python -m daemon.main ... (a real process)
+    admin = daemon.client()                          # HTTP/JSON over the real unix socket
+    archive_id = admin.upload(make_zip({"main.py": "def f():\\n    return 1\\n"}))
+    admin.create("demo", archive_id=archive_id, deploy=True)
+    admin.wait_status("demo")                        # until Deployed / Deployment Failed
+    daemon.kill(); daemon.start()                    # SIGKILL and restart on the same state
+    with running_daemon(tmp_dir) as daemon: ...      # for module-scoped fixtures
+
+Fixtures (import them in a conftest.py, as tests/daemon and tests/e2e do):
+`build_cache` (session: uv/npm caches and built environments shared by every
+daemon of the run; set SCRIPTD_TEST_CACHE=/some/dir to keep it across runs),
+`daemon` (a started DaemonProcess, stopped after the test) and `admin` (its
+AdminClient). `daemon_config` may be overridden in a test module to add config
+keys (a dict in the TOML layout, e.g. {"build": {"timeout_s": 5}}).
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FINAL_STATUSES = frozenset({"Deployed", "Deployment Failed"})
+# Small timeouts so tests can exercise them; everything else is the default.
+TEST_CONFIG: dict[str, Any] = {"settings": {"timeout_min_s": 1, "timeout_default_s": 30}}
+
+# --- archives -------------------------------------------------------------------------
+
+
+def make_zip(files: Mapping[str, str | bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def make_tar(files: Mapping[str, str | bytes], gz: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as tf:
+        for name, data in files.items():
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(raw), 0o644, 1_700_000_000
+            tf.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+PY_MAIN = "def hello(name='world'):\n    return 'hello ' + name\n"
+JS_MAIN = "function hello(p) { return 'hello ' + p.name; }\nmodule.exports = { hello };\n"
+
+# --- the client -----------------------------------------------------------------------
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class AdminError(AssertionError):
+    def __init__(self, response: Response, expected: int) -> None:
+        super().__init__(
+            f"expected HTTP {expected}, got {response.status}: {response.body[:2000]!r}"
+        )
+        self.response = response
+
+
+class AdminClient:
+    """A small synchronous client of the admin API (stdlib only)."""
+
+    def __init__(self, socket_path: Path, timeout: float = 60) -> None:
+        self.socket_path = str(socket_path)
+        self.timeout = timeout
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        conn = _UnixConnection(self.socket_path, self.timeout)
+        try:
+            raw = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+            hdrs = dict(headers or {})
+            if raw is not None and not isinstance(body, bytes):
+                hdrs.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=raw, headers=hdrs)
+            resp = conn.getresponse()
+            return Response(resp.status, dict(resp.getheaders()), resp.read())
+        finally:
+            conn.close()
+
+    def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        """The JSON answer; AdminError when the status is not `expect`."""
+        r = self.request(method, path, body)
+        if r.status != expect:
+            raise AdminError(r, expect)
+        return (
+            r.json() if r.headers.get("Content-Type", "").startswith("application/json") else r.body
+        )
+
+    def get(self, path: str, expect: int = 200) -> Any:
+        return self.call("GET", path, expect=expect)
+
+    def upload(self, data: bytes, filename: str = "project.zip") -> str:
+        r = self.request("POST", "/v1/archives", data, {"X-Filename": filename})
+        if r.status != 201:
+            raise AdminError(r, 201)
+        return str(r.json()["archive_id"])
+
+    def create(
+        self,
+        name: str,
+        archive: bytes | None = None,
+        *,
+        language: str = "python",
+        expect: int = 201,
+        **fields: Any,
+    ) -> Any:
+        """Create a script; `archive` (bytes of a zip) is uploaded first, else
+        fields must hold archive_id. A default Python project when neither."""
+        if "archive_id" not in fields:
+            main = {"python": {"main.py": PY_MAIN}, "javascript": {"main.js": JS_MAIN}}
+            fields["archive_id"] = self.upload(archive or make_zip(main[language]))
+        body = {"name": name, "language": language, **fields}
+        return self.call("POST", "/v1/scripts", body, expect=expect)
+
+    def script(self, name: str) -> Any:
+        return self.get(f"/v1/scripts/{name}")
+
+    def action(self, name: str, verb: str, body: Any = None, expect: int = 202) -> Any:
+        return self.call("POST", f"/v1/scripts/{name}/{verb}", body or {}, expect=expect)
+
+    def history(self, name: str) -> Any:
+        return self.get(f"/v1/scripts/{name}/history")
+
+    def wait_status(
+        self, name: str, until: frozenset[str] = FINAL_STATUSES, timeout: float = 180
+    ) -> Any:
+        """Poll until the script's status is in `until` and no deploy runs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            script = self.script(name)
+            dep = script.get("deployment") or {}
+            if script["status"] in until and dep.get("status") != "Deploying":
+                return script
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} still {script['status']} after {timeout} s: {script}")
+            time.sleep(0.1)
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            script = self.script(name)
+            if (script.get("deployment") or {}).get("phase") == phase:
+                return script
+            time.sleep(0.05)
+        raise AssertionError(f"{name} never reached phase {phase}")
+
+
+# --- the daemon process -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def to_toml(doc: Mapping[str, Any], prefix: str = "") -> str:
+    """Enough TOML for test configs: nested tables of strings, numbers, bools, lists."""
+    lines, tables = [], []
+    for key, value in doc.items():
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    out = "\n".join(lines) + "\n"
+    for key, value in tables:
+        name = f"{prefix}{key}"
+        out += f"\n[{name}]\n" + to_toml(value, name + ".")
+    return out
+
+
+def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = (
+            _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+        )
+    return out
+
+
+class DaemonProcess:
+    """`python -m daemon.main` on a temp state dir; start, stop (SIGTERM), kill (SIGKILL)."""
+
+    def __init__(self, root: Path, config: Mapping[str, Any], cache_dir: Path | None) -> None:
+        self.root = root
+        self.state_dir = root / "state"
+        self.socket = root / "admin.sock"
+        self.port = free_port()
+        self.config_path = root / "scriptd.toml"
+        self.log_path = root / "scriptd.log"
+        full = _merge(TEST_CONFIG, config)
+        if cache_dir is not None:
+            full = _merge({"build": {"cache_dir": str(cache_dir)}}, full)
+        self.config_path.write_text(to_toml(full))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.socket
+
+    @property
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "daemon.main", "--config", str(self.config_path),
+                "--state-dir", str(self.state_dir), "--admin-socket", str(self.socket),
+                "--listen", f"127.0.0.1:{self.port}"]  # fmt: skip
+        return argv if os.geteuid() == 0 else [*argv, "--dev-no-sandbox"]
+
+    def start(self, timeout: float = 30) -> DaemonProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, cwd=REPO, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"scriptd exited with {self.proc.returncode}:\n{self.log()}")
+            if self.answers():
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"scriptd did not answer within {timeout} s:\n{self.log()}")
+
+    def answers(self) -> bool:
+        try:
+            return self.client(timeout=2).request("GET", "/v1/profiles").status == 200
+        except OSError:
+            return False
+
+    def client(self, timeout: float = 60) -> AdminClient:
+        return AdminClient(self.socket, timeout)
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time; the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"scriptd ignored SIGTERM for {timeout} s:\n{self.log()}"
+            ) from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_daemon(
+    root: Path, config: Mapping[str, Any] | None = None, cache_dir: Path | None = None
+) -> DaemonProcess:
+    root.mkdir(parents=True, exist_ok=True)
+    return DaemonProcess(root, config or {}, cache_dir).start()
+
+
+@contextmanager
+def running_daemon(
+    root: Path, config: Mapping[str, Any] | None = None, cache_dir: Path | None = None
+) -> Iterator[DaemonProcess]:
+    """A started daemon for the `with` block (for module-scoped fixtures); stopped after."""
+    d = start_daemon(root, config, cache_dir or _session_cache())
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def _session_cache() -> Path | None:
+    kept = os.environ.get("SCRIPTD_TEST_CACHE")
+    return Path(kept) if kept else None
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    kept = os.environ.get("SCRIPTD_TEST_CACHE")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
+    return tmp_path_factory.mktemp("build-cache")
+
+
+@pytest.fixture
+def daemon_config() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def daemon(
+    tmp_path: Path, build_cache: Path, daemon_config: dict[str, Any]
+) -> Iterator[DaemonProcess]:
+    d = start_daemon(tmp_path / "scriptd", daemon_config, build_cache)
+    try:
+        yield d
+    finally:
+        code = d.stop()
+        assert code in (0, None, -9), f"scriptd exited with {code}:\n{d.log()}"
+
+
+@pytest.fixture
+def admin(daemon: DaemonProcess) -> AdminClient:
+    return daemon.client()
