@@ -8,6 +8,7 @@ dropped privileges, rlimits and seccomp. Knows nothing about scripts.
 """
 
 from .cgroups import CgroupRoot
+from .fsutil import remove_tree
 from .handle import Exit, Sandbox, Usage
 from .launcher import start
 from .mounts import system_binds
@@ -15,5 +16,5 @@ from .spec import Bind, Rlimits, SandboxError, SandboxSpec, Tmpfs
 
 __all__ = [
     "Bind", "CgroupRoot", "Exit", "Rlimits", "Sandbox", "SandboxError", "SandboxSpec",
-    "Tmpfs", "Usage", "start", "system_binds",
+    "Tmpfs", "Usage", "remove_tree", "start", "system_binds",
 ]

@@ -78,8 +78,11 @@ class CgroupRoot:
 
     @classmethod
     def create(cls, name: str = "scriptd", layout: Layout | None = None,
-               fs: CgroupFS | None = None) -> CgroupRoot:
-        """Create (or reuse) the root below our own cgroups; kill and remove leftovers."""
+               fs: CgroupFS | None = None, remove_leftovers: bool = True) -> CgroupRoot:
+        """Create (or reuse) the root below our own cgroups; kill and remove leftovers.
+
+        Leftovers are sandbox cgroups of a previous run of this daemon (same name).
+        """
         layout = layout or discover()
         fs = fs or CgroupFS()
         own_unified = layout.unified_dir()
@@ -98,7 +101,8 @@ class CgroupRoot:
         root = cls(name, dirs, unified, fs)
         for path in root.hierarchy_dirs():
             fs.mkdir(path)
-            root.remove_leftovers(path)
+            if remove_leftovers:
+                root.remove_leftovers(path)
         if v2_wanted and own_unified and unified:
             root._enable_v2(own_unified, unified, v2_wanted, layout.unified_own == "/")
         return root
@@ -147,6 +151,14 @@ class CgroupRoot:
                     kill_cgroup(self.fs, [os.path.join(path, entry)])
                     remove_dirs(self.fs, [os.path.join(path, entry)])
         remove_dirs(self.fs, self.hierarchy_dirs())
+
+    def remove_if_empty(self) -> None:
+        """Remove the root dirs unless another process still has sandboxes in them."""
+        for path in self.hierarchy_dirs():
+            try:
+                self.fs.rmdir(path)
+            except OSError:
+                pass
 
     def new(self, leaf: str, limits: Limits) -> SandboxCgroup:
         return SandboxCgroup.create(self, leaf, limits)

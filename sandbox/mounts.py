@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 
 from . import libc
-from .spec import Bind, SandboxSpec, Tmpfs
+from .spec import Bind, SandboxSpec
 
 STAGING = "/tmp"  # where the new root is assembled, inside the private mount namespace
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
@@ -54,15 +54,19 @@ class Symlink:
 
 
 @dataclass(frozen=True)
+class TmpfsMount:
+    """A tmpfs with its mount options, as planned."""
+
+    target: str
+    options: str
+
+
+@dataclass(frozen=True)
 class MountPlan:
     """What build_root does, computed in the parent."""
 
-    binds: tuple[Bind, ...]
+    mounts: tuple[Bind | TmpfsMount, ...]  # parents before children
     symlinks: tuple[Symlink, ...]
-    tmpfs: tuple[Tmpfs, ...]
-    tmp_size_bytes: int
-    uid: int
-    gid: int
 
 
 @functools.lru_cache(maxsize=2)
@@ -91,9 +95,12 @@ def plan_mounts(spec: SandboxSpec) -> MountPlan:
     for bind in spec.binds:
         if not os.path.exists(bind.source):
             raise ValueError(f"bind source does not exist: {bind.source}")
-    # Parents before children: /usr before /usr/lib/foo.
-    ordered = sorted((*binds, *spec.binds), key=lambda b: b.target.rstrip("/").count("/"))
-    return MountPlan(tuple(ordered), links, spec.tmpfs, spec.tmp_size_bytes, spec.uid, spec.gid)
+    owner = f"uid={spec.uid},gid={spec.gid}"
+    tmpfs = [TmpfsMount("/tmp", f"size={spec.tmp_size_bytes},mode=1777")]
+    tmpfs += [TmpfsMount(t.target, f"size={t.size_bytes},mode=0755,{owner}") for t in spec.tmpfs]
+    # Parents before children: /usr before /usr/lib/foo, /tmp before a bind below /tmp.
+    ordered = sorted((*binds, *tmpfs, *spec.binds), key=lambda m: m.target.rstrip("/").count("/"))
+    return MountPlan(tuple(ordered), links)
 
 
 def _make_mountpoint(root: str, target: str, is_dir: bool, bound: set[str]) -> str:
@@ -156,26 +163,27 @@ def build_root(plan: MountPlan) -> None:
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
     # Open every source before the staging tmpfs hides anything; binding from
     # /proc/self/fd/N also pins what was checked, not what a path says later.
-    fds = [os.open(b.source, os.O_PATH | os.O_CLOEXEC) for b in plan.binds]
+    fds = {i: os.open(m.source, os.O_PATH | os.O_CLOEXEC)
+           for i, m in enumerate(plan.mounts) if isinstance(m, Bind)}
     root = STAGING
     libc.mount("tmpfs", root, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "size=1m,mode=0755")
     bound: set[str] = set()
     for link in plan.symlinks:
         os.symlink(link.points_to, root + link.target)
-    base = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
-    for bind, fd in zip(plan.binds, fds, strict=True):
-        flags = base | (0 if bind.writable else libc.MOUNT_ATTR_RDONLY)
-        _bind(root, fd, bind.target, flags, bound)
-        os.close(fd)
     proc = _make_mountpoint(root, "/proc", True, bound)
     libc.mount("proc", proc, "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
     libc.mount_setattr(proc, libc.MOUNT_ATTR_RDONLY, recursive=True)
+    bound.add("/proc")
     _populate_dev(root, bound)
-    tmp_flags = libc.MS_NOSUID | libc.MS_NODEV
-    _tmpfs(root, "/tmp", f"size={plan.tmp_size_bytes},mode=1777", tmp_flags, bound)
-    owner = f"uid={plan.uid},gid={plan.gid}"
-    for tmp in plan.tmpfs:
-        _tmpfs(root, tmp.target, f"size={tmp.size_bytes},mode=0755,{owner}", tmp_flags, bound)
+    base = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
+    for i, m in enumerate(plan.mounts):
+        if isinstance(m, Bind):
+            flags = base | (0 if m.writable else libc.MOUNT_ATTR_RDONLY)
+            _bind(root, fds[i], m.target, flags, bound)
+            os.close(fds[i])
+        else:
+            # Our own tmpfs: mount points may be created inside it, so it is not "bound".
+            _tmpfs(root, m.target, m.options, libc.MS_NOSUID | libc.MS_NODEV, bound)
     os.chdir(root)
     # pivot_root(".", ".") stacks the old root under the new one; detaching it
     # leaves no path back to the host.
