@@ -108,39 +108,56 @@ _OPENING: dict[Kind, str] = {
 
 @dataclass(frozen=True)
 class OutboxMessage:
+    """One outbox row. Times are unix seconds (the store may keep them as ISO text)."""
+
     id: int
     kind: Kind
-    script: str | None
-    version: int | None
+    recipient: str  # "" when no admin address was configured at enqueue time
     subject: str
     body: str
-    status: Status
     attempts: int
     last_error: str | None
-    created_at: float  # unix seconds
+    created_at: float
     next_attempt_at: float | None  # None once sent or failed
     sent_at: float | None
+    script: str | None = None  # optional columns, for filtering `scriptctl notifications`
+    version: int | None = None
+
+    @property
+    def status(self) -> Status:
+        """Derived from the columns, so the table needs no status of its own."""
+        return status_of(self.attempts, self.next_attempt_at, self.sent_at)
+
+
+def status_of(attempts: int, next_attempt_at: object, sent_at: object) -> Status:
+    if sent_at is not None:
+        return "sent"
+    if next_attempt_at is None:
+        return "failed"
+    return "queued" if attempts == 0 else "retrying"
 
 
 class Outbox(Protocol):
     """The store's outbox table, as the mailer uses it."""
 
-    async def add(self, email: Email, now: float) -> int:
-        """Insert with status queued, attempts 0, next_attempt_at now; return the id."""
+    async def add(self, email: Email, recipient: str, now: float) -> int:
+        """Insert with attempts 0, created_at and next_attempt_at now; return the id."""
         ...
 
     async def due(self, now: float, limit: int) -> list[OutboxMessage]:
-        """Rows queued or retrying whose next_attempt_at <= now, oldest first."""
+        """Rows with sent_at NULL and next_attempt_at <= now, oldest first."""
         ...
 
-    async def mark_sent(self, id: int, attempts: int, now: float) -> None: ...
+    async def mark_sent(self, id: int, attempts: int, now: float) -> None:
+        """attempts, sent_at now, next_attempt_at NULL."""
+        ...
 
     async def mark_retry(self, id: int, attempts: int, error: str, next_at: float) -> None:
-        """status retrying, last_error, next_attempt_at."""
+        """attempts, last_error, next_attempt_at."""
         ...
 
     async def mark_failed(self, id: int, attempts: int, error: str) -> None:
-        """status failed, last_error, next_attempt_at NULL."""
+        """attempts, last_error, next_attempt_at NULL (sent_at stays NULL)."""
         ...
 
 
@@ -173,12 +190,17 @@ class Backoff:
 
 
 class Mailer:
-    """Writes emails to the outbox and drains it through the sender (if any)."""
+    """Writes emails to the outbox and drains it through the sender (if any).
+
+    `recipient` is the admin's address as configured ("" if none); a row keeps the
+    address it was queued for, and the sender falls back to its own `to` for "".
+    """
 
     def __init__(
         self,
         outbox: Outbox,
         sender: Sender | None,
+        recipient: str = "",
         backoff: Backoff = Backoff(),
         poll_s: float = 30.0,
         batch: int = 20,
@@ -187,6 +209,7 @@ class Mailer:
     ) -> None:
         self._outbox = outbox
         self._sender = sender
+        self._recipient = recipient
         self._backoff = backoff
         self._poll_s = poll_s
         self._batch = batch
@@ -196,7 +219,7 @@ class Mailer:
 
     async def enqueue(self, email: Email) -> int:
         """Store the email (it survives crashes from here on) and wake the drainer."""
-        msg_id = await self._outbox.add(email, self._clock())
+        msg_id = await self._outbox.add(email, self._recipient, self._clock())
         self._wake.set()
         return msg_id
 

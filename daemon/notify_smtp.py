@@ -27,7 +27,7 @@ DEFAULT_PORTS: dict[Security, int] = {"none": 25, "starttls": 587, "tls": 465}
 class SmtpConfig:
     host: str
     from_addr: str
-    to_addr: str  # the admin's address
+    to_addr: str  # the admin's address (used for rows queued without one)
     port: int | None = None  # None: 25 / 587 / 465 by security
     security: Security = "starttls"
     username: str | None = None  # log in only when set
@@ -44,7 +44,7 @@ class SmtpConfig:
 def build_message(cfg: SmtpConfig, msg: OutboxMessage) -> EmailMessage:
     out = EmailMessage()
     out["From"] = cfg.from_addr
-    out["To"] = cfg.to_addr
+    out["To"] = msg.recipient or cfg.to_addr
     out["Subject"] = msg.subject
     out["Date"] = formatdate(msg.created_at, usegmt=True)
     # Stable per outbox row, so a resend after a crash can be recognised as the same mail.

@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,75 +33,82 @@ from daemon.notify import (
     compose,
 )
 from daemon.notify_smtp import SmtpConfig, SmtpSender
+from daemon.store_schema import MIGRATIONS
 
-OUTBOX_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    script TEXT,
-    version INTEGER,
-    subject TEXT NOT NULL,
-    body TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'queued'
-        CHECK (status IN ('queued', 'sent', 'retrying', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    created_at REAL NOT NULL,
-    next_attempt_at REAL,
-    sent_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
-"""
+# The outbox table of the store's first migration, used as it is.
 COLUMNS = (
-    "id, kind, script, version, subject, body, status, attempts, last_error, created_at, "
-    "next_attempt_at, sent_at"
+    "id, kind, recipient, subject, body, attempts, last_error, created_at, next_attempt_at, sent_at"
 )
+
+
+def iso(t: float | None) -> str | None:
+    """Unix seconds -> the store's fixed-width ISO text, which sorts like the numbers."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def unix(text: str | None) -> float | None:
+    if text is None:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 class SqliteOutbox:
     def __init__(self, path: Path) -> None:
         self.db = apsw.Connection(str(path))
-        self.db.execute(OUTBOX_SCHEMA)
+        self.db.execute(MIGRATIONS[0])
 
-    async def add(self, e: Email, now: float) -> int:
+    def _message(self, row: tuple[Any, ...]) -> OutboxMessage:
+        *head, created, next_at, sent = row
+        return OutboxMessage(*head, unix(created), unix(next_at), unix(sent))  # type: ignore[arg-type]
+
+    async def add(self, e: Email, recipient: str, now: float) -> int:
         self.db.execute(
-            "INSERT INTO outbox (kind, script, version, subject, body, created_at, "
-            "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (e.kind, e.script, e.version, e.subject, e.body, now, now),
+            "INSERT INTO outbox (created_at, kind, recipient, subject, body, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (iso(now), e.kind, recipient, e.subject, e.body, iso(now)),
         )
         return self.db.last_insert_rowid()
 
     async def due(self, now: float, limit: int) -> list[OutboxMessage]:
         rows = self.db.execute(
-            f"SELECT {COLUMNS} FROM outbox WHERE status IN ('queued', 'retrying') "
+            f"SELECT {COLUMNS} FROM outbox WHERE sent_at IS NULL "
             "AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-            (now, limit),
+            (iso(now), limit),
         )
-        return [OutboxMessage(*row) for row in rows]
+        return [self._message(row) for row in rows]
 
     async def mark_sent(self, id: int, attempts: int, now: float) -> None:
         self.db.execute(
-            "UPDATE outbox SET status = 'sent', attempts = ?, sent_at = ?, "
-            "next_attempt_at = NULL WHERE id = ?",
-            (attempts, now, id),
+            "UPDATE outbox SET attempts = ?, sent_at = ?, next_attempt_at = NULL WHERE id = ?",
+            (attempts, iso(now), id),
         )
 
     async def mark_retry(self, id: int, attempts: int, error: str, next_at: float) -> None:
         self.db.execute(
-            "UPDATE outbox SET status = 'retrying', attempts = ?, last_error = ?, "
-            "next_attempt_at = ? WHERE id = ?",
-            (attempts, error, next_at, id),
+            "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
+            (attempts, error, iso(next_at), id),
         )
 
     async def mark_failed(self, id: int, attempts: int, error: str) -> None:
         self.db.execute(
-            "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ?, "
-            "next_attempt_at = NULL WHERE id = ?",
+            "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = NULL WHERE id = ?",
             (attempts, error, id),
         )
 
     def list(self) -> list[OutboxMessage]:  # what `scriptctl notifications` shows
-        return [OutboxMessage(*r) for r in self.db.execute(f"SELECT {COLUMNS} FROM outbox")]
+        return [self._message(r) for r in self.db.execute(f"SELECT {COLUMNS} FROM outbox")]
+
+    def statuses(self) -> list[str]:  # the same status, in SQL
+        return [
+            str(r[0])
+            for r in self.db.execute(
+                "SELECT CASE WHEN sent_at IS NOT NULL THEN 'sent' "
+                "WHEN next_attempt_at IS NULL THEN 'failed' "
+                "WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END FROM outbox ORDER BY id"
+            )
+        ]
 
 
 ACCOUNT = Account(allocation=to_micro(100), balance=to_micro("42.5"))
@@ -195,10 +203,10 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-def mailer(outbox: SqliteOutbox, port: int | None, **kw: Any) -> Mailer:
+def mailer(outbox: SqliteOutbox, port: int | None, recipient: str = "", **kw: Any) -> Mailer:
     sender = SmtpSender(config(port, **kw)) if port else None
     fast = Backoff(base_s=0.05, cap_s=0.2, jitter=0.5, give_up_after_s=60)
-    return Mailer(outbox, sender, fast, poll_s=0.05)
+    return Mailer(outbox, sender, recipient, fast, poll_s=0.05)
 
 
 async def test_deployed_email_arrives(smtp_server: Any, tmp_path: Path) -> None:
@@ -215,6 +223,17 @@ async def test_deployed_email_arrives(smtp_server: Any, tmp_path: Path) -> None:
     assert "invoice-parser, version 3" in body and "Credits remaining: 42.500000" in body
     [row] = outbox.list()
     assert (row.status, row.attempts, row.next_attempt_at) == ("sent", 1, None)
+    assert outbox.statuses() == ["sent"]
+
+
+async def test_a_row_goes_to_the_address_it_was_queued_for(
+    smtp_server: Any, tmp_path: Path
+) -> None:
+    inbox, port = smtp_server()
+    m = mailer(SqliteOutbox(tmp_path / "db"), port, recipient="ops@example.test")
+    await m.enqueue(compose("deployed", [APP], ACCOUNT))
+    await m.drain_once()
+    assert inbox.messages[0]["To"] == "ops@example.test"
 
 
 async def test_server_down_then_up_delivers_after_a_retry(smtp_server: Any, tmp_path: Path) -> None:
@@ -244,6 +263,7 @@ async def test_a_down_server_is_tried_once_per_pass(tmp_path: Path) -> None:
     for kind in ("deployed", "undeployed", "low_credits"):
         await m.enqueue(compose(kind, [APP], ACCOUNT))  # type: ignore[arg-type]
     assert await m.drain_once() == 0
+    assert outbox.statuses() == ["retrying", "queued", "queued"]
     assert [(r.status, r.attempts) for r in outbox.list()] == [
         ("retrying", 1), ("queued", 0), ("queued", 0)
     ]  # fmt: skip
@@ -256,6 +276,7 @@ async def test_without_smtp_messages_stay_queued(tmp_path: Path) -> None:
     assert await m.drain_once() == 0
     [row] = outbox.list()
     assert (row.status, row.attempts, row.subject) == ("queued", 0, "Credits are running low")
+    assert outbox.statuses() == ["queued"]
 
 
 async def test_a_permanent_refusal_fails_without_retrying(smtp_server: Any, tmp_path: Path) -> None:
@@ -268,13 +289,13 @@ async def test_a_permanent_refusal_fails_without_retrying(smtp_server: Any, tmp_
     [row] = outbox.list()
     assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 1, None)
     assert row.last_error and "550" in row.last_error
-    assert await outbox.due(1e12, 10) == []
+    assert await outbox.due(4e9, 10) == [] and outbox.statuses() == ["failed"]
 
 
 async def test_gives_up_after_the_deadline(tmp_path: Path) -> None:
     outbox = SqliteOutbox(tmp_path / "db")
     now = [1000.0]
-    m = Mailer(outbox, SmtpSender(config(free_port())), Backoff(base_s=1, give_up_after_s=10),
+    m = Mailer(outbox, SmtpSender(config(free_port())), "", Backoff(base_s=1, give_up_after_s=10),
                clock=lambda: now[0])  # fmt: skip
     await m.enqueue(compose("deployed", [APP], ACCOUNT))
     await m.drain_once()
