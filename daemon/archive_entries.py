@@ -161,7 +161,10 @@ class Tree:
     def add(self, path: str, is_dir: bool, out: Findings) -> bool:
         """Records `path`; returns False (after an error) when it clashes."""
         if path == "":
-            return is_dir  # the root folder entry ("./"); a file cannot be the root
+            if is_dir:
+                return True  # the root folder's own entry ("./")
+            out.error("bad_name", "A file entry has an empty name.", "archive", RECREATE)
+            return False
         parts = path.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in self.files:

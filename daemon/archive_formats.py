@@ -249,6 +249,29 @@ class _BudgetReader:
         return data
 
 
+# A long name or a pax record is read into memory whole by tarfile, before we see
+# the entry: refuse big ones up front (real names are at most 4 KiB).
+MAX_TAR_METADATA = 1024 * 1024
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        _check_metadata_size(self.size)
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        _check_metadata_size(self.size)
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
+
+
+def _check_metadata_size(size: int) -> None:
+    if size > MAX_TAR_METADATA:
+        raise FormatError(
+            "corrupt_archive",
+            f"A tar header record is {size} bytes long; at most {MAX_TAR_METADATA} are allowed.",
+        )
+
+
 def _tar_budget(limits: ArchiveLimits) -> int:
     # Data, plus per entry a header, padding and some pax/long-name records, plus
     # the end-of-archive blocks and the record padding.
@@ -263,6 +286,7 @@ def _tar_entries(path: Path, gzipped: bool, limits: ArchiveLimits) -> Iterator[R
             tf = tarfile.open(  # noqa: SIM115 (closed by the `with tf` below)
                 fileobj=cast(Any, stream),
                 mode="r|",
+                tarinfo=_BoundedTarInfo,
                 encoding="utf-8",
                 errors="surrogateescape",
             )

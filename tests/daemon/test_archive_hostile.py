@@ -176,3 +176,18 @@ def test_corrupt_member_data(tmp_path: Path) -> None:
     path = tmp_path / "crc.zip"
     path.write_bytes(data)
     assert_refused(path, "corrupt_archive", tmp_path)
+
+
+def test_huge_tar_long_name_record_is_refused_before_reading_it(tmp_path: Path) -> None:
+    path = tmp_path / "long.tar"
+    path.write_bytes(tar_bytes([MAIN, E("d/" * (600 * 1024) + "x.py", b"x")]))
+    limits = ArchiveLimits(max_unpacked_bytes=1 << 30)  # the record fits the byte budget
+    report = validate_archive(path, "python", limits)
+    assert [f.code for f in report.errors] == ["corrupt_archive"]
+    assert "header record" in report.errors[0].message
+
+
+def test_file_entry_with_an_empty_name(tmp_path: Path) -> None:
+    path = tmp_path / "dot.tar"
+    path.write_bytes(tar_bytes([MAIN, E(".", b"x")]))
+    assert_refused(path, "bad_name", tmp_path)
