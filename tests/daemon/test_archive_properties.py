@@ -20,21 +20,31 @@ LIMITS = ArchiveLimits(
 )
 # ARCHIVE_PROPERTY_EXAMPLES=2000 for a longer hunt; the suite default stays fast.
 SETTINGS = settings(
-    max_examples=int(os.environ.get("ARCHIVE_PROPERTY_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=int(os.environ.get("ARCHIVE_PROPERTY_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
-RESERVED_ROOT = {"main.py", "main.js", "requirements.txt", "package.json", "node_modules",
-                 ".venv", "venv"}
+RESERVED_ROOT = {
+    "main.py",
+    "main.js",
+    "requirements.txt",
+    "package.json",
+    "node_modules",
+    ".venv",
+    "venv",
+}
 
-component = st.text(
-    alphabet=st.sampled_from("abcXYZ019_-.éü日 "), min_size=1, max_size=10
-).filter(lambda s: s not in (".", "..") and s.strip() == s and s.strip())
+component = st.text(alphabet=st.sampled_from("abcXYZ019_-.éü日 "), min_size=1, max_size=10).filter(
+    lambda s: s not in (".", "..") and s.strip() == s and s.strip()
+)
 
 Tree = dict  # name -> bytes | Tree
 
 trees = st.recursive(
     st.dictionaries(component, st.binary(max_size=300), max_size=4),
-    lambda children: st.dictionaries(component, st.one_of(st.binary(max_size=300), children),
-                                     max_size=4),
+    lambda children: st.dictionaries(
+        component, st.one_of(st.binary(max_size=300), children), max_size=4
+    ),
     max_leaves=12,
 )
 
@@ -128,8 +138,10 @@ def test_an_injected_hostile_entry_is_refused_and_nothing_is_written(
 
 
 @SETTINGS
-@given(blob=st.binary(max_size=2000), prefix=st.sampled_from([b"", b"PK\x03\x04",
-                                                               b"\x1f\x8b\x08\x00", b"BZh"]))
+@given(
+    blob=st.binary(max_size=2000),
+    prefix=st.sampled_from([b"", b"PK\x03\x04", b"\x1f\x8b\x08\x00", b"BZh"]),
+)
 def test_random_bytes_give_a_report_never_an_exception(blob: bytes, prefix: bytes) -> None:
     with workdir() as tmp:
         path = tmp / "r"
