@@ -32,39 +32,48 @@ from daemon.credits import (
     low_threshold,
     to_micro,
 )
+from daemon.store_schema import MIGRATIONS
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS account (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    allocation_micro INTEGER NOT NULL,
-    balance_micro INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS credit_ledger (
-    replica_id TEXT NOT NULL,
-    hour_start_ms INTEGER NOT NULL,
-    script TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    profile TEXT NOT NULL,
+# What the credits need on top of the store's first migration (proposed migration 2):
+# integer micro-credit columns on the account (its REAL columns would drift) and the
+# usage ledger, one row per replica per wall-clock hour.
+PROPOSED_MIGRATION = """
+ALTER TABLE account ADD COLUMN allocation_micro INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account ADD COLUMN balance_micro INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE credit_usage (
+    replica_id      TEXT NOT NULL,
+    hour_start_ms   INTEGER NOT NULL,
+    script_id       INTEGER REFERENCES scripts(id) ON DELETE SET NULL,
+    script_name     TEXT NOT NULL,
+    version         INTEGER NOT NULL,
+    profile         TEXT NOT NULL,
     period_start_ms INTEGER NOT NULL,
-    period_end_ms INTEGER NOT NULL,
-    replica_ms INTEGER NOT NULL,
-    amount_micro INTEGER NOT NULL,
+    period_end_ms   INTEGER NOT NULL,
+    replica_ms      INTEGER NOT NULL,
+    amount_micro    INTEGER NOT NULL,
     PRIMARY KEY (replica_id, hour_start_ms)
 );
-CREATE INDEX IF NOT EXISTS credit_ledger_hour ON credit_ledger (hour_start_ms, script);
+CREATE INDEX credit_usage_hour ON credit_usage (hour_start_ms, script_name);
 """
 
 
 class SqliteLedger:
     def __init__(self, path: Path, allocation: int | None = None) -> None:
         self.db = apsw.Connection(str(path))
-        self.db.execute(SCHEMA)
-        if allocation is not None:
+        with self.db:
+            if self.db.execute("PRAGMA user_version").fetchone() == (0,):
+                self.db.execute(MIGRATIONS[0])
+                self.db.execute(PROPOSED_MIGRATION)
+                self.db.execute("PRAGMA user_version = 2")
+        if allocation is not None:  # `scriptctl account set --allocation N`
             self.db.execute(
-                "INSERT INTO account VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "INSERT INTO account (id, updated_at, total_allocated, balance_credits, "
+                "allocation_micro, balance_micro) VALUES (1, '', ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET total_allocated = excluded.total_allocated, "
+                "balance_credits = excluded.balance_credits, "
                 "allocation_micro = excluded.allocation_micro, "
                 "balance_micro = excluded.balance_micro",
-                (allocation, allocation),
+                (allocation / 1e6, allocation / 1e6, allocation, allocation),
             )
 
     def account(self) -> Account:
@@ -74,7 +83,7 @@ class SqliteLedger:
 
     async def high_water(self, replica_id: str) -> int | None:
         row = self.db.execute(
-            "SELECT MAX(period_end_ms) FROM credit_ledger WHERE replica_id = ?", (replica_id,)
+            "SELECT MAX(period_end_ms) FROM credit_usage WHERE replica_id = ?", (replica_id,)
         ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
@@ -86,22 +95,28 @@ class SqliteLedger:
                 if mark is not None and e.period_start_ms < mark:
                     continue  # already charged (a replay after a crash)
                 self.db.execute(
-                    "INSERT INTO credit_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "INSERT INTO credit_usage VALUES (?, ?, "
+                    "(SELECT id FROM scripts WHERE name = ?), ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT(replica_id, hour_start_ms) DO UPDATE SET "
                     "period_end_ms = excluded.period_end_ms, "
                     "replica_ms = replica_ms + excluded.replica_ms, "
                     "amount_micro = amount_micro + excluded.amount_micro",
-                    (e.replica_id, e.hour_start_ms, e.script, e.version, e.profile,
+                    (e.replica_id, e.hour_start_ms, e.script, e.script, e.version, e.profile,
                      e.period_start_ms, e.period_end_ms, e.replica_ms, e.amount),
                 )  # fmt: skip
                 total += e.amount
-            self.db.execute("UPDATE account SET balance_micro = balance_micro - ?", (total,))
+            # balance_credits (REAL, migration 1) is kept as a derived copy for display.
+            self.db.execute(
+                "UPDATE account SET balance_micro = balance_micro - ?1, "
+                "balance_credits = (balance_micro - ?1) / 1000000.0",
+                (total,),
+            )
             return Charge(before, self.account())
 
     def usage_by_script(self, since_ms: int = 0) -> dict[str, tuple[int, int]]:
         rows = self.db.execute(
-            "SELECT script, SUM(replica_ms), SUM(amount_micro) FROM credit_ledger "
-            "WHERE hour_start_ms >= ? - ? % 3600000 GROUP BY script",
+            "SELECT script_name, SUM(replica_ms), SUM(amount_micro) FROM credit_usage "
+            "WHERE hour_start_ms >= ? - ? % 3600000 GROUP BY script_name",
             (since_ms, since_ms),
         )
         return {str(s): (int(ms), int(a)) for s, ms, a in rows}
@@ -215,7 +230,9 @@ async def test_ledger_equals_replica_seconds_times_rate(tmp_path: Path) -> None:
     assert usage["s"] == (end - T0, accrued(T0, end, ONE))
     assert usage["other"] == (end - two.started_ms, accrued(two.started_ms, end, two.rate))
     assert h.ledger.account() == Account(to_micro(100), to_micro(100) - spent)
-    rows = h.ledger.db.execute("SELECT COUNT(*) FROM credit_ledger").fetchone()
+    [(real,)] = h.ledger.db.execute("SELECT balance_credits FROM account")
+    assert real == pytest.approx((to_micro(100) - spent) / 1e6)
+    rows = h.ledger.db.execute("SELECT COUNT(*) FROM credit_usage").fetchone()
     assert rows == (4 + 3,)  # one row per replica per wall-clock hour touched, not per tick
 
 
