@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from urllib.parse import unquote
 
 from daemon.config import Config
 from daemon.errors import BadRequest
@@ -162,6 +163,6 @@ def flag(field: str, value: object) -> bool:
 
 def upload_filename(raw: str | None) -> str:
     """A safe file name to store an upload under; the suffix tells the format."""
-    name = (raw or "project.zip").replace("\\", "/").rsplit("/", 1)[-1]
+    name = unquote(raw or "project.zip").replace("\\", "/").rsplit("/", 1)[-1]
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
     return safe[-200:] or "project.zip"
