@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import importlib.util
-import json
 import os
 import selectors
 import shutil
@@ -58,30 +56,16 @@ def _load(path: str, name: str) -> types.ModuleType:
     return module
 
 
-class Proc:
-    """One worker process as the supervisor sees it."""
-
-    def __init__(self, worker: int, slot: int, pid: int, started: float) -> None:
-        self.worker = worker
-        self.slot = slot
-        self.pid = pid
-        self.started = started
-        self.announced = False
-        self.killed = False
-        self.daemon_end: socket.socket | None = None  # held until announced
-        self.status_fd: int | None = None  # spawned workers, until ready
-        self.status_buf = b""
-
-
 class Supervisor:
     def __init__(self, args: argparse.Namespace, control: socket.socket) -> None:
         self.args = args
         self.protocol = _load(os.path.join(args.harness_dir, "protocol.py"), "_scriptd_protocol")
+        self.launch = _load(os.path.join(args.harness_dir, "launch.py"), "_scriptd_launch")
         self.control = control
         self.decoder = self.protocol.FrameDecoder(args.max_frame)
         self.selector = selectors.DefaultSelector()
         self.signals: list[int] = []
-        self.procs: dict[int, Proc] = {}  # by pid
+        self.procs: dict[int, Any] = {}  # by pid
         self.next_worker = 1
         self.slot_free_at: dict[int, float] = {}  # slot -> monotonic time to respawn
         self.quick_deaths = dict.fromkeys(range(args.workers), 0)
@@ -180,33 +164,22 @@ class Supervisor:
     def spawn_worker(self, slot: int) -> None:
         daemon_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if self.mode == "fork":
-            proc = self._fork(slot, daemon_end, worker_end)
+            pid = self.launch.fork_process(lambda: self._serve_forked(worker_end, daemon_end))
+            proc = self._track(slot, pid)
             self.announce(proc, daemon_end)
         else:
-            proc = self._spawn(slot, worker_end)
+            pid, status_fd = self.launch.spawn_process(
+                self.launch.worker_argv(self.args), worker_end
+            )
+            proc = self._track(slot, pid)
             proc.daemon_end = daemon_end
+            proc.status_fd = status_fd
+            self.selector.register(status_fd, selectors.EVENT_READ, proc)
         worker_end.close()
 
-    def _fork(self, slot: int, daemon_end: socket.socket, worker_end: socket.socket) -> Proc:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child never returns from here
-            code = 70
-            try:
-                daemon_end.close()
-                self._become_worker()
-                code = self.harness.Worker(
-                    worker_end, self.functions, self.args.max_output, self.args.max_frame
-                ).serve()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        return self._track(slot, pid)
-
-    def _become_worker(self) -> None:
-        """In a forked child: drop everything that belongs to the supervisor."""
+    def _serve_forked(self, worker_end: socket.socket, daemon_end: socket.socket) -> int:
+        """In a forked child: drop what belongs to the supervisor, then serve."""
+        daemon_end.close()
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
@@ -216,62 +189,27 @@ class Supervisor:
         self.selector.close()
         os.close(self._wakeup_write)
         self.control.close()
+        worker = self.harness.Worker(
+            worker_end, self.functions, self.args.max_output, self.args.max_frame
+        )
+        return worker.serve()
 
-    def _spawn(self, slot: int, worker_end: socket.socket) -> Proc:
-        status_r, pipe_w = os.pipe()
-        os.set_blocking(status_r, False)
-        # Copies numbered >= 10, so the dup2s to 3 and 4 below cannot clash.
-        sock_fd, status_w = _above(worker_end.fileno()), _above(pipe_w)
-        os.close(pipe_w)
-        argv = self._worker_argv()
-        try:
-            actions = [(os.POSIX_SPAWN_DUP2, sock_fd, 3), (os.POSIX_SPAWN_DUP2, status_w, 4)]
-            pid = os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions)
-        finally:
-            os.close(sock_fd)
-            os.close(status_w)
-        proc = self._track(slot, pid)
-        proc.status_fd = status_r
-        self.selector.register(status_r, selectors.EVENT_READ, proc)
-        return proc
-
-    def _worker_argv(self) -> list[str]:
-        common = [
-            "--fd",
-            "3",
-            "--status-fd",
-            "4",
-            "--source",
-            self.args.source,
-            "--main",
-            self.args.main,
-            "--max-output",
-            str(self.args.max_output),
-            "--max-frame",
-            str(self.args.max_frame),
-        ]
-        if self.args.language == "python":
-            harness = os.path.join(self.args.harness_dir, "python", "harness.py")
-            return [sys.executable, "-I", harness, *common]
-        harness = os.path.join(self.args.harness_dir, "node", "harness.mjs")
-        return [self.args.node, harness, *common]
-
-    def _track(self, slot: int, pid: int) -> Proc:
-        proc = Proc(self.next_worker, slot, pid, time.monotonic())
+    def _track(self, slot: int, pid: int) -> Any:
+        proc = self.launch.Proc(self.next_worker, slot, pid)
         self.next_worker += 1
         self.procs[pid] = proc
         return proc
 
-    def announce(self, proc: Proc, daemon_end: socket.socket) -> None:
+    def announce(self, proc: Any, daemon_end: socket.socket) -> None:
         """Hand the daemon its end of the worker's socket."""
-        message = {"t": "worker", "worker": proc.worker, "slot": proc.slot, "pid": proc.pid}
+        message = {"t": "worker", **proc.describe()}
         self.protocol.send(self.control, self.protocol.encode(message), (daemon_end.fileno(),))
         daemon_end.close()
         proc.daemon_end = None
         proc.announced = True
         self.boot_failures = 0
 
-    def kill_worker(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
+    def kill_worker(self, proc: Any, sig: int = signal.SIGKILL) -> None:
         proc.killed = True
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, sig)
@@ -289,36 +227,27 @@ class Supervisor:
             if proc is not None:
                 self._worker_gone(proc, status)
 
-    def _worker_gone(self, proc: Proc, status: int) -> None:
+    def _worker_gone(self, proc: Any, status: int) -> None:
         if proc.status_fd is not None:
             self._read_status(proc, final=True)
         if proc.daemon_end is not None:
             proc.daemon_end.close()
-        code, sig = _decode_status(status)
+        code, sig = self.launch.decode_wait_status(status)
         if proc.announced and self.control.fileno() >= 0:
-            self.send(
-                {
-                    "t": "worker_exit",
-                    "worker": proc.worker,
-                    "slot": proc.slot,
-                    "pid": proc.pid,
-                    "code": code,
-                    "signal": sig,
-                    "killed": proc.killed,
-                }
-            )
+            exit_info = {"code": code, "signal": sig, "killed": proc.killed}
+            self.send({"t": "worker_exit", **proc.describe(), **exit_info})
         elif not proc.announced and self.terminate_by is None:
             self._boot_failed(proc, code, sig)
         self._schedule_respawn(proc)
 
-    def _schedule_respawn(self, proc: Proc) -> None:
+    def _schedule_respawn(self, proc: Any) -> None:
         quick = not proc.killed and time.monotonic() - proc.started < QUICK_DEATH_S
         deaths = self.quick_deaths[proc.slot] + 1 if quick else 0
         self.quick_deaths[proc.slot] = deaths
         delay = 0.0 if deaths <= 1 else min(0.05 * 2 ** (deaths - 2), 2.0)
         self.slot_free_at[proc.slot] = time.monotonic() + delay
 
-    def _boot_failed(self, proc: Proc, code: int | None, sig: int | None) -> None:
+    def _boot_failed(self, proc: Any, code: int | None, sig: int | None) -> None:
         self.boot_failures += 1
         if self.boot_failures >= MAX_BOOT_FAILURES:
             how = f"signal {sig}" if sig else f"exit code {code}"
@@ -332,24 +261,13 @@ class Supervisor:
             )
 
     # --- spawned workers' status pipes ------------------------------------
-    def _read_status(self, proc: Proc, final: bool = False) -> None:
-        """One JSON line from a spawned worker: ready or load_error."""
-        assert proc.status_fd is not None
-        eof = False
-        try:
-            while not eof:
-                data = os.read(proc.status_fd, 65536)
-                proc.status_buf += data
-                eof = not data
-        except BlockingIOError:
-            pass
-        if not (eof or final or b"\n" in proc.status_buf):
+    def _read_status(self, proc: Any, final: bool = False) -> None:
+        status = self.launch.read_status(proc, final)
+        if status is None:
             return
         self.selector.unregister(proc.status_fd)
         os.close(proc.status_fd)
         proc.status_fd = None
-        line = proc.status_buf.split(b"\n", 1)[0]
-        status = json.loads(line) if line.strip() else {"t": "died"}
         if status["t"] == "ready" and proc.pid in self.procs and proc.daemon_end is not None:
             if not self.hello_sent:
                 self.send_hello(status["functions"], status["load_ms"], status["version"])
@@ -380,11 +298,7 @@ class Supervisor:
                 if proc.worker == message.get("worker"):
                     self.kill_worker(proc)
         elif kind == "ping":
-            workers = [
-                {"worker": p.worker, "slot": p.slot, "pid": p.pid}
-                for p in self.procs.values()
-                if p.announced
-            ]
+            workers = [p.describe() for p in self.procs.values() if p.announced]
             self.send({"t": "pong", "id": message.get("id"), "workers": workers})
         elif kind == "shutdown":
             self.begin_shutdown()
@@ -451,31 +365,8 @@ class Supervisor:
         os._exit(code)
 
 
-def _above(fd: int) -> int:
-    """A close-on-exec copy of fd numbered >= 10."""
-    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-
-
-def _decode_status(status: int) -> tuple[int | None, int | None]:
-    if os.WIFSIGNALED(status):
-        return None, os.WTERMSIG(status)
-    return os.WEXITSTATUS(status), None
-
-
 def _ms_since(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 3)
-
-
-def _become_subreaper() -> None:
-    """Outside a pid namespace, adopt orphaned grandchildren like pid 1 would."""
-    if os.getpid() == 1:
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -509,8 +400,9 @@ def _node_main(source: str) -> str:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
-    _become_subreaper()
-    Supervisor(args, control).run()
+    supervisor = Supervisor(args, control)
+    supervisor.launch.become_subreaper()
+    supervisor.run()
     os._exit(0)
 
 

@@ -1,0 +1,135 @@
+"""How the supervisor makes a worker process and reads what it says at birth.
+
+Two ways: fork() from the loaded supervisor (python, the fast path), or
+posix_spawn() of a fresh interpreter running a harness with the worker socket
+as fd 3 and a status pipe as fd 4 (node always; python when fork is unsafe).
+posix_spawn, not subprocess with preexec_fn: it is safe in a process that
+has threads (the user's main may have started some) and it is quick.
+A spawned worker writes one JSON line on the status pipe once main is loaded:
+{"t":"ready",...} or {"t":"load_error","error":{...}}.
+Standard library only, Python 3.8+; loaded by path by supervisor.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class Proc:
+    """One worker process as the supervisor sees it."""
+
+    def __init__(self, worker: int, slot: int, pid: int) -> None:
+        self.worker = worker  # unique for the supervisor's life; the daemon's handle
+        self.slot = slot
+        self.pid = pid
+        self.started = time.monotonic()
+        self.announced = False
+        self.killed = False
+        self.daemon_end: socket.socket | None = None  # held until announced
+        self.status_fd: int | None = None  # spawned workers, until ready
+        self.status_buf = b""
+
+    def describe(self) -> dict[str, int]:
+        return {"worker": self.worker, "slot": self.slot, "pid": self.pid}
+
+
+def fork_process(child: Callable[[], int]) -> int:
+    """fork(); the child runs `child` and exits with what it returns (70 if it
+    raises), never returning into the supervisor's code."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 70
+    try:
+        code = child()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+
+
+def spawn_process(argv: list[str], worker_end: socket.socket) -> tuple[int, int]:
+    """Start argv with worker_end as fd 3 and a status pipe as fd 4.
+
+    Returns (pid, read end of the status pipe, non-blocking)."""
+    status_r, pipe_w = os.pipe()
+    os.set_blocking(status_r, False)
+    # Copies numbered >= 10, so the dup2s to 3 and 4 below cannot clash.
+    sock_fd, status_w = _above(worker_end.fileno()), _above(pipe_w)
+    os.close(pipe_w)
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, sock_fd, 3), (os.POSIX_SPAWN_DUP2, status_w, 4)]
+        pid = os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions)
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        os.close(sock_fd)
+        os.close(status_w)
+    return pid, status_r
+
+
+def worker_argv(args: Any) -> list[str]:
+    common = ["--fd", "3", "--status-fd", "4", "--source", args.source, "--main", args.main,
+              "--max-output", str(args.max_output), "--max-frame", str(args.max_frame)]  # fmt: skip
+    if args.language == "python":
+        harness = os.path.join(args.harness_dir, "python", "harness.py")
+        return [sys.executable, "-I", harness, *common]
+    return [args.node, os.path.join(args.harness_dir, "node", "harness.mjs"), *common]
+
+
+def read_status(proc: Proc, final: bool) -> dict[str, Any] | None:
+    """The status line once it is complete (or the worker is gone: final);
+    None while more is to come. {"t": "died"} when it said nothing."""
+    assert proc.status_fd is not None
+    eof = False
+    try:
+        while not eof:
+            data = os.read(proc.status_fd, 65536)
+            proc.status_buf += data
+            eof = not data
+    except BlockingIOError:
+        pass
+    if not (eof or final or b"\n" in proc.status_buf):
+        return None
+    line = proc.status_buf.split(b"\n", 1)[0]
+    try:
+        status = json.loads(line) if line.strip() else {"t": "died"}
+    except ValueError:
+        status = {"t": "died"}
+    return status if isinstance(status, dict) else {"t": "died"}
+
+
+def decode_wait_status(status: int) -> tuple[int | None, int | None]:
+    """(exit code, None) or (None, signal number)."""
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), None
+
+
+def become_subreaper() -> None:
+    """Outside a pid namespace, adopt orphaned grandchildren like pid 1 would."""
+    if os.getpid() == 1:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _above(fd: int) -> int:
+    """A close-on-exec copy of fd numbered >= 10."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
