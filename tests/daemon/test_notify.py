@@ -34,6 +34,7 @@ from daemon.notify import (
 )
 from daemon.notify_smtp import SmtpConfig, SmtpSender
 from daemon.store_schema import MIGRATIONS
+from tests.conftest import require
 
 # The outbox table of the store's first migration, used as it is.
 COLUMNS = (
@@ -307,8 +308,7 @@ async def test_gives_up_after_the_deadline(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
+    require(shutil.which("openssl") is not None, "openssl is needed to make a test certificate")
     d = tmp_path_factory.mktemp("tls")
     cert, key = str(d / "cert.pem"), str(d / "key.pem")
     subprocess.run(
