@@ -7,6 +7,8 @@ import itertools
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daemon.autoscale import (
     Autoscaler,
@@ -265,3 +267,23 @@ async def test_loop_passes_the_queue_signal() -> None:
     d = await a.step()
     assert d is not None and (d.desired, d.reason) == (5, "queue") and len(pool.cpu) == 5
     assert pool.events[0].to_event()["queue_wait_s"] == 4.0
+
+
+@given(
+    bounds=st.tuples(st.integers(1, 10), st.integers(1, 10)).map(sorted),
+    target=st.integers(1, 100),
+    ticks=st.lists(
+        st.tuples(st.floats(0, 2), st.floats(0, 10), st.integers(0, 50)), min_size=1, max_size=30
+    ),
+)
+def test_invariants(bounds: list[int], target: int, ticks: list[tuple[float, float, int]]) -> None:
+    """Whatever comes in: stays in bounds, min = max never moves, down only on cpu."""
+    policy = Policy.from_percent(bounds[0], bounds[1], target, stabilisation_s=10.0)
+    replicas, state = bounds[0], ScalerState()
+    for i, (util, wait, queued) in enumerate(ticks):
+        m = Measurement(i * 2.0, replicas, (util,) * replicas, queue_wait_s=wait, queued=queued)
+        d, state = decide(m, state, policy)
+        assert policy.min_replicas <= d.desired <= policy.max_replicas
+        assert not (policy.fixed and d.scales)
+        assert d.desired >= replicas or d.reason == "cpu"
+        replicas = d.desired
