@@ -181,7 +181,7 @@ class Builder:
         fd = await asyncio.to_thread(os.open, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *_dies_with_daemon(argv),
                 cwd=cwd,
                 env=self._env(node_dir),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -208,6 +208,14 @@ class Builder:
 
     def _too_long(self) -> str:
         return f"the build took longer than {self.config.build_timeout_s} s (build.timeout_s)"
+
+
+def _dies_with_daemon(argv: list[str]) -> list[str]:
+    """Prefix `setpriv --pdeathsig KILL`: if the daemon is killed mid-build, the
+    tool dies too instead of running on as an orphan (util-linux's setpriv sets
+    the flag and execs, so no preexec_fn runs in a threaded process)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 def _kill_group(pid: int) -> None:
