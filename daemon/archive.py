@@ -11,6 +11,13 @@ Validation streams the archive once (memory stays flat for a 1 GB upload):
 entry rules (archive_entries), byte budgets on the real decompressed bytes
 (archive_scan), then project rules (archive_project). Every finding is reported
 at once; `report.ok` is false when there is any error.
+
+Decisions: every link (symbolic or hard, inside the tree or not) is refused;
+duplicate files are errors after normalising `./`, `//` and `a/./b`, repeated
+folder entries are harmless; names differing only in case or Unicode form are
+a warning; the format comes from the content, never the extension. Unpacking
+scans twice (validate, then write with every rule applied again) so a file
+swapped between the passes cannot slip through.
 """
 
 from __future__ import annotations
