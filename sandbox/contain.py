@@ -68,9 +68,9 @@ def contain(plan: ChildPlan, pipe: int) -> None:
             seccomp.load(plan.seccomp_bpf)  # last: after this, only exec is needed
         step = "exec"
         os.execvpe(plan.argv[0], list(plan.argv), dict(plan.env))
-    except FileNotFoundError:
-        report(pipe, step, OSError(f"{plan.argv[0]}: not found (PATH={plan.env.get('PATH', '')})"))
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+        if step == "exec" and isinstance(e, FileNotFoundError):
+            e = OSError(f"{plan.argv[0]}: not found (PATH={plan.env.get('PATH', '')})")
         report(pipe, step, e)
     os._exit(127)
 
