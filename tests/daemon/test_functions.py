@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from daemon.functions import list_functions_javascript, list_functions_python, tokenize_javascript
+from tests.conftest import require
+
+SAMPLES = Path(__file__).resolve().parents[2] / "runtimes" / "samples"
 
 
 def test_python_top_level_defs_only() -> None:
@@ -168,3 +176,18 @@ def test_tokenizer_depths() -> None:
 )
 def test_javascript_scan_survives_broken_input(src: str) -> None:
     assert list_functions_javascript(src) == []
+
+
+def test_static_scan_agrees_with_node_on_the_sample(tmp_path: Path) -> None:
+    """Node loads our own sample (not user code) to confirm the scan's answer."""
+    node = shutil.which("node")
+    require(node is not None, "needs node")
+    assert node is not None
+    main = SAMPLES / "javascript" / "main.js"
+    script = (
+        f"const m = require({json.dumps(str(main))});"
+        "console.log(JSON.stringify(Object.keys(m).filter("
+        "k => typeof m[k] === 'function' && !k.startsWith('_'))))"
+    )
+    out = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True)
+    assert list_functions_javascript(main.read_text()) == json.loads(out.stdout)
