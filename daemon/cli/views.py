@@ -117,11 +117,23 @@ def history(data: dict[str, Any]) -> str:
     return text
 
 
-def detail_text(detail: Any) -> str:
-    """An event's detail object as `key=value, ...` (a string stays as it is)."""
-    if isinstance(detail, dict):
-        return ", ".join(f"{k}={v}" for k, v in detail.items())
-    return "" if detail is None else str(detail)
+def detail_text(detail: Any, prefix: str = "") -> str:
+    """An event's detail object as `key=value, ...`, nested keys dotted and long
+    values (hashes, tracebacks) cut, so that an event stays one short line."""
+    if not isinstance(detail, dict):
+        return "" if detail is None else _cut(str(detail))
+    parts = []
+    for key, value in detail.items():
+        if isinstance(value, dict):
+            parts.append(detail_text(value, f"{prefix}{key}."))
+        else:
+            parts.append(f"{prefix}{key}={_cut(str(value))}")
+    return ", ".join(p for p in parts if p)
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def version_line(version: dict[str, Any]) -> str:

@@ -140,6 +140,10 @@ def test_history_keeps_each_row_on_one_line() -> None:
     assert views.history({"versions": []}) == "No deployments yet."
     assert views.detail_text({"version": 2, "from": "a"}) == "version=2, from=a"
     assert views.detail_text(None) == ""
+    nested = {"archive": {"filename": "p.zip", "sha256": "ab" * 32}, "version": 1}
+    assert views.detail_text(nested) == (
+        "archive.filename=p.zip, archive.sha256=ababababababababababababababababababa..., version=1"
+    )
 
 
 def test_validation_report_lists_every_finding() -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import running_daemon
+
 REPO = Path(__file__).resolve().parents[2]
 STATUSES = ("Draft", "Deploying", "Ready to Deploy", "Deployed", "Deployment Failed")
 
@@ -94,10 +96,10 @@ class Ctl:
 
 
 @pytest.fixture(scope="module")
-def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctl]:
-    from tests import helpers
-
-    with helpers.running_daemon(tmp_path_factory.mktemp("scriptd")) as daemon:
+def ctl(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[Ctl]:
+    """One daemon for the module: the tests use distinct script names."""
+    root = tmp_path_factory.mktemp("scriptd")
+    with running_daemon(root, cache_dir=build_cache) as daemon:
         yield Ctl(str(daemon.admin_socket))
 
 
