@@ -69,7 +69,9 @@ async def test_worker_channel_round_trip_and_close() -> None:
     big = {"t": "result", "value": "x" * 300_000}
     theirs.setblocking(False)
     # bigger than the socket buffer: write it from the loop so the reader can drain it
-    await asyncio.get_running_loop().sock_sendall(theirs, encode(big) + encode({"t": "pong", "id": 2}))
+    await asyncio.get_running_loop().sock_sendall(
+        theirs, encode(big) + encode({"t": "pong", "id": 2})
+    )
     theirs.close()
     assert await asyncio.wait_for(closed, 2) is None
     assert got == [big, {"t": "pong", "id": 2}]

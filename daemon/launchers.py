@@ -1,0 +1,280 @@
+"""How a replica's process tree is started: in a sandbox (always, in production), or as
+a plain process group (development and tests of the protocol only: no isolation).
+
+`SandboxLauncher` turns a built version (`RunTarget`) into the `SandboxSpec` of one
+replica: runtimes/supervisor.py on the version's interpreter, the version's source and
+environment read-only, the script's workspace read-write, the uploads read-only, the
+profile's actual vCPUs and memory, and a uid of the script's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sandbox
+from daemon.runner import RunTarget
+
+__all__ = [
+    "APP_DIR",
+    "RUNTIMES_DIR",
+    "LaunchSettings",
+    "PlainExit",
+    "PlainLauncher",
+    "PlainProcess",
+    "SandboxLauncher",
+    "workers_for",
+]
+
+RUNTIMES_DIR = Path(__file__).resolve().parents[1] / "runtimes"
+MiB = 1024 * 1024
+# Where things appear inside the sandbox.
+APP_DIR = "/app"  # the version's source (cwd)
+RUNTIMES_IN = "/opt/scriptd/runtimes"  # supervisor, protocol, harnesses
+VENV_IN = "/venv"  # python: the version's venv
+NODE_MODULES_IN = "/node_modules"  # javascript: found by walking up from /app
+WORKSPACE_IN = "/workspace"
+UPLOADS_IN = "/uploads"
+_SYSTEM_PREFIXES = ("/usr", "/bin", "/lib", "/lib64", "/sbin")
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    runtimes_dir: Path = RUNTIMES_DIR
+    uploads_dir: Path | None = None  # the account's uploads (UPLOADS_DIR, read-only)
+    log_dir: Path | None = None  # supervisor stdout/stderr, one file per replica
+    uid_base: int = 200_000  # script N runs as uid/gid uid_base + N
+    uid_count: int = 100_000  # ids above uid_base + uid_count are refused
+    host_python: str = field(default_factory=lambda: os.path.realpath(sys.executable))
+    tmp_size_bytes: int = 64 * MiB  # /tmp of each replica
+    pids_max: int = 256  # processes + threads per replica
+    max_output_bytes: int = 1 * MiB  # per call, per stream
+    max_frame_bytes: int = 16 * MiB  # largest call or result frame
+
+
+def workers_for(vcpus: float) -> int:
+    """K: one worker per whole vCPU of the profile, at least one."""
+    return max(1, int(vcpus))
+
+
+def install_root(executable: str) -> str | None:
+    """The installation an interpreter lives in (…/bin/python3 -> …), when the
+    sandbox's system binds do not already cover it."""
+    real = os.path.realpath(executable)
+    root = os.path.dirname(os.path.dirname(real))
+    if root in ("", "/") or any(root == p or root.startswith(p + "/") for p in _SYSTEM_PREFIXES):
+        return None
+    if root == os.path.realpath(sys.base_prefix):  # sandbox.system_binds adds this one
+        return None
+    return root
+
+
+class SandboxLauncher:
+    """Starts replicas of one built version, each in its own sandbox."""
+
+    def __init__(self, target: RunTarget, settings: LaunchSettings, root: sandbox.CgroupRoot):
+        self.target = target
+        self.settings = settings
+        self.root = root
+        self.workers = workers_for(target.profile.vcpus)
+        self.memory_bytes: int | None = target.profile.memory_bytes
+        self.label = f"{target.script} v{target.version}"
+        self.uid = settings.uid_base + target.script_id
+        if not 0 < target.script_id < settings.uid_count:
+            raise ValueError(f"script id {target.script_id} is outside the uid range")
+
+    def launch(self, name: str, control_fd: int) -> sandbox.Sandbox:
+        """Blocking: prepare the workspace, start the sandbox (a few ms)."""
+        self._prepare_workspace()
+        log_fd = self._open_log(name)
+        try:
+            return sandbox.start(self.spec(name, control_fd, log_fd), self.root)
+        finally:
+            if log_fd is not None:
+                os.close(log_fd)
+
+    def spec(self, name: str, control_fd: int, log_fd: int | None = None) -> sandbox.SandboxSpec:
+        t, s = self.target, self.settings
+        return sandbox.SandboxSpec(
+            argv=self.argv(),
+            env=self.env(),
+            name=name,
+            cwd=APP_DIR,
+            uid=self.uid,
+            gid=self.uid,
+            binds=self.binds(),
+            tmp_size_bytes=s.tmp_size_bytes,
+            cpu_vcpus=t.profile.vcpus,
+            memory_bytes=t.profile.memory_bytes,
+            pids_max=s.pids_max,
+            pass_fds={3: control_fd},
+            stdout=log_fd,
+            stderr=log_fd,
+            hostname=t.script[:63],
+        )
+
+    def argv(self) -> tuple[str, ...]:
+        t, s = self.target, self.settings
+        python = f"{VENV_IN}/bin/python" if t.language == "python" else s.host_python
+        argv = [python, "-I", f"{RUNTIMES_IN}/supervisor.py", "--language", t.language]
+        argv += ["--workers", str(self.workers), "--source", APP_DIR]
+        argv += ["--harness-dir", RUNTIMES_IN, "--max-output", str(s.max_output_bytes)]
+        argv += ["--max-frame", str(s.max_frame_bytes)]
+        if t.language == "javascript":
+            argv += ["--node", os.path.realpath(t.runtime_path)]
+        return tuple(argv)
+
+    def binds(self) -> tuple[sandbox.Bind, ...]:
+        t, s = self.target, self.settings
+        binds = [
+            sandbox.Bind(str(s.runtimes_dir), RUNTIMES_IN),
+            sandbox.Bind(str(t.source_dir), APP_DIR),
+            sandbox.Bind(str(t.workspace_dir), WORKSPACE_IN, writable=True),
+        ]
+        if t.language == "python":
+            binds.append(sandbox.Bind(str(t.env_dir), VENV_IN))
+        elif (t.env_dir / "node_modules").is_dir():
+            binds.append(sandbox.Bind(str(t.env_dir / "node_modules"), NODE_MODULES_IN))
+        for exe in {t.runtime_path, s.host_python}:
+            root = install_root(exe)
+            if root is not None:
+                binds.append(sandbox.Bind(root, root))
+        if s.uploads_dir is not None and s.uploads_dir.is_dir():
+            binds.append(sandbox.Bind(str(s.uploads_dir), UPLOADS_IN))
+        return tuple(dict.fromkeys(binds))
+
+    def env(self) -> dict[str, str]:
+        base = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+        }
+        return {**base, **self.target.env, "WORKSPACE_DIR": WORKSPACE_IN, "UPLOADS_DIR": UPLOADS_IN}
+
+    def _prepare_workspace(self) -> None:
+        path = self.target.workspace_dir
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+        if (st.st_uid, st.st_gid) != (self.uid, self.uid):
+            os.chown(path, self.uid, self.uid)
+
+    def _open_log(self, name: str) -> int | None:
+        if self.settings.log_dir is None:
+            return None
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        return os.open(self.settings.log_dir / f"{name}.log", flags, 0o640)
+
+
+@dataclass(frozen=True)
+class PlainExit:
+    code: int | None
+    signal: int | None
+    oom: bool
+    killed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlainUsage:
+    cpu_seconds: float = 0.0
+    memory_bytes: int = 0
+    memory_peak_bytes: int = 0
+    oom_kills: int = 0
+
+
+class PlainProcess:
+    """A supervisor in its own process group, without any isolation."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._pidfd = os.pidfd_open(popen.pid)
+        self._killed = False
+
+    async def wait(self) -> PlainExit:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(self._pidfd, _resolve, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self._pidfd)
+        status = self.popen.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)  # workers die with their supervisor
+        code, sig = (None, -status) if status < 0 else (status, None)
+        reason = f"killed by signal {sig}" if sig else f"exit code {code}"
+        if self._killed:
+            reason = "killed on request"
+        return PlainExit(code, sig, False, self._killed, reason)
+
+    def kill(self) -> None:
+        self._killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def usage(self) -> PlainUsage:
+        return PlainUsage()
+
+    def cleanup(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class PlainLauncher:
+    """Development only: the supervisor as a plain child process group, no sandbox."""
+
+    def __init__(
+        self,
+        language: str,
+        python: str,
+        source_dir: Path,
+        *,
+        workers: int = 1,
+        node: str | None = None,
+        env: Mapping[str, str] | None = None,
+        label: str = "plain",
+        runtimes_dir: Path = RUNTIMES_DIR,
+    ) -> None:
+        self.language = language
+        self.python = python
+        self.source_dir = source_dir
+        self.workers = workers
+        self.node = node
+        self.extra_env = dict(env or {})
+        self.label = label
+        self.runtimes_dir = runtimes_dir
+        self.memory_bytes: int | None = None
+
+    def launch(self, name: str, control_fd: int) -> PlainProcess:
+        rt = str(self.runtimes_dir)
+        argv = [self.python, "-I", f"{rt}/supervisor.py", "--language", self.language]
+        argv += ["--workers", str(self.workers), "--source", str(self.source_dir)]
+        argv += ["--harness-dir", rt, "--control-fd", str(control_fd)]
+        if self.node:
+            argv += ["--node", self.node]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.extra_env}
+        popen = subprocess.Popen(
+            argv,
+            pass_fds=(control_fd,),
+            env=env,
+            cwd=self.source_dir,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
+        return PlainProcess(popen)
