@@ -33,6 +33,14 @@ from daemon.errors import BuildError
 BUILD_FORMAT = 1  # bump when the layout of a built environment changes
 DONE_MARKER = ".scriptd-built"
 NODE_DEP_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json")
+# The daemon's own settings for reaching package indexes (proxies, CA bundles,
+# mirrors) go through to the tools; nothing else of its environment does.
+PASS_ENV = (
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
+    "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_SYSTEM_CERTS",
+    "UV_NATIVE_TLS", "npm_config_registry", "npm_config_cafile",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,8 @@ class Builder:
             if await asyncio.to_thread((final / DONE_MARKER).exists):
                 await _append(log, f"environment {key} is already built: reused\n")
                 return BuildResult(key, final, True, time.monotonic() - started)
+            what = f"{language} {runtime.version} at {runtime.path}"
+            await _append(log, f"environment {key}: building for {what}\n")
             async with self._slots:
                 await self._build_into(language, runtime, src, log, final, started)
         return BuildResult(key, final, False, time.monotonic() - started)
@@ -161,7 +171,8 @@ class Builder:
         home = self.config.cache_dir / "home"
         home.mkdir(parents=True, exist_ok=True)
         path = "/usr/local/bin:/usr/bin:/bin"
-        return {
+        passed = {k: v for k, v in os.environ.items() if k in PASS_ENV}
+        return passed | {
             "PATH": f"{node_dir}:{path}" if node_dir else path,
             "HOME": str(home),
             "LANG": "C.UTF-8",
