@@ -15,6 +15,16 @@ from .mounts import system_binds
 from .spec import Bind, Rlimits, SandboxError, SandboxSpec, Tmpfs
 
 __all__ = [
-    "Bind", "CgroupRoot", "Exit", "Rlimits", "Sandbox", "SandboxError", "SandboxSpec",
-    "Tmpfs", "Usage", "remove_tree", "start", "system_binds",
+    "Bind",
+    "CgroupRoot",
+    "Exit",
+    "Rlimits",
+    "Sandbox",
+    "SandboxError",
+    "SandboxSpec",
+    "Tmpfs",
+    "Usage",
+    "remove_tree",
+    "start",
+    "system_binds",
 ]

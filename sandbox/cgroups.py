@@ -20,6 +20,7 @@ never done. Nothing is ever written to a cgroup outside that subtree.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -77,8 +78,13 @@ class CgroupRoot:
         self.fs = fs
 
     @classmethod
-    def create(cls, name: str = "scriptd", layout: Layout | None = None,
-               fs: CgroupFS | None = None, remove_leftovers: bool = True) -> CgroupRoot:
+    def create(
+        cls,
+        name: str = "scriptd",
+        layout: Layout | None = None,
+        fs: CgroupFS | None = None,
+        remove_leftovers: bool = True,
+    ) -> CgroupRoot:
         """Create (or reuse) the root below our own cgroups; kill and remove leftovers.
 
         Leftovers are sandbox cgroups of a previous run of this daemon (same name).
@@ -121,19 +127,24 @@ class CgroupRoot:
                 raise SandboxError(
                     f"cgroup v2 controllers {missing} are not enabled below the root cgroup and"
                     " scriptd never changes the root's subtree_control: run it in a delegated"
-                    " cgroup (systemd: Delegate=yes)")
+                    " cgroup (systemd: Delegate=yes)"
+                )
             leaf = f"{ours}.daemon"
             self.fs.mkdir(leaf)
             self.fs.write(os.path.join(leaf, "cgroup.procs"), str(os.getpid()))
             try:
-                self.fs.write(os.path.join(own, "cgroup.subtree_control"),
-                              " ".join(f"+{c}" for c in missing))
+                self.fs.write(
+                    os.path.join(own, "cgroup.subtree_control"), " ".join(f"+{c}" for c in missing)
+                )
             except OSError as e:
                 raise SandboxError(
                     f"cannot enable {missing} for the children of {own} ({e.strerror}). cgroup v2"
                     " forbids controllers in a cgroup that holds processes: move every process of"
-                    f" {own} into a leaf, or run scriptd under systemd with Delegate=yes") from e
-        self.fs.write(os.path.join(ours, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted))
+                    f" {own} into a leaf, or run scriptd under systemd with Delegate=yes"
+                ) from e
+        self.fs.write(
+            os.path.join(ours, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted)
+        )
 
     def remove_leftovers(self, path: str) -> None:
         """Kill and remove sandbox cgroups a previous run left behind."""
@@ -155,10 +166,8 @@ class CgroupRoot:
     def remove_if_empty(self) -> None:
         """Remove the root dirs unless another process still has sandboxes in them."""
         for path in self.hierarchy_dirs():
-            try:
+            with contextlib.suppress(OSError):
                 self.fs.rmdir(path)
-            except OSError:
-                pass
 
     def new(self, leaf: str, limits: Limits) -> SandboxCgroup:
         return SandboxCgroup.create(self, leaf, limits)
@@ -173,17 +182,13 @@ def kill_cgroup(fs: CgroupFS, dirs: list[str]) -> None:
     for _ in range(100):  # a fork bomb may add pids while we kill; pids.max bounds it
         pids = set()
         for d in dirs:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 pids |= {int(p) for p in fs.read(os.path.join(d, "cgroup.procs")).split()}
-            except FileNotFoundError:
-                pass
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.005)
 
 
@@ -250,8 +255,11 @@ class SandboxCgroup:
             self._set("memory", "memory.limit_in_bytes", "memory.max", str(limits.memory_bytes))
             mem = self.by_controller["memory"]
             # Swap 0: v1 limits memory+swap to the same value, v2 limits swap itself.
-            swap = ("memory.swap.max", "0") if "memory" in self.v2 else \
-                ("memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+            swap = (
+                ("memory.swap.max", "0")
+                if "memory" in self.v2
+                else ("memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+            )
             if "memory" in self.v2 or os.path.exists(os.path.join(mem, swap[0])):
                 self.fs.write(os.path.join(mem, swap[0]), swap[1])
         if limits.pids_max is not None:

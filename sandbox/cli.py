@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 from .cgroups import CgroupRoot
 from .handle import Exit
@@ -30,7 +31,7 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
-def _bind(writable: bool):  # type: ignore[no-untyped-def]
+def _bind(writable: bool) -> Callable[[str], Bind]:
     def parse(text: str) -> Bind:
         src, _, dst = text.partition(":")
         return Bind(os.path.abspath(src), dst or os.path.abspath(src), writable)
@@ -66,8 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--net", choices=("none", "host"), default="none")
     r.add_argument("--timeout", type=float, help="seconds before the whole tree is killed")
     r.add_argument("--cwd", default="/")
-    r.add_argument("--env", type=_env, action="append", default=[], metavar="KEY=VALUE",
-                   help=f"environment (default {' '.join(f'{k}={v}' for k, v in DEFAULT_ENV.items())})")
+    r.add_argument(
+        "--env",
+        type=_env,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"environment (default {' '.join(f'{k}={v}' for k, v in DEFAULT_ENV.items())})",
+    )
     r.add_argument("--uid", type=int, default=65534)
     r.add_argument("--gid", type=int, default=65534)
     r.add_argument("--no-seccomp", action="store_true")
@@ -78,9 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe(ex: Exit, timed_out: bool, wall: float) -> str:
     how = "timeout" if timed_out else ex.reason
     u = ex.usage
-    used = "" if u is None else (
-        f" | cpu {u.cpu_seconds:.3f} s | memory peak {u.memory_peak_bytes / 2**20:.1f} MiB"
-        f" | oom kills {u.oom_kills}")
+    used = (
+        ""
+        if u is None
+        else (
+            f" | cpu {u.cpu_seconds:.3f} s | memory peak {u.memory_peak_bytes / 2**20:.1f} MiB"
+            f" | oom kills {u.oom_kills}"
+        )
+    )
     return f"sandbox: {how} | wall {wall:.3f} s{used}"
 
 
@@ -99,11 +111,23 @@ def run(args: argparse.Namespace) -> int:
         return 2
     env = dict(DEFAULT_ENV) | dict(args.env)
     spec = SandboxSpec(
-        argv=tuple(cmd), env=env, name=f"cli-{os.getpid()}", cwd=args.cwd, uid=args.uid,
-        gid=args.gid, binds=tuple(args.ro + args.rw), tmpfs=tuple(args.tmpfs),
-        tmp_size_bytes=args.tmp_size, cpu_vcpus=args.cpu, memory_bytes=args.memory,
-        pids_max=args.pids, network=args.net, seccomp=not args.no_seccomp,
-        stdin=0, stdout=1, stderr=2,
+        argv=tuple(cmd),
+        env=env,
+        name=f"cli-{os.getpid()}",
+        cwd=args.cwd,
+        uid=args.uid,
+        gid=args.gid,
+        binds=tuple(args.ro + args.rw),
+        tmpfs=tuple(args.tmpfs),
+        tmp_size_bytes=args.tmp_size,
+        cpu_vcpus=args.cpu,
+        memory_bytes=args.memory,
+        pids_max=args.pids,
+        network=args.net,
+        seccomp=not args.no_seccomp,
+        stdin=0,
+        stdout=1,
+        stderr=2,
     )
     # A shared root for CLI runs: never reap others' leftovers while they may be running.
     root = CgroupRoot.create("scriptd-cli", remove_leftovers=False)

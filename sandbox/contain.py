@@ -9,6 +9,7 @@ exits with 127; the parent raises it as SandboxError.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,10 +38,8 @@ class ChildPlan:
 
 def report(pipe: int, step: str, error: BaseException) -> None:
     text = f"error {step}: {error}".replace("\n", " ")[:2000] + "\n"
-    try:
+    with contextlib.suppress(OSError):
         os.write(pipe, text.encode(errors="replace"))
-    except OSError:
-        pass
 
 
 def contain(plan: ChildPlan, pipe: int) -> None:
@@ -68,7 +67,7 @@ def contain(plan: ChildPlan, pipe: int) -> None:
             seccomp.load(plan.seccomp_bpf)  # last: after this, only exec is needed
         step = "exec"
         os.execvpe(plan.argv[0], list(plan.argv), dict(plan.env))
-    except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+    except BaseException as e:
         if step == "exec" and isinstance(e, FileNotFoundError):
             e = OSError(f"{plan.argv[0]}: not found (PATH={plan.env.get('PATH', '')})")
         report(pipe, step, e)
@@ -95,6 +94,6 @@ def launch(plan: ChildPlan, pipe: int) -> None:
             contain(plan, pipe)
         os.write(pipe, f"pid {pid}\n".encode())
         os._exit(0)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         report(pipe, step, e)
     os._exit(127)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
@@ -64,8 +65,13 @@ class Sandbox:
         if self._exit is not None:
             return self._exit
         loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        loop.add_reader(self._pidfd, lambda: ready.done() or ready.set_result(None))
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(self._pidfd, readable)
         try:
             await ready
         finally:
@@ -91,7 +97,9 @@ class Sandbox:
             self.cgroup.kill()  # nothing should be left; be sure
             usage = self.usage()
             oom = usage.oom_kills > 0
-            self._exit = Exit(code, sig, oom, self._killed, classify(code, sig, oom, self._killed), usage)
+            self._exit = Exit(
+                code, sig, oom, self._killed, classify(code, sig, oom, self._killed), usage
+            )
             return self._exit
 
     def kill(self) -> None:
@@ -99,10 +107,8 @@ class Sandbox:
         if self._exit is not None:
             return
         self._killed = True
-        try:
+        with contextlib.suppress(ProcessLookupError):
             libc.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.cgroup.kill()
 
     def usage(self) -> Usage:

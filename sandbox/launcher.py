@@ -21,6 +21,7 @@ that forked exits. Many threads may call start() at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -52,9 +53,16 @@ def _plan(spec: SandboxSpec, procs_files: list[str]) -> ChildPlan:
     fds = {0: spec.stdin, 1: spec.stdout, 2: spec.stderr}
     all_fds = {k: (null if v is None else v) for k, v in fds.items()} | dict(spec.pass_fds)
     return ChildPlan(
-        argv=spec.argv, env=dict(spec.env), cwd=spec.cwd, uid=spec.uid, gid=spec.gid,
-        hostname=spec.hostname, network=spec.network, mounts=plan_mounts(spec),
-        rlimits=rlimits.limits(spec.rlimits), fds=all_fds,
+        argv=spec.argv,
+        env=dict(spec.env),
+        cwd=spec.cwd,
+        uid=spec.uid,
+        gid=spec.gid,
+        hostname=spec.hostname,
+        network=spec.network,
+        mounts=plan_mounts(spec),
+        rlimits=rlimits.limits(spec.rlimits),
+        fds=all_fds,
         seccomp_bpf=seccomp.compiled() if spec.seccomp else None,
         procs_files=tuple(procs_files),
     )
@@ -77,10 +85,8 @@ def _fork_launcher(plan: ChildPlan, w: int) -> int:
     pid = os.fork()
     if pid == 0:
         try:
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 signal.set_wakeup_fd(-1)
-            except (ValueError, OSError):
-                pass
             launch(plan, w)
         finally:
             os._exit(127)

@@ -73,14 +73,18 @@ def clone_parent(flags: int) -> int:
     launcher, so the daemon can wait for it through a pidfd. Returns 0 in the child.
     Only safe in a single-threaded process (the launcher is one, right after fork).
     """
-    return _check(_syscall(SYS_CLONE, ctypes.c_ulong(flags | CLONE_PARENT | 17), None, None, None, None))
+    return _check(
+        _syscall(SYS_CLONE, ctypes.c_ulong(flags | CLONE_PARENT | 17), None, None, None, None)
+    )
 
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)))
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     def enc(s: str | None) -> bytes | None:
         return None if s is None else os.fsencode(s)
 
@@ -122,7 +126,9 @@ def mount_setattr(path: str, attr_set: int, recursive: bool = True) -> None:
 
 def close_range(first: int, last: int) -> None:
     if first <= last:
-        _check(_syscall(SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(0)))
+        _check(
+            _syscall(SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(0))
+        )
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
@@ -168,4 +174,8 @@ def load_seccomp(bpf: bytes) -> None:
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
-    _check(_syscall(SYS_PIDFD_SEND_SIGNAL, ctypes.c_int(pidfd), ctypes.c_int(sig), None, ctypes.c_uint(0)))
+    _check(
+        _syscall(
+            SYS_PIDFD_SEND_SIGNAL, ctypes.c_int(pidfd), ctypes.c_int(sig), None, ctypes.c_uint(0)
+        )
+    )

@@ -41,8 +41,12 @@ _ETC_FILES = (
     "/etc/ssl/openssl.cnf",
 )
 _DEVICES = ("null", "zero", "full", "random", "urandom")
-_DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
-              "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
+_DEV_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+}
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,9 @@ def plan_mounts(spec: SandboxSpec) -> MountPlan:
     tmpfs = [TmpfsMount("/tmp", f"size={spec.tmp_size_bytes},mode=1777")]
     tmpfs += [TmpfsMount(t.target, f"size={t.size_bytes},mode=0755,{owner}") for t in spec.tmpfs]
     # Parents before children: /usr before /usr/lib/foo, /tmp before a bind below /tmp.
-    ordered = sorted((*binds, *tmpfs, *spec.binds), key=lambda m: m.target.rstrip("/").count("/"))
-    return MountPlan(tuple(ordered), links)
+    entries: list[Bind | TmpfsMount] = [*binds, *tmpfs, *spec.binds]
+    entries.sort(key=lambda m: m.target.rstrip("/").count("/"))
+    return MountPlan(tuple(entries), links)
 
 
 def _make_mountpoint(root: str, target: str, is_dir: bool, bound: set[str]) -> str:
@@ -119,7 +124,9 @@ def _make_mountpoint(root: str, target: str, is_dir: bool, bound: set[str]) -> s
             st = os.lstat(path)
         except FileNotFoundError:
             if any(inner.startswith(b + "/") for b in bound):
-                raise OSError(f"mount point {target} does not exist inside the bind above it") from None
+                raise OSError(
+                    f"mount point {target} does not exist inside the bind above it"
+                ) from None
             if i == len(parts) - 1 and not is_dir:
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
             else:
@@ -145,7 +152,9 @@ def _tmpfs(root: str, target: str, options: str, flags: int, bound: set[str]) ->
 
 
 def _populate_dev(root: str, bound: set[str]) -> None:
-    dev = _tmpfs(root, "/dev", "size=64k,mode=0755", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC, bound)
+    dev = _tmpfs(
+        root, "/dev", "size=64k,mode=0755", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC, bound
+    )
     for name in _DEVICES:
         fd = os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC)
         try:
@@ -163,8 +172,11 @@ def build_root(plan: MountPlan) -> None:
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
     # Open every source before the staging tmpfs hides anything; binding from
     # /proc/self/fd/N also pins what was checked, not what a path says later.
-    fds = {i: os.open(m.source, os.O_PATH | os.O_CLOEXEC)
-           for i, m in enumerate(plan.mounts) if isinstance(m, Bind)}
+    fds = {
+        i: os.open(m.source, os.O_PATH | os.O_CLOEXEC)
+        for i, m in enumerate(plan.mounts)
+        if isinstance(m, Bind)
+    }
     root = STAGING
     libc.mount("tmpfs", root, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "size=1m,mode=0755")
     bound: set[str] = set()
@@ -191,4 +203,6 @@ def build_root(plan: MountPlan) -> None:
     libc.umount2(".", libc.MNT_DETACH)
     os.chdir("/")
     libc.mount_setattr("/", libc.MOUNT_ATTR_RDONLY | base, recursive=False)
-    libc.mount_setattr("/dev", libc.MOUNT_ATTR_RDONLY | base | libc.MOUNT_ATTR_NOEXEC, recursive=False)
+    libc.mount_setattr(
+        "/dev", libc.MOUNT_ATTR_RDONLY | base | libc.MOUNT_ATTR_NOEXEC, recursive=False
+    )

@@ -15,7 +15,11 @@ import struct
 from . import libc
 
 BASE_FLAGS = (
-    libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS | libc.CLONE_NEWCGROUP
+    libc.CLONE_NEWNS
+    | libc.CLONE_NEWPID
+    | libc.CLONE_NEWIPC
+    | libc.CLONE_NEWUTS
+    | libc.CLONE_NEWCGROUP
 )
 
 

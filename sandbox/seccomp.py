@@ -7,6 +7,7 @@ System calls of other architectures (i386, x32) kill the process.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import tempfile
@@ -17,22 +18,68 @@ from . import libc
 
 DENIED = (
     # filesystems and namespaces
-    "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick",
-    "move_mount", "open_tree", "mount_setattr", "unshare", "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "unshare",
+    "setns",
     # looking into or at other processes
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
     # kernel attack surface
-    "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd",
-    "io_uring_setup", "io_uring_enter", "io_uring_register", "open_by_handle_at",
-    "name_to_handle_at", "fanotify_init", "lookup_dcookie",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "fanotify_init",
+    "lookup_dcookie",
     # the machine itself
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "iopl", "ioperm",
-    "syslog", "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "iopl",
+    "ioperm",
+    "syslog",
+    "vhangup",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
 )
 _CLONE_NS_FLAGS = (
-    libc.CLONE_NEWNS, libc.CLONE_NEWCGROUP, libc.CLONE_NEWUTS, libc.CLONE_NEWIPC,
-    libc.CLONE_NEWUSER, libc.CLONE_NEWPID, libc.CLONE_NEWNET,
+    libc.CLONE_NEWNS,
+    libc.CLONE_NEWCGROUP,
+    libc.CLONE_NEWUTS,
+    libc.CLONE_NEWIPC,
+    libc.CLONE_NEWUSER,
+    libc.CLONE_NEWPID,
+    libc.CLONE_NEWNET,
 )
 AF_NETLINK, AF_PACKET, AF_ALG, AF_VSOCK = 16, 17, 38, 40
 NETLINK_ROUTE = 0  # getifaddrs() and AI_ADDRCONFIG need it; other netlink families are refused
@@ -42,10 +89,9 @@ TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 def _add_rules(f: sc.SyscallFilter) -> None:
     deny = sc.ERRNO(errno.EPERM)
     for name in DENIED:
-        try:
+        # A name unknown to this libseccomp is a call it cannot make: nothing to refuse.
+        with contextlib.suppress(OSError, ValueError):
             f.add_rule(deny, name)
-        except (OSError, ValueError):
-            pass  # unknown to this libseccomp/kernel: nothing to refuse
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     for flag in _CLONE_NS_FLAGS:
         f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))

@@ -45,8 +45,9 @@ def cgroot() -> Iterator[CgroupRoot]:
     root.cleanup()
 
 
-def run(root: CgroupRoot, argv: tuple[str, ...] | list[str], timeout: float = 30,
-        **fields: Any) -> Result:
+def run(
+    root: CgroupRoot, argv: tuple[str, ...] | list[str], timeout: float = 30, **fields: Any
+) -> Result:
     """Run argv in a sandbox and wait, killing it after `timeout` seconds."""
     fields.setdefault("env", ENV)
     fields.setdefault("name", unique_name())
@@ -65,8 +66,9 @@ def run(root: CgroupRoot, argv: tuple[str, ...] | list[str], timeout: float = 30
         assert ex is not None
         out.seek(0)
         err.seek(0)
-        return Result(ex, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                      timed_out)
+        return Result(
+            ex, out.read().decode(errors="replace"), err.read().decode(errors="replace"), timed_out
+        )
 
 
 def run_py(root: CgroupRoot, code: str, **fields: Any) -> Result:

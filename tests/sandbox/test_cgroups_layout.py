@@ -43,8 +43,9 @@ def test_real_host_layout_is_below_our_own_cgroups():
 
     layout = discover()
     with open("/proc/self/cgroup") as f:
-        own = {c: p for line in f for _, cs, p in [line.strip().split(":", 2)]
-               for c in cs.split(",")}
+        own = {
+            c: p for line in f for _, cs, p in [line.strip().split(":", 2)] for c in cs.split(",")
+        }
     for controller, mount in layout.v1_mounts.items():
         assert layout.v1_dir(controller) == os.path.join(mount, own[controller].lstrip("/"))
 

@@ -23,14 +23,17 @@ def test_host_files_are_not_there(cgroot, tmp_path):
     other = tmp_path / "other-sandbox"
     other.mkdir()
     (other / "main.py").write_text("secret")
-    r = run_py(cgroot, f"""
+    r = run_py(
+        cgroot,
+        f"""
         import os, json
         paths = ["/etc/shadow", "/etc/passwd", "/home", "/run", "/var", "/sys", "/dev/mem",
                  "/boot", "/etc/ssl/private", {str(state)!r}, {str(other)!r}, {str(tmp_path)!r}]
         print(json.dumps({{p: os.path.exists(p) for p in paths}}))
         print(json.dumps(sorted(os.listdir("/root")) if os.path.exists("/root") else []))
         print(json.dumps(sorted(os.listdir("/"))))
-    """)
+    """,
+    )
     assert r.exit.code == 0, r.err
     present, root_dir, top = (json.loads(line) for line in r.out.splitlines())
     assert not any(present.values()), present
@@ -39,8 +42,20 @@ def test_host_files_are_not_there(cgroot, tmp_path):
         assert root_dir == [PY.split("/")[2]]
     else:
         assert root_dir == []
-    assert set(top) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root",
-                        "sbin", "tmp", "usr"}
+    assert set(top) <= {
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "proc",
+        "root",
+        "sbin",
+        "tmp",
+        "usr",
+    }
 
 
 def test_read_only_binds_and_their_submounts(cgroot, tmp_path):
@@ -49,7 +64,9 @@ def test_read_only_binds_and_their_submounts(cgroot, tmp_path):
     # A mount below the bind source on the host: read-only must reach it too.
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(src / "sub")], check=True)
     try:
-        r = run_py(cgroot, """
+        r = run_py(
+            cgroot,
+            """
             import os, errno
             for path in ["/data/x", "/data/sub/x", "/usr/x", "/x", "/etc/x", "/dev/x", "/proc/x"]:
                 try:
@@ -57,7 +74,9 @@ def test_read_only_binds_and_their_submounts(cgroot, tmp_path):
                     print(path, "WRITABLE")
                 except OSError as e:
                     print(path, errno.errorcode[e.errno])
-        """, binds=(Bind(str(src), "/data"),))
+        """,
+            binds=(Bind(str(src), "/data"),),
+        )
     finally:
         subprocess.run(["umount", str(src / "sub")], check=True)
     assert r.exit.code == 0, r.err
@@ -71,9 +90,12 @@ def test_writable_bind_and_tmpfs(cgroot, tmp_path):
     ws = tmp_path / "ws"
     ws.mkdir()
     os.chown(ws, 65534, 65534)
-    r = run(cgroot, ("sh", "-c", "echo hi > /ws/f && echo ok > /scratch/g && cat /ws/f /scratch/g"),
-            binds=(Bind(str(ws), "/ws", writable=True),),
-            tmpfs=(__import__("sandbox").Tmpfs("/scratch", 1 << 20),))
+    r = run(
+        cgroot,
+        ("sh", "-c", "echo hi > /ws/f && echo ok > /scratch/g && cat /ws/f /scratch/g"),
+        binds=(Bind(str(ws), "/ws", writable=True),),
+        tmpfs=(__import__("sandbox").Tmpfs("/scratch", 1 << 20),),
+    )
     assert r.exit.code == 0, r.err
     assert r.out.split() == ["hi", "ok"]
     assert (ws / "f").read_text() == "hi\n"
@@ -81,12 +103,16 @@ def test_writable_bind_and_tmpfs(cgroot, tmp_path):
 
 def test_proc_shows_only_the_sandbox(cgroot):
     host_pids = {p for p in os.listdir("/proc") if p.isdigit()}
-    r = run_py(cgroot, """
+    r = run_py(
+        cgroot,
+        """
         import os, json
         pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
         env = open("/proc/1/environ", "rb").read().split(b"\\0")
         print(json.dumps({"me": os.getpid(), "pids": pids, "env": [e.decode() for e in env if e]}))
-    """, env=ENV | {"MARK": "inside"})
+    """,
+        env=ENV | {"MARK": "inside"},
+    )
     assert r.exit.code == 0, r.err
     seen = json.loads(r.out)
     assert seen["me"] == 1 and seen["pids"] == [1]
@@ -97,7 +123,9 @@ def test_proc_shows_only_the_sandbox(cgroot):
 def test_signals_do_not_leave_the_sandbox(cgroot):
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        r = run_py(cgroot, f"""
+        r = run_py(
+            cgroot,
+            f"""
             import os, signal
             for target in ({sleeper.pid}, {os.getpid()}, -1):
                 try:
@@ -105,7 +133,8 @@ def test_signals_do_not_leave_the_sandbox(cgroot):
                     print(target, "sent")
                 except OSError as e:
                     print(target, type(e).__name__)
-        """)
+        """,
+        )
         assert r.exit.code == 0, r.err
         assert f"{sleeper.pid} ProcessLookupError" in r.out
         assert sleeper.poll() is None  # kill(-1) and the host pid reached nothing outside
@@ -115,7 +144,9 @@ def test_signals_do_not_leave_the_sandbox(cgroot):
 
 
 def test_identity_capabilities_and_environment(cgroot):
-    r = run_py(cgroot, """
+    r = run_py(
+        cgroot,
+        """
         import os, json, socket
         status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
         keys = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"]
@@ -124,7 +155,9 @@ def test_identity_capabilities_and_environment(cgroot):
                           "status": {k: status[k].strip() for k in keys},
                           "host": socket.gethostname(), "cwd": os.getcwd(),
                           "env": dict(os.environ)}))
-    """, cwd="/tmp")
+    """,
+        cwd="/tmp",
+    )
     assert r.exit.code == 0, r.err
     seen = json.loads(r.out)
     assert seen["ids"] == [65534] * 4 and seen["groups"] == [] and seen["sid"]
@@ -153,7 +186,9 @@ def test_host_loopback_is_unreachable(cgroot):
         listener.listen()
         listener.setblocking(False)
         port = listener.getsockname()[1]
-        r = run_py(cgroot, f"""
+        r = run_py(
+            cgroot,
+            f"""
             import socket
             try:
                 socket.create_connection(("127.0.0.1", {port}), timeout=2)
@@ -163,7 +198,8 @@ def test_host_loopback_is_unreachable(cgroot):
             s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
             c = socket.create_connection(s.getsockname(), timeout=2)
             print("own loopback ok")
-        """)
+        """,
+        )
         assert r.exit.code == 0, r.err
         assert "ConnectionRefusedError" in r.out and "own loopback ok" in r.out
         with pytest.raises(BlockingIOError):
@@ -175,26 +211,36 @@ def test_host_network_when_asked(cgroot):
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        r = run_py(cgroot, f"""
+        r = run_py(
+            cgroot,
+            f"""
             import socket
             socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
             print("connected")
-        """, network="host")
+        """,
+            network="host",
+        )
         assert r.exit.code == 0, r.err
         assert r.out.strip() == "connected"
 
 
 def test_only_passed_descriptors_are_inherited(cgroot):
     a_r, a_w = os.pipe()
-    stray = os.open("/etc/hostname" if os.path.exists("/etc/hostname") else "/etc/hosts", os.O_RDONLY)
+    stray = os.open(
+        "/etc/hostname" if os.path.exists("/etc/hostname") else "/etc/hosts", os.O_RDONLY
+    )
     os.set_inheritable(stray, True)
     os.set_inheritable(a_w, True)
     try:
-        r = run_py(cgroot, """
+        r = run_py(
+            cgroot,
+            """
             import os
             print(sorted(int(f) for f in os.listdir("/proc/self/fd")))
             os.write(3, b"via fd 3")
-        """, pass_fds={3: a_w})
+        """,
+            pass_fds={3: a_w},
+        )
         assert r.exit.code == 0, r.err
         fds = eval(r.out)
         assert set(fds) - {0, 1, 2, 3} <= {max(fds)}  # the listing's own directory fd
@@ -206,16 +252,28 @@ def test_only_passed_descriptors_are_inherited(cgroot):
 
 
 def test_devices(cgroot):
-    r = run_py(cgroot, """
+    r = run_py(
+        cgroot,
+        """
         import os
         print(sorted(os.listdir("/dev")))
         with open("/dev/null", "w") as f: f.write("x")
         print(len(open("/dev/urandom", "rb").read(16)), open("/dev/zero", "rb").read(2))
-    """)
+    """,
+    )
     assert r.exit.code == 0, r.err
     lines = r.out.splitlines()
-    assert eval(lines[0]) == ["fd", "full", "null", "random", "stderr", "stdin", "stdout",
-                              "urandom", "zero"]
+    assert eval(lines[0]) == [
+        "fd",
+        "full",
+        "null",
+        "random",
+        "stderr",
+        "stdin",
+        "stdout",
+        "urandom",
+        "zero",
+    ]
     assert lines[1] == "16 b'\\x00\\x00'"
 
 
@@ -233,7 +291,10 @@ def test_python_of_the_daemon_and_node_run_inside(cgroot):
 def test_virtualenv_python_runs_inside(cgroot, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True)
-    r = run(cgroot, (str(venv / "bin" / "python"), "-c", "import sys, json; print(sys.prefix)"),
-            binds=(Bind(str(venv), str(venv)),))
+    r = run(
+        cgroot,
+        (str(venv / "bin" / "python"), "-c", "import sys, json; print(sys.prefix)"),
+        binds=(Bind(str(venv), str(venv)),),
+    )
     assert r.exit.code == 0, r.err
     assert r.out.strip() == str(venv)

@@ -20,16 +20,22 @@ pytestmark = pytest.mark.usefixtures("cgroot")
 
 
 def _leaves(root: CgroupRoot) -> list[str]:
-    return [e for d in root.hierarchy_dirs() for e in os.listdir(d)
-            if os.path.isdir(os.path.join(d, e))]
+    return [
+        e for d in root.hierarchy_dirs() for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))
+    ]
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"argv": ("no-such-command",)}, "exec: no-such-command: not found"),
-    ({"argv": ("true",), "cwd": "/nowhere"}, "cwd: [Errno 2]"),
-    ({"argv": ("true",), "binds": (Bind("/etc/hosts", "/usr/new/hosts"),)},
-     "filesystem: mount point /usr/new/hosts does not exist inside the bind above it"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"argv": ("no-such-command",)}, "exec: no-such-command: not found"),
+        ({"argv": ("true",), "cwd": "/nowhere"}, "cwd: [Errno 2]"),
+        (
+            {"argv": ("true",), "binds": (Bind("/etc/hosts", "/usr/new/hosts"),)},
+            "filesystem: mount point /usr/new/hosts does not exist inside the bind above it",
+        ),
+    ],
+)
 def test_failures_before_exec_raise_with_the_reason(cgroot, fields, message):
     with pytest.raises(SandboxError) as err:
         start(SandboxSpec(env=ENV, name=unique_name(), **fields), cgroot)
@@ -68,8 +74,12 @@ async def test_wait_does_not_block_the_event_loop(cgroot):
 async def test_output_flood_does_not_deadlock_the_caller(cgroot):
     r_fd, w_fd = os.pipe()
     size = 32 << 20
-    box = start(SandboxSpec(argv=("head", "-c", str(size), "/dev/zero"), env=ENV,
-                            name=unique_name(), stdout=w_fd), cgroot)
+    box = start(
+        SandboxSpec(
+            argv=("head", "-c", str(size), "/dev/zero"), env=ENV, name=unique_name(), stdout=w_fd
+        ),
+        cgroot,
+    )
     os.close(w_fd)
     loop = asyncio.get_running_loop()
     os.set_blocking(r_fd, False)
@@ -102,7 +112,7 @@ def test_many_threads_start_sandboxes_at_once(cgroot):
     def one(i: int) -> None:
         try:
             results.append(run(cgroot, ("sh", "-c", f"exit {i}")).exit.code)
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:
             results.append(e)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
@@ -131,8 +141,11 @@ def test_sandboxes_die_with_the_daemon_and_leftovers_go_at_start(tmp_path):
     require_root()
     name = f"scriptd-test-{os.getpid()}-crash"
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    daemon = subprocess.Popen([sys.executable, "-c", DAEMON.format(repo=repo, root=name)],
-                              stdout=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", DAEMON.format(repo=repo, root=name)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert daemon.stdout is not None
         pid = int(daemon.stdout.readline())
@@ -176,15 +189,24 @@ def test_cli_reports_how_it_ended():
 
     require_root()
     cli = [sys.executable, "-m", "sandbox", "run"]
-    ok = subprocess.run([*cli, "--cpu", "0.5", "--memory", "64M", "--", "sh", "-c", "echo hi"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [*cli, "--cpu", "0.5", "--memory", "64M", "--", "sh", "-c", "echo hi"],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and ok.stdout == "hi\n"
     assert "sandbox: exit code 0" in ok.stderr and "cpu" in ok.stderr
-    slow = subprocess.run([*cli, "--timeout", "0.5", "--", "sh", "-c", "sleep 100 & sleep 100"],
-                          capture_output=True, text=True)
+    slow = subprocess.run(
+        [*cli, "--timeout", "0.5", "--", "sh", "-c", "sleep 100 & sleep 100"],
+        capture_output=True,
+        text=True,
+    )
     assert slow.returncode == 124 and "sandbox: timeout" in slow.stderr
-    oom = subprocess.run([*cli, "--memory", "32M", "--", PY, "-c", "x = bytearray(1 << 28)"],
-                         capture_output=True, text=True)
+    oom = subprocess.run(
+        [*cli, "--memory", "32M", "--", PY, "-c", "x = bytearray(1 << 28)"],
+        capture_output=True,
+        text=True,
+    )
     assert oom.returncode == 137 and "sandbox: out of memory" in oom.stderr
     bad = subprocess.run([*cli, "--", "no-such-command"], capture_output=True, text=True)
     assert bad.returncode == 125 and "not found" in bad.stderr

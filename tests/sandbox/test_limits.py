@@ -28,15 +28,21 @@ def _procs(dirs: list[str]) -> set[int]:
 
 
 def test_fork_bomb_is_stopped_by_pids(cgroot):
-    r = run(cgroot, ("sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 1; echo survived"),
-            pids_max=32, timeout=20)
+    r = run(
+        cgroot,
+        ("sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 1; echo survived"),
+        pids_max=32,
+        timeout=20,
+    )
     assert "survived" in r.out  # pid 1 outlived its bomb; pids.max held it
     assert r.exit.code == 0
     assert subprocess.run(["true"]).returncode == 0  # the host can still fork
 
 
 def test_fork_bomb_sees_eagain_at_the_limit(cgroot):
-    r = run_py(cgroot, """
+    r = run_py(
+        cgroot,
+        """
         import os, errno, time
         children = 0
         while True:
@@ -48,14 +54,18 @@ def test_fork_bomb_sees_eagain_at_the_limit(cgroot):
             except OSError as e:
                 print(errno.errorcode[e.errno], children)
                 break
-    """, pids_max=20)
+    """,
+        pids_max=20,
+    )
     assert r.exit.code == 0, r.err
     code, children = r.out.split()
     assert code == "EAGAIN" and int(children) == 19  # pid 1 + 19 children = pids.max
 
 
 def test_thread_bomb_is_stopped_by_pids(cgroot):
-    r = run_py(cgroot, """
+    r = run_py(
+        cgroot,
+        """
         import threading, time
         n = 0
         try:
@@ -65,7 +75,9 @@ def test_thread_bomb_is_stopped_by_pids(cgroot):
         except RuntimeError:
             print("stopped", n, flush=True)
         import os; os._exit(0)
-    """, pids_max=24)
+    """,
+        pids_max=24,
+    )
     assert r.exit.code == 0, r.err
     word, n = r.out.split()
     assert word == "stopped" and int(n) < 24
@@ -81,19 +93,28 @@ def test_memory_bomb_is_reported_as_out_of_memory(cgroot):
 
 
 def test_oom_of_a_child_is_counted_while_pid_1_survives(cgroot):
-    r = run_py(cgroot, """
+    r = run_py(
+        cgroot,
+        """
         import subprocess, sys
         rc = subprocess.run([sys.executable, "-c", "x = bytearray(256 << 20)"]).returncode
         print(rc)
-    """, memory_bytes=64 << 20)
+    """,
+        memory_bytes=64 << 20,
+    )
     assert r.exit.code == 0 and r.out.strip() == "-9"
     assert r.exit.oom and r.exit.reason == "out of memory"
 
 
 def test_half_a_vcpu_gets_half_a_cpu(cgroot):
     with tempfile.TemporaryFile() as out:
-        spec = SandboxSpec(argv=(PY, "-c", "while True: pass"), env=ENV, name=unique_name(),
-                           cpu_vcpus=0.5, stdout=out.fileno())
+        spec = SandboxSpec(
+            argv=(PY, "-c", "while True: pass"),
+            env=ENV,
+            name=unique_name(),
+            cpu_vcpus=0.5,
+            stdout=out.fileno(),
+        )
         box = start(spec, cgroot)
         try:
             time.sleep(0.3)  # let the interpreter start
@@ -106,8 +127,14 @@ def test_half_a_vcpu_gets_half_a_cpu(cgroot):
 
 
 def test_cgroup_files_hold_the_limits(cgroot):
-    spec = SandboxSpec(argv=("sleep", "30"), env=ENV, name=unique_name(), cpu_vcpus=0.7,
-                       memory_bytes=300 << 20, pids_max=77)
+    spec = SandboxSpec(
+        argv=("sleep", "30"),
+        env=ENV,
+        name=unique_name(),
+        cpu_vcpus=0.7,
+        memory_bytes=300 << 20,
+        pids_max=77,
+    )
     box = start(spec, cgroot)
     try:
         cg = box.cgroup
@@ -128,7 +155,9 @@ def test_cgroup_files_hold_the_limits(cgroot):
 
 
 def test_tmp_fills_up_at_its_size(cgroot):
-    r = run_py(cgroot, """
+    r = run_py(
+        cgroot,
+        """
         import errno
         written = 0
         try:
@@ -138,18 +167,23 @@ def test_tmp_fills_up_at_its_size(cgroot):
                     f.flush()
         except OSError as e:
             print(errno.errorcode[e.errno], written)
-    """, tmp_size_bytes=2 << 20)
+    """,
+        tmp_size_bytes=2 << 20,
+    )
     assert r.exit.code == 0, r.err
     code, written = r.out.split()
     assert code == "ENOSPC" and int(written) <= 2 << 20
 
 
-@pytest.mark.parametrize("payload", [
-    "while :; do :; done",
-    "sleep 1000",
-    # double-forked, setsid'd, ignoring SIGTERM/SIGHUP: still gone
-    "(setsid sh -c 'trap \"\" TERM HUP; sleep 1000 & sleep 1000' &) ; sleep 1000",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "while :; do :; done",
+        "sleep 1000",
+        # double-forked, setsid'd, ignoring SIGTERM/SIGHUP: still gone
+        "(setsid sh -c 'trap \"\" TERM HUP; sleep 1000 & sleep 1000' &) ; sleep 1000",
+    ],
+)
 def test_time_limit_kills_every_descendant(cgroot, payload):
     spec = SandboxSpec(argv=("sh", "-c", payload), env=ENV, name=unique_name())
     box = start(spec, cgroot)

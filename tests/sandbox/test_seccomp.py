@@ -69,10 +69,33 @@ print(json.dumps(out))
 """
 
 REFUSED = [
-    "ptrace", "process_vm_readv", "mount", "umount2", "pivot_root", "fsopen", "move_mount",
-    "unshare_user", "unshare_net", "setns", "clone_newuser", "bpf", "perf_event_open", "keyctl",
-    "add_key", "io_uring_setup", "userfaultfd", "open_by_handle_at", "kexec_load", "init_module",
-    "reboot", "swapon", "acct", "iopl", "tiocsti", "tiocsti_high_bits", "tioclinux",
+    "ptrace",
+    "process_vm_readv",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "fsopen",
+    "move_mount",
+    "unshare_user",
+    "unshare_net",
+    "setns",
+    "clone_newuser",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "io_uring_setup",
+    "userfaultfd",
+    "open_by_handle_at",
+    "kexec_load",
+    "init_module",
+    "reboot",
+    "swapon",
+    "acct",
+    "iopl",
+    "tiocsti",
+    "tiocsti_high_bits",
+    "tioclinux",
     "netlink_audit",
 ]
 
@@ -92,7 +115,9 @@ def test_dangerous_calls_are_refused(cgroot):
 def test_without_seccomp_capabilities_still_refuse_the_privileged_calls(cgroot):
     # Only calls that need a capability: without the filter, unshare(CLONE_NEWUSER)
     # would succeed, which is why the daemon always runs with seccomp on.
-    probes = PROBES.split("out = {")[0] + """
+    probes = (
+        PROBES.split("out = {")[0]
+        + """
 out = {name: sys(nr, *args) for name, nr, args in [
     ("mount", 165, (addr, addr, addr, 0, 0)), ("pivot_root", 155, (addr, addr)),
     ("setns", 308, (0, 0)), ("kexec_load", 246, (0, 0, 0, 0)), ("reboot", 169, (0, 0, 0, 0)),
@@ -100,6 +125,7 @@ out = {name: sys(nr, *args) for name, nr, args in [
 out["raw_inet"] = sock(socket.AF_INET, socket.SOCK_RAW, 1)
 print(json.dumps(out))
 """
+    )
     r = run_py(cgroot, probes, pids_max=16, seccomp=False)
     assert r.exit.code == 0, r.err
     got = json.loads(r.out)
@@ -108,12 +134,15 @@ print(json.dumps(out))
 
 
 def test_x32_and_i386_system_calls_kill_the_process(cgroot):
-    r = run_py(cgroot, """
+    r = run_py(
+        cgroot,
+        """
         import ctypes
         libc = ctypes.CDLL(None)
         libc.syscall(ctypes.c_long(0x40000000 | 39))  # x32 getpid
         print("survived")
-    """)
+    """,
+    )
     assert r.out == ""
     assert r.exit.signal == signal.SIGSYS, r.exit
 
