@@ -26,7 +26,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("name", metavar="NAME")
     options.add_script_options(p, identity=False)
-    options.add_clear_env(p)
+    options.add_env_edits(p)
     p.add_argument("--wait", action="store_true", help=WAIT_HELP)
     p.set_defaults(handler=redeploy)
 
@@ -42,6 +42,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("folder", metavar="DIR")
     p.add_argument("--name", required=True, help="script name")
     options.add_script_options(p, identity=True, archive=False)
+    options.add_env_edits(p)
     p.set_defaults(handler=up)
 
 
@@ -51,7 +52,7 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def redeploy(ctx: Context, args: argparse.Namespace) -> int:
-    body = options.script_body(args)
+    body = options.script_body(args, options.current_env(ctx.client, args, args.name))
     options.with_archive(ctx.client, args, body)
     script = ctx.client.call("POST", path_of("v1", "scripts", args.name, "redeploy"), body)
     return finish_deploy(ctx, script, args.wait)
@@ -69,7 +70,8 @@ def up(ctx: Context, args: argparse.Namespace) -> int:
         raise CliError(f"{args.folder} is not a folder")
     language = args.language or archives.detect_language(folder)
     existing = _find_script(ctx, args.name)
-    body = options.script_body(args)
+    env = None if existing is None else (existing.get("settings") or {}).get("env")
+    body = options.script_body(args, env)
     body.pop("language", None)
     if existing is not None:
         _check_language(existing, language, body)

@@ -28,7 +28,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--new-name", metavar="NAME", help="rename the script (Draft only)")
     options.add_script_options(p, identity=True)
-    options.add_clear_env(p)
+    options.add_env_edits(p)
     p.set_defaults(handler=update)
 
     p = commands.add_parser("list", parents=[common], help="the summary table of scripts")
@@ -81,7 +81,7 @@ def create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def update(ctx: Context, args: argparse.Namespace) -> int:
-    body = options.script_body(args)
+    body = options.script_body(args, options.current_env(ctx.client, args, args.name))
     options.with_archive(ctx.client, args, body)
     if not body:
         raise CliError("nothing to update: give at least one option (see `scriptctl update -h`)")

@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from daemon.cli import archives
-from daemon.cli.client import AdminClient
+from daemon.cli.client import AdminClient, path_of
 
 LANGUAGES = ("python", "javascript")
 
@@ -86,36 +86,68 @@ def add_script_options(
     parser.add_argument("--profile", metavar="P", help="hardware profile (see `profiles`)")
 
 
-def add_clear_env(parser: argparse.ArgumentParser) -> None:
-    """For commands that change an existing script: env options replace the list."""
+def add_env_edits(parser: argparse.ArgumentParser) -> None:
+    """For commands that change an existing script: --env/--secret-env set or replace
+    those keys and keep the others (secrets included); these two edit further."""
+    parser.add_argument(
+        "--unset-env",
+        metavar="KEY",
+        action="append",
+        default=[],
+        help="remove this environment variable (repeatable)",
+    )
     parser.add_argument(
         "--clear-env",
         action="store_true",
-        help="remove every environment variable (--env/--secret-env given "
-        "with it, or alone, replace the whole list)",
+        help="start from no environment variables (then apply --env/--secret-env)",
     )
 
 
-def env_list(args: argparse.Namespace) -> list[dict[str, Any]] | None:
-    """The env list to send, or None when the command leaves it as it is."""
-    plain = [{"key": k, "value": v, "secret": False} for k, v in args.env]
-    secret = [{"key": k, "value": v, "secret": True} for k, v in args.secret_env]
-    if plain or secret or getattr(args, "clear_env", False):
-        return plain + secret
-    return None
+def env_edited(args: argparse.Namespace) -> bool:
+    """True when the command changes the env list of an existing script."""
+    edits = (args.env, args.secret_env, getattr(args, "unset_env", None))
+    return any(edits) or bool(getattr(args, "clear_env", False))
 
 
-def script_body(args: argparse.Namespace) -> dict[str, Any]:
+def env_list(
+    args: argparse.Namespace, current: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]] | None:
+    """The env list to send, or None when the command leaves it as it is.
+
+    `current` is the script's list as read (secrets masked): sending a masked
+    secret back keeps its value, so untouched variables survive the edit."""
+    if not env_edited(args):
+        return None
+    start = [] if getattr(args, "clear_env", False) else list(current or [])
+    unset = set(getattr(args, "unset_env", None) or ())
+    merged = {e["key"]: e for e in start if e.get("key") not in unset}
+    for pairs, secret in ((args.env, False), (args.secret_env, True)):
+        for key, value in pairs:
+            merged[key] = {"key": key, "value": value, "secret": secret}
+    return list(merged.values())
+
+
+def script_body(
+    args: argparse.Namespace, current_env: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Every given option as its API field (the archive is handled by with_archive)."""
     body: dict[str, Any] = {}
     for dest, field in PLAIN_FIELDS.items():
         value = getattr(args, dest, None)
         if value is not None:
             body[field] = value
-    env = env_list(args)
+    env = env_list(args, current_env)
     if env is not None:
         body["env"] = env
     return body
+
+
+def current_env(client: AdminClient, args: argparse.Namespace, name: str) -> list[dict[str, Any]]:
+    """The script's env list as read, fetched only when the command edits it."""
+    if not env_edited(args) or getattr(args, "clear_env", False):
+        return []
+    script = client.get(path_of("v1", "scripts", name))
+    return list((script.get("settings") or {}).get("env") or [])
 
 
 def with_archive(client: AdminClient, args: argparse.Namespace, body: dict[str, Any]) -> None:

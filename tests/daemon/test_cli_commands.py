@@ -397,3 +397,34 @@ def test_a_folder_that_cannot_be_packed_is_refused(api: FakeApi, tmp_path: Path)
     assert run.err.startswith("scriptctl: error: cannot pack")
     assert "escape" in run.err
     assert api.requests == []
+
+
+def test_update_env_reads_the_current_list_first(api: FakeApi) -> None:
+    current = script()
+    current["settings"] = {"env": [{"key": "TOKEN", "value": "********", "secret": True}]}
+    api.route("GET", "/v1/scripts/hello", Reply(200, current))
+    api.route("PATCH", "/v1/scripts/hello", Reply(200, current))
+    assert run_cli(api, "update", "hello", "--env", "A=1").code == 0
+    assert api.sent("PATCH", "/v1/scripts/hello")[0].json() == {
+        "env": [
+            {"key": "TOKEN", "value": "********", "secret": True},
+            {"key": "A", "value": "1", "secret": False},
+        ]
+    }
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("typed", "deleted"), [("hello\n", True), ("y\n", False)])
+def test_delete_on_a_terminal_asks_for_the_name(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch, typed: str, deleted: bool
+) -> None:
+    api.route("DELETE", "/v1/scripts/hello", Reply(200, {"deleted": "hello"}))
+    monkeypatch.setattr("sys.stdin", Tty(typed))
+    run = run_cli(api, "delete", "hello")
+    assert "Type the script name to confirm" in run.err
+    assert bool(api.sent("DELETE", "/v1/scripts/hello")) is deleted
+    assert run.code == (0 if deleted else 1)

@@ -159,3 +159,28 @@ def test_every_command_has_json_and_help() -> None:
     assert expected <= set(sub.choices)
     for name, command in sub.choices.items():
         assert "--json" in command.format_usage(), name
+
+
+CURRENT = [
+    {"key": "A", "value": "1", "secret": False},
+    {"key": "TOKEN", "value": "********", "secret": True},
+    {"key": "OLD", "value": "x", "secret": False},
+]
+
+
+def test_env_edits_keep_untouched_variables_and_masked_secrets() -> None:
+    args = parse("update", "hello", "--env", "A=2", "--env", "NEW=n", "--unset-env", "OLD")
+    assert script_body(args, CURRENT)["env"] == [
+        {"key": "A", "value": "2", "secret": False},
+        {"key": "TOKEN", "value": "********", "secret": True},
+        {"key": "NEW", "value": "n", "secret": False},
+    ]
+
+
+def test_clear_env_starts_from_nothing() -> None:
+    args = parse("redeploy", "hello", "--clear-env", "--secret-env", "K=v")
+    assert script_body(args, CURRENT)["env"] == [{"key": "K", "value": "v", "secret": True}]
+
+
+def test_no_env_option_leaves_env_alone() -> None:
+    assert "env" not in script_body(parse("update", "hello", "--timeout", "31"), CURRENT)

@@ -185,6 +185,13 @@ def test_whole_lifecycle(ctl: Ctl, tmp_path: Path) -> None:
     assert (script["name"], script["description"]) == ("cli-life", "second")
     assert script["settings"]["timeout_s"] == 45
     assert script["resources"]["max_replicas"] == 2
+    # Editing one variable keeps the others, the secret included.
+    script = ctl.ok("update", "cli-life", "--env", "GREETING=hello", "--env", "EXTRA=1")
+    env = {e["key"]: e for e in script["settings"]["env"]}
+    assert set(env) == {"GREETING", "TOKEN", "EXTRA"} and env["GREETING"]["value"] == "hello"
+    assert env["TOKEN"]["secret"] is True
+    script = ctl.ok("update", "cli-life", "--unset-env", "EXTRA")
+    assert {e["key"] for e in script["settings"]["env"]} == {"GREETING", "TOKEN"}
 
     # The summary list and its search.
     names = {s["name"]: s for s in ctl.ok("list")["scripts"]}
