@@ -100,12 +100,13 @@ class Progress:
         self.label = label
         self.stream = stream
         self.last_draw = 0.0
+        self.last_done = -1
 
     def __call__(self, done: int, total: int | None) -> None:
         now = time.monotonic()
-        if now - self.last_draw < 0.1 and done != total:
+        if done == self.last_done or (now - self.last_draw < 0.1 and done != total):
             return
-        self.last_draw = now
+        self.last_draw, self.last_done = now, done
         self.stream.write(f"\r{self.label} {progress_bar(done, total)}")
         self.stream.flush()
 

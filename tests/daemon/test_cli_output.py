@@ -234,3 +234,16 @@ def test_ticker_redraws_in_place_on_a_terminal() -> None:
     ticker.close()
     assert stream.getvalue().count("\n") == 2
     assert "\r\033[K" in stream.getvalue()
+
+
+def test_progress_draws_the_end_once() -> None:
+    from daemon.cli.output import Progress
+
+    stream = io.StringIO()
+    progress = Progress("x.zip", stream)
+    for done in (10, 20, 100, 100):
+        progress(done, 100)
+    progress.finish()
+    text = stream.getvalue()
+    assert text.startswith("\rx.zip [") and text.endswith("\n")
+    assert text.count("100%") == 1
