@@ -184,3 +184,20 @@ def test_clear_env_starts_from_nothing() -> None:
 
 def test_no_env_option_leaves_env_alone() -> None:
     assert "env" not in script_body(parse("update", "hello", "--timeout", "31"), CURRENT)
+
+
+def test_the_cli_path_imports_nothing_heavy() -> None:
+    """Startup stays fast: no aiohttp, no daemon modules beyond daemon.cli."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, daemon.cli.main; print(json.dumps("
+        "sorted(m for m in sys.modules if m.startswith(('aiohttp', 'daemon', 'orjson')))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = json.loads(out)
+    assert all(m == "daemon" or m.startswith("daemon.cli") for m in loaded), loaded
