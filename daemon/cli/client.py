@@ -138,10 +138,10 @@ class AdminClient:
             conn.close()
 
     def _unreachable(self, exc: OSError) -> str:
-        return (
-            f"cannot reach scriptd at {self.socket_path}: {_reason(exc)} "
-            "(is it running? is --socket right?)"
-        )
+        hint = "is it running? is --socket right?"
+        if isinstance(exc, PermissionError):
+            hint = "run as root or as a member of the socket's group"
+        return f"cannot reach scriptd at {self.socket_path}: {_reason(exc)} ({hint})"
 
 
 class _ProgressReader:

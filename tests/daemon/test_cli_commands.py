@@ -428,3 +428,11 @@ def test_delete_on_a_terminal_asks_for_the_name(
     assert "Type the script name to confirm" in run.err
     assert bool(api.sent("DELETE", "/v1/scripts/hello")) is deleted
     assert run.code == (0 if deleted else 1)
+
+
+def test_a_socket_we_may_not_use_says_why(tmp_path: Path) -> None:
+    from daemon.cli.client import AdminClient
+
+    client = AdminClient(str(tmp_path / "admin.sock"))
+    message = client._unreachable(PermissionError(13, "Permission denied"))
+    assert message.endswith("Permission denied (run as root or as a member of the socket's group)")
