@@ -1,0 +1,123 @@
+"""Crash and restart: SIGKILL during a deploy, then the reconciliation at start.
+
+A slow `uv` (config key build.uv pointing at a wrapper that sleeps before it
+execs the real uv) keeps the deploy in its building phase long enough to kill
+the daemon there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import DaemonProcess, make_zip, start_daemon
+
+SLOW_UV = """#!{python}
+import os, sys, time
+time.sleep({seconds})
+os.execv({uv!r}, [{uv!r}, *sys.argv[1:]])
+"""
+
+
+def make_slow_uv(folder: Path, seconds: float) -> Path:
+    uv = str(Path(sys.executable).parent / "uv")
+    path = folder / f"slow-uv-{seconds}"
+    path.write_text(SLOW_UV.format(python=sys.executable, uv=uv, seconds=seconds))
+    path.chmod(0o755)
+    return path
+
+
+def fresh_project(main: str = "def f():\n    return 1\n") -> bytes:
+    """A project whose environment no other test has built (so it really builds)."""
+    return make_zip({"main.py": main, "requirements.txt": f"# {uuid.uuid4()}\n"})
+
+
+@pytest.fixture
+def slow_uv(tmp_path: Path) -> Path:
+    return make_slow_uv(tmp_path, 30)
+
+
+def pids_running(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmd:
+            found.append(int(pid))
+    return found
+
+
+def test_sigkill_during_deploy_is_reconciled_as_interrupted(
+    tmp_path: Path, slow_uv: Path, build_cache: Path
+) -> None:
+    config: dict[str, Any] = {"build": {"uv": str(slow_uv)}}
+    daemon = start_daemon(tmp_path / "d", config, build_cache)
+    try:
+        admin = daemon.client()
+        admin.create("crashy", fresh_project(), deploy=True)
+        admin.wait_phase("crashy", "building")
+        daemon.kill()
+        time.sleep(0.3)
+        assert pids_running(str(slow_uv)) == [], "the build outlived the daemon"
+        daemon.start()
+        script = daemon.client().script("crashy")
+        assert script["status"] == "Deployment Failed"
+        assert script["deployment"]["failure_reason"] == "interrupted"
+        assert script["deployment"]["ended_at"] is not None
+        # and it can be deployed again once the tool is fast
+    finally:
+        daemon.stop()
+    fast = start_daemon(tmp_path / "d", {}, build_cache)
+    try:
+        fast.client().action("crashy", "deploy")
+        assert fast.client().wait_status("crashy")["status"] == "Deployed"
+    finally:
+        fast.stop()
+
+
+def test_sigterm_during_deploy_exits_cleanly(daemon_with_slow_uv: DaemonProcess) -> None:
+    d = daemon_with_slow_uv
+    d.client().create("termy", fresh_project(), deploy=True)
+    d.client().wait_phase("termy", "building")
+    t0 = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - t0 < 10
+    assert not d.socket.exists()
+    d.start()
+    script = d.client().script("termy")
+    assert script["status"] == "Deployment Failed"
+    assert script["deployment"]["failure_reason"] == "interrupted"
+
+
+def test_redeploy_interrupted_keeps_old_version(daemon_with_slow_uv: DaemonProcess) -> None:
+    d = daemon_with_slow_uv
+    # first deploy with the slow tool: wait for it (the sleep is short here)
+    d.client().create("keep", fresh_project(), deploy=True)
+    assert d.client().wait_status("keep")["status"] == "Deployed"
+    body = {"archive_id": d.client().upload(fresh_project("def g():\n    return 2\n"))}
+    d.client().action("keep", "redeploy", body)
+    d.client().wait_phase("keep", "building")
+    d.kill()
+    d.start()
+    script = d.client().script("keep")
+    assert script["status"] == "Deployed" and script["current_version"] == 1
+    assert script["functions"] == ["f"]
+    assert script["deployment"]["failure_reason"] == "interrupted"
+
+
+@pytest.fixture
+def daemon_with_slow_uv(tmp_path: Path, build_cache: Path) -> Any:
+    slow = make_slow_uv(tmp_path, 3)
+    d = start_daemon(tmp_path / "s", {"build": {"uv": str(slow)}}, build_cache)
+    try:
+        yield d
+    finally:
+        d.stop()
