@@ -158,9 +158,7 @@ class Worker:
         self.alive = True
         self.call: PendingCall | None = None
         self.channel: wire.FrameProtocol | None = None
-        self._exit: asyncio.Future[dict[str, Any] | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        self._exit: asyncio.Future[WorkerLoss | None] = asyncio.get_running_loop().create_future()
 
     @property
     def usable(self) -> bool:
@@ -217,10 +215,10 @@ class Worker:
                 asyncio.get_running_loop().create_task(self._explain(call))
         self.replica.worker_closed(self)
 
-    def exited(self, frame: dict[str, Any] | None) -> None:
-        """The supervisor's worker_exit frame (None: the whole replica is gone)."""
+    def exited(self, loss: WorkerLoss | None) -> None:
+        """How the worker died, from its worker_exit frame (None: the replica is gone)."""
         if not self._exit.done():
-            self._exit.set_result(frame)
+            self._exit.set_result(loss)
 
     def _finish(self, call: PendingCall) -> None:
         self.call = None
@@ -231,8 +229,9 @@ class Worker:
     async def _explain(self, call: PendingCall) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._exit), LOSS_GRACE_S)
-        frame = self._exit.result() if self._exit.done() else None
-        loss = self.replica.loss(frame)
+        loss = self._exit.result() if self._exit.done() else None
+        if loss is None:
+            loss = self.replica.loss(None)
         if not call.future.done():
             call.future.set_result(loss)
 
@@ -364,10 +363,12 @@ class Replica:
         number = int(frame.get("worker", -1))
         self.kills_sent.pop(number, None)
         worker = self.workers.pop(number, None)
+        loss = self.loss(frame)  # read the OOM counter once per death
         if worker is not None:
-            worker.exited(frame)
-            if frame.get("killed") is False:
-                log.warning("%s: worker %d %s", self, number, self.loss(frame).describe())
+            worker.exited(loss)
+        if frame.get("killed") is False:
+            oom = " (out of memory)" if loss.oom else ""
+            log.warning("%s: worker %d %s%s", self, number, loss.describe(), oom)
 
     def _on_control_closed(self, exc: BaseException | None) -> None:
         if exc is not None:
