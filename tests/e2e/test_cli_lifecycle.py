@@ -68,10 +68,11 @@ class Ctl:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
 
-    def run(self, *argv: str, timeout: float = 300) -> Result:
+    def run(self, *argv: str, timeout: float = 300, json_output: bool = True) -> Result:
         env = {k: v for k, v in os.environ.items() if k != "SCRIPTD_SOCKET"}
+        mode = ["--json"] if json_output else []
         proc = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", "--socket", self.socket_path, "--json", *argv],
+            [sys.executable, "-m", "daemon.cli", "--socket", self.socket_path, *mode, *argv],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -289,6 +290,26 @@ def test_up_creates_then_redeploys(ctl: Ctl, tmp_path: Path) -> None:
     assert [v["number"] for v in ctl.ok("history", "cli-up")["versions"]] in ([1, 2], [2, 1])
     ctl.ok("undeploy", "cli-up")
     ctl.ok("delete", "cli-up", "--yes")
+
+
+def test_tables_for_people(ctl: Ctl, tmp_path: Path) -> None:
+    folder = write_project(tmp_path / "proj")
+    up = ctl.run("up", str(folder), "--name", "cli-tables", json_output=False)
+    assert up.code == 0, up.err
+    assert up.out == "cli-tables v1 (cli-tables-v1) is Deployed; functions: greet, add\n"
+    assert "Deployed v1 (cli-tables-v1)" in up.err  # the progress lines
+    listing = ctl.run("list", "--search", "cli-tables", json_output=False).out.splitlines()
+    assert listing[0].split() == ["SCRIPT", "NAME", "STATUS", "ADDED", "BY", "UPDATED", "ON",
+                                  "(UTC)", "LANGUAGE"]  # fmt: skip
+    assert listing[1].split()[:2] == ["cli-tables", "Deployed"]
+    ctl.ok("undeploy", "cli-tables")
+    listing = ctl.run("list", "--search", "cli-tables", json_output=False).out
+    assert "  Ready to Deploy  " in listing
+    overview = ctl.run("show", "cli-tables", json_output=False).out
+    assert "Status:           Ready to Deploy" in overview
+    history = ctl.run("history", "cli-tables", json_output=False).out.splitlines()
+    assert history[1].split()[:3] == ["v1", "cli-tables-v1", "Undeployed"]
+    ctl.ok("delete", "cli-tables", "--yes")
 
 
 def test_failed_deploy_exits_non_zero_with_the_reason(ctl: Ctl, tmp_path: Path) -> None:
