@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 LOSS_GRACE_S = 0.5  # how long a lost worker's call waits for "worker_exit" to name the cause
+CONTROL_EOF_GRACE_S = 1.0  # a supervisor that closed its control socket must exit by then
 
 
 class UsageInfo(Protocol):
@@ -373,8 +374,13 @@ class Replica:
     def _on_control_closed(self, exc: BaseException | None) -> None:
         if exc is not None:
             log.warning("%s: control socket closed: %s", self, exc)
-        # The supervisor exits when its control socket closes; make sure of it.
+        # A supervisor that closed its control socket is exiting: let it, so its own exit
+        # status is the reason we report, but make sure of it soon after.
         if self.exit is None and self.state != STOPPED:
+            asyncio.get_running_loop().call_later(CONTROL_EOF_GRACE_S, self._kill_if_alive)
+
+    def _kill_if_alive(self) -> None:
+        if self.exit is None:
             self.kill()
 
     # --- called by workers --------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -159,3 +160,34 @@ async def test_killed_replica_is_replaced(
             await asyncio.sleep(0.01)
     print(f"respawn after kill: {(time.monotonic() - t0) * 1000:.0f} ms")
     assert (await runner.call("sbx", "add", {"a": 1, "b": 1})).value == 2
+
+
+MAIN_JS = """
+'use strict';
+function add({ a, b }) { return a + b; }
+async function env({ name }) { return process.env[name] ?? null; }
+function boom() { throw new TypeError('bad input'); }
+module.exports = { add, env, boom };
+"""
+
+
+async def test_sandboxed_javascript(tmp_path: Path, runner: ReplicaRunner) -> None:
+    node = shutil.which("node")
+    require(node is not None, "needs node")
+    src = tmp_path / "js"
+    src.mkdir()
+    (src / "main.js").write_text(MAIN_JS)
+    env_dir = tmp_path / "jsenv"
+    (env_dir / "node_modules").mkdir(parents=True)
+    t = replace(
+        make_target(tmp_path, env_dir),
+        language="javascript",
+        runtime_path=os.path.realpath(node or ""),
+        source_dir=src,
+    )
+    await runner.start(t)
+    assert (await runner.call("sbx", "add", {"a": 2, "b": 3})).value == 5
+    assert (await runner.call("sbx", "env", {"name": "GREETING"})).value == "hello"
+    with pytest.raises(FunctionError) as info:
+        await runner.call("sbx", "boom", {})
+    assert info.value.error_type == "TypeError"
