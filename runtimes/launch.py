@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -26,9 +27,10 @@ from typing import Any
 class Proc:
     """One worker process as the supervisor sees it."""
 
-    def __init__(self, worker: int, slot: int, pid: int) -> None:
+    def __init__(self, worker: int, slot: int | None, pid: int) -> None:
         self.worker = worker  # unique for the supervisor's life; the daemon's handle
-        self.slot = slot
+        self.slot = slot  # None: a spare, booted ahead, waiting for a slot to free
+        self.ready = False  # main loaded (forked workers are born ready)
         self.pid = pid
         self.started = time.monotonic()
         self.announced = False
@@ -41,16 +43,28 @@ class Proc:
         return {"worker": self.worker, "slot": self.slot, "pid": self.pid}
 
 
-def fork_process(child: Callable[[], int]) -> int:
+def fork_process(child: Callable[[], int], signals: tuple[int, ...]) -> int:
     """fork(); the child runs `child` and exits with what it returns (70 if it
-    raises), never returning into the supervisor's code."""
+    raises), never returning into the supervisor's code.
+
+    `signals` (the supervisor's handled ones) are blocked across the fork and
+    set back to their defaults in the child before they are unblocked: a
+    SIGTERM sent to a fresh worker must kill it, not run the supervisor's
+    handler in the child.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
         return pid
     code = 70
     try:
+        signal.set_wakeup_fd(-1)
+        for sig in signals:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
         code = child()
     finally:
         for stream in (sys.stdout, sys.stderr):

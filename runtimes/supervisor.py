@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GRACE_S = 5.0
 QUICK_DEATH_S = 1.0
 MAX_BOOT_FAILURES = 5
+HANDLED_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _load(path: str, name: str) -> types.ModuleType:
@@ -71,6 +72,7 @@ class Supervisor:
         self.quick_deaths = dict.fromkeys(range(args.workers), 0)
         self.boot_failures = 0
         self.hello_sent = False
+        self.spares = 0
         self.mode = "spawn"
         self.functions: Any = {}
         self.harness: Any = None
@@ -83,6 +85,9 @@ class Supervisor:
         if self.args.language == "python":
             self._boot_python()
         self.slot_free_at = dict.fromkeys(range(self.args.workers), 0.0)
+        # A fork is already fast; a spawned worker is booted ahead as a spare.
+        default_spares = 0 if self.mode == "fork" else 1
+        self.spares = default_spares if self.args.spares is None else self.args.spares
         while True:
             self.manage_workers()
             if self.terminate_by is not None and not self.procs:
@@ -159,13 +164,31 @@ class Supervisor:
         now = time.monotonic()
         for slot, free_at in self.slot_free_at.items():
             if slot not in busy and now >= free_at:
-                self.spawn_worker(slot)
+                spare = self._ready_spare()
+                if spare is not None:  # a booted interpreter: no wait for a boot
+                    spare.slot = slot
+                    self.announce(spare, spare.daemon_end)
+                else:
+                    self.spawn_worker(slot)
+        spares = [p for p in self.procs.values() if p.slot is None]
+        booting = any(p.status_fd is not None for p in self.procs.values())
+        if len(spares) < self.spares and not booting:  # never slow a slot's boot
+            self.spawn_worker(None)
 
-    def spawn_worker(self, slot: int) -> None:
+    def _ready_spare(self) -> Any:
+        for proc in self.procs.values():
+            if proc.slot is None and proc.ready and not proc.killed:
+                return proc
+        return None
+
+    def spawn_worker(self, slot: int | None) -> None:
+        """A worker for `slot`, or a spare (slot None) when spawned ones are slow to boot."""
         daemon_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if self.mode == "fork":
-            pid = self.launch.fork_process(lambda: self._serve_forked(worker_end, daemon_end))
+            serve = lambda: self._serve_forked(worker_end, daemon_end)  # noqa: E731
+            pid = self.launch.fork_process(serve, HANDLED_SIGNALS)
             proc = self._track(slot, pid)
+            proc.ready = True
             self.announce(proc, daemon_end)
         else:
             pid, status_fd = self.launch.spawn_process(
@@ -180,9 +203,6 @@ class Supervisor:
     def _serve_forked(self, worker_end: socket.socket, daemon_end: socket.socket) -> int:
         """In a forked child: drop what belongs to the supervisor, then serve."""
         daemon_end.close()
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
         for key in list(self.selector.get_map().values()):
             if isinstance(key.fileobj, int):
                 os.close(key.fileobj)
@@ -194,7 +214,7 @@ class Supervisor:
         )
         return worker.serve()
 
-    def _track(self, slot: int, pid: int) -> Any:
+    def _track(self, slot: int | None, pid: int) -> Any:
         proc = self.launch.Proc(self.next_worker, slot, pid)
         self.next_worker += 1
         self.procs[pid] = proc
@@ -236,9 +256,10 @@ class Supervisor:
         if proc.announced and self.control.fileno() >= 0:
             exit_info = {"code": code, "signal": sig, "killed": proc.killed}
             self.send({"t": "worker_exit", **proc.describe(), **exit_info})
-        elif not proc.announced and self.terminate_by is None:
+        elif not proc.ready and self.terminate_by is None:
             self._boot_failed(proc, code, sig)
-        self._schedule_respawn(proc)
+        if proc.slot is not None:
+            self._schedule_respawn(proc)
 
     def _schedule_respawn(self, proc: Any) -> None:
         quick = not proc.killed and time.monotonic() - proc.started < QUICK_DEATH_S
@@ -268,7 +289,8 @@ class Supervisor:
         self.selector.unregister(proc.status_fd)
         os.close(proc.status_fd)
         proc.status_fd = None
-        if status["t"] == "ready" and proc.pid in self.procs and proc.daemon_end is not None:
+        proc.ready = status["t"] == "ready"
+        if proc.ready and proc.slot is not None and proc.daemon_end is not None:
             if not self.hello_sent:
                 self.send_hello(status["functions"], status["load_ms"], status["version"])
             self.announce(proc, proc.daemon_end)
@@ -317,7 +339,7 @@ class Supervisor:
         signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         self.selector.register(read_end, selectors.EVENT_READ, "signals")
         self._wakeup_write = write_end
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in HANDLED_SIGNALS:
             signal.signal(sig, lambda signum, _frame: self.signals.append(signum))
 
     def _drain_wakeup(self, fd: Any) -> None:
@@ -380,6 +402,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-output", type=int, default=1024 * 1024)
     parser.add_argument("--max-frame", type=int, default=16 * 1024 * 1024)
     parser.add_argument("--mode", choices=("auto", "fork", "spawn"), default="auto")
+    parser.add_argument("--spares", type=int, default=None, help="0 (fork), 1 (spawn)")
     parser.add_argument("--control-fd", type=int, default=3)
     args = parser.parse_args(argv)
     args.workers = max(1, args.workers)

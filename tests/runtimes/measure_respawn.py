@@ -2,7 +2,8 @@
 
 Not a test (timings belong in bench/); run by hand:
     .venv/bin/python -m tests.runtimes.measure_respawn [--rounds 30]
-It prints, for python fork mode, python spawn mode and node, the median and
+It prints, for python fork mode, python spawn mode and node (spawn mode
+with and without a spare booted ahead), the median and
 p90 of (a) kill_worker sent -> new worker announced and (b) -> first call on
 the new worker answered, next to the bare start of each interpreter.
 """
@@ -28,6 +29,7 @@ def respawn_times(language: str, source: Path, rounds: int, *extra: str) -> tupl
     try:
         sup.start(1)
         for _ in range(rounds):
+            time.sleep(0.3)  # steady state: a spare (spawn mode) has had time to boot
             old = sup.worker()
             t0 = time.perf_counter()
             sup.send({"t": "kill_worker", "worker": old.id})
@@ -64,19 +66,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         py = write_project(Path(tmp) / "py", PYTHON)
         js = write_project(Path(tmp) / "js", NODE_CJS)
+        spawn = ("--mode", "spawn")
         rows = [
             ("python fork", "python", py, ()),
-            ("python spawn", "python", py, ("--mode", "spawn")),
+            ("python spawn, no spare", "python", py, (*spawn, "--spares", "0")),
+            ("python spawn + spare", "python", py, spawn),
         ]
         if shutil.which("node"):
-            rows.append(("node", "javascript", js, ()))
+            rows.append(("node, no spare", "javascript", js, ("--spares", "0")))
+            rows.append(("node + spare", "javascript", js, ()))
         for name, language, source, extra in rows:
             announced, answered = respawn_times(language, source, rounds, *extra)
-            print(f"{name:13} announced: {fmt(announced)} | first answer: {fmt(answered)}")
+            print(f"{name:23} announced: {fmt(announced)} | first answer: {fmt(answered)}")
     bare = bare_start([sys.executable, "-I", "-c", "pass"], rounds)
-    print(f"{'bare python':13} `python -I -c pass`: {fmt(bare)}")
+    print(f"{'bare python':23} `python -I -c pass`: {fmt(bare)}")
     if shutil.which("node"):
-        print(f"{'bare node':13} `node -e 0`: {fmt(bare_start(['node', '-e', '0'], rounds))}")
+        print(f"{'bare node':23} `node -e 0`: {fmt(bare_start(['node', '-e', '0'], rounds))}")
 
 
 if __name__ == "__main__":

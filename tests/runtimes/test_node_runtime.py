@@ -4,6 +4,7 @@ JSON.stringify would silently change, syntax errors in imported ES modules."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +78,23 @@ def test_syntax_error_in_an_imported_es_module_names_the_file(tmp_path: Path) ->
         assert sup.wait_exit() == 3
     finally:
         sup.close()
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(p) for p in f.read().split()}
+
+
+def test_a_killed_worker_is_replaced_by_the_spare_booted_ahead(sup: Supervisor) -> None:
+    old = sup.worker()
+    deadline = time.monotonic() + 10
+    while len(_children(sup.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    spare = _children(sup.proc.pid) - {old.pid}
+    assert len(spare) == 1
+    time.sleep(1.0)  # let the spare finish loading main
+    sup.send({"t": "kill_worker", "worker": old.id})
+    sup.expect("worker_exit")
+    new = sup.workers[sup.expect("worker")["worker"]]
+    assert {new.pid} == spare
+    assert new.call("first", {"a": 1})["value"] == {"a": 1}
