@@ -140,7 +140,7 @@ def become_subreaper() -> None:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):  # no ctypes/libc: stay as we are
         pass
 
 

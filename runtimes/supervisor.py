@@ -138,15 +138,10 @@ class Supervisor:
         self.hello_sent = True
 
     def load_failed(self, error: dict[str, str], load_ms: float | None = None) -> None:
-        self.send(
-            {
-                "t": "load_error",
-                "language": self.args.language,
-                "runtime": self._runtime_name(),
-                "load_ms": load_ms,
-                "error": error,
-            }
-        )
+        message = {"t": "load_error", "language": self.args.language,
+                   "runtime": self._runtime_name(), "load_ms": load_ms, "error": error}  # fmt: skip
+        with contextlib.suppress(OSError):
+            self.protocol.send(self.control, self.protocol.encode(message))
         self.halt(self.protocol.LOAD_ERROR_EXIT)
 
     def _runtime_name(self) -> str:

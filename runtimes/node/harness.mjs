@@ -9,8 +9,9 @@
 //
 // main is loaded as an ES module when it is .mjs, or .js under a package.json
 // with "type": "module" (the nearest one, as node decides); otherwise as
-// CommonJS with require. Exposed: the exported functions (ESM: named exports,
-// not `default`; CJS: the function-valued properties of module.exports).
+// CommonJS with require. Exposed: the exported functions, not classes (ESM:
+// named exports, not `default`; CJS: the function-valued properties of
+// module.exports).
 // A call passes the payload as the one argument and awaits the result.
 // Output capture replaces process.stdout.write / process.stderr.write for the
 // length of a call (console.* go through them); writes from child processes
@@ -74,16 +75,18 @@ async function loadProject(source, main) {
     throw err;
   }
   const functions = new Map();
+  const isFunction = (value) => typeof value === 'function'
+    && !/^class[\s{]/.test(Function.prototype.toString.call(value));
   if (isModule(file)) {
     const ns = await import(pathToFileURL(file).href);
     for (const name of Object.keys(ns)) {
-      if (name !== 'default' && typeof ns[name] === 'function') functions.set(name, ns[name]);
+      if (name !== 'default' && isFunction(ns[name])) functions.set(name, ns[name]);
     }
   } else {
     const exported = createRequire(file)(file);
     if (exported && (typeof exported === 'object' || typeof exported === 'function')) {
       for (const name of Object.keys(exported)) {
-        if (typeof exported[name] === 'function') functions.set(name, exported[name]);
+        if (isFunction(exported[name])) functions.set(name, exported[name]);
       }
     }
   }
@@ -257,10 +260,12 @@ class Worker {
   async call(message) {
     const name = message.function;
     const result = { t: 'result', id: message.id ?? null };
+    this.current = { result, name };
     const fn = typeof name === 'string' && this.functions.has(name) ? this.functions.get(name) : null;
     this.capture.start();
     const wall0 = performance.now();
     const cpu0 = process.cpuUsage();
+    Object.assign(this.current, { wall0, cpu0 });
     try {
       if (!fn) {
         const known = [...this.functions.keys()].join(', ') || 'none';
@@ -273,12 +278,32 @@ class Worker {
     } catch (err) {
       result.error = errorInfo(err);
     }
+    this.current = null;
+    return this.finish(result, name, wall0, cpu0);
+  }
+
+  finish(result, name, wall0, cpu0) {
     const cpu = process.cpuUsage(cpu0);
     Object.assign(result, { ok: !result.error }, this.capture.stop(), {
       cpu_ms: Math.round((cpu.user + cpu.system)) / 1000,
       wall_ms: Math.round((performance.now() - wall0) * 1000) / 1000,
     });
     return this.encodeResult(result, name);
+  }
+
+  // An exception no promise of the call catches (a throwing timer callback, an
+  // unhandled rejection) leaves the process in an unknown state, as node says:
+  // the call gets it as its error, then the worker exits and is replaced.
+  crash(err) {
+    if (this.current && this.sock) {
+      const { result, name, wall0, cpu0 } = this.current;
+      this.current = null;
+      result.error = errorInfo(err);
+      this.sock.write(this.finish(result, name, wall0, cpu0), () => process.exit(1));
+      return;
+    }
+    process.stderr.write(`scriptd worker: uncaught ${errorInfo(err).traceback || String(err)}\n`);
+    process.exit(1);
   }
 
   encodeResult(result, name) {
@@ -308,6 +333,8 @@ class Worker {
   // Frames are handled one at a time, in order, like the Python worker.
   serve(fd) {
     const sock = new net.Socket({ fd, readable: true, writable: true });
+    this.sock = sock;
+    process.on('uncaughtException', (err) => this.crash(err));
     const decoder = new FrameDecoder(this.maxFrame);
     let chain = Promise.resolve();
     sock.on('data', (chunk) => {

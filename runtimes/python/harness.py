@@ -93,22 +93,35 @@ def load_project(source: str, main: str = "main.py") -> types.ModuleType:
 def list_functions(module: types.ModuleType) -> dict[str, Any]:
     """Public functions defined in main itself, in definition order.
 
-    `def` and `async def` alike; an imported function (its __module__ is
-    another module) and a name starting with `_` are not exposed.
+    `def` and `async def` alike, also behind decorators that keep
+    `__wrapped__` (functools.wraps, lru_cache); an imported function (its
+    __module__ is another module), a class and a name starting with `_` are
+    not exposed.
     """
     return {
         name: obj
         for name, obj in vars(module).items()
         if not name.startswith("_")
-        and isinstance(obj, types.FunctionType)
-        and obj.__module__ == module.__name__
+        and not isinstance(obj, type)
+        and isinstance(_unwrap(obj), types.FunctionType)
+        and _unwrap(obj).__module__ == module.__name__
     }
+
+
+def _unwrap(obj: Any) -> Any:
+    for _ in range(100):  # a decorator chain, never a cycle
+        inner = getattr(obj, "__wrapped__", None)
+        if inner is None:
+            break
+        obj = inner
+    return obj
 
 
 def warm_up(functions: dict[str, Any]) -> None:
     """Import asyncio before forking when main has async functions, so the
     first async call in each worker does not pay for the import."""
-    if any(fn.__code__.co_flags & CO_COROUTINE for fn in functions.values()):
+    codes = [getattr(_unwrap(fn), "__code__", None) for fn in functions.values()]
+    if any(code is not None and code.co_flags & CO_COROUTINE for code in codes):
         import asyncio  # noqa: F401
 
 
@@ -158,7 +171,7 @@ class Worker:
         self._loop: Any = None
 
     def serve(self) -> int:
-        """Returns the exit code: 0 on EOF, 2 on a protocol error."""
+        """Returns the exit code: 0 when the daemon closes the socket, 2 on a protocol error."""
         while True:
             try:
                 message = protocol.read_frame(self.sock, self.max_frame)
@@ -174,7 +187,10 @@ class Worker:
             else:
                 print(f"scriptd worker: unknown frame {message['t']!r}", file=sys.stderr)
                 continue
-            self.sock.sendall(reply)
+            try:
+                self.sock.sendall(reply)
+            except OSError:  # the daemon went away mid-call
+                return 0
 
     def call(self, message: dict[str, Any]) -> bytes:
         name = message.get("function")

@@ -22,6 +22,10 @@ export const notANumber = () => NaN;
 export const aFunction = () => () => 1;
 export const throwsString = () => { throw 'plain string'; };
 export default function ignored() {}
+export class NotExposed {}
+export const timerThrows = () => new Promise(() => {
+  setTimeout(() => { throw new RangeError('from a timer'); }, 1);
+});
 """
 
 
@@ -41,6 +45,7 @@ def test_an_mjs_main_without_package_json_is_an_es_module(sup: Supervisor) -> No
         "notANumber",
         "nothing",
         "throwsString",
+        "timerThrows",
     ]
 
 
@@ -98,3 +103,13 @@ def test_a_killed_worker_is_replaced_by_the_spare_booted_ahead(sup: Supervisor) 
     new = sup.workers[sup.expect("worker")["worker"]]
     assert {new.pid} == spare
     assert new.call("first", {"a": 1})["value"] == {"a": 1}
+
+
+def test_an_uncaught_exception_during_a_call_is_its_error_then_the_worker_goes(
+    sup: Supervisor,
+) -> None:
+    reply = sup.worker().call("timerThrows")
+    assert reply["error"]["type"] == "RangeError" and "from a timer" in reply["error"]["message"]
+    gone = sup.expect("worker_exit")
+    assert gone["code"] == 1 and gone["killed"] is False
+    sup.expect("worker")

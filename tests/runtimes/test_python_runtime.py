@@ -14,6 +14,7 @@ from tests.runtimes.client import Supervisor
 from tests.runtimes.projects import write_project
 
 MAIN = """
+import functools
 import os
 import subprocess
 import sys
@@ -56,6 +57,15 @@ def chained():
 
 def big():
     return "x" * 200_000
+
+
+@functools.lru_cache
+def cached(n):
+    return n * 2
+
+
+class NotAFunction:
+    pass
 """
 
 THREADED = """
@@ -86,6 +96,12 @@ def sup(tmp_path: Path) -> Iterator[Supervisor]:
 
 def test_fork_mode_is_the_default(sup: Supervisor) -> None:
     assert sup.hello["mode"] == "fork"  # type: ignore[attr-defined]
+
+
+def test_decorated_functions_are_exposed_and_classes_are_not(sup: Supervisor) -> None:
+    functions = sup.hello["functions"]  # type: ignore[attr-defined]
+    assert "cached" in functions and "NotAFunction" not in functions
+    assert sup.worker().call("cached", {"n": 21})["value"] == 42
 
 
 def test_output_of_raw_writes_and_child_processes_is_captured(sup: Supervisor) -> None:
