@@ -13,6 +13,24 @@ N must be >= 2 and <= the receiver's max frame size (default 16 MiB,
 receiver closes the connection. Numbers are JSON numbers; NaN and Infinity are
 never sent. Unknown fields must be ignored (fields may be added later).
 
+Supervisor command line
+-----------------------
+  python -I runtimes/supervisor.py --language python|javascript --source DIR
+      [--workers K=1] [--harness-dir DIR=the runtimes dir] [--node PATH]
+      [--main FILE=main.py|main.js (else main.mjs, main.cjs)]
+      [--max-output BYTES=1048576] [--max-frame BYTES=16777216]
+      [--mode auto|fork|spawn] [--spares N] [--control-fd N=3]
+  python: run it on the script's venv python. javascript: on the host
+  python3, with --node naming the node binary. --mode auto = fork unless
+  importing main started threads. --spares: workers booted ahead in spawn
+  mode so that a respawn does not wait for an interpreter to start (default
+  1 in spawn mode, 0 in fork mode). Exit status: 0 after shutdown, SIGTERM
+  or EOF on the control socket; 3 after load_error; 2 after a protocol error
+  on the control socket. Worker exit codes: 0 the daemon closed the worker
+  socket, 2 protocol error, 70 internal error, anything else the user's
+  code (os._exit, process.exit); 1 for node also means an exception no
+  promise of the running call caught (the call got it as its error first).
+
 Control socket (fd 3 of the supervisor, pid 1 of the sandbox, <-> daemon)
 ------------------------------------------------------------------------
 supervisor -> daemon:
