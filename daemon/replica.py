@@ -166,12 +166,17 @@ class Worker:
         """Free, alive, and its replica takes calls."""
         return self.alive and self.call is None and self.replica.accepting
 
-    def send_call(self, data: bytes, call: PendingCall) -> None:
-        """Hand one encoded call frame to the worker; its answer resolves call.future."""
+    def send_call(self, data: bytes, call: PendingCall) -> bool:
+        """Hand one encoded call frame to the worker; its answer resolves call.future.
+        False when the socket is already closed: nothing was sent, try another worker."""
+        channel = self.channel
+        if channel is None or channel.transport is None or channel.transport.is_closing():
+            self.alive = False
+            return False
         self.call = call
         self.replica.busy += 1
-        assert self.channel is not None
-        self.channel.send_bytes(data)
+        channel.send_bytes(data)
+        return True
 
     def expire(self) -> PendingCall | None:
         """The running call passed its deadline: end it here and kill the worker."""

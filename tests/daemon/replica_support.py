@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
+import uvloop
+
 from daemon.dispatcher import Dispatcher, DispatchSettings
 from daemon.launchers import PlainLauncher
 from daemon.pool import Pool, PoolSettings
@@ -87,6 +90,17 @@ def write_project(root: Path, text: str = MAIN_PY, name: str = "proj") -> Path:
 
 def plain_launcher(src: Path, workers: int = 1, label: str = "test v1") -> PlainLauncher:
     return PlainLauncher("python", sys.executable, src, workers=workers, label=label)
+
+
+# pytest-asyncio deprecates this fixture in favour of a conftest hook that would change
+# every test of the project; until the project adopts it, keep the warning quiet here.
+UVLOOP_WARNING = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy"')
+
+
+@pytest.fixture
+def event_loop_policy() -> uvloop.EventLoopPolicy:
+    """The daemon runs on uvloop: so do these tests (import this fixture into a module)."""
+    return uvloop.EventLoopPolicy()
 
 
 FAST_POOL = PoolSettings(start_timeout_s=20, backoff_s=0.05, kill_grace_s=3, tick_s=0.1)

@@ -18,7 +18,14 @@ from daemon.dispatcher import (
     UnknownFunction,
     WorkerCrashed,
 )
-from tests.daemon.replica_support import started, write_project
+from tests.daemon.replica_support import (
+    UVLOOP_WARNING,
+    event_loop_policy,  # noqa: F401
+    started,
+    write_project,
+)
+
+pytestmark = UVLOOP_WARNING
 
 
 @pytest.fixture

@@ -18,10 +18,14 @@ from tests.daemon.replica_support import (
     BROKEN_PY,
     FAST_POOL,
     MAIN_PY,
+    UVLOOP_WARNING,
+    event_loop_policy,  # noqa: F401
     plain_launcher,
     started,
     write_project,
 )
+
+pytestmark = UVLOOP_WARNING
 
 
 async def wait_until(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

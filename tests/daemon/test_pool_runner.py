@@ -14,7 +14,15 @@ from daemon.dispatcher import CallError, Unavailable
 from daemon.launchers import PlainLauncher
 from daemon.replicas_runner import ReplicaRunner, RunnerSettings
 from daemon.runner import RunnerError, RunTarget
-from tests.daemon.replica_support import BROKEN_PY, FAST_POOL, write_project
+from tests.daemon.replica_support import (
+    BROKEN_PY,
+    FAST_POOL,
+    UVLOOP_WARNING,
+    event_loop_policy,  # noqa: F401
+    write_project,
+)
+
+pytestmark = UVLOOP_WARNING
 
 VERSIONED = """
 VERSION = {n}

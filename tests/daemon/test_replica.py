@@ -12,7 +12,15 @@ import pytest
 from daemon.dispatcher import Dispatcher, DispatchSettings
 from daemon.launchers import PlainLauncher, PlainProcess
 from daemon.replica import Replica, ReplicaStartError, Worker
-from tests.daemon.replica_support import BROKEN_PY, plain_launcher, write_project
+from tests.daemon.replica_support import (
+    BROKEN_PY,
+    UVLOOP_WARNING,
+    event_loop_policy,  # noqa: F401
+    plain_launcher,
+    write_project,
+)
+
+pytestmark = UVLOOP_WARNING
 
 
 class Collect:

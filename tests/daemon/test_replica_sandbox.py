@@ -27,7 +27,15 @@ from daemon.launchers import (
 from daemon.replicas_runner import ReplicaRunner, RunnerSettings
 from daemon.runner import RunnerError, RunTarget
 from tests.conftest import require, require_root
-from tests.daemon.replica_support import BROKEN_PY, FAST_POOL, write_project
+from tests.daemon.replica_support import (
+    BROKEN_PY,
+    FAST_POOL,
+    UVLOOP_WARNING,
+    event_loop_policy,  # noqa: F401
+    write_project,
+)
+
+pytestmark = UVLOOP_WARNING
 
 MiB = 1024 * 1024
 SMALL = replace(DEFAULT_PROFILES[0], name="small", vcpus=0.5, memory_bytes=160 * MiB)

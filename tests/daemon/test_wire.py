@@ -19,6 +19,9 @@ from daemon.wire import (
     encode,
     open_worker_channel,
 )
+from tests.daemon.replica_support import UVLOOP_WARNING, event_loop_policy  # noqa: F401
+
+pytestmark = UVLOOP_WARNING
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
