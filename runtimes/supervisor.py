@@ -159,22 +159,24 @@ class Supervisor:
         now = time.monotonic()
         for slot, free_at in self.slot_free_at.items():
             if slot not in busy and now >= free_at:
-                spare = self._ready_spare()
-                if spare is not None:  # a booted interpreter: no wait for a boot
-                    spare.slot = slot
-                    self.announce(spare, spare.daemon_end)
-                else:
+                spare = self._spare()
+                if spare is None:
                     self.spawn_worker(slot)
+                    continue
+                spare.slot = slot  # announced now if booted, else as soon as it is
+                if spare.ready:
+                    self.announce(spare, spare.daemon_end)
         spares = [p for p in self.procs.values() if p.slot is None]
         booting = any(p.status_fd is not None for p in self.procs.values())
         if len(spares) < self.spares and not booting:  # never slow a slot's boot
             self.spawn_worker(None)
 
-    def _ready_spare(self) -> Any:
-        for proc in self.procs.values():
-            if proc.slot is None and proc.ready and not proc.killed:
-                return proc
-        return None
+    def _spare(self) -> Any:
+        """A spare to fill a slot with: a booted one, else one still booting
+        (it is ahead of a process we would start now)."""
+        spares = [p for p in self.procs.values() if p.slot is None and not p.killed]
+        spares.sort(key=lambda p: (not p.ready, p.started))
+        return spares[0] if spares else None
 
     def spawn_worker(self, slot: int | None) -> None:
         """A worker for `slot`, or a spare (slot None) when spawned ones are slow to boot."""
