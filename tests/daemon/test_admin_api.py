@@ -5,8 +5,9 @@ from __future__ import annotations
 import getpass
 import os
 import stat
+from pathlib import Path
 
-from tests.helpers import AdminClient, DaemonProcess, make_tar, make_zip
+from tests.helpers import AdminClient, DaemonProcess, make_tar, make_zip, start_daemon
 
 
 def test_socket_mode_is_0660(daemon: DaemonProcess) -> None:
@@ -106,3 +107,16 @@ def test_sample_projects(admin: AdminClient) -> None:
         r = admin.request("GET", f"/v1/samples/{language}")
         assert r.status == 200 and r.body[:2] == b"PK"
         assert int(r.headers["Content-Length"]) == len(r.body)
+
+
+def test_archive_over_the_limit_is_refused_and_not_kept(tmp_path: Path, build_cache: Path) -> None:
+    d = start_daemon(tmp_path / "small", {"archive": {"max_bytes": 4096}}, build_cache)
+    try:
+        admin = d.client()
+        r = admin.request("POST", "/v1/archives", b"x" * 5000, {"X-Filename": "big.zip"})
+        assert r.status == 413 and r.json()["error"]["type"] == "payload_too_large"
+        assert "4096" in r.json()["error"]["message"]
+        assert list((d.state_dir / "uploads").iterdir()) == []
+        assert admin.upload(make_zip({"main.py": "def f():\n    return 1\n"}))
+    finally:
+        d.stop()
