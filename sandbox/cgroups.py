@@ -266,8 +266,14 @@ class SandboxCgroup:
             self._set("pids", "pids.max", "pids.max", str(limits.pids_max))
 
     def procs_files(self) -> list[str]:
-        """The cgroup.procs files the launcher writes its pid to before cloning pid 1."""
         return [os.path.join(d, "cgroup.procs") for d in self.dirs]
+
+    def v1_tasks_files(self) -> tuple[str, ...]:
+        """v1 hierarchies pid 1 joins itself (see namespaces.join_cgroups)."""
+        return tuple(os.path.join(d, "tasks") for d in self.dirs if d != self.unified)
+
+    def unified_procs_file(self) -> tuple[str, ...]:
+        return (os.path.join(self.unified, "cgroup.procs"),) if self.unified else ()
 
     def _read(self, controller: str | None, v1_file: str, v2_file: str) -> str | None:
         if controller is None:

@@ -33,7 +33,9 @@ class ChildPlan:
     rlimits: tuple[tuple[int, int], ...]
     fds: Mapping[int, int]  # child fd -> inherited fd (0, 1 and 2 included)
     seccomp_bpf: bytes | None
-    procs_files: tuple[str, ...]  # cgroup.procs of the sandbox's cgroups
+    cgroup_fd: int | None  # the unified leaf (O_PATH), for clone3's CLONE_INTO_CGROUP
+    cgroup_tasks: tuple[str, ...]  # v1 "tasks" files pid 1 writes itself into
+    cgroup_procs: tuple[str, ...]  # the unified cgroup.procs, if clone3 could not be used
 
 
 def report(pipe: int, step: str, error: BaseException) -> None:
@@ -42,10 +44,12 @@ def report(pipe: int, step: str, error: BaseException) -> None:
         os.write(pipe, text.encode(errors="replace"))
 
 
-def contain(plan: ChildPlan, pipe: int) -> None:
+def contain(plan: ChildPlan, pipe: int, in_cgroup: bool) -> None:
     """Pid 1 of the new namespaces: isolate, then exec. Never returns."""
-    step = "signals"
+    step = "cgroups"
     try:
+        namespaces.join_cgroups(plan.cgroup_tasks + (() if in_cgroup else plan.cgroup_procs))
+        step = "signals"
         credentials.reset_signals()
         step = "hostname"
         namespaces.set_hostname(plan.hostname)
@@ -75,25 +79,13 @@ def contain(plan: ChildPlan, pipe: int) -> None:
 
 
 def launch(plan: ChildPlan, pipe: int) -> None:
-    """The launcher, right after fork: join the cgroups, create pid 1, report its pid.
-
-    The cgroups are joined before the clone so pid 1 is born in them and its
-    cgroup namespace is rooted there. Never returns.
-    """
-    step = "cgroups"
+    """The launcher, right after fork: create pid 1 and report its pid. Never returns."""
     try:
-        for path in plan.procs_files:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-        step = "namespaces"
-        pid = namespaces.spawn_init(plan.network)
+        pid, in_cgroup = namespaces.spawn_init(plan.network, plan.cgroup_fd)
         if pid == 0:
-            contain(plan, pipe)
+            contain(plan, pipe, in_cgroup)
         os.write(pipe, f"pid {pid}\n".encode())
         os._exit(0)
-    except BaseException as e:
-        report(pipe, step, e)
+    except BaseException as e:  # noqa: BLE001
+        report(pipe, "namespaces", e)
     os._exit(127)

@@ -9,10 +9,12 @@ computed here, with modules imported here, and execs within milliseconds.
 The asyncio wakeup fd is dropped first so a signal in that window cannot
 reach the daemon's loop.
 
-The launcher is the forked child; it joins the cgroups and clones pid 1 with
-CLONE_PARENT, so pid 1 is this process's child, then exits. Pid 1 reports
-any failure before exec through a close-on-exec pipe: end of file with no
-message means exec succeeded.
+The launcher is the forked child; it clones pid 1 with CLONE_PARENT, so pid 1
+is this process's child, reports its pid and exits. Pid 1 is born in its
+unified (v2) cgroup (clone3 CLONE_INTO_CGROUP) and moves itself into its v1
+cgroups first thing: neither takes the global lock a cgroup.procs write takes,
+which can wait for an RCU grace period. Pid 1 reports any failure before exec
+through a close-on-exec pipe: end of file with no message means exec succeeded.
 
 Call start() from threads that outlive the sandbox (the event loop's thread or
 a long-lived executor): Linux sends the parent-death signal when the *thread*
@@ -29,7 +31,7 @@ import threading
 import time
 
 from . import rlimits, seccomp
-from .cgroups import CgroupRoot, Limits
+from .cgroups import CgroupRoot, Limits, SandboxCgroup
 from .contain import ChildPlan, launch
 from .handle import Sandbox
 from .mounts import plan_mounts
@@ -48,7 +50,7 @@ def _dev_null() -> int:
         return _devnull
 
 
-def _plan(spec: SandboxSpec, procs_files: list[str]) -> ChildPlan:
+def _plan(spec: SandboxSpec, cgroup: SandboxCgroup, cgroup_fd: int | None) -> ChildPlan:
     null = _dev_null()
     fds = {0: spec.stdin, 1: spec.stdout, 2: spec.stderr}
     all_fds = {k: (null if v is None else v) for k, v in fds.items()} | dict(spec.pass_fds)
@@ -64,21 +66,42 @@ def _plan(spec: SandboxSpec, procs_files: list[str]) -> ChildPlan:
         rlimits=rlimits.limits(spec.rlimits),
         fds=all_fds,
         seccomp_bpf=seccomp.compiled() if spec.seccomp else None,
-        procs_files=tuple(procs_files),
+        cgroup_fd=cgroup_fd,
+        cgroup_tasks=cgroup.v1_tasks_files(),
+        cgroup_procs=cgroup.unified_procs_file(),
     )
 
 
-def _read_handshake(fd: int) -> bytes:
-    deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
-    data = b""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+class _Handshake:
+    """The parent's end of the pipe: "pid N" from the launcher, "error ..." from pid 1."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buf = b""
+        self.deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+        self.eof = False
+
+    def _read(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0 or not select.select([self.fd], [], [], left)[0]:
             raise SandboxError("sandbox setup timed out")
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return data
-        data += chunk
+        chunk = os.read(self.fd, 4096)
+        self.eof = not chunk
+        self.buf += chunk
+
+    def init_pid(self) -> int | None:
+        """Wait for the launcher's report; None if it failed (see errors())."""
+        while b"\n" not in self.buf and not self.eof:
+            self._read()
+        first = self.buf.split(b"\n", 1)[0].decode(errors="replace")
+        return int(first[4:]) if first.startswith("pid ") else None
+
+    def errors(self) -> list[str]:
+        """Read to end of file (exec succeeded or everything failed); the errors seen."""
+        while not self.eof:
+            self._read()
+        lines = self.buf.decode(errors="replace").splitlines()
+        return [line[6:] for line in lines if line.startswith("error ")]
 
 
 def _fork_launcher(plan: ChildPlan, w: int) -> int:
@@ -93,36 +116,46 @@ def _fork_launcher(plan: ChildPlan, w: int) -> int:
     return pid
 
 
+def _start(spec: SandboxSpec, cgroup: SandboxCgroup) -> int:
+    """Fork the launcher, learn pid 1's pid, read the pipe to its end (exec or error)."""
+    unified = cgroup.unified
+    cgroup_fd = os.open(unified, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if unified else None
+    r, w = os.pipe2(os.O_CLOEXEC)
+    init_pid = None
+    try:
+        launcher = _fork_launcher(_plan(spec, cgroup, cgroup_fd), w)
+        os.close(w)
+        w = -1
+        handshake = _Handshake(r)
+        try:
+            init_pid = handshake.init_pid()
+        finally:
+            os.waitpid(launcher, 0)
+        errors = handshake.errors()
+        if errors or init_pid is None:
+            raise SandboxError(errors[0] if errors else "launcher exited without starting pid 1")
+        return init_pid
+    except BaseException:
+        if init_pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.kill(init_pid, signal.SIGKILL)
+                os.waitpid(init_pid, 0)
+        raise
+    finally:
+        for fd in (r, w, -1 if cgroup_fd is None else cgroup_fd):
+            if fd >= 0:
+                os.close(fd)
+
+
 def start(spec: SandboxSpec, root: CgroupRoot) -> Sandbox:
     """Start the sandbox; return once its command is exec'd. Raises SandboxError."""
     limits = Limits(spec.cpu_vcpus, spec.memory_bytes, spec.pids_max)
     cgroup = root.new(spec.name, limits)
-    init_pid = None
     try:
-        plan = _plan(spec, cgroup.procs_files())
-        r, w = os.pipe2(os.O_CLOEXEC)
-        try:
-            launcher = _fork_launcher(plan, w)
-            os.close(w)
-            w = -1
-            try:
-                messages = _read_handshake(r).decode(errors="replace").splitlines()
-            finally:
-                os.waitpid(launcher, 0)
-        finally:
-            os.close(r)
-            if w >= 0:
-                os.close(w)
-        errors = [m[6:] for m in messages if m.startswith("error ")]
-        pids = [int(m[4:]) for m in messages if m.startswith("pid ")]
-        init_pid = pids[0] if pids else None
-        if errors or init_pid is None:
-            raise SandboxError(errors[0] if errors else "launcher exited without starting pid 1")
+        init_pid = _start(spec, cgroup)
         pidfd = os.pidfd_open(init_pid)
     except BaseException as e:
         cgroup.kill()
-        if init_pid is not None:
-            os.waitpid(init_pid, 0)
         cgroup.remove()
         if isinstance(e, (SandboxError, KeyboardInterrupt)):
             raise

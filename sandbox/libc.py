@@ -15,6 +15,7 @@ _syscall.restype = ctypes.c_long
 
 # x86_64 system call numbers (asm/unistd_64.h).
 SYS_CLONE = 56
+SYS_CLONE3 = 435
 SYS_PIVOT_ROOT = 155
 SYS_CLOSE_RANGE = 436
 SYS_MOUNT_SETATTR = 442
@@ -29,6 +30,8 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_PARENT = 0x00008000
+CLONE_INTO_CGROUP = 0x200000000
+SIGCHLD = 17
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -74,8 +77,40 @@ def clone_parent(flags: int) -> int:
     Only safe in a single-threaded process (the launcher is one, right after fork).
     """
     return _check(
-        _syscall(SYS_CLONE, ctypes.c_ulong(flags | CLONE_PARENT | 17), None, None, None, None)
+        _syscall(SYS_CLONE, ctypes.c_ulong(flags | CLONE_PARENT | SIGCHLD), None, None, None, None)
     )
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags",
+            "pidfd",
+            "child_tid",
+            "parent_tid",
+            "exit_signal",
+            "stack",
+            "stack_size",
+            "tls",
+            "set_tid",
+            "set_tid_size",
+            "cgroup",
+        )
+    ]
+
+
+def clone3_parent_into(flags: int, cgroup_fd: int) -> int:
+    """Like clone_parent, and the child is born in the cgroup v2 directory `cgroup_fd`.
+
+    CLONE_INTO_CGROUP avoids a later write to cgroup.procs, which takes a global
+    lock that can wait for an RCU grace period (many ms on a busy host).
+    """
+    # exit_signal must be 0 with CLONE_PARENT: the child inherits ours (SIGCHLD).
+    args = _CloneArgs(
+        flags | CLONE_PARENT | CLONE_INTO_CGROUP, 0, 0, 0, 0, 0, 0, 0, 0, 0, cgroup_fd
+    )
+    return _check(_syscall(SYS_CLONE3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))))
 
 
 def unshare(flags: int) -> None:

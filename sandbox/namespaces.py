@@ -8,7 +8,9 @@ filter refuses creating nested user namespaces (or any other) inside.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import socket
 import struct
 
@@ -27,14 +29,34 @@ def clone_flags(network: str) -> int:
     return BASE_FLAGS | (libc.CLONE_NEWNET if network == "none" else 0)
 
 
-def spawn_init(network: str) -> int:
+def spawn_init(network: str, cgroup_fd: int | None) -> tuple[int, bool]:
     """From the single-threaded launcher: create pid 1 of the new namespaces.
 
-    Returns 0 in the new process and its (host) pid in the launcher. The new
-    process is a child of the launcher's parent (CLONE_PARENT), and the cgroup
-    namespace is rooted at the cgroups the launcher joined just before.
+    Returns (0, _) in the new process and (its host pid, _) in the launcher; the
+    flag says whether it was born in the unified cgroup `cgroup_fd` (clone3) or
+    must still join it. The new process is a child of the launcher's parent
+    (CLONE_PARENT).
     """
-    return libc.clone_parent(clone_flags(network))
+    flags = clone_flags(network)
+    if cgroup_fd is not None:
+        try:
+            return libc.clone3_parent_into(flags, cgroup_fd), True
+        except OSError as e:
+            if e.errno != errno.ENOSYS:  # kernels before 5.7: join by writing below
+                raise
+    return libc.clone_parent(flags), False
+
+
+def join_cgroups(files: tuple[str, ...]) -> None:
+    """Pid 1 moves itself: "0" written to a v1 `tasks` file moves the calling thread
+    (all there is) without the global lock that cgroup.procs takes."""
+    for path in files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    libc.unshare(libc.CLONE_NEWCGROUP)  # rooted at the cgroups just joined
 
 
 def set_hostname(name: str) -> None:
