@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ class PoolSettings:
     backoff_s: float = 1.0  # wait after the first failed restart; doubles each time
     backoff_max_s: float = 30.0
     kill_grace_s: float = 5.0  # kill_worker unanswered this long: the replica is killed
+    stable_s: float = 10.0  # a replica that dies sooner after ready counts as a failed start
     tick_s: float = 1.0  # how often manage runs without being woken
 
 
@@ -67,7 +69,8 @@ class Pool:
         self.failed: str | None = None  # why the pool gave up
         self.hello: dict[str, Any] | None = None
         self._parked: list[Worker] = []
-        self._failures = 0
+        self._failures = 0  # failed starts since the pool was last stable
+        self._failed_at = 0.0
         self._next_spawn = 0.0
         self._stopping = False
         self._seq = itertools.count(1)
@@ -170,13 +173,12 @@ class Pool:
             await self._start_one()
         except ReplicaStartError as exc:
             self._start_failed(exc)
-        else:
-            self._failures = 0
         finally:
             self._wake.set()
 
     def _start_failed(self, exc: ReplicaStartError) -> None:
         self._failures += 1
+        self._failed_at = self._loop.time()
         if self._failures >= self.settings.max_start_failures:
             self._fail(f"{self._failures} replica starts failed in a row; last: {exc.reason}")
             return
@@ -198,8 +200,14 @@ class Pool:
         """Forget a replica that exited; manage replaces it."""
         self.ready.discard(replica)
         self.starting.discard(replica)
-        if not self._stopping and replica.exit is not None and not replica.exit.killed:
-            log.warning("%s exited: %s", replica.name, replica.exit.reason)
+        ex = replica.exit
+        if not self._stopping and ex is not None and not ex.killed:
+            log.warning("%s exited: %s", replica.name, ex.reason)
+            lived = time.monotonic() - (replica.ready_at or 0.0)
+            if lived < self.settings.stable_s:  # dies soon after start: no hot loop either
+                self._start_failed(
+                    ReplicaStartError(f"a replica exited {lived:.1f} s after start: {ex.reason}")
+                )
         self._wake.set()
 
     def murder(self) -> None:
@@ -216,8 +224,11 @@ class Pool:
         """Bring the number of replicas (ready + starting) back to the target."""
         if self._stopping or self.failed is not None:
             return
+        now = self._loop.time()
+        if self._failures and self.ready and now - self._failed_at > self.settings.stable_s:
+            self._failures = 0  # stable again: forget old failures
         live = len(self.ready) + len(self.starting)
-        if live < self.target and self._loop.time() >= self._next_spawn:
+        if live < self.target and now >= self._next_spawn:
             # After a failure, retry one at a time; otherwise fill every slot at once.
             for _ in range(1 if self._failures else self.target - live):
                 self.spawn()

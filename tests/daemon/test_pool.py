@@ -109,6 +109,20 @@ async def test_repeated_start_failures_mark_the_pool_failed(tmp_path: Path) -> N
         await pool.stop(0)
 
 
+async def test_replicas_dying_right_after_start_mark_the_pool_failed(tmp_path: Path) -> None:
+    text = "import os, threading\nthreading.Timer(0.3, os._exit, (9,)).start()\n" + MAIN_PY
+    reasons: list[str] = []
+    d = Dispatcher("t", 5, DispatchSettings())
+    pool = Pool("t-v1", plain_launcher(write_project(tmp_path, text)), FAST_POOL, d, reasons.append)
+    await pool.start(1)
+    pool.activate()
+    try:
+        await wait_until(lambda: pool.failed is not None)
+        assert "exited 0." in reasons[0] and "after start: exit code 9" in reasons[0]
+    finally:
+        await pool.stop(0)
+
+
 async def test_scale_up_and_down(tmp_path: Path) -> None:
     async with started(write_project(tmp_path)) as (d, pool):
         pool.scale(3)
