@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sandbox import CgroupRoot, Sandbox, SandboxSpec, start  # noqa: E402
+from sandbox import CgroupRoot, Sandbox, SandboxSpec, start
 
 PY = "/usr/bin/python3"  # Debian's: the same binary for every case (pyenv shims are scripts)
 CMD = [PY, "-I", "-S", "-c", "pass"]

@@ -86,6 +86,6 @@ def launch(plan: ChildPlan, pipe: int) -> None:
             contain(plan, pipe, in_cgroup)
         os.write(pipe, f"pid {pid}\n".encode())
         os._exit(0)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         report(pipe, "namespaces", e)
     os._exit(127)

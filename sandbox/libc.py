@@ -107,9 +107,7 @@ def clone3_parent_into(flags: int, cgroup_fd: int) -> int:
     lock that can wait for an RCU grace period (many ms on a busy host).
     """
     # exit_signal must be 0 with CLONE_PARENT: the child inherits ours (SIGCHLD).
-    args = _CloneArgs(
-        flags | CLONE_PARENT | CLONE_INTO_CGROUP, 0, 0, 0, 0, 0, 0, 0, 0, 0, cgroup_fd
-    )
+    args = _CloneArgs(flags=flags | CLONE_PARENT | CLONE_INTO_CGROUP, cgroup=cgroup_fd)
     return _check(_syscall(SYS_CLONE3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))))
 
 
