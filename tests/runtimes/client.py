@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 RUNTIMES = Path(__file__).resolve().parents[2] / "runtimes"
+# The interpreter the supervisor runs on (a script's venv may hold any python 3.8+).
+PYTHON = os.environ.get("SCRIPTD_RUNTIME_PYTHON", sys.executable)
 SUPERVISOR = RUNTIMES / "supervisor.py"
 _ids = itertools.count(1)
 
