@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon import wire
-from daemon.replica import PendingCall, Worker, WorkerLoss
+from daemon.worker import PendingCall, Worker, WorkerLoss
 
 __all__ = [
     "CallError",
