@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import credentials, mounts, namespaces, rlimits, seccomp
+from . import credentials, libc, mounts, namespaces, rlimits, seccomp
 from .mounts import MountPlan
 
 
@@ -81,6 +81,7 @@ def contain(plan: ChildPlan, pipe: int, in_cgroup: bool) -> None:
 def launch(plan: ChildPlan, pipe: int) -> None:
     """The launcher, right after fork: create pid 1 and report its pid. Never returns."""
     try:
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)  # a root copy of the daemon: nobody may look in
         pid, in_cgroup = namespaces.spawn_init(plan.network, plan.cgroup_fd)
         if pid == 0:
             contain(plan, pipe, in_cgroup)

@@ -55,27 +55,32 @@ class Sandbox:
         self._final_usage: Usage | None = None
         self._lock = threading.Lock()
         self._cleaned = False
+        self._exited: asyncio.Future[None] | None = None
 
     @property
     def exit(self) -> Exit | None:
         return self._exit
 
     async def wait(self) -> Exit:
-        """Wait for pid 1 to exit (the kernel then kills the rest of the tree)."""
+        """Wait for pid 1 to exit (the kernel then kills the rest of the tree).
+
+        Never blocks the loop: the pidfd becomes readable when pid 1 exits. Any
+        number of tasks may wait at once; they share one reader.
+        """
         if self._exit is not None:
             return self._exit
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
+        if self._exited is None:
+            loop = asyncio.get_running_loop()
+            exited: asyncio.Future[None] = loop.create_future()
 
-        def readable() -> None:
-            if not ready.done():
-                ready.set_result(None)
+            def readable() -> None:
+                loop.remove_reader(self._pidfd)
+                if not exited.done():
+                    exited.set_result(None)
 
-        loop.add_reader(self._pidfd, readable)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(self._pidfd)
+            loop.add_reader(self._pidfd, readable)
+            self._exited = exited
+        await asyncio.shield(self._exited)
         return self._reap()
 
     def wait_blocking(self, timeout: float | None = None) -> Exit | None:

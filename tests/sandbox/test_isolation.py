@@ -298,3 +298,36 @@ def test_virtualenv_python_runs_inside(cgroot, tmp_path):
     )
     assert r.exit.code == 0, r.err
     assert r.out.strip() == str(venv)
+
+
+def test_other_sandboxes_are_invisible(cgroot, tmp_path):
+    ws = tmp_path / "ws-a"
+    ws.mkdir()
+    os.chown(ws, 65534, 65534)
+    from sandbox import SandboxSpec, start
+    from tests.sandbox.conftest import unique_name
+
+    a = start(
+        SandboxSpec(
+            argv=("sh", "-c", "echo a > /tmp/secret-a; echo a > /ws/f; sleep 30"),
+            env=ENV,
+            name=unique_name(),
+            binds=(Bind(str(ws), "/ws", writable=True),),
+        ),
+        cgroot,
+    )
+    try:
+        while not (ws / "f").exists():
+            assert a.wait_blocking(0.01) is None
+        r = run_py(
+            cgroot,
+            f"""
+            import os
+            print(os.listdir("/tmp"), os.path.exists("/ws"), os.path.exists({str(ws)!r}))
+            print(sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+        """,
+        )
+    finally:
+        a.cleanup()
+    assert r.exit.code == 0, r.err
+    assert r.out.splitlines() == ["[] False False", "[1]"]

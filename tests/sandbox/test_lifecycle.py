@@ -63,7 +63,8 @@ async def test_wait_does_not_block_the_event_loop(cgroot):
 
     ticker = asyncio.create_task(tick())
     try:
-        ex = await asyncio.wait_for(box.wait(), 10)
+        ex, again = await asyncio.wait_for(asyncio.gather(box.wait(), box.wait()), 10)
+        assert again is ex  # two waiters, one exit
     finally:
         ticker.cancel()
         box.cleanup()
