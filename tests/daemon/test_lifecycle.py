@@ -153,3 +153,31 @@ def test_javascript_script_deploys(admin: AdminClient) -> None:
     assert created["language"] == "javascript"
     script = admin.wait_status("jsone")
     assert script["status"] == "Deployed" and script["functions"] == ["add"]
+
+
+def test_two_deploys_of_one_script_never_run_at_once(admin: AdminClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin.create("racer")
+
+    def deploy(_: int) -> int:
+        return admin.request("POST", "/v1/scripts/racer/deploy", {}).status
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(deploy, range(4)))
+    assert sorted(codes) == [202, 409, 409, 409]
+    admin.wait_status("racer")
+    assert len(admin.history("racer")["versions"]) == 1
+
+
+def test_same_name_created_twice_at_once(admin: AdminClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    archive_ids = [admin.upload(make_zip({"main.py": MAIN})) for _ in range(3)]
+    body = {"name": "twin", "language": "python"}
+    with ThreadPoolExecutor(3) as pool:
+        codes = list(pool.map(
+            lambda aid: admin.request("POST", "/v1/scripts", {**body, "archive_id": aid}).status,
+            archive_ids,
+        ))  # fmt: skip
+    assert sorted(codes) == [201, 409, 409]
