@@ -358,6 +358,15 @@ class Lifecycle:
             )
             await self.ctx.db(self.ctx.store.add_event, script.id, event)
 
+    async def housekeeping(self, every_s: float = 600) -> None:
+        """Forever: drop uploads past their time to live (a task of the daemon)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.ctx.db(self.ctx.state.sweep_uploads, self.ctx.config.upload_ttl_s)
+            except OSError as exc:
+                log.warning("sweeping uploads failed: %s", exc)
+
     async def shutdown(self) -> None:
         """Cancel running deploys (they are recorded as interrupted)."""
         tasks = list(self.ctx.tasks.values())

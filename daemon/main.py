@@ -101,6 +101,7 @@ async def serve(config: Config, runner: Runner | None = None) -> None:
     ctx = Context(config, store, state, catalogue, Builder(config), runner or NoReplicas())
     lc = Lifecycle(ctx)
     await lc.reconcile()
+    sweeper = asyncio.create_task(lc.housekeeping(), name="housekeeping")
     admin = await serve_unix(
         make_app(lc, config, catalogue),
         config.admin_socket,
@@ -116,6 +117,7 @@ async def serve(config: Config, runner: Runner | None = None) -> None:
         await _until_signal()
     finally:
         log.info("shutting down")
+        sweeper.cancel()
         await admin.cleanup()
         await gateway.cleanup()
         await lc.shutdown()
