@@ -331,3 +331,32 @@ def test_other_sandboxes_are_invisible(cgroot, tmp_path):
         a.cleanup()
     assert r.exit.code == 0, r.err
     assert r.out.splitlines() == ["[] False False", "[1]"]
+
+
+def test_mount_table_has_no_host_root_and_every_mount_is_nosuid(cgroot):
+    r = run_py(
+        cgroot,
+        """
+        import json, resource
+        mounts = []
+        for line in open("/proc/self/mountinfo"):
+            fields = line.split()
+            mounts.append((fields[4], fields[5].split(",")))
+        limits = {name: resource.getrlimit(getattr(resource, name))
+                  for name in ("RLIMIT_CORE", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_STACK")}
+        print(json.dumps({"mounts": mounts, "limits": limits}))
+    """,
+    )
+    assert r.exit.code == 0, r.err
+    seen = json.loads(r.out)
+    points = [point for point, _ in seen["mounts"]]
+    assert points[0] == "/" and points.count("/") == 1  # the old root is detached
+    for point, opts in seen["mounts"]:
+        assert "nosuid" in opts, point
+        if not point.startswith("/dev/"):  # device binds need dev; still nosuid, noexec
+            assert "nodev" in opts, point
+        if point in ("/", "/usr", "/proc", "/dev", "/etc/hosts"):
+            assert "ro" in opts, point
+    assert seen["limits"]["RLIMIT_CORE"] == [0, 0]
+    assert seen["limits"]["RLIMIT_NOFILE"] == [1024, 1024]
+    assert seen["limits"]["RLIMIT_FSIZE"] == [1 << 30, 1 << 30]
