@@ -14,7 +14,7 @@ Undeploy: the dispatcher refuses new calls (503), then the pool drains and stops
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ReplicaRunner", "RunnerSettings"]
 
 LauncherFactory = Callable[[RunTarget], Launcher]
-FailureHook = Callable[[str, str], None]  # (script name, reason)
+FailureHook = Callable[[str, str], object]  # (script name, reason); may return an awaitable
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ReplicaRunner:
         self._serving: dict[str, _Serving] = {}
         self._dispatchers: dict[str, Dispatcher] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring: set[asyncio.Future[Any]] = set()
 
     # --- the gateway's side ---------------------------------------------------
     def dispatcher(self, script: str) -> Dispatcher | None:
@@ -182,9 +182,17 @@ class ReplicaRunner:
             return
         if not pool.ready:
             serving.dispatcher.close(f"script {script!r} is failing: {reason}")
-        if self._on_failing is not None:
-            with contextlib.suppress(Exception):
-                self._on_failing(script, reason)
+        if self._on_failing is None:
+            return
+        try:
+            result = self._on_failing(script, reason)
+        except Exception:
+            log.exception("on_failing hook for %s failed", script)
+            return
+        if inspect.isawaitable(result):  # an async hook (the lifecycle's) runs as a task
+            task = asyncio.ensure_future(result)
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
 
 def _reason(exc: ReplicaStartError) -> str:

@@ -118,3 +118,25 @@ async def test_undeploy_drains_then_refuses(tmp_path: Path, runner: ReplicaRunne
         await runner.call("demo", "version", {})
     assert info.value.http_status == 503
     await runner.stop("demo")  # idempotent
+
+
+async def test_failing_replicas_are_reported_and_refuse_calls(tmp_path: Path) -> None:
+    reported: list[tuple[str, str]] = []
+
+    async def on_failing(script: str, reason: str) -> None:
+        reported.append((script, reason))
+
+    runner = ReplicaRunner(
+        RunnerSettings(pool=FAST_POOL), launcher_factory=plain, on_failing=on_failing
+    )
+    text = "import os, threading\nthreading.Timer(0.3, os._exit, (9,)).start()\n" + VERSIONED
+    try:
+        await runner.start(target(write_project(tmp_path, text.format(n=1)), 1))
+        async with asyncio.timeout(10):
+            while not reported:
+                await asyncio.sleep(0.05)
+        assert reported[0][0] == "demo" and "exit code 9" in reported[0][1]
+        with pytest.raises(Unavailable, match="is failing"):
+            await runner.call("demo", "version", {})
+    finally:
+        await runner.close()
