@@ -60,13 +60,36 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cpu", type=float, help="vCPUs, e.g. 0.7 (= 70 ms per 100 ms)")
     r.add_argument("--memory", type=parse_size, help="memory limit, e.g. 512M or 1.1G (no swap)")
     r.add_argument("--pids", type=int, default=256, help="processes+threads limit (256)")
-    r.add_argument("--ro", type=_bind(False), action="append", default=[], metavar="SRC[:DST]")
-    r.add_argument("--rw", type=_bind(True), action="append", default=[], metavar="SRC[:DST]")
-    r.add_argument("--tmpfs", type=_tmpfs, action="append", default=[], metavar="PATH:SIZE")
+    r.add_argument(
+        "--ro",
+        type=_bind(False),
+        action="append",
+        default=[],
+        metavar="SRC[:DST]",
+        help="read-only bind (repeatable)",
+    )
+    r.add_argument(
+        "--rw",
+        type=_bind(True),
+        action="append",
+        default=[],
+        metavar="SRC[:DST]",
+        help="read-write bind (repeatable)",
+    )
+    r.add_argument(
+        "--tmpfs",
+        type=_tmpfs,
+        action="append",
+        default=[],
+        metavar="PATH:SIZE",
+        help="extra tmpfs, e.g. /scratch:16M",
+    )
     r.add_argument("--tmp-size", type=parse_size, default=64 * 1024**2, help="size of /tmp (64M)")
-    r.add_argument("--net", choices=("none", "host"), default="none")
+    r.add_argument(
+        "--net", choices=("none", "host"), default="none", help="none: own loopback only (default)"
+    )
     r.add_argument("--timeout", type=float, help="seconds before the whole tree is killed")
-    r.add_argument("--cwd", default="/")
+    r.add_argument("--cwd", default="/", help="working dir inside (/)")
     r.add_argument(
         "--env",
         type=_env,
@@ -75,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help=f"environment (default {' '.join(f'{k}={v}' for k, v in DEFAULT_ENV.items())})",
     )
-    r.add_argument("--uid", type=int, default=65534)
-    r.add_argument("--gid", type=int, default=65534)
-    r.add_argument("--no-seccomp", action="store_true")
+    r.add_argument("--uid", type=int, default=65534, help="uid inside (65534)")
+    r.add_argument("--gid", type=int, default=65534, help="gid inside (65534)")
+    r.add_argument("--no-seccomp", action="store_true", help="skip the system call filter")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
     return p
 
