@@ -1,21 +1,23 @@
 """The in-sandbox supervisor (pid 1): loads a script, keeps K workers alive.
 
 Run as `python -I supervisor.py --language python|javascript --workers K
---source DIR [--harness-dir DIR] [--node PATH] [--main FILE] [--max-output B]
-[--max-frame B] [--mode auto|fork|spawn]` with the control socket to the
-daemon on fd 3 (messages: see protocol.py).
+--source DIR [...]` with the control socket to the daemon on fd 3; the
+protocol.py docstring has every option and every message.
 
 python: main is imported here once (load error -> `load_error`, exit 3), then
 hello, then K workers are forked from this loaded process (a respawn costs a
 fork, not an import). When the import left threads running, fork would copy
 locks held by threads that do not exist in the child, so workers are spawned
 as fresh interpreters instead (mode "spawn"), each importing main itself.
+(Only Python threads are counted: native pools such as OpenBLAS's register
+fork handlers; `--mode spawn` is there for libraries that do not.)
 javascript: this runs on the host python3 and spawns `node harness.mjs` per
 worker; the first worker to load main tells us the functions for hello.
 
 A spawned worker gets its socket as fd 3 and a status pipe as fd 4 on which
 it writes one JSON line, ready or load_error, once main is loaded; it is
-announced to the daemon only when ready.
+announced to the daemon only when ready. Spawned workers are slow to boot
+(20-100 ms), so one spare is kept booted ahead and takes the next free slot.
 
 The pool is run with gunicorn's verbs: spawn_worker, kill_worker,
 reap_workers, manage_workers. Signal handlers only queue the signal; the main
