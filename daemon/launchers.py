@@ -261,6 +261,29 @@ class PlainLauncher:
         self.runtimes_dir = runtimes_dir
         self.memory_bytes: int | None = None
 
+    @classmethod
+    def for_target(cls, target: RunTarget, settings: LaunchSettings) -> PlainLauncher:
+        """A built version run without a sandbox (scriptd --dev-no-sandbox only)."""
+        python = str(target.env_dir / "bin" / "python")
+        node = None
+        if target.language == "javascript":
+            python, node = settings.host_python, target.runtime_path
+        target.workspace_dir.mkdir(parents=True, exist_ok=True)
+        uploads = str(settings.uploads_dir or "/nonexistent")
+        env = {**target.env, "WORKSPACE_DIR": str(target.workspace_dir), "UPLOADS_DIR": uploads}
+        launcher = cls(
+            target.language,
+            python,
+            target.source_dir,
+            workers=workers_for(target.profile.vcpus),
+            node=node,
+            env=env,
+            label=f"{target.script} v{target.version}",
+            runtimes_dir=settings.runtimes_dir,
+        )
+        launcher.memory_bytes = target.profile.memory_bytes
+        return launcher
+
     def launch(self, name: str, control_fd: int) -> PlainProcess:
         rt = str(self.runtimes_dir)
         argv = [self.python, "-I", f"{rt}/supervisor.py", "--language", self.language]

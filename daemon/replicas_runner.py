@@ -22,7 +22,7 @@ from typing import Any
 
 import sandbox
 from daemon.dispatcher import CallResult, Dispatcher, DispatchSettings, Unavailable
-from daemon.launchers import LaunchSettings, SandboxLauncher
+from daemon.launchers import LaunchSettings, PlainLauncher, SandboxLauncher
 from daemon.pool import Pool, PoolSettings
 from daemon.replica import Launcher, ReplicaStartError, UsageInfo
 from daemon.runner import RunnerError, RunTarget
@@ -168,6 +168,19 @@ class ReplicaRunner:
     # --- helpers ------------------------------------------------------------
     def _lock(self, script: str) -> asyncio.Lock:
         return self._locks.setdefault(script, asyncio.Lock())
+
+    @classmethod
+    def without_sandbox(
+        cls, settings: RunnerSettings, on_failing: FailureHook | None = None
+    ) -> ReplicaRunner:
+        """Development only (scriptd --dev-no-sandbox): replicas are plain processes, with
+        no isolation and no limits."""
+        log.warning("replicas run WITHOUT a sandbox: development only")
+        return cls(
+            settings,
+            launcher_factory=lambda t: PlainLauncher.for_target(t, settings.launch),
+            on_failing=on_failing,
+        )
 
     def _sandbox_launcher(self, target: RunTarget) -> Launcher:
         assert self._root is not None

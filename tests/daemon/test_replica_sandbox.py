@@ -199,3 +199,16 @@ async def test_sandboxed_javascript(tmp_path: Path, runner: ReplicaRunner) -> No
     with pytest.raises(FunctionError) as info:
         await runner.call("sbx", "boom", {})
     assert info.value.error_type == "TypeError"
+
+
+async def test_dev_runner_without_sandbox(tmp_path: Path, venv: Path) -> None:
+    runner = ReplicaRunner.without_sandbox(RunnerSettings(pool=FAST_POOL))
+    t = make_target(tmp_path, venv)
+    try:
+        await runner.start(t)
+        assert (await runner.call("sbx", "add", {"a": 2, "b": 3})).value == 5
+        ws = (await runner.call("sbx", "env", {"name": "WORKSPACE_DIR"})).value
+        assert ws == str(t.workspace_dir)
+        assert (await runner.call("sbx", "env", {"name": "GREETING"})).value == "hello"
+    finally:
+        await runner.close()
