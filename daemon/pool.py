@@ -177,6 +177,8 @@ class Pool:
             self._wake.set()
 
     def _start_failed(self, exc: ReplicaStartError) -> None:
+        if self._stopping:
+            return
         self._failures += 1
         self._failed_at = self._loop.time()
         if self._failures >= self.settings.max_start_failures:

@@ -135,6 +135,7 @@ class Replica:
         self._idle = asyncio.Event()
         self._oom_seen = 0
         self._exit_task: asyncio.Task[None] | None = None
+        self._connecting: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<Replica {self.name} {self.state}>"
@@ -209,7 +210,9 @@ class Replica:
             return
         sock = socket.socket(fileno=fd)
         worker = Worker(self, int(frame["worker"]), int(frame.get("slot", 0)), int(frame["pid"]))
-        asyncio.get_running_loop().create_task(self._connect(worker, sock))
+        task = asyncio.get_running_loop().create_task(self._connect(worker, sock))
+        self._connecting.add(task)  # held: the loop keeps only weak references to tasks
+        task.add_done_callback(self._connecting.discard)
 
     async def _connect(self, worker: Worker, sock: socket.socket) -> None:
         if self.state == STOPPED:
@@ -266,7 +269,9 @@ class Replica:
             self._idle.set()
 
     def kill_worker(self, worker: Worker) -> None:
-        self.kills_sent[worker.number] = time.monotonic()
+        if worker.number not in self.workers:  # its worker_exit came already
+            return
+        self.kills_sent[worker.number] = time.monotonic()  # the pool murders if ignored
         if self._control is not None and not self._control.closed:
             self._control.send({"t": "kill_worker", "worker": worker.number})
 
@@ -276,7 +281,6 @@ class Replica:
         self._oom_seen = max(self._oom_seen, self._oom_kills())
         detail = ""
         if frame is None and self.exit is not None:
-            oom = oom or self.exit.oom
             detail = f"the replica exited ({self.exit.reason})"
         code = frame.get("code") if frame else None
         sig = frame.get("signal") if frame else None

@@ -64,7 +64,17 @@ class PendingCall:
 class Worker:
     """One worker process of a replica, seen through its socket."""
 
-    __slots__ = ("_exit", "alive", "call", "channel", "number", "pid", "replica", "slot")
+    __slots__ = (
+        "_exit",
+        "_explainer",
+        "alive",
+        "call",
+        "channel",
+        "number",
+        "pid",
+        "replica",
+        "slot",
+    )
 
     def __init__(self, replica: Replica, number: int, slot: int, pid: int) -> None:
         self.replica = replica
@@ -75,6 +85,7 @@ class Worker:
         self.call: PendingCall | None = None
         self.channel: wire.FrameProtocol | None = None
         self._exit: asyncio.Future[WorkerLoss | None] = asyncio.get_running_loop().create_future()
+        self._explainer: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
     @property
     def usable(self) -> bool:
@@ -133,7 +144,7 @@ class Worker:
         if call is not None:
             self._finish(call)
             if not call.future.done():
-                asyncio.get_running_loop().create_task(self._explain(call))
+                self._explainer = asyncio.get_running_loop().create_task(self._explain(call))
         self.replica.worker_closed(self)
 
     def exited(self, loss: WorkerLoss | None) -> None:
