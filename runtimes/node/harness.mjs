@@ -109,17 +109,26 @@ function userStack(stack) {
     .join('\n');
 }
 
+const ERROR_TEXT_MAX = 64 * 1024;
+
+// Error texts stay small: a stack keeps its end, a message its start.
+function cap(text, tail = false) {
+  if (text.length <= ERROR_TEXT_MAX) return text;
+  const cut = `[${text.length - ERROR_TEXT_MAX} characters cut]`;
+  return tail ? `${cut}\n${text.slice(-ERROR_TEXT_MAX)}` : text.slice(0, ERROR_TEXT_MAX) + cut;
+}
+
 function errorInfo(err) {
   if (err !== null && typeof err === 'object' && 'message' in err) {
     const info = {
       type: String(err.name || err.constructor?.name || 'Error'),
-      message: String(err.message),
-      traceback: userStack(err.stack),
+      message: cap(String(err.message)),
+      traceback: cap(userStack(err.stack), true),
     };
     if (typeof err.code === 'string') info.code = err.code;
     return info;
   }
-  return { type: 'Error', message: `non-error value thrown: ${String(err)}`, traceback: '' };
+  return { type: 'Error', message: cap(`non-error value thrown: ${String(err)}`), traceback: '' };
 }
 
 // An ES module that fails to parse gives a SyntaxError without file or line

@@ -152,8 +152,31 @@ def error_info(exc: BaseException) -> dict[str, str]:
         seen.add(id(link))
         link.__traceback__ = _user_frames(link.__traceback__)
         link = link.__cause__ or link.__context__
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": text}
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        message = str(exc)
+    except Exception as broken:  # a user __str__ that raises
+        text = message = f"<{type(exc).__name__} that could not be shown: {broken!r}>"
+    return {
+        "type": type(exc).__name__,
+        "message": _cap(message),
+        "traceback": _cap(text, tail=True),
+    }
+
+
+ERROR_TEXT_MAX = 64 * 1024
+
+
+def _cap(text: str, tail: bool = False) -> str:
+    """Error texts stay small: a traceback keeps its end, where the error is."""
+    if len(text) <= ERROR_TEXT_MAX:
+        return text
+    cut = len(text) - ERROR_TEXT_MAX
+    return (
+        f"[{cut} characters cut]\n" + text[cut:]
+        if tail
+        else text[:ERROR_TEXT_MAX] + f"[{cut} characters cut]"
+    )
 
 
 def harness_error(kind: str, message: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ FUNCTIONS = {
     "die",
     "echo",
     "sleep",
+    "huge_error",
 }
 
 PYTHON = {
@@ -84,6 +85,10 @@ def sleep(s):
     return s
 
 
+def huge_error(n):
+    raise ValueError("e" * n)
+
+
 def _private():
     return "hidden"
 """,
@@ -118,6 +123,9 @@ const functions = {
   die: ({ code }) => process.exit(code),
   echo: (payload) => payload,
   sleep: ({ s }) => new Promise((resolve) => setTimeout(() => resolve(s), s * 1000)),
+  huge_error: ({ n }) => {
+    throw new Error('e'.repeat(n));
+  },
 };
 """
 
@@ -134,7 +142,7 @@ NODE_ESM = {
     "import * as plain from './plain.js';\n"
     + _JS_BODY
     + "\nexport const { add, greet_async, uses_plain, shout, flood, boom, nonjson, die, echo,"
-    " sleep } = functions;\nexport const notAFunction = 1;\n",
+    " sleep, huge_error } = functions;\nexport const notAFunction = 1;\n",
     "lib/helpers.js": "export const greet = (name) => 'hello ' + name;\n",
     "plain.js": "export const VALUE = 42;\n",
 }

@@ -242,3 +242,10 @@ def test_sigterm_is_forwarded_to_workers(sup: Supervisor) -> None:
     gone = sup.expect("worker_exit")
     assert gone["signal"] == 15
     assert sup.wait_exit() == 0
+
+
+def test_a_huge_error_message_is_cut(sup: Supervisor) -> None:
+    reply = sup.worker().call("huge_error", {"n": 200_000})
+    error = reply["error"]
+    assert error["message"].startswith("eeee") and "characters cut" in error["message"]
+    assert len(error["message"]) < 70_000 and len(error["traceback"]) < 70_000
