@@ -123,7 +123,11 @@ class Sandbox:
         return Usage(self.cgroup.cpu_seconds(), now, peak, self.cgroup.oom_kills())
 
     def cleanup(self) -> None:
-        """Kill anything left, reap pid 1 and remove the cgroups. Idempotent."""
+        """Kill anything left, reap pid 1 and remove the cgroups. Idempotent.
+
+        After an exit this is a few rmdir calls; before one it kills and waits, so
+        from the event loop prefer calling it after wait() (or in a thread).
+        """
         if self._cleaned:
             return
         if self._exit is None:
