@@ -222,6 +222,9 @@ class Dispatcher:
                 if not worker.usable:
                     worker = self._take()
             left = deadline - loop.time()
+            if left <= 0:  # got a worker just too late: keep it, the call is over
+                self.offer(worker)
+                raise self._queue_timeout(arrived)
             data = wire.encode_call(cid, function, time.time() + left, payload, payload_json)
             if worker.send_call(data, call):
                 break
@@ -266,10 +269,7 @@ class Dispatcher:
         with contextlib.suppress(ValueError):
             self._waiters.remove(fut)
         if at_deadline:
-            exc: CallError = Timeout(
-                f"the call waited for a free worker past the script's execution timeout "
-                f"of {self.timeout_s:g} s"
-            )
+            exc: CallError = self._queue_timeout(None)
         else:
             exc = QueueFull(
                 f"no worker of script {self.script!r} was free within "
@@ -277,6 +277,15 @@ class Dispatcher:
             )
         exc.queue_ms = (self._loop.time() - t0) * 1000
         fut.set_exception(exc)
+
+    def _queue_timeout(self, arrived: float | None) -> Timeout:
+        exc = Timeout(
+            f"the call waited for a free worker past the script's execution timeout "
+            f"of {self.timeout_s:g} s"
+        )
+        if arrived is not None:
+            exc.queue_ms = (time.perf_counter() - arrived) * 1000
+        return exc
 
     def _expire(self, worker: Worker, call: PendingCall) -> None:
         """The deadline passed while the worker ran the call: kill that worker only."""
