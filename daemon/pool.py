@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Pool", "PoolSettings", "Sink"]
 
+# Replica numbers are unique in the process: a version started twice (a retried deploy)
+# must not reuse the cgroup name of a replica still draining.
+_REPLICA_SEQ = itertools.count(1)
+
 
 @dataclass(frozen=True)
 class PoolSettings:
@@ -73,7 +77,6 @@ class Pool:
         self._failed_at = 0.0
         self._next_spawn = 0.0
         self._stopping = False
-        self._seq = itertools.count(1)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -142,7 +145,7 @@ class Pool:
 
     # --- the verbs ----------------------------------------------------------
     async def _start_one(self) -> Replica:
-        replica = Replica(f"{self.name}-r{next(self._seq)}", self.launcher, self)
+        replica = Replica(f"{self.name}-r{next(_REPLICA_SEQ)}", self.launcher, self)
         self.starting.add(replica)
         try:
             await replica.start(self.settings.start_timeout_s)
