@@ -211,3 +211,17 @@ def test_cli_reports_how_it_ended():
     assert oom.returncode == 137 and "sandbox: out of memory" in oom.stderr
     bad = subprocess.run([*cli, "--", "no-such-command"], capture_output=True, text=True)
     assert bad.returncode == 125 and "not found" in bad.stderr
+
+
+async def test_daemon_style_start_in_threads_and_wait_on_the_loop(cgroot):
+    specs = [
+        SandboxSpec(argv=("sh", "-c", f"sleep 0.2; exit {i}"), env=ENV, name=unique_name())
+        for i in range(6)
+    ]
+    boxes = await asyncio.gather(*(asyncio.to_thread(start, s, cgroot) for s in specs))
+    try:
+        exits = await asyncio.wait_for(asyncio.gather(*(b.wait() for b in boxes)), 20)
+    finally:
+        for b in boxes:
+            b.cleanup()
+    assert [e.code for e in exits] == list(range(6))
