@@ -191,7 +191,8 @@ class Lifecycle:
         if "language" in body:
             new = replace(new, language=inputs.language(body["language"]))
         if "language" in body or "language_version" in body:
-            wanted = body.get("language_version", None if "language" in body else new.language)
+            # a new language without a version takes that language's default
+            wanted = body.get("language_version")
             new = replace(new, language_version=self._language_version(new.language, wanted))
         if "description" in body:
             new = replace(new, description=inputs.description(body["description"]))

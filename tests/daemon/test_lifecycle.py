@@ -181,3 +181,19 @@ def test_same_name_created_twice_at_once(admin: AdminClient) -> None:
             archive_ids,
         ))  # fmt: skip
     assert sorted(codes) == [201, 409, 409]
+
+
+def test_draft_can_switch_language_with_a_new_archive(admin: AdminClient) -> None:
+    admin.create("switch")
+    r = admin.request("PATCH", "/v1/scripts/switch", {"language": "javascript"})
+    assert r.status == 400 and "archive_id" in r.json()["error"]["message"]
+    js = admin.upload(
+        make_zip({"main.js": "function f() { return 1; }\nmodule.exports = { f };\n"})
+    )
+    script = admin.call("PATCH", "/v1/scripts/switch", {"language": "javascript", "archive_id": js})
+    assert script["language"] == "javascript" and script["functions"] == ["f"]
+    versions = [r["version"] for r in admin.get("/v1/runtimes")["runtimes"]
+                if r["language"] == "javascript"]  # fmt: skip
+    assert script["language_version"] in versions
+    r = admin.request("PATCH", "/v1/scripts/switch", {"language_version": "1.0"})
+    assert r.status == 400 and "not on this host" in r.json()["error"]["message"]
