@@ -204,10 +204,10 @@ class Deployer:
         """Record the failure of `version`; the script falls back to what still serves."""
         ctx, now = self.ctx, now_iso()
         async with ctx.lock(version.script_id):
-            v = await ctx.db(ctx.store.get_version_by_id, version.id)
             script = await ctx.db(ctx.store.get_script_by_id, version.script_id)
-            if script is None:
+            if script is None:  # deleted meanwhile: nothing left to record
                 return
+            v = await ctx.db(ctx.store.get_version_by_id, version.id)
             serving = script.current_version is not None
             script = replace(script, status=DEPLOYED if serving else FAILED, updated_at=now)
             failed = replace(v, status=V_FAILED, ended_at=now, failure_reason=reason)
