@@ -37,8 +37,13 @@ supervisor -> daemon:
   {"t":"hello","language":"python"|"javascript","runtime":"python 3.11.7",
    "version":"3.11.7","functions":["f",...],"load_ms":12.3,"pid":1,
    "workers":K,"mode":"fork"|"spawn"}
-      Sent once, after main was loaded, before any "worker". "functions" are
-      the callable names in definition order. "mode" is how workers are made:
+      Sent once, after main was loaded, before any "worker". "functions":
+      python: the functions defined in main.py itself (def, async def, also
+      behind decorators that set __wrapped__), not imported ones, not classes,
+      not names starting with "_", in definition order; javascript: the
+      exported functions (ESM: named exports but `default`, in the module
+      namespace's alphabetical order; CommonJS: function-valued properties of
+      module.exports in their order), never classes. "mode" is how workers are made:
       "fork" (from the loaded supervisor) or "spawn" (a fresh interpreter per
       worker: always for javascript; for python when main started threads).
   {"t":"load_error","language":..,"runtime":..,"load_ms":..,
@@ -81,7 +86,7 @@ daemon -> worker:
       payload = {}); javascript: any JSON value passed as the one argument.
       deadline: unix seconds (informational; the daemon enforces it with
       kill_worker).
-  {"t":"ping","id":X}
+  {"t":"ping","id":X}               answered between calls, in order
 worker -> daemon:
   {"t":"result","id":"...","ok":true,"value":<json>,"stdout":"...",
    "stderr":"...","truncated":bool,"cpu_ms":1.2,"wall_ms":3.4}
@@ -93,6 +98,8 @@ worker -> daemon:
       SerializationError (the value is not JSON: set, bytes, NaN, BigInt,
       a cycle, ...), ResultTooLarge (the frame would pass max frame).
       traceback holds only the user's frames (no harness/loader frames).
+      javascript errors may add "code" (e.g. "MODULE_NOT_FOUND"). message and
+      traceback are each cut to 64 KiB (the traceback keeps its end).
       stdout/stderr: what the call printed, each cut at the max output size
       (default 1 MiB, `--max-output`) followed by TRUNCATION_MARKER; then
       "truncated" is true. cpu_ms is user+system CPU of the worker during the
