@@ -40,6 +40,8 @@ class PoolSettings:
     backoff_s: float = 1.0  # wait after the first failed restart; doubles each time
     backoff_max_s: float = 30.0
     kill_grace_s: float = 5.0  # kill_worker unanswered this long: the replica is killed
+    ping_interval_s: float = 5.0  # each supervisor is pinged this often
+    ping_timeout_s: float = 10.0  # a ping unanswered this long: the replica is killed
     stable_s: float = 10.0  # a replica that dies sooner after ready counts as a failed start
     tick_s: float = 1.0  # how often manage runs without being woken
 
@@ -216,14 +218,20 @@ class Pool:
         self._wake.set()
 
     def murder(self) -> None:
-        """Kill replicas whose supervisor ignored a kill_worker for longer than the grace."""
-        now = self._loop.time()
+        """Kill replicas whose supervisor ignored a kill_worker or a ping for too long."""
+        now = time.monotonic()
+        s = self.settings
         for replica in list(self.ready):
-            grace = self.settings.kill_grace_s
-            late = [n for n, t in replica.kills_sent.items() if now - t > grace]
-            if late:
-                log.error("%s did not stop worker(s) %s: killing the replica", replica.name, late)
+            late = [n for n, t in replica.kills_sent.items() if now - t > s.kill_grace_s]
+            deaf = replica.ping_sent is not None and now - replica.ping_sent > s.ping_timeout_s
+            if late or deaf:
+                why = f"did not stop worker(s) {late}" if late else "does not answer pings"
+                log.error("%s %s: killing the replica", replica.name, why)
                 self.kill(replica)
+
+    def ping(self) -> None:
+        for replica in self.ready:
+            replica.ping()
 
     def manage(self) -> None:
         """Bring the number of replicas (ready + starting) back to the target."""
@@ -245,7 +253,11 @@ class Pool:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self) -> None:
+        next_ping = 0.0
         while not self._stopping:
+            if time.monotonic() >= next_ping:
+                self.ping()
+                next_ping = time.monotonic() + self.settings.ping_interval_s
             self.murder()
             self.manage()
             with contextlib.suppress(TimeoutError):

@@ -129,6 +129,8 @@ class Replica:
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self.kills_sent: dict[int, float] = {}  # worker number -> monotonic time of kill_worker
+        self.ping_sent: float | None = None  # monotonic time of the ping not answered yet
+        self._pings = 0
         self._control: wire.ControlChannel | None = None
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gone = asyncio.Event()
@@ -192,6 +194,9 @@ class Replica:
             self._adopt(frame)
         elif kind == "worker_exit":
             self._worker_exit(frame)
+        elif kind == "pong":
+            if frame.get("id") == self._pings:
+                self.ping_sent = None
         elif kind == "hello":
             self.hello = frame
             self._check_ready()
@@ -274,6 +279,14 @@ class Replica:
         self.kills_sent[worker.number] = time.monotonic()  # the pool murders if ignored
         if self._control is not None and not self._control.closed:
             self._control.send({"t": "kill_worker", "worker": worker.number})
+
+    def ping(self) -> None:
+        """Ask the supervisor for a pong; one that never answers is murdered by the pool."""
+        if self.ping_sent is not None or self._control is None or self._control.closed:
+            return
+        self._pings += 1
+        self.ping_sent = time.monotonic()
+        self._control.send({"t": "ping", "id": self._pings})
 
     def loss(self, frame: dict[str, Any] | None) -> WorkerLoss:
         """How a worker died: from its worker_exit frame, the OOM counter, the exit."""

@@ -76,6 +76,19 @@ async def test_deaf_supervisor_is_murdered(tmp_path: Path) -> None:
         assert (await d.call("add", {"a": 1, "b": 1})).value == 2
 
 
+async def test_supervisor_that_stops_answering_pings_is_replaced(tmp_path: Path) -> None:
+    settings = replace(FAST_POOL, ping_interval_s=0.1, ping_timeout_s=0.3)
+    async with started(write_project(tmp_path), pool_settings=settings) as (d, pool):
+        await asyncio.sleep(0.3)  # pings answered: nothing happens
+        victim = next(iter(pool.ready))
+        assert victim.state == "ready"
+        assert victim.process is not None
+        os.kill(victim.process.pid, signal.SIGSTOP)
+        await asyncio.wait_for(victim.wait_gone(), 5)
+        await wait_until(lambda: len(pool.ready) == 1 and victim not in pool.ready)
+        assert (await d.call("add", {"a": 1, "b": 1})).value == 2
+
+
 async def test_load_error_carries_the_traceback(tmp_path: Path) -> None:
     d = Dispatcher("t", 5, DispatchSettings())
     pool = Pool("t-v1", plain_launcher(write_project(tmp_path, BROKEN_PY)), FAST_POOL, d)
