@@ -79,6 +79,8 @@ class FunctionError(CallError):
             stderr=frame.get("stderr", ""),
             truncated=bool(frame.get("truncated", False)),
         )
+        if "code" in err:  # javascript errors may carry one (MODULE_NOT_FOUND, ...)
+            self.extra["code"] = err["code"]
         self.error_type = str(err.get("type", "Error"))
         self.frame = frame
 
