@@ -46,6 +46,10 @@ class StateDir:
         for d in (self.root, self.uploads, self.archives, self.scripts):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
+        # Projects may hold secrets of their own: only the daemon reads them here
+        # (sandboxes see a version's files through bind mounts, not these paths).
+        for d in (self.uploads, self.archives, self.scripts):
+            os.chmod(d, 0o700)
 
     def script_dir(self, script_id: int) -> Path:
         return self.scripts / str(script_id)

@@ -9,6 +9,7 @@ one on the event loop.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -101,6 +102,10 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
+        # Secrets are stored in clear: the file (and so its -wal and -shm, which
+        # SQLite creates with the database's mode) is for the daemon's user only.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
         self._db = apsw.Connection(str(path))
         self._db.setbusytimeout(5000)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -93,3 +93,14 @@ def test_search_is_literal_and_case_blind(store: Store) -> None:
     assert [s.name for s in store.list_scripts("AL")] == ["al-pha", "alpha"]
     assert store.list_scripts("%") == [] and store.list_scripts("_") == []
     assert len(store.list_scripts(None)) == 3
+
+
+def test_database_is_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    store = Store(tmp_path / "db")
+    store.insert_script(a_script())
+    for name in ("db", "db-wal"):
+        mode = stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+        assert mode & 0o077 == 0, (name, oct(mode))
