@@ -124,19 +124,11 @@ class Supervisor:
         self.send_hello(list(self.functions), load_ms, self.harness.runtime_version())
 
     def send_hello(self, functions: list[str], load_ms: float, version: str) -> None:
-        self.send(
-            {
-                "t": "hello",
-                "language": self.args.language,
-                "runtime": f"{self._runtime_name()} {version}",
-                "version": version,
-                "functions": functions,
-                "load_ms": load_ms,
-                "pid": os.getpid(),
-                "workers": self.args.workers,
-                "mode": self.mode,
-            }
-        )
+        a = self.args
+        self.send({"t": "hello", "language": a.language, "version": version,
+                   "runtime": f"{self._runtime_name()} {version}", "functions": functions,
+                   "load_ms": load_ms, "pid": os.getpid(), "workers": a.workers,
+                   "mode": self.mode})  # fmt: skip
         self.hello_sent = True
 
     def load_failed(self, error: dict[str, str], load_ms: float | None = None) -> None:
@@ -364,11 +356,8 @@ class Supervisor:
                 self.kill_worker(proc, signal.SIGTERM)
 
     def _timeout(self) -> float | None:
-        pending = [
-            t
-            for s, t in self.slot_free_at.items()
-            if s not in {p.slot for p in self.procs.values()}
-        ]
+        filled = {p.slot for p in self.procs.values()}
+        pending = [t for s, t in self.slot_free_at.items() if s not in filled]
         if self.terminate_by is not None:
             pending = [self.terminate_by]
         return max(0.0, min(pending) - time.monotonic()) if pending else None
