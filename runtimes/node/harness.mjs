@@ -370,8 +370,19 @@ function writeStatus(fd, message) {
   fs.closeSync(fd);
 }
 
+// Past the memory limit the kernel should kill a worker (replaced at once),
+// not the supervisor; raising one's own oom_score_adj needs no privilege.
+function preferOomVictim() {
+  try {
+    fs.writeFileSync('/proc/self/oom_score_adj', '500');
+  } catch {
+    // no /proc: nothing to prefer
+  }
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
+  preferOomVictim();
   const t0 = performance.now();
   let functions;
   try {

@@ -249,3 +249,11 @@ def test_a_huge_error_message_is_cut(sup: Supervisor) -> None:
     error = reply["error"]
     assert error["message"].startswith("eeee") and "characters cut" in error["message"]
     assert len(error["message"]) < 70_000 and len(error["traceback"]) < 70_000
+
+
+def test_workers_are_the_preferred_oom_victims(sup: Supervisor) -> None:
+    def score(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+    assert score(sup.worker().pid) == 500
+    assert score(sup.proc.pid) < 500
