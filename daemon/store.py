@@ -29,6 +29,7 @@ from daemon.models import (
     Settings,
     Version,
 )
+from daemon.store_keys import KeysStore
 from daemon.store_schema import MIGRATIONS
 
 _VERSION_COLUMNS = (
@@ -96,8 +97,9 @@ def _event(row: Mapping[str, Any]) -> Event:
     return Event(row["id"], row["script_id"], row["at"], row["kind"], row["actor"], detail)
 
 
-class Store:
-    """The registry of scripts, versions and their history events."""
+class Store(KeysStore):
+    """The registry of scripts, versions and their history events; API keys
+    and execution records come from the KeysStore mixin (daemon/store_keys.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
