@@ -101,11 +101,33 @@ class Config:
     runtimes_python: tuple[Path, ...] = ()
     runtimes_node: tuple[Path, ...] = ()
     profiles: tuple[Profile, ...] = DEFAULT_PROFILES
+    # The call path (gateway, dispatcher, replicas).
+    max_body_bytes: int = 4 << 20  # largest call body; more is 413
+    max_upload_file_bytes: int = GIB  # largest account upload (PUT /v1/uploads/NAME)
+    account_uploads_dir: Path | None = None  # None: <state_dir>/files (UPLOADS_DIR)
+    queue_max: int = 64  # calls waiting for a free worker, per script; more is 429
+    queue_max_wait_s: float = 10.0  # longest a call waits for a free worker; then 429
+    replica_start_timeout_s: float = 30.0  # launch to hello and every worker connected
+    replica_max_start_failures: int = 3  # failed starts in a row before "failing"
+    replica_ping_interval_s: float = 5.0
+    replica_ping_timeout_s: float = 10.0
+    replica_uid_base: int = 200_000  # script id N runs as uid/gid uid_base + N
+    replica_uid_count: int = 100_000  # script ids from 1 to uid_count - 1
+    shutdown_drain_s: float = 10.0  # running calls may finish this long at shutdown
+    cgroup_name: str = "scriptd"  # the daemon's cgroup below its own, in every hierarchy
+    executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
+    executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
     source: str = "built-in defaults"
 
     @property
     def cache_dir(self) -> Path:
         return self.build_cache_dir or self.state_dir / "cache"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """The account's uploaded files, UPLOADS_DIR (read-only) in every replica; not
+        StateDir.uploads, which holds project archives waiting to be used."""
+        return self.account_uploads_dir or self.state_dir / "files"
 
     @property
     def default_profile(self) -> Profile:
@@ -148,6 +170,22 @@ def _bool(key: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise _fail(key, value, "true or false")
     return value
+
+
+def _float(lo: float, hi: float) -> Callable[[str, object], float]:
+    def check(key: str, value: object) -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not lo <= value <= hi:  # type: ignore[operator]
+            raise _fail(key, value, f"a number from {lo:g} to {hi:g}")
+        return float(value)  # type: ignore[arg-type]
+
+    return check
+
+
+def _cgroup_name(key: str, value: object) -> str:
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        return value
+    raise _fail(key, value, "1 to 64 characters of letters, digits, '_', '.', '-'")
 
 
 def _abs_path(key: str, value: object) -> Path:
@@ -216,6 +254,21 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "runtimes.discover": (("runtimes_discover",), _bool),
     "runtimes.python": (("runtimes_python",), _paths),
     "runtimes.node": (("runtimes_node",), _paths),
+    "gateway.max_body_bytes": (("max_body_bytes",), _int(1024, GIB)),
+    "uploads.dir": (("account_uploads_dir",), _abs_path),
+    "uploads.max_file_bytes": (("max_upload_file_bytes",), _int(1, 64 * GIB)),
+    "dispatch.max_queue": (("queue_max",), _int(0, 100_000)),
+    "dispatch.max_wait_s": (("queue_max_wait_s",), _float(0.0, 3600.0)),
+    "replicas.start_timeout_s": (("replica_start_timeout_s",), _float(1.0, 3600.0)),
+    "replicas.max_start_failures": (("replica_max_start_failures",), _int(1, 100)),
+    "replicas.ping_interval_s": (("replica_ping_interval_s",), _float(0.1, 3600.0)),
+    "replicas.ping_timeout_s": (("replica_ping_timeout_s",), _float(0.1, 3600.0)),
+    "replicas.uid_base": (("replica_uid_base",), _int(1000, 2**31 - 2**20)),
+    "replicas.uid_count": (("replica_uid_count",), _int(2, 2**20)),
+    "replicas.shutdown_drain_s": (("shutdown_drain_s",), _float(0.0, 3600.0)),
+    "sandbox.cgroup_name": (("cgroup_name",), _cgroup_name),
+    "executions.output_bytes": (("executions_output_bytes",), _int(0, 16 << 20)),
+    "executions.buffer": (("executions_buffer",), _int(100, 10_000_000)),
 }
 
 
@@ -262,6 +315,12 @@ def _check_relations(c: Config) -> None:
             "settings.timeout_default_s",
             c.timeout_default_s,
             f"between timeout_min_s ({c.timeout_min_s}) and timeout_max_s ({c.timeout_max_s})",
+        )
+    if c.replica_ping_timeout_s <= c.replica_ping_interval_s:
+        raise _fail(
+            "replicas.ping_timeout_s",
+            c.replica_ping_timeout_s,
+            f"more than replicas.ping_interval_s ({c.replica_ping_interval_s:g})",
         )
 
 
