@@ -102,3 +102,17 @@ def test_not_toml_is_refused(tmp_path: Path) -> None:
 def test_overrides_keep_other_keys() -> None:
     config = Config().with_overrides(state_dir=Path("/a"), listen_port=None)
     assert config.state_dir == Path("/a") and config.listen_port == 8080
+
+
+def test_refuses_to_start_without_root_unless_dev_flag(tmp_path: Path) -> None:
+    from tests.conftest import require_root
+
+    require_root()  # to drop to nobody
+    tmp_path.chmod(0o777)
+    base = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+            "-m", "daemon.main", "--state-dir", str(tmp_path / "s"),
+            "--admin-socket", str(tmp_path / "a.sock"), "--listen", "127.0.0.1:1"]  # fmt: skip
+    proc = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "not running as root" in proc.stderr and "--dev-no-sandbox" in proc.stderr
+    assert not (tmp_path / "s").exists()
