@@ -27,6 +27,8 @@ from daemon.catalogue import Catalogue, Runtime
 from daemon.config import Config
 from daemon.errors import BuildError
 from daemon.files import StateDir
+from daemon.keys import KeyRecord
+from daemon.keys_checker import KeyChecker
 from daemon.models import (
     DEPLOYED,
     FAILED,
@@ -52,7 +54,13 @@ INTERRUPTED = "interrupted"
 
 @dataclass
 class Context:
-    """What the lifecycle and the deployer share."""
+    """What the lifecycle, the deployer, the admin API and the gateway share.
+
+    `keys` is the gateway's API-key checker (its cache lives for the process): the
+    admin API calls `ctx.keys.invalidate_key(key_id)` when it deletes a key; a script
+    that stops serving (undeploy, delete) has its keys forgotten by the runner's
+    routes (daemon/gateway_routes.py), which call `invalidate_script`.
+    """
 
     config: Config
     store: Store
@@ -63,6 +71,13 @@ class Context:
     locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     deleting: set[int] = field(default_factory=set)
+    keys: KeyChecker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyChecker(self._key_lookup)
+
+    async def _key_lookup(self, key_id: str) -> KeyRecord | None:
+        return await asyncio.to_thread(self.store.get_api_key, key_id)
 
     def lock(self, script_id: int) -> asyncio.Lock:
         return self.locks.setdefault(script_id, asyncio.Lock())
