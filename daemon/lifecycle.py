@@ -352,12 +352,39 @@ class Lifecycle:
         try:
             assert v is not None
             await self.ctx.runner.start(await self.deployer.target(v))
+            if v.failure_reason:  # it was failing before the restart: it serves again
+                await self.ctx.db(self.ctx.store.save_version, replace(v, failure_reason=None))
         except (RunnerError, BuildError, AssertionError) as exc:
             log.error("script %s v%s did not start again: %s", script.name, v and v.number, exc)
             event = Event(
                 0, script.id, now_iso(), "restart_failed", "scriptd", {"reason": str(exc)}
             )
             await self.ctx.db(self.ctx.store.add_event, script.id, event)
+
+    async def replicas_failing(self, name: str, reason: str) -> None:
+        """The runner's hook: the serving version's replicas keep failing to start and
+        the pool gave up (no hot loop). The script stays Deployed (DESIGN's status
+        table has no other status for it: it can still be undeployed or redeployed,
+        which is the fix), its serving version keeps status Deployed and gets
+        `failure_reason` "replicas failing: <reason>" (what `scriptctl show` prints as
+        the deployment's failure reason), and a "replicas_failing" event is recorded.
+        Calls get 503 naming the reason once no replica is left. A redeploy starts a
+        new version; a daemon restart that starts the replicas again clears it."""
+        script = await self.ctx.db(self.ctx.store.get_script, name)
+        if script is None:
+            return
+        async with self.ctx.lock(script.id):
+            script = await self.ctx.db(self.ctx.store.get_script, name)
+            if script is None or script.current_version is None:
+                return
+            v = await self.ctx.db(self.ctx.store.get_version, script.id, script.current_version)
+            if v is None:
+                return
+            log.error("script %s v%d: replicas failing: %s", name, v.number, reason)
+            detail = {"version": v.number, "reason": reason}
+            event = Event(0, script.id, now_iso(), "replicas_failing", "scriptd", detail)
+            failing = replace(v, failure_reason=f"replicas failing: {reason}")
+            await self.ctx.db(self.ctx.store.save_version, failing, None, event)
 
     async def housekeeping(self, every_s: float = 600) -> None:
         """Forever: drop uploads past their time to live (a task of the daemon)."""
