@@ -13,18 +13,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pwd
 import socket
-import struct
-from collections.abc import Awaitable, Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from daemon import inputs
+from daemon import admin_calls, inputs
+from daemon.admin_http import (
+    CATALOGUE,
+    CHUNK,
+    CONFIG,
+    JSON_MAX,
+    LIFECYCLE,
+    Handler,
+    body_json,
+    caller,
+    json_response,
+    lifecycle,
+)
 from daemon.admin_openapi import Route, openapi_document
 from daemon.catalogue import Catalogue
 from daemon.config import Config
@@ -34,16 +41,6 @@ from daemon.lifecycle import Lifecycle
 from daemon.views import script_json, summary_json, version_json
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-CONFIG = web.AppKey("config", Config)
-CATALOGUE = web.AppKey("catalogue", Catalogue)
-JSON_MAX = 4 << 20
-CHUNK = 1 << 20
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 @web.middleware
@@ -60,41 +57,6 @@ async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamRe
         log.exception("%s %s failed", request.method, request.path)
         error = {"type": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"}
         return json_response({"error": error}, 500)
-
-
-@lru_cache(maxsize=256)
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid:{uid}"
-
-
-def caller(request: web.Request) -> str:
-    """The user at the other end of the unix socket."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return "unknown"
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return user_name(uid)
-
-
-async def body_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return doc
-
-
-def lifecycle(request: web.Request) -> Lifecycle:
-    return request.app[LIFECYCLE]
 
 
 async def script_view(lc: Lifecycle, name: str) -> dict[str, Any]:
@@ -280,6 +242,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/scripts/{name}/versions/{number}/log", get_build_log,
           "The build log of a version", None, "text"),
     Route("GET", "/v1/samples/{language}", get_sample, "A sample project as a .zip", None, "zip"),
+    *admin_calls.ROUTES,
 )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ added without appearing in `GET /openapi.json`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ class Route:
     request: str | None
     response: str
     status: int = 200
+    query: tuple[str, ...] = ()  # optional query parameters (QUERY_SCHEMAS gives their type)
 
 
 def _obj(props: S, required: tuple[str, ...] = ()) -> S:
@@ -88,6 +90,67 @@ SCRIPT = _obj(
         "deployment": {"oneOf": [VERSION, {"type": "null"}]},
     }
 )
+KEY = _obj({"id": STR, "name": STR, "created_by": STR, "created_at": STR, "last_used_at": NULL_STR})
+EXECUTION = _obj(
+    {
+        "script": STR,
+        "id": STR,
+        "version": INT,
+        "function": STR,
+        "key_name": NULL_STR,
+        "status": {"enum": ["ok", "error", "timeout", "oom", "crashed", "rejected"]},
+        "received_at": STR,
+        "started_at": NULL_STR,
+        "ended_at": NULL_STR,
+        "queue_ms": {"type": ["number", "null"]},
+        "wall_ms": {"type": ["number", "null"]},
+        "cpu_ms": {"type": ["number", "null"]},
+        "peak_memory_bytes": {"type": ["integer", "null"]},
+        "input_bytes": {"type": ["integer", "null"]},
+        "result": {},
+        "error": {"type": ["object", "null"]},
+        "logs": NULL_STR,
+    }
+)
+FILE = _obj({"name": STR, "size": INT, "modified_at": STR})
+CALL_SCHEMAS: dict[str, S] = {
+    "KeyInput": _obj({"name": {**STR, "minLength": 1, "maxLength": 64}}),
+    "NewKey": _obj(
+        {
+            **KEY["properties"],
+            "script": STR,
+            "key": {**STR, "description": "the whole key, shown only in this answer"},
+        }
+    ),
+    "KeyList": _obj({"script": STR, "keys": {"type": "array", "items": KEY}}),
+    "KeyDeleted": _obj({"deleted": STR, "id": STR, "script": STR}),
+    "Endpoint": _obj(
+        {
+            "script": STR,
+            "base_url": STR,
+            "key_placeholder": STR,
+            "formats": {"type": "array", "items": {"enum": ["curl", "javascript", "python"]}},
+            "functions": {
+                "type": "array",
+                "items": _obj(
+                    {"function": STR, "url": STR, "curl": STR, "javascript": STR, "python": STR}
+                ),
+            },
+            "text": STR,
+        }
+    ),
+    "ExecutionList": _obj({"script": STR, "executions": {"type": "array", "items": EXECUTION}}),
+    "Execution": EXECUTION,
+    "FileList": _obj({"files": {"type": "array", "items": FILE}}),
+    "File": FILE,
+}
+QUERY_SCHEMAS: dict[str, S] = {
+    "search": STR,
+    "format": {"enum": ["curl", "javascript", "python"]},
+    "limit": {**INT, "minimum": 1, "maximum": 1000},
+    "before": {**STR, "description": "an execution's received_at: older ones only"},
+    "replace": BOOL,
+}
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})
 SCHEMAS: dict[str, S] = {
     "OpenAPI": {"type": "object"},
@@ -134,6 +197,7 @@ SCHEMAS: dict[str, S] = {
     "Rename": _obj({"display_name": {**STR, "pattern": "^[a-z][a-z0-9-]{1,62}$"}},
                    ("display_name",)),
     "Deleted": _obj({"deleted": STR}),
+    **CALL_SCHEMAS,
     "Error": _obj(
         {"error": _obj({"type": {"enum": ["bad_request", "not_found", "conflict",
                                           "invalid_archive", "payload_too_large", "internal"]},
@@ -152,11 +216,12 @@ def _content(schema: str) -> S:
 def _operation(route: Route) -> S:
     params = [
         {"name": p, "in": "path", "required": True, "schema": INT if p == "number" else STR}
-        for p in ("name", "number", "language")
-        if "{" + p + "}" in route.path
+        for p in re.findall(r"\{(\w+)\}", route.path)
     ]
-    if route.path == "/v1/scripts" and route.method == "GET":
-        params.append({"name": "search", "in": "query", "required": False, "schema": STR})
+    query = ("search",) if route.path == "/v1/scripts" and route.method == "GET" else route.query
+    params += [
+        {"name": q, "in": "query", "required": False, "schema": QUERY_SCHEMAS[q]} for q in query
+    ]
     if route.request == "binary":
         params.append({"name": "X-Filename", "in": "header", "required": False, "schema": STR})
     error = {"description": "error", "content": _content("Error")}

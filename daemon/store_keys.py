@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import apsw
 import orjson
 
-from daemon.errors import Conflict
+from daemon.errors import Conflict, NotFound
 from daemon.keys import KeyNameTaken, KeyRecord
+from daemon.models import Event
 
 __all__ = ["ApiKeyInfo", "ExecutionRow", "KeysStore", "iso_from_unix"]
 
@@ -138,6 +139,7 @@ class KeysStore:
         def _tx(self) -> AbstractContextManager[None]: ...
         def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]: ...
         def _one(self, sql: str, args: Any = ()) -> dict[str, Any]: ...
+        def _insert_event(self, script_id: int, event: Event) -> None: ...
 
     # --- API keys ----------------------------------------------------------------
 
@@ -152,10 +154,18 @@ class KeysStore:
         return KeyRecord(row["id"], row["script"], row["name"], row["hash"]) if row else None
 
     def insert_api_key(
-        self, script_id: int, key_id: str, name: str, hash_: str, created_by: str, created_at: str
+        self,
+        script_id: int,
+        key_id: str,
+        name: str,
+        hash_: str,
+        created_by: str,
+        created_at: str,
+        event: Event | None = None,
     ) -> ApiKeyInfo:
-        """Store a new key. ``KeyNameTaken`` when the script already has a key
-        of that name; ``Conflict`` when the id exists (the caller mints again)."""
+        """Store a new key (and its history event). ``KeyNameTaken`` when the
+        script already has a key of that name, ``NotFound`` when the script is
+        gone, ``Conflict`` when the id exists (the caller mints again)."""
         try:
             with self._tx():
                 self._db.execute(
@@ -163,17 +173,24 @@ class KeysStore:
                     "VALUES (?,?,?,?,?,?)",
                     (key_id, script_id, name, hash_, created_by, created_at),
                 )
+                if event is not None:
+                    self._insert_event(script_id, event)
         except apsw.ConstraintError:
-            with self._lock:
-                taken = self._one(
-                    "SELECT 1 AS x FROM api_keys WHERE script_id=? AND name=?", (script_id, name)
-                )
-            if taken:
-                raise KeyNameTaken(
-                    f"this script already has a key named {name!r}: choose another name"
-                ) from None
-            raise Conflict(f"key id {key_id!r} is taken") from None
+            raise self._why_not_inserted(script_id, key_id, name) from None
         return ApiKeyInfo(key_id, script_id, name, created_by, created_at, None)
+
+    def _why_not_inserted(self, script_id: int, key_id: str, name: str) -> Exception:
+        with self._lock:
+            if not self._one("SELECT 1 AS x FROM scripts WHERE id=?", (script_id,)):
+                return NotFound("the script was deleted meanwhile")
+            taken = self._one(
+                "SELECT 1 AS x FROM api_keys WHERE script_id=? AND name=?", (script_id, name)
+            )
+        if taken:
+            return KeyNameTaken(
+                f"this script already has a key named {name!r}: choose another name"
+            )
+        return Conflict(f"key id {key_id!r} is taken")
 
     def list_api_keys(self, script_id: int, search: str | None = None) -> list[ApiKeyInfo]:
         """A script's keys, oldest first; ``search`` keeps names containing it
@@ -192,9 +209,10 @@ class KeysStore:
             rows = self._rows("SELECT name FROM api_keys WHERE script_id=?", (script_id,))
         return [r["name"] for r in rows]
 
-    def delete_api_key(self, script_id: int, name: str) -> str | None:
-        """Delete the script's key named exactly ``name``; its id, or None if
-        there was none. The caller then drops the id from the gateway's cache."""
+    def delete_api_key(self, script_id: int, name: str, event: Event | None = None) -> str | None:
+        """Delete the script's key named exactly ``name`` (and write ``event``);
+        its id, or None if there was none. The caller then drops the id from
+        the gateway's cache."""
         with self._tx():
             row = self._one(
                 "SELECT id FROM api_keys WHERE script_id=? AND name=?", (script_id, name)
@@ -202,6 +220,8 @@ class KeysStore:
             if not row:
                 return None
             self._db.execute("DELETE FROM api_keys WHERE id=?", (row["id"],))
+            if event is not None:
+                self._insert_event(script_id, event)
         return str(row["id"])
 
     def touch_api_keys_last_used(self, used: Mapping[str, float]) -> None:
