@@ -98,9 +98,7 @@ async def delete_key(request: web.Request) -> web.Response:
 
 def forget_key(lc: Lifecycle, key_id: str) -> None:
     """Drop a deleted key from the gateway's cache (it is refused from now on)."""
-    checker = getattr(lc.ctx, "keys", None)
-    if checker is not None:
-        checker.invalidate_key(key_id)
+    lc.ctx.keys.invalidate_key(key_id)
 
 
 # --- endpoint -----------------------------------------------------------------------
