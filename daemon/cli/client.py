@@ -80,8 +80,15 @@ class AdminClient:
         with self._exchange("GET", path, None, {}) as response:
             return response.read().decode("utf-8", errors="replace")
 
-    def upload(self, file: Path, filename: str, progress: ProgressFn | None = None) -> Any:
-        """POST the file's bytes to /v1/archives, streamed; returns {"archive_id", ...}."""
+    def upload(
+        self,
+        file: Path,
+        filename: str,
+        progress: ProgressFn | None = None,
+        api_path: str = "/v1/archives",
+    ) -> Any:
+        """POST the file's bytes to `api_path` (an archive by default), streamed;
+        returns the JSON answer ({"archive_id", ...} for an archive)."""
         size = file.stat().st_size
         headers = {
             "Content-Type": "application/octet-stream",
@@ -90,7 +97,7 @@ class AdminClient:
         }
         with open(file, "rb") as source:
             body = _ProgressReader(source, size, progress) if progress else source
-            with self._exchange("POST", "/v1/archives", body, headers) as response:
+            with self._exchange("POST", api_path, body, headers) as response:
                 return _decode_json(response.read())
 
     def download(self, path: str, sink: IO[bytes], progress: ProgressFn | None = None) -> int:
