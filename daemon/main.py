@@ -5,9 +5,12 @@ Start-up, in order: read the config (a bad one stops here with the key, the
 value and what is allowed), check the host can sandbox (root, namespaces,
 cgroups) unless the loudly logged development flag says not to, lock the state
 dir (one daemon per state dir), open the store, discover the runtimes,
-reconcile what a crash left behind, then serve the admin socket and the
-gateway. SIGTERM or SIGINT: stop serving, cancel deploys (recorded as
-"interrupted"), stop the runner, close the store, remove the socket.
+create the daemon's cgroup root (sandbox.CgroupRoot: leftovers of a previous run
+are killed), reconcile what a crash left behind (Deployed scripts get their
+replicas started again), then serve the admin socket and the gateway.
+SIGTERM or SIGINT: stop serving, cancel deploys (recorded as "interrupted"),
+stop the replicas (running calls get `replicas.shutdown_drain_s`), remove the
+cgroup root, write the last execution records, close the store, remove the socket.
 """
 
 from __future__ import annotations
@@ -24,16 +27,24 @@ from typing import IO
 
 from aiohttp import web
 
+import sandbox
+from daemon import account_files
 from daemon.admin_api import make_app, serve_unix
 from daemon.builder import Builder
 from daemon.catalogue import discover_runtimes
 from daemon.config import Config, load_config, parse_listen
 from daemon.deployer import Context
+from daemon.dispatcher import DispatchSettings
 from daemon.errors import ConfigError
+from daemon.executions import ExecutionRecorder
 from daemon.files import StateDir
-from daemon.gateway import make_gateway
+from daemon.gateway import Gateway, make_gateway
+from daemon.gateway_routes import Routes, ServingRunner
+from daemon.gateway_uploads import Uploads
+from daemon.launchers import LaunchSettings
 from daemon.lifecycle import Lifecycle
-from daemon.runner import NoReplicas, Runner
+from daemon.pool import PoolSettings
+from daemon.replicas_runner import FailureHook, ReplicaRunner, RunnerSettings
 from daemon.store import Store
 
 log = logging.getLogger("scriptd")
@@ -90,16 +101,73 @@ def lock_state_dir(state: StateDir) -> IO[str]:
     return lock
 
 
-async def serve(config: Config, runner: Runner | None = None) -> None:
+def prepare_uploads_dir(path: Path) -> None:
+    """The account's files: readable by every script's uid (read-only bind in replicas)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o755)
+    account_files.sweep_temporaries(path)
+
+
+def runner_settings(config: Config) -> RunnerSettings:
+    state = StateDir(config.state_dir)
+    return RunnerSettings(
+        launch=LaunchSettings(
+            uploads_dir=config.uploads_dir,
+            log_dir=state.root / "logs",
+            uid_base=config.replica_uid_base,
+            uid_count=config.replica_uid_count,
+        ),
+        pool=PoolSettings(
+            start_timeout_s=config.replica_start_timeout_s,
+            max_start_failures=config.replica_max_start_failures,
+            ping_interval_s=config.replica_ping_interval_s,
+            ping_timeout_s=config.replica_ping_timeout_s,
+        ),
+        dispatch=DispatchSettings(max_queue=config.queue_max, max_wait_s=config.queue_max_wait_s),
+        shutdown_drain_s=config.shutdown_drain_s,
+    )
+
+
+async def make_runner(
+    config: Config, sandboxed: bool, on_failing: FailureHook
+) -> tuple[ServingRunner, sandbox.CgroupRoot | None]:
+    settings = runner_settings(config)
+    if not sandboxed:
+        return ReplicaRunner.without_sandbox(settings, on_failing), None
+    root = await asyncio.to_thread(sandbox.CgroupRoot.create, config.cgroup_name)
+    return ReplicaRunner(settings, root, on_failing=on_failing), root
+
+
+async def serve(
+    config: Config, runner: ServingRunner | None = None, sandboxed: bool = True
+) -> None:
     state = StateDir(config.state_dir)
     await asyncio.to_thread(state.prepare)
     lock = await asyncio.to_thread(lock_state_dir, state)
+    await asyncio.to_thread(prepare_uploads_dir, config.uploads_dir)
     store = await asyncio.to_thread(Store, state.db)
     catalogue = await asyncio.to_thread(discover_runtimes, config)
     for r in catalogue.runtimes:
         log.info("runtime %s %s at %s%s", r.language, r.version, r.path, " (default)" * r.default)
-    ctx = Context(config, store, state, catalogue, Builder(config), runner or NoReplicas())
+    lc: Lifecycle | None = None
+
+    def failing(script: str, reason: str) -> object:
+        return lc.replicas_failing(script, reason) if lc is not None else None
+
+    root = None
+    if runner is None:
+        runner, root = await make_runner(config, sandboxed, failing)
+    ctx = Context(config, store, state, catalogue, Builder(config), runner)
+    routes = Routes(runner, ctx.keys)
+    ctx.runner = routes
     lc = Lifecycle(ctx)
+    recorder = ExecutionRecorder(
+        store,
+        ctx.keys,
+        max_buffer=config.executions_buffer,
+        output_bytes=config.executions_output_bytes,
+    )
+    recorder.start()
     await lc.reconcile()
     sweeper = asyncio.create_task(lc.housekeeping(), name="housekeeping")
     admin = await serve_unix(
@@ -108,7 +176,9 @@ async def serve(config: Config, runner: Runner | None = None) -> None:
         config.admin_socket_mode,
         config.admin_socket_group,
     )
-    gateway = web.AppRunner(make_gateway(lc), access_log=None, handle_signals=False)
+    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes)
+    uploads = Uploads(gw, config.uploads_dir, config.max_upload_file_bytes)
+    gateway = web.AppRunner(make_gateway(gw, uploads), access_log=None, handle_signals=False)
     await gateway.setup()
     try:
         await web.TCPSite(gateway, config.listen_host, config.listen_port).start()
@@ -119,9 +189,13 @@ async def serve(config: Config, runner: Runner | None = None) -> None:
         log.info("shutting down")
         sweeper.cancel()
         await admin.cleanup()
-        await gateway.cleanup()
         await lc.shutdown()
-        await ctx.runner.close()
+        await ctx.runner.close()  # running calls drain and answer before the gateway stops
+        await gateway.cleanup()
+        if root is not None:
+            await asyncio.to_thread(root.cleanup)
+        await recorder.close()
+        ctx.keys.close()
         await asyncio.to_thread(store.close)
         config.admin_socket.unlink(missing_ok=True)
         lock.close()
@@ -169,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     try:
-        asyncio.run(serve(config))
-    except (OSError, RuntimeError) as exc:
+        asyncio.run(serve(config, sandboxed=not args.dev_no_sandbox))
+    except (OSError, RuntimeError, sandbox.SandboxError) as exc:
         print(f"scriptd: {exc}", file=sys.stderr)
         return 1
     return 0
