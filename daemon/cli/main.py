@@ -9,7 +9,16 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from daemon.cli import cmd_deploy, cmd_files, cmd_info, cmd_scripts
+from daemon.cli import (
+    cmd_deploy,
+    cmd_endpoint,
+    cmd_executions,
+    cmd_files,
+    cmd_info,
+    cmd_keys,
+    cmd_scripts,
+    cmd_uploads,
+)
 from daemon.cli.client import DEFAULT_SOCKET, SOCKET_ENV, AdminClient, resolve_socket
 from daemon.cli.context import Context
 from daemon.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
@@ -56,7 +65,10 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=Parser
     )
-    for module in (cmd_scripts, cmd_deploy, cmd_files, cmd_info):
+    for module in (
+        cmd_scripts, cmd_deploy, cmd_files, cmd_info, cmd_keys, cmd_endpoint, cmd_executions,
+        cmd_uploads,
+    ):  # fmt: skip
         module.register(commands, common)
     return parser
 
