@@ -116,5 +116,30 @@ MIGRATIONS: tuple[str, ...] = (
         sent_at         TEXT,
         last_error      TEXT
     );
+        """,
+    # 2: credits in exact micro-credits and the usage ledger (one row per replica per
+    # wall-clock hour, see daemon/credits.py); the outbox remembers which script a
+    # message is about, for `scriptctl notifications`.
+    """
+    ALTER TABLE account ADD COLUMN allocation_micro INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE account ADD COLUMN balance_micro INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE credit_usage (
+        replica_id      TEXT NOT NULL,
+        hour_start_ms   INTEGER NOT NULL,
+        script_id       INTEGER REFERENCES scripts(id) ON DELETE SET NULL,
+        script_name     TEXT NOT NULL,
+        version         INTEGER NOT NULL,
+        profile         TEXT NOT NULL,
+        period_start_ms INTEGER NOT NULL,
+        period_end_ms   INTEGER NOT NULL,
+        replica_ms      INTEGER NOT NULL,
+        amount_micro    INTEGER NOT NULL,
+        PRIMARY KEY (replica_id, hour_start_ms)
+    );
+    CREATE INDEX credit_usage_hour ON credit_usage (hour_start_ms, script_name);
+    ALTER TABLE outbox ADD COLUMN script TEXT;
+    ALTER TABLE outbox ADD COLUMN version INTEGER;
+    CREATE INDEX outbox_due ON outbox (sent_at, next_attempt_at);
+    CREATE INDEX events_kind ON events (script_id, kind, id);
     """,
 )
