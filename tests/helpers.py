@@ -14,6 +14,15 @@ daemon of the run; set SCRIPTD_TEST_CACHE=/some/dir to keep it across runs),
 `daemon` (a started DaemonProcess, stopped after the test) and `admin` (its
 AdminClient). `daemon_config` may be overridden in a test module to add config
 keys (a dict in the TOML layout, e.g. {"build": {"timeout_s": 5}}).
+
+Calls through the gateway (real HTTP on 127.0.0.1):
+
+    key = create_key(admin, "demo")                  # POST /v1/scripts/demo/keys
+    gw = daemon.gateway(key)                         # one keep-alive connection
+    r = gw.call("demo", "hello", {"name": "x"})      # Response(status, headers, body)
+
+Each daemon gets a cgroup root of its own name (sandbox.cgroup_name), so daemons
+running side by side never remove each other's replicas as "leftovers".
 """
 
 from __future__ import annotations
@@ -41,6 +50,14 @@ REPO = Path(__file__).resolve().parent.parent
 FINAL_STATUSES = frozenset({"Deployed", "Deployment Failed"})
 # Small timeouts so tests can exercise them; everything else is the default.
 TEST_CONFIG: dict[str, Any] = {"settings": {"timeout_min_s": 1, "timeout_default_s": 30}}
+# One small profile (half a vCPU, one worker, 256 MiB) for tests that run replicas:
+# an out-of-memory test then allocates 256 MiB, not the default profile's 1.1 GiB.
+TINY_PROFILES: dict[str, Any] = {
+    "profiles": [
+        {"name": "tiny", "label": "tiny (tests)", "nominal_vcpus": 1, "nominal_memory_gib": 1,
+         "vcpus": 0.5, "memory_gib": 0.25, "credits_per_hour": 0.01, "default": True},
+    ]
+}  # fmt: skip
 
 # --- archives -------------------------------------------------------------------------
 
@@ -189,6 +206,59 @@ class AdminClient:
         raise AssertionError(f"{name} never reached phase {phase}")
 
 
+# --- the gateway ---------------------------------------------------------------------
+
+
+class GatewayClient:
+    """Calls over one keep-alive HTTP connection to the gateway (reopened on error)."""
+
+    def __init__(self, port: int, key: str | None = None, timeout: float = 60) -> None:
+        self.port = port
+        self.key = key
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None,
+        headers: Mapping[str, str] | None = None, key: str | None = None,
+    ) -> Response:  # fmt: skip
+        hdrs = dict(headers or {})
+        key = key if key is not None else self.key
+        if key:
+            hdrs.setdefault("Authorization", f"Bearer {key}")
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        try:
+            self._conn.request(method, path, body=body, headers=hdrs)
+            resp = self._conn.getresponse()
+            out = Response(resp.status, dict(resp.getheaders()), resp.read())
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+        if out.headers.get("Connection", "").lower() == "close":
+            self.close()
+        return out
+
+    def call(
+        self, script: str, function: str, payload: Any = None, *, raw: bytes | None = None,
+        key: str | None = None,
+    ) -> Response:  # fmt: skip
+        body = raw if raw is not None else json.dumps(payload or {}).encode()
+        path = f"/v1/scripts/{script}/functions/{function}"
+        return self.request("POST", path, body, {"Content-Type": "application/json"}, key)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def create_key(admin: AdminClient, script: str, name: str | None = None) -> str:
+    """A new API key of `script` through the admin API; the whole key."""
+    body = {} if name is None else {"name": name}
+    return str(admin.call("POST", f"/v1/scripts/{script}/keys", body, expect=201)["key"])
+
+
 # --- the daemon process -----------------------------------------------------------------
 
 
@@ -200,16 +270,21 @@ def free_port() -> int:
 
 def to_toml(doc: Mapping[str, Any], prefix: str = "") -> str:
     """Enough TOML for test configs: nested tables of strings, numbers, bools, lists."""
-    lines, tables = [], []
+    lines, tables, arrays = [], [], []
     for key, value in doc.items():
         if isinstance(value, Mapping):
             tables.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            arrays.append((key, value))  # an array of tables, such as [[profiles]]
         else:
             lines.append(f"{key} = {json.dumps(value)}")
     out = "\n".join(lines) + "\n"
     for key, value in tables:
         name = f"{prefix}{key}"
         out += f"\n[{name}]\n" + to_toml(value, name + ".")
+    for key, items in arrays:
+        for item in items:
+            out += f"\n[[{prefix}{key}]]\n" + to_toml(item, f"{prefix}{key}.")
     return out
 
 
@@ -232,7 +307,8 @@ class DaemonProcess:
         self.port = free_port()
         self.config_path = root / "scriptd.toml"
         self.log_path = root / "scriptd.log"
-        full = _merge(TEST_CONFIG, config)
+        full = _merge(TEST_CONFIG, {"sandbox": {"cgroup_name": f"scriptd-test-{self.port}"}})
+        full = _merge(full, config)
         if cache_dir is not None:
             full = _merge({"build": {"cache_dir": str(cache_dir)}}, full)
         self.config_path.write_text(to_toml(full))
@@ -241,6 +317,9 @@ class DaemonProcess:
     @property
     def admin_socket(self) -> Path:
         return self.socket
+
+    def gateway(self, key: str | None = None, timeout: float = 60) -> GatewayClient:
+        return GatewayClient(self.port, key, timeout)
 
     @property
     def argv(self) -> list[str]:
