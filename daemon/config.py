@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daemon.config_account import SECTIONS as ACCOUNT_SECTIONS
+from daemon.config_account import AccountConfig, parse_sections
 from daemon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -117,6 +119,8 @@ class Config:
     cgroup_name: str = "scriptd"  # the daemon's cgroup below its own, in every hierarchy
     executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
+    # [autoscale], [credits], [notify]: daemon/config_account.py
+    account: AccountConfig = AccountConfig()
     source: str = "built-in defaults"
 
     @property
@@ -288,6 +292,7 @@ def config_from_mapping(doc: Mapping[str, Any], source: str = "<mapping>") -> Co
     doc = dict(doc)
     raw_profiles = doc.pop("profiles", None)
     values: dict[str, Any] = {"source": source}
+    values["account"] = parse_sections({k: doc.pop(k) for k in ACCOUNT_SECTIONS if k in doc})
     for key, value in _flatten(doc).items():
         if key not in KEYS:
             raise ConfigError(
