@@ -111,7 +111,8 @@ def _low(key: str, value: object) -> str:
             raise ValueError
         low_threshold(100, str(value))
     except ValueError:
-        raise _fail(key, value, 'a share of the allocation like "10%", or credits like "2.5"')
+        allowed = 'a share of the allocation like "10%", or credits like "2.5"'
+        raise _fail(key, value, allowed) from None
     return str(value)
 
 

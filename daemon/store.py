@@ -29,6 +29,7 @@ from daemon.models import (
     Settings,
     Version,
 )
+from daemon.store_account import AccountStore
 from daemon.store_keys import KeysStore
 from daemon.store_schema import MIGRATIONS
 
@@ -97,9 +98,10 @@ def _event(row: Mapping[str, Any]) -> Event:
     return Event(row["id"], row["script_id"], row["at"], row["kind"], row["actor"], detail)
 
 
-class Store(KeysStore):
+class Store(KeysStore, AccountStore):
     """The registry of scripts, versions and their history events; API keys
-    and execution records come from the KeysStore mixin (daemon/store_keys.py)."""
+    and execution records come from the KeysStore mixin (daemon/store_keys.py); credits,
+    the usage ledger and the outbox from AccountStore (daemon/store_account.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
