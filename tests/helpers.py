@@ -226,14 +226,18 @@ class GatewayClient:
         key = key if key is not None else self.key
         if key:
             hdrs.setdefault("Authorization", f"Bearer {key}")
+        reused = self._conn is not None
         if self._conn is None:
             self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         try:
             self._conn.request(method, path, body=body, headers=hdrs)
             resp = self._conn.getresponse()
             out = Response(resp.status, dict(resp.getheaders()), resp.read())
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as exc:
             self.close()
+            stale = isinstance(exc, ConnectionError | http.client.RemoteDisconnected)
+            if reused and stale:  # the server closed a kept-alive connection: once more
+                return self.request(method, path, body, headers, key)
             raise
         if out.headers.get("Connection", "").lower() == "close":
             self.close()
