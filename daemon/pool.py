@@ -145,6 +145,10 @@ class Pool:
     def usage(self) -> list[UsageInfo]:
         return [u for r in self.ready if (u := r.usage()) is not None]
 
+    def replicas(self) -> list[Replica]:
+        """The replicas the target counts: ready ones and starting ones (not draining)."""
+        return [*self.ready, *self.starting]
+
     # --- the verbs ----------------------------------------------------------
     async def _start_one(self) -> Replica:
         replica = Replica(f"{self.name}-r{next(_REPLICA_SEQ)}", self.launcher, self)

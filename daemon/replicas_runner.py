@@ -24,7 +24,7 @@ import sandbox
 from daemon.dispatcher import CallResult, Dispatcher, DispatchSettings, Unavailable
 from daemon.launchers import LaunchSettings, PlainLauncher, SandboxLauncher
 from daemon.pool import Pool, PoolSettings
-from daemon.replica import Launcher, ReplicaStartError, UsageInfo
+from daemon.replica import Launcher, Replica, ReplicaStartError, UsageInfo
 from daemon.runner import RunnerError, RunTarget
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,11 @@ class ReplicaRunner:
     def usage(self, script: str) -> list[UsageInfo]:
         serving = self._serving.get(script)
         return serving.pool.usage() if serving is not None else []
+
+    def replicas(self, script: str) -> list[Replica]:
+        """The serving pool's ready and starting replicas (autoscaler and metering)."""
+        serving = self._serving.get(script)
+        return serving.pool.replicas() if serving is not None else []
 
     def scale(self, script: str, replicas: int) -> None:
         serving = self._serving.get(script)
