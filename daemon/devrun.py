@@ -4,18 +4,22 @@ Runs `python -m daemon.main` with the state dir `./state` (gitignored), the admi
 socket `./state/admin.sock` and the gateway on 127.0.0.1:8080, no config file
 needed. Once the socket answers, it creates the bundled sample
 runtimes/samples/python as the script `example` and deploys it (only the first
-time: an existing `example` is deployed again if it is not Deployed), then
-prints how to look at it. Ctrl-C (or SIGTERM) stops the daemon cleanly.
+time: an existing `example` is deployed again if it is not Deployed), creates a
+fresh API key, calls `greet` once through the gateway to check it, and prints
+the curl line that does the same. Ctrl-C (or SIGTERM) stops the daemon cleanly.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +83,27 @@ def wait_deployed(admin: AdminClient, timeout: float = 300) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def explain(script: dict[str, Any]) -> None:
+def new_key(admin: AdminClient) -> str:
+    created: dict[str, Any] = admin.call("POST", f"/v1/scripts/{NAME}/keys", {})
+    return str(created["key"])
+
+
+def call_greet(key: str) -> tuple[int, str]:
+    """One real call through the gateway: the status and the body."""
+    req = urllib.request.Request(
+        f"http://{LISTEN}/v1/scripts/{NAME}/functions/greet",
+        data=json.dumps({"name": "Ada"}).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def explain(script: dict[str, Any], admin: AdminClient) -> None:
     dep = script.get("deployment") or {}
     print(f"\ndevrun: script '{NAME}' is {script['status']}", flush=True)
     if dep.get("failure_reason"):
@@ -87,15 +111,23 @@ def explain(script: dict[str, Any]) -> None:
     print(
         f"""devrun: look at it with
     .venv/bin/scriptctl --socket {SOCKET} show {NAME}
-    .venv/bin/scriptctl --socket {SOCKET} history {NAME}
+    .venv/bin/scriptctl --socket {SOCKET} executions {NAME}
   functions: {", ".join(script.get("functions", []))}
-  gateway:   curl -s http://{LISTEN}/healthz
-  call it (once replicas and API keys are in):
-    curl -s -X POST http://{LISTEN}/v1/scripts/{NAME}/functions/<function> \\
-         -H 'Authorization: Bearer <key>' -H 'Content-Type: application/json' -d '{{}}'
-devrun: Ctrl-C stops the daemon.""",
+  gateway:   curl -s http://{LISTEN}/healthz""",
         flush=True,
     )
+    if script.get("status") == "Deployed":
+        key = new_key(admin)
+        status, body = call_greet(key)
+        print(f"devrun: a fresh API key; greet answered {status}: {body}")
+        print(
+            f"""devrun: call it:
+    curl -s -X POST http://{LISTEN}/v1/scripts/{NAME}/functions/greet \\
+         -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+         -d '{{"name": "Ada"}}'""",
+            flush=True,
+        )
+    print("devrun: Ctrl-C stops the daemon.", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if wait_for_socket(proc, admin):
             try:
-                explain(wait_deployed(admin) if deploy_example(admin) else {})
+                explain(wait_deployed(admin) if deploy_example(admin) else {}, admin)
             except CliError as exc:
                 print(f"devrun: could not deploy the example: {exc}", file=sys.stderr)
         return proc.wait()
