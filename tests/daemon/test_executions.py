@@ -1,0 +1,124 @@
+"""The execution recorder: batches, the bounded buffer, the flush at close, rows as
+the store gets them (times, cut outputs), and the keys' last-used times."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from daemon.executions import Call, ExecutionRecorder, to_row
+from daemon.store_keys import ExecutionRow
+
+
+class FakeStore:
+    def __init__(self, fail: bool = False) -> None:
+        self.rows: list[ExecutionRow] = []
+        self.used: dict[str, float] = {}
+        self.batches = 0
+        self.fail = fail
+
+    def insert_executions(self, rows: list[ExecutionRow]) -> int:
+        if self.fail:
+            raise OSError("disk full")
+        self.batches += 1
+        self.rows += rows
+        return len(rows)
+
+    def touch_api_keys_last_used(self, used: dict[str, float]) -> None:
+        self.used.update(used)
+
+
+class FakeKeys:
+    def __init__(self) -> None:
+        self.used: dict[str, float] = {}
+
+    def take_last_used(self) -> dict[str, float]:
+        used, self.used = self.used, {}
+        return used
+
+
+def call(n: int, **changes: Any) -> Call:
+    fields: dict[str, Any] = dict(
+        id=f"c{n}", script_id=1, version=2, function="f", key_name="k", status="ok",
+        received_at=1_700_000_000.0, queue_ms=1.5, run_ms=2.5, cpu_ms=0.5, input_bytes=2,
+    )  # fmt: skip
+    fields.update(changes)
+    return Call(**fields)
+
+
+def test_row_times_and_cut_outputs() -> None:
+    row = to_row(call(1, stdout="a" * 50, stderr="oops", result={"x": 1}), limit=10)
+    assert row.received_at == "2023-11-14T22:13:20.000Z"
+    assert row.started_at == "2023-11-14T22:13:20.001Z"  # 1.5 ms later (truncated to ms)
+    assert row.ended_at == "2023-11-14T22:13:20.004Z"
+    assert row.logs is not None and row.logs.startswith("a" * 10 + "\n[cut: 40 more")
+    assert row.logs.endswith("[stderr]\noops")
+    assert row.result == {"x": 1}
+    big = to_row(call(2, result="z" * 100), limit=10)
+    assert "not_kept" in big.result
+    rejected = to_row(call(3, status="rejected", queue_ms=None, run_ms=None), limit=10)
+    assert rejected.started_at is None and rejected.ended_at is None and rejected.logs is None
+
+
+async def test_batches_by_size_and_by_time() -> None:
+    store, keys = FakeStore(), FakeKeys()
+    rec = ExecutionRecorder(store, keys, every_s=0.05, batch=10)  # type: ignore[arg-type]
+    rec.start()
+    for n in range(25):
+        rec.record(call(n))
+    keys.used["key1"] = 123.0
+    await asyncio.sleep(0.2)
+    assert [r.id for r in store.rows] == [f"c{n}" for n in range(25)]
+    assert store.used == {"key1": 123.0}
+    await rec.close()
+
+
+async def test_buffer_is_bounded_and_drops_the_oldest() -> None:
+    store = FakeStore()
+    rec = ExecutionRecorder(store, None, every_s=60, batch=1000, max_buffer=100)
+    for n in range(150):
+        rec.record(call(n))
+    assert rec.pending == 100 and rec.dropped == 50
+    await rec.flush()
+    assert store.rows[0].id == "c50" and len(store.rows) == 100
+
+
+async def test_close_writes_what_is_left() -> None:
+    store = FakeStore()
+    rec = ExecutionRecorder(store, None, every_s=60, batch=1000)
+    rec.start()
+    rec.record(call(1))
+    await rec.close()
+    assert [r.id for r in store.rows] == ["c1"]
+
+
+async def test_a_failing_store_loses_the_batch_but_not_the_task() -> None:
+    store = FakeStore(fail=True)
+    rec = ExecutionRecorder(store, None, every_s=0.02)
+    rec.start()
+    rec.record(call(1))
+    await asyncio.sleep(0.1)
+    assert rec.dropped == 1
+    store.fail = False
+    rec.record(call(2))
+    await rec.close()
+    assert [r.id for r in store.rows] == ["c2"]
+
+
+async def test_rows_fit_the_real_store(tmp_path: Path) -> None:
+    from daemon.models import ArchiveRef, Resources, Script, Settings
+    from daemon.store import Store
+
+    store = Store(tmp_path / "db")
+    script = Script(
+        0, "s", "", "python", "3.11", "Draft", "me", "t", "t", Settings((), 30),
+        Resources(1, 1, 75, "p"), ArchiveRef("a.zip", "0" * 64, 1, "/x"), ("f",), None,
+    )  # fmt: skip
+    sid = store.insert_script(script).id
+    rec = ExecutionRecorder(store, None)
+    rec.record(call(1, script_id=sid, status="error", error={"type": "E", "message": "m"}))
+    await rec.flush()
+    got = store.get_execution("c1")
+    assert got is not None and got.status == "error" and got.error == {"type": "E", "message": "m"}
+    store.close()
