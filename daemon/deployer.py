@@ -27,6 +27,7 @@ from daemon.catalogue import Catalogue, Runtime
 from daemon.config import Config
 from daemon.errors import BuildError
 from daemon.files import StateDir
+from daemon.hooks import LifecycleHooks, NoHooks
 from daemon.keys import KeyRecord
 from daemon.keys_checker import KeyChecker
 from daemon.models import (
@@ -71,6 +72,7 @@ class Context:
     locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     deleting: set[int] = field(default_factory=set)
+    hooks: LifecycleHooks = field(default_factory=NoHooks)  # credits and emails (hooks.py)
     keys: KeyChecker = field(init=False)
 
     def __post_init__(self) -> None:
@@ -214,6 +216,7 @@ class Deployer:
             event = Event(0, script.id, now, "deployed", v.deployed_by, {"version": v.number})
             await ctx.db(ctx.store.save_version, done, script, event)
         log.info("%s v%d deployed in %.1f s", target.script, v.number, done.duration_s or 0)
+        await ctx.hooks.deployed(script, done)
 
     async def fail(self, version: Version, reason: str) -> None:
         """Record the failure of `version`; the script falls back to what still serves."""
@@ -232,6 +235,7 @@ class Deployer:
         src = ctx.state.source_dir(version.script_id, version.number)
         await ctx.db(shutil.rmtree, src, True)
         log.warning("%s v%d failed: %s", script.name, v.number, reason)
+        await ctx.hooks.deploy_failed(script, failed, reason)
 
 
 def _fresh_dir(path: Path) -> None:

@@ -135,6 +135,8 @@ class Lifecycle:
         settings = inputs.settings(body, inputs.default_settings(cfg), cfg)
         resources = inputs.resources(body, inputs.default_resources(cfg), cfg)
         deploy = inputs.flag("deploy", body.get("deploy", False))
+        if deploy:
+            await self.ctx.hooks.admit(resources)  # refused for credits: nothing created
         if "archive_id" not in body:
             raise inputs.BadRequest("archive_id is required: upload with POST /v1/archives")
         if await self.ctx.db(self.ctx.store.get_script, name) is not None:
@@ -234,6 +236,7 @@ class Lifecycle:
     async def _start_deploy(self, actor: str, script: Script, wanted: Script) -> Script:
         """Record a new Deploying version built from `wanted` and start its task.
         Called with the script's lock held; `script` is the stored row."""
+        await self.ctx.hooks.admit(wanted.resources)  # may refuse (credits): nothing written
         runtime = self.ctx.catalogue.pick(wanted.language, wanted.language_version)
         number = await self.ctx.db(self.ctx.store.next_version_number, script.id)
         now = now_iso()
@@ -273,12 +276,15 @@ class Lifecycle:
             ready = replace(script, status=READY, current_version=None, updated_at=now)
             event = Event(0, script.id, now, "undeployed", actor, {})
             if script.current_version is None:
-                return await self.ctx.db(self.ctx.store.save_script, ready, event)
+                saved = await self.ctx.db(self.ctx.store.save_script, ready, event)
+                await self.ctx.hooks.undeployed(saved, None, actor)
+                return saved
             v = await self.ctx.db(self.ctx.store.get_version, script.id, script.current_version)
             assert v is not None
             event = replace(event, detail={"version": v.number})
             done = replace(v, status=V_UNDEPLOYED, undeployed_by=actor, undeployed_at=now)
             await self.ctx.db(self.ctx.store.save_version, done, ready, event)
+            await self.ctx.hooks.undeployed(ready, done, actor)
             return await self.get(name)
 
     # --- delete, rename ------------------------------------------------------------
