@@ -144,6 +144,9 @@ def test_undeploy_answers_503_and_deploy_restores(
     admin.action("toggled", "undeploy", expect=200)
     r = gw.call("toggled", "hello")
     assert r.status == 503 and r.json()["error"]["type"] == "not_deployed", r.body
+    # not deployed is told before the key is checked, and an unknown script before that
+    assert gw.call("toggled", "hello", key="sk_bad").status == 503
+    assert gw.call("never-was", "hello", key="sk_bad").status == 404
     admin.action("toggled", "deploy")
     assert admin.wait_status("toggled")["status"] == "Deployed"
     assert gw.call("toggled", "hello").status == 200  # keys survive an undeploy
