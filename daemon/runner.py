@@ -1,8 +1,10 @@
 """The seam between the lifecycle and whatever runs a deployed version.
 
 The lifecycle builds a version, then hands a `RunTarget` to a `Runner`. The
-replica manager (daemon/pool.py and friends) implements `Runner`; until it is
-wired in, `NoReplicas` stands in: it starts nothing, so "Deployed" means "built".
+daemon's runner is daemon/replicas_runner.py's `ReplicaRunner` (pools of sandboxed
+replicas), wrapped by daemon/gateway_routes.py's `Routes`, which keeps the gateway's
+table of serving versions. `NoReplicas` starts nothing ("Deployed" then means
+"built"): for tests of the lifecycle that need no processes.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Runner(Protocol):
 
 
 class NoReplicas:
-    """The runner until the replica manager lands: no replicas yet, nothing runs."""
+    """A runner that runs nothing (tests of the lifecycle alone)."""
 
     def __init__(self) -> None:
         self.serving: dict[str, RunTarget] = {}
