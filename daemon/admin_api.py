@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon import admin_calls, inputs
+from daemon import admin_account, admin_calls, inputs
 from daemon.admin_http import (
     CATALOGUE,
     CHUNK,
@@ -61,7 +61,9 @@ async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def script_view(lc: Lifecycle, name: str) -> dict[str, Any]:
     script = await lc.get(name)
-    return script_json(script, await lc.deployment(script))
+    view = script_json(script, await lc.deployment(script))
+    view["autoscaling"] = await admin_account.autoscaling_json(lc, script)
+    return view
 
 
 def _number(request: web.Request) -> int:
@@ -243,6 +245,7 @@ ROUTES: tuple[Route, ...] = (
           "The build log of a version", None, "text"),
     Route("GET", "/v1/samples/{language}", get_sample, "A sample project as a .zip", None, "zip"),
     *admin_calls.ROUTES,
+    *admin_account.ROUTES,
 )  # fmt: skip
 
 

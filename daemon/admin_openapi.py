@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.account_schemas import ACCOUNT_QUERY, ACCOUNT_SCHEMAS
+
 S = dict[str, Any]
 
 
@@ -150,6 +152,7 @@ QUERY_SCHEMAS: dict[str, S] = {
     "limit": {**INT, "minimum": 1, "maximum": 1000},
     "before": {**STR, "description": "an execution's received_at: older ones only"},
     "replace": BOOL,
+    **ACCOUNT_QUERY,
 }
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})
 SCHEMAS: dict[str, S] = {
@@ -198,6 +201,7 @@ SCHEMAS: dict[str, S] = {
                    ("display_name",)),
     "Deleted": _obj({"deleted": STR}),
     **CALL_SCHEMAS,
+    **ACCOUNT_SCHEMAS,
     "Error": _obj(
         {"error": _obj({"type": {"enum": ["bad_request", "not_found", "conflict",
                                           "invalid_archive", "payload_too_large", "internal"]},
