@@ -119,6 +119,7 @@ class Config:
     cgroup_name: str = "scriptd"  # the daemon's cgroup below its own, in every hierarchy
     executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
+    executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most
     # [autoscale], [credits], [notify]: daemon/config_account.py
     account: AccountConfig = AccountConfig()
     source: str = "built-in defaults"
@@ -273,6 +274,7 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "sandbox.cgroup_name": (("cgroup_name",), _cgroup_name),
     "executions.output_bytes": (("executions_output_bytes",), _int(0, 16 << 20)),
     "executions.buffer": (("executions_buffer",), _int(100, 10_000_000)),
+    "executions.buffer_bytes": (("executions_buffer_bytes",), _int(1 << 20, 64 * GIB)),
 }
 
 

@@ -4,12 +4,14 @@ The gateway's hot path only appends a `Call` (raw figures, no formatting) to a b
 buffer. A background task turns the buffer into `ExecutionRow`s and writes them with
 `store.insert_executions` in a thread, every `every_s` or as soon as `batch` records
 wait, together with the KeyChecker's last-used times (`take_last_used`). When the store
-falls behind and the buffer is full, the oldest records are dropped and counted
-(`dropped`), so memory stays bounded whatever the store does. `close()` writes what is
-left (on shutdown).
+falls behind and the buffer holds `max_buffer` records or `max_buffer_bytes` of outputs
+and results, the oldest records are dropped and counted (`dropped`), so memory stays
+bounded whatever the store does. `close()` writes what is left (on shutdown).
 
-Captured stdout/stderr and results are cut to `output_bytes` characters per stream
-(a marker says so); records are formatted in the writing thread, not on the loop.
+Captured stdout/stderr are cut to `output_bytes` characters per stream as they are
+recorded (a marker says so), and a result is kept only when its JSON fits in as many
+bytes (the gateway knows its size: it just encoded it). Rows are formatted in the
+writing thread, not on the loop.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import orjson
 
 from daemon.keys_checker import KeyChecker
 from daemon.store_keys import ExecutionRow, iso_from_unix
@@ -56,6 +56,7 @@ class Call:
     stdout: str = ""
     stderr: str = ""
     peak_memory_bytes: int | None = None
+    weight: int = 0  # bytes it holds in the buffer (set by record)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -72,17 +73,12 @@ def to_row(call: Call, limit: int) -> ExecutionRow:
         started = iso_from_unix(started_s)
         if call.run_ms is not None:
             ended = iso_from_unix(started_s + call.run_ms / 1000)
-    result = call.result
-    if result is not None:
-        size = len(orjson.dumps(result))
-        if size > limit:
-            result = {"not_kept": f"the result was {size} bytes of JSON: over {limit}"}
     error = call.error
     if error is not None and "traceback" in error:
         error = {**error, "traceback": _cut(str(error["traceback"]), limit)}
-    logs = _cut(call.stdout, limit)
+    logs = call.stdout
     if call.stderr:
-        logs += "\n[stderr]\n" + _cut(call.stderr, limit)
+        logs += "\n[stderr]\n" + call.stderr
     return ExecutionRow(
         id=call.id,
         script_id=call.script_id,
@@ -98,7 +94,7 @@ def to_row(call: Call, limit: int) -> ExecutionRow:
         cpu_ms=call.cpu_ms,
         peak_memory_bytes=call.peak_memory_bytes,
         input_bytes=call.input_bytes,
-        result=result,
+        result=call.result,
         error=error,
         logs=logs or None,
     )
@@ -116,6 +112,7 @@ class ExecutionRecorder:
         every_s: float = 0.5,
         batch: int = 200,
         max_buffer: int = 20_000,
+        max_buffer_bytes: int = 64 << 20,
         output_bytes: int = 64 << 10,
     ) -> None:
         self.store = store
@@ -123,7 +120,10 @@ class ExecutionRecorder:
         self.every_s = every_s
         self.batch = batch
         self.output_bytes = output_bytes
-        self._buffer: deque[Call] = deque(maxlen=max_buffer)
+        self.max_buffer = max_buffer
+        self.max_buffer_bytes = max_buffer_bytes
+        self._buffer: deque[Call] = deque()
+        self._bytes = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -131,14 +131,30 @@ class ExecutionRecorder:
         self.written = 0
 
     def record(self, call: Call) -> None:
+        limit = self.output_bytes
+        if len(call.stdout) > limit:
+            call.stdout = _cut(call.stdout, limit)
+        if len(call.stderr) > limit:
+            call.stderr = _cut(call.stderr, limit)
+        call.weight = 256 + len(call.stdout) + len(call.stderr)
         buffer = self._buffer
-        if len(buffer) == buffer.maxlen:
-            self.dropped += 1  # the append below pushes the oldest out
+        buffer.append(call)
+        self._bytes += call.weight
+        while len(buffer) > self.max_buffer or self._bytes > self.max_buffer_bytes:
+            self._bytes -= buffer.popleft().weight
+            self.dropped += 1
             if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
                 log.warning("execution records: store behind, %d dropped so far", self.dropped)
-        buffer.append(call)
         if len(buffer) >= self.batch:
             self._wake.set()
+
+    def keep_result(self, value: Any, encoded_bytes: int) -> Any:
+        """What to record of a result whose JSON is `encoded_bytes` long."""
+        if encoded_bytes <= self.output_bytes:
+            return value
+        return {
+            "not_kept": f"the result was {encoded_bytes} bytes of JSON, over {self.output_bytes}"
+        }
 
     @property
     def pending(self) -> int:
@@ -158,6 +174,7 @@ class ExecutionRecorder:
         """Write every buffered record and the keys' last-used times (in a thread)."""
         calls = list(self._buffer)
         self._buffer.clear()
+        self._bytes = 0
         used = self.keys.take_last_used() if self.keys is not None else {}
         if not calls and not used:
             return

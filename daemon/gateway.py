@@ -119,15 +119,13 @@ class Gateway:
             result = await dispatcher.call(function, payload_json=raw, call_id=cid)
         except CallError as exc:
             return self.failed(record, exc)
-        record.status = "ok"
-        record.queue_ms, record.run_ms, record.cpu_ms = (
-            result.queue_ms,
-            result.run_ms,
-            result.cpu_ms,
-        )
-        record.result, record.stdout, record.stderr = result.value, result.stdout, result.stderr
-        self.recorder.record(record)
         body = orjson.dumps({"result": result.value})
+        record.status = "ok"
+        record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
+        record.cpu_ms = result.cpu_ms
+        record.result = self.recorder.keep_result(result.value, len(body) - 11)  # {"result":}
+        record.stdout, record.stderr = result.stdout, result.stderr
+        self.recorder.record(record)
         return web.Response(body=body, headers={"Content-Type": JSON, EXECUTION_HEADER: cid})
 
     def _too_large(self) -> str:

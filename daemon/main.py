@@ -165,6 +165,7 @@ async def serve(
         store,
         ctx.keys,
         max_buffer=config.executions_buffer,
+        max_buffer_bytes=config.executions_buffer_bytes,
         output_bytes=config.executions_output_bytes,
     )
     recorder.start()

@@ -47,18 +47,32 @@ def call(n: int, **changes: Any) -> Call:
     return Call(**fields)
 
 
-def test_row_times_and_cut_outputs() -> None:
-    row = to_row(call(1, stdout="a" * 50, stderr="oops", result={"x": 1}), limit=10)
+def test_row_times_and_logs() -> None:
+    row = to_row(call(1, stdout="out", stderr="oops", result={"x": 1}), limit=10)
     assert row.received_at == "2023-11-14T22:13:20.000Z"
     assert row.started_at == "2023-11-14T22:13:20.001Z"  # 1.5 ms later (truncated to ms)
     assert row.ended_at == "2023-11-14T22:13:20.004Z"
-    assert row.logs is not None and row.logs.startswith("a" * 10 + "\n[cut: 40 more")
-    assert row.logs.endswith("[stderr]\noops")
+    assert row.logs == "out\n[stderr]\noops"
     assert row.result == {"x": 1}
-    big = to_row(call(2, result="z" * 100), limit=10)
-    assert "not_kept" in big.result
     rejected = to_row(call(3, status="rejected", queue_ms=None, run_ms=None), limit=10)
     assert rejected.started_at is None and rejected.ended_at is None and rejected.logs is None
+
+
+async def test_outputs_are_cut_when_recorded_and_big_results_not_kept() -> None:
+    store = FakeStore()
+    rec = ExecutionRecorder(store, None, output_bytes=10)
+    c = call(1, stdout="a" * 50, stderr="b" * 5)
+    rec.record(c)
+    assert c.stdout.startswith("a" * 10 + "\n[cut: 40 more") and c.stderr == "b" * 5
+    assert rec.keep_result([1], 3) == [1]
+    assert "not_kept" in rec.keep_result("z" * 100, 102)
+
+
+async def test_buffer_bytes_are_bounded() -> None:
+    rec = ExecutionRecorder(FakeStore(), None, max_buffer_bytes=10_000, output_bytes=4000)
+    for n in range(10):
+        rec.record(call(n, stdout="x" * 4000))
+    assert rec.pending == 2 and rec.dropped == 8
 
 
 async def test_batches_by_size_and_by_time() -> None:
