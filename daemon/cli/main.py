@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from daemon.cli import (
+    cmd_account,
     cmd_deploy,
     cmd_endpoint,
+    cmd_events,
     cmd_executions,
     cmd_files,
     cmd_info,
@@ -67,7 +69,7 @@ def build_parser() -> Parser:
     )
     for module in (
         cmd_scripts, cmd_deploy, cmd_files, cmd_info, cmd_keys, cmd_endpoint, cmd_executions,
-        cmd_uploads,
+        cmd_uploads, cmd_account, cmd_events,
     ):  # fmt: skip
         module.register(commands, common)
     return parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.cli.errors import finding_line
+from daemon.cli.views_account import autoscaling
 from daemon.cli.output import (
     NONE,
     fmt_bytes,
@@ -62,6 +63,8 @@ def overview(script: dict[str, Any]) -> str:
     deployment = script.get("deployment")
     if deployment:
         parts.append("Latest deployment\n" + render_fields(_version_fields(deployment), "  "))
+    if script.get("autoscaling"):
+        parts.append(autoscaling(script["autoscaling"]))
     return "\n\n".join(parts)
 
 
