@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.cli.errors import finding_line
-from daemon.cli.views_account import autoscaling
 from daemon.cli.output import (
     NONE,
     fmt_bytes,
@@ -19,6 +18,7 @@ from daemon.cli.output import (
     render_fields,
     render_table,
 )
+from daemon.cli.views_account import autoscaling
 
 
 def scripts_table(scripts: list[dict[str, Any]]) -> str:
