@@ -12,16 +12,17 @@ Standard library only, Python 3.8+; loaded by path by supervisor.py.
 
 from __future__ import annotations
 
-import contextlib
+import _signal
 import fcntl
-import json
 import os
-import signal
-import socket
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing and collections cost milliseconds to import
+    import socket
+    from collections.abc import Callable
+    from typing import Any
 
 
 class Proc:
@@ -54,22 +55,24 @@ def fork_process(child: Callable[[], int], signals: tuple[int, ...]) -> int:
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, signals)
     pid = os.fork()
     if pid:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, signals)
         return pid
     code = 70
     try:
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
         for sig in signals:
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+            _signal.signal(sig, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, signals)
         code = child()
     finally:
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
+            try:  # noqa: SIM105 (contextlib costs ms to import)
                 stream.flush()
+            except (OSError, ValueError):
+                pass
         os._exit(code)
 
 
@@ -119,6 +122,8 @@ def read_status(proc: Proc, final: bool) -> dict[str, Any] | None:
         return None
     line = proc.status_buf.split(b"\n", 1)[0]
     try:
+        import json  # spawned workers only: their start costs far more
+
         status = json.loads(line) if line.strip() else {"t": "died"}
     except ValueError:
         status = {"t": "died"}

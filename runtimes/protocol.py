@@ -15,13 +15,14 @@ never sent. Unknown fields must be ignored (fields may be added later).
 
 Supervisor command line
 -----------------------
-  python -I runtimes/supervisor.py --language python|javascript --source DIR
+  python -I [-S] runtimes/supervisor.py --language python|javascript --source DIR
       [--workers K=1] [--harness-dir DIR=the runtimes dir] [--node PATH]
       [--main FILE=main.py|main.js (else main.mjs, main.cjs)]
       [--max-output BYTES=1048576] [--max-frame BYTES=16777216]
       [--mode auto|fork|spawn] [--spares N] [--control-fd N=3]
-  python: run it on the script's venv python. javascript: on the host
-  python3, with --node naming the node binary. --mode auto = fork unless
+  python: run it on the script's venv python (with -S it puts the venv's
+  site-packages on sys.path itself: faster than site). javascript: on the
+  host python3, with --node naming the node binary. --mode auto = fork unless
   importing main started threads. --spares: workers booted ahead in spawn
   mode so that a respawn does not wait for an interpreter to start (default
   1 in spawn mode, 0 in fork mode). Exit status: 0 after shutdown, SIGTERM
@@ -109,16 +110,18 @@ worker -> daemon:
 
 from __future__ import annotations
 
-import array
-import json
-import socket
 import struct
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at start-up: annotations only
+    import socket
+    from typing import Any
 
 MAX_FRAME_DEFAULT = 16 * 1024 * 1024
 MAX_OUTPUT_DEFAULT = 1024 * 1024
 LOAD_ERROR_EXIT = 3
 TRUNCATION_MARKER = "\n[output truncated: {dropped} more bytes not shown]\n"
+SOL_SOCKET, SCM_RIGHTS = 1, 1  # Linux values; `import socket` alone costs ~7 ms (enum)
 
 _HEADER = struct.Struct(">I")
 
@@ -127,20 +130,99 @@ class ProtocolError(Exception):
     """A peer sent something that is not a valid frame."""
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class _ScanContext:
+    """What _json.make_scanner reads from json.JSONDecoder: strict JSON, plain types."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = staticmethod(_no_constant)
+
+
+def _c_codec() -> tuple[Any, Any]:
+    """json.dumps/json.loads made of _json's C parts, as the json module makes them.
+
+    Why: `import json` imports re (and enum, functools, collections): ~7 ms of a
+    replica's start-up on a small machine. Falls back to the json module where
+    _json is missing or its signature differs (another interpreter)."""
+    try:
+        import _json
+
+        dump = _json.make_encoder(
+            _markers, _not_json, _json.encode_basestring, None, ":", ",", False, False, False
+        )
+        scan = _json.make_scanner(_ScanContext())
+        dump({"t": [1.5, None, True, "\u00e9"]}, 0)
+        scan('{"t":[1]}', 0)
+    except Exception:
+        return None, None
+    return dump, scan
+
+
+# The encoder's cycle markers: C leaves entries behind when it raises half-way, and a
+# stale entry would make a later value look circular, so they are cleared after errors.
+_markers: dict[int, Any] = {}
+_dump, _scan = _c_codec()
+_WHITESPACE = " \t\n\r"
+
+
+def dumps(value: Any) -> str:
+    """Compact strict JSON (json.dumps with separators (",", ":"), ensure_ascii and
+    allow_nan False). Raises TypeError (not JSON), ValueError (NaN, a cycle)."""
+    if _dump is None:
+        import json
+
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return "".join(_dump(value, 0))
+    except BaseException:
+        _markers.clear()
+        raise
+
+
+def loads(text: str) -> Any:
+    """Strict JSON (no NaN/Infinity). Raises ValueError."""
+    if _scan is None:
+        return _json_loads(text)
+    text = text.strip(_WHITESPACE)
+    try:
+        value, end = _scan(text, 0)
+    except Exception:  # the json module says what is wrong (3.11's scanner may not)
+        value, end = _json_loads(text), len(text)
+    if end != len(text):
+        raise ValueError(f"extra data at character {end}")
+    return value
+
+
+def _json_loads(text: str) -> Any:
+    import json
+
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """One frame: length header + compact UTF-8 JSON.
 
     Raises TypeError/ValueError when the message is not strict JSON.
     """
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    data = body.encode("utf-8")
+    data = dumps(message).encode("utf-8")
     return _HEADER.pack(len(data)) + data
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
     try:
-        message = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        message = loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
         raise ProtocolError("frame is not a JSON object with a string 't'")
@@ -152,7 +234,7 @@ def send(sock: socket.socket, frame: bytes, fds: tuple[int, ...] = ()) -> None:
     if not fds:
         sock.sendall(frame)
         return
-    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+    rights = [(SOL_SOCKET, SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
     sent = sock.sendmsg([frame], rights)
     if sent < len(frame):
         sock.sendall(frame[sent:])

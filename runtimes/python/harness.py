@@ -19,16 +19,17 @@ name). Frame format: see protocol.py. Standard library only.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import json
 import os
 import resource
 import sys
 import time
-import traceback
 import types
-from typing import Any
+from importlib._bootstrap import ModuleSpec, module_from_spec
+from importlib._bootstrap_external import spec_from_file_location
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing costs milliseconds to import
+    from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = "_scriptd_project"
@@ -36,12 +37,13 @@ PACKAGE = "_scriptd_project"
 
 def _sibling(path: str, name: str) -> types.ModuleType:
     """Load one of our own files under a private name: user modules called
-    `protocol` or `capture` must not be shadowed, nor shadow ours."""
+    `protocol` or `capture` must not be shadowed, nor shadow ours.
+    (importlib.util re-exports these loaders but costs milliseconds to import.)"""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
@@ -54,6 +56,7 @@ capture = _sibling(os.path.join(HERE, "capture.py"), "_scriptd_capture")
 _HIDDEN_FILES = {
     os.path.abspath(__file__),
     os.path.join(os.path.dirname(HERE), "supervisor.py"),
+    os.path.join(os.path.dirname(HERE), "arbiter.py"),
     os.path.join(os.path.dirname(HERE), "protocol.py"),
     os.path.join(HERE, "capture.py"),
 }
@@ -74,13 +77,13 @@ def load_project(source: str, main: str = "main.py") -> types.ModuleType:
     package = types.ModuleType(PACKAGE)
     package.__path__ = [source]
     package.__package__ = PACKAGE
-    package.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
+    package.__spec__ = ModuleSpec(PACKAGE, None, is_package=True)
     package.__spec__.submodule_search_locations = [source]
     sys.modules[PACKAGE] = package
     name = f"{PACKAGE}.{os.path.splitext(main)[0]}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
@@ -152,6 +155,8 @@ def error_info(exc: BaseException) -> dict[str, str]:
         seen.add(id(link))
         link.__traceback__ = _user_frames(link.__traceback__)
         link = link.__cause__ or link.__context__
+    import traceback  # errors only: it costs milliseconds to import
+
     try:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         message = str(exc)
@@ -320,7 +325,7 @@ def _cpu_seconds() -> float:
 
 
 def _write_status(fd: int, message: dict[str, Any]) -> None:
-    os.write(fd, (json.dumps(message) + "\n").encode())
+    os.write(fd, (protocol.dumps(message) + "\n").encode())
     os.close(fd)
 
 

@@ -84,7 +84,7 @@ def test_spec_of_a_python_version(tmp_path: Path, venv: Path) -> None:
     settings = LaunchSettings(uploads_dir=uploads)
     launcher = SandboxLauncher(t, settings, root=None)  # type: ignore[arg-type]
     spec = launcher.spec("sbx-v1-r1", control_fd=9)
-    assert spec.argv[:3] == ("/venv/bin/python", "-I", "/opt/scriptd/runtimes/supervisor.py")
+    assert spec.argv[:4] == ("/venv/bin/python", "-I", "-S", "/opt/scriptd/runtimes/supervisor.py")
     assert "--workers" in spec.argv and spec.argv[spec.argv.index("--workers") + 1] == "1"
     targets = {b.target: b for b in spec.binds}
     assert targets[APP_DIR].source == str(t.source_dir) and not targets[APP_DIR].writable

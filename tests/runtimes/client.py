@@ -77,11 +77,19 @@ class Worker:
 class Supervisor:
     """One running supervisor and the messages it sent on its control socket."""
 
-    def __init__(self, language: str, source: Path, workers: int = 1, *extra: str) -> None:
+    def __init__(
+        self,
+        language: str,
+        source: Path,
+        workers: int = 1,
+        *extra: str,
+        python: str = sys.executable,
+        flags: tuple[str, ...] = ("-I",),
+    ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [
-            sys.executable,
-            "-I",
+            python,
+            *flags,
             str(SUPERVISOR),
             "--language",
             language,

@@ -1,0 +1,405 @@
+"""The supervisor's pool of workers, run with gunicorn's verbs.
+
+runtimes/supervisor.py (the entry point, pid 1 of the sandbox) parses the command
+line and hands over to `Supervisor.run` here; the protocol.py docstring has every
+option and every message.
+
+python: main is imported here once (load error -> `load_error`, exit 3), then
+hello, then K workers are forked from this loaded process (a respawn costs a
+fork, not an import). When the import left threads running, fork would copy
+locks held by threads that do not exist in the child, so workers are spawned
+as fresh interpreters instead (mode "spawn"), each importing main itself.
+(Only Python threads are counted: native pools such as OpenBLAS's register
+fork handlers; `--mode spawn` is there for libraries that do not.)
+javascript: this runs on the host python3 and spawns `node harness.mjs` per
+worker; the first worker to load main tells us the functions for hello.
+
+A spawned worker gets its socket as fd 3 and a status pipe as fd 4 on which
+it writes one JSON line, ready or load_error, once main is loaded; it is
+announced to the daemon only when ready. Spawned workers are slow to boot
+(20-100 ms), so one spare is kept booted ahead and takes the next free slot.
+
+The pool is run with gunicorn's verbs: spawn_worker, kill_worker,
+reap_workers, manage_workers. Signal handlers only queue the signal; the main
+loop acts on it. As pid 1 we reap every child, orphans included (outside a
+pid namespace we ask to be a child subreaper to keep the same behaviour).
+
+Start-up cost matters here (every replica pays it before its first call), so
+this imports only C modules: _signal, _socket and select rather than signal,
+socket and selectors, whose enums and collections cost milliseconds each.
+Standard library only, Python 3.8+; loaded by path by supervisor.py.
+"""
+
+from __future__ import annotations
+
+import _signal
+import _socket
+import _thread
+import os
+import select
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+    from typing import Any
+
+GRACE_S = 5.0
+QUICK_DEATH_S = 1.0
+MAX_BOOT_FAILURES = 5
+SIGKILL = 9
+HANDLED_SIGNALS = (_signal.SIGCHLD, _signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
+
+
+class Poller:
+    """select.poll with a value per fd: the little of `selectors` the loop needs."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._data: dict[int, Any] = {}
+
+    def register(self, fd: int, data: Any) -> None:
+        self._poll.register(fd, select.POLLIN)
+        self._data[fd] = data
+
+    def unregister(self, fd: int) -> None:
+        self._poll.unregister(fd)
+        del self._data[fd]
+
+    def fds(self) -> list[int]:
+        return list(self._data)
+
+    def select(self, timeout: float | None) -> list[tuple[int, Any]]:
+        """(fd, data) of the readable (or hung up) fds; [] after the timeout (seconds)."""
+        ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        try:
+            ready = self._poll.poll(ms)
+        except InterruptedError:
+            return []
+        return [(fd, self._data[fd]) for fd, _ in ready if fd in self._data]
+
+
+class Supervisor:
+    def __init__(self, args: Any, control: socket.socket, load: Callable[..., Any]) -> None:
+        self.args = args
+        self.load = load  # (path, module name) -> module, from cached bytecode
+        self.protocol = load(os.path.join(args.harness_dir, "protocol.py"), "_scriptd_protocol")
+        self.launch = load(os.path.join(args.harness_dir, "launch.py"), "_scriptd_launch")
+        self.control = control
+        self.decoder = self.protocol.FrameDecoder(args.max_frame)
+        self.selector = Poller()
+        self.signals: list[int] = []
+        self.procs: dict[int, Any] = {}  # by pid
+        self.next_worker = 1
+        self.slot_free_at: dict[int, float] = {}  # slot -> monotonic time to respawn
+        self.quick_deaths = dict.fromkeys(range(args.workers), 0)
+        self.boot_failures = 0
+        self.hello_sent = False
+        self.spares = 0
+        self.mode = "spawn"
+        self.functions: Any = {}
+        self.harness: Any = None
+        self.terminate_by: float | None = None
+
+    # --- start -----------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        self.selector.register(self.control.fileno(), "control")
+        if self.args.language == "python":
+            self._boot_python()
+        self.slot_free_at = dict.fromkeys(range(self.args.workers), 0.0)
+        # A fork is already fast; a spawned worker is booted ahead as a spare.
+        default_spares = 0 if self.mode == "fork" else 1
+        self.spares = default_spares if self.args.spares is None else self.args.spares
+        while True:
+            self.manage_workers()
+            if self.terminate_by is not None and not self.procs:
+                return 0
+            for fd, data in self.selector.select(self._timeout()):
+                if data == "control":
+                    self._read_control()
+                elif data == "signals":
+                    self._drain_wakeup(fd)
+                else:
+                    self._read_status(data)
+            self._handle_signals()
+
+    def _boot_python(self) -> None:
+        self.harness = self.load(
+            os.path.join(self.args.harness_dir, "python", "harness.py"), "_scriptd_harness"
+        )
+        t0 = time.perf_counter()
+        try:
+            module = self.harness.load_project(self.args.source, self.args.main)
+            self.functions = self.harness.list_functions(module)
+            self.harness.warm_up(self.functions)
+        except BaseException as exc:
+            self.load_failed(self.harness.error_info(exc), _ms_since(t0))
+        load_ms = _ms_since(t0)
+        threaded = _thread._count() > 0  # Python threads besides this one
+        self.mode = (
+            self.args.mode if self.args.mode != "auto" else ("spawn" if threaded else "fork")
+        )
+        self.send_hello(list(self.functions), load_ms, self.harness.runtime_version())
+
+    def send_hello(self, functions: list[str], load_ms: float, version: str) -> None:
+        a = self.args
+        self.send({"t": "hello", "language": a.language, "version": version,
+                   "runtime": f"{self._runtime_name()} {version}", "functions": functions,
+                   "load_ms": load_ms, "pid": os.getpid(), "workers": a.workers,
+                   "mode": self.mode})  # fmt: skip
+        self.hello_sent = True
+
+    def load_failed(self, error: dict[str, str], load_ms: float | None = None) -> None:
+        message = {"t": "load_error", "language": self.args.language,
+                   "runtime": self._runtime_name(), "load_ms": load_ms, "error": error}  # fmt: skip
+        try:  # noqa: SIM105 (contextlib costs ms to import)
+            self.protocol.send(self.control, self.protocol.encode(message))
+        except OSError:
+            pass
+        self.halt(self.protocol.LOAD_ERROR_EXIT)
+
+    def _runtime_name(self) -> str:
+        return "python" if self.args.language == "python" else "node"
+
+    # --- the pool's verbs -------------------------------------------------
+    def manage_workers(self) -> None:
+        """Fill every empty slot whose backoff has passed."""
+        if self.terminate_by is not None:
+            if time.monotonic() >= self.terminate_by:
+                for proc in list(self.procs.values()):
+                    self.kill_worker(proc, SIGKILL)
+            return
+        busy = {p.slot for p in self.procs.values()}
+        now = time.monotonic()
+        for slot, free_at in self.slot_free_at.items():
+            if slot not in busy and now >= free_at:
+                spare = self._spare()
+                if spare is None:
+                    self.spawn_worker(slot)
+                    continue
+                spare.slot = slot  # announced now if booted, else as soon as it is
+                if spare.ready:
+                    self.announce(spare, spare.daemon_end)
+        spares = [p for p in self.procs.values() if p.slot is None]
+        booting = any(p.status_fd is not None for p in self.procs.values())
+        if len(spares) < self.spares and not booting:  # never slow a slot's boot
+            self.spawn_worker(None)
+
+    def _spare(self) -> Any:
+        """A spare to fill a slot with: a booted one, else one still booting
+        (it is ahead of a process we would start now)."""
+        spares = [p for p in self.procs.values() if p.slot is None and not p.killed]
+        spares.sort(key=lambda p: (not p.ready, p.started))
+        return spares[0] if spares else None
+
+    def spawn_worker(self, slot: int | None) -> None:
+        """A worker for `slot`, or a spare (slot None) when spawned ones are slow to boot."""
+        daemon_end, worker_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        if self.mode == "fork":
+            serve = lambda: self._serve_forked(worker_end, daemon_end)  # noqa: E731
+            pid = self.launch.fork_process(serve, HANDLED_SIGNALS)
+            proc = self._track(slot, pid)
+            proc.ready = True
+            self.announce(proc, daemon_end)
+        else:
+            pid, status_fd = self.launch.spawn_process(
+                self.launch.worker_argv(self.args), worker_end
+            )
+            proc = self._track(slot, pid)
+            proc.daemon_end = daemon_end
+            proc.status_fd = status_fd
+            self.selector.register(status_fd, proc)
+        worker_end.close()
+
+    def _serve_forked(self, worker_end: socket.socket, daemon_end: socket.socket) -> int:
+        """In a forked child: drop what belongs to the supervisor, then serve."""
+        daemon_end.close()
+        for fd in self.selector.fds():
+            if fd != self.control.fileno():
+                os.close(fd)
+        os.close(self._wakeup_write)
+        self.control.close()
+        worker = self.harness.Worker(
+            worker_end, self.functions, self.args.max_output, self.args.max_frame
+        )
+        return worker.serve()
+
+    def _track(self, slot: int | None, pid: int) -> Any:
+        proc = self.launch.Proc(self.next_worker, slot, pid)
+        self.next_worker += 1
+        self.procs[pid] = proc
+        return proc
+
+    def announce(self, proc: Any, daemon_end: socket.socket) -> None:
+        """Hand the daemon its end of the worker's socket."""
+        message = {"t": "worker", **proc.describe()}
+        self.protocol.send(self.control, self.protocol.encode(message), (daemon_end.fileno(),))
+        daemon_end.close()
+        proc.daemon_end = None
+        proc.announced = True
+        self.boot_failures = 0
+
+    def kill_worker(self, proc: Any, sig: int = SIGKILL) -> None:
+        proc.killed = True
+        try:  # noqa: SIM105 (contextlib costs ms to import)
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def reap_workers(self) -> None:
+        """Collect every dead child; ones that are not workers are orphans."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            proc = self.procs.pop(pid, None)
+            if proc is not None:
+                self._worker_gone(proc, status)
+
+    def _worker_gone(self, proc: Any, status: int) -> None:
+        if proc.status_fd is not None:
+            self._read_status(proc, final=True)
+        if proc.daemon_end is not None:
+            proc.daemon_end.close()
+        code, sig = self.launch.decode_wait_status(status)
+        if proc.announced and self.control.fileno() >= 0:
+            exit_info = {"code": code, "signal": sig, "killed": proc.killed}
+            self.send({"t": "worker_exit", **proc.describe(), **exit_info})
+        elif not proc.ready and self.terminate_by is None:
+            self._boot_failed(proc, code, sig)
+        if proc.slot is not None:
+            self._schedule_respawn(proc)
+
+    def _schedule_respawn(self, proc: Any) -> None:
+        quick = not proc.killed and time.monotonic() - proc.started < QUICK_DEATH_S
+        deaths = self.quick_deaths[proc.slot] + 1 if quick else 0
+        self.quick_deaths[proc.slot] = deaths
+        delay = 0.0 if deaths <= 1 else min(0.05 * 2 ** (deaths - 2), 2.0)
+        self.slot_free_at[proc.slot] = time.monotonic() + delay
+
+    def _boot_failed(self, proc: Any, code: int | None, sig: int | None) -> None:
+        self.boot_failures += 1
+        if self.boot_failures >= MAX_BOOT_FAILURES:
+            how = f"signal {sig}" if sig else f"exit code {code}"
+            self.load_failed(
+                {
+                    "type": "WorkerBootError",
+                    "traceback": "",
+                    "message": f"workers died before loading main {self.boot_failures} "
+                    f"times in a row (last: {how})",
+                }
+            )
+
+    # --- spawned workers' status pipes ------------------------------------
+    def _read_status(self, proc: Any, final: bool = False) -> None:
+        status = self.launch.read_status(proc, final)
+        if status is None:
+            return
+        self.selector.unregister(proc.status_fd)
+        os.close(proc.status_fd)
+        proc.status_fd = None
+        proc.ready = status["t"] == "ready"
+        if proc.ready and proc.slot is not None and proc.daemon_end is not None:
+            if not self.hello_sent:
+                self.send_hello(status["functions"], status["load_ms"], status["version"])
+            self.announce(proc, proc.daemon_end)
+        elif status["t"] == "load_error" and not self.hello_sent:
+            self.load_failed(status["error"], status.get("load_ms"))
+
+    # --- control socket ---------------------------------------------------
+    def _read_control(self) -> None:
+        try:
+            data = self.control.recv(1 << 16)
+        except ConnectionError:
+            data = b""
+        if not data:  # the daemon is gone: nobody to serve
+            self.halt(0)
+        try:
+            messages = self.decoder.feed(data)
+        except self.protocol.ProtocolError as exc:
+            self.send({"t": "error", "message": str(exc)})
+            self.halt(2)
+        for message in messages:
+            self.handle(message)
+
+    def handle(self, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "kill_worker":
+            for proc in self.procs.values():
+                if proc.worker == message.get("worker"):
+                    self.kill_worker(proc)
+        elif kind == "ping":
+            workers = [p.describe() for p in self.procs.values() if p.announced]
+            self.send({"t": "pong", "id": message.get("id"), "workers": workers})
+        elif kind == "shutdown":
+            self.begin_shutdown()
+        else:
+            self.send({"t": "error", "message": f"unknown message type {kind!r}"})
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.protocol.send(self.control, self.protocol.encode(message))
+        except OSError:
+            self.halt(0)
+
+    # --- signals and the end ----------------------------------------------
+    def _install_signals(self) -> None:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self.selector.register(read_end, "signals")
+        self._wakeup_write = write_end
+        for sig in HANDLED_SIGNALS:
+            _signal.signal(sig, lambda signum, _frame: self.signals.append(signum))
+
+    def _drain_wakeup(self, fd: int) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.pop(0)
+            if sig == _signal.SIGCHLD:
+                self.reap_workers()
+            else:
+                self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM every worker; manage_workers SIGKILLs them after GRACE_S."""
+        if self.terminate_by is None:
+            self.terminate_by = time.monotonic() + GRACE_S
+            for proc in list(self.procs.values()):
+                self.kill_worker(proc, _signal.SIGTERM)
+
+    def _timeout(self) -> float | None:
+        filled = {p.slot for p in self.procs.values()}
+        pending = [t for s, t in self.slot_free_at.items() if s not in filled]
+        if self.terminate_by is not None:
+            pending = [self.terminate_by]
+        return max(0.0, min(pending) - time.monotonic()) if pending else None
+
+    def halt(self, code: int) -> None:
+        """Kill every worker at once, reap them, exit (never returns)."""
+        for proc in list(self.procs.values()):
+            self.kill_worker(proc, SIGKILL)
+        for pid in list(self.procs):
+            try:  # noqa: SIM105 (contextlib costs ms to import)
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # os._exit: threads started by the user's main must not keep us alive.
+        os._exit(code)
+
+
+def _ms_since(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 3)
