@@ -100,10 +100,10 @@ def decision_text(d: dict[str, Any] | None) -> str:
 def autoscaling(data: dict[str, Any]) -> str:
     """The Autoscaling part of `scriptctl show`."""
     if not data.get("enabled"):
-        lines = [("Autoscaling", "off (min = max replicas)")]
+        lines = [("Policy", "off (min = max replicas)")]
     else:
         lines = [
-            ("Autoscaling", f"{data.get('min_replicas')} to {data.get('max_replicas')} "
+            ("Policy", f"{data.get('min_replicas')} to {data.get('max_replicas')} "
                             f"replicas at {data.get('cpu_target_pct')} % CPU"),
             ("Last tick", decision_text(data.get("last_decision"))),
         ]  # fmt: skip
