@@ -27,7 +27,22 @@ from tests.helpers import (
     running_daemon,
 )
 
-V1 = "def version():\n    return 1\n\n\ndef hello(name='world'):\n    return 'hello ' + name\n"
+V1 = """\
+import time
+
+
+def version():
+    return 1
+
+
+def hello(name="world"):
+    return "hello " + name
+
+
+def nap(s=1.0):
+    time.sleep(s)
+    return s
+"""
 V2 = V1.replace("return 1", "return 2")
 FRAGILE = """\
 import os
@@ -190,6 +205,26 @@ def test_replicas_that_keep_dying_mark_the_script_failing(
     assert r.status == 503 and "failing" in r.json()["error"]["message"], r.body
     admin.call("DELETE", "/v1/uploads/break-me")
     gw.close()
+
+
+def test_sigterm_lets_a_running_call_finish_and_records_it(
+    daemon: DaemonProcess, admin: AdminClient
+) -> None:
+    assert deploy(admin, "drained", V1)["status"] == "Deployed"
+    key = create_key(admin, "drained")
+    answers: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(daemon.gateway(key).call("drained", "nap", {"s": 1.5}))
+    )
+    caller.start()
+    time.sleep(0.5)
+    assert daemon.stop() == 0
+    caller.join()
+    (r,) = answers
+    assert (r.status, r.json()) == (200, {"result": 1.5})
+    daemon.start()
+    record = daemon.client().get(f"/v1/executions/{r.headers['X-Scriptd-Execution-Id']}")
+    assert record["status"] == "ok" and record["function"] == "nap"
 
 
 def test_a_restarted_daemon_starts_the_replicas_again(
