@@ -154,15 +154,13 @@ def _plain_venv(venv: str, packages: str) -> bool:
 
 
 def load(path: str, name: str) -> Any:
-    """Import a file of ours under a private name, through __pycache__ (importlib.util
-    costs 4 ms more to import than these two functions it re-exports)."""
+    """Import a file of ours under a private name, through __pycache__, with
+    importlib's machinery as the interpreter loaded it at start (importlib.util
+    re-exports these two functions but costs milliseconds to import)."""
     if name in sys.modules:
         return sys.modules[name]
-    from importlib._bootstrap import module_from_spec
-    from importlib._bootstrap_external import spec_from_file_location
-
-    spec = spec_from_file_location(name, path)
-    module = module_from_spec(spec)
+    spec = sys.modules["_frozen_importlib_external"].spec_from_file_location(name, path)
+    module = sys.modules["_frozen_importlib"].module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)

@@ -23,13 +23,21 @@ import os
 import resource
 import sys
 import time
-import types
-from importlib._bootstrap import ModuleSpec, module_from_spec
-from importlib._bootstrap_external import spec_from_file_location
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing costs milliseconds to import
+    import types
     from typing import Any
+
+# importlib's machinery as the interpreter loaded it at start: importlib.util re-exports
+# these but costs milliseconds to import, and every replica start waits for this file.
+_bootstrap = sys.modules["_frozen_importlib"]
+_external = sys.modules["_frozen_importlib_external"]
+ModuleSpec = _bootstrap.ModuleSpec
+module_from_spec = _bootstrap.module_from_spec
+spec_from_file_location = _external.spec_from_file_location
+ModuleType = type(sys)
+FunctionType = type(lambda: None)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = "_scriptd_project"
@@ -37,8 +45,7 @@ PACKAGE = "_scriptd_project"
 
 def _sibling(path: str, name: str) -> types.ModuleType:
     """Load one of our own files under a private name: user modules called
-    `protocol` or `capture` must not be shadowed, nor shadow ours.
-    (importlib.util re-exports these loaders but costs milliseconds to import.)"""
+    `protocol` or `capture` must not be shadowed, nor shadow ours."""
     if name in sys.modules:
         return sys.modules[name]
     spec = spec_from_file_location(name, path)
@@ -74,7 +81,7 @@ def load_project(source: str, main: str = "main.py") -> types.ModuleType:
         raise FileNotFoundError(f"the project has no {main} (looked in {source})")
     if source not in sys.path:
         sys.path.insert(0, source)
-    package = types.ModuleType(PACKAGE)
+    package = ModuleType(PACKAGE)
     package.__path__ = [source]
     package.__package__ = PACKAGE
     package.__spec__ = ModuleSpec(PACKAGE, None, is_package=True)
@@ -106,7 +113,7 @@ def list_functions(module: types.ModuleType) -> dict[str, Any]:
         for name, obj in vars(module).items()
         if not name.startswith("_")
         and not isinstance(obj, type)
-        and isinstance(_unwrap(obj), types.FunctionType)
+        and isinstance(_unwrap(obj), FunctionType)
         and _unwrap(obj).__module__ == module.__name__
     }
 

@@ -83,7 +83,7 @@ class Supervisor:
         source: Path,
         workers: int = 1,
         *extra: str,
-        python: str = sys.executable,
+        python: str = PYTHON,
         flags: tuple[str, ...] = ("-I",),
     ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
