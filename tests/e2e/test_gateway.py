@@ -281,6 +281,8 @@ def test_execution_records_are_written(gw: GatewayClient, admin: AdminClient) ->
     listed = admin.get("/v1/scripts/py/executions?limit=500")["executions"]
     statuses = {e["status"] for e in listed}
     assert {"ok", "error", "timeout", "oom", "crashed", "rejected"} <= statuses, statuses
+    keys = admin.get("/v1/scripts/py/keys")["keys"]
+    assert keys[0]["last_used_at"] is not None  # written with the records' batches
 
 
 def test_healthz(gw: GatewayClient) -> None:
