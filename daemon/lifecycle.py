@@ -341,9 +341,10 @@ class Lifecycle:
         Deployed scripts are handed to the runner again; leftovers are swept."""
         for v in await self.ctx.db(self.ctx.store.versions_in_status, V_DEPLOYING):
             await self.deployer.fail(v, INTERRUPTED)
-        for script in await self.scripts(None):
-            if script.status == DEPLOYED and script.current_version is not None:
-                await self._restart(script)
+        deployed = [
+            s for s in await self.scripts(None) if s.status == DEPLOYED and s.current_version
+        ]
+        await asyncio.gather(*(self._restart(s) for s in deployed))  # side by side
         live = {s.id for s in await self.scripts(None)}
         await self.ctx.db(self.ctx.state.sweep_script_dirs, live)
         await self.ctx.db(self.ctx.state.sweep_uploads, self.ctx.config.upload_ttl_s)
@@ -365,7 +366,12 @@ class Lifecycle:
             event = Event(
                 0, script.id, now_iso(), "restart_failed", "scriptd", {"reason": str(exc)}
             )
-            await self.ctx.db(self.ctx.store.add_event, script.id, event)
+            if v is None:
+                await self.ctx.db(self.ctx.store.add_event, script.id, event)
+                return
+            # `show` tells why calls get 503, as for replicas that fail while running.
+            failing = replace(v, failure_reason=f"replicas failing: {exc}")
+            await self.ctx.db(self.ctx.store.save_version, failing, None, event)
 
     async def replicas_failing(self, name: str, reason: str) -> None:
         """The runner's hook: the serving version's replicas keep failing to start and
