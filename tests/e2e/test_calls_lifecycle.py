@@ -203,7 +203,22 @@ def test_replicas_that_keep_dying_mark_the_script_failing(
     assert "replicas_failing" in kinds
     r = gw.call("fragile", "ping")
     assert r.status == 503 and "failing" in r.json()["error"]["message"], r.body
+    gw.close()
+
+    # A restart cannot start it either: still failing, with the import's reason.
+    daemon.stop()
+    daemon.start()
+    script = admin.script("fragile")
+    assert script["status"] == "Deployed"
+    assert "break-me" in script["deployment"]["failure_reason"]
+    assert "restart_failed" in [e["kind"] for e in admin.history("fragile")["events"]]
+    assert gw.call("fragile", "ping").status == 503
+    # The cause gone, the next restart serves again and clears the reason.
     admin.call("DELETE", "/v1/uploads/break-me")
+    daemon.stop()
+    daemon.start()
+    assert admin.script("fragile")["deployment"]["failure_reason"] is None
+    assert gw.call("fragile", "ping").json() == {"result": "pong"}
     gw.close()
 
 
