@@ -167,11 +167,11 @@ class Gateway:
 
 
 def refusal(check: KeyRefused) -> web.Response:
-    headers = None
-    if check.retry_after > 0:
-        headers = {"Retry-After": str(max(1, math.ceil(check.retry_after)))}
-    kind = "throttled" if check.status == 429 else "unauthorized"
-    return error_response(check.status, kind, check.message, headers)
+    """401 (with the scheme to use, RFC 6750) or 429 throttled (with when to retry)."""
+    if check.status == 429:
+        retry = {"Retry-After": str(max(1, math.ceil(check.retry_after)))}
+        return error_response(429, "throttled", check.message, retry)
+    return error_response(401, "unauthorized", check.message, {"WWW-Authenticate": "Bearer"})
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

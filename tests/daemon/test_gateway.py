@@ -142,7 +142,8 @@ async def test_order_of_checks(setup: Any) -> None:
     assert (await post(client, "/v1/scripts/nosuch/functions/f", key="x"))[0] == 404
     assert (await post(client, "/v1/scripts/gamma/functions/f", key="x"))[0] == 503
     # a bad key beats a foreign script check and a bad body
-    assert (await post(client, "/v1/scripts/alpha/functions/f", b"[", key=""))[0] == 401
+    status, _, headers = await post(client, "/v1/scripts/alpha/functions/f", b"[", key="")
+    assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
     status, doc, _ = await post(client, "/v1/scripts/alpha/functions/f", b"[", key=KEY_B.key)
     assert status == 403 and doc["error"]["type"] == "forbidden"
     assert not recorder._buffer  # nothing recorded before the key passed
