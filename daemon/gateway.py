@@ -166,6 +166,24 @@ class Gateway:
         return error_response(503, "not_deployed", f"script {name!r} does not take calls: {why}")
 
 
+_KNOWN = (
+    ("POST", "/v1/scripts/", "/functions/"),
+    ("PUT", "/v1/uploads/", ""),
+    ("GET", "/healthz", ""),
+)
+
+
+async def no_route(request: web.Request) -> web.Response:
+    """Every other request: 405 on a known path, else 404, as JSON like every error."""
+    path = request.path
+    for method, start, middle in _KNOWN:
+        if path.startswith(start) and middle in path:
+            return error_response(
+                405, "method_not_allowed", f"{path} takes {method}", {"Allow": method}
+            )
+    return error_response(404, "not_found", f"no route {request.method} {path}")
+
+
 def refusal(check: KeyRefused) -> web.Response:
     """401 (with the scheme to use, RFC 6750) or 429 throttled (with when to retry)."""
     if check.status == 429:
@@ -186,4 +204,5 @@ def make_gateway(gateway: Gateway, uploads: Any = None) -> web.Application:
     app.router.add_post("/v1/scripts/{script}/functions/{function}", gateway.call)
     if uploads is not None:
         app.router.add_put("/v1/uploads/{filename}", uploads.put)
+    app.router.add_route("*", "/{tail:.*}", no_route)  # last: only what nothing else took
     return app

@@ -215,3 +215,12 @@ async def test_healthz(setup: Any) -> None:
     client, _, _ = setup
     r = await client.get("/healthz")
     assert r.status == 200 and await r.json() == {"ok": True}
+
+
+async def test_other_routes_answer_json(setup: Any) -> None:
+    client, _, _ = setup
+    r = await client.get("/v1/scripts/alpha/functions/f")
+    assert r.status == 405 and r.headers["Allow"] == "POST"
+    assert (await r.json())["error"]["type"] == "method_not_allowed"
+    r = await client.post("/nowhere")
+    assert r.status == 404 and (await r.json())["error"]["type"] == "not_found"
