@@ -66,7 +66,8 @@ def _cut(text: str, limit: int) -> str:
 
 
 def to_row(call: Call, limit: int) -> ExecutionRow:
-    """A Call as the store's row: times formatted, outputs cut to `limit` characters."""
+    """A Call as the store's row: times formatted, the traceback cut to `limit`
+    characters (stdout/stderr were cut when recorded)."""
     started = ended = None
     if call.queue_ms is not None:
         started_s = call.received_at + call.queue_ms / 1000
