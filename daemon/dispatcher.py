@@ -8,8 +8,12 @@ deadline timer (the script's execution timeout, counted from arrival) kills the 
 and answers Timeout; a worker that dies under a call answers WorkerCrashed or
 OutOfMemory; a queue that is full or too slow answers QueueFull.
 
-The hot path is one dict lookup in the idle deque, one orjson dump, one socket write,
+The hot path is one pop from the idle deque, one orjson dump, one socket write,
 one timer and one future: no tasks, no threads, no I/O besides the worker socket.
+A call that has to wait is encoded before it waits, and `offer` sends it on the worker
+that frees up from inside that worker's result callback: the worker gets its next call
+at once, not after the event loop has come round to the waiting coroutine (which under
+load is a whole loop iteration of other requests later, with the worker idle).
 """
 
 from __future__ import annotations
@@ -139,6 +143,26 @@ class CallResult:
 _TIMED_OUT = object()
 
 
+class _Waiter:
+    """A call waiting for a free worker, encoded and ready to send."""
+
+    __slots__ = ("arrived", "call", "data", "deadline", "future")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Worker],
+        call: PendingCall,
+        data: bytes,
+        deadline: float,
+        arrived: float,
+    ) -> None:
+        self.future = future  # done with the worker the call was sent to, or an error
+        self.call = call
+        self.data = data
+        self.deadline = deadline  # loop time
+        self.arrived = arrived  # perf_counter
+
+
 def _mib(n: int | None) -> str:
     if n is None:
         return "the memory limit"
@@ -154,7 +178,7 @@ class Dispatcher:
         self.settings = settings
         self.functions: frozenset[str] | None = None  # None: not known, let the worker say
         self._idle: deque[Worker] = deque()
-        self._waiters: deque[asyncio.Future[Worker]] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._down: str | None = None
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid():x}-{int(time.time()):x}-"
@@ -162,13 +186,21 @@ class Dispatcher:
 
     # --- workers in ---------------------------------------------------------
     def offer(self, worker: Worker) -> None:
-        """A free worker: to the oldest waiting call, else to the idle set."""
+        """A free worker: the oldest waiting call is sent to it now, else it goes idle."""
         waiters = self._waiters
         while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(worker)
+            waiter = waiters.popleft()
+            fut = waiter.future
+            if fut.done():
+                continue
+            if self._loop.time() >= waiter.deadline:  # its give-up timer is late
+                fut.set_exception(self._queue_timeout(waiter.arrived))
+                continue
+            if not self._start(worker, waiter.call, waiter.data, waiter.deadline):
+                waiters.appendleft(waiter)  # the worker is dead: the call waits on
                 return
+            fut.set_result(worker)
+            return
         self._idle.append(worker)
 
     def drop_idle(self) -> None:
@@ -189,7 +221,7 @@ class Dispatcher:
         self._down = reason
         self._idle.clear()
         while self._waiters:
-            fut = self._waiters.popleft()
+            fut = self._waiters.popleft().future
             if not fut.done():
                 fut.set_exception(Unavailable(reason))
 
@@ -217,24 +249,27 @@ class Dispatcher:
         deadline = t0 + self.timeout_s
         cid = call_id or f"{self._prefix}{next(self._ids)}"
         call = PendingCall(cid, loop.create_future())
-        while True:
-            worker = self._take()
-            while worker is None:
-                worker = await self._wait_for_worker(t0, deadline)
-                if not worker.usable:
-                    worker = self._take()
-            left = deadline - loop.time()
-            if left <= 0:  # got a worker just too late: keep it, the call is over
-                self.offer(worker)
-                raise self._queue_timeout(arrived)
-            data = wire.encode_call(cid, function, time.time() + left, payload, payload_json)
-            if worker.send_call(data, call):
-                break
-        sent = time.perf_counter()
-        call.timer = loop.call_at(deadline, self._expire, worker, call)
+        wall_deadline = time.time() + self.timeout_s
+        data = wire.encode_call(cid, function, wall_deadline, payload, payload_json)
+        worker = self._take()
+        while worker is not None and not self._start(worker, call, data, deadline):
+            worker = self._take()  # that one's socket had closed
+        if worker is None:
+            waiter = _Waiter(loop.create_future(), call, data, deadline, arrived)
+            worker = await self._wait_for_worker(waiter, t0)
         outcome = await call.future
         done = time.perf_counter()
-        return self._outcome(outcome, cid, worker, (sent - arrived) * 1000, (done - sent) * 1000)
+        queue_ms, run_ms = (call.sent - arrived) * 1000, (done - call.sent) * 1000
+        return self._outcome(outcome, cid, worker, queue_ms, run_ms)
+
+    def _start(self, worker: Worker, call: PendingCall, data: bytes, deadline: float) -> bool:
+        """Send the call to the worker and arm its deadline; False if the worker's
+        socket had closed (nothing was sent)."""
+        if not worker.send_call(data, call):
+            return False
+        call.sent = time.perf_counter()
+        call.timer = self._loop.call_at(deadline, self._expire, worker, call)
+        return True
 
     def _take(self) -> Worker | None:
         idle = self._idle
@@ -244,32 +279,34 @@ class Dispatcher:
                 return worker
         return None
 
-    async def _wait_for_worker(self, t0: float, deadline: float) -> Worker:
+    async def _wait_for_worker(self, waiter: _Waiter, t0: float) -> Worker:
+        """Queue the call; `offer` sends it and returns the worker it runs on."""
         if self.queued >= self.settings.max_queue:
             raise QueueFull(
                 f"script {self.script!r} has {self.settings.max_queue} calls waiting for a "
                 "free worker already; retry later"
             )
-        fut: asyncio.Future[Worker] = self._loop.create_future()
-        self._waiters.append(fut)
-        give_up = min(t0 + self.settings.max_wait_s, deadline)
-        timer = self._loop.call_at(give_up, self._give_up, fut, t0, give_up >= deadline)
+        self._waiters.append(waiter)
+        give_up = min(t0 + self.settings.max_wait_s, waiter.deadline)
+        at_deadline = give_up >= waiter.deadline
+        timer = self._loop.call_at(give_up, self._give_up, waiter, t0, at_deadline)
         try:
-            return await fut
+            return await waiter.future
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self.offer(fut.result())  # handed a worker just as the caller went away
+            # Sent already (the caller went away just then): the call runs to its end
+            # and frees its worker; else it leaves the queue.
             with contextlib.suppress(ValueError):
-                self._waiters.remove(fut)
+                self._waiters.remove(waiter)
             raise
         finally:
             timer.cancel()
 
-    def _give_up(self, fut: asyncio.Future[Worker], t0: float, at_deadline: bool) -> None:
+    def _give_up(self, waiter: _Waiter, t0: float, at_deadline: bool) -> None:
+        fut = waiter.future
         if fut.done():
             return
         with contextlib.suppress(ValueError):
-            self._waiters.remove(fut)
+            self._waiters.remove(waiter)
         if at_deadline:
             exc: CallError = self._queue_timeout(None)
         else:

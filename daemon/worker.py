@@ -53,12 +53,13 @@ class PendingCall:
     The future's result is the worker's result frame, a WorkerLoss, or whatever the
     dispatcher's deadline handler puts there."""
 
-    __slots__ = ("future", "id", "timer")
+    __slots__ = ("future", "id", "sent", "timer")
 
     def __init__(self, call_id: str, future: asyncio.Future[Any]) -> None:
         self.id = call_id
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
+        self.sent = 0.0  # perf_counter when the call was written to its worker
 
 
 class Worker:
