@@ -101,7 +101,8 @@ class StateDir:
         suffix = next((s for s in ARCHIVE_SUFFIXES if upload.filename.endswith(s)), "")
         dest = self.archives / f"{sha}{suffix}"
         if not dest.exists():
-            tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+            # Unique per call: two threads may keep the same content at once.
+            tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}-{secrets.token_hex(6)}")
             try:
                 os.link(upload.path, tmp)
             except OSError:
