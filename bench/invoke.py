@@ -1,0 +1,246 @@
+"""Calling a deployed function, next to its baselines, in one run (issue 4, part 9).
+
+Rows, each with its baseline beside it and the target:
+(a)/(b) a bare aiohttp + uvloop handler (bench/bare_server.py) and the real scriptd
+        daemon calling a no-op Python function with a cached API key, at 1 and 32
+        keep-alive connections (wrk when installed, else bench/loadgen.py's own):
+        throughput at 32 >= 0.4 x bare; added latency at 1: p50 <= +0.5 ms, p99 <= +3 ms.
+(c)     a new replica to its first answered call (bench/invoke_replica.py) next to
+        `bwrap --unshare-all ... python3 -I -S -c pass`: <= 2 x bwrap.
+(d)     worker respawn after a timeout kill: from the Timeout (the gateway's 504) to
+        the next call answered by the fresh worker: <= 20 ms.
+Medians everywhere. Prints a table, writes bench/results/invoke.json.
+Run as root (sandboxes):  .venv/bin/python -m bench.invoke [--seconds 10] [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench.invoke_replica import BWRAP_ARGV, measure_replicas
+from bench.loadgen import LoadResult, run_load
+from tests.helpers import AdminClient, DaemonProcess, free_port, make_zip
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results" / "invoke.json"
+NOOP_MAIN = "def noop():\n    return None\n"
+BODY = b"{}"
+
+
+@dataclass
+class Row:
+    name: str
+    figure: float
+    baseline: float
+    unit: str
+    target: str
+    met: bool
+    detail: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.figure / self.baseline if self.baseline else float("nan")
+
+
+# --- (a) and (b): HTTP load --------------------------------------------------------------
+
+
+def _wait_port(port: int, timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def load_bare(connections: list[int], seconds: float) -> dict[int, LoadResult]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(BENCH / "bare_server.py"), str(port)])
+    try:
+        _wait_port(port)
+        url = f"http://127.0.0.1:{port}/v1/scripts/bench/functions/noop"
+        run_load(url, BODY, {}, 1, 1)  # warm-up
+        return {c: run_load(url, BODY, {}, c, seconds) for c in connections}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def deploy_noop(admin: AdminClient, profile: str) -> str:
+    """A no-op function deployed with `profile`; returns an API key for it."""
+    archive = admin.upload(make_zip({"main.py": NOOP_MAIN}))
+    admin.create("bench", archive_id=archive, profile=profile, deploy=True)
+    script = admin.wait_status("bench")
+    if script["status"] != "Deployed":
+        raise RuntimeError(f"the no-op script did not deploy: {script}")
+    return str(admin.call("POST", "/v1/scripts/bench/keys", {}, expect=201)["key"])
+
+
+def load_daemon(
+    connections: list[int], seconds: float, profile: str, keep: Path | None
+) -> tuple[dict[int, LoadResult], dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="scriptd-invoke-") as tmp:
+        root = keep or Path(tmp)
+        daemon = DaemonProcess(root, {}, root / "cache")
+        daemon.start()
+        try:
+            admin = daemon.client()
+            key = deploy_noop(admin, profile)
+            url = f"http://127.0.0.1:{daemon.port}/v1/scripts/bench/functions/noop"
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            check = run_load(url, BODY, headers, 1, 1)  # warm-up; caches the key
+            if check.errors or not check.requests:
+                raise RuntimeError(f"calls fail: {check}\n{daemon.log()[-3000:]}")
+            results = {c: run_load(url, BODY, headers, c, seconds) for c in connections}
+            info = _profile_info(admin, profile)
+            info["daemon_pid"] = daemon.proc.pid if daemon.proc else None
+        finally:
+            daemon.stop()
+    return results, info
+
+
+def _profile_info(admin: AdminClient, profile: str) -> dict[str, Any]:
+    for p in admin.get("/v1/profiles")["profiles"]:
+        if p["name"] == profile:
+            return {"profile": profile, "vcpus": p["vcpus"], "workers": max(1, int(p["vcpus"]))}
+    return {"profile": profile}
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def http_rows(bare: dict[int, LoadResult], ours: dict[int, LoadResult]) -> list[Row]:
+    one_b, one_o = bare[1], ours[1]
+    many = max(bare)
+    return [
+        Row(f"throughput, {many} connections", ours[many].rps, bare[many].rps, "req/s",
+            ">= 0.40 x bare", ours[many].rps >= 0.4 * bare[many].rps),
+        Row("throughput, 1 connection", one_o.rps, one_b.rps, "req/s", "(no target)", True),
+        Row("p50, 1 connection", one_o.p50_ms, one_b.p50_ms, "ms", "<= bare + 0.5 ms",
+            one_o.p50_ms - one_b.p50_ms <= 0.5, f"+{one_o.p50_ms - one_b.p50_ms:.2f} ms"),
+        Row("p99, 1 connection", one_o.p99_ms, one_b.p99_ms, "ms", "<= bare + 3 ms",
+            one_o.p99_ms - one_b.p99_ms <= 3.0, f"+{one_o.p99_ms - one_b.p99_ms:.2f} ms"),
+        Row(f"p50, {many} connections", ours[many].p50_ms, bare[many].p50_ms, "ms",
+            "(no target)", True),
+        Row(f"p99, {many} connections", ours[many].p99_ms, bare[many].p99_ms, "ms",
+            "(no target)", True),
+    ]  # fmt: skip
+
+
+def replica_rows(first: list[float], bwrap: list[float], respawn: list[float]) -> list[Row]:
+    f, b, r = statistics.median(first), statistics.median(bwrap), statistics.median(respawn)
+    return [
+        Row("(c) new replica -> first answer", f, b, "ms", "<= 2.00 x bwrap", f <= 2 * b),
+        Row("(d) respawn: 504 -> next answer", r, 20.0, "ms", "<= 20 ms", r <= 20.0),
+    ]
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'row':36} {'scriptd':>10} {'baseline':>10} {'ratio':>6}  {'target':18} result")
+    for row in rows:
+        extra = f"  ({row.detail})" if row.detail else ""
+        print(
+            f"{row.name:36} {row.figure:10.2f} {row.baseline:10.2f} {row.ratio:6.2f}  "
+            f"{row.target:18} {'met' if row.met else 'MISSED'}{extra}"
+        )
+
+
+def _loads_line(label: str, result: LoadResult) -> str:
+    return (
+        f"  {label:8} {result.connections:3} conn: {result.rps:9.0f} req/s  p50 "
+        f"{result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  ({result.requests} requests, "
+        f"{result.errors} errors, {result.tool})"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="per load run (whole seconds: wrk)")
+    parser.add_argument("--runs", type=int, default=20, help="samples for (c) and (d)")
+    parser.add_argument("--profile", default="1vcpu-2gb", help="hardware profile for (b)")
+    parser.add_argument("--connections", default="1,32")
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-replica", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root: replicas run in real sandboxes", file=sys.stderr)
+        return 2
+    conns = [int(c) for c in args.connections.split(",")]
+    out: dict[str, Any] = {"host": _host(), "args": vars(args) | {"json": str(args.json)}}
+    rows: list[Row] = []
+    if not args.skip_http:
+        bare = load_bare(conns, args.seconds)
+        ours, info = load_daemon(conns, args.seconds, args.profile, None)
+        out["http"] = {"bare": _dump(bare), "scriptd": _dump(ours), "profile": info}
+        rows += http_rows(bare, ours)
+    if not args.skip_replica:
+        figs, bwrap = uvloop.run(measure_replicas(args.runs))
+        out["replica"] = {**asdict(figs), "bwrap_ms": bwrap, "bwrap_argv": BWRAP_ARGV}
+        rows += replica_rows(figs.first_call_ms, bwrap, figs.respawn_ms)
+    _report(out, rows, args)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    out["rows"] = [asdict(r) | {"ratio": r.ratio} for r in rows]
+    args.json.write_text(json.dumps(out, indent=1))
+    print(f"\nwritten: {args.json}")
+    return 0 if all(r.met for r in rows) else 1
+
+
+def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> None:
+    host = out["host"]
+    print(f"scriptd invoke bench - {host['cpus']} CPUs shared by the load generator, the "
+          f"daemon and the workers; load avg at start {host['loadavg']}")  # fmt: skip
+    if "http" in out:
+        info = out["http"]["profile"]
+        print(f"(a)/(b) no-op Python function, profile {info.get('profile')} "
+              f"({info.get('vcpus')} vCPU quota, {info.get('workers')} worker(s)), cached key, "
+              f"POST {BODY.decode()} for {args.seconds:g} s per run")  # fmt: skip
+        for c in sorted(out["http"]["bare"]):
+            print(_loads_line("bare", LoadResult(**out["http"]["bare"][c])))
+            print(_loads_line("scriptd", LoadResult(**out["http"]["scriptd"][c])))
+    if "replica" in out:
+        rep = out["replica"]
+        med = statistics.median
+        print(f"(c) medians of {args.runs}: new replica {med(rep['first_call_ms']):.2f} ms "
+              f"(pool.start -> hello {med(rep['hello_ms']):.2f} ms), bwrap "
+              f"{med(rep['bwrap_ms']):.2f} ms: {' '.join(BWRAP_ARGV)}")  # fmt: skip
+        print(f"(d) medians of {args.runs}: Timeout -> next call answered "
+              f"{med(rep['respawn_ms']):.2f} ms; kill_worker sent -> new worker frame "
+              f"{med(rep['respawn_announce_ms']):.2f} ms (K=1, timeout 0.3 s)")  # fmt: skip
+    print()
+    print_table(rows)
+
+
+def _dump(results: dict[int, LoadResult]) -> dict[int, Any]:
+    return {c: r.to_json() for c, r in results.items()}
+
+
+def _host() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
