@@ -104,7 +104,7 @@ class _Stamps:
 
     def __exit__(self, *exc: object) -> None:
         assert self._saved is not None
-        Replica._on_control, Replica.kill_worker = self._saved  # type: ignore[method-assign, assignment]
+        Replica._on_control, Replica.kill_worker = self._saved  # type: ignore[method-assign]
 
 
 async def _one_replica(launcher: SandboxLauncher, stamps: _Stamps) -> tuple[float, float]:
