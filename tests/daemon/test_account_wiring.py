@@ -128,8 +128,9 @@ async def test_scaling_runs_only_when_min_differs_from_max_and_records_events(
     scaling.started(target(store, "busy", 1, 3, config))
     scaling.started(target(store, "flat", 2, 2, config))
     assert scaling.status("flat")["enabled"] is False
-    for _ in range(10):  # the replica burns its whole quota
-        busy.cpu += 0.05 * config.default_profile.vcpus
+    t0 = time.monotonic()
+    for _ in range(10):  # the replica burns its whole quota, however late the loop runs
+        busy.cpu = (time.monotonic() - t0) * config.default_profile.vcpus
         await asyncio.sleep(0.05)
     await scaling.close()
     assert runner.scaled and runner.scaled[0] == ("busy", 2)
