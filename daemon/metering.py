@@ -133,7 +133,9 @@ class Metering:
         watchers = [t.watcher for t in self._tracked.values() if t.watcher is not None]
         if watchers:
             await asyncio.wait(watchers, timeout=5)
-        for tracked in list(self._tracked.values()):
+        for tracked in list(self._tracked.values()):  # still not gone: charged until now
+            if tracked.watcher is not None:
+                tracked.watcher.cancel()
             await self._settle(tracked, now_ms())
 
     def _discover(self) -> None:
