@@ -132,9 +132,15 @@ def figures(run: Run, args: argparse.Namespace, stop_t: float) -> dict[str, Any]
     to_max = _first(run.samples, sat_t, lambda s: s.replicas == args.max)
     ready_max = _first(run.samples, sat_t, lambda s: s.ready == args.max)
     back_min = _first(run.samples, stop_t, lambda s: s.replicas == 1)
-    # Queued calls still run after the load stops: the window counts from the last busy tick.
+    # Queued calls still run after the load stops: the window counts from the last busy
+    # tick, one tick before the first idle decision shows up (samples repeat a decision).
     busy = [s.t for s in run.samples if (s.utilization_pct or 0) >= args.target * 0.9]
-    last_busy = max(busy) if busy else stop_t
+    idle = _first(
+        run.samples,
+        max(busy, default=stop_t) + 1e-6,
+        lambda s: s.utilization_pct == 0 or (s.utilization_pct or 0) < args.target * 0.9,
+    )
+    last_busy = (idle - args.tick) if idle is not None else stop_t
     ok = sum(n for code, n in run.statuses.items() if code == 200)
     return {
         "tick_s": args.tick,
