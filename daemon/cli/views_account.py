@@ -135,5 +135,16 @@ def event_detail(e: dict[str, Any]) -> str:
     detail = e.get("detail") or {}
     if e.get("kind") == "scaled":
         return decision_text(detail)
-    parts = [f"{k}={' '.join(str(v).split())[:80]}" for k, v in detail.items()]
-    return ", ".join(parts) or NONE
+    return ", ".join(_flat(detail)) or NONE
+
+
+def _flat(detail: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key=value` pairs, nested keys dotted, long values cut to one short line."""
+    out = []
+    for key, value in detail.items():
+        if isinstance(value, dict):
+            out += _flat(value, f"{prefix}{key}.")
+        else:
+            text = " ".join(str(value).split())
+            out.append(f"{prefix}{key}={text if len(text) <= 60 else text[:57] + '...'}")
+    return out
