@@ -64,6 +64,7 @@ _HIDDEN_FILES = {
     os.path.abspath(__file__),
     os.path.join(os.path.dirname(HERE), "supervisor.py"),
     os.path.join(os.path.dirname(HERE), "arbiter.py"),
+    os.path.join(os.path.dirname(HERE), "startup.py"),
     os.path.join(os.path.dirname(HERE), "protocol.py"),
     os.path.join(HERE, "capture.py"),
 }

@@ -15,7 +15,8 @@ from tests.runtimes.client import Supervisor
 from tests.runtimes.projects import FUNCTIONS, VARIANTS, Variant, write_project
 
 MAX_OUTPUT = 4096
-MACHINERY = ("harness", "supervisor.py", "protocol.py", "capture.py", "<frozen", "node:internal")
+MACHINERY = ("harness", "supervisor.py", "startup.py", "arbiter.py", "protocol.py", "capture.py",
+             "<frozen", "node:internal")  # fmt: skip
 
 
 @pytest.fixture(params=VARIANTS, ids=[v.name for v in VARIANTS])
