@@ -1,8 +1,8 @@
 """The supervisor's pool of workers, run with gunicorn's verbs.
 
-runtimes/supervisor.py (the entry point, pid 1 of the sandbox) parses the command
-line and hands over to `Supervisor.run` here; the protocol.py docstring has every
-option and every message.
+runtimes/supervisor.py (the program, pid 1 of the sandbox) has startup.py parse the
+command line and hand over to `Supervisor.run` here; the protocol.py docstring has
+every option and every message.
 
 python: main is imported here once (load error -> `load_error`, exit 3), then
 hello, then K workers are forked from this loaded process (a respawn costs a
@@ -27,7 +27,7 @@ pid namespace we ask to be a child subreaper to keep the same behaviour).
 Start-up cost matters here (every replica pays it before its first call), so
 this imports only C modules: _signal, _socket and select rather than signal,
 socket and selectors, whose enums and collections cost milliseconds each.
-Standard library only, Python 3.8+; loaded by path by supervisor.py.
+Standard library only, Python 3.8+; loaded by path by startup.py.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ posix_spawn, not subprocess with preexec_fn: it is safe in a process that
 has threads (the user's main may have started some) and it is quick.
 A spawned worker writes one JSON line on the status pipe once main is loaded:
 {"t":"ready",...} or {"t":"load_error","error":{...}}.
-Standard library only, Python 3.8+; loaded by path by supervisor.py.
+Standard library only, Python 3.8+; loaded by path by arbiter.py.
 """
 
 from __future__ import annotations
