@@ -94,8 +94,12 @@ class SandboxLauncher:
     def launch(self, name: str, control_fd: int) -> sandbox.Sandbox:
         """Blocking: prepare the workspace, start the sandbox (a few ms)."""
         t = self.target
-        python = str(t.env_dir / "bin" / "python") if t.language == "python" else None
-        compile_runtimes(python or self.settings.host_python, self.settings.runtimes_dir)
+        if t.language == "python":
+            python = str(t.env_dir / "bin" / "python")
+            compile_runtimes(python, self.settings.runtimes_dir)
+            compile_source(python, t.source_dir)
+        else:
+            compile_runtimes(self.settings.host_python, self.settings.runtimes_dir)
         self._prepare_workspace()
         log_fd = self._open_log(name)
         try:
@@ -190,15 +194,26 @@ def compile_runtimes(python: str, runtimes_dir: Path) -> None:
     Inside the sandbox the runtimes are read-only to the script's uid, so a missing or
     stale __pycache__ would be compiled again at every replica start (about 10 ms of
     the supervisor's start-up). Failures only cost that time: nothing is raised."""
-    key = (os.path.realpath(python), str(runtimes_dir))
+    files = [str(p) for d in (runtimes_dir, runtimes_dir / "python") for p in d.glob("*.py")]
+    _compile_once(python, str(runtimes_dir), ["-c", _COMPILE, *files])
+
+
+def compile_source(python: str, source_dir: Path) -> None:
+    """The same for a version's own files (its source is read-only in the sandbox
+    too): main.py and what it imports are otherwise compiled at every replica start.
+    Files that do not compile are left alone (their import reports the error)."""
+    _compile_once(python, str(source_dir), ["-m", "compileall", "-q", str(source_dir)])
+
+
+def _compile_once(python: str, what: str, args: list[str]) -> None:
+    key = (os.path.realpath(python), what)
     with _compiled_lock:
         if key in _compiled:
             return
         _compiled.add(key)
-    files = [str(p) for d in (runtimes_dir, runtimes_dir / "python") for p in d.glob("*.py")]
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         subprocess.run(
-            [python, "-I", "-S", "-c", _COMPILE, *files],
+            [python, "-I", "-S", *args],
             env={"PATH": "/usr/bin:/bin"},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
