@@ -6,7 +6,8 @@ value and what is allowed), check the host can sandbox (root, namespaces,
 cgroups) unless the loudly logged development flag says not to, lock the state
 dir (one daemon per state dir), open the store, discover the runtimes,
 create the daemon's cgroup root (sandbox.CgroupRoot: leftovers of a previous run
-are killed), reconcile what a crash left behind (Deployed scripts get their
+are killed), start autoscaling, metering and the email outbox (daemon/account.py),
+reconcile what a crash left behind (Deployed scripts get their
 replicas started again), then serve the admin socket and the gateway.
 SIGTERM or SIGINT: stop serving, cancel deploys (recorded as "interrupted"),
 stop the replicas (running calls get `replicas.shutdown_drain_s`), remove the
@@ -29,6 +30,7 @@ from aiohttp import web
 
 import sandbox
 from daemon import account_files
+from daemon.account import AccountServices
 from daemon.admin_api import make_app, serve_unix
 from daemon.builder import Builder
 from daemon.catalogue import discover_runtimes
@@ -159,8 +161,12 @@ async def serve(
         runner, root = await make_runner(config, sandboxed, failing)
     ctx = Context(config, store, state, catalogue, Builder(config), runner)
     routes = Routes(runner, ctx.keys)
-    ctx.runner = routes
+    # Autoscaling, credits and emails around the runner, and the lifecycle's hooks.
+    replicas = runner if isinstance(runner, ReplicaRunner) else None
+    account = AccountServices(config, store, routes, replicas)
+    ctx.runner, ctx.hooks = account.runner, account
     lc = Lifecycle(ctx)
+    await account.start(lc.undeploy)
     recorder = ExecutionRecorder(
         store,
         ctx.keys,
@@ -192,6 +198,7 @@ async def serve(
         await admin.cleanup()
         await lc.shutdown()
         await ctx.runner.close()  # running calls drain and answer before the gateway stops
+        await account.close()  # the last seconds of every replica are charged
         await gateway.cleanup()
         if root is not None:
             await asyncio.to_thread(root.cleanup)
