@@ -114,6 +114,7 @@ class AccountServices:
 
     async def deployed(self, script: Script, version: Version) -> None:
         await self.notifications.deployed(script, version)
+        await self.metering.deployed()
 
     async def deploy_failed(self, script: Script, version: Version, reason: str) -> None:
         await self.notifications.deploy_failed(script, version, reason)

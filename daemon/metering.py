@@ -204,6 +204,13 @@ class Metering:
                     format_credits(account.allocation))  # fmt: skip
         await self._notifications.low_credits(await self._deployed(), account)
 
+    async def deployed(self) -> None:
+        """A deploy admitted before the balance ran out may finish after the meter's one
+        exhausted call: undeploy it too."""
+        account = await asyncio.to_thread(self._store.get_account)
+        if account.balance <= 0:
+            await self._exhausted(account)
+
     async def _exhausted(self, account: Account) -> None:
         # Undeploying drains calls: not inside the meter's tick.
         task = asyncio.get_running_loop().create_task(self._undeploy_all(account))
