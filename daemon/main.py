@@ -47,6 +47,7 @@ from daemon.launchers import LaunchSettings
 from daemon.lifecycle import Lifecycle
 from daemon.pool import PoolSettings
 from daemon.replicas_runner import FailureHook, ReplicaRunner, RunnerSettings
+from daemon.sdnotify import notify
 from daemon.store import Store
 
 log = logging.getLogger("scriptd")
@@ -191,9 +192,11 @@ async def serve(
         await web.TCPSite(gateway, config.listen_host, config.listen_port).start()
         log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,
                  config.listen_port)  # fmt: skip
+        notify("READY=1")
         await _until_signal()
     finally:
         log.info("shutting down")
+        notify("STOPPING=1")
         sweeper.cancel()
         await admin.cleanup()
         await lc.shutdown()
