@@ -16,7 +16,7 @@ the pool, ready ones, the autoscaler's last inputs). Printed and written as JSON
   here) and then go to min.
 
 Run as root:  .venv/bin/python bench/autoscale.py [--tick 1] [--window 8] [--max 3]
-              [--json bench-autoscale.json] [--png bench-autoscale.png]
+              [--json bench/results/autoscale.json] [--png bench/results/autoscale.png]
 """
 
 from __future__ import annotations
@@ -195,8 +195,8 @@ def main() -> int:
     p.add_argument("--window", type=float, default=8.0, help="autoscale.stabilisation_s")
     p.add_argument("--max", type=int, default=3, help="max replicas")
     p.add_argument("--target", type=int, default=50, help="cpu_target %%")
-    p.add_argument("--json", type=Path, default=Path("bench-autoscale.json"))
-    p.add_argument("--png", type=Path, default=Path("bench-autoscale.png"))
+    p.add_argument("--json", type=Path, default=Path("bench/results/autoscale.json"))
+    p.add_argument("--png", type=Path, default=Path("bench/results/autoscale.png"))
     args = p.parse_args()
     if os.geteuid() != 0:
         print("bench/autoscale.py needs root (real sandboxes)", file=sys.stderr)
@@ -236,6 +236,8 @@ def main() -> int:
     print(f"{'figure':<28} value")
     for k, v in f.items():
         print(f"{k:<28} {v}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.png.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps({"figures": f, "stages": run.stages,
                     "samples": [asdict(s) for s in run.samples]}, indent=1)

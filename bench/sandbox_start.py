@@ -2,7 +2,7 @@
 
 All four are measured in the same run, interleaved round by round so drift hits
 them alike; the table gives medians and ratios. Target: ours <= 2 x bwrap.
-Run as root:  .venv/bin/python bench/sandbox_start.py [--runs 40] [--json out.json]
+Run as root:  .venv/bin/python bench/sandbox_start.py [--runs 40] [--json bench/results/sandbox_start.json]
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ def measure(cases: dict[str, Callable[[], None]], runs: int) -> dict[str, list[f
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument(
+        "--json", default="bench/results/sandbox_start.json", help="where to write the numbers"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root (namespaces and cgroups)", file=sys.stderr)
@@ -112,6 +114,7 @@ def main() -> int:
     ratio = med["scriptd sandbox (cgroup+seccomp)"] / bwrap
     print(f"target ours <= 2.00 x bwrap: {ratio:.2f} -> {'met' if ratio <= 2 else 'MISSED'}")
     if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({"runs": args.runs, "median_ms": med, "times_ms": times}, f, indent=1)
     return 0
