@@ -1,7 +1,8 @@
 """Execution records: every call the gateway answers, written to the store in batches.
 
-The gateway's hot path only appends a `Call` (raw figures, no formatting) to a bounded
-buffer. A background task turns the buffer into `ExecutionRow`s and writes them with
+The gateway's hot path only appends a `Call` to a bounded buffer; `record` gives it its
+store values (`Values`: a plain tuple, times as unix milliseconds that SQLite formats in
+the INSERT), about a microsecond on the loop. A background task writes the buffer with
 `store.insert_executions` in a thread, every `every_s` or as soon as `batch` records
 wait, together with the KeyChecker's last-used times (`take_last_used`). When the store
 falls behind and the buffer holds `max_buffer` records or `max_buffer_bytes` of outputs
@@ -10,8 +11,10 @@ bounded whatever the store does. `close()` writes what is left (on shutdown).
 
 Captured stdout/stderr are cut to `output_bytes` characters per stream as they are
 recorded (a marker says so), and a result is kept only when its JSON fits in as many
-bytes (the gateway knows its size: it just encoded it). Rows are formatted in the
-writing thread, not on the loop.
+bytes (the gateway knows its size: it just encoded it). The writing thread runs no
+Python per record, only the store's one executemany: a thread that formats rows holds
+the GIL, and the loop waits for it (up to the 5 ms switch interval). `Values` holds the
+fields of `ExecutionRow` in its order (a test checks it).
 """
 
 from __future__ import annotations
@@ -21,18 +24,19 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+import orjson
 
 from daemon.keys_checker import KeyChecker
-from daemon.store_keys import ExecutionRow, iso_from_unix
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Call", "ExecutionRecorder", "RecordStore"]
+__all__ = ["Call", "ExecutionRecorder", "RecordStore", "Values", "to_values"]
 
 
 class RecordStore(Protocol):
-    def insert_executions(self, rows: list[ExecutionRow]) -> int: ...
+    def insert_executions(self, rows: list[Values]) -> int: ...
     def touch_api_keys_last_used(self, used: dict[str, float]) -> None: ...
 
 
@@ -57,6 +61,31 @@ class Call:
     stderr: str = ""
     peak_memory_bytes: int | None = None
     weight: int = 0  # bytes it holds in the buffer (set by record)
+    values: Values | None = None  # what the store writes (set by record)
+
+
+class Values(NamedTuple):
+    """One record as `store.insert_executions` takes it: `ExecutionRow`'s fields in
+    its order, the three times as integer unix milliseconds, result and error as
+    JSON text."""
+
+    id: str
+    script_id: int
+    version: int
+    function: str
+    key_name: str | None
+    status: str
+    received_at: int
+    started_at: int | None
+    ended_at: int | None
+    queue_ms: float | None
+    wall_ms: float | None
+    cpu_ms: float | None
+    peak_memory_bytes: int | None
+    input_bytes: int
+    result: str | None
+    error: str | None
+    logs: str | None
 
 
 def _cut(text: str, limit: int) -> str:
@@ -65,40 +94,36 @@ def _cut(text: str, limit: int) -> str:
     return text[:limit] + f"\n[cut: {len(text) - limit} more characters not kept]"
 
 
-def to_row(call: Call, limit: int) -> ExecutionRow:
-    """A Call as the store's row: times formatted, the traceback cut to `limit`
-    characters (stdout/stderr were cut when recorded)."""
+def _ms(t: float) -> int:
+    """Unix seconds as the milliseconds that `iso_from_unix` prints: it rounds the
+    fraction to microseconds first (datetime), then drops the last three digits."""
+    s = int(t)
+    return s * 1000 + round((t - s) * 1e6) // 1000
+
+
+def to_values(call: Call, limit: int) -> Values:
+    """A Call as the store's values: the traceback cut to `limit` characters
+    (stdout/stderr are cut by `record`), result and error encoded."""
     started = ended = None
     if call.queue_ms is not None:
         started_s = call.received_at + call.queue_ms / 1000
-        started = iso_from_unix(started_s)
+        started = _ms(started_s)
         if call.run_ms is not None:
-            ended = iso_from_unix(started_s + call.run_ms / 1000)
+            ended = _ms(started_s + call.run_ms / 1000)
     error = call.error
     if error is not None and "traceback" in error:
         error = {**error, "traceback": _cut(str(error["traceback"]), limit)}
     logs = call.stdout
     if call.stderr:
         logs += "\n[stderr]\n" + call.stderr
-    return ExecutionRow(
-        id=call.id,
-        script_id=call.script_id,
-        version=call.version,
-        function=call.function,
-        key_name=call.key_name,
-        status=call.status,
-        received_at=iso_from_unix(call.received_at),
-        started_at=started,
-        ended_at=ended,
-        queue_ms=call.queue_ms,
-        wall_ms=call.run_ms,
-        cpu_ms=call.cpu_ms,
-        peak_memory_bytes=call.peak_memory_bytes,
-        input_bytes=call.input_bytes,
-        result=call.result,
-        error=error,
-        logs=logs or None,
-    )
+    return Values(
+        call.id, call.script_id, call.version, call.function, call.key_name, call.status,
+        _ms(call.received_at), started, ended, call.queue_ms, call.run_ms, call.cpu_ms,
+        call.peak_memory_bytes, call.input_bytes,
+        None if call.result is None else orjson.dumps(call.result).decode(),
+        None if error is None else orjson.dumps(error, default=str).decode(),
+        logs or None,
+    )  # fmt: skip
 
 
 class ExecutionRecorder:
@@ -137,7 +162,8 @@ class ExecutionRecorder:
             call.stdout = _cut(call.stdout, limit)
         if len(call.stderr) > limit:
             call.stderr = _cut(call.stderr, limit)
-        call.weight = 256 + len(call.stdout) + len(call.stderr)
+        values = call.values = to_values(call, limit)
+        call.weight = 256 + len(values.logs or "") + len(values.result or "")
         buffer = self._buffer
         buffer.append(call)
         self._bytes += call.weight
@@ -173,23 +199,22 @@ class ExecutionRecorder:
 
     async def flush(self) -> None:
         """Write every buffered record and the keys' last-used times (in a thread)."""
-        calls = list(self._buffer)
+        rows = [c.values for c in self._buffer if c.values is not None]
         self._buffer.clear()
         self._bytes = 0
         used = self.keys.take_last_used() if self.keys is not None else {}
-        if not calls and not used:
+        if not rows and not used:
             return
         try:
-            await asyncio.to_thread(self._write, calls, used)
+            await asyncio.to_thread(self._write, rows, used)
         except Exception:
-            log.exception("writing %d execution records failed; they are lost", len(calls))
-            self.dropped += len(calls)
+            log.exception("writing %d execution records failed; they are lost", len(rows))
+            self.dropped += len(rows)
 
-    def _write(self, calls: list[Call], used: dict[str, float]) -> None:
-        if calls:
-            limit = self.output_bytes
-            self.store.insert_executions([to_row(c, limit) for c in calls])
-            self.written += len(calls)
+    def _write(self, rows: list[Values], used: dict[str, float]) -> None:
+        if rows:
+            self.store.insert_executions(rows)
+            self.written += len(rows)
         if used:
             self.store.touch_api_keys_last_used(used)
 

@@ -99,6 +99,12 @@ _EXEC_INSERT = (
     f"VALUES ({','.join('?' * len(_EXEC_COLUMNS))})"
 )
 
+_ISO_MS = "strftime('%Y-%m-%dT%H:%M:%fZ', ?/1000.0, 'unixepoch')"  # as iso_from_unix
+_EXEC_INSERT_UNIX_MS = (
+    f"INSERT OR IGNORE INTO executions ({','.join(_EXEC_COLUMNS)}) VALUES "
+    f"(?,?,?,?,?,?,{_ISO_MS},{_ISO_MS},{_ISO_MS}{',?' * (len(_EXEC_COLUMNS) - 9)})"
+)
+
 
 def _exec_values(row: ExecutionRow) -> tuple[Any, ...]:
     values = [getattr(row, n) for n in _EXEC_FIELDS]
@@ -239,18 +245,27 @@ class KeysStore:
 
     # --- executions --------------------------------------------------------------
 
-    def insert_executions(self, rows: Iterable[ExecutionRow]) -> int:
+    def insert_executions(self, rows: Iterable[ExecutionRow | tuple[Any, ...]]) -> int:
         """Write a batch of records in one transaction; how many were new. A
-        record of a script deleted meanwhile is dropped, not an error."""
-        batch = [_exec_values(r) for r in rows]
-        if not batch:
+        record of a script deleted meanwhile is dropped, not an error.
+
+        A record is an ``ExecutionRow`` or a plain tuple of its fields in order
+        with the three times as integer unix milliseconds and result and error
+        as JSON text (the recorder's: nothing to format here, so the thread
+        that writes holds the GIL for next to nothing). SQLite prints those
+        times as ``iso_from_unix`` does."""
+        rows = list(rows)
+        if not rows:
             return 0
+        iso = [_exec_values(r) for r in rows if isinstance(r, ExecutionRow)]
+        unix = [r for r in rows if not isinstance(r, ExecutionRow)]
         with self._tx():
             live = {r["id"] for r in self._rows("SELECT id FROM scripts")}
-            kept = [v for v in batch if v[1] in live]
             before = self._db.totalchanges()
-            if kept:
-                self._db.executemany(_EXEC_INSERT, kept)
+            for sql, batch in ((_EXEC_INSERT, iso), (_EXEC_INSERT_UNIX_MS, unix)):
+                kept = [v for v in batch if v[1] in live]
+                if kept:
+                    self._db.executemany(sql, kept)
             return int(self._db.totalchanges() - before)
 
     def list_executions(

@@ -4,21 +4,24 @@ the store gets them (times, cut outputs), and the keys' last-used times."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from daemon.executions import Call, ExecutionRecorder, to_row
+from daemon.executions import Call, ExecutionRecorder, Values
+from daemon.models import ArchiveRef, Resources, Script, Settings
+from daemon.store import Store
 from daemon.store_keys import ExecutionRow
 
 
 class FakeStore:
     def __init__(self, fail: bool = False) -> None:
-        self.rows: list[ExecutionRow] = []
+        self.rows: list[Values] = []
         self.used: dict[str, float] = {}
         self.batches = 0
         self.fail = fail
 
-    def insert_executions(self, rows: list[ExecutionRow]) -> int:
+    def insert_executions(self, rows: list[Values]) -> int:
         if self.fail:
             raise OSError("disk full")
         self.batches += 1
@@ -47,15 +50,52 @@ def call(n: int, **changes: Any) -> Call:
     return Call(**fields)
 
 
-def test_row_times_and_logs() -> None:
-    row = to_row(call(1, stdout="out", stderr="oops", result={"x": 1}), limit=10)
+def real_store(path: Path) -> tuple[Store, int]:
+    store = Store(path / "db")
+    script = Script(
+        0, "s", "", "python", "3.11", "Draft", "me", "t", "t", Settings((), 30),
+        Resources(1, 1, 75, "p"), ArchiveRef("a.zip", "0" * 64, 1, "/x"), ("f",), None,
+    )  # fmt: skip
+    return store, store.insert_script(script).id
+
+
+def test_values_are_the_rows_fields_in_order() -> None:
+    assert Values._fields == tuple(f.name for f in fields(ExecutionRow))
+
+
+async def test_row_times_and_logs(tmp_path: Path) -> None:
+    # The store formats the times (SQLite, in the INSERT): read them back from it.
+    store, sid = real_store(tmp_path)
+    rec = ExecutionRecorder(store, None, output_bytes=10)
+    rec.record(call(1, script_id=sid, stdout="out", stderr="oops", result={"x": 1}))
+    rec.record(call(3, script_id=sid, status="rejected", queue_ms=None, run_ms=None))
+    await rec.flush()
+    row, rejected = store.get_execution("c1"), store.get_execution("c3")
+    assert row is not None and rejected is not None
     assert row.received_at == "2023-11-14T22:13:20.000Z"
     assert row.started_at == "2023-11-14T22:13:20.001Z"  # 1.5 ms later (truncated to ms)
     assert row.ended_at == "2023-11-14T22:13:20.004Z"
     assert row.logs == "out\n[stderr]\noops"
     assert row.result == {"x": 1}
-    rejected = to_row(call(3, status="rejected", queue_ms=None, run_ms=None), limit=10)
     assert rejected.started_at is None and rejected.ended_at is None and rejected.logs is None
+    store.close()
+
+
+async def test_times_read_as_iso_from_unix(tmp_path: Path) -> None:
+    # Sub-millisecond fractions that datetime rounds to the microsecond first.
+    from daemon.store_keys import iso_from_unix
+
+    store, sid = real_store(tmp_path)
+    rec = ExecutionRecorder(store, None)
+    times = [1_609_547_404.7449996, 1_887_714_544.3689995, 1_700_000_000.9999996, 1.7e9 + 0.0005]
+    for n, t in enumerate(times):
+        rec.record(call(n, script_id=sid, received_at=t, queue_ms=0.0004, run_ms=None))
+    await rec.flush()
+    for n, t in enumerate(times):
+        got = store.get_execution(f"c{n}")
+        assert got is not None and got.received_at == iso_from_unix(t)
+        assert got.started_at == iso_from_unix(t + 0.0004 / 1000)
+    store.close()
 
 
 async def test_outputs_are_cut_when_recorded_and_big_results_not_kept() -> None:
@@ -121,15 +161,7 @@ async def test_a_failing_store_loses_the_batch_but_not_the_task() -> None:
 
 
 async def test_rows_fit_the_real_store(tmp_path: Path) -> None:
-    from daemon.models import ArchiveRef, Resources, Script, Settings
-    from daemon.store import Store
-
-    store = Store(tmp_path / "db")
-    script = Script(
-        0, "s", "", "python", "3.11", "Draft", "me", "t", "t", Settings((), 30),
-        Resources(1, 1, 75, "p"), ArchiveRef("a.zip", "0" * 64, 1, "/x"), ("f",), None,
-    )  # fmt: skip
-    sid = store.insert_script(script).id
+    store, sid = real_store(tmp_path)
     rec = ExecutionRecorder(store, None)
     rec.record(call(1, script_id=sid, status="error", error={"type": "E", "message": "m"}))
     await rec.flush()
