@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import daemon.archive  # noqa: F401  (the CLI packs folders with it; a broken import fails here)
 from daemon.cli import waiting
 from tests.daemon.test_cli_support import FakeApi, Reply, Request, error, fake_api, run_cli
 
@@ -369,7 +370,6 @@ def test_server_error_without_json_body_is_still_one_line(api: FakeApi) -> None:
 
 
 def test_a_folder_is_packed_into_a_zip_before_upload(api: FakeApi, tmp_path: Path) -> None:
-    pytest.importorskip("daemon.archive")
     archive_upload(api)
     api.route("POST", "/v1/validate", Reply(200, {"ok": True, "errors": [], "warnings": []}))
     project = tmp_path / "proj"
@@ -387,7 +387,6 @@ def test_a_folder_is_packed_into_a_zip_before_upload(api: FakeApi, tmp_path: Pat
 
 
 def test_a_folder_that_cannot_be_packed_is_refused(api: FakeApi, tmp_path: Path) -> None:
-    pytest.importorskip("daemon.archive")
     project = tmp_path / "proj"
     project.mkdir()
     (project / "main.py").write_text("def f():\n    return 1\n")

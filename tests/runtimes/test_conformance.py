@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.runtimes.client import Supervisor
 from tests.runtimes.projects import FUNCTIONS, VARIANTS, Variant, write_project
 
@@ -21,8 +22,8 @@ MACHINERY = ("harness", "supervisor.py", "startup.py", "arbiter.py", "protocol.p
 
 @pytest.fixture(params=VARIANTS, ids=[v.name for v in VARIANTS])
 def variant(request: pytest.FixtureRequest) -> Variant:
-    if request.param.language == "javascript" and not shutil.which("node"):
-        pytest.skip("node is not installed")
+    if request.param.language == "javascript":
+        require(shutil.which("node") is not None, "node is not installed")
     return request.param
 
 

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.runtimes.client import Supervisor
 from tests.runtimes.projects import write_project
 
-pytestmark = pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
+
+@pytest.fixture(autouse=True)
+def _needs_node() -> None:
+    require(shutil.which("node") is not None, "node is not installed")
+
 
 MAIN_MJS = """
 export const first = (payload) => payload;
