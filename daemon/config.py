@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.config_account import SECTIONS as ACCOUNT_SECTIONS
 from daemon.config_account import AccountConfig, parse_sections
+from daemon.config_checks import Checker, abs_path, boolean, fail, flatten, integer, number, paths
 from daemon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class Config:
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
     executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most
     # [autoscale], [credits], [notify]: daemon/config_account.py
-    account: AccountConfig = AccountConfig()
+    account: AccountConfig = field(default_factory=AccountConfig)
     source: str = "built-in defaults"
 
     @property
@@ -158,62 +159,21 @@ class Config:
 # --- checking values -------------------------------------------------------------
 
 
-def _fail(key: str, value: object, allowed: str) -> ConfigError:
-    return ConfigError(f"config key {key} = {value!r} is not allowed: {allowed}")
-
-
-def _int(lo: int, hi: int) -> Callable[[str, object], int]:
-    def check(key: str, value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise _fail(key, value, f"an integer from {lo} to {hi}")
-        return value
-
-    return check
-
-
-def _bool(key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(key, value, "true or false")
-    return value
-
-
-def _float(lo: float, hi: float) -> Callable[[str, object], float]:
-    def check(key: str, value: object) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not lo <= value <= hi:  # type: ignore[operator]
-            raise _fail(key, value, f"a number from {lo:g} to {hi:g}")
-        return float(value)  # type: ignore[arg-type]
-
-    return check
-
-
 def _cgroup_name(key: str, value: object) -> str:
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
         return value
-    raise _fail(key, value, "1 to 64 characters of letters, digits, '_', '.', '-'")
-
-
-def _abs_path(key: str, value: object) -> Path:
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise _fail(key, value, "an absolute path (a string starting with /)")
-    return Path(value)
-
-
-def _paths(key: str, value: object) -> tuple[Path, ...]:
-    if not isinstance(value, list):
-        raise _fail(key, value, "a list of absolute paths")
-    return tuple(_abs_path(f"{key}[{i}]", v) for i, v in enumerate(value))
+    raise fail(key, value, "1 to 64 characters of letters, digits, '_', '.', '-'")
 
 
 def _mode(key: str, value: object) -> int:
     if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value):
         return int(value, 8)
-    raise _fail(key, value, 'an octal mode as a string, such as "0660"')
+    raise fail(key, value, 'an octal mode as a string, such as "0660"')
 
 
 def _group(key: str, value: object) -> str | None:
     if not isinstance(value, str):
-        raise _fail(key, value, "a group name (a string); empty means the daemon's group")
+        raise fail(key, value, "a group name (a string); empty means the daemon's group")
     return value or None
 
 
@@ -222,7 +182,7 @@ def _listen(key: str, value: object) -> tuple[str, int]:
         return parse_listen(str(value)) if isinstance(value, str) else parse_listen("")
     except ValueError:
         allowed = 'HOST:PORT with a port from 1 to 65535, e.g. "127.0.0.1:8080"'
-        raise _fail(key, value, allowed) from None
+        raise fail(key, value, allowed) from None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -235,58 +195,46 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 # key in the file -> (Config field(s), checker). A checker returning a tuple for
 # two fields (listen) is spread over them.
-Checker = Callable[[str, object], Any]
 KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
-    "state_dir": (("state_dir",), _abs_path),
-    "admin.socket": (("admin_socket",), _abs_path),
+    "state_dir": (("state_dir",), abs_path),
+    "admin.socket": (("admin_socket",), abs_path),
     "admin.mode": (("admin_socket_mode",), _mode),
     "admin.group": (("admin_socket_group",), _group),
     "gateway.listen": (("listen_host", "listen_port"), _listen),
-    "archive.max_bytes": (("max_archive_bytes",), _int(1024, 64 * GIB)),
-    "archive.max_entries": (("max_entries",), _int(1, 10_000_000)),
-    "archive.max_unpacked_bytes": (("max_unpacked_bytes",), _int(1024, 256 * GIB)),
-    "archive.max_file_bytes": (("max_file_bytes",), _int(1024, 64 * GIB)),
-    "archive.upload_ttl_s": (("upload_ttl_s",), _int(60, 7 * 86400)),
-    "build.timeout_s": (("build_timeout_s",), _int(1, 86400)),
-    "build.parallel": (("build_parallel",), _int(1, 64)),
-    "build.cache_dir": (("build_cache_dir",), _abs_path),
-    "build.allow_source_builds": (("build_allow_source_builds",), _bool),
-    "build.npm_ignore_scripts": (("build_npm_ignore_scripts",), _bool),
-    "build.uv": (("uv_path",), _abs_path),
-    "settings.timeout_min_s": (("timeout_min_s",), _int(1, 86400)),
-    "settings.timeout_max_s": (("timeout_max_s",), _int(1, 86400)),
-    "settings.timeout_default_s": (("timeout_default_s",), _int(1, 86400)),
-    "runtimes.discover": (("runtimes_discover",), _bool),
-    "runtimes.python": (("runtimes_python",), _paths),
-    "runtimes.node": (("runtimes_node",), _paths),
-    "gateway.max_body_bytes": (("max_body_bytes",), _int(1024, GIB)),
-    "uploads.dir": (("account_uploads_dir",), _abs_path),
-    "uploads.max_file_bytes": (("max_upload_file_bytes",), _int(1, 64 * GIB)),
-    "dispatch.max_queue": (("queue_max",), _int(0, 100_000)),
-    "dispatch.max_wait_s": (("queue_max_wait_s",), _float(0.0, 3600.0)),
-    "replicas.start_timeout_s": (("replica_start_timeout_s",), _float(1.0, 3600.0)),
-    "replicas.max_start_failures": (("replica_max_start_failures",), _int(1, 100)),
-    "replicas.ping_interval_s": (("replica_ping_interval_s",), _float(0.1, 3600.0)),
-    "replicas.ping_timeout_s": (("replica_ping_timeout_s",), _float(0.1, 3600.0)),
-    "replicas.uid_base": (("replica_uid_base",), _int(1000, 2**31 - 2**20)),
-    "replicas.uid_count": (("replica_uid_count",), _int(2, 2**20)),
-    "replicas.shutdown_drain_s": (("shutdown_drain_s",), _float(0.0, 3600.0)),
+    "archive.max_bytes": (("max_archive_bytes",), integer(1024, 64 * GIB)),
+    "archive.max_entries": (("max_entries",), integer(1, 10_000_000)),
+    "archive.max_unpacked_bytes": (("max_unpacked_bytes",), integer(1024, 256 * GIB)),
+    "archive.max_file_bytes": (("max_file_bytes",), integer(1024, 64 * GIB)),
+    "archive.upload_ttl_s": (("upload_ttl_s",), integer(60, 7 * 86400)),
+    "build.timeout_s": (("build_timeout_s",), integer(1, 86400)),
+    "build.parallel": (("build_parallel",), integer(1, 64)),
+    "build.cache_dir": (("build_cache_dir",), abs_path),
+    "build.allow_source_builds": (("build_allow_source_builds",), boolean),
+    "build.npm_ignore_scripts": (("build_npm_ignore_scripts",), boolean),
+    "build.uv": (("uv_path",), abs_path),
+    "settings.timeout_min_s": (("timeout_min_s",), integer(1, 86400)),
+    "settings.timeout_max_s": (("timeout_max_s",), integer(1, 86400)),
+    "settings.timeout_default_s": (("timeout_default_s",), integer(1, 86400)),
+    "runtimes.discover": (("runtimes_discover",), boolean),
+    "runtimes.python": (("runtimes_python",), paths),
+    "runtimes.node": (("runtimes_node",), paths),
+    "gateway.max_body_bytes": (("max_body_bytes",), integer(1024, GIB)),
+    "uploads.dir": (("account_uploads_dir",), abs_path),
+    "uploads.max_file_bytes": (("max_upload_file_bytes",), integer(1, 64 * GIB)),
+    "dispatch.max_queue": (("queue_max",), integer(0, 100_000)),
+    "dispatch.max_wait_s": (("queue_max_wait_s",), number(0.0, 3600.0)),
+    "replicas.start_timeout_s": (("replica_start_timeout_s",), number(1.0, 3600.0)),
+    "replicas.max_start_failures": (("replica_max_start_failures",), integer(1, 100)),
+    "replicas.ping_interval_s": (("replica_ping_interval_s",), number(0.1, 3600.0)),
+    "replicas.ping_timeout_s": (("replica_ping_timeout_s",), number(0.1, 3600.0)),
+    "replicas.uid_base": (("replica_uid_base",), integer(1000, 2**31 - 2**20)),
+    "replicas.uid_count": (("replica_uid_count",), integer(2, 2**20)),
+    "replicas.shutdown_drain_s": (("shutdown_drain_s",), number(0.0, 3600.0)),
     "sandbox.cgroup_name": (("cgroup_name",), _cgroup_name),
-    "executions.output_bytes": (("executions_output_bytes",), _int(0, 16 << 20)),
-    "executions.buffer": (("executions_buffer",), _int(100, 10_000_000)),
-    "executions.buffer_bytes": (("executions_buffer_bytes",), _int(1 << 20, 64 * GIB)),
+    "executions.output_bytes": (("executions_output_bytes",), integer(0, 16 << 20)),
+    "executions.buffer": (("executions_buffer",), integer(100, 10_000_000)),
+    "executions.buffer_bytes": (("executions_buffer_bytes",), integer(1 << 20, 64 * GIB)),
 }
-
-
-def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in doc.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def config_from_mapping(doc: Mapping[str, Any], source: str = "<mapping>") -> Config:
@@ -295,7 +243,7 @@ def config_from_mapping(doc: Mapping[str, Any], source: str = "<mapping>") -> Co
     raw_profiles = doc.pop("profiles", None)
     values: dict[str, Any] = {"source": source}
     values["account"] = parse_sections({k: doc.pop(k) for k in ACCOUNT_SECTIONS if k in doc})
-    for key, value in _flatten(doc).items():
+    for key, value in flatten(doc).items():
         if key not in KEYS:
             raise ConfigError(
                 f"unknown config key {key!r}; allowed keys: {', '.join(sorted(KEYS))}, profiles"
@@ -312,19 +260,19 @@ def config_from_mapping(doc: Mapping[str, Any], source: str = "<mapping>") -> Co
 
 def _check_relations(c: Config) -> None:
     if c.timeout_min_s > c.timeout_max_s:
-        raise _fail(
+        raise fail(
             "settings.timeout_min_s",
             c.timeout_min_s,
             f"at most settings.timeout_max_s ({c.timeout_max_s})",
         )
     if not c.timeout_min_s <= c.timeout_default_s <= c.timeout_max_s:
-        raise _fail(
+        raise fail(
             "settings.timeout_default_s",
             c.timeout_default_s,
             f"between timeout_min_s ({c.timeout_min_s}) and timeout_max_s ({c.timeout_max_s})",
         )
     if c.replica_ping_timeout_s <= c.replica_ping_interval_s:
-        raise _fail(
+        raise fail(
             "replicas.ping_timeout_s",
             c.replica_ping_timeout_s,
             f"more than replicas.ping_interval_s ({c.replica_ping_interval_s:g})",
@@ -346,32 +294,32 @@ PROFILE_KEYS = {
 def _number(key: str, value: object, lo_exclusive: int = 1) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or (value <= 0 if lo_exclusive else value < 0):  # type: ignore[operator]
-        raise _fail(key, value, "a number above 0" if lo_exclusive else "a number, 0 or more")
+        raise fail(key, value, "a number above 0" if lo_exclusive else "a number, 0 or more")
     return float(value)  # type: ignore[arg-type]
 
 
 def _one_profile(i: int, raw: object) -> Profile:
     where = f"profiles[{i}]"
     if not isinstance(raw, dict):
-        raise _fail(where, raw, "a table with keys " + ", ".join(PROFILE_KEYS))
+        raise fail(where, raw, "a table with keys " + ", ".join(PROFILE_KEYS))
     unknown = set(raw) - set(PROFILE_KEYS)
     if unknown:
-        raise _fail(f"{where}.{sorted(unknown)[0]}", "...", "keys " + ", ".join(PROFILE_KEYS))
+        raise fail(f"{where}.{sorted(unknown)[0]}", "...", "keys " + ", ".join(PROFILE_KEYS))
     name = raw.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,39}", name):
-        raise _fail(f"{where}.name", name, PROFILE_KEYS["name"])
+        raise fail(f"{where}.name", name, PROFILE_KEYS["name"])
     nv = _number(f"{where}.nominal_vcpus", raw.get("nominal_vcpus"))
     ngib = _number(f"{where}.nominal_memory_gib", raw.get("nominal_memory_gib"))
     v = _number(f"{where}.vcpus", raw.get("vcpus"))
     gib = _number(f"{where}.memory_gib", raw.get("memory_gib"))
     if v > nv:
-        raise _fail(f"{where}.vcpus", v, f"at most nominal_vcpus ({nv})")
+        raise fail(f"{where}.vcpus", v, f"at most nominal_vcpus ({nv})")
     if gib > ngib:
-        raise _fail(f"{where}.memory_gib", gib, f"at most nominal_memory_gib ({ngib})")
+        raise fail(f"{where}.memory_gib", gib, f"at most nominal_memory_gib ({ngib})")
     default = raw.get("default", False)
     label = raw.get("label", f"{nv:g} vCPU, {ngib:g} GB memory")
     if not isinstance(default, bool) or not isinstance(label, str):
-        raise _fail(f"{where}.default/label", (default, label), "a boolean and a string")
+        raise fail(f"{where}.default/label", (default, label), "a boolean and a string")
     return Profile(
         name=name,
         label=label,
@@ -389,13 +337,13 @@ def _one_profile(i: int, raw: object) -> Profile:
 def parse_profiles(raw: object) -> tuple[Profile, ...]:
     """The `[[profiles]]` array of tables: replaces the whole built-in table."""
     if not isinstance(raw, list) or not raw:
-        raise _fail("profiles", raw, "a non-empty array of tables ([[profiles]])")
+        raise fail("profiles", raw, "a non-empty array of tables ([[profiles]])")
     profiles = tuple(_one_profile(i, p) for i, p in enumerate(raw))
     names = [p.name for p in profiles]
     if len(set(names)) != len(names):
-        raise _fail("profiles", names, "names that are all different")
+        raise fail("profiles", names, "names that are all different")
     if sum(p.default for p in profiles) != 1:
-        raise _fail("profiles.default", [p.default for p in profiles], "exactly one true")
+        raise fail("profiles.default", [p.default for p in profiles], "exactly one true")
     return profiles
 
 

@@ -8,11 +8,12 @@ the value, what is allowed). Units and defaults are written beside every field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from daemon.config_checks import Checker, boolean, fail, flatten, number, text
 from daemon.credits import low_threshold
 from daemon.errors import ConfigError
 
@@ -72,36 +73,22 @@ class AccountConfig:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
 
 
-def _fail(key: str, value: object, allowed: str) -> ConfigError:
-    return ConfigError(f"config key {key} = {value!r} is not allowed: {allowed}")
-
-
-def _num(lo: float, hi: float) -> Callable[[str, object], float]:
-    def check(key: str, value: object) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not lo <= value <= hi:  # type: ignore[operator]
-            raise _fail(key, value, f"a number from {lo:g} to {hi:g}")
-        return float(value)  # type: ignore[arg-type]
-
-    return check
-
-
 def _credits(key: str, value: object) -> Decimal:
     try:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise InvalidOperation
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise _fail(key, value, "a number of credits, 0 or more") from None
+        raise fail(key, value, "a number of credits, 0 or more") from None
     if not amount.is_finite() or amount < 0 or amount > 10**9:
-        raise _fail(key, value, "a number of credits from 0 to 1e9")
+        raise fail(key, value, "a number of credits from 0 to 1e9")
     return amount
 
 
 def _hours(key: str, value: object) -> Decimal:
     amount = _credits(key, value)
     if amount > 8760:
-        raise _fail(key, value, "a number of hours from 0 to 8760")
+        raise fail(key, value, "a number of hours from 0 to 8760")
     return amount
 
 
@@ -112,69 +99,50 @@ def _low(key: str, value: object) -> str:
         low_threshold(100, str(value))
     except ValueError:
         allowed = 'a share of the allocation like "10%", or credits like "2.5"'
-        raise _fail(key, value, allowed) from None
+        raise fail(key, value, allowed) from None
     return str(value)
-
-
-def _text(key: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise _fail(key, value, "a string")
-    return value
 
 
 def _port(key: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise _fail(key, value, "a port from 1 to 65535")
+        raise fail(key, value, "a port from 1 to 65535")
     return value
 
 
 def _security(key: str, value: object) -> str:
     if value not in ("none", "starttls", "tls"):
-        raise _fail(key, value, '"none", "starttls" or "tls"')
+        raise fail(key, value, '"none", "starttls" or "tls"')
     return str(value)
 
 
-def _bool(key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(key, value, "true or false")
-    return value
-
-
 # key -> (path of the field in AccountConfig, checker)
-KEYS: dict[str, tuple[tuple[str, ...], Callable[[str, object], Any]]] = {
-    "autoscale.tick_s": (("autoscale", "tick_s"), _num(0.05, 3600)),
-    "autoscale.tolerance": (("autoscale", "tolerance"), _num(0, 1)),
-    "autoscale.stabilisation_s": (("autoscale", "stabilisation_s"), _num(0, 86400)),
-    "autoscale.queue_wait_s": (("autoscale", "queue_wait_s"), _num(0, 3600)),
-    "credits.meter_interval_s": (("credits", "meter_interval_s"), _num(0.05, 3600)),
+KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
+    "autoscale.tick_s": (("autoscale", "tick_s"), number(0.05, 3600)),
+    "autoscale.tolerance": (("autoscale", "tolerance"), number(0, 1)),
+    "autoscale.stabilisation_s": (("autoscale", "stabilisation_s"), number(0, 86400)),
+    "autoscale.queue_wait_s": (("autoscale", "queue_wait_s"), number(0, 3600)),
+    "credits.meter_interval_s": (("credits", "meter_interval_s"), number(0.05, 3600)),
     "credits.admission_hours": (("credits", "admission_hours"), _hours),
     "credits.low_balance": (("credits", "low_balance"), _low),
     "credits.initial_allocation": (("credits", "initial_allocation"), _credits),
-    "notify.smtp.host": (("notify", "smtp", "host"), _text),
+    "notify.smtp.host": (("notify", "smtp", "host"), text),
     "notify.smtp.port": (("notify", "smtp", "port"), _port),
     "notify.smtp.security": (("notify", "smtp", "security"), _security),
-    "notify.smtp.username": (("notify", "smtp", "username"), _text),
-    "notify.smtp.password": (("notify", "smtp", "password"), _text),
-    "notify.smtp.timeout_s": (("notify", "smtp", "timeout_s"), _num(0.1, 600)),
-    "notify.smtp.verify_tls": (("notify", "smtp", "verify_tls"), _bool),
-    "notify.smtp.ca_file": (("notify", "smtp", "ca_file"), _text),
-    "notify.from": (("notify", "from_addr"), _text),
-    "notify.to": (("notify", "to_addr"), _text),
-    "notify.retry.base_s": (("notify", "retry", "base_s"), _num(0.01, 86400)),
-    "notify.retry.cap_s": (("notify", "retry", "cap_s"), _num(0.01, 7 * 86400)),
-    "notify.retry.give_up_after_s": (("notify", "retry", "give_up_after_s"), _num(1, 365 * 86400)),
-    "notify.poll_s": (("notify", "poll_s"), _num(0.01, 86400)),
+    "notify.smtp.username": (("notify", "smtp", "username"), text),
+    "notify.smtp.password": (("notify", "smtp", "password"), text),
+    "notify.smtp.timeout_s": (("notify", "smtp", "timeout_s"), number(0.1, 600)),
+    "notify.smtp.verify_tls": (("notify", "smtp", "verify_tls"), boolean),
+    "notify.smtp.ca_file": (("notify", "smtp", "ca_file"), text),
+    "notify.from": (("notify", "from_addr"), text),
+    "notify.to": (("notify", "to_addr"), text),
+    "notify.retry.base_s": (("notify", "retry", "base_s"), number(0.01, 86400)),
+    "notify.retry.cap_s": (("notify", "retry", "cap_s"), number(0.01, 7 * 86400)),
+    "notify.retry.give_up_after_s": (
+        ("notify", "retry", "give_up_after_s"),
+        number(1, 365 * 86400),
+    ),
+    "notify.poll_s": (("notify", "poll_s"), number(0.01, 86400)),
 }
-
-
-def _flatten(doc: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _set(obj: Any, path: tuple[str, ...], value: Any) -> Any:
@@ -188,8 +156,8 @@ def parse_sections(tables: Mapping[str, Any]) -> AccountConfig:
     config = AccountConfig()
     for section, table in tables.items():
         if not isinstance(table, dict):
-            raise _fail(section, table, "a table of keys")
-        for key, value in _flatten(table, f"{section}.").items():
+            raise fail(section, table, "a table of keys")
+        for key, value in flatten(table, f"{section}.").items():
             if key not in KEYS:
                 raise ConfigError(
                     f"unknown config key {key!r}; allowed in [{section}]: "
@@ -199,7 +167,7 @@ def parse_sections(tables: Mapping[str, Any]) -> AccountConfig:
             config = _set(config, path, check(key, value))
     notify = config.notify
     if notify.smtp.host and not notify.to_addr:
-        raise _fail("notify.to", "", "the admin's address, required with notify.smtp.host")
+        raise fail("notify.to", "", "the admin's address, required with notify.smtp.host")
     if notify.retry.cap_s < notify.retry.base_s:
-        raise _fail("notify.retry.cap_s", notify.retry.cap_s, "at least notify.retry.base_s")
+        raise fail("notify.retry.cap_s", notify.retry.cap_s, "at least notify.retry.base_s")
     return config
