@@ -75,7 +75,9 @@ def _run_wrk(
         threads = min(2, connections)
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), url],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     match = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)", out)
     if not match:
@@ -83,8 +85,14 @@ def _run_wrk(
     requests, errors, duration_us = (int(match.group(i)) for i in (1, 2, 3))
     duration = duration_us / 1e6
     return LoadResult(
-        "wrk", connections, duration, requests, errors, requests / duration,
-        float(match.group(4)), float(match.group(5)),
+        "wrk",
+        connections,
+        duration,
+        requests,
+        errors,
+        requests / duration,
+        float(match.group(4)),
+        float(match.group(5)),
     )
 
 
@@ -116,6 +124,12 @@ async def _run_builtin(
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
     return LoadResult(
-        "builtin", connections, duration, len(latencies), errors, len(latencies) / duration,
-        statistics.median(latencies) * 1000 if latencies else 0.0, p99 * 1000,
+        "builtin",
+        connections,
+        duration,
+        len(latencies),
+        errors,
+        len(latencies) / duration,
+        statistics.median(latencies) * 1000 if latencies else 0.0,
+        p99 * 1000,
     )
