@@ -46,6 +46,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import IN_CI, require_root
+
 REPO = Path(__file__).resolve().parent.parent
 FINAL_STATUSES = frozenset({"Deployed", "Deployment Failed"})
 # Small timeouts so tests can exercise them; everything else is the default.
@@ -304,19 +306,36 @@ def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
 class DaemonProcess:
     """`python -m daemon.main` on a temp state dir; start, stop (SIGTERM), kill (SIGKILL)."""
 
+    # free_port() only finds a port that was free a moment ago: another process may
+    # bind it before the daemon does, so a start that fails on it tries a new port.
+    PORT_ATTEMPTS = 5
+
     def __init__(self, root: Path, config: Mapping[str, Any], cache_dir: Path | None) -> None:
         self.root = root
         self.state_dir = root / "state"
         self.socket = root / "admin.sock"
-        self.port = free_port()
         self.config_path = root / "scriptd.toml"
         self.log_path = root / "scriptd.log"
-        full = _merge(TEST_CONFIG, {"sandbox": {"cgroup_name": f"scriptd-test-{self.port}"}})
-        full = _merge(full, config)
-        if cache_dir is not None:
-            full = _merge({"build": {"cache_dir": str(cache_dir)}}, full)
-        self.config_path.write_text(to_toml(full))
+        self._config = config
+        self._cache_dir = cache_dir
+        # Real sandboxes need root. In CI a non-root run is an error; on a developer's
+        # machine the daemon falls back to --dev-no-sandbox, and the tests that need
+        # real sandboxes call require_root() first, so they skip with the reason.
+        if IN_CI:
+            require_root()
+        self.sandboxed = os.geteuid() == 0
+        self.port = 0
+        self._new_port()
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _new_port(self) -> None:
+        """Pick a free port and write the config (the cgroup name carries the port)."""
+        self.port = free_port()
+        full = _merge(TEST_CONFIG, {"sandbox": {"cgroup_name": f"scriptd-test-{self.port}"}})
+        full = _merge(full, self._config)
+        if self._cache_dir is not None:
+            full = _merge({"build": {"cache_dir": str(self._cache_dir)}}, full)
+        self.config_path.write_text(to_toml(full))
 
     @property
     def admin_socket(self) -> Path:
@@ -330,9 +349,21 @@ class DaemonProcess:
         argv = [sys.executable, "-m", "daemon.main", "--config", str(self.config_path),
                 "--state-dir", str(self.state_dir), "--admin-socket", str(self.socket),
                 "--listen", f"127.0.0.1:{self.port}"]  # fmt: skip
-        return argv if os.geteuid() == 0 else [*argv, "--dev-no-sandbox"]
+        return argv if self.sandboxed else [*argv, "--dev-no-sandbox"]
 
     def start(self, timeout: float = 30) -> DaemonProcess:
+        for _ in range(self.PORT_ATTEMPTS - 1):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                return self._start_once(timeout)
+            except RuntimeError:
+                this_run = self.log_path.read_bytes()[log_start:].decode(errors="replace")
+                if "address already in use" not in this_run.lower():
+                    raise
+            self._new_port()
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> DaemonProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, cwd=REPO, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
