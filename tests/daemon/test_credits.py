@@ -1,14 +1,17 @@
-"""Credits: exact arithmetic, admission, and the meter against a real SQLite ledger.
+"""Credits: exact arithmetic, admission, and the meter against the daemon's own ledger.
 
-`SqliteLedger` below is the reference for the store: the schema and the one-transaction
-charge that make the meter idempotent across restarts.
+The meter tests run `daemon.credits.Meter` over `daemon.metering.StoreLedger` on a real
+`daemon.store.Store` in a temp file: the store's migrations and its one-transaction
+`charge_usage` are what make the meter idempotent across restarts, so a change in that
+SQL shows up here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +23,6 @@ from hypothesis import strategies as st
 from daemon.credits import (
     HOUR_MS,
     Account,
-    Charge,
-    LedgerEntry,
     Meter,
     RunningReplica,
     accrued,
@@ -32,94 +33,41 @@ from daemon.credits import (
     low_threshold,
     to_micro,
 )
-from daemon.store_schema import MIGRATIONS
+from daemon.metering import StoreLedger
+from daemon.models import now_iso
+from daemon.store import Store
 
-# What the credits need on top of the store's first migration (proposed migration 2):
-# integer micro-credit columns on the account (its REAL columns would drift) and the
-# usage ledger, one row per replica per wall-clock hour.
-PROPOSED_MIGRATION = """
-ALTER TABLE account ADD COLUMN allocation_micro INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE account ADD COLUMN balance_micro INTEGER NOT NULL DEFAULT 0;
-CREATE TABLE credit_usage (
-    replica_id      TEXT NOT NULL,
-    hour_start_ms   INTEGER NOT NULL,
-    script_id       INTEGER REFERENCES scripts(id) ON DELETE SET NULL,
-    script_name     TEXT NOT NULL,
-    version         INTEGER NOT NULL,
-    profile         TEXT NOT NULL,
-    period_start_ms INTEGER NOT NULL,
-    period_end_ms   INTEGER NOT NULL,
-    replica_ms      INTEGER NOT NULL,
-    amount_micro    INTEGER NOT NULL,
-    PRIMARY KEY (replica_id, hour_start_ms)
-);
-CREATE INDEX credit_usage_hour ON credit_usage (hour_start_ms, script_name);
-"""
+_OPEN: list[Store] = []
 
 
-class SqliteLedger:
-    def __init__(self, path: Path, allocation: int | None = None) -> None:
-        self.db = apsw.Connection(str(path))
-        with self.db:
-            if self.db.execute("PRAGMA user_version").fetchone() == (0,):
-                self.db.execute(MIGRATIONS[0])
-                self.db.execute(PROPOSED_MIGRATION)
-                self.db.execute("PRAGMA user_version = 2")
-        if allocation is not None:  # `scriptctl account set --allocation N`
-            self.db.execute(
-                "INSERT INTO account (id, updated_at, total_allocated, balance_credits, "
-                "allocation_micro, balance_micro) VALUES (1, '', ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET total_allocated = excluded.total_allocated, "
-                "balance_credits = excluded.balance_credits, "
-                "allocation_micro = excluded.allocation_micro, "
-                "balance_micro = excluded.balance_micro",
-                (allocation / 1e6, allocation / 1e6, allocation, allocation),
-            )
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
-    def account(self) -> Account:
-        row = self.db.execute("SELECT allocation_micro, balance_micro FROM account").fetchone()
-        assert row is not None
-        return Account(int(row[0]), int(row[1]))
 
-    async def high_water(self, replica_id: str) -> int | None:
-        row = self.db.execute(
-            "SELECT MAX(period_end_ms) FROM credit_usage WHERE replica_id = ?", (replica_id,)
-        ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+def open_store(path: Path, allocation: int | None) -> Store:
+    """The daemon's store; `allocation` creates the account (None: leave it as it is)."""
+    store = Store(path)
+    _OPEN.append(store)
+    if allocation is not None:
+        store.ensure_account(allocation, now_iso())
+    return store
 
-    async def charge(self, entries: Sequence[LedgerEntry]) -> Charge:
-        with self.db:  # one transaction: rows and balance together, or neither
-            before, total = self.account(), 0
-            for e in entries:
-                mark = await self.high_water(e.replica_id)
-                if mark is not None and e.period_start_ms < mark:
-                    continue  # already charged (a replay after a crash)
-                self.db.execute(
-                    "INSERT INTO credit_usage VALUES (?, ?, "
-                    "(SELECT id FROM scripts WHERE name = ?), ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT(replica_id, hour_start_ms) DO UPDATE SET "
-                    "period_end_ms = excluded.period_end_ms, "
-                    "replica_ms = replica_ms + excluded.replica_ms, "
-                    "amount_micro = amount_micro + excluded.amount_micro",
-                    (e.replica_id, e.hour_start_ms, e.script, e.script, e.version, e.profile,
-                     e.period_start_ms, e.period_end_ms, e.replica_ms, e.amount),
-                )  # fmt: skip
-                total += e.amount
-            # balance_credits (REAL, migration 1) is kept as a derived copy for display.
-            self.db.execute(
-                "UPDATE account SET balance_micro = balance_micro - ?1, "
-                "balance_credits = (balance_micro - ?1) / 1000000.0",
-                (total,),
-            )
-            return Charge(before, self.account())
 
-    def usage_by_script(self, since_ms: int = 0) -> dict[str, tuple[int, int]]:
-        rows = self.db.execute(
-            "SELECT script_name, SUM(replica_ms), SUM(amount_micro) FROM credit_usage "
-            "WHERE hour_start_ms >= ? - ? % 3600000 GROUP BY script_name",
-            (since_ms, since_ms),
-        )
-        return {str(s): (int(ms), int(a)) for s, ms, a in rows}
+def usage(store: Store) -> dict[str, tuple[int, int]]:
+    """script -> (replica ms, micro-credits) over the whole ledger."""
+    return {u.script: (u.replica_ms, u.amount) for u in store.usage_by_script()}
+
+
+def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read the file with a connection of its own: what is committed, not the store's view."""
+    db = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return [tuple(row) for row in db.execute(sql)]
+    finally:
+        db.close()
 
 
 SEED_RATES = {"0.07698": 76_980, "0.15396": 153_960, "0.144": 144_000, "0.30792": 307_920,
@@ -197,7 +145,8 @@ class Clock:
 class Harness:
     def __init__(self, path: Path, replicas: list[RunningReplica], allocation: int | None,
                  low: str = "0") -> None:  # fmt: skip
-        self.ledger = SqliteLedger(path, allocation)
+        self.store = open_store(path, allocation)
+        self.ledger = StoreLedger(self.store)
         self.replicas = replicas
         self.clock = Clock(T0)
         self.lows: list[Account] = []
@@ -219,6 +168,9 @@ class Harness:
             self.clock.ms += every_ms
             await self.meter.step()
 
+    def balance(self) -> int:
+        return self.store.get_account().balance
+
 
 async def test_ledger_equals_replica_seconds_times_rate(tmp_path: Path) -> None:
     two = replica("r2", "other", rate=to_micro("0.288"), started=T0 + 2_500)
@@ -226,14 +178,14 @@ async def test_ledger_equals_replica_seconds_times_rate(tmp_path: Path) -> None:
     await h.ticks(1500, 5_000)  # 2 h 5 min in 5 s ticks, across three wall-clock hours
     end = T0 + 1500 * 5_000
     spent = accrued(T0, end, ONE) + accrued(two.started_ms, end, two.rate)
-    usage = h.ledger.usage_by_script()
-    assert usage["s"] == (end - T0, accrued(T0, end, ONE))
-    assert usage["other"] == (end - two.started_ms, accrued(two.started_ms, end, two.rate))
-    assert h.ledger.account() == Account(to_micro(100), to_micro(100) - spent)
-    [(real,)] = h.ledger.db.execute("SELECT balance_credits FROM account")
+    spent_by = usage(h.store)
+    assert spent_by["s"] == (end - T0, accrued(T0, end, ONE))
+    assert spent_by["other"] == (end - two.started_ms, accrued(two.started_ms, end, two.rate))
+    assert h.store.get_account() == Account(to_micro(100), to_micro(100) - spent)
+    [(real,)] = raw(h.store.path, "SELECT balance_credits FROM account")
     assert real == pytest.approx((to_micro(100) - spent) / 1e6)
-    rows = h.ledger.db.execute("SELECT COUNT(*) FROM credit_usage").fetchone()
-    assert rows == (4 + 3,)  # one row per replica per wall-clock hour touched, not per tick
+    rows = raw(h.store.path, "SELECT COUNT(*) FROM credit_usage")
+    assert rows == [(4 + 3,)]  # one row per replica per wall-clock hour touched, not per tick
 
 
 async def test_restart_does_not_double_count(tmp_path: Path) -> None:
@@ -245,17 +197,19 @@ async def test_restart_does_not_double_count(tmp_path: Path) -> None:
     second.clock.ms = first.clock.ms + 3_000
     await second.meter.step()
     await second.ticks(10, 5_000)
-    assert second.ledger.account().balance == to_micro(5) - accrued(T0, second.clock.ms, ONE)
-    assert second.ledger.usage_by_script()["s"][0] == second.clock.ms - T0
+    assert second.balance() == to_micro(5) - accrued(T0, second.clock.ms, ONE)
+    assert usage(second.store)["s"][0] == second.clock.ms - T0
 
 
 async def test_a_replayed_charge_is_ignored(tmp_path: Path) -> None:
-    ledger = SqliteLedger(tmp_path / "db", to_micro(1))
+    store = open_store(tmp_path / "db", to_micro(1))
+    ledger = StoreLedger(store)
     entries = entries_for(replica(), T0, T0 + 60_000)
     first = await ledger.charge(entries)
     again = await ledger.charge(entries)  # committed, but the caller never heard back
     assert first.after == again.before == again.after
-    assert ledger.account().balance == to_micro(1) - accrued(T0, T0 + 60_000, ONE)
+    assert store.get_account().balance == to_micro(1) - accrued(T0, T0 + 60_000, ONE)
+    assert await ledger.high_water(entries[-1].replica_id) == T0 + 60_000
 
 
 async def test_settle_charges_up_to_the_stop(tmp_path: Path) -> None:
@@ -265,7 +219,7 @@ async def test_settle_charges_up_to_the_stop(tmp_path: Path) -> None:
     await h.meter.settle(replica(), T0 + 17_250)
     await h.meter.settle(replica(), T0 + 17_250)  # twice: still once
     await h.ticks(3, 5_000)
-    assert h.ledger.account().balance == to_micro(1) - accrued(T0, T0 + 17_250, ONE)
+    assert h.balance() == to_micro(1) - accrued(T0, T0 + 17_250, ONE)
 
 
 async def test_settle_before_the_pool_unlists_the_replica(tmp_path: Path) -> None:
@@ -275,7 +229,7 @@ async def test_settle_before_the_pool_unlists_the_replica(tmp_path: Path) -> Non
     await h.ticks(2, 5_000)
     h.replicas.clear()
     await h.ticks(1, 5_000)
-    assert h.ledger.account().balance == to_micro(1) - accrued(T0, T0 + 12_000, ONE)
+    assert h.balance() == to_micro(1) - accrued(T0, T0 + 12_000, ONE)
 
 
 async def test_clock_going_back_charges_nothing(tmp_path: Path) -> None:
@@ -283,7 +237,7 @@ async def test_clock_going_back_charges_nothing(tmp_path: Path) -> None:
     await h.ticks(2, 5_000)
     h.clock.ms -= 60_000
     assert await h.meter.step() is None
-    assert h.ledger.account().balance == to_micro(1) - accrued(T0, T0 + 10_000, ONE)
+    assert h.balance() == to_micro(1) - accrued(T0, T0 + 10_000, ONE)
 
 
 async def test_low_balance_then_exhausted_fire_once_each(tmp_path: Path) -> None:
@@ -317,8 +271,10 @@ async def test_run_loop_ticks_and_cancels(tmp_path: Path) -> None:
     h.meter._interval_s = 0.01
     h.clock.ms += 1_000
     task = asyncio.create_task(h.meter.run())
-    await asyncio.sleep(0.05)
+    deadline = time.monotonic() + 10  # the charge runs in a thread: wait for it, not a guess
+    while h.balance() == to_micro(1) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert h.ledger.account().balance == to_micro(1) - accrued(T0, T0 + 1_000, ONE)
+    assert h.balance() == to_micro(1) - accrued(T0, T0 + 1_000, ONE)
