@@ -1,6 +1,7 @@
 """Notifications: composition, and delivery through a real SMTP server on loopback.
 
-`SqliteOutbox` below is the reference for the store's outbox table.
+The outbox is the daemon's own: `daemon.notifications.StoreOutbox` on a real
+`daemon.store.Store` in a temp file, so a change in the store's outbox SQL shows up here.
 """
 
 from __future__ import annotations
@@ -13,103 +14,60 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-import apsw
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from daemon.credits import Account, to_micro
+from daemon.notifications import StoreOutbox
 from daemon.notify import (
     SUBJECTS,
     Backoff,
-    Email,
     Mailer,
     OutboxMessage,
     ScriptRef,
+    Status,
     compose,
 )
 from daemon.notify_smtp import SmtpConfig, SmtpSender
-from daemon.store_schema import MIGRATIONS
+from daemon.store import Store
 from tests.conftest import require
 
-# The outbox table of the store's first migration, used as it is.
-COLUMNS = (
-    "id, kind, recipient, subject, body, attempts, last_error, created_at, next_attempt_at, sent_at"
-)
+_OPEN: list[Store] = []
 
 
-def iso(t: float | None) -> str | None:
-    """Unix seconds -> the store's fixed-width ISO text, which sorts like the numbers."""
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
 
-def unix(text: str | None) -> float | None:
-    if text is None:
-        return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+class RealOutbox(StoreOutbox):
+    """The daemon's outbox over a new Store at `path`, plus the reads that
+    `scriptctl notifications` goes through (Store.list_outbox)."""
 
-
-class SqliteOutbox:
     def __init__(self, path: Path) -> None:
-        self.db = apsw.Connection(str(path))
-        self.db.execute(MIGRATIONS[0])
+        self.store = Store(path)
+        _OPEN.append(self.store)
+        super().__init__(self.store)
 
-    def _message(self, row: tuple[Any, ...]) -> OutboxMessage:
-        *head, created, next_at, sent = row
-        return OutboxMessage(*head, unix(created), unix(next_at), unix(sent))  # type: ignore[arg-type]
+    def list(self) -> list[OutboxMessage]:
+        """Every message, oldest first (the store lists newest first)."""
+        return list(reversed(self.store.list_outbox(limit=10_000)))
 
-    async def add(self, e: Email, recipient: str, now: float) -> int:
-        self.db.execute(
-            "INSERT INTO outbox (created_at, kind, recipient, subject, body, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (iso(now), e.kind, recipient, e.subject, e.body, iso(now)),
-        )
-        return self.db.last_insert_rowid()
-
-    async def due(self, now: float, limit: int) -> list[OutboxMessage]:
-        rows = self.db.execute(
-            f"SELECT {COLUMNS} FROM outbox WHERE sent_at IS NULL "
-            "AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-            (iso(now), limit),
-        )
-        return [self._message(row) for row in rows]
-
-    async def mark_sent(self, id: int, attempts: int, now: float) -> None:
-        self.db.execute(
-            "UPDATE outbox SET attempts = ?, sent_at = ?, next_attempt_at = NULL WHERE id = ?",
-            (attempts, iso(now), id),
-        )
-
-    async def mark_retry(self, id: int, attempts: int, error: str, next_at: float) -> None:
-        self.db.execute(
-            "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
-            (attempts, error, iso(next_at), id),
-        )
-
-    async def mark_failed(self, id: int, attempts: int, error: str) -> None:
-        self.db.execute(
-            "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = NULL WHERE id = ?",
-            (attempts, error, id),
-        )
-
-    def list(self) -> list[OutboxMessage]:  # what `scriptctl notifications` shows
-        return [self._message(r) for r in self.db.execute(f"SELECT {COLUMNS} FROM outbox")]
-
-    def statuses(self) -> list[str]:  # the same status, in SQL
-        return [
-            str(r[0])
-            for r in self.db.execute(
-                "SELECT CASE WHEN sent_at IS NOT NULL THEN 'sent' "
-                "WHEN next_attempt_at IS NULL THEN 'failed' "
-                "WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END FROM outbox ORDER BY id"
-            )
-        ]
+    def statuses(self) -> list[str]:
+        """Each message's status as the store's SQL filter sees it, oldest first; it must
+        agree with OutboxMessage.status, which the Python side computes."""
+        seen: dict[int, str] = {}
+        for status in get_args(Status):
+            for message in self.store.list_outbox(limit=10_000, status=status):
+                assert message.id not in seen, f"message {message.id} matches two statuses"
+                seen[message.id] = status
+        return [seen.get(m.id, "none") for m in self.list()]
 
 
 ACCOUNT = Account(allocation=to_micro(100), balance=to_micro("42.5"))
@@ -204,7 +162,7 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-def mailer(outbox: SqliteOutbox, port: int | None, recipient: str = "", **kw: Any) -> Mailer:
+def mailer(outbox: RealOutbox, port: int | None, recipient: str = "", **kw: Any) -> Mailer:
     sender = SmtpSender(config(port, **kw)) if port else None
     fast = Backoff(base_s=0.05, cap_s=0.2, jitter=0.5, give_up_after_s=60)
     return Mailer(outbox, sender, recipient, fast, poll_s=0.05)
@@ -212,7 +170,7 @@ def mailer(outbox: SqliteOutbox, port: int | None, recipient: str = "", **kw: An
 
 async def test_deployed_email_arrives(smtp_server: Any, tmp_path: Path) -> None:
     inbox, port = smtp_server()
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, port)
     msg_id = await m.enqueue(compose("deployed", [APP], ACCOUNT))
     assert await m.drain_once() == 1
@@ -231,7 +189,7 @@ async def test_a_row_goes_to_the_address_it_was_queued_for(
     smtp_server: Any, tmp_path: Path
 ) -> None:
     inbox, port = smtp_server()
-    m = mailer(SqliteOutbox(tmp_path / "db"), port, recipient="ops@example.test")
+    m = mailer(RealOutbox(tmp_path / "db"), port, recipient="ops@example.test")
     await m.enqueue(compose("deployed", [APP], ACCOUNT))
     await m.drain_once()
     assert inbox.messages[0]["To"] == "ops@example.test"
@@ -239,7 +197,7 @@ async def test_a_row_goes_to_the_address_it_was_queued_for(
 
 async def test_server_down_then_up_delivers_after_a_retry(smtp_server: Any, tmp_path: Path) -> None:
     port = free_port()  # nothing listens yet
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, port)
     task = asyncio.create_task(m.run())
     try:
@@ -259,7 +217,7 @@ async def test_server_down_then_up_delivers_after_a_retry(smtp_server: Any, tmp_
 
 
 async def test_a_down_server_is_tried_once_per_pass(tmp_path: Path) -> None:
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, free_port())
     for kind in ("deployed", "undeployed", "low_credits"):
         await m.enqueue(compose(kind, [APP], ACCOUNT))  # type: ignore[arg-type]
@@ -271,7 +229,7 @@ async def test_a_down_server_is_tried_once_per_pass(tmp_path: Path) -> None:
 
 
 async def test_without_smtp_messages_stay_queued(tmp_path: Path) -> None:
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, None)
     await m.enqueue(compose("low_credits", [APP], ACCOUNT))
     assert await m.drain_once() == 0
@@ -283,7 +241,7 @@ async def test_without_smtp_messages_stay_queued(tmp_path: Path) -> None:
 async def test_a_permanent_refusal_fails_without_retrying(smtp_server: Any, tmp_path: Path) -> None:
     inbox, port = smtp_server()
     inbox.refuse = True
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, port)
     await m.enqueue(compose("deploy_failed", [APP], ACCOUNT, reason="boom"))
     await m.drain_once()
@@ -294,7 +252,7 @@ async def test_a_permanent_refusal_fails_without_retrying(smtp_server: Any, tmp_
 
 
 async def test_gives_up_after_the_deadline(tmp_path: Path) -> None:
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     now = [1000.0]
     m = Mailer(outbox, SmtpSender(config(free_port())), "", Backoff(base_s=1, give_up_after_s=10),
                clock=lambda: now[0])  # fmt: skip
@@ -334,7 +292,7 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
 async def test_starttls_with_login(smtp_server: Any, certificate: Any, tmp_path: Path) -> None:
     inbox, port = smtp_server(tls_context=server_tls(certificate), require_starttls=True,
                               authenticator=authenticator, auth_required=True)  # fmt: skip
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, port, security="starttls", username="scriptd", password="s3cret",
                ca_file=certificate[0])  # fmt: skip
     await m.enqueue(compose("deployed", [APP], ACCOUNT))
@@ -346,7 +304,7 @@ async def test_wrong_password_is_retried(
 ) -> None:
     _, port = smtp_server(tls_context=server_tls(certificate), require_starttls=True,
                           authenticator=authenticator, auth_required=True)  # fmt: skip
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, port, security="starttls", username="scriptd", password="nope",
                ca_file=certificate[0])  # fmt: skip
     await m.enqueue(compose("deployed", [APP], ACCOUNT))
@@ -357,7 +315,7 @@ async def test_wrong_password_is_retried(
 
 async def test_implicit_tls(smtp_server: Any, certificate: Any, tmp_path: Path) -> None:
     inbox, port = smtp_server(ssl_context=server_tls(certificate))
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, port, security="tls", ca_file=certificate[0])
     await m.enqueue(compose("credits_exhausted", [APP], ACCOUNT))
     assert await m.drain_once() == 1
@@ -367,7 +325,7 @@ async def test_implicit_tls(smtp_server: Any, certificate: Any, tmp_path: Path) 
 async def test_untrusted_certificate_is_refused(smtp_server: Any, certificate: Any,
                                                 tmp_path: Path) -> None:  # fmt: skip
     _, port = smtp_server(ssl_context=server_tls(certificate))
-    outbox = SqliteOutbox(tmp_path / "db")
+    outbox = RealOutbox(tmp_path / "db")
     m = mailer(outbox, port, security="tls")  # no ca_file: the self-signed cert is unknown
     await m.enqueue(compose("deployed", [APP], ACCOUNT))
     assert await m.drain_once() == 0
