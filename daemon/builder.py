@@ -8,9 +8,14 @@ leaves a half environment that looks finished.
 
 Every tool runs as a subprocess (never on the event loop) in its own process
 group, with a minimal environment, under one time limit for the whole build;
-its output goes to the version's build log. Untrusted code must not run here,
-outside any sandbox: Python installs take wheels only (`uv pip install
---no-build`) and npm runs with `--ignore-scripts`, unless the config allows more.
+its output goes to the version's build log. The tools run as the unprivileged
+build user, in a mount namespace that shows them only the build's temp folder
+and their caches (daemon/build_user.py); the finished environment is then
+root's and read-only. Untrusted code must not run here, outside any sandbox:
+Python installs take wheels only (`uv pip install --no-build`) and npm runs with
+`--ignore-scripts`, unless the config allows more. The dependency files reach
+the tools only after validation refused every installer option, local path and
+non-registry source (daemon/archive_requirements.py, daemon/archive_project.py).
 """
 
 from __future__ import annotations
@@ -26,6 +31,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.build_user import (
+    TOOLS_MOUNT,
+    WORK_MOUNT,
+    build_ids,
+    chown_tree,
+    make_work_dir,
+    prepare_tools,
+    seal,
+    tools_dir,
+    wrap,
+)
 from daemon.catalogue import Runtime
 from daemon.config import Config
 from daemon.errors import BuildError
@@ -33,6 +49,7 @@ from daemon.errors import BuildError
 BUILD_FORMAT = 1  # bump when the layout of a built environment changes
 DONE_MARKER = ".scriptd-built"
 NODE_DEP_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json")
+REQUIREMENTS_COPY = ".scriptd-requirements.txt"  # in the temp folder while uv reads it
 # The daemon's own settings for reaching package indexes (proxies, CA bundles,
 # mirrors) go through to the tools; nothing else of its environment does.
 PASS_ENV = (
@@ -99,6 +116,9 @@ class Builder:
         self.envs_dir = config.cache_dir / "envs"
         self._slots = asyncio.Semaphore(config.build_parallel)
         self._key_locks: dict[str, asyncio.Lock] = {}
+        self.uid, self.gid = build_ids(config)
+        self.tools = tools_dir(config)
+        self._tools_ready = False
 
     def env_dir(self, key: str) -> Path:
         return self.envs_dir / key
@@ -123,34 +143,41 @@ class Builder:
         self, language: str, runtime: Runtime, src: Path, log: Path, final: Path, t0: float
     ) -> None:
         tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-        await asyncio.to_thread(_reset_dir, tmp)
+        if not self._tools_ready:  # once per daemon: the caches may be root's from before
+            await asyncio.to_thread(prepare_tools, self.tools, self.uid, self.gid)
+            self._tools_ready = True
+        await asyncio.to_thread(make_work_dir, tmp, self.uid, self.gid)
         try:
             deadline = t0 + self.config.build_timeout_s
             if language == "python":
                 await self._python(runtime, src, tmp, log, deadline)
             else:
                 await self._node(runtime, src, tmp, log, deadline)
+            await asyncio.to_thread(seal, tmp)
             await asyncio.to_thread(_finish, tmp, final)
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
     async def _python(self, rt: Runtime, src: Path, tmp: Path, log: Path, deadline: float) -> None:
         uv = find_uv(self.config)
-        await self._run(
-            [uv, "venv", "--quiet", "--relocatable", "--python", rt.path, str(tmp)],
-            src, log, deadline,
-        )  # fmt: skip
+        venv = [uv, "venv", "--quiet", "--relocatable", "--python", rt.path, WORK_MOUNT]
+        await self._run(venv, tmp, log, deadline)
         if await asyncio.to_thread(_has_requirements, src):
-            argv = [uv, "pip", "install", "--python", str(tmp / "bin" / "python")]
+            await asyncio.to_thread(
+                self._hand_over, src / "requirements.txt", tmp / REQUIREMENTS_COPY
+            )
+            argv = [uv, "pip", "install", "--python", f"{WORK_MOUNT}/bin/python"]
             if not self.config.build_allow_source_builds:
                 argv.append("--no-build")
-            await self._run([*argv, "-r", str(src / "requirements.txt")], src, log, deadline)
+            await self._run([*argv, "-r", f"{WORK_MOUNT}/{REQUIREMENTS_COPY}"], tmp, log, deadline)
+            await asyncio.to_thread((tmp / REQUIREMENTS_COPY).unlink)
 
     async def _node(self, rt: Runtime, src: Path, tmp: Path, log: Path, deadline: float) -> None:
         names = [n for n in NODE_DEP_FILES if (src / n).is_file()]
         for name in names:
-            await asyncio.to_thread(shutil.copyfile, src / name, tmp / name)
+            await asyncio.to_thread(self._hand_over, src / name, tmp / name)
         await asyncio.to_thread((tmp / "node_modules").mkdir, exist_ok=True)
+        await asyncio.to_thread(chown_tree, tmp, self.uid, self.gid)
         if not await asyncio.to_thread(_has_node_dependencies, src):
             await _append(log, "package.json lists no dependencies: nothing to install\n")
             return
@@ -158,25 +185,27 @@ class Builder:
         npm = npm if os.path.exists(npm) else (shutil.which("npm") or "npm")
         locked = "package-lock.json" in names or "npm-shrinkwrap.json" in names
         argv = [npm, "ci"] if locked else [npm, "install"]
-        argv += ["--omit=dev", "--no-audit", "--no-fund", "--cache", str(self.npm_cache)]
+        argv += ["--omit=dev", "--no-audit", "--no-fund", "--cache", f"{TOOLS_MOUNT}/npm"]
         if self.config.build_npm_ignore_scripts:
             argv.append("--ignore-scripts")
         await self._run(argv, tmp, log, deadline, node_dir=str(Path(rt.path).parent))
 
-    @property
-    def npm_cache(self) -> Path:
-        return self.config.cache_dir / "npm"
+    def _hand_over(self, src: Path, dest: Path) -> None:
+        """Copy a dependency file into the temp folder, readable by the build user."""
+        shutil.copyfile(src, dest)
+        os.chown(dest, self.uid, self.gid)
 
     def _env(self, node_dir: str | None) -> dict[str, str]:
-        home = self.config.cache_dir / "home"
-        home.mkdir(parents=True, exist_ok=True)
         path = "/usr/local/bin:/usr/bin:/bin"
         passed = {k: v for k, v in os.environ.items() if k in PASS_ENV}
         return passed | {
             "PATH": f"{node_dir}:{path}" if node_dir else path,
-            "HOME": str(home),
+            "HOME": f"{TOOLS_MOUNT}/home",
+            "TMPDIR": f"{TOOLS_MOUNT}/tmp",
             "LANG": "C.UTF-8",
-            "UV_CACHE_DIR": str(self.config.cache_dir / "uv"),
+            "UV_CACHE_DIR": f"{TOOLS_MOUNT}/uv",
+            # the cache and the temp folder are two mounts: hard links cannot cross them
+            "UV_LINK_MODE": "copy",
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_NO_CONFIG": "1",
             "npm_config_update_notifier": "false",
@@ -188,11 +217,11 @@ class Builder:
         left = deadline - time.monotonic()
         if left <= 0:
             raise BuildError(self._too_long())
-        await _append(log, "$ " + " ".join(argv) + "\n")
+        await _append(log, f"$ {' '.join(argv)}  (as uid {self.uid}, gid {self.gid})\n")
         fd = await asyncio.to_thread(os.open, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *_dies_with_daemon(argv),
+                *wrap(argv, cwd, self.tools, self.uid, self.gid),
                 cwd=cwd,
                 env=self._env(node_dir),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -221,22 +250,9 @@ class Builder:
         return f"the build took longer than {self.config.build_timeout_s} s (build.timeout_s)"
 
 
-def _dies_with_daemon(argv: list[str]) -> list[str]:
-    """Prefix `setpriv --pdeathsig KILL`: if the daemon is killed mid-build, the
-    tool dies too instead of running on as an orphan (util-linux's setpriv sets
-    the flag and execs, so no preexec_fn runs in a threaded process)."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
-
-
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def _reset_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
 
 
 def _finish(tmp: Path, final: Path) -> None:
