@@ -11,8 +11,9 @@ are bound below it: the build's temp folder at WORK_MOUNT and the tools' caches
 needs no search permission on the parents of the daemon's cache folder (often
 0700), and it never sees the project's source: the builder copies the
 dependency files into the temp folder. The host's /tmp is hidden, so the tools
-themselves (uv, npm, the interpreters) must not live below /tmp. Both folders belong to the build user;
-the finished environment is handed back to root and made read-only (`seal`).
+themselves (uv, npm, the interpreters) must not live below /tmp. Both folders
+belong to the build user; the finished environment is handed back to root and
+made read-only (`seal`).
 
 The build user is uid/gid 199999 unless the config names another one
 (`build_uid` / `build_gid`); it needs no entry in /etc/passwd and must not be a

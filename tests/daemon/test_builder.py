@@ -121,7 +121,7 @@ async def test_tools_run_as_the_build_user_and_see_no_source(
     assert py is not None
     src = tmp_path / "src"
     src.mkdir()
-    probe = f"echo ids=$(id -u):$(id -g) groups=$(id -G) home=$HOME pwd=$(pwd)\n"
+    probe = "echo ids=$(id -u):$(id -g) groups=$(id -G) home=$HOME pwd=$(pwd)\n"
     probe += f"cat {src}/main.py >/dev/null 2>&1 && echo source-visible || echo source-hidden\n"
     probe += "cat /etc/shadow >/dev/null 2>&1 && echo shadow-read || echo shadow-refused\n"
     probe += "exit 3\n"
