@@ -120,11 +120,23 @@ class Store(KeysStore, AccountStore):
     # --- plumbing ------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        with self._tx():
-            done = self._one("PRAGMA user_version")["user_version"]
-            for number, sql in enumerate(MIGRATIONS[done:], start=done + 1):
-                self._db.execute(sql)
-                self._db.execute(f"PRAGMA user_version={number}")
+        """Apply the missing migrations in one transaction, with foreign keys off
+        (a table rebuild drops a table that others refer to: with them on, the
+        drop would cascade), and refuse to commit if a reference is left broken."""
+        if self._one("PRAGMA user_version")["user_version"] >= len(MIGRATIONS):
+            return
+        self._db.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction
+        try:
+            with self._tx():
+                done = self._one("PRAGMA user_version")["user_version"]
+                for number, sql in enumerate(MIGRATIONS[done:], start=done + 1):
+                    self._db.execute(sql)
+                    self._db.execute(f"PRAGMA user_version={number}")
+                broken = self._rows("PRAGMA foreign_key_check")
+                if broken:
+                    raise RuntimeError(f"migration left broken references: {broken[:5]}")
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
 
     @property
     def schema_version(self) -> int:

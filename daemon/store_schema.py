@@ -4,6 +4,10 @@
 never edited once committed: later issues append new ones (API keys gaining a
 column, metering tables, ...). The tables for API keys, executions, the account
 ledger and the outbox exist from the start so those issues only add code.
+
+The store runs the migrations with foreign keys off (SQLite ignores that pragma
+inside a transaction, and a table rebuild must not cascade deletes) and checks
+`PRAGMA foreign_key_check` before it commits.
 """
 
 from __future__ import annotations
@@ -141,5 +145,39 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN version INTEGER;
     CREATE INDEX outbox_due ON outbox (sent_at, next_attempt_at);
     CREATE INDEX events_kind ON events (script_id, kind, id);
+    """,
+    # 3: script ids are never reused (AUTOINCREMENT): a script's uid (replicas.uid_base
+    # + id) and its folder scripts/<id>/ must not pass to a later script. SQLite adds
+    # AUTOINCREMENT only by rebuilding the table; rows keep their ids, so the tables
+    # that refer to scripts(id) need no change. sqlite_sequence starts at the highest
+    # id present (ids freed before this migration cannot be known any more).
+    """
+    CREATE TABLE scripts_v3 (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        name            TEXT NOT NULL UNIQUE,
+        description     TEXT NOT NULL DEFAULT '',
+        language        TEXT NOT NULL CHECK (language IN ('python', 'javascript')),
+        language_version TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        added_by        TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        env_json        TEXT NOT NULL DEFAULT '[]',
+        timeout_s       INTEGER NOT NULL,
+        min_replicas    INTEGER NOT NULL,
+        max_replicas    INTEGER NOT NULL,
+        cpu_target      INTEGER NOT NULL,
+        profile         TEXT NOT NULL,
+        archive_json    TEXT NOT NULL,
+        functions_json  TEXT NOT NULL DEFAULT '[]',
+        current_version INTEGER
+    );
+    INSERT INTO scripts_v3 SELECT
+        id, name, description, language, language_version, status, added_by, created_at,
+        updated_at, env_json, timeout_s, min_replicas, max_replicas, cpu_target, profile,
+        archive_json, functions_json, current_version
+    FROM scripts;
+    DROP TABLE scripts;
+    ALTER TABLE scripts_v3 RENAME TO scripts;
     """,
 )
