@@ -104,3 +104,63 @@ def test_database_is_private(tmp_path: Path) -> None:
     for name in ("db", "db-wal"):
         mode = stat.S_IMODE(os.stat(tmp_path / name).st_mode)
         assert mode & 0o077 == 0, (name, oct(mode))
+
+
+def test_deleting_the_newest_script_never_frees_its_id(store: Store) -> None:
+    store.insert_script(a_script("first"))
+    newest = store.insert_script(a_script("second"))
+    store.delete_script(newest.id)
+    after = store.insert_script(a_script("third"))
+    assert after.id > newest.id
+
+
+def test_migration_3_keeps_rows_ids_and_references(tmp_path: Path) -> None:
+    """A database at schema version 2, with rows that refer to scripts, migrates
+    to AUTOINCREMENT ids: same ids, same rows, cascades still work."""
+    path = tmp_path / "db"
+    db = apsw.Connection(str(path))
+    db.execute("PRAGMA foreign_keys=ON")
+    for sql in MIGRATIONS[:2]:
+        db.execute(sql)
+    db.execute("PRAGMA user_version=2")
+    for sid, name in ((4, "kept"), (9, "newest")):
+        db.execute(
+            "INSERT INTO scripts (id, name, language, language_version, status, added_by,"
+            " created_at, updated_at, timeout_s, min_replicas, max_replicas, cpu_target,"
+            " profile, archive_json) VALUES (?, ?, 'python', '3.11.2', 'Draft', 'root',"
+            " 'x', 'x', 30, 1, 1, 75, '1vcpu-2gb', ?)",
+            (sid, name, '{"filename":"p.zip","sha256":"ab","size":1,"path":"/x"}'),
+        )
+        db.execute(
+            "INSERT INTO versions (script_id, number, display_name, status, phase,"
+            " deployed_by, started_at, config_json) VALUES (?, 1, ?, 'Deployed', 'done',"
+            " 'root', 'x', '{}')",
+            (sid, f"{name}-v1"),
+        )
+        db.execute(
+            "INSERT INTO events (script_id, at, kind, actor) VALUES (?, 'x', 'created', 'root')",
+            (sid,),
+        )
+        db.execute(
+            "INSERT INTO api_keys (id, script_id, name, hash, created_by, created_at)"
+            " VALUES (?, ?, 'k', 'h', 'root', 'x')",
+            (f"key{sid}", sid),
+        )
+    db.close()
+
+    store = Store(path)
+    assert store.schema_version == len(MIGRATIONS) >= 3
+    assert [(s.id, s.name) for s in store.list_scripts()] == [(4, "kept"), (9, "newest")]
+    assert [v.display_name for v in store.list_versions(9)] == ["newest-v1"]
+    assert [e.kind for e in store.list_events(4)] == ["created"]
+    sql = next(store._db.execute("SELECT sql FROM sqlite_master WHERE name='scripts'"))[0]
+    assert "AUTOINCREMENT" in sql
+    assert list(store._db.execute("PRAGMA foreign_key_check")) == []
+    assert next(store._db.execute("PRAGMA foreign_keys"))[0] == 1
+    store.delete_script(9)  # the cascade still reaches the rows that refer to it
+    counts = [
+        next(store._db.execute(f"SELECT count(*) FROM {t} WHERE script_id=9"))[0]
+        for t in ("versions", "events", "api_keys")
+    ]
+    assert counts == [0, 0, 0]
+    assert store.insert_script(a_script("later")).id == 10  # 9 is never given again
