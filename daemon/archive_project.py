@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from daemon.archive_requirements import check_requirements
 from daemon.archive_scan import KEEP_MAX, ScanResult
@@ -212,6 +214,13 @@ def _check_javascript(scan: ScanResult, out: Findings) -> tuple[str, ...]:
 
 
 DEPENDENCY_KEYS = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
+# A registry spec: a version, range or dist-tag (`1.2.3`, `^1 || >=3 <4`, `latest`),
+# optionally as an alias `npm:<name>@<range>`. Everything else npm accepts names a
+# source of its own: `file:`, `link:`, `workspace:`, paths (`./x`, `/x`, `~/x`),
+# `git+...`, `github:`, `user/repo` shorthands and tarball URLs (`https://...`);
+# builds take packages from the registry only, so those are refused.
+_RANGE = re.compile(r"^(?![.])[\w\s.^~<>=|*+-]*$")
+_ALIAS = re.compile(r"^npm:(@[\w.-]+/)?[\w.-]+(@(?P<range>.*))?$")
 
 
 def check_package_json(data: bytes, out: Findings) -> None:
@@ -247,6 +256,12 @@ def check_package_json(data: bytes, out: Findings) -> None:
                 f"package.json: {key}",
                 'Write it like {"left-pad": "^1.3.0"}.',
             )
+            continue
+        for name, spec in deps.items():
+            _check_spec(f"{key}.{name}", spec, out)
+    for path, spec in _override_specs(doc.get("overrides"), "overrides"):
+        if not spec.startswith("$"):  # "$name": the spec of that direct dependency
+            _check_spec(path, spec, out)
     if doc.get("type") not in (None, "module", "commonjs"):
         out.error(
             "package_json_invalid",
@@ -254,3 +269,35 @@ def check_package_json(data: bytes, out: Findings) -> None:
             "package.json: type",
             fix,
         )
+
+
+def registry_spec(spec: str) -> bool:
+    """Whether npm would take `spec` from the registry (a range, a tag or an npm: alias)."""
+    alias = _ALIAS.match(spec.strip())
+    if alias:
+        return bool(_RANGE.match(alias.group("range") or ""))
+    return bool(_RANGE.match(spec.strip()))
+
+
+def _check_spec(where: str, spec: str, out: Findings) -> None:
+    if registry_spec(spec):
+        return
+    out.error(
+        "package_json_source",
+        f'package.json: {where} is "{spec}", which is not a registry version: file:, link:, '
+        "paths, git and URL dependencies are not installed (packages come from the registry only).",
+        f"package.json: {where}",
+        'Use a version from the registry, like "^1.3.0", or copy the code into the project.',
+    )
+
+
+def _override_specs(node: Any, path: str) -> list[tuple[str, str]]:
+    """Every version string below "overrides" (it nests), with its path."""
+    if isinstance(node, str):
+        return [(path, node)]
+    if isinstance(node, dict):
+        found: list[tuple[str, str]] = []
+        for key, value in node.items():
+            found += _override_specs(value, f"{path}.{key}")
+        return found
+    return []

@@ -109,13 +109,34 @@ def test_python_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_requirements_checked_line_by_line(tmp_path: Path) -> None:
     reqs = (
         b"# comment\nrequests==2.32.3\nnumpy>=1.26 ; python_version >= '3.9'\n"
-        b"pkg[extra]~=1.0 \\\n  --hash=sha256:abc\nname @ https://example.org/x.whl\n"
-        b"--index-url https://example.org/simple\nbad line !!\nrequests\n"
+        b"pkg[extra]~=1.0 \\\n  --hash=sha256:abc\nbad line !!\nrequests\n"
     )
     report = check(tmp_path, py_project(**{"requirements.txt": reqs}))
     assert codes(report) == ["requirements_invalid"]
-    assert report.errors[0].where == "requirements.txt:8"
-    assert sorted(warn_codes(report)) == ["requirements_duplicate", "requirements_option"]
+    assert report.errors[0].where == "requirements.txt:6"
+    assert warn_codes(report) == ["requirements_duplicate"]
+
+
+def test_requirements_options_and_sources_are_refused_every_one(tmp_path: Path) -> None:
+    """Each would make the build read host files or another index: all errors, all listed."""
+    reqs = (
+        b"-r /etc/shadow\n--index-url https://example.org/simple\nsix==1.16.0\n"
+        b"pkg @ file:///x\n-e .\n--find-links /root\n--extra-index-url=https://e.org\n"
+        b"name @ https://example.org/x.whl\ngit+https://example.org/r.git\n./local\n"
+        b"/abs/pkg.whl\ndist.tar.gz\n-c constraints.txt\n--only-binary :all:\n"
+    )
+    report = check(tmp_path, py_project(**{"requirements.txt": reqs}))
+    where = {f.where: f.code for f in report.errors}
+    options = [1, 2, 5, 6, 7, 13, 14]
+    sources = [4, 8, 9, 10, 11, 12]
+    assert where == {f"requirements.txt:{n}": "requirements_option" for n in options} | {
+        f"requirements.txt:{n}": "requirements_source" for n in sources
+    }
+    assert not report.ok and report.warnings == ()
+    first = report.errors[0]
+    assert "-r" in first.message and "Remove the line" in first.fix
+    file_url = next(f for f in report.errors if f.where == "requirements.txt:4")
+    assert "a local file" in file_url.message and "mypkg==1.2.0" in file_url.fix
 
 
 @pytest.mark.parametrize(
@@ -131,6 +152,25 @@ def test_package_json_checked(tmp_path: Path, body: bytes, where: str) -> None:
     report = check(tmp_path, [E("main.js", JS_MAIN), E("package.json", body)])
     assert codes(report) == ["package_json_invalid"]
     assert report.errors[0].where == where
+
+
+def test_package_json_takes_registry_versions_only(tmp_path: Path) -> None:
+    doc = (
+        b'{"dependencies": {"ok": "^1.2.0", "tag": "latest", "alias": "npm:other@~2",'
+        b' "f": "file:../x", "l": "link:../y", "p": "./vendor/z", "a": "/opt/w",'
+        b' "g": "git+https://example.org/r.git", "gh": "user/repo", "t": "https://e.org/t.tgz"},'
+        b' "devDependencies": {"d": "github:u/r"},'
+        b' "overrides": {"ok": "$ok", "deep": {"x": "file:/etc"}}}'
+    )
+    report = check(tmp_path, [E("main.js", JS_MAIN), E("package.json", doc)])
+    assert set(codes(report)) == {"package_json_source"}
+    wheres = [f.where.removeprefix("package.json: ") for f in report.errors]
+    assert wheres == [
+        "dependencies.f", "dependencies.l", "dependencies.p", "dependencies.a",
+        "dependencies.g", "dependencies.gh", "dependencies.t", "devDependencies.d",
+        "overrides.deep.x",
+    ]  # fmt: skip
+    assert '"file:../x"' in report.errors[0].message and "registry" in report.errors[0].fix
 
 
 def test_every_finding_reported_at_once(tmp_path: Path) -> None:
