@@ -11,11 +11,13 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.daemon.build_tools import tool_folder, write_tool
 from tests.helpers import DaemonProcess, make_zip, start_daemon
 
 SLOW_UV = """#!{python}
@@ -27,10 +29,8 @@ os.execv({uv!r}, [{uv!r}, *sys.argv[1:]])
 
 def make_slow_uv(folder: Path, seconds: float) -> Path:
     uv = str(Path(sys.executable).parent / "uv")
-    path = folder / f"slow-uv-{seconds}"
-    path.write_text(SLOW_UV.format(python=sys.executable, uv=uv, seconds=seconds))
-    path.chmod(0o755)
-    return path
+    text = SLOW_UV.format(python=sys.executable, uv=uv, seconds=seconds)
+    return write_tool(folder, f"slow-uv-{seconds}", text)
 
 
 def fresh_project(main: str = "def f():\n    return 1\n") -> bytes:
@@ -39,8 +39,14 @@ def fresh_project(main: str = "def f():\n    return 1\n") -> bytes:
 
 
 @pytest.fixture
-def slow_uv(tmp_path: Path) -> Path:
-    return make_slow_uv(tmp_path, 30)
+def tools() -> Iterator[Path]:
+    with tool_folder() as folder:
+        yield folder
+
+
+@pytest.fixture
+def slow_uv(tools: Path) -> Path:
+    return make_slow_uv(tools, 30)
 
 
 def pids_running(marker: str) -> list[int]:
@@ -114,8 +120,8 @@ def test_redeploy_interrupted_keeps_old_version(daemon_with_slow_uv: DaemonProce
 
 
 @pytest.fixture
-def daemon_with_slow_uv(tmp_path: Path, build_cache: Path) -> Any:
-    slow = make_slow_uv(tmp_path, 3)
+def daemon_with_slow_uv(tmp_path: Path, tools: Path, build_cache: Path) -> Any:
+    slow = make_slow_uv(tools, 3)
     d = start_daemon(tmp_path / "s", {"build": {"uv": str(slow)}}, build_cache)
     try:
         yield d

@@ -1,8 +1,10 @@
 """DESIGN.md's status table, cell by cell, against the real daemon.
 
 A `uv` wrapper (config build.uv) makes builds controllable from the project
-itself: a file `slow-marker` keeps the build running (the script stays
-Deploying), a file `fail-marker` makes it fail (Deployment Failed).
+itself: a line `six==1.16.0  # slow-marker` in requirements.txt keeps the build running (the
+script stays Deploying), `# fail-marker` makes it fail (Deployment Failed). The
+wrapper reads the requirements it is given: the build user never sees the
+project's other files.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemon.build_tools import tool_folder, write_tool
 from tests.helpers import AdminClient, DaemonProcess, make_zip, start_daemon
 
 WRAPPER = """#!{python}
 import os, sys, time
-if os.path.exists("slow-marker"):
+args = sys.argv[1:]
+reqs = open(args[args.index("-r") + 1]).read() if "-r" in args else ""
+if "slow-marker" in reqs:
     time.sleep(60)
-if os.path.exists("fail-marker"):
+if "fail-marker" in reqs:
     print("failing on purpose", file=sys.stderr)
     sys.exit(1)
-os.execv({uv!r}, [{uv!r}, *sys.argv[1:]])
+os.execv({uv!r}, [{uv!r}, *args])
 """
 YES, NO = True, False
 # status -> action -> allowed (DESIGN.md)
@@ -45,21 +50,19 @@ TABLE = {
 def table_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     root = tmp_path_factory.mktemp("table")
     uv = str(Path(sys.executable).parent / "uv")
-    wrapper = root / "uv-wrapper"
-    wrapper.write_text(WRAPPER.format(python=sys.executable, uv=uv))
-    wrapper.chmod(0o755)
-    # enough build slots that the builds held in `slow-marker` never queue the others
-    config = {"build": {"uv": str(wrapper), "parallel": 32}}
-    d = start_daemon(root / "d", config, root / "cache")
-    yield d
-    d.stop()
+    with tool_folder() as tools:
+        wrapper = write_tool(tools, "uv-wrapper", WRAPPER.format(python=sys.executable, uv=uv))
+        # enough build slots that the builds held in `slow-marker` never queue the others
+        config = {"build": {"uv": str(wrapper), "parallel": 32}}
+        d = start_daemon(root / "d", config, root / "cache")
+        yield d
+        d.stop()
 
 
 def project(marker: str | None = None) -> bytes:
-    files = {"main.py": "def f():\n    return 1\n", "requirements.txt": f"# {uuid.uuid4()}\n"}
-    if marker:
-        files[marker] = "x"
-    return make_zip(files)
+    # a marker comes with a real requirement: uv pip install runs only for those
+    reqs = f"# {uuid.uuid4()}\n" + (f"six==1.16.0  # {marker}\n" if marker else "")
+    return make_zip({"main.py": "def f():\n    return 1\n", "requirements.txt": reqs})
 
 
 def script_in(admin: AdminClient, status: str, name: str) -> None:
