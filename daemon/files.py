@@ -6,6 +6,7 @@
     <state>/scripts/<id>/versions/<N>/src        a version's unpacked project
     <state>/scripts/<id>/versions/<N>/build.log  its build log
     <state>/scripts/<id>/workspace     WORKSPACE_DIR: kept across versions
+    <state>/scripts/.trash-<id>-<hex>  a deleted script's folder, being removed
     <cache>/envs/<key>                 built environments (daemon/builder.py)
 
 Every function here blocks: call it through asyncio.to_thread.
@@ -118,11 +119,27 @@ class StateDir:
             if str(path) not in in_use and path.stat().st_mtime < cutoff:
                 path.unlink(missing_ok=True)
 
-    def remove_script_files(self, script_id: int) -> None:
-        shutil.rmtree(self.script_dir(script_id), ignore_errors=True)
+    def trash_script_files(self, script_id: int) -> Path | None:
+        """Move the script's folder aside, to `scripts/.trash-<id>-<random>`, so that
+        no later script can ever find files of this one at `scripts/<id>/`; the
+        caller removes the trash (`remove_trash`). None when there was no folder."""
+        trash = self.scripts / f".trash-{script_id}-{secrets.token_hex(6)}"
+        try:
+            os.rename(self.script_dir(script_id), trash)
+        except FileNotFoundError:
+            return None
+        return trash
+
+    def untrash_script_files(self, script_id: int, trash: Path) -> None:
+        """Put a folder moved aside back (the delete it was for did not happen)."""
+        os.rename(trash, self.script_dir(script_id))
+
+    def remove_trash(self, trash: Path) -> None:
+        shutil.rmtree(trash, ignore_errors=True)
 
     def sweep_script_dirs(self, live_ids: set[int]) -> None:
-        """Remove the folders of scripts that are no longer in the store."""
+        """Remove the folders of scripts that are no longer in the store, and any
+        trash a delete left behind (names that are not a script id)."""
         for folder in self.scripts.iterdir():
             if not folder.name.isdigit() or int(folder.name) not in live_ids:
                 shutil.rmtree(folder, ignore_errors=True)

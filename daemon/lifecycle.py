@@ -5,7 +5,8 @@ name, body = the checked JSON object) and returns store objects. An action the
 script's status does not allow raises Conflict naming the status and what it
 allows. Checks all happen before the first write, so a refused action changes
 nothing. Actions on one script are serialised by its lock; a deploy runs as a
-task (daemon/deployer.py) and at most one runs per script.
+task (daemon/deployer.py) and at most one runs per script. What happens at the
+daemon's start (reconcile) and its housekeeping live in daemon/recovery.py.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from daemon import inputs
-from daemon.deployer import INTERRUPTED, Context, Deployer
-from daemon.errors import BuildError, Conflict, InvalidArchive, NotFound
+from daemon.deployer import Context, Deployer
+from daemon.errors import Conflict, InvalidArchive, NotFound
 from daemon.files import UploadInfo
 from daemon.models import (
     DEPLOYED,
@@ -33,7 +35,7 @@ from daemon.models import (
     Version,
     now_iso,
 )
-from daemon.runner import RunnerError
+from daemon.recovery import Recovery
 from daemon.views import snapshot
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class Lifecycle:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.deployer = Deployer(ctx)
+        self.recovery = Recovery(ctx, self.deployer)
 
     # --- reading -------------------------------------------------------------------
 
@@ -308,17 +311,30 @@ class Lifecycle:
                 await asyncio.gather(task, return_exceptions=True)
             async with self.ctx.lock(script.id):
                 await self.ctx.runner.stop(script.name)
-                await self.ctx.db(self.ctx.store.delete_script, script.id)
+                trash = await self._delete_row_and_files(script.id)
         finally:
             self.ctx.deleting.discard(script.id)
         self.ctx.locks.pop(script.id, None)
         log.info("script %s deleted by %s", name, actor)
-        await self.ctx.db(self.ctx.state.remove_script_files, script.id)
+        if trash is not None:
+            await self.ctx.db(self.ctx.state.remove_trash, trash)
         await self.sweep_archives()
 
+    async def _delete_row_and_files(self, script_id: int) -> Path | None:
+        """With the lock held: move the script's folder aside, then delete its row
+        (the folder comes back if that fails); the caller removes the trash."""
+        state = self.ctx.state
+        trash = await self.ctx.db(state.trash_script_files, script_id)
+        try:
+            await self.ctx.db(self.ctx.store.delete_script, script_id)
+        except BaseException:
+            if trash is not None:
+                await self.ctx.db(state.untrash_script_files, script_id, trash)
+            raise
+        return trash
+
     async def sweep_archives(self) -> None:
-        in_use = await self.ctx.db(_archives_in_use, self.ctx)
-        await self.ctx.db(self.ctx.state.sweep_archives, in_use)
+        await self.recovery.sweep_archives()
 
     async def rename_version(self, actor: str, name: str, number: int, body: Any) -> Version:
         body = inputs.check_object(body, frozenset({"display_name"}))
@@ -337,41 +353,12 @@ class Lifecycle:
     # --- start and stop of the daemon ----------------------------------------------
 
     async def reconcile(self) -> None:
-        """At start: versions left Deploying by a crash fail as "interrupted";
-        Deployed scripts are handed to the runner again; leftovers are swept."""
-        for v in await self.ctx.db(self.ctx.store.versions_in_status, V_DEPLOYING):
-            await self.deployer.fail(v, INTERRUPTED)
-        deployed = [
-            s for s in await self.scripts(None) if s.status == DEPLOYED and s.current_version
-        ]
-        await asyncio.gather(*(self._restart(s) for s in deployed))  # side by side
-        live = {s.id for s in await self.scripts(None)}
-        await self.ctx.db(self.ctx.state.sweep_script_dirs, live)
-        await self.ctx.db(self.ctx.state.sweep_uploads, self.ctx.config.upload_ttl_s)
-        await self.sweep_archives()
+        """At start (daemon/recovery.py): interrupted deploys fail, Deployed scripts
+        start again, leftovers are swept."""
+        await self.recovery.reconcile()
 
-    async def _restart(self, script: Script) -> None:
-        """Hand a Deployed script back to the runner after a restart. A version
-        that cannot start again is logged and recorded as an event; the script
-        stays Deployed so an operator sees it and can undeploy or redeploy."""
-        assert script.current_version is not None
-        v = await self.ctx.db(self.ctx.store.get_version, script.id, script.current_version)
-        try:
-            assert v is not None
-            await self.ctx.runner.start(await self.deployer.target(v))
-            if v.failure_reason:  # it was failing before the restart: it serves again
-                await self.ctx.db(self.ctx.store.save_version, replace(v, failure_reason=None))
-        except (RunnerError, BuildError, AssertionError) as exc:
-            log.error("script %s v%s did not start again: %s", script.name, v and v.number, exc)
-            event = Event(
-                0, script.id, now_iso(), "restart_failed", "scriptd", {"reason": str(exc)}
-            )
-            if v is None:
-                await self.ctx.db(self.ctx.store.add_event, script.id, event)
-                return
-            # `show` tells why calls get 503, as for replicas that fail while running.
-            failing = replace(v, failure_reason=f"replicas failing: {exc}")
-            await self.ctx.db(self.ctx.store.save_version, failing, None, event)
+    async def housekeeping(self, every_s: float = 600) -> None:
+        await self.recovery.housekeeping(every_s)
 
     async def replicas_failing(self, name: str, reason: str) -> None:
         """The runner's hook: the serving version's replicas keep failing to start and
@@ -398,25 +385,9 @@ class Lifecycle:
             failing = replace(v, failure_reason=f"replicas failing: {reason}")
             await self.ctx.db(self.ctx.store.save_version, failing, None, event)
 
-    async def housekeeping(self, every_s: float = 600) -> None:
-        """Forever: drop uploads past their time to live (a task of the daemon)."""
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                await self.ctx.db(self.ctx.state.sweep_uploads, self.ctx.config.upload_ttl_s)
-            except OSError as exc:
-                log.warning("sweeping uploads failed: %s", exc)
-
     async def shutdown(self) -> None:
         """Cancel running deploys (they are recorded as interrupted)."""
         tasks = list(self.ctx.tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _archives_in_use(ctx: Context) -> set[str]:
-    paths = {s.archive.path for s in ctx.store.list_scripts(None)}
-    for s in ctx.store.list_scripts(None):
-        paths |= {v.config["archive"]["path"] for v in ctx.store.list_versions(s.id)}
-    return paths

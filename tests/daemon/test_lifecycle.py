@@ -197,3 +197,22 @@ def test_draft_can_switch_language_with_a_new_archive(admin: AdminClient) -> Non
     assert script["language_version"] in versions
     r = admin.request("PATCH", "/v1/scripts/switch", {"language_version": "1.0"})
     assert r.status == 400 and "not on this host" in r.json()["error"]["message"]
+
+
+def test_a_deleted_scripts_id_and_folder_are_never_given_again(
+    admin: AdminClient, daemon: DaemonProcess
+) -> None:
+    scripts_dir = daemon.state_dir / "scripts"
+    admin.create("older", deploy=True)
+    admin.create("newest", deploy=True)
+    admin.wait_status("older")
+    admin.wait_status("newest")
+    folders = {p.name for p in scripts_dir.iterdir()}
+    admin.action("newest", "undeploy", expect=200)
+    admin.call("DELETE", "/v1/scripts/newest")
+    left = {p.name for p in scripts_dir.iterdir()}
+    assert len(left) == 1 and left < folders  # the trash is gone as well
+    admin.create("later", deploy=True)
+    admin.wait_status("later")
+    new = {p.name for p in scripts_dir.iterdir()} - left
+    assert len(new) == 1 and not new & folders  # a new id, a new folder

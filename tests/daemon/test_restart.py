@@ -8,6 +8,7 @@ the daemon there.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.daemon.build_tools import tool_folder, write_tool
-from tests.helpers import DaemonProcess, make_zip, start_daemon
+from tests.helpers import DaemonProcess, create_key, make_zip, start_daemon
 
 SLOW_UV = """#!{python}
 import os, sys, time
@@ -127,3 +128,28 @@ def daemon_with_slow_uv(tmp_path: Path, tools: Path, build_cache: Path) -> Any:
         yield d
     finally:
         d.stop()
+
+
+def test_one_script_that_cannot_restart_stops_neither_the_daemon_nor_the_others(
+    daemon: DaemonProcess,
+) -> None:
+    """The version folder of one script is removed by hand while the daemon is down:
+    its restart fails (recorded on the script), the other script serves again."""
+    admin = daemon.client()
+    admin.create("fine", make_zip({"main.py": "def f():\n    return 'fine'\n"}), deploy=True)
+    admin.create("broken", make_zip({"main.py": "def f():\n    return 'broken'\n"}), deploy=True)
+    assert admin.wait_status("fine")["status"] == admin.wait_status("broken")["status"]
+    daemon.stop()
+    mains = daemon.state_dir.glob("scripts/*/versions/1/src/main.py")
+    broken = next(p for p in mains if "'broken'" in p.read_text())
+    shutil.rmtree(broken.parent.parent)  # versions/1: the source and the build log
+    daemon.start()
+    admin = daemon.client()
+    key = create_key(admin, "fine")
+    assert daemon.gateway(key).call("fine", "f", {}).json() == {"result": "fine"}
+    script = admin.script("broken")
+    assert script["status"] == "Deployed"  # an operator undeploys or redeploys it
+    assert script["deployment"]["failure_reason"].startswith("replicas failing: ")
+    events = [e for e in admin.history("broken")["events"] if e["kind"] == "restart_failed"]
+    assert len(events) == 1 and events[0]["detail"]["reason"], events
+    assert not [e for e in admin.history("fine")["events"] if e["kind"] == "restart_failed"]
