@@ -2,9 +2,12 @@
 
 `discover_runtimes(config)` probes candidates (pinned paths from the config, then
 `python3.X` / `node` on PATH and in the usual install folders) by running each one
-once and asking for its exact version and real executable path. Candidates that
-fail to run (pyenv shims of versions that are not selected, broken links) are
-skipped. Two names for one binary count once. Blocking: call it off the event loop.
+once and asking for its exact version, real executable path and install prefix
+(`sys.base_prefix`: what a sandbox binds to run it). Candidates that fail to run
+(pyenv shims of versions that are not selected, broken links) are skipped, and so are
+those whose prefix would expose the host (`/`, `/opt`, `/root`, `/home`: any top-level
+folder but /usr), with a logged reason. Two names for one binary count once.
+Blocking: call it off the event loop.
 
 The default of a language is the newest major.minor; between equal ones, the one
 under /usr wins (it is what a sandbox can bind without reaching into a home dir),
@@ -13,6 +16,7 @@ then the newest patch level.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -23,11 +27,22 @@ from typing import Any
 
 from daemon.config import Config
 
+log = logging.getLogger(__name__)
+
 PYTHON_MINORS = range(8, 20)
 MIN_PYTHON = (3, 8)
 USUAL_BIN_DIRS = ("/usr/bin", "/usr/local/bin", "/opt/bin")
 PROBE_TIMEOUT_S = 10
-PY_PROBE = "import sys, platform; print(platform.python_version()); print(sys.executable)"
+PY_PROBE = (
+    "import sys, platform; print(platform.python_version()); print(sys.executable); "
+    "print(sys.base_prefix); print(sys.base_exec_prefix)"
+)
+# Real executable -> real install prefix, for every runtime probed (see install_prefix).
+_prefixes: dict[str, str] = {}
+
+
+class UnsafeRuntime(ValueError):
+    """A runtime whose install prefix a sandbox cannot bind without exposing the host."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,7 @@ class Runtime:
     version: str  # exact, e.g. "3.11.7" or "20.19.0"
     path: str  # the real executable
     default: bool = False
+    prefix: str = ""  # its install prefix (real path): what a sandbox binds to run it
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -87,22 +103,83 @@ def _run(argv: list[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def probe_python(path: str) -> Runtime | None:
+def prefix_problem(prefix: str, executable: str) -> str | None:
+    """Why a sandbox must not bind `prefix` to run `executable`, or None."""
+    real = os.path.realpath(prefix)
+    parts = real.strip("/").split("/")
+    if real == "/" or (len(parts) == 1 and parts[0] != "usr"):
+        return f"its prefix {real} is a top-level folder: a sandbox would see all of it"
+    exe = os.path.realpath(executable)
+    if not exe.startswith(real + "/") and not exe.startswith("/usr/"):
+        return f"its executable {exe} is outside its prefix {real}"
+    return None
+
+
+def _checked(exe: str, prefix: str) -> str:
+    """Remember and return the real prefix of the real executable; raise if unsafe."""
+    problem = prefix_problem(prefix, exe)
+    if problem is not None:
+        raise UnsafeRuntime(f"{exe}: {problem}")
+    real = _prefixes[os.path.realpath(exe)] = os.path.realpath(prefix)
+    return real
+
+
+def _probe_python(path: str) -> tuple[str, str, str] | None:
+    """(version, executable, real prefix) of a Python; raises UnsafeRuntime."""
     out = _run([path, "-I", "-c", PY_PROBE])
-    if not out or len(out.split("\n")) < 2:
+    lines = out.split("\n") if out else []
+    if len(lines) < 4 or not re.fullmatch(r"3\.\d+\.\d+\S*", lines[0]):
         return None
-    version, executable = out.split("\n")[:2]
-    if not re.fullmatch(r"3\.\d+\.\d+\S*", version):
+    version, executable, base_prefix, base_exec_prefix = lines[:4]
+    if os.path.realpath(base_exec_prefix) != os.path.realpath(base_prefix):
+        raise UnsafeRuntime(f"{executable}: its exec prefix is not its prefix")
+    return version, executable, _checked(executable, base_prefix)
+
+
+def probe_python(path: str) -> Runtime | None:
+    try:
+        probed = _probe_python(path)
+    except UnsafeRuntime as exc:
+        log.warning("python at %s skipped: %s", path, exc)
         return None
-    runtime = Runtime("python", version, executable)
+    if probed is None:
+        return None
+    version, executable, prefix = probed
+    runtime = Runtime("python", version, executable, prefix=prefix)
     return runtime if runtime.version_tuple[:2] >= MIN_PYTHON else None
+
+
+def node_prefix(path: str) -> str:
+    """Node's install prefix: …/bin/node -> … (the folder of the binary if not in a bin/)."""
+    folder = os.path.dirname(os.path.realpath(path))
+    return os.path.dirname(folder) if os.path.basename(folder) == "bin" else folder
 
 
 def probe_node(path: str) -> Runtime | None:
     out = _run([path, "--version"])
     if not out or not re.fullmatch(r"v\d+\.\d+\.\d+\S*", out.strip()):
         return None
-    return Runtime("javascript", out.strip()[1:], os.path.realpath(path))
+    real = os.path.realpath(path)
+    try:
+        prefix = _checked(real, node_prefix(real))
+    except UnsafeRuntime as exc:
+        log.warning("node at %s skipped: %s", path, exc)
+        return None
+    return Runtime("javascript", out.strip()[1:], real, prefix=prefix)
+
+
+def install_prefix(executable: str, language: str) -> str:
+    """The real install prefix of a host runtime (for the sandbox's binds): from its
+    probe at discovery, else probed now. Raises UnsafeRuntime (a ValueError)."""
+    known = _prefixes.get(os.path.realpath(executable))
+    if known is not None:
+        return known
+    if language != "python":
+        return _checked(executable, node_prefix(executable))
+    probed = _probe_python(executable)
+    if probed is None:
+        raise UnsafeRuntime(f"{executable}: does not answer as a Python")
+    return probed[2]
 
 
 def _candidates(names: list[str]) -> list[str]:
@@ -134,7 +211,7 @@ def _with_default(runtimes: list[Runtime]) -> list[Runtime]:
         return []
     best = max(runtimes, key=_rank)
     ordered = sorted(runtimes, key=_rank, reverse=True)
-    return [Runtime(r.language, r.version, r.path, r is best) for r in ordered]
+    return [Runtime(r.language, r.version, r.path, r is best, r.prefix) for r in ordered]
 
 
 def discover_runtimes(config: Config) -> Catalogue:
