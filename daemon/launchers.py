@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -21,6 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sandbox
+from daemon.catalogue import install_prefix
+from daemon.replica_files import (
+    open_replica_log,
+    prepare_workspace,
+    remove_script_logs,
+    script_log_dir,
+)
 from daemon.runner import RunTarget
 
 __all__ = [
@@ -31,6 +39,9 @@ __all__ = [
     "PlainLauncher",
     "PlainProcess",
     "SandboxLauncher",
+    "prepare_workspace",
+    "remove_script_logs",
+    "script_log_dir",
     "workers_for",
 ]
 
@@ -50,7 +61,7 @@ _SYSTEM_PREFIXES = ("/usr", "/bin", "/lib", "/lib64", "/sbin")
 class LaunchSettings:
     runtimes_dir: Path = RUNTIMES_DIR
     uploads_dir: Path | None = None  # the account's uploads (UPLOADS_DIR, read-only)
-    log_dir: Path | None = None  # supervisor stdout/stderr, one file per replica
+    log_dir: Path | None = None  # supervisor stdout/stderr: <log_dir>/<script id>/<replica>.log
     uid_base: int = 200_000  # script N runs as uid/gid uid_base + N
     uid_count: int = 100_000  # ids above uid_base + uid_count are refused
     host_python: str = field(default_factory=lambda: os.path.realpath(sys.executable))
@@ -65,16 +76,15 @@ def workers_for(vcpus: float) -> int:
     return max(1, int(vcpus))
 
 
-def install_root(executable: str) -> str | None:
-    """The installation an interpreter lives in (…/bin/python3 -> …), when the
-    sandbox's system binds do not already cover it."""
-    real = os.path.realpath(executable)
-    root = os.path.dirname(os.path.dirname(real))
-    if root in ("", "/") or any(root == p or root.startswith(p + "/") for p in _SYSTEM_PREFIXES):
+def install_root(executable: str, language: str) -> str | None:
+    """The folder to bind for a host runtime: its install prefix (sys.base_prefix for a
+    Python, found by daemon/catalogue.py), or None when the sandbox's system binds
+    already cover it. Raises UnsafeRuntime for a prefix that would expose the host."""
+    prefix = install_prefix(executable, language)
+    covered = (*_SYSTEM_PREFIXES, os.path.realpath(sys.base_prefix))  # sandbox binds these
+    if any(prefix == p or prefix.startswith(p + "/") for p in covered):
         return None
-    if root == os.path.realpath(sys.base_prefix):  # sandbox.system_binds adds this one
-        return None
-    return root
+    return prefix
 
 
 class SandboxLauncher:
@@ -94,13 +104,17 @@ class SandboxLauncher:
     def launch(self, name: str, control_fd: int) -> sandbox.Sandbox:
         """Blocking: prepare the workspace, start the sandbox (a few ms)."""
         t = self.target
+        # Nothing of env_dir or source_dir runs out here: both hold what the script's
+        # author wrote (wheels can replace bin/python, pyvenv.cfg or the stdlib it
+        # points at). Bytecode is written by the host interpreter the venv was built
+        # from (same version, same magic number), which only compiles.
         if t.language == "python":
-            python = str(t.env_dir / "bin" / "python")
+            python = os.path.realpath(t.runtime_path)
             compile_runtimes(python, self.settings.runtimes_dir)
             compile_source(python, t.source_dir)
         else:
             compile_runtimes(self.settings.host_python, self.settings.runtimes_dir)
-        self._prepare_workspace()
+        prepare_workspace(t.workspace_dir, self.uid)
         log_fd = self._open_log(name)
         try:
             return sandbox.start(self.spec(name, control_fd, log_fd), self.root)
@@ -149,10 +163,10 @@ class SandboxLauncher:
         ]
         if t.language == "python":
             binds.append(sandbox.Bind(str(t.env_dir), VENV_IN))
-        elif (t.env_dir / "node_modules").is_dir():
+        elif _real_dir(t.env_dir / "node_modules"):
             binds.append(sandbox.Bind(str(t.env_dir / "node_modules"), NODE_MODULES_IN))
-        for exe in {t.runtime_path, s.host_python}:
-            root = install_root(exe)
+        for exe, language in ((t.runtime_path, t.language), (s.host_python, "python")):
+            root = install_root(exe, language)
             if root is not None:
                 binds.append(sandbox.Bind(root, root))
         if s.uploads_dir is not None and s.uploads_dir.is_dir():
@@ -168,24 +182,40 @@ class SandboxLauncher:
         }
         return {**base, **self.target.env, "WORKSPACE_DIR": WORKSPACE_IN, "UPLOADS_DIR": UPLOADS_IN}
 
-    def _prepare_workspace(self) -> None:
-        path = self.target.workspace_dir
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = path.stat()
-        if (st.st_uid, st.st_gid) != (self.uid, self.uid):
-            os.chown(path, self.uid, self.uid)
-
     def _open_log(self, name: str) -> int | None:
         if self.settings.log_dir is None:
             return None
-        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        return os.open(self.settings.log_dir / f"{name}.log", flags, 0o640)
+        return open_replica_log(self.settings.log_dir, self.target.script_id, name)
+
+
+def _real_dir(path: Path) -> bool:
+    """A directory that is not a symlink (a bind source must not lead elsewhere)."""
+    with contextlib.suppress(OSError):
+        return stat.S_ISDIR(path.lstat().st_mode)
+    return False
 
 
 _compiled: set[tuple[str, str]] = set()
 _compiled_lock = threading.Lock()
-_COMPILE = "import py_compile, sys\nfor f in sys.argv[1:]:\n    py_compile.compile(f, quiet=1)"
+# Compiles only (py_compile never runs the code); regular .py files only, never through a
+# symlink; folders are walked without following links.
+_COMPILE = """\
+import os, py_compile, stat, sys
+def one(p):
+    if p.endswith(".py") and stat.S_ISREG(os.lstat(p).st_mode):
+        try:
+            py_compile.compile(p, doraise=True)
+        except Exception:
+            pass
+for top in sys.argv[1:]:
+    if not os.path.isdir(top):
+        one(top)
+        continue
+    for d, dirs, files in os.walk(top):
+        dirs[:] = [x for x in dirs if x != "__pycache__"]
+        for f in files:
+            one(os.path.join(d, f))
+"""
 
 
 def compile_runtimes(python: str, runtimes_dir: Path) -> None:
@@ -193,19 +223,20 @@ def compile_runtimes(python: str, runtimes_dir: Path) -> None:
 
     Inside the sandbox the runtimes are read-only to the script's uid, so a missing or
     stale __pycache__ would be compiled again at every replica start (about 10 ms of
-    the supervisor's start-up). Failures only cost that time: nothing is raised."""
+    the supervisor's start-up). Failures only cost that time: nothing is raised.
+    `python` must be a trusted host interpreter, never one of a script's venv."""
     files = [str(p) for d in (runtimes_dir, runtimes_dir / "python") for p in d.glob("*.py")]
-    _compile_once(python, str(runtimes_dir), ["-c", _COMPILE, *files])
+    _compile_once(python, str(runtimes_dir), files)
 
 
 def compile_source(python: str, source_dir: Path) -> None:
     """The same for a version's own files (its source is read-only in the sandbox
     too): main.py and what it imports are otherwise compiled at every replica start.
     Files that do not compile are left alone (their import reports the error)."""
-    _compile_once(python, str(source_dir), ["-m", "compileall", "-q", str(source_dir)])
+    _compile_once(python, str(source_dir), [str(source_dir)])
 
 
-def _compile_once(python: str, what: str, args: list[str]) -> None:
+def _compile_once(python: str, what: str, paths: list[str]) -> None:
     key = (os.path.realpath(python), what)
     with _compiled_lock:
         if key in _compiled:
@@ -213,8 +244,9 @@ def _compile_once(python: str, what: str, args: list[str]) -> None:
         _compiled.add(key)
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         subprocess.run(
-            [python, "-I", "-S", *args],
+            [python, "-I", "-S", "-c", _COMPILE, *paths],
             env={"PATH": "/usr/bin:/bin"},
+            cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
