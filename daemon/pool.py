@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daemon.replica import Launcher, Replica, ReplicaStartError, UsageInfo, Worker
+from daemon.shielded import uncancellable
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,13 @@ class Pool:
         On any failure the others are stopped and the first error is raised; a load
         error (the script's own traceback) is preferred over other reasons."""
         self.target = count
-        results = await asyncio.gather(
-            *(self._start_one() for _ in range(count)), return_exceptions=True
-        )
+        try:
+            results = await asyncio.gather(
+                *(self._start_one() for _ in range(count)), return_exceptions=True
+            )
+        except BaseException:  # cancelled (a deploy cancelled): the ready ones must stop too
+            await uncancellable(self.stop(drain_timeout=0))
+            raise
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             await self.stop(drain_timeout=0)
@@ -158,7 +163,7 @@ class Pool:
         except BaseException:
             self.starting.discard(replica)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(replica.wait_gone(), 10)
+                await uncancellable(asyncio.wait_for(replica.wait_gone(), 10))
             raise
         self.starting.discard(replica)
         if self._stopping:

@@ -22,6 +22,7 @@ import time
 from typing import Any, Protocol
 
 from daemon import wire
+from daemon.shielded import uncancellable
 from daemon.worker import PendingCall, Worker, WorkerLoss
 
 log = logging.getLogger(__name__)
@@ -155,11 +156,13 @@ class Replica:
         """Launch and wait for hello and K workers. Raises ReplicaStartError."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.process = await asyncio.to_thread(self.launcher.launch, self.name, theirs.fileno())
-        except Exception as exc:
+            self.process = await self._launch(theirs.fileno())
+        except BaseException as exc:  # cancelled too: nothing of this replica is left
             ours.close()
             self.state = STOPPED
             self._gone.set()
+            if not isinstance(exc, Exception):
+                raise
             reason = f"cannot start a replica of {self.launcher.label}: {exc}"
             raise ReplicaStartError(reason) from exc
         finally:
@@ -181,6 +184,16 @@ class Replica:
         self._oom_seen = self._oom_kills()
         for worker in list(self.workers.values()):
             self.worker_free(worker)
+
+    async def _launch(self, control_fd: int) -> Process:
+        """launcher.launch in a thread. A cancel cannot stop that thread: the sandbox it
+        starts is then waited for, killed and cleaned up before the cancel goes on."""
+        task = asyncio.ensure_future(asyncio.to_thread(self.launcher.launch, self.name, control_fd))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await uncancellable(_discard(task))
+            raise
 
     def _fail_start(self, exc: ReplicaStartError) -> None:
         if not self._ready.done():
@@ -370,3 +383,16 @@ class Replica:
             self._idle.set()
             if not was_starting:
                 self.listener.replica_exited(self)
+
+
+async def _discard(launching: asyncio.Future[Process]) -> None:
+    """Kill and clean up the process a cancelled start launched (if it launched one)."""
+    try:
+        process = await launching
+    except Exception:
+        return  # it failed to start: nothing runs
+    process.kill()
+    with contextlib.suppress(Exception):
+        await process.wait()
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(process.cleanup)

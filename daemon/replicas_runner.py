@@ -26,6 +26,7 @@ from daemon.launchers import LaunchSettings, PlainLauncher, SandboxLauncher
 from daemon.pool import Pool, PoolSettings
 from daemon.replica import Launcher, Replica, ReplicaStartError, UsageInfo
 from daemon.runner import RunnerError, RunTarget
+from daemon.shielded import uncancellable
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,9 @@ class ReplicaRunner:
                 await pool.start(max(1, target.min_replicas))
             except ReplicaStartError as exc:
                 raise RunnerError(_reason(exc)) from exc
+            except BaseException:  # cancelled: the pool is not serving, so stop() won't see it
+                await uncancellable(pool.stop(0))
+                raise
             self._switch(target, dispatcher, pool, old)
 
     def _switch(
