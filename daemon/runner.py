@@ -3,21 +3,17 @@
 The lifecycle builds a version, then hands a `RunTarget` to a `Runner`. The
 daemon's runner is daemon/replicas_runner.py's `ReplicaRunner` (pools of sandboxed
 replicas), wrapped by daemon/gateway_routes.py's `Routes`, which keeps the gateway's
-table of serving versions. `NoReplicas` starts nothing ("Deployed" then means
-"built"): for tests of the lifecycle that need no processes.
+table of serving versions.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from daemon.config import Profile
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ class RunTarget:
     source_dir: Path
     env_dir: Path
     workspace_dir: Path
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # secrets in clear: never in a repr or a log
     timeout_s: int
     functions: tuple[str, ...]
     min_replicas: int
@@ -72,20 +68,3 @@ class Runner(Protocol):
     async def close(self) -> None:
         """Stop everything: the daemon is shutting down."""
         ...
-
-
-class NoReplicas:
-    """A runner that runs nothing (tests of the lifecycle alone)."""
-
-    def __init__(self) -> None:
-        self.serving: dict[str, RunTarget] = {}
-
-    async def start(self, target: RunTarget) -> None:
-        log.info("%s v%d built; no replicas yet (runner not wired)", target.script, target.version)
-        self.serving[target.script] = target
-
-    async def stop(self, script: str) -> None:
-        self.serving.pop(script, None)
-
-    async def close(self) -> None:
-        self.serving.clear()
