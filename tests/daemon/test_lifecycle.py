@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import stat
 import zipfile
 
 from tests.helpers import AdminClient, DaemonProcess, make_tar, make_zip
@@ -97,7 +98,7 @@ def test_rename_version_rule_and_uniqueness(admin: AdminClient) -> None:
     assert admin.history("ren")["versions"][0]["display_name"] == "ren-v2"
 
 
-def test_failed_deploy_keeps_reason_and_log(admin: AdminClient) -> None:
+def test_failed_deploy_keeps_reason_and_log(admin: AdminClient, daemon: DaemonProcess) -> None:
     archive = make_zip({"main.py": MAIN, "requirements.txt": "no-such-package-scriptd-test==9.9\n"})
     admin.create("broken", archive, deploy=True)
     script = admin.wait_status("broken")
@@ -105,6 +106,9 @@ def test_failed_deploy_keeps_reason_and_log(admin: AdminClient) -> None:
     assert "failed" in script["deployment"]["failure_reason"]
     log = admin.request("GET", "/v1/scripts/broken/versions/1/log").body.decode()
     assert "no-such-package-scriptd-test" in log
+    # the deployer made the workspace before the build (no replica ever started): private
+    (workspace,) = daemon.state_dir.glob("scripts/*/workspace")
+    assert stat.S_IMODE(workspace.stat().st_mode) == 0o700
     # Deployment Failed allows update and deploy again, and delete
     admin.call(
         "PATCH", "/v1/scripts/broken", {"archive_id": admin.upload(make_zip({"main.py": MAIN}))}
