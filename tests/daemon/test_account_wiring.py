@@ -18,7 +18,7 @@ from daemon.config_account import AccountConfig
 from daemon.credits import to_micro
 from daemon.errors import BadRequest, ConfigError, Conflict
 from daemon.hooks import CREDITS_ACTOR
-from daemon.metering import Metering
+from daemon.metering import Metering, now_ms
 from daemon.models import DEPLOYED, Resources, now_iso
 from daemon.notifications import Notifications
 from daemon.replica import READY, STARTING
@@ -76,10 +76,14 @@ class FakeReplica:
     busy: int = 0
     started_at: float = 0.0
     gone: bool = False
+    burn: float = 0.0  # CPU seconds per second, counted from burn_from (monotonic)
+    burn_from: float = 0.0
     _gone: asyncio.Event = field(default_factory=asyncio.Event)
 
     def usage(self) -> FakeUsage:
-        return FakeUsage(self.cpu)
+        # Read at the moment the autoscaler asks, so a late event loop changes nothing.
+        burnt = self.burn * (time.monotonic() - self.burn_from) if self.burn else 0.0
+        return FakeUsage(self.cpu + burnt)
 
     async def wait_gone(self) -> None:
         await self._gone.wait()
@@ -122,22 +126,26 @@ async def test_scaling_runs_only_when_min_differs_from_max_and_records_events(
 ) -> None:
     config = config_from_mapping({"autoscale": {"tick_s": 0.05}})
     runner = FakeRunner()
-    busy = FakeReplica("busy-v1-r1")
+    # 75 % of its quota against a 50 % target: 1.5 replicas' worth, so 2. Far enough
+    # from 100 % (-> 3) that a tick measured a few ms late or early still says 2.
+    busy = FakeReplica(
+        "busy-v1-r1", burn=0.75 * config.default_profile.vcpus, burn_from=time.monotonic()
+    )
     runner.pools = {"busy": [busy], "flat": [FakeReplica("flat-v1-r1")]}
     scaling = Scaling(runner, store, config.account.autoscale)
     scaling.started(target(store, "busy", 1, 3, config))
     scaling.started(target(store, "flat", 2, 2, config))
     assert scaling.status("flat")["enabled"] is False
-    t0 = time.monotonic()
-    for _ in range(10):  # the replica burns its whole quota, however late the loop runs
-        busy.cpu = (time.monotonic() - t0) * config.default_profile.vcpus
-        await asyncio.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while not runner.scaled and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # a few more ticks: the flat script must still not scale
     await scaling.close()
     assert runner.scaled and runner.scaled[0] == ("busy", 2)
     assert all(s == "busy" for s, _ in runner.scaled)
     [event, *_] = store.recent_events(store.get_script("busy").id, "scaled")  # type: ignore[union-attr]
     assert event.actor == "autoscaler" and event.detail["from"] == 1
-    assert event.detail["reason"] == "cpu" and event.detail["utilization_pct"] > 90
+    assert event.detail["reason"] == "cpu" and event.detail["utilization_pct"] > 50
 
 
 class Recorder(Notifications):
@@ -155,23 +163,50 @@ class Recorder(Notifications):
 async def test_metering_charges_replicas_until_they_are_gone(store: Store) -> None:
     config = config_from_mapping({"credits": {"meter_interval_s": 0.05}})
     runner = FakeRunner()
-    r1 = FakeReplica("m-v1-r1", started_at=time.monotonic() - 2.0)  # launched 2 s ago
-    runner.pools["m"] = [r1, FakeReplica("m-v1-r2", state=STARTING, started_at=time.monotonic())]
+    # The wall clock around the launches: r1 was launched 2 s ago, r2 just now.
+    launched_lo, mono, launched_hi = now_ms(), time.monotonic(), now_ms()
+    r1 = FakeReplica("m-v1-r1", started_at=mono - 2.0)
+    r2 = FakeReplica("m-v1-r2", state=STARTING, started_at=mono)
+    runner.pools["m"] = [r1, r2]
     m = Metering(config, store, runner, Recorder(config, store))
+    settled: list[str] = []
+    settle = m.meter.settle
+
+    async def counted(replica: Any, ended_ms: int) -> Any:
+        try:
+            return await settle(replica, ended_ms)
+        finally:
+            settled.append(replica.replica_id)
+
+    m.meter.settle = counted  # type: ignore[method-assign]
     await m.open()
     m.started(target(store, "m", 1, 2, config))
     task = asyncio.create_task(m.run())
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # both run a while; the meter charges them meanwhile
+    r1_gone = now_ms()
     r1.exit()
-    runner.pools["m"] = runner.pools["m"][1:]
+    runner.pools["m"] = [r2]
     await asyncio.sleep(0.1)
     m.stopped("m")
-    runner.pools["m"][0].exit()
-    await asyncio.sleep(0.1)
+    r2_gone = now_ms()
+    r2.exit()
+    # Wait for both settles with the meter still running: a tick cancelled while its
+    # charge is in flight could race the last settle (close() does not wait for one
+    # already under way either).
+    deadline = time.monotonic() + 10
+    while len(settled) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert len(settled) == 2, settled
+    end = now_ms()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    await m.close()
+    # Charged from the launch to the moment each was seen gone: at least until exit(),
+    # at most until now (a few ms of slack for the monotonic -> wall-clock conversion).
+    least = (r1_gone - (launched_hi - 2000)) + (r2_gone - launched_hi) - 10
+    most = (end - (launched_lo - 2000)) + (end - launched_lo) + 10
     [usage] = store.usage_by_script()
-    assert usage.replicas == 2 and 2200 <= usage.replica_ms <= 3000
+    assert usage.replicas == 2 and least <= usage.replica_ms <= most
     spent = to_micro(100) - store.get_account().balance
     assert spent == usage.amount > 0
 
