@@ -98,6 +98,14 @@ class Gateway:
         cid = f"{self._prefix}{next(self._ids):x}"
         record = Call(cid, target.script_id, target.version, function, key, "rejected",
                       time.time(), None, None, None, 0)  # fmt: skip
+        dispatcher = self.routes.dispatcher(target.script)
+        if dispatcher is None:
+            return self.reject(record, 503, "unavailable", f"{target.script!r} is not deployed")
+        # An unknown function is named before the body is read or judged.
+        known = dispatcher.functions
+        if known is not None and function not in known:
+            message = f"script {target.script!r} has no function {function!r}"
+            return self.reject(record, 404, "not_found", message)
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
             return self.reject(record, 413, "payload_too_large", self._too_large())
@@ -112,9 +120,6 @@ class Gateway:
             return self.reject(record, 400, "bad_request", f"the body is not valid JSON: {exc}")
         if type(payload) is not dict:
             return self.reject(record, 400, "bad_request", "the body must be a JSON object")
-        dispatcher = self.routes.dispatcher(target.script)
-        if dispatcher is None:
-            return self.reject(record, 503, "unavailable", f"{target.script!r} is not deployed")
         try:
             result = await dispatcher.call(function, payload_json=raw, call_id=cid)
         except CallError as exc:

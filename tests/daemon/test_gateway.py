@@ -41,6 +41,7 @@ class FakeDispatcher:
     def __init__(self) -> None:
         self.outcome: Any = "value"
         self.calls: list[tuple[str, bytes | None, str | None]] = []
+        self.functions: frozenset[str] | None = None  # None: the worker says
 
     async def call(
         self, function: str, payload: Any = None, *, payload_json: bytes | None = None,
@@ -150,6 +151,15 @@ async def test_order_of_checks(setup: Any) -> None:
     status, doc, headers = await post(client, "/v1/scripts/alpha/functions/nosuch")
     assert status == 404 and EXECUTION_HEADER in headers
     assert [c.status for c in recorder._buffer] == ["rejected"]
+
+
+async def test_an_unknown_function_is_named_before_the_body_is_judged(setup: Any) -> None:
+    client, runner, recorder = setup
+    runner.dispatchers["alpha"].functions = frozenset({"f"})
+    status, doc, headers = await post(client, "/v1/scripts/alpha/functions/nosuch", b"[")
+    assert status == 404 and "nosuch" in doc["error"]["message"]
+    assert EXECUTION_HEADER in headers and recorder._buffer[-1].status == "rejected"
+    assert runner.dispatchers["alpha"].calls == []
 
 
 @pytest.mark.parametrize(
