@@ -4,6 +4,7 @@ the store gets them (times, cut outputs), and the keys' last-used times."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,9 @@ async def test_batches_by_size_and_by_time() -> None:
     for n in range(25):
         rec.record(call(n))
     keys.used["key1"] = 123.0
-    await asyncio.sleep(0.2)
+    deadline = time.monotonic() + 10  # the last 5 wait for the 0.05 s timer
+    while (len(store.rows) < 25 or not store.used) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert [r.id for r in store.rows] == [f"c{n}" for n in range(25)]
     assert store.used == {"key1": 123.0}
     await rec.close()
@@ -152,7 +155,9 @@ async def test_a_failing_store_loses_the_batch_but_not_the_task() -> None:
     rec = ExecutionRecorder(store, None, every_s=0.02)
     rec.start()
     rec.record(call(1))
-    await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while rec.dropped == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert rec.dropped == 1
     store.fail = False
     rec.record(call(2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,9 +88,12 @@ async def test_redeploy_under_load_fails_no_call(tmp_path: Path, runner: Replica
                 errors.append(exc)
 
     clients = [asyncio.create_task(client()) for _ in range(8)]
-    await asyncio.sleep(0.3)
+    deadline = time.monotonic() + 30  # v1 answers some calls, then v2 answers plenty
+    while len(seen) < 16 and not errors and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     await runner.start(target(v2, 2))
-    await asyncio.sleep(0.3)
+    while seen.count(2) < 24 and not errors and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     stop.set()
     await asyncio.gather(*clients)
     assert errors == []
