@@ -49,6 +49,7 @@ from daemon.pool import PoolSettings
 from daemon.replicas_runner import FailureHook, ReplicaRunner, RunnerSettings
 from daemon.sdnotify import notify
 from daemon.store import Store
+from daemon.teardown import Teardown
 
 log = logging.getLogger("scriptd")
 
@@ -144,11 +145,37 @@ async def make_runner(
 async def serve(
     config: Config, runner: ServingRunner | None = None, sandboxed: bool = True
 ) -> None:
+    teardown = Teardown()
+    try:
+        await _serve(config, runner, sandboxed, teardown)
+    finally:
+        log.info("shutting down")
+        notify("STOPPING=1")
+        failures = await teardown.run()
+    if failures:
+        names = ", ".join(name for name, _ in failures)
+        raise RuntimeError(f"shutdown: {len(failures)} step(s) failed: {names}")
+    log.info("stopped")
+
+
+# Shutdown order (Teardown ranks): stop taking admin requests, cancel deploys,
+# drain and stop replicas (running calls answer through the still-open gateway),
+# charge their last seconds, close the gateway, remove cgroups, write the last
+# execution records, then close the store and release the state dir.
+SWEEPER, ADMIN, DEPLOYS, REPLICAS, ACCOUNT, GATEWAY = 10, 20, 30, 40, 50, 60
+CGROUPS, RECORDS, KEYS, STORE, SOCKET, LOCK = 70, 80, 90, 100, 110, 120
+
+
+async def _serve(
+    config: Config, runner: ServingRunner | None, sandboxed: bool, teardown: Teardown
+) -> None:
     state = StateDir(config.state_dir)
     await asyncio.to_thread(state.prepare)
     lock = await asyncio.to_thread(lock_state_dir, state)
+    teardown.add(LOCK, "state dir lock", lock.close)
     await asyncio.to_thread(prepare_uploads_dir, config.uploads_dir)
     store = await asyncio.to_thread(Store, state.db)
+    teardown.add(STORE, "store", lambda: asyncio.to_thread(store.close))
     catalogue = await asyncio.to_thread(discover_runtimes, config)
     for r in catalogue.runtimes:
         log.info("runtime %s %s at %s%s", r.language, r.version, r.path, " (default)" * r.default)
@@ -157,17 +184,12 @@ async def serve(
     def failing(script: str, reason: str) -> object:
         return lc.replicas_failing(script, reason) if lc is not None else None
 
-    root = None
     if runner is None:
         runner, root = await make_runner(config, sandboxed, failing)
+        if root is not None:
+            teardown.add(CGROUPS, "cgroups", lambda: asyncio.to_thread(root.cleanup))
     ctx = Context(config, store, state, catalogue, Builder(config), runner)
-    routes = Routes(runner, ctx.keys)
-    # Autoscaling, credits and emails around the runner, and the lifecycle's hooks.
-    replicas = runner if isinstance(runner, ReplicaRunner) else None
-    account = AccountServices(config, store, routes, replicas)
-    ctx.runner, ctx.hooks = account.runner, account
-    lc = Lifecycle(ctx)
-    await account.start(lc.undeploy)
+    teardown.add(KEYS, "key checker", ctx.keys.close)
     recorder = ExecutionRecorder(
         store,
         ctx.keys,
@@ -176,41 +198,38 @@ async def serve(
         output_bytes=config.executions_output_bytes,
     )
     recorder.start()
+    teardown.add(RECORDS, "execution records", recorder.close)
+    routes = Routes(runner, ctx.keys)
+    # Autoscaling, credits and emails around the runner, and the lifecycle's hooks.
+    replicas = runner if isinstance(runner, ReplicaRunner) else None
+    account = AccountServices(config, store, routes, replicas)
+    ctx.runner, ctx.hooks = account.runner, account
+    teardown.add(ACCOUNT, "credits and mail", account.close)
+    teardown.add(REPLICAS, "replicas", ctx.runner.close)
+    lc = Lifecycle(ctx)
+    teardown.add(DEPLOYS, "deploys", lc.shutdown)
+    await account.start(lc.undeploy)
     await lc.reconcile()
     sweeper = asyncio.create_task(lc.housekeeping(), name="housekeeping")
+    teardown.add(SWEEPER, "housekeeping", sweeper.cancel)
     admin = await serve_unix(
         make_app(lc, config, catalogue),
         config.admin_socket,
         config.admin_socket_mode,
         config.admin_socket_group,
     )
+    teardown.add(ADMIN, "admin API", admin.cleanup)
+    teardown.add(SOCKET, "admin socket", lambda: config.admin_socket.unlink(missing_ok=True))
     gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes)
     uploads = Uploads(gw, config.uploads_dir, config.max_upload_file_bytes)
     gateway = web.AppRunner(make_gateway(gw, uploads), access_log=None, handle_signals=False)
     await gateway.setup()
-    try:
-        await web.TCPSite(gateway, config.listen_host, config.listen_port).start()
-        log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,
-                 config.listen_port)  # fmt: skip
-        notify("READY=1")
-        await _until_signal()
-    finally:
-        log.info("shutting down")
-        notify("STOPPING=1")
-        sweeper.cancel()
-        await admin.cleanup()
-        await lc.shutdown()
-        await ctx.runner.close()  # running calls drain and answer before the gateway stops
-        await account.close()  # the last seconds of every replica are charged
-        await gateway.cleanup()
-        if root is not None:
-            await asyncio.to_thread(root.cleanup)
-        await recorder.close()
-        ctx.keys.close()
-        await asyncio.to_thread(store.close)
-        config.admin_socket.unlink(missing_ok=True)
-        lock.close()
-    log.info("stopped")
+    teardown.add(GATEWAY, "gateway", gateway.cleanup)
+    await web.TCPSite(gateway, config.listen_host, config.listen_port).start()
+    log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,
+             config.listen_port)  # fmt: skip
+    notify("READY=1")
+    await _until_signal()
 
 
 async def _until_signal() -> None:
@@ -233,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"scriptd: {exc}", file=sys.stderr)
         return 2
+    if args.dev_no_sandbox and os.geteuid() == 0:
+        # Without a sandbox a script runs as the daemon's user: as root, that is root.
+        print(
+            "scriptd: --dev-no-sandbox is refused as root: scripts would run as root with "
+            "no isolation. Start it as an ordinary user, or without the flag.",
+            file=sys.stderr,
+        )
+        return 1
     problems = sandbox_problems()
     if problems and not args.dev_no_sandbox:
         print(
