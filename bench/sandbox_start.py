@@ -2,7 +2,7 @@
 
 All four are measured in the same run, interleaved round by round so drift hits
 them alike; the table gives medians and ratios. Target: ours <= 2 x bwrap.
-Run as root:  .venv/bin/python bench/sandbox_start.py [--runs 40] [--json bench/results/sandbox_start.json]
+Run as root:  .venv/bin/python bench/sandbox_start.py [--runs 40] [--json FILE]
 """
 
 from __future__ import annotations

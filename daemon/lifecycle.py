@@ -36,6 +36,7 @@ from daemon.models import (
     now_iso,
 )
 from daemon.recovery import Recovery
+from daemon.replica_files import remove_script_logs
 from daemon.views import snapshot
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,8 @@ class Lifecycle:
                 await asyncio.gather(task, return_exceptions=True)
             async with self.ctx.lock(script.id):
                 await self.ctx.runner.stop(script.name)
+                # No replica writes its logs any more, and the id is not free yet.
+                await self.ctx.db(remove_script_logs, self.ctx.state.root / "logs", script.id)
                 trash = await self._delete_row_and_files(script.id)
         finally:
             self.ctx.deleting.discard(script.id)

@@ -314,9 +314,8 @@ def test_tables_for_people(ctl: Ctl, tmp_path: Path) -> None:
 
 def test_failed_deploy_exits_non_zero_with_the_reason(ctl: Ctl, tmp_path: Path) -> None:
     folder = write_project(tmp_path / "broken")
-    (folder / "requirements.txt").write_text(
-        "missing-pkg @ file:///nonexistent/scriptd-test/missing_pkg-0.1-py3-none-any.whl\n"
-    )
+    # A name no index has: validation passes, the build fails.
+    (folder / "requirements.txt").write_text("no-such-package-scriptd-cli-test==9.9\n")
     result = ctl.run("up", str(folder), "--name", "cli-broken")
     assert result.code != 0
     assert result.json()["deployment"]["status"] == "Deployment Failed"
