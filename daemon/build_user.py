@@ -10,8 +10,9 @@ are bound below it: the build's temp folder at WORK_MOUNT and the tools' caches
 (uv, npm, HOME, TMPDIR) at TOOLS_MOUNT. The tool sees only those paths, so it
 needs no search permission on the parents of the daemon's cache folder (often
 0700), and it never sees the project's source: the builder copies the
-dependency files into the temp folder. The host's /tmp is hidden, so the tools
-themselves (uv, npm, the interpreters) must not live below /tmp. Both folders
+dependency files into the temp folder. The host's /tmp is hidden: a tool whose
+executable lies below it (uv inside a virtualenv cloned under /tmp) is bound, as
+one file, at TOOL_MOUNT; npm and the interpreters must live elsewhere. Both folders
 belong to the build user; the finished environment is handed back to root and
 made read-only (`seal`).
 
@@ -33,19 +34,23 @@ BUILD_UID = 199_999
 BUILD_GID = 199_999
 WORK_MOUNT = "/tmp/scriptd-build/work"
 TOOLS_MOUNT = "/tmp/scriptd-build/tools"
+TOOL_MOUNT = "/tmp/scriptd-build/bin/tool"
 TOOL_DIRS = ("uv", "npm", "home", "tmp")
 TMPFS_BYTES = 1 << 20  # holds only the two mount points: the tools write in TOOLS_MOUNT/tmp
 
-# $1 = the build's temp folder, $2 = the tools' folder, then the command to exec.
-# Both are opened before the tmpfs covers /tmp (they may lie below /tmp) and bound
-# through their descriptors, so no path is looked up twice.
+# $1 = the build's temp folder, $2 = the tools' folder, $3 = an executable to bind
+# at TOOL_MOUNT (or ""), then the command to exec. All are opened before the tmpfs
+# covers /tmp (they may lie below /tmp) and bound through their descriptors, so no
+# path is looked up twice.
 _MOUNTS = (
-    'set -e; exec 3<"$1" 4<"$2"; '
+    'set -e; exec 3<"$1" 4<"$2"; if [ -n "$3" ]; then exec 5<"$3"; fi; '
     f"mount -t tmpfs -o mode=0755,nosuid,nodev,size={TMPFS_BYTES} scriptd-build /tmp; "
     f"mkdir -p {WORK_MOUNT} {TOOLS_MOUNT}; "
     f"mount --no-canonicalize --bind /proc/self/fd/3 {WORK_MOUNT}; "
     f"mount --no-canonicalize --bind /proc/self/fd/4 {TOOLS_MOUNT}; "
-    f'exec 3<&- 4<&-; cd {WORK_MOUNT}; shift 2; exec "$@"'
+    f'if [ -n "$3" ]; then mkdir -p {os.path.dirname(TOOL_MOUNT)}; : > {TOOL_MOUNT}; '
+    f"mount --no-canonicalize --bind -o ro /proc/self/fd/5 {TOOL_MOUNT}; exec 5<&-; fi; "
+    f'exec 3<&- 4<&-; cd {WORK_MOUNT}; shift 3; exec "$@"'
 )
 
 
@@ -68,8 +73,16 @@ def wrap(argv: list[str], work: Path, tools: Path, uid: int, gid: int) -> list[s
         _tool("setpriv"), f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
         "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig", "KILL", "--",
     ]  # fmt: skip
-    shell = [_tool("sh"), "-c", _MOUNTS, "scriptd-build", str(work), str(tools)]
+    bound = ""
+    if _below_tmp(argv[0]):
+        bound, argv = os.path.realpath(argv[0]), [TOOL_MOUNT, *argv[1:]]
+    shell = [_tool("sh"), "-c", _MOUNTS, "scriptd-build", str(work), str(tools), bound]
     return [_tool("unshare"), "--mount", "--propagation", "private", "--", *shell, *drop, *argv]
+
+
+def _below_tmp(path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == "/tmp" or real.startswith("/tmp/")
 
 
 def _tool(name: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from daemon.build_user import BUILD_GID, BUILD_UID
-from daemon.builder import DONE_MARKER, Builder, env_key
+from daemon.builder import DONE_MARKER, Builder, env_key, find_uv
 from daemon.catalogue import Catalogue, discover_runtimes
 from daemon.config import Config
 from daemon.errors import BuildError
@@ -172,3 +172,23 @@ async def test_real_node_build_runs_as_the_build_user(tmp_path: Path, catalogue:
     npm_cache = config.cache_dir / "tools" / "npm"
     assert any(p.lstat().st_uid == BUILD_UID for p in npm_cache.rglob("*"))
     assert os.lstat(built.env_dir / "node_modules").st_uid == 0
+
+
+async def test_a_tool_below_tmp_is_still_found(tmp_path: Path, catalogue: Catalogue) -> None:
+    """The build's namespace covers /tmp; uv in a virtualenv cloned below /tmp still runs."""
+    py = catalogue.pick("python", None)
+    assert py is not None
+    real_uv = find_uv(Config())
+    folder = Path(tempfile.mkdtemp(prefix="scriptd-uv-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        uv = folder / "uv"
+        shutil.copy2(real_uv, uv)
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "requirements.txt").write_text("six==1.16.0\n")
+        config = Config(state_dir=tmp_path, uv_path=uv)
+        built = await Builder(config).build("python", py, src, tmp_path / "b.log")
+        assert next(built.env_dir.rglob("six.py")).is_file()
+    finally:
+        shutil.rmtree(folder)
