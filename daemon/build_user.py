@@ -17,7 +17,7 @@ belong to the build user; the finished environment is handed back to root and
 made read-only (`seal`).
 
 The build user is uid/gid 199999 unless the config names another one
-(`build_uid` / `build_gid`); it needs no entry in /etc/passwd and must not be a
+(`build.uid` / `build.gid`); it needs no entry in /etc/passwd and must not be a
 uid that replicas use (those start at replicas.uid_base, 200000 by default).
 """
 
@@ -30,8 +30,6 @@ from pathlib import Path
 
 from daemon.config import Config
 
-BUILD_UID = 199_999
-BUILD_GID = 199_999
 WORK_MOUNT = "/tmp/scriptd-build/work"
 TOOLS_MOUNT = "/tmp/scriptd-build/tools"
 TOOL_MOUNT = "/tmp/scriptd-build/bin/tool"
@@ -55,10 +53,8 @@ _MOUNTS = (
 
 
 def build_ids(config: Config) -> tuple[int, int]:
-    """(uid, gid) of the build user: the config's, once it has the keys, else the default."""
-    uid = getattr(config, "build_uid", None)
-    gid = getattr(config, "build_gid", None)
-    return (uid if isinstance(uid, int) else BUILD_UID, gid if isinstance(gid, int) else BUILD_GID)
+    """(uid, gid) of the build user (`build.uid`, `build.gid`)."""
+    return config.build_uid, config.build_gid
 
 
 def tools_dir(config: Config) -> Path:

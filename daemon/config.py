@@ -97,6 +97,8 @@ class Config:
     build_allow_source_builds: bool = False
     build_npm_ignore_scripts: bool = True
     uv_path: Path | None = None  # None: the uv beside the daemon's python, else PATH
+    build_uid: int = 199_999  # builds run as this uid/gid, never as root
+    build_gid: int = 199_999
     timeout_min_s: int = 30
     timeout_max_s: int = 600
     timeout_default_s: int = 30
@@ -212,6 +214,8 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "build.allow_source_builds": (("build_allow_source_builds",), boolean),
     "build.npm_ignore_scripts": (("build_npm_ignore_scripts",), boolean),
     "build.uv": (("uv_path",), abs_path),
+    "build.uid": (("build_uid",), integer(1, 2**31 - 1)),
+    "build.gid": (("build_gid",), integer(1, 2**31 - 1)),
     "settings.timeout_min_s": (("timeout_min_s",), integer(1, 86400)),
     "settings.timeout_max_s": (("timeout_max_s",), integer(1, 86400)),
     "settings.timeout_default_s": (("timeout_default_s",), integer(1, 86400)),
@@ -270,6 +274,13 @@ def _check_relations(c: Config) -> None:
             "settings.timeout_default_s",
             c.timeout_default_s,
             f"between timeout_min_s ({c.timeout_min_s}) and timeout_max_s ({c.timeout_max_s})",
+        )
+    replica_uids = range(c.replica_uid_base, c.replica_uid_base + c.replica_uid_count)
+    if c.build_uid in replica_uids:
+        raise fail(
+            "build.uid",
+            c.build_uid,
+            f"a uid outside the replicas' range {replica_uids.start}-{replica_uids.stop - 1}",
         )
     if c.replica_ping_timeout_s <= c.replica_ping_interval_s:
         raise fail(

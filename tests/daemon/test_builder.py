@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.build_user import BUILD_GID, BUILD_UID
 from daemon.builder import DONE_MARKER, Builder, env_key, find_uv
 from daemon.catalogue import Catalogue, discover_runtimes
 from daemon.config import Config
 from daemon.errors import BuildError
 from tests.conftest import require_root
+
+BUILD_UID, BUILD_GID = Config().build_uid, Config().build_gid
 
 
 @pytest.fixture(autouse=True)

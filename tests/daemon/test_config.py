@@ -116,3 +116,10 @@ def test_refuses_to_start_without_root_unless_dev_flag(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "not running as root" in proc.stderr and "--dev-no-sandbox" in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_build_user_must_not_be_a_replica_uid() -> None:
+    with pytest.raises(ConfigError) as exc:
+        config_from_mapping({"build": {"uid": 200_005}})
+    assert "build.uid" in str(exc.value) and "replicas' range" in str(exc.value)
+    assert config_from_mapping({"build": {"uid": 5000, "gid": 5000}}).build_uid == 5000
