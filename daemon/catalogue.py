@@ -5,6 +5,7 @@
 once and asking for its exact version, real executable path and install prefix
 (`sys.base_prefix`: what a sandbox binds to run it). Candidates that fail to run
 (pyenv shims of versions that are not selected, broken links) are skipped, and so are
+those the unprivileged build user cannot run (a pyenv below /root, mode 0700), and
 those whose prefix would expose the host (`/`, `/opt`, `/root`, `/home`: any top-level
 folder but /usr), with a logged reason. Two names for one binary count once.
 Blocking: call it off the event loop.
@@ -20,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -115,6 +117,29 @@ def prefix_problem(prefix: str, executable: str) -> str | None:
     return None
 
 
+def reach_problem(executable: str) -> str | None:
+    """Why the build user (no groups, not the owner) cannot run `executable`, or None:
+    builds make a venv or run npm with it as that user."""
+    path = os.path.realpath(executable)
+    folder = os.path.dirname(path)
+    while True:
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            return f"the build user cannot reach it: {folder} is not searchable by others"
+        if folder == "/":
+            break
+        folder = os.path.dirname(folder)
+    if not os.stat(path).st_mode & stat.S_IXOTH:
+        return "the build user cannot run it: it is not executable by others"
+    return None
+
+
+def _reachable(exe: str) -> None:
+    """Discovery offers only runtimes a build can use; raise UnsafeRuntime if not."""
+    problem = reach_problem(exe)
+    if problem is not None:
+        raise UnsafeRuntime(f"{exe}: {problem}")
+
+
 def _checked(exe: str, prefix: str) -> str:
     """Remember and return the real prefix of the real executable; raise if unsafe."""
     problem = prefix_problem(prefix, exe)
@@ -139,6 +164,8 @@ def _probe_python(path: str) -> tuple[str, str, str] | None:
 def probe_python(path: str) -> Runtime | None:
     try:
         probed = _probe_python(path)
+        if probed is not None:
+            _reachable(probed[1])
     except UnsafeRuntime as exc:
         log.warning("python at %s skipped: %s", path, exc)
         return None
@@ -162,6 +189,7 @@ def probe_node(path: str) -> Runtime | None:
     real = os.path.realpath(path)
     try:
         prefix = _checked(real, node_prefix(real))
+        _reachable(real)
     except UnsafeRuntime as exc:
         log.warning("node at %s skipped: %s", path, exc)
         return None

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-from daemon.catalogue import discover_runtimes, install_prefix, prefix_problem
+from daemon.catalogue import discover_runtimes, install_prefix, prefix_problem, reach_problem
 from daemon.config import Config
 
 
@@ -32,3 +33,20 @@ def test_prefix_rules() -> None:
     for bad in ("/", "/opt", "/root", "/home", "/srv"):
         assert prefix_problem(bad, f"{bad.rstrip('/')}/bin/python3") is not None
     assert "outside" in (prefix_problem("/opt/a", "/opt/b/bin/python3") or "")
+
+
+def test_an_interpreter_the_build_user_cannot_reach_is_refused(tmp_path: Path) -> None:
+    hidden = tmp_path / "private" / "bin"
+    hidden.mkdir(parents=True)
+    exe = hidden / "python3.11"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    (tmp_path / "private").chmod(0o700)
+    assert "not searchable by others" in (reach_problem(str(exe)) or "")
+    exe.chmod(0o700)
+    (tmp_path / "private").chmod(0o755)
+    assert "not" in (reach_problem(str(exe)) or "")
+
+
+def test_system_interpreters_are_reachable() -> None:
+    assert reach_problem("/bin/sh") is None
