@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.build_tools import tool_folder, write_tool
+from tests.daemon.build_tools import build_python, copy_uv, tool_folder, write_tool
 from tests.helpers import DaemonProcess, create_key, make_zip, start_daemon
 
 SLOW_UV = """#!{python}
@@ -29,8 +28,7 @@ os.execv({uv!r}, [{uv!r}, *sys.argv[1:]])
 
 
 def make_slow_uv(folder: Path, seconds: float) -> Path:
-    uv = str(Path(sys.executable).parent / "uv")
-    text = SLOW_UV.format(python=sys.executable, uv=uv, seconds=seconds)
+    text = SLOW_UV.format(python=build_python(), uv=copy_uv(folder), seconds=seconds)
     return write_tool(folder, f"slow-uv-{seconds}", text)
 
 

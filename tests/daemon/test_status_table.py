@@ -9,14 +9,12 @@ project's other files.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.daemon.build_tools import tool_folder, write_tool
+from tests.daemon.build_tools import build_python, copy_uv, tool_folder, write_tool
 from tests.helpers import AdminClient, DaemonProcess, make_zip, start_daemon
 
 WRAPPER = """#!{python}
@@ -49,9 +47,9 @@ TABLE = {
 @pytest.fixture(scope="module")
 def table_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     root = tmp_path_factory.mktemp("table")
-    uv = str(Path(sys.executable).parent / "uv")
     with tool_folder() as tools:
-        wrapper = write_tool(tools, "uv-wrapper", WRAPPER.format(python=sys.executable, uv=uv))
+        text = WRAPPER.format(python=build_python(), uv=copy_uv(tools))
+        wrapper = write_tool(tools, "uv-wrapper", text)
         # enough build slots that the builds held in `slow-marker` never queue the others
         config = {"build": {"uv": str(wrapper), "parallel": 32}}
         d = start_daemon(root / "d", config, root / "cache")
