@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote
 
-from daemon.errors import BadRequest, Conflict, NotFound
+from daemon.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 
 __all__ = [
     "NAME_MAX_BYTES",
@@ -36,6 +36,7 @@ __all__ = [
     "commit",
     "delete_file",
     "file_name",
+    "folder_total",
     "list_files",
     "open_temporary",
     "sweep_temporaries",
@@ -101,12 +102,31 @@ def open_temporary(root: Path) -> tuple[Path, IO[bytes]]:
     return path, os.fdopen(fd, "wb")
 
 
-def commit(temporary: Path, root: Path, name: str, replace: bool) -> StoredFile:
+def folder_total(root: Path, leave_out: str | None = None) -> int:
+    """The bytes of the folder's regular files (temporaries and ``leave_out``,
+    the file an upload replaces, not counted): one scandir, no recursion."""
+    total = 0
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == leave_out:
+                continue
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def commit(
+    temporary: Path, root: Path, name: str, replace: bool, max_total: int | None = None
+) -> StoredFile:
     """Give the complete temporary file its name. Without ``replace``, an
-    existing file of that name is a Conflict (checked atomically by link)."""
+    existing file of that name is a Conflict (checked atomically by link).
+    ``max_total``: refuse (PayloadTooLarge, temporary removed) a file that would
+    take the folder's total past it; a replaced file's old size is not counted."""
     os.chmod(temporary, 0o644)
     target = root / name
     try:
+        if max_total is not None:
+            _check_total(temporary, root, name, max_total)
         if replace:
             if target.is_dir() and not target.is_symlink():
                 raise Conflict(f"{name!r} is a folder in the uploads dir: delete it there first")
@@ -122,6 +142,17 @@ def commit(temporary: Path, root: Path, name: str, replace: bool) -> StoredFile:
         abandon(temporary)
     st = target.stat(follow_symlinks=False)
     return StoredFile(name, st.st_size, _iso(st.st_mtime))
+
+
+def _check_total(temporary: Path, root: Path, name: str, max_total: int) -> None:
+    # Two uploads committing at the same moment may both pass: the limit keeps
+    # the disk from filling up, it is not an exact quota.
+    total = folder_total(root, leave_out=name) + temporary.stat().st_size
+    if total > max_total:
+        raise PayloadTooLarge(
+            f"the uploads folder would hold {total} bytes, more than its limit of "
+            f"{max_total} bytes (uploads.max_total_bytes): delete files first"
+        )
 
 
 def abandon(temporary: Path) -> None:

@@ -212,7 +212,9 @@ async def post_upload(request: web.Request) -> web.Response:
                     await asyncio.to_thread(sink.write, bytes(buffer))
                     buffer.clear()
             await asyncio.to_thread(sink.write, bytes(buffer))
-        stored = await asyncio.to_thread(account_files.commit, temporary, root, name, replace)
+        stored = await asyncio.to_thread(
+            account_files.commit, temporary, root, name, replace, config.max_upload_total_bytes
+        )
     except BaseException:
         await asyncio.to_thread(account_files.abandon, temporary)
         raise

@@ -9,6 +9,8 @@ as everywhere else ("keys work only while Deployed").
 The body is streamed to a temporary file in the same folder (never held in
 memory), refused with 413 past `uploads.max_file_bytes`, then renamed into place
 at once: a replica reads either the old file or the new one, never half of it.
+A file that would take the folder past `uploads.max_total_bytes` (all its files
+together, a replaced file's old size left out) is refused with 413 and removed.
 Names follow `account_files.file_name` (the admin route's rule): letters, digits,
 '.', '_' and '-', starting with a letter or digit, no '..'. A file of that name is
 replaced (PUT). 201 with `{"name", "size", "modified_at"}`.
@@ -39,14 +41,17 @@ class _TooLarge(Exception):
 class Uploads:
     """The handler of `PUT /v1/uploads/{filename}` (files: daemon/account_files.py)."""
 
-    def __init__(self, gateway: Gateway, folder: Path, max_bytes: int) -> None:
+    def __init__(
+        self, gateway: Gateway, folder: Path, max_bytes: int, max_total_bytes: int = 10 << 30
+    ) -> None:
         self.gateway = gateway
         self.folder = folder
         self.max_bytes = max_bytes
+        self.max_total_bytes = max_total_bytes
 
     async def put(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization")
-        check = await self.gateway.keys.check(auth, request.remote)
+        check = await self.gateway.keys.check(auth, self.gateway.client(request))
         if type(check) is not KeyOk:
             return refusal(check)  # type: ignore[arg-type]
         if check.script not in self.gateway.routes.targets:
@@ -65,7 +70,7 @@ class Uploads:
                 413, "payload_too_large",
                 f"the file is larger than {self.max_bytes} bytes (uploads.max_file_bytes)",
             )  # fmt: skip
-        except ScriptdError as exc:  # a bad name (400), a folder in the way (409)
+        except ScriptdError as exc:  # a bad name (400), a folder in the way (409), full (413)
             return web.Response(
                 body=orjson.dumps({"error": exc.to_json()}),
                 status=exc.http_status,
@@ -88,7 +93,9 @@ class Uploads:
                         await asyncio.to_thread(sink.write, bytes(buf))
                         buf.clear()
                 await asyncio.to_thread(sink.write, bytes(buf))
-            return await asyncio.to_thread(account_files.commit, tmp, self.folder, name, True)
+            return await asyncio.to_thread(
+                account_files.commit, tmp, self.folder, name, True, self.max_total_bytes
+            )
         except BaseException:
             await asyncio.to_thread(account_files.abandon, tmp)
             raise

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon import account_files as af
-from daemon.errors import BadRequest, Conflict, NotFound
+from daemon.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,23 @@ def test_delete(tmp_path: Path) -> None:
     for name in ("a.txt", "folder"):
         with pytest.raises(NotFound):
             af.delete_file(tmp_path, name)
+
+
+def test_the_folder_total_is_limited_and_a_refused_file_leaves_nothing(tmp_path: Path) -> None:
+    def add(name: str, size: int, replace: bool = False) -> af.StoredFile:
+        tmp, sink = af.open_temporary(tmp_path)
+        with sink:
+            sink.write(b"x" * size)
+        return af.commit(tmp, tmp_path, name, replace, max_total=10)
+
+    add("a", 6)
+    (tmp_path / "sub").mkdir()  # folders do not count
+    with pytest.raises(PayloadTooLarge, match=r"uploads\.max_total_bytes"):
+        add("b", 5)
+    add("b", 4)
+    assert af.folder_total(tmp_path) == 10
+    add("a", 5, replace=True)  # only the difference counts
+    with pytest.raises(PayloadTooLarge):
+        add("a", 7, replace=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "sub"]
+    assert (tmp_path / "a").stat().st_size == 5
