@@ -9,6 +9,7 @@ units and defaults are listed in `KEYS` below and in the README.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from daemon.errors import ConfigError
 if TYPE_CHECKING:
     from daemon.archive import ArchiveLimits
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_CONFIG_PATH = Path("/etc/scriptd/scriptd.toml")
 GIB = 1 << 30
 
@@ -109,7 +111,10 @@ class Config:
     # The call path (gateway, dispatcher, replicas).
     max_body_bytes: int = 4 << 20  # largest call body; more is 413
     max_upload_file_bytes: int = GIB  # largest account upload (PUT /v1/uploads/NAME)
+    max_upload_total_bytes: int = 10 * GIB  # all account uploads together
     account_uploads_dir: Path | None = None  # None: <state_dir>/files (UPLOADS_DIR)
+    # Peers whose X-Forwarded-For names the client (for the key-failure throttle).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     queue_max: int = 64  # calls waiting for a free worker, per script; more is 429
     queue_max_wait_s: float = 10.0  # longest a call waits for a free worker; then 429
     replica_start_timeout_s: float = 30.0  # launch to hello and every worker connected
@@ -187,6 +192,20 @@ def _listen(key: str, value: object) -> tuple[str, int]:
         raise fail(key, value, allowed) from None
 
 
+def _networks(key: str, value: object) -> tuple[IPNetwork, ...]:
+    if not isinstance(value, list):
+        raise fail(key, value, 'a list of IP addresses or CIDRs, e.g. ["10.0.0.1", "10.1.0.0/16"]')
+    nets = []
+    for i, item in enumerate(value):
+        try:
+            if not isinstance(item, str):
+                raise ValueError("not a string")
+            nets.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as exc:
+            raise fail(f"{key}[{i}]", item, f"an IP address or CIDR as a string ({exc})") from None
+    return tuple(nets)
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """`HOST:PORT` -> (host, port); raises ValueError on anything else."""
     host, sep, port = text.rpartition(":")
@@ -223,8 +242,10 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "runtimes.python": (("runtimes_python",), paths),
     "runtimes.node": (("runtimes_node",), paths),
     "gateway.max_body_bytes": (("max_body_bytes",), integer(1024, GIB)),
+    "gateway.trusted_proxies": (("trusted_proxies",), _networks),
     "uploads.dir": (("account_uploads_dir",), abs_path),
     "uploads.max_file_bytes": (("max_upload_file_bytes",), integer(1, 64 * GIB)),
+    "uploads.max_total_bytes": (("max_upload_total_bytes",), integer(1, 1 << 50)),
     "dispatch.max_queue": (("queue_max",), integer(0, 100_000)),
     "dispatch.max_wait_s": (("queue_max_wait_s",), number(0.0, 3600.0)),
     "replicas.start_timeout_s": (("replica_start_timeout_s",), number(1.0, 3600.0)),

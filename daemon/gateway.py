@@ -19,12 +19,18 @@ ok / error / timeout / oom / crashed / rejected. Calls refused before that (no
 script, not deployed, bad or foreign key) are not recorded: an unauthenticated
 client must not be able to fill the store.
 
+The key-failure throttle is keyed on the client's address: the peer's, or, when
+the peer is one of `gateway.trusted_proxies`, the right-most `X-Forwarded-For`
+address that is not itself a trusted proxy (the one the nearest trusted proxy
+saw). The header of any other peer is ignored: anyone can write it.
+
 The hot path holds no SQLite, no thread hop for a cached key and no logging.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import math
 import secrets
@@ -66,12 +72,14 @@ class Gateway:
         store: Store,
         recorder: ExecutionRecorder,
         max_body_bytes: int,
+        trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
     ) -> None:
         self.routes = routes
         self.keys = keys
         self.store = store
         self.recorder = recorder
         self.max_body_bytes = max_body_bytes
+        self.trusted_proxies = trusted_proxies
         # Execution ids: unique across restarts (start time and randomness), cheap per call.
         self._prefix = f"{int(time.time()):x}{secrets.token_hex(3)}-"
         self._ids = itertools.count(1)
@@ -84,7 +92,7 @@ class Gateway:
         target = self.routes.targets.get(name)
         if target is None:
             return await self.not_serving(name)
-        check = await self.keys.check(request.headers.get("Authorization"), request.remote)
+        check = await self.keys.check(request.headers.get("Authorization"), self.client(request))
         if type(check) is not KeyOk:
             return refusal(check)  # type: ignore[arg-type]
         if check.script != name:
@@ -92,6 +100,31 @@ class Gateway:
                 403, "forbidden", f"this API key belongs to another script, not {name!r}"
             )
         return await self.dispatch(request, target, check.key_name)
+
+    def client(self, request: web.Request) -> str | None:
+        """The caller's address, for the key-failure throttle."""
+        peer = request.remote
+        if not self.trusted_proxies or peer is None or not self._trusted(peer):
+            return peer  # no proxies configured: no header parsing at all
+        hops = ",".join(request.headers.getall("X-Forwarded-For", ())).split(",")
+        for hop in reversed(hops):
+            hop = hop.strip()
+            if not hop:
+                continue
+            if not self._trusted(hop):
+                # Not an address (a broken proxy): the proxy's own shared bucket.
+                return hop if _is_ip(hop) else peer
+        return peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        # `in` does not compare versions: an IPv6 address could "match" an IPv4 net.
+        return any(ip.version == net.version and ip in net for net in self.trusted_proxies)
 
     async def dispatch(self, request: web.Request, target: RunTarget, key: str) -> web.Response:
         function = request.match_info["function"]
@@ -169,6 +202,14 @@ class Gateway:
         else:
             why = f"it is {script.status}"
         return error_response(503, "not_deployed", f"script {name!r} does not take calls: {why}")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 _KNOWN = (

@@ -65,6 +65,12 @@ def test_every_key_can_be_set() -> None:
         ({"settings": {"timeout_min_s": 50, "timeout_max_s": 40}}, ["timeout_min_s", "at most"]),
         ({"settings": {"timeout_default_s": 700}}, ["timeout_default_s", "between"]),
         ({"runtimes": {"discover": "yes"}}, ["runtimes.discover", "true or false"]),
+        ({"gateway": {"trusted_proxies": "10.0.0.1"}}, ["gateway.trusted_proxies", "a list"]),
+        ({"gateway": {"trusted_proxies": ["10.0.0.1", "10.0.0.0/33"]}},
+         ["gateway.trusted_proxies[1]", "'10.0.0.0/33'", "CIDR"]),
+        ({"gateway": {"trusted_proxies": ["10.0.0.1/8"]}}, ["trusted_proxies[0]", "host bits"]),
+        ({"gateway": {"trusted_proxies": [3]}}, ["trusted_proxies[0]", "= 3", "string"]),
+        ({"uploads": {"max_total_bytes": 0}}, ["uploads.max_total_bytes", "= 0", "from 1"]),
         ({"profiles": []}, ["profiles", "non-empty"]),
         ({"profiles": [{"name": "a", "nominal_vcpus": 1, "nominal_memory_gib": 1, "vcpus": 2,
                         "memory_gib": 1, "default": True}]}, ["profiles[0].vcpus", "at most"]),
@@ -75,6 +81,16 @@ def test_bad_values_are_refused_with_key_value_and_rule(doc: dict, words: list[s
         config_from_mapping(doc)
     for word in words:
         assert word in str(exc.value)
+
+
+def test_trusted_proxies_and_uploads_total() -> None:
+    assert Config().trusted_proxies == () and Config().max_upload_total_bytes == 10 << 30
+    config = config_from_mapping(
+        {"gateway": {"trusted_proxies": ["10.0.0.1", "fd00::/8"]},
+         "uploads": {"max_total_bytes": 5000}}
+    )  # fmt: skip
+    assert [str(n) for n in config.trusted_proxies] == ["10.0.0.1/32", "fd00::/8"]
+    assert config.max_upload_total_bytes == 5000
 
 
 def test_daemon_refuses_a_bad_config_at_start(tmp_path: Path) -> None:

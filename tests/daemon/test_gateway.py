@@ -4,6 +4,7 @@ HTTP, the execution id header and what gets recorded."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,52 @@ async def test_other_routes_answer_json(setup: Any) -> None:
     assert (await r.json())["error"]["type"] == "method_not_allowed"
     r = await client.post("/nowhere")
     assert r.status == 404 and (await r.json())["error"]["type"] == "not_found"
+
+
+BAD_KEY = "sk_" + "Z" * 12 + "_" + "b" * 43
+
+
+async def proxied_client(trusted: list[str]) -> tuple[TestClient[Any, Any], KeyChecker]:
+    keys = KeyChecker(lambda key_id: RECORDS.get(key_id), verify=lambda h, s: True)
+    routes = Routes(FakeRunner(), keys)  # type: ignore[arg-type]
+    await routes.start(target("alpha", 1))
+    recorder = ExecutionRecorder(Recorded(), keys, output_bytes=100)  # type: ignore[arg-type]
+    nets = tuple(ipaddress.ip_network(n) for n in trusted)
+    gw = Gateway(routes, keys, FakeStore(), recorder, 4096, nets)  # type: ignore[arg-type]
+    client = TestClient(TestServer(make_gateway(gw)))
+    await client.start_server()
+    return client, keys
+
+
+async def failures_until_throttled(client: TestClient[Any, Any], forwarded: str) -> int:
+    headers = {**auth(BAD_KEY), "X-Forwarded-For": forwarded}
+    for n in range(1, 50):
+        r = await client.post("/v1/scripts/alpha/functions/f", data=b"{}", headers=headers)
+        if r.status == 429:
+            return n
+        assert r.status == 401
+    raise AssertionError("never throttled")
+
+
+async def test_forwarded_clients_behind_a_trusted_proxy_are_throttled_apart() -> None:
+    client, keys = await proxied_client(["127.0.0.0/8", "10.9.0.0/16"])
+    try:
+        first = await failures_until_throttled(client, "203.0.113.7, 10.9.0.1")
+        # Another client behind the same proxies still has its whole allowance.
+        assert await failures_until_throttled(client, "198.51.100.20") == first
+        # A forged left-most entry does not move the caller out of its bucket.
+        assert await failures_until_throttled(client, "192.0.2.1, 203.0.113.7") == 1
+    finally:
+        await client.close()
+        keys.close()
+
+
+async def test_forwarded_header_from_an_untrusted_peer_is_ignored() -> None:
+    client, keys = await proxied_client(["10.9.0.0/16"])  # the test peer, 127.0.0.1, is not
+    try:
+        first = await failures_until_throttled(client, "203.0.113.7")
+        assert await failures_until_throttled(client, "198.51.100.20") == 1
+        assert first > 1
+    finally:
+        await client.close()
+        keys.close()
