@@ -220,8 +220,10 @@ async def _serve(
     )
     teardown.add(ADMIN, "admin API", admin.cleanup)
     teardown.add(SOCKET, "admin socket", lambda: config.admin_socket.unlink(missing_ok=True))
-    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes)
-    uploads = Uploads(gw, config.uploads_dir, config.max_upload_file_bytes)
+    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes, config.trusted_proxies)
+    uploads = Uploads(
+        gw, config.uploads_dir, config.max_upload_file_bytes, config.max_upload_total_bytes
+    )
     gateway = web.AppRunner(make_gateway(gw, uploads), access_log=None, handle_signals=False)
     await gateway.setup()
     teardown.add(GATEWAY, "gateway", gateway.cleanup)

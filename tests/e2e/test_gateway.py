@@ -85,7 +85,7 @@ CONFIG: dict[str, Any] = {
     **TINY_PROFILES,
     "gateway": {"max_body_bytes": 65536},
     "dispatch": {"max_queue": 2, "max_wait_s": 5},
-    "uploads": {"max_file_bytes": 100_000},
+    "uploads": {"max_file_bytes": 100_000, "max_total_bytes": 150_000},
 }
 GIB = 1 << 30
 
@@ -256,6 +256,17 @@ def test_upload_route_refusals(gw: GatewayClient) -> None:
         assert gw.request("PUT", f"/v1/uploads/{bad}", b"x").status in (400, 404), bad
     r = gw.request("PUT", "/v1/uploads/big.bin", b"z" * 100_001)
     assert r.status == 413
+
+
+def test_upload_route_keeps_the_folder_under_its_total(
+    gw: GatewayClient, admin: AdminClient
+) -> None:
+    assert gw.request("PUT", "/v1/uploads/quota-a.bin", b"a" * 90_000).status == 201
+    r = gw.request("PUT", "/v1/uploads/quota-b.bin", b"b" * 90_000)
+    assert r.status == 413 and "uploads.max_total_bytes" in r.json()["error"]["message"]
+    names = [f["name"] for f in admin.get("/v1/uploads")["files"]]
+    assert "quota-b.bin" not in names
+    admin.call("DELETE", "/v1/uploads/quota-a.bin")
 
 
 def test_execution_records_are_written(gw: GatewayClient, admin: AdminClient) -> None:
