@@ -14,18 +14,16 @@ is debited by exactly the entries added.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import apsw
 import orjson
 
 from daemon.credits import Account, Charge, LedgerEntry
 from daemon.models import Event, parse_iso
 from daemon.notify import Email, OutboxMessage, Status
+from daemon.store_base import StoreParts
 from daemon.store_keys import iso_from_unix
 
 __all__ = ["AccountStore", "ScriptUsage"]
@@ -69,18 +67,8 @@ def _message(row: dict[str, Any]) -> OutboxMessage:
     )  # fmt: skip
 
 
-class AccountStore:
+class AccountStore(StoreParts):
     """Credits, ledger, outbox and event reads; mixed into ``daemon.store.Store``."""
-
-    _lock: threading.RLock
-    _db: apsw.Connection
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractContextManager[None]: ...
-        def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]: ...
-        def _one(self, sql: str, args: Any = ()) -> dict[str, Any]: ...
-        def _insert_event(self, script_id: int, event: Event) -> None: ...
 
     # --- the account ---------------------------------------------------------------
 

@@ -13,12 +13,10 @@ as the same objects, newest first.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apsw
 import orjson
@@ -26,6 +24,7 @@ import orjson
 from daemon.errors import Conflict, NotFound
 from daemon.keys import KeyNameTaken, KeyRecord
 from daemon.models import Event
+from daemon.store_base import StoreParts
 
 __all__ = ["ApiKeyInfo", "ExecutionRow", "KeysStore", "iso_from_unix"]
 
@@ -134,18 +133,8 @@ def _like(search: str) -> str:
     return f"%{escaped}%"
 
 
-class KeysStore:
+class KeysStore(StoreParts):
     """API keys and execution records; mixed into ``daemon.store.Store``."""
-
-    _lock: threading.RLock
-    _db: apsw.Connection
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractContextManager[None]: ...
-        def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]: ...
-        def _one(self, sql: str, args: Any = ()) -> dict[str, Any]: ...
-        def _insert_event(self, script_id: int, event: Event) -> None: ...
 
     # --- API keys ----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from tests.helpers import REPO
 MODULES = [
     "config", "catalogue", "models", "store", "store_schema", "errors", "inputs", "runner",
     "builder", "files", "views", "deployer", "lifecycle", "admin_api", "admin_openapi",
-    "exports", "gateway", "main", "devrun", "store_keys", "admin_http", "admin_calls",
+    "exports", "gateway", "main", "devrun", "store_keys", "store_base", "admin_http", "admin_calls",
     "account_files",
 ]  # fmt: skip
 
