@@ -53,9 +53,12 @@ def admin(daemon: DaemonProcess) -> AdminClient:
     client = daemon.client()
     archive = make_zip({"main.js": MAIN_JS})
     client.create("js", archive, language="javascript", deploy=True, timeout_s=1)
+    # The same project with room to reach its memory limit: filling 256 MiB under a
+    # 0.7 vCPU quota on a busy host can take longer than the 1 s above.
+    client.create("js-mem", archive, language="javascript", deploy=True, timeout_s=30)
     esm = make_zip({"main.js": MAIN_MJS, "package.json": '{"type": "module"}'})
     client.create("esm", esm, language="javascript", deploy=True)
-    for name in ("js", "esm"):
+    for name in ("js", "js-mem", "esm"):
         script = client.wait_status(name)
         assert script["status"] == "Deployed", script
     return client
@@ -99,11 +102,15 @@ def test_timeout_is_504(gw: GatewayClient) -> None:
     assert gw.call("js", "hello").status == 200
 
 
-def test_out_of_memory(gw: GatewayClient) -> None:
-    r = gw.call("js", "hog")
-    assert r.status == 502, r.body
-    assert error(r)["type"] == "out_of_memory" and "256 MiB" in error(r)["message"]
-    assert gw.call("js", "hello").status == 200
+def test_out_of_memory(daemon: DaemonProcess, admin: AdminClient) -> None:
+    gw = daemon.gateway(create_key(admin, "js-mem", "oom"))
+    try:
+        r = gw.call("js-mem", "hog")
+        assert r.status == 502, r.body
+        assert error(r)["type"] == "out_of_memory" and "256 MiB" in error(r)["message"]
+        assert gw.call("js-mem", "hello").status == 200
+    finally:
+        gw.close()
 
 
 def test_process_exit_is_a_crash(gw: GatewayClient) -> None:
