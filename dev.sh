@@ -62,6 +62,6 @@ echo "setup: done"
 case "${1:-setup}" in
     setup) ;;
     test) shift; run_tests "$@" ;;
-    run) shift; exec .venv/bin/python -m daemon.devrun "$@" ;;
+    run) shift; exec .venv/bin/python -m daemon.cli.devrun "$@" ;;
     *) echo "usage: ./dev.sh [setup|run|test [pytest args]]" >&2; exit 2 ;;
 esac

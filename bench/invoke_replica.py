@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import sandbox
-from daemon.config import DEFAULT_PROFILES
-from daemon.dispatcher import Dispatcher, DispatchSettings, Timeout
-from daemon.launchers import LaunchSettings, SandboxLauncher
-from daemon.pool import Pool, PoolSettings
-from daemon.replica import Replica
-from daemon.runner import RunTarget
+from daemon.config.loader import DEFAULT_PROFILES
+from daemon.serving.dispatcher import Dispatcher, DispatchSettings, Timeout
+from daemon.serving.launcher import LaunchSettings, SandboxLauncher
+from daemon.serving.pool import Pool, PoolSettings
+from daemon.serving.replica import Replica
+from daemon.serving.target import RunTarget
 
 __all__ = ["BWRAP_ARGV", "ReplicaFigures", "bwrap_times", "make_venv", "measure_replicas"]
 

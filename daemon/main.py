@@ -6,7 +6,7 @@ value and what is allowed), check the host can sandbox (root, namespaces,
 cgroups) unless the loudly logged development flag says not to, lock the state
 dir (one daemon per state dir), open the store, discover the runtimes,
 create the daemon's cgroup root (sandbox.CgroupRoot: leftovers of a previous run
-are killed), start autoscaling, metering and the email outbox (daemon/account.py),
+are killed), start autoscaling, metering and the email outbox (daemon/account/services.py),
 reconcile what a crash left behind (Deployed scripts get their
 replicas started again), then serve the admin socket and the gateway.
 SIGTERM or SIGINT: stop serving, cancel deploys (recorded as "interrupted"),
@@ -29,27 +29,27 @@ from typing import IO
 from aiohttp import web
 
 import sandbox
-from daemon import account_files
-from daemon.account import AccountServices
-from daemon.admin_api import make_app, serve_unix
-from daemon.builder import Builder
-from daemon.catalogue import discover_runtimes
-from daemon.config import Config, load_config, parse_listen
-from daemon.deployer import Context
-from daemon.dispatcher import DispatchSettings
-from daemon.errors import ConfigError
-from daemon.executions import ExecutionRecorder
-from daemon.files import StateDir
-from daemon.gateway import Gateway, make_gateway
-from daemon.gateway_routes import Routes, ServingRunner
-from daemon.gateway_uploads import Uploads
-from daemon.launchers import LaunchSettings
-from daemon.lifecycle import Lifecycle
-from daemon.pool import PoolSettings
-from daemon.replicas_runner import FailureHook, ReplicaRunner, RunnerSettings
-from daemon.sdnotify import notify
-from daemon.store import Store
-from daemon.teardown import Teardown
+from daemon.account.services import AccountServices
+from daemon.admin.app import make_app, serve_unix
+from daemon.build.builder import Builder
+from daemon.build.catalogue import discover_runtimes
+from daemon.config.loader import Config, load_config, parse_listen
+from daemon.core.errors import ConfigError
+from daemon.core.sdnotify import notify
+from daemon.core.teardown import Teardown
+from daemon.gateway.app import Gateway, make_gateway
+from daemon.gateway.recorder import ExecutionRecorder
+from daemon.gateway.serving_table import Routes, ServingRunner
+from daemon.gateway.uploads_route import Uploads
+from daemon.lifecycle.actions import Lifecycle
+from daemon.lifecycle.deployer import Context
+from daemon.serving.dispatcher import DispatchSettings
+from daemon.serving.launcher import LaunchSettings
+from daemon.serving.pool import PoolSettings
+from daemon.serving.replica_runner import FailureHook, ReplicaRunner, RunnerSettings
+from daemon.store import uploads_folder
+from daemon.store.database import Store
+from daemon.store.state_dir import StateDir
 
 log = logging.getLogger("scriptd")
 
@@ -109,7 +109,7 @@ def prepare_uploads_dir(path: Path) -> None:
     """The account's files: readable by every script's uid (read-only bind in replicas)."""
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o755)
-    account_files.sweep_temporaries(path)
+    uploads_folder.sweep_temporaries(path)
 
 
 def runner_settings(config: Config) -> RunnerSettings:

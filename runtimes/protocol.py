@@ -2,7 +2,7 @@
 
 The supervisor and the Python harness load this file by path (they run with
 `python -I` inside the sandbox, on the script's interpreter); the daemon has
-its own codec in daemon/wire.py that follows this text. Standard library only.
+its own codec in daemon/serving/wire.py that follows this text. Standard library only.
 
 Frames
 ------

@@ -1,5 +1,5 @@
 """Project archives on the CLI side: a file is uploaded as it is (streamed); a folder
-is first packed into a temporary zip with daemon.archive.pack_directory."""
+is first packed into a temporary zip with daemon.archive.intake.pack_directory."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def archive_file(source: str) -> Iterator[tuple[Path, str]]:
 
 def pack_folder(folder: Path, out: Path) -> None:
     # Imported here: only commands that pack a folder pay for it.
-    from daemon.archive import ArchiveError, pack_directory
+    from daemon.archive.intake import ArchiveError, pack_directory
 
     try:
         pack_directory(folder, out)

@@ -1,7 +1,7 @@
 """Folders for tool wrappers (config build.uv) that the build user can run.
 
 Builds run as the unprivileged build user in a mount namespace that covers /tmp
-(daemon/build_user.py), and pytest's tmp folders are 0700: a wrapper must live
+(daemon/build/build_user.py), and pytest's tmp folders are 0700: a wrapper must live
 elsewhere, in a folder anyone may enter, and run an interpreter and a uv that lie
 outside /tmp too (a checkout, and so its .venv, may be below /tmp).
 """
@@ -36,8 +36,8 @@ def write_tool(folder: Path, name: str, text: str) -> Path:
 def build_python() -> str:
     """An interpreter the build user can run wherever the checkout lies (the venv's
     python may sit below /tmp, hidden from builds): the host's default Python."""
-    from daemon.catalogue import discover_runtimes
-    from daemon.config import Config
+    from daemon.build.catalogue import discover_runtimes
+    from daemon.config.loader import Config
 
     runtime = discover_runtimes(Config()).pick("python", None)
     assert runtime is not None, "no Python the build user can run"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from daemon.dispatcher import Dispatcher, DispatchSettings
-from daemon.launchers import PlainLauncher
-from daemon.pool import Pool, PoolSettings
+from daemon.serving.dispatcher import Dispatcher, DispatchSettings
+from daemon.serving.launcher import PlainLauncher
+from daemon.serving.pool import Pool, PoolSettings
 
 MAIN_PY = """
 import os

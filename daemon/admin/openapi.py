@@ -1,0 +1,261 @@
+"""The OpenAPI 3.1 description of the admin API, generated from its route table.
+
+Schemas are written here once, by name; each `Route` names its request and
+response schema (or a media type: "binary", "zip", "text"), so a route cannot be
+added without appearing in `GET /openapi.json`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.admin.schemas import ACCOUNT_QUERY, ACCOUNT_SCHEMAS
+
+S = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[..., Awaitable[Any]]
+    summary: str
+    request: str | None
+    response: str
+    status: int = 200
+    query: tuple[str, ...] = ()  # optional query parameters (QUERY_SCHEMAS gives their type)
+
+
+def _obj(props: S, required: tuple[str, ...] = ()) -> S:
+    return {"type": "object", "properties": props, "required": list(required)}
+
+
+def _ref(name: str) -> S:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+STR, INT, NUM, BOOL = (
+    {"type": "string"},
+    {"type": "integer"},
+    {"type": "number"},
+    {"type": "boolean"},
+)
+NULL_STR = {"type": ["string", "null"]}
+ENV = _obj({"key": STR, "value": STR, "secret": BOOL}, ("key",))
+SETTINGS = _obj({"env": {"type": "array", "items": ENV}, "timeout_s": INT})
+RESOURCES = _obj(
+    {
+        "min_replicas": {**INT, "minimum": 1, "maximum": 10},
+        "max_replicas": {**INT, "minimum": 1, "maximum": 10},
+        "cpu_target": {**INT, "minimum": 1, "maximum": 100},
+        "profile": STR,
+    }
+)
+VERSION = _obj(
+    {
+        "number": INT,
+        "display_name": STR,
+        "status": {
+            "enum": ["Deploying", "Deployed", "Deployment Failed", "Undeployed", "Superseded"]
+        },
+        "phase": {"enum": ["unpacking", "building", "starting", "done"]},
+        "deployed_by": STR,
+        "started_at": STR,
+        "ended_at": NULL_STR,
+        "duration_s": {"type": ["number", "null"]},
+        "failure_reason": NULL_STR,
+        "undeployed_by": NULL_STR,
+        "undeployed_at": NULL_STR,
+        "config": {"type": "object"},
+    }
+)
+SCRIPT = _obj(
+    {
+        "name": STR,
+        "description": STR,
+        "language": {"enum": ["python", "javascript"]},
+        "language_version": STR,
+        "status": {
+            "enum": ["Draft", "Deploying", "Ready to Deploy", "Deployed", "Deployment Failed"]
+        },
+        "added_by": STR,
+        "created_at": STR,
+        "updated_at": STR,
+        "settings": SETTINGS,
+        "resources": RESOURCES,
+        "archive": _obj({"filename": STR, "sha256": STR, "size": INT}),
+        "functions": {"type": "array", "items": STR},
+        "current_version": {"type": ["integer", "null"]},
+        "deployment": {"oneOf": [VERSION, {"type": "null"}]},
+    }
+)
+KEY = _obj({"id": STR, "name": STR, "created_by": STR, "created_at": STR, "last_used_at": NULL_STR})
+EXECUTION = _obj(
+    {
+        "script": STR,
+        "id": STR,
+        "version": INT,
+        "function": STR,
+        "key_name": NULL_STR,
+        "status": {"enum": ["ok", "error", "timeout", "oom", "crashed", "rejected"]},
+        "received_at": STR,
+        "started_at": NULL_STR,
+        "ended_at": NULL_STR,
+        "queue_ms": {"type": ["number", "null"]},
+        "wall_ms": {"type": ["number", "null"]},
+        "cpu_ms": {"type": ["number", "null"]},
+        "peak_memory_bytes": {"type": ["integer", "null"]},
+        "input_bytes": {"type": ["integer", "null"]},
+        "result": {},
+        "error": {"type": ["object", "null"]},
+        "logs": NULL_STR,
+    }
+)
+FILE = _obj({"name": STR, "size": INT, "modified_at": STR})
+CALL_SCHEMAS: dict[str, S] = {
+    "KeyInput": _obj({"name": {**STR, "minLength": 1, "maxLength": 64}}),
+    "NewKey": _obj(
+        {
+            **KEY["properties"],
+            "script": STR,
+            "key": {**STR, "description": "the whole key, shown only in this answer"},
+        }
+    ),
+    "KeyList": _obj({"script": STR, "keys": {"type": "array", "items": KEY}}),
+    "KeyDeleted": _obj({"deleted": STR, "id": STR, "script": STR}),
+    "Endpoint": _obj(
+        {
+            "script": STR,
+            "base_url": STR,
+            "key_placeholder": STR,
+            "formats": {"type": "array", "items": {"enum": ["curl", "javascript", "python"]}},
+            "functions": {
+                "type": "array",
+                "items": _obj(
+                    {"function": STR, "url": STR, "curl": STR, "javascript": STR, "python": STR}
+                ),
+            },
+            "text": STR,
+        }
+    ),
+    "ExecutionList": _obj({"script": STR, "executions": {"type": "array", "items": EXECUTION}}),
+    "Execution": EXECUTION,
+    "FileList": _obj({"files": {"type": "array", "items": FILE}}),
+    "File": FILE,
+}
+QUERY_SCHEMAS: dict[str, S] = {
+    "search": STR,
+    "format": {"enum": ["curl", "javascript", "python"]},
+    "limit": {**INT, "minimum": 1, "maximum": 1000},
+    "before": {**STR, "description": "an execution's received_at: older ones only"},
+    "replace": BOOL,
+    **ACCOUNT_QUERY,
+}
+FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})
+SCHEMAS: dict[str, S] = {
+    "OpenAPI": {"type": "object"},
+    "Profiles": _obj({"profiles": {"type": "array", "items": {"type": "object"}}}),
+    "Runtimes": _obj({"runtimes": {"type": "array", "items": {"type": "object"}}}),
+    "Upload": _obj({"archive_id": STR, "size": INT, "filename": STR}),
+    "Validate": _obj({"archive_id": STR, "language": {"enum": ["python", "javascript"]}},
+                     ("archive_id",)),
+    "Report": _obj(
+        {
+            "ok": BOOL,
+            "language": NULL_STR,
+            "errors": {"type": "array", "items": FINDING},
+            "warnings": {"type": "array", "items": FINDING},
+            "functions": {"type": "array", "items": STR},
+            "entries": INT,
+            "unpacked_bytes": INT,
+        }
+    ),
+    "ScriptList": _obj({"scripts": {"type": "array", "items": _obj(
+        {"name": STR, "status": STR, "added_by": STR, "updated_at": STR, "language": STR})}}),
+    "ScriptInput": _obj(
+        {
+            "name": STR,
+            "description": STR,
+            "language": {"enum": ["python", "javascript"]},
+            "language_version": STR,
+            "archive_id": STR,
+            "env": {"type": "array", "items": ENV},
+            "timeout_s": INT,
+            **RESOURCES["properties"],
+            "deploy": BOOL,
+        }
+    ),
+    "Script": SCRIPT,
+    "Version": VERSION,
+    "History": _obj(
+        {
+            "versions": {"type": "array", "items": VERSION},
+            "events": {"type": "array", "items": _obj(
+                {"at": STR, "kind": STR, "actor": STR, "detail": {"type": "object"}})},
+        }
+    ),
+    "Rename": _obj({"display_name": {**STR, "pattern": "^[a-z][a-z0-9-]{1,62}$"}},
+                   ("display_name",)),
+    "Deleted": _obj({"deleted": STR}),
+    **CALL_SCHEMAS,
+    **ACCOUNT_SCHEMAS,
+    "Error": _obj(
+        {"error": _obj({"type": {"enum": ["bad_request", "not_found", "conflict",
+                                          "invalid_archive", "payload_too_large", "internal"]},
+                        "message": STR, "report": _ref("Report")}, ("type", "message"))}
+    ),
+}  # fmt: skip
+MEDIA = {"binary": "application/octet-stream", "zip": "application/zip", "text": "text/plain"}
+
+
+def _content(schema: str) -> S:
+    if schema in MEDIA:
+        return {MEDIA[schema]: {"schema": {"type": "string", "format": "binary"}}}
+    return {"application/json": {"schema": _ref(schema)}}
+
+
+def _operation(route: Route) -> S:
+    params = [
+        {"name": p, "in": "path", "required": True, "schema": INT if p == "number" else STR}
+        for p in re.findall(r"\{(\w+)\}", route.path)
+    ]
+    query = ("search",) if route.path == "/v1/scripts" and route.method == "GET" else route.query
+    params += [
+        {"name": q, "in": "query", "required": False, "schema": QUERY_SCHEMAS[q]} for q in query
+    ]
+    if route.request == "binary":
+        params.append({"name": "X-Filename", "in": "header", "required": False, "schema": STR})
+    error = {"description": "error", "content": _content("Error")}
+    op: S = {
+        "summary": route.summary,
+        "operationId": route.handler.__name__,
+        "parameters": params,
+        "responses": {
+            str(route.status): {"description": "success", "content": _content(route.response)},
+            "4XX": error,
+            "5XX": error,
+        },
+    }
+    if route.request:
+        op["requestBody"] = {"required": True, "content": _content(route.request)}
+    return op
+
+
+def openapi_document(routes: tuple[Route, ...]) -> S:
+    paths: dict[str, S] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "scriptd admin API",
+            "version": "1",
+            "description": "HTTP/JSON over the daemon's unix socket; the caller is the "
+            "socket peer's user (SO_PEERCRED).",
+        },
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }

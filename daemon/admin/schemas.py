@@ -1,0 +1,86 @@
+"""The OpenAPI schemas of the account, usage, notifications and events routes
+(daemon/admin/account_routes.py), merged into `GET /openapi.json` by daemon/admin/openapi.py.
+
+Plain dicts (no import of admin_openapi, which imports this module).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+S = dict[str, Any]
+
+
+def _obj(props: S, required: tuple[str, ...] = ()) -> S:
+    return {"type": "object", "properties": props, "required": list(required)}
+
+
+STR, INT, NUM, BOOL = (
+    {"type": "string"},
+    {"type": "integer"},
+    {"type": "number"},
+    {"type": "boolean"},
+)
+NULL_STR = {"type": ["string", "null"]}
+NULL_INT = {"type": ["integer", "null"]}
+ACCOUNT = _obj(
+    {
+        "allocation": {**NUM, "description": "credits granted in total"},
+        "balance": {**NUM, "description": "credits remaining (never shown below 0)"},
+        "spent": NUM,
+        "allocation_micro": INT,
+        "balance_micro": {**INT, "description": "may dip a meter tick below 0"},
+        "low_balance": {**NUM, "description": "the low-credits email fires below this"},
+        "admission_hours": NUM,
+    }
+)
+DECISION = _obj(
+    {
+        "from": INT, "to": INT, "reason": STR, "utilization_pct": {"type": ["number", "null"]},
+        "target_pct": NUM, "queue_wait_s": NUM, "queued": INT, "in_flight": INT,
+        "recommendation": INT,
+    }
+)  # fmt: skip
+EVENT = _obj({"at": STR, "kind": STR, "actor": STR, "detail": {"type": "object"}})
+AUTOSCALING = _obj(
+    {
+        "enabled": BOOL, "min_replicas": INT, "max_replicas": INT, "cpu_target_pct": INT,
+        "replicas": NULL_INT, "ready": NULL_INT,
+        "last_decision": {"oneOf": [DECISION, {"type": "null"}]},
+        "recent": {"type": "array", "items": EVENT},
+    }
+)  # fmt: skip
+NOTIFICATION = _obj(
+    {
+        "id": INT, "kind": STR, "subject": STR, "recipient": STR,
+        "status": {"enum": ["queued", "sent", "retrying", "failed"]}, "attempts": INT,
+        "last_error": NULL_STR, "created_at": STR, "next_attempt_at": NULL_STR,
+        "sent_at": NULL_STR, "script": NULL_STR, "version": NULL_INT,
+    }
+)  # fmt: skip
+USAGE_ROW = _obj(
+    {"script": STR, "profile": STR, "replica_seconds": NUM, "credits": NUM, "replicas": INT}
+)
+ACCOUNT_SCHEMAS: dict[str, S] = {
+    "Account": ACCOUNT,
+    "AccountInput": _obj(
+        {"allocation": {**NUM, "minimum": 0}, "reset": {**BOOL, "description":
+         "balance = allocation (else the balance moves by the change)"}}, ("allocation",)
+    ),
+    "Usage": _obj(
+        {"since": STR, "until": STR, "total_credits": NUM, "total_replica_seconds": NUM,
+         "scripts": {"type": "array", "items": USAGE_ROW}}
+    ),
+    "Notifications": _obj(
+        {"smtp_configured": BOOL, "notifications": {"type": "array", "items": NOTIFICATION}}
+    ),
+    "Events": _obj(
+        {"script": STR, "events": {"type": "array", "items": EVENT}, "autoscaling": AUTOSCALING}
+    ),
+}  # fmt: skip
+ACCOUNT_QUERY: dict[str, S] = {
+    "since": {**STR, "description": "ISO-8601 time, or an age: 7d, 24h, 30m"},
+    "kind": {**STR, "description": "one event kind, e.g. scaled"},
+    "status": {"enum": ["queued", "sent", "retrying", "failed"]},
+    "script": STR,
+}

@@ -1,0 +1,83 @@
+"""The JSON shapes of the admin API (CONTRACTS.md), built from store objects.
+
+Secrets are masked here and nowhere else: a version's config snapshot keeps
+them in clear in the store (the runner needs them), and every view masks them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.core.models import MASK, Script, Version
+
+
+def summary_json(s: Script) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "status": s.status,
+        "added_by": s.added_by,
+        "updated_at": s.updated_at,
+        "language": s.language,
+    }
+
+
+def mask_config(config: dict[str, Any]) -> dict[str, Any]:
+    out = dict(config)
+    settings = dict(out.get("settings") or {})
+    settings["env"] = [
+        {**e, "value": MASK} if e.get("secret") else e for e in settings.get("env", [])
+    ]
+    out["settings"] = settings
+    if "archive" in out:  # the stored copy's path is the daemon's business
+        out["archive"] = {k: v for k, v in out["archive"].items() if k != "path"}
+    return out
+
+
+def version_json(v: Version) -> dict[str, Any]:
+    return {
+        "number": v.number,
+        "display_name": v.display_name,
+        "status": v.status,
+        "phase": v.phase,
+        "deployed_by": v.deployed_by,
+        "started_at": v.started_at,
+        "ended_at": v.ended_at,
+        "duration_s": v.duration_s,
+        "failure_reason": v.failure_reason,
+        "undeployed_by": v.undeployed_by,
+        "undeployed_at": v.undeployed_at,
+        "config": mask_config(v.config),
+    }
+
+
+def script_json(s: Script, deployment: Version | None) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "description": s.description,
+        "language": s.language,
+        "language_version": s.language_version,
+        "status": s.status,
+        "added_by": s.added_by,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "settings": s.settings.to_json(),
+        "resources": s.resources.to_json(),
+        "archive": s.archive.to_json(),
+        "functions": list(s.functions),
+        "current_version": s.current_version,
+        "deployment": version_json(deployment) if deployment else None,
+    }
+
+
+def snapshot(s: Script, runtime_path: str) -> dict[str, Any]:
+    """What a version is built and run from (secrets in clear: mask before showing)."""
+    return {
+        "description": s.description,
+        "language": s.language,
+        "language_version": s.language_version,
+        "runtime_path": runtime_path,
+        "settings": s.settings.to_json(reveal=True),
+        "resources": s.resources.to_json(),
+        "archive": {**s.archive.to_json(), "path": s.archive.path},
+        "functions": list(s.functions),
+    }

@@ -1,0 +1,269 @@
+"""Building a version's environment: a venv (Python) or node_modules (Node).
+
+Environments are cached under `<cache>/envs/<key>`, where the key hashes the
+interpreter (path and exact version), the dependency files and the build
+options: an unchanged redeploy builds nothing. A build happens in a temp folder
+beside its final place and is renamed in only once complete, so a crash never
+leaves a half environment that looks finished.
+
+Every tool runs as a subprocess (never on the event loop) in its own process
+group, with a minimal environment, under one time limit for the whole build;
+its output goes to the version's build log. The tools run as the unprivileged
+build user, in a mount namespace that shows them only the build's temp folder
+and their caches (daemon/build/build_user.py); the finished environment is then
+root's and read-only. Untrusted code must not run here, outside any sandbox:
+Python installs take wheels only (`uv pip install --no-build`) and npm runs with
+`--ignore-scripts`, unless the config allows more. The dependency files reach
+the tools only after validation refused every installer option, local path and
+non-registry source (daemon/archive/requirements.py, daemon/archive/project.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.build.build_user import (
+    TOOLS_MOUNT,
+    WORK_MOUNT,
+    build_ids,
+    chown_tree,
+    make_work_dir,
+    prepare_tools,
+    seal,
+    tools_dir,
+    wrap,
+)
+from daemon.build.catalogue import Runtime
+from daemon.config.loader import Config
+from daemon.core.errors import BuildError
+
+BUILD_FORMAT = 1  # bump when the layout of a built environment changes
+DONE_MARKER = ".scriptd-built"
+NODE_DEP_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json")
+REQUIREMENTS_COPY = ".scriptd-requirements.txt"  # in the temp folder while uv reads it
+# The daemon's own settings for reaching package indexes (proxies, CA bundles,
+# mirrors) go through to the tools; nothing else of its environment does.
+PASS_ENV = (
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
+    "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_SYSTEM_CERTS",
+    "UV_NATIVE_TLS", "npm_config_registry", "npm_config_cafile",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    env_key: str
+    env_dir: Path
+    cached: bool
+    seconds: float
+
+
+def find_uv(config: Config) -> str:
+    if config.uv_path:
+        return str(config.uv_path)
+    import sys
+
+    beside = Path(sys.executable).parent / "uv"
+    return str(beside) if beside.exists() else (shutil.which("uv") or "uv")
+
+
+def dependency_files(language: str) -> tuple[str, ...]:
+    return ("requirements.txt",) if language == "python" else NODE_DEP_FILES
+
+
+def env_key(config: Config, language: str, runtime: Runtime, src: Path) -> str:
+    """The cache key of the environment `src` needs (blocking: reads small files)."""
+    h = hashlib.sha256()
+    options = [BUILD_FORMAT, config.build_allow_source_builds, config.build_npm_ignore_scripts]
+    h.update(json.dumps([language, runtime.path, runtime.version, options]).encode())
+    for name in dependency_files(language):
+        path = src / name
+        h.update(name.encode() + b"\0")
+        h.update(path.read_bytes() if path.is_file() else b"<absent>")
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def _has_requirements(src: Path) -> bool:
+    req = src / "requirements.txt"
+    if not req.is_file():
+        return False
+    lines = (ln.split("#", 1)[0].strip() for ln in req.read_text(errors="replace").splitlines())
+    return any(lines)
+
+
+def _has_node_dependencies(src: Path) -> bool:
+    try:
+        doc = json.loads((src / "package.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and bool(doc.get("dependencies"))
+
+
+class Builder:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.envs_dir = config.cache_dir / "envs"
+        self._slots = asyncio.Semaphore(config.build_parallel)
+        self._key_locks: dict[str, asyncio.Lock] = {}
+        self.uid, self.gid = build_ids(config)
+        self.tools = tools_dir(config)
+        self._tools_ready = False
+
+    def env_dir(self, key: str) -> Path:
+        return self.envs_dir / key
+
+    async def build(self, language: str, runtime: Runtime, src: Path, log: Path) -> BuildResult:
+        """Build (or reuse) the environment for the project unpacked at `src`."""
+        started = time.monotonic()
+        key = await asyncio.to_thread(env_key, self.config, language, runtime, src)
+        final = self.env_dir(key)
+        lock = self._key_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if await asyncio.to_thread((final / DONE_MARKER).exists):
+                await _append(log, f"environment {key} is already built: reused\n")
+                return BuildResult(key, final, True, time.monotonic() - started)
+            what = f"{language} {runtime.version} at {runtime.path}"
+            await _append(log, f"environment {key}: building for {what}\n")
+            async with self._slots:
+                await self._build_into(language, runtime, src, log, final, started)
+        return BuildResult(key, final, False, time.monotonic() - started)
+
+    async def _build_into(
+        self, language: str, runtime: Runtime, src: Path, log: Path, final: Path, t0: float
+    ) -> None:
+        tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+        if not self._tools_ready:  # once per daemon: the caches may be root's from before
+            await asyncio.to_thread(prepare_tools, self.tools, self.uid, self.gid)
+            self._tools_ready = True
+        await asyncio.to_thread(make_work_dir, tmp, self.uid, self.gid)
+        try:
+            deadline = t0 + self.config.build_timeout_s
+            if language == "python":
+                await self._python(runtime, src, tmp, log, deadline)
+            else:
+                await self._node(runtime, src, tmp, log, deadline)
+            await asyncio.to_thread(seal, tmp)
+            await asyncio.to_thread(_finish, tmp, final)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+
+    async def _python(self, rt: Runtime, src: Path, tmp: Path, log: Path, deadline: float) -> None:
+        uv = find_uv(self.config)
+        venv = [uv, "venv", "--quiet", "--relocatable", "--python", rt.path, WORK_MOUNT]
+        await self._run(venv, tmp, log, deadline)
+        if await asyncio.to_thread(_has_requirements, src):
+            await asyncio.to_thread(
+                self._hand_over, src / "requirements.txt", tmp / REQUIREMENTS_COPY
+            )
+            argv = [uv, "pip", "install", "--python", f"{WORK_MOUNT}/bin/python"]
+            if not self.config.build_allow_source_builds:
+                argv.append("--no-build")
+            await self._run([*argv, "-r", f"{WORK_MOUNT}/{REQUIREMENTS_COPY}"], tmp, log, deadline)
+            await asyncio.to_thread((tmp / REQUIREMENTS_COPY).unlink)
+
+    async def _node(self, rt: Runtime, src: Path, tmp: Path, log: Path, deadline: float) -> None:
+        names = [n for n in NODE_DEP_FILES if (src / n).is_file()]
+        for name in names:
+            await asyncio.to_thread(self._hand_over, src / name, tmp / name)
+        await asyncio.to_thread((tmp / "node_modules").mkdir, exist_ok=True)
+        await asyncio.to_thread(chown_tree, tmp, self.uid, self.gid)
+        if not await asyncio.to_thread(_has_node_dependencies, src):
+            await _append(log, "package.json lists no dependencies: nothing to install\n")
+            return
+        npm = str(Path(rt.path).parent / "npm")
+        npm = npm if os.path.exists(npm) else (shutil.which("npm") or "npm")
+        locked = "package-lock.json" in names or "npm-shrinkwrap.json" in names
+        argv = [npm, "ci"] if locked else [npm, "install"]
+        argv += ["--omit=dev", "--no-audit", "--no-fund", "--cache", f"{TOOLS_MOUNT}/npm"]
+        if self.config.build_npm_ignore_scripts:
+            argv.append("--ignore-scripts")
+        await self._run(argv, tmp, log, deadline, node_dir=str(Path(rt.path).parent))
+
+    def _hand_over(self, src: Path, dest: Path) -> None:
+        """Copy a dependency file into the temp folder, readable by the build user."""
+        shutil.copyfile(src, dest)
+        os.chown(dest, self.uid, self.gid)
+
+    def _env(self, node_dir: str | None) -> dict[str, str]:
+        path = "/usr/local/bin:/usr/bin:/bin"
+        passed = {k: v for k, v in os.environ.items() if k in PASS_ENV}
+        return passed | {
+            "PATH": f"{node_dir}:{path}" if node_dir else path,
+            "HOME": f"{TOOLS_MOUNT}/home",
+            "TMPDIR": f"{TOOLS_MOUNT}/tmp",
+            "LANG": "C.UTF-8",
+            "UV_CACHE_DIR": f"{TOOLS_MOUNT}/uv",
+            # the cache and the temp folder are two mounts: hard links cannot cross them
+            "UV_LINK_MODE": "copy",
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NO_CONFIG": "1",
+            "npm_config_update_notifier": "false",
+        }
+
+    async def _run(
+        self, argv: list[str], cwd: Path, log: Path, deadline: float, node_dir: str | None = None
+    ) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BuildError(self._too_long())
+        await _append(log, f"$ {' '.join(argv)}  (as uid {self.uid}, gid {self.gid})\n")
+        fd = await asyncio.to_thread(os.open, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *wrap(argv, cwd, self.tools, self.uid, self.gid),
+                cwd=cwd,
+                env=self._env(node_dir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=fd,
+                stderr=fd,
+                start_new_session=True,  # its own group: a timeout kills the whole tree
+            )
+        except OSError as exc:
+            raise BuildError(f"cannot run {argv[0]}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        try:
+            code = await asyncio.wait_for(proc.wait(), left)
+        except TimeoutError:
+            raise BuildError(self._too_long()) from None
+        finally:
+            if proc.returncode is None:
+                _kill_group(proc.pid)
+                await proc.wait()
+        if code != 0:
+            raise BuildError(
+                f"{Path(argv[0]).name} {argv[1]} failed (exit {code}): see the build log"
+            )
+
+    def _too_long(self) -> str:
+        return f"the build took longer than {self.config.build_timeout_s} s (build.timeout_s)"
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _finish(tmp: Path, final: Path) -> None:
+    (tmp / DONE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+    shutil.rmtree(final, ignore_errors=True)  # a leftover without the marker
+    os.rename(tmp, final)
+
+
+async def _append(log: Path, text: str) -> None:
+    def write() -> None:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(text)
+
+    await asyncio.to_thread(write)

@@ -1,0 +1,254 @@
+"""The public HTTP gateway on `gateway.listen`: call a deployed script's function.
+
+    POST /v1/scripts/{script}/functions/{function}   Authorization: Bearer <key>
+         body: a JSON object -> 200 {"result": ...}
+    PUT  /v1/uploads/{filename}                       (daemon/gateway/uploads_route.py)
+    GET  /healthz
+
+Checks, in this order, each cheaper than the next: the script serves (one dict
+lookup in `Routes`; otherwise the store says 404 unknown script or 503 not
+deployed), the API key (`KeyChecker`: 401, 429 throttled), the key belongs to the
+URL's script (403), the body (413 too large, 400 not a JSON object), then the
+dispatcher (404 unknown function, 429 queue full, 503, 504 timeout, 422 the
+function raised, 502 out of memory / worker crashed). Errors are
+`{"error": {"type", "message", ...}}`.
+
+Every call that got past the key check has an execution id, returned in the
+`X-Scriptd-Execution-Id` header and recorded (daemon/gateway/recorder.py) with status
+ok / error / timeout / oom / crashed / rejected. Calls refused before that (no
+script, not deployed, bad or foreign key) are not recorded: an unauthenticated
+client must not be able to fill the store.
+
+The key-failure throttle is keyed on the client's address: the peer's, or, when
+the peer is one of `gateway.trusted_proxies`, the right-most `X-Forwarded-For`
+address that is not itself a trusted proxy (the one the nearest trusted proxy
+saw). The header of any other peer is ignored: anyone can write it.
+
+The hot path holds no SQLite, no thread hop for a cached key and no logging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import math
+import secrets
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from daemon.core.models import DEPLOYED
+from daemon.gateway.recorder import Call, ExecutionRecorder
+from daemon.gateway.serving_table import Routes
+from daemon.keys.checker import KeyChecker, KeyOk, KeyRefused
+from daemon.serving.dispatcher import CallError, FunctionError, OutOfMemory
+from daemon.serving.target import RunTarget
+from daemon.store.database import Store
+
+__all__ = ["EXECUTION_HEADER", "Gateway", "make_gateway"]
+
+EXECUTION_HEADER = "X-Scriptd-Execution-Id"
+JSON = "application/json"
+QUEUE_RETRY_AFTER_S = 1
+
+
+def error_response(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = orjson.dumps({"error": {"type": kind, "message": message}})
+    return web.Response(body=body, status=status, headers={"Content-Type": JSON, **(headers or {})})
+
+
+class Gateway:
+    """The state behind the gateway's handlers."""
+
+    def __init__(
+        self,
+        routes: Routes,
+        keys: KeyChecker,
+        store: Store,
+        recorder: ExecutionRecorder,
+        max_body_bytes: int,
+        trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+    ) -> None:
+        self.routes = routes
+        self.keys = keys
+        self.store = store
+        self.recorder = recorder
+        self.max_body_bytes = max_body_bytes
+        self.trusted_proxies = trusted_proxies
+        # Execution ids: unique across restarts (start time and randomness), cheap per call.
+        self._prefix = f"{int(time.time()):x}{secrets.token_hex(3)}-"
+        self._ids = itertools.count(1)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(body=b'{"ok":true}', headers={"Content-Type": JSON})
+
+    async def call(self, request: web.Request) -> web.Response:
+        name = request.match_info["script"]
+        target = self.routes.targets.get(name)
+        if target is None:
+            return await self.not_serving(name)
+        check = await self.keys.check(request.headers.get("Authorization"), self.client(request))
+        if type(check) is not KeyOk:
+            return refusal(check)  # type: ignore[arg-type]
+        if check.script != name:
+            return error_response(
+                403, "forbidden", f"this API key belongs to another script, not {name!r}"
+            )
+        return await self.dispatch(request, target, check.key_name)
+
+    def client(self, request: web.Request) -> str | None:
+        """The caller's address, for the key-failure throttle."""
+        peer = request.remote
+        if not self.trusted_proxies or peer is None or not self._trusted(peer):
+            return peer  # no proxies configured: no header parsing at all
+        hops = ",".join(request.headers.getall("X-Forwarded-For", ())).split(",")
+        for hop in reversed(hops):
+            hop = hop.strip()
+            if not hop:
+                continue
+            if not self._trusted(hop):
+                # Not an address (a broken proxy): the proxy's own shared bucket.
+                return hop if _is_ip(hop) else peer
+        return peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        # `in` does not compare versions: an IPv6 address could "match" an IPv4 net.
+        return any(ip.version == net.version and ip in net for net in self.trusted_proxies)
+
+    async def dispatch(self, request: web.Request, target: RunTarget, key: str) -> web.Response:
+        function = request.match_info["function"]
+        cid = f"{self._prefix}{next(self._ids):x}"
+        record = Call(cid, target.script_id, target.version, function, key, "rejected",
+                      time.time(), None, None, None, 0)  # fmt: skip
+        dispatcher = self.routes.dispatcher(target.script)
+        if dispatcher is None:
+            return self.reject(record, 503, "unavailable", f"{target.script!r} is not deployed")
+        # An unknown function is named before the body is read or judged.
+        known = dispatcher.functions
+        if known is not None and function not in known:
+            message = f"script {target.script!r} has no function {function!r}"
+            return self.reject(record, 404, "not_found", message)
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            return self.reject(record, 413, "payload_too_large", self._too_large())
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self.reject(record, 413, "payload_too_large", self._too_large())
+        record.input_bytes = len(raw)
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return self.reject(record, 400, "bad_request", f"the body is not valid JSON: {exc}")
+        if type(payload) is not dict:
+            return self.reject(record, 400, "bad_request", "the body must be a JSON object")
+        try:
+            result = await dispatcher.call(function, payload_json=raw, call_id=cid)
+        except CallError as exc:
+            return self.failed(record, exc)
+        body = orjson.dumps({"result": result.value})
+        record.status = "ok"
+        record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
+        record.cpu_ms = result.cpu_ms
+        record.result = self.recorder.keep_result(result.value, len(body) - 11)  # {"result":}
+        record.stdout, record.stderr = result.stdout, result.stderr
+        self.recorder.record(record)
+        return web.Response(body=body, headers={"Content-Type": JSON, EXECUTION_HEADER: cid})
+
+    def _too_large(self) -> str:
+        return f"the body is larger than {self.max_body_bytes} bytes (gateway.max_body_bytes)"
+
+    def reject(self, record: Call, status: int, kind: str, message: str) -> web.Response:
+        record.error = {"type": kind, "message": message}
+        self.recorder.record(record)
+        return error_response(status, kind, message, {EXECUTION_HEADER: record.id})
+
+    def failed(self, record: Call, exc: CallError) -> web.Response:
+        record.status = exc.status
+        record.queue_ms, record.run_ms = exc.queue_ms, exc.run_ms
+        doc: dict[str, Any] = exc.to_json()
+        error = dict(doc["error"])
+        record.stdout = str(error.pop("stdout", "") or "")
+        record.stderr = str(error.pop("stderr", "") or "")
+        record.error = error
+        if isinstance(exc, FunctionError):
+            record.cpu_ms = exc.frame.get("cpu_ms")
+        elif isinstance(exc, OutOfMemory):
+            record.peak_memory_bytes = exc.extra.get("memory_limit_bytes")
+        self.recorder.record(record)
+        headers = {"Content-Type": JSON, EXECUTION_HEADER: record.id}
+        if exc.http_status == 429:
+            headers["Retry-After"] = str(QUEUE_RETRY_AFTER_S)
+        return web.Response(body=orjson.dumps(doc), status=exc.http_status, headers=headers)
+
+    async def not_serving(self, name: str) -> web.Response:
+        """404 or 503: the slow path of a script without serving replicas."""
+        script = await asyncio.to_thread(self.store.get_script, name)
+        if script is None:
+            return error_response(404, "not_found", f"no script named {name!r}")
+        if script.status == DEPLOYED:
+            why = "its replicas are not running"
+        else:
+            why = f"it is {script.status}"
+        return error_response(503, "not_deployed", f"script {name!r} does not take calls: {why}")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+_KNOWN = (
+    ("POST", "/v1/scripts/", "/functions/"),
+    ("PUT", "/v1/uploads/", ""),
+    ("GET", "/healthz", ""),
+)
+
+
+async def no_route(request: web.Request) -> web.Response:
+    """Every other request: 405 on a known path, else 404, as JSON like every error."""
+    path = request.path
+    for method, start, middle in _KNOWN:
+        if path.startswith(start) and middle in path:
+            return error_response(
+                405, "method_not_allowed", f"{path} takes {method}", {"Allow": method}
+            )
+    return error_response(404, "not_found", f"no route {request.method} {path}")
+
+
+def refusal(check: KeyRefused) -> web.Response:
+    """401 (with the scheme to use, RFC 6750) or 429 throttled (with when to retry)."""
+    if check.status == 429:
+        retry = {"Retry-After": str(max(1, math.ceil(check.retry_after)))}
+        return error_response(429, "throttled", check.message, retry)
+    return error_response(401, "unauthorized", check.message, {"WWW-Authenticate": "Bearer"})
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def make_gateway(gateway: Gateway, uploads: Any = None) -> web.Application:
+    """The aiohttp app. `uploads` is the account uploads handler (gateway_uploads)."""
+    # read() stops at the body limit; uploads stream past it on their own route.
+    app = web.Application(client_max_size=gateway.max_body_bytes)
+    app[GATEWAY] = gateway
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_post("/v1/scripts/{script}/functions/{function}", gateway.call)
+    if uploads is not None:
+        app.router.add_put("/v1/uploads/{filename}", uploads.put)
+    app.router.add_route("*", "/{tail:.*}", no_route)  # last: only what nothing else took
+    return app

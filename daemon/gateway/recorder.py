@@ -1,0 +1,228 @@
+"""Execution records: every call the gateway answers, written to the store in batches.
+
+The gateway's hot path only appends a `Call` to a bounded buffer; `record` gives it its
+store values (`Values`: a plain tuple, times as unix milliseconds that SQLite formats in
+the INSERT), about a microsecond on the loop. A background task writes the buffer with
+`store.insert_executions` in a thread, every `every_s` or as soon as `batch` records
+wait, together with the KeyChecker's last-used times (`take_last_used`). When the store
+falls behind and the buffer holds `max_buffer` records or `max_buffer_bytes` of outputs
+and results, the oldest records are dropped and counted (`dropped`), so memory stays
+bounded whatever the store does. `close()` writes what is left (on shutdown).
+
+Captured stdout/stderr are cut to `output_bytes` characters per stream as they are
+recorded (a marker says so), and a result is kept only when its JSON fits in as many
+bytes (the gateway knows its size: it just encoded it). The writing thread runs no
+Python per record, only the store's one executemany: a thread that formats rows holds
+the GIL, and the loop waits for it (up to the 5 ms switch interval). `Values` holds the
+fields of `ExecutionRow` in its order (a test checks it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from daemon.keys.checker import KeyChecker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Call", "ExecutionRecorder", "RecordStore", "Values", "to_values"]
+
+
+class RecordStore(Protocol):
+    def insert_executions(self, rows: list[Values]) -> int: ...
+    def touch_api_keys_last_used(self, used: dict[str, float]) -> None: ...
+
+
+@dataclass(slots=True)
+class Call:
+    """One answered call, as the gateway saw it (unix seconds, milliseconds)."""
+
+    id: str
+    script_id: int
+    version: int
+    function: str
+    key_name: str | None
+    status: str  # ok / error / timeout / oom / crashed / rejected
+    received_at: float
+    queue_ms: float | None
+    run_ms: float | None
+    cpu_ms: float | None
+    input_bytes: int
+    result: Any = None
+    error: dict[str, Any] | None = None  # {"type", "message", "traceback"?, ...}
+    stdout: str = ""
+    stderr: str = ""
+    peak_memory_bytes: int | None = None
+    weight: int = 0  # bytes it holds in the buffer (set by record)
+    values: Values | None = None  # what the store writes (set by record)
+
+
+class Values(NamedTuple):
+    """One record as `store.insert_executions` takes it: `ExecutionRow`'s fields in
+    its order, the three times as integer unix milliseconds, result and error as
+    JSON text."""
+
+    id: str
+    script_id: int
+    version: int
+    function: str
+    key_name: str | None
+    status: str
+    received_at: int
+    started_at: int | None
+    ended_at: int | None
+    queue_ms: float | None
+    wall_ms: float | None
+    cpu_ms: float | None
+    peak_memory_bytes: int | None
+    input_bytes: int
+    result: str | None
+    error: str | None
+    logs: str | None
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[cut: {len(text) - limit} more characters not kept]"
+
+
+def _ms(t: float) -> int:
+    """Unix seconds as the milliseconds that `iso_from_unix` prints: it rounds the
+    fraction to microseconds first (datetime), then drops the last three digits."""
+    s = int(t)
+    return s * 1000 + round((t - s) * 1e6) // 1000
+
+
+def to_values(call: Call, limit: int) -> Values:
+    """A Call as the store's values: the traceback cut to `limit` characters
+    (stdout/stderr are cut by `record`), result and error encoded."""
+    started = ended = None
+    if call.queue_ms is not None:
+        started_s = call.received_at + call.queue_ms / 1000
+        started = _ms(started_s)
+        if call.run_ms is not None:
+            ended = _ms(started_s + call.run_ms / 1000)
+    error = call.error
+    if error is not None and "traceback" in error:
+        error = {**error, "traceback": _cut(str(error["traceback"]), limit)}
+    logs = call.stdout
+    if call.stderr:
+        logs += "\n[stderr]\n" + call.stderr
+    return Values(
+        call.id, call.script_id, call.version, call.function, call.key_name, call.status,
+        _ms(call.received_at), started, ended, call.queue_ms, call.run_ms, call.cpu_ms,
+        call.peak_memory_bytes, call.input_bytes,
+        None if call.result is None else orjson.dumps(call.result).decode(),
+        None if error is None else orjson.dumps(error, default=str).decode(),
+        logs or None,
+    )  # fmt: skip
+
+
+class ExecutionRecorder:
+    """The buffer and its writer task. `start()` on the loop, `record()` per call,
+    `await close()` at shutdown."""
+
+    def __init__(
+        self,
+        store: RecordStore,
+        keys: KeyChecker | None = None,
+        *,
+        every_s: float = 0.5,
+        batch: int = 200,
+        max_buffer: int = 20_000,
+        max_buffer_bytes: int = 64 << 20,
+        output_bytes: int = 64 << 10,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.every_s = every_s
+        self.batch = batch
+        self.output_bytes = output_bytes
+        self.max_buffer = max_buffer
+        self.max_buffer_bytes = max_buffer_bytes
+        self._buffer: deque[Call] = deque()
+        self._bytes = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.dropped = 0  # records lost because the buffer was full
+        self.written = 0
+
+    def record(self, call: Call) -> None:
+        limit = self.output_bytes
+        if len(call.stdout) > limit:
+            call.stdout = _cut(call.stdout, limit)
+        if len(call.stderr) > limit:
+            call.stderr = _cut(call.stderr, limit)
+        values = call.values = to_values(call, limit)
+        call.weight = 256 + len(values.logs or "") + len(values.result or "")
+        buffer = self._buffer
+        buffer.append(call)
+        self._bytes += call.weight
+        while len(buffer) > self.max_buffer or self._bytes > self.max_buffer_bytes:
+            self._bytes -= buffer.popleft().weight
+            self.dropped += 1
+            if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
+                log.warning("execution records: store behind, %d dropped so far", self.dropped)
+        if len(buffer) >= self.batch:
+            self._wake.set()
+
+    def keep_result(self, value: Any, encoded_bytes: int) -> Any:
+        """What to record of a result whose JSON is `encoded_bytes` long."""
+        if encoded_bytes <= self.output_bytes:
+            return value
+        return {
+            "not_kept": f"the result was {encoded_bytes} bytes of JSON, over {self.output_bytes}"
+        }
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="executions")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.every_s)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every buffered record and the keys' last-used times (in a thread)."""
+        rows = [c.values for c in self._buffer if c.values is not None]
+        self._buffer.clear()
+        self._bytes = 0
+        used = self.keys.take_last_used() if self.keys is not None else {}
+        if not rows and not used:
+            return
+        try:
+            await asyncio.to_thread(self._write, rows, used)
+        except Exception:
+            log.exception("writing %d execution records failed; they are lost", len(rows))
+            self.dropped += len(rows)
+
+    def _write(self, rows: list[Values], used: dict[str, float]) -> None:
+        if rows:
+            self.store.insert_executions(rows)
+            self.written += len(rows)
+        if used:
+            self.store.touch_api_keys_last_used(used)
+
+    async def close(self) -> None:
+        """Stop the task (never cut in the middle of a write), then write the rest."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()

@@ -1,0 +1,247 @@
+"""One deployment, from Deploying to Deployed or Deployment Failed.
+
+`Deployer.run(version)` is the task the lifecycle starts for a new version:
+unpack the project into the version's folder, build (or reuse) its environment,
+hand it to the runner, then record the result. Each step's phase is written to
+the store as it begins, so `deploy --wait` can show progress. A failure at any
+step records the reason; when a redeploy fails the previous version keeps
+serving and the script stays Deployed.
+
+All store and file work runs in threads; every state change happens under the
+script's lock (shared with the lifecycle), re-reading the rows first, so a
+rename or an undeploy in between is never overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from daemon.build.builder import Builder
+from daemon.build.catalogue import Catalogue, Runtime
+from daemon.config.loader import Config
+from daemon.core.errors import BuildError
+from daemon.core.models import (
+    DEPLOYED,
+    FAILED,
+    V_DEPLOYED,
+    V_FAILED,
+    V_SUPERSEDED,
+    ArchiveRef,
+    EnvVar,
+    Event,
+    Resources,
+    Script,
+    Settings,
+    Version,
+    now_iso,
+)
+from daemon.keys.api_key import KeyRecord
+from daemon.keys.checker import KeyChecker
+from daemon.lifecycle.hooks import LifecycleHooks, NoHooks
+from daemon.serving.target import Runner, RunnerError, RunTarget
+from daemon.store.database import Store
+from daemon.store.state_dir import StateDir
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+INTERRUPTED = "interrupted"
+
+
+@dataclass
+class Context:
+    """What the lifecycle, the deployer, the admin API and the gateway share.
+
+    `keys` is the gateway's API-key checker (its cache lives for the process): the
+    admin API calls `ctx.keys.invalidate_key(key_id)` when it deletes a key; a script
+    that stops serving (undeploy, delete) has its keys forgotten by the runner's
+    routes (daemon/gateway/serving_table.py), which call `invalidate_script`.
+    """
+
+    config: Config
+    store: Store
+    state: StateDir
+    catalogue: Catalogue
+    builder: Builder
+    runner: Runner
+    locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    deleting: set[int] = field(default_factory=set)
+    hooks: LifecycleHooks = field(default_factory=NoHooks)  # credits and emails (hooks.py)
+    keys: KeyChecker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyChecker(self._key_lookup)
+
+    async def _key_lookup(self, key_id: str) -> KeyRecord | None:
+        return await asyncio.to_thread(self.store.get_api_key, key_id)
+
+    def lock(self, script_id: int) -> asyncio.Lock:
+        return self.locks.setdefault(script_id, asyncio.Lock())
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+
+def apply_snapshot(script: Script, config: dict[str, Any]) -> Script:
+    """The script as a version's config snapshot describes it."""
+    s = config["settings"]
+    return replace(
+        script,
+        description=config["description"],
+        settings=Settings(
+            env=tuple(EnvVar(e["key"], e["value"], e["secret"]) for e in s["env"]),
+            timeout_s=s["timeout_s"],
+        ),
+        resources=Resources(**config["resources"]),
+        archive=ArchiveRef(**config["archive"]),
+        functions=tuple(config["functions"]),
+    )
+
+
+class Deployer:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def run(self, version: Version) -> None:
+        """The deploy task. Never raises, except CancelledError."""
+        try:
+            target = await self._prepare(version)
+            await self._set_phase(version, "starting")
+            await self.ctx.runner.start(target)
+            await self._succeed(version, target)
+        except asyncio.CancelledError:
+            if version.script_id not in self.ctx.deleting:
+                await asyncio.shield(self.fail(version, INTERRUPTED))
+            raise
+        except (BuildError, RunnerError) as exc:
+            await self.fail(version, str(exc))
+        except Exception as exc:
+            log.exception("deploy of version %d failed unexpectedly", version.id)
+            await self.fail(version, f"internal error: {exc}")
+
+    async def _prepare(self, version: Version) -> RunTarget:
+        ctx, cfg = self.ctx, version.config
+        runtime = self._runtime(cfg)
+        src = ctx.state.source_dir(version.script_id, version.number)
+        build_log = ctx.state.build_log(version.script_id, version.number)
+        await ctx.db(_fresh_dir, src.parent)
+        await self._unpack(Path(cfg["archive"]["path"]), src, cfg["language"])
+        # private from the start: the launcher hands it to the script's uid (0700 too)
+        await ctx.db(ctx.state.workspace(version.script_id).mkdir, 0o700, True, True)
+        await self._set_phase(version, "building")
+        built = await ctx.builder.build(cfg["language"], runtime, src, build_log)
+        version = await self._update(version, env_key=built.env_key)
+        return await self.target(version, runtime)
+
+    async def target(self, version: Version, runtime: Runtime | None = None) -> RunTarget:
+        """What the runner needs to run `version` (built already)."""
+        ctx, cfg = self.ctx, version.config
+        runtime = runtime or self._runtime(cfg)
+        script = await ctx.db(ctx.store.get_script_by_id, version.script_id)
+        assert script is not None and version.env_key is not None
+        profile = ctx.config.profile(cfg["resources"]["profile"]) or ctx.config.default_profile
+        res = cfg["resources"]
+        return RunTarget(
+            script_id=version.script_id,
+            script=script.name,
+            version=version.number,
+            language=cfg["language"],
+            runtime_version=runtime.version,
+            runtime_path=runtime.path,
+            source_dir=ctx.state.source_dir(version.script_id, version.number),
+            env_dir=ctx.builder.env_dir(version.env_key),
+            workspace_dir=ctx.state.workspace(version.script_id),
+            env={e["key"]: e["value"] for e in cfg["settings"]["env"]},
+            timeout_s=cfg["settings"]["timeout_s"],
+            functions=tuple(cfg["functions"]),
+            min_replicas=res["min_replicas"],
+            max_replicas=res["max_replicas"],
+            cpu_target=res["cpu_target"],
+            profile=profile,
+        )
+
+    def _runtime(self, cfg: dict[str, Any]) -> Runtime:
+        runtime = self.ctx.catalogue.pick(cfg["language"], cfg["language_version"])
+        if runtime is None or runtime.version != cfg["language_version"]:
+            have = ", ".join(self.ctx.catalogue.versions(cfg["language"])) or "none"
+            raise BuildError(
+                f"{cfg['language']} {cfg['language_version']} is not on this host (it has: {have})"
+            )
+        return runtime
+
+    async def _unpack(self, archive: Path, src: Path, language: str) -> None:
+        from daemon.archive.intake import ArchiveError, unpack_archive
+
+        try:
+            await self.ctx.db(
+                unpack_archive, archive, src, language, self.ctx.config.archive_limits()
+            )
+        except ArchiveError as exc:
+            raise BuildError(f"the project archive cannot be unpacked: {exc}") from None
+        except OSError as exc:
+            raise BuildError(f"the project archive cannot be unpacked: {exc}") from None
+
+    async def _set_phase(self, version: Version, phase: str) -> None:
+        await self._update(version, phase=phase)
+
+    async def _update(self, version: Version, **changes: Any) -> Version:
+        ctx = self.ctx
+        async with ctx.lock(version.script_id):
+            current = await ctx.db(ctx.store.get_version_by_id, version.id)
+            return await ctx.db(ctx.store.save_version, replace(current, **changes))
+
+    async def _succeed(self, version: Version, target: RunTarget) -> None:
+        ctx, now = self.ctx, now_iso()
+        async with ctx.lock(version.script_id):
+            v = await ctx.db(ctx.store.get_version_by_id, version.id)
+            script = await ctx.db(ctx.store.get_script_by_id, version.script_id)
+            assert script is not None
+            previous = script.current_version
+            if previous is not None and previous != v.number:
+                old = await ctx.db(ctx.store.get_version, script.id, previous)
+                if old is not None:
+                    await ctx.db(ctx.store.save_version, replace(old, status=V_SUPERSEDED))
+            script = replace(
+                apply_snapshot(script, v.config),
+                status=DEPLOYED,
+                current_version=v.number,
+                updated_at=now,
+            )
+            done = replace(v, status=V_DEPLOYED, phase="done", ended_at=now)
+            event = Event(0, script.id, now, "deployed", v.deployed_by, {"version": v.number})
+            await ctx.db(ctx.store.save_version, done, script, event)
+        log.info("%s v%d deployed in %.1f s", target.script, v.number, done.duration_s or 0)
+        await ctx.hooks.deployed(script, done)
+
+    async def fail(self, version: Version, reason: str) -> None:
+        """Record the failure of `version`; the script falls back to what still serves."""
+        ctx, now = self.ctx, now_iso()
+        async with ctx.lock(version.script_id):
+            script = await ctx.db(ctx.store.get_script_by_id, version.script_id)
+            if script is None:  # deleted meanwhile: nothing left to record
+                return
+            v = await ctx.db(ctx.store.get_version_by_id, version.id)
+            serving = script.current_version is not None
+            script = replace(script, status=DEPLOYED if serving else FAILED, updated_at=now)
+            failed = replace(v, status=V_FAILED, ended_at=now, failure_reason=reason)
+            detail = {"version": v.number, "reason": reason}
+            event = Event(0, script.id, now, "deploy_failed", v.deployed_by, detail)
+            await ctx.db(ctx.store.save_version, failed, script, event)
+        src = ctx.state.source_dir(version.script_id, version.number)
+        await ctx.db(shutil.rmtree, src, True)
+        log.warning("%s v%d failed: %s", script.name, v.number, reason)
+        await ctx.hooks.deploy_failed(script, failed, reason)
+
+
+def _fresh_dir(path: Path) -> None:
+    """The version's folder, emptied of a previous attempt's leftovers (not its log)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for child in path.iterdir():
+        if child.name != "build.log":
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()

@@ -1,0 +1,168 @@
+"""Checking request bodies: JSON objects in, typed changes out.
+
+Every function here is pure. A bad field raises BadRequest naming the field, the
+value given and what is allowed, before anything is changed anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+from urllib.parse import unquote
+
+from daemon.config.loader import Config
+from daemon.core.errors import BadRequest
+from daemon.core.models import (
+    DISPLAY_NAME_RE,
+    ENV_KEY_RE,
+    LANGUAGES,
+    MASK,
+    SCRIPT_NAME_RE,
+    EnvVar,
+    Resources,
+    Settings,
+)
+
+MAX_DESCRIPTION = 2000
+MAX_ENV_VARS = 200
+MAX_ENV_VALUE = 32 * 1024
+SCRIPT_FIELDS = frozenset(
+    ("name", "description", "language", "language_version", "archive_id", "env", "timeout_s",
+     "min_replicas", "max_replicas", "cpu_target", "profile", "deploy")
+)  # fmt: skip
+FIXED_AFTER_DRAFT = ("name", "language", "language_version")
+
+
+def _bad(field: str, value: object, allowed: str) -> BadRequest:
+    shown = value if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    return BadRequest(f"{field} = {shown!r} is not allowed: {allowed}", field=field)
+
+
+def check_object(body: object, allowed: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(
+            f"unknown field {unknown[0]!r}; allowed fields: {', '.join(sorted(allowed))}",
+            field=unknown[0],
+        )
+    return body
+
+
+def script_name(value: object, field: str = "name") -> str:
+    if not isinstance(value, str) or not SCRIPT_NAME_RE.fullmatch(value):
+        raise _bad(field, value, "2-63 characters: a lowercase letter, then a-z, 0-9 or -")
+    return value
+
+
+def display_name(value: object) -> str:
+    if not isinstance(value, str) or not DISPLAY_NAME_RE.fullmatch(value):
+        raise _bad(
+            "display_name",
+            value,
+            "2-63 characters: a lowercase letter, then a-z, 0-9 or -; unique within the script",
+        )
+    return value
+
+
+def language(value: object) -> str:
+    if value not in LANGUAGES:
+        raise _bad("language", value, " or ".join(LANGUAGES))
+    return str(value)
+
+
+def description(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
+        raise _bad("description", value, f"a string of at most {MAX_DESCRIPTION} characters")
+    return value
+
+
+def _int(field: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _bad(field, value, f"an integer from {lo} to {hi}")
+    return value
+
+
+def env_vars(value: object, old: tuple[EnvVar, ...] = ()) -> tuple[EnvVar, ...]:
+    """The env list. A secret sent back masked ("********") keeps its old value,
+    so a client can round-trip what it read without knowing the secret."""
+    if not isinstance(value, list) or len(value) > MAX_ENV_VARS:
+        raise _bad("env", value, f"a list of at most {MAX_ENV_VARS} {{key, value, secret}} objects")
+    previous = {e.key: e for e in old}
+    result: list[EnvVar] = []
+    for i, item in enumerate(value):
+        field = f"env[{i}]"
+        if not isinstance(item, dict) or set(item) - {"key", "value", "secret"}:
+            raise _bad(field, item, 'an object {"key": ..., "value": ..., "secret": false}')
+        key, val, secret = item.get("key"), item.get("value", ""), item.get("secret", False)
+        if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
+            raise _bad(f"{field}.key", key, "a letter or _, then letters, digits or _")
+        if not isinstance(val, str) or len(val) > MAX_ENV_VALUE or "\0" in val:
+            raise _bad(f"{field}.value", val, f"a string of at most {MAX_ENV_VALUE} characters")
+        if not isinstance(secret, bool):
+            raise _bad(f"{field}.secret", secret, "true or false")
+        if secret and val == MASK and key in previous:
+            val = previous[key].value
+        if any(e.key == key for e in result):
+            raise _bad(f"{field}.key", key, "each key once")
+        result.append(EnvVar(key, val, secret))
+    return tuple(result)
+
+
+def settings(body: dict[str, Any], base: Settings, config: Config) -> Settings:
+    out = base
+    if "env" in body:
+        out = replace(out, env=env_vars(body["env"], base.env))
+    if "timeout_s" in body:
+        lo, hi = config.timeout_min_s, config.timeout_max_s
+        out = replace(out, timeout_s=_int("timeout_s", body["timeout_s"], lo, hi))
+    return out
+
+
+def resources(body: dict[str, Any], base: Resources, config: Config) -> Resources:
+    out = base
+    if "min_replicas" in body:
+        out = replace(out, min_replicas=_int("min_replicas", body["min_replicas"], 1, 10))
+    if "max_replicas" in body:
+        out = replace(out, max_replicas=_int("max_replicas", body["max_replicas"], 1, 10))
+    if "cpu_target" in body:
+        out = replace(out, cpu_target=_int("cpu_target", body["cpu_target"], 1, 100))
+    if "profile" in body:
+        if not isinstance(body["profile"], str) or config.profile(body["profile"]) is None:
+            names = ", ".join(p.name for p in config.profiles)
+            raise _bad("profile", body["profile"], f"one of {names}")
+        out = replace(out, profile=body["profile"])
+    if out.min_replicas > out.max_replicas:
+        raise BadRequest(
+            f"min_replicas ({out.min_replicas}) must be at most max_replicas ({out.max_replicas})",
+            field="min_replicas",
+        )
+    return out
+
+
+def default_settings(config: Config) -> Settings:
+    return Settings(env=(), timeout_s=config.timeout_default_s)
+
+
+def default_resources(config: Config) -> Resources:
+    return Resources(1, 1, 75, config.default_profile.name)
+
+
+def archive_id(value: object) -> str:
+    if not isinstance(value, str) or not value.isalnum() or len(value) > 64:
+        raise _bad("archive_id", value, "an id returned by POST /v1/archives")
+    return value
+
+
+def flag(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(field, value, "true or false")
+    return value
+
+
+def upload_filename(raw: str | None) -> str:
+    """A safe file name to store an upload under; the suffix tells the format."""
+    name = unquote(raw or "project.zip").replace("\\", "/").rsplit("/", 1)[-1]
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
+    return safe[-200:] or "project.zip"

@@ -1,0 +1,378 @@
+"""Per-script call dispatch: a bounded queue in front of the idle workers, and one
+authoritative deadline per call.
+
+`Dispatcher.call` is what the gateway awaits. It returns a `CallResult` or raises a
+`CallError` subclass that carries the HTTP status and the JSON error body, so the gateway
+maps every outcome at one place. Whatever the script does, every call ends: the
+deadline timer (the script's execution timeout, counted from arrival) kills the worker
+and answers Timeout; a worker that dies under a call answers WorkerCrashed or
+OutOfMemory; a queue that is full or too slow answers QueueFull.
+
+The hot path is one pop from the idle deque, one orjson dump, one socket write,
+one timer and one future: no tasks, no threads, no I/O besides the worker socket.
+A call that has to wait is encoded before it waits, and `offer` sends it on the worker
+that frees up from inside that worker's result callback: the worker gets its next call
+at once, not after the event loop has come round to the waiting coroutine (which under
+load is a whole loop iteration of other requests later, with the worker idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.serving import wire
+from daemon.serving.worker import PendingCall, Worker, WorkerLoss
+
+__all__ = [
+    "CallError",
+    "CallResult",
+    "DispatchSettings",
+    "Dispatcher",
+    "FunctionError",
+    "OutOfMemory",
+    "QueueFull",
+    "Timeout",
+    "Unavailable",
+    "UnknownFunction",
+    "WorkerCrashed",
+]
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    max_queue: int = 64  # calls waiting for a free worker, per script
+    max_wait_s: float = 10.0  # longest a call waits for a free worker (seconds)
+
+
+class CallError(Exception):
+    """A call that did not return a value. `status` is the execution record's status."""
+
+    status = "error"
+    http_status = 500
+    error_type = "internal"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+        self.queue_ms = 0.0
+        self.run_ms = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"type": self.error_type, "message": self.message, **self.extra}}
+
+
+class FunctionError(CallError):
+    """The function raised: type, message and traceback of the script's exception."""
+
+    http_status = 422
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        err = frame.get("error") or {}
+        super().__init__(
+            str(err.get("message", "")),
+            traceback=err.get("traceback", ""),
+            stdout=frame.get("stdout", ""),
+            stderr=frame.get("stderr", ""),
+            truncated=bool(frame.get("truncated", False)),
+        )
+        if "code" in err:  # javascript errors may carry one (MODULE_NOT_FOUND, ...)
+            self.extra["code"] = err["code"]
+        self.error_type = str(err.get("type", "Error"))
+        self.frame = frame
+
+
+class Timeout(CallError):
+    status = "timeout"
+    http_status = 504
+    error_type = "timeout"
+
+
+class OutOfMemory(CallError):
+    status = "oom"
+    http_status = 502
+    error_type = "out_of_memory"
+
+
+class WorkerCrashed(CallError):
+    status = "crashed"
+    http_status = 502
+    error_type = "worker_crashed"
+
+
+class QueueFull(CallError):
+    status = "rejected"
+    http_status = 429
+    error_type = "queue_full"
+
+
+class Unavailable(CallError):
+    status = "rejected"
+    http_status = 503
+    error_type = "unavailable"
+
+
+class UnknownFunction(CallError):
+    status = "rejected"
+    http_status = 404
+    error_type = "not_found"
+
+
+@dataclass(slots=True)
+class CallResult:
+    id: str
+    value: Any
+    stdout: str
+    stderr: str
+    truncated: bool
+    cpu_ms: float
+    wall_ms: float  # inside the worker
+    queue_ms: float  # waiting for a free worker
+    run_ms: float  # from sending the call to its answer
+    worker_pid: int
+    replica: str
+
+
+_TIMED_OUT = object()
+
+
+class _Waiter:
+    """A call waiting for a free worker, encoded and ready to send."""
+
+    __slots__ = ("arrived", "call", "data", "deadline", "future")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Worker],
+        call: PendingCall,
+        data: bytes,
+        deadline: float,
+        arrived: float,
+    ) -> None:
+        self.future = future  # done with the worker the call was sent to, or an error
+        self.call = call
+        self.data = data
+        self.deadline = deadline  # loop time
+        self.arrived = arrived  # perf_counter
+
+
+def _mib(n: int | None) -> str:
+    if n is None:
+        return "the memory limit"
+    return f"the {n / (1024 * 1024):.0f} MiB memory limit"
+
+
+class Dispatcher:
+    """Calls of one script. Workers arrive through `offer`; calls through `call`."""
+
+    def __init__(self, script: str, timeout_s: float, settings: DispatchSettings) -> None:
+        self.script = script
+        self.timeout_s = timeout_s
+        self.settings = settings
+        self.functions: frozenset[str] | None = None  # None: not known, let the worker say
+        self._idle: deque[Worker] = deque()
+        self._waiters: deque[_Waiter] = deque()
+        self._down: str | None = None
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid():x}-{int(time.time()):x}-"
+        self._loop = asyncio.get_running_loop()
+
+    # --- workers in ---------------------------------------------------------
+    def offer(self, worker: Worker) -> None:
+        """A free worker: the oldest waiting call is sent to it now, else it goes idle."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            fut = waiter.future
+            if fut.done():
+                continue
+            if self._loop.time() >= waiter.deadline:  # its give-up timer is late
+                fut.set_exception(self._queue_timeout(waiter.arrived))
+                continue
+            if not self._start(worker, waiter.call, waiter.data, waiter.deadline):
+                waiters.appendleft(waiter)  # the worker is dead: the call waits on
+                return
+            fut.set_result(worker)
+            return
+        self._idle.append(worker)
+
+    def drop_idle(self) -> None:
+        """Forget every idle worker (after a switch of version: the old ones drain)."""
+        self._idle.clear()
+
+    @property
+    def idle_count(self) -> int:
+        return sum(1 for w in self._idle if w.usable)
+
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a worker (a waiter leaves the deque when it is done)."""
+        return len(self._waiters)
+
+    def close(self, reason: str) -> None:
+        """Refuse calls with Unavailable(reason): undeployed, or failing to start."""
+        self._down = reason
+        self._idle.clear()
+        while self._waiters:
+            fut = self._waiters.popleft().future
+            if not fut.done():
+                fut.set_exception(Unavailable(reason))
+
+    def open(self) -> None:
+        self._down = None
+
+    # --- calls --------------------------------------------------------------
+    async def call(
+        self,
+        function: str,
+        payload: Any = None,
+        *,
+        payload_json: bytes | None = None,
+        call_id: str | None = None,
+    ) -> CallResult:
+        """Run `function` on a free worker. `payload` is a JSON-able object, or give
+        `payload_json`: the JSON text of an object, already checked. Raises CallError."""
+        if self._down is not None:
+            raise Unavailable(self._down)
+        if self.functions is not None and function not in self.functions:
+            raise UnknownFunction(f"script {self.script!r} has no function {function!r}")
+        loop = self._loop
+        arrived = time.perf_counter()  # for figures; loop.time() is coarse under uvloop
+        t0 = loop.time()
+        deadline = t0 + self.timeout_s
+        cid = call_id or f"{self._prefix}{next(self._ids)}"
+        call = PendingCall(cid, loop.create_future())
+        wall_deadline = time.time() + self.timeout_s
+        data = wire.encode_call(cid, function, wall_deadline, payload, payload_json)
+        worker = self._take()
+        while worker is not None and not self._start(worker, call, data, deadline):
+            worker = self._take()  # that one's socket had closed
+        if worker is None:
+            waiter = _Waiter(loop.create_future(), call, data, deadline, arrived)
+            worker = await self._wait_for_worker(waiter, t0)
+        outcome = await call.future
+        done = time.perf_counter()
+        queue_ms, run_ms = (call.sent - arrived) * 1000, (done - call.sent) * 1000
+        return self._outcome(outcome, cid, worker, queue_ms, run_ms)
+
+    def _start(self, worker: Worker, call: PendingCall, data: bytes, deadline: float) -> bool:
+        """Send the call to the worker and arm its deadline; False if the worker's
+        socket had closed (nothing was sent)."""
+        if not worker.send_call(data, call):
+            return False
+        call.sent = time.perf_counter()
+        call.timer = self._loop.call_at(deadline, self._expire, worker, call)
+        return True
+
+    def _take(self) -> Worker | None:
+        idle = self._idle
+        while idle:
+            worker = idle.popleft()
+            if worker.usable:
+                return worker
+        return None
+
+    async def _wait_for_worker(self, waiter: _Waiter, t0: float) -> Worker:
+        """Queue the call; `offer` sends it and returns the worker it runs on."""
+        if self.queued >= self.settings.max_queue:
+            raise QueueFull(
+                f"script {self.script!r} has {self.settings.max_queue} calls waiting for a "
+                "free worker already; retry later"
+            )
+        self._waiters.append(waiter)
+        give_up = min(t0 + self.settings.max_wait_s, waiter.deadline)
+        at_deadline = give_up >= waiter.deadline
+        timer = self._loop.call_at(give_up, self._give_up, waiter, t0, at_deadline)
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            # Sent already (the caller went away just then): the call runs to its end
+            # and frees its worker; else it leaves the queue.
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            raise
+        finally:
+            timer.cancel()
+
+    def _give_up(self, waiter: _Waiter, t0: float, at_deadline: bool) -> None:
+        fut = waiter.future
+        if fut.done():
+            return
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+        if at_deadline:
+            exc: CallError = self._queue_timeout(None)
+        else:
+            exc = QueueFull(
+                f"no worker of script {self.script!r} was free within "
+                f"{self.settings.max_wait_s:g} s; retry later"
+            )
+        exc.queue_ms = (self._loop.time() - t0) * 1000
+        fut.set_exception(exc)
+
+    def _queue_timeout(self, arrived: float | None) -> Timeout:
+        exc = Timeout(
+            f"the call waited for a free worker past the script's execution timeout "
+            f"of {self.timeout_s:g} s"
+        )
+        if arrived is not None:
+            exc.queue_ms = (time.perf_counter() - arrived) * 1000
+        return exc
+
+    def _expire(self, worker: Worker, call: PendingCall) -> None:
+        """The deadline passed while the worker ran the call: kill that worker only."""
+        if worker.call is call:
+            worker.expire()
+        if not call.future.done():
+            call.future.set_result(_TIMED_OUT)
+
+    def _outcome(
+        self, outcome: Any, cid: str, worker: Worker, queue_ms: float, run_ms: float
+    ) -> CallResult:
+        if type(outcome) is dict:
+            if outcome.get("ok"):
+                return CallResult(
+                    cid,
+                    outcome.get("value"),
+                    outcome.get("stdout", ""),
+                    outcome.get("stderr", ""),
+                    bool(outcome.get("truncated", False)),
+                    float(outcome.get("cpu_ms", 0.0)),
+                    float(outcome.get("wall_ms", 0.0)),
+                    queue_ms,
+                    run_ms,
+                    worker.pid,
+                    worker.replica.name,
+                )
+            exc: CallError = FunctionError(outcome)
+        elif outcome is _TIMED_OUT:
+            exc = Timeout(
+                f"the call did not finish within the script's execution timeout of "
+                f"{self.timeout_s:g} s; its worker was stopped"
+            )
+        else:
+            exc = self._loss_error(outcome)
+        exc.queue_ms, exc.run_ms = queue_ms, run_ms
+        raise exc
+
+    def _loss_error(self, loss: WorkerLoss) -> CallError:
+        if loss.oom:
+            return OutOfMemory(
+                f"out of memory: the call went past {_mib(loss.memory_bytes)} of the script's "
+                "hardware profile and its worker was killed",
+                memory_limit_bytes=loss.memory_bytes,
+            )
+        named = loss.signal is not None or loss.code is not None
+        extra = f"; {loss.detail}" if loss.detail and named else ""
+        return WorkerCrashed(
+            f"the worker running the call crashed: {loss.describe()}{extra}",
+            exit_code=loss.code,
+            signal=loss.signal,
+        )

@@ -1,0 +1,312 @@
+"""The store: SQLite through apsw, the only module of scriptd that speaks SQL.
+
+One connection in WAL mode with foreign keys on, guarded by a lock so the
+lifecycle may call any method from worker threads (`asyncio.to_thread`); every
+method is one transaction and returns frozen objects from daemon.core.models. The
+schema is daemon/store/schema.py's migrations. Every method blocks: never call
+one on the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import apsw
+import orjson
+
+from daemon.core.errors import Conflict
+from daemon.core.models import (
+    ArchiveRef,
+    EnvVar,
+    Event,
+    Resources,
+    Script,
+    Settings,
+    Version,
+)
+from daemon.store.account_tables import AccountStore
+from daemon.store.keys_table import KeysStore
+from daemon.store.schema import MIGRATIONS
+
+_VERSION_COLUMNS = (
+    "script_id", "number", "display_name", "status", "phase", "deployed_by", "started_at",
+    "ended_at", "failure_reason", "config_json", "env_key", "undeployed_by", "undeployed_at",
+)  # fmt: skip
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def script_columns(script: Script) -> dict[str, Any]:
+    """A Script as column values (the inverse of _script)."""
+    return {
+        "name": script.name,
+        "description": script.description,
+        "language": script.language,
+        "language_version": script.language_version,
+        "status": script.status,
+        "added_by": script.added_by,
+        "created_at": script.created_at,
+        "updated_at": script.updated_at,
+        "env_json": _dumps([[e.key, e.value, e.secret] for e in script.settings.env]),
+        "timeout_s": script.settings.timeout_s,
+        "min_replicas": script.resources.min_replicas,
+        "max_replicas": script.resources.max_replicas,
+        "cpu_target": script.resources.cpu_target,
+        "profile": script.resources.profile,
+        "archive_json": _dumps(script.archive.__dict__),
+        "functions_json": _dumps(list(script.functions)),
+        "current_version": script.current_version,
+    }
+
+
+def _script(row: Mapping[str, Any]) -> Script:
+    env = tuple(EnvVar(k, v, bool(s)) for k, v, s in orjson.loads(row["env_json"]))
+    return Script(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        language=row["language"],
+        language_version=row["language_version"],
+        status=row["status"],
+        added_by=row["added_by"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        settings=Settings(env=env, timeout_s=row["timeout_s"]),
+        resources=Resources(
+            row["min_replicas"], row["max_replicas"], row["cpu_target"], row["profile"]
+        ),
+        archive=ArchiveRef(**orjson.loads(row["archive_json"])),
+        functions=tuple(orjson.loads(row["functions_json"])),
+        current_version=row["current_version"],
+    )
+
+
+def _version(row: Mapping[str, Any]) -> Version:
+    fields = {k: row[k] for k in _VERSION_COLUMNS if k != "config_json"}
+    return Version(id=row["id"], config=orjson.loads(row["config_json"]), **fields)
+
+
+def _event(row: Mapping[str, Any]) -> Event:
+    detail = orjson.loads(row["detail_json"])
+    return Event(row["id"], row["script_id"], row["at"], row["kind"], row["actor"], detail)
+
+
+class Store(KeysStore, AccountStore):
+    """The registry of scripts, versions and their history events; API keys
+    and execution records come from the KeysStore mixin (daemon/store/keys_table.py); credits,
+    the usage ledger and the outbox from AccountStore (daemon/store/account_tables.py)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        # Secrets are stored in clear: the file (and so its -wal and -shm, which
+        # SQLite creates with the database's mode) is for the daemon's user only.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
+        self._db = apsw.Connection(str(path))
+        self._db.setbusytimeout(5000)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Apply the missing migrations in one transaction, with foreign keys off
+        (a table rebuild drops a table that others refer to: with them on, the
+        drop would cascade), and refuse to commit if a reference is left broken."""
+        if self._one("PRAGMA user_version")["user_version"] >= len(MIGRATIONS):
+            return
+        self._db.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction
+        try:
+            with self._tx():
+                done = self._one("PRAGMA user_version")["user_version"]
+                for number, sql in enumerate(MIGRATIONS[done:], start=done + 1):
+                    self._db.execute(sql)
+                    self._db.execute(f"PRAGMA user_version={number}")
+                broken = self._rows("PRAGMA foreign_key_check")
+                if broken:
+                    raise RuntimeError(f"migration left broken references: {broken[:5]}")
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._one("PRAGMA user_version")["user_version"])
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._lock, self._db:
+            yield
+
+    def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
+        cursor = self._db.execute(sql, args)
+        try:
+            names = [d[0] for d in cursor.getdescription()]
+        except apsw.ExecutionCompleteError:
+            return []
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def _one(self, sql: str, args: Any = ()) -> dict[str, Any]:
+        rows = self._rows(sql, args)
+        return rows[0] if rows else {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- scripts -------------------------------------------------------------------
+
+    def insert_script(self, script: Script, event: Event | None = None) -> Script:
+        """Insert a new script (its id is ignored). Conflict if the name is taken."""
+        cols = script_columns(script)
+        sql = f"INSERT INTO scripts ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+        try:
+            with self._tx():
+                self._db.execute(sql, tuple(cols.values()))
+                script_id = self._db.last_insert_rowid()
+                if event is not None:
+                    self._insert_event(script_id, event)
+        except apsw.ConstraintError:
+            raise Conflict(f"a script named {script.name!r} already exists") from None
+        return self._get("id", script_id)
+
+    def save_script(self, script: Script, event: Event | None = None) -> Script:
+        """Write every column of `script` (found by id), with an optional event."""
+        cols = script_columns(script)
+        sql = f"UPDATE scripts SET {','.join(f'{c}=?' for c in cols)} WHERE id=?"
+        try:
+            with self._tx():
+                self._db.execute(sql, (*cols.values(), script.id))
+                if event is not None:
+                    self._insert_event(script.id, event)
+        except apsw.ConstraintError:
+            raise Conflict(f"a script named {script.name!r} already exists") from None
+        return self._get("id", script.id)
+
+    def _get(self, column: str, value: Any) -> Script:
+        with self._lock:
+            row = self._one(f"SELECT * FROM scripts WHERE {column}=?", (value,))
+        if not row:
+            raise LookupError(f"no script with {column} {value!r}")
+        return _script(row)
+
+    def get_script(self, name: str) -> Script | None:
+        with self._lock:
+            row = self._one("SELECT * FROM scripts WHERE name=?", (name,))
+        return _script(row) if row else None
+
+    def get_script_by_id(self, script_id: int) -> Script | None:
+        with self._lock:
+            row = self._one("SELECT * FROM scripts WHERE id=?", (script_id,))
+        return _script(row) if row else None
+
+    def list_scripts(self, search: str | None = None) -> list[Script]:
+        """All scripts by name; `search` keeps names containing it (any case)."""
+        sql, args = "SELECT * FROM scripts ORDER BY name", ()
+        if search:
+            escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            sql = "SELECT * FROM scripts WHERE lower(name) LIKE ? ESCAPE '\\' ORDER BY name"
+            args = (f"%{escaped}%",)  # type: ignore[assignment]
+        with self._lock:
+            return [_script(r) for r in self._rows(sql, args)]
+
+    def delete_script(self, script_id: int) -> None:
+        """Remove the script and, by cascade, its versions, events, keys, executions."""
+        with self._tx():
+            self._db.execute("DELETE FROM scripts WHERE id=?", (script_id,))
+
+    # --- versions ------------------------------------------------------------------
+
+    def next_version_number(self, script_id: int) -> int:
+        with self._lock:
+            row = self._one("SELECT max(number) AS n FROM versions WHERE script_id=?", (script_id,))
+        return int(row.get("n") or 0) + 1
+
+    def begin_version(self, script: Script, version: Version, event: Event) -> Version:
+        """Atomically: save the script (now Deploying), add the version and an event."""
+        cols = {k: getattr(version, k) for k in _VERSION_COLUMNS if k != "config_json"}
+        cols["config_json"] = _dumps(version.config)
+        sql = f"INSERT INTO versions ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+        with self._tx():
+            self.save_script(script)
+            self._db.execute(sql, tuple(cols.values()))
+            version_id = self._db.last_insert_rowid()
+            self._insert_event(script.id, event)
+        return self.get_version_by_id(version_id)
+
+    def save_version(
+        self, version: Version, script: Script | None = None, event: Event | None = None
+    ) -> Version:
+        """Write `version` (by id), and with it, atomically, `script` and `event`."""
+        cols = {k: getattr(version, k) for k in _VERSION_COLUMNS if k != "config_json"}
+        cols["config_json"] = _dumps(version.config)
+        sql = f"UPDATE versions SET {','.join(f'{c}=?' for c in cols)} WHERE id=?"
+        try:
+            with self._tx():
+                self._db.execute(sql, (*cols.values(), version.id))
+                if script is not None:
+                    self.save_script(script)
+                if event is not None:
+                    self._insert_event(version.script_id, event)
+        except apsw.ConstraintError:
+            raise Conflict(
+                f"another version of this script is already named {version.display_name!r}"
+            ) from None
+        return self.get_version_by_id(version.id)
+
+    def get_version_by_id(self, version_id: int) -> Version:
+        with self._lock:
+            return _version(self._one("SELECT * FROM versions WHERE id=?", (version_id,)))
+
+    def get_version(self, script_id: int, number: int) -> Version | None:
+        with self._lock:
+            row = self._one(
+                "SELECT * FROM versions WHERE script_id=? AND number=?", (script_id, number)
+            )
+        return _version(row) if row else None
+
+    def list_versions(self, script_id: int) -> list[Version]:
+        """Newest first."""
+        with self._lock:
+            rows = self._rows(
+                "SELECT * FROM versions WHERE script_id=? ORDER BY number DESC", (script_id,)
+            )
+        return [_version(r) for r in rows]
+
+    def versions_in_status(self, status: str) -> list[Version]:
+        with self._lock:
+            rows = self._rows("SELECT * FROM versions WHERE status=? ORDER BY id", (status,))
+        return [_version(r) for r in rows]
+
+    def env_keys_in_use(self) -> set[str]:
+        with self._lock:
+            rows = self._rows("SELECT DISTINCT env_key FROM versions WHERE env_key IS NOT NULL")
+        return {r["env_key"] for r in rows}
+
+    # --- events --------------------------------------------------------------------
+
+    def _insert_event(self, script_id: int, event: Event) -> None:
+        self._db.execute(
+            "INSERT INTO events (script_id, at, kind, actor, detail_json) VALUES (?,?,?,?,?)",
+            (script_id, event.at, event.kind, event.actor, _dumps(event.detail)),
+        )
+
+    def add_event(self, script_id: int, event: Event) -> None:
+        with self._tx():
+            self._insert_event(script_id, event)
+
+    def list_events(self, script_id: int) -> list[Event]:
+        """Oldest first."""
+        with self._lock:
+            rows = self._rows("SELECT * FROM events WHERE script_id=? ORDER BY id", (script_id,))
+        return [_event(r) for r in rows]

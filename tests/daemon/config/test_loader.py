@@ -1,0 +1,141 @@
+"""Config: every key optional, bad values refused naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon.config.loader import DEFAULT_PROFILES, Config, config_from_mapping, load_config
+from daemon.core.errors import ConfigError
+from tests.helpers import REPO
+
+
+def test_empty_config_is_all_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    config = load_config(path)
+    assert config.state_dir == Path("/var/lib/scriptd")
+    assert config.admin_socket == Path("/run/scriptd/admin.sock")
+    assert config.admin_socket_mode == 0o660
+    assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8080)
+    assert config.max_archive_bytes == 1 << 30
+    assert (config.timeout_min_s, config.timeout_max_s) == (30, 600)
+    assert config.profiles == DEFAULT_PROFILES and config.default_profile.name == "1vcpu-2gb"
+    limits = config.archive_limits()
+    assert limits.max_archive_bytes == 1 << 30 and limits.max_entries == 10_000
+
+
+def test_every_key_can_be_set() -> None:
+    config = config_from_mapping(
+        {
+            "state_dir": "/srv/s",
+            "admin": {"socket": "/tmp/a.sock", "mode": "0600", "group": "adm"},
+            "gateway": {"listen": "0.0.0.0:9000"},
+            "archive": {"max_bytes": 5000, "max_entries": 10, "max_unpacked_bytes": 9000,
+                        "max_file_bytes": 4000, "upload_ttl_s": 120},
+            "build": {"timeout_s": 5, "parallel": 1, "cache_dir": "/c", "uv": "/bin/uv",
+                      "allow_source_builds": True, "npm_ignore_scripts": False},
+            "settings": {"timeout_min_s": 1, "timeout_max_s": 5, "timeout_default_s": 2},
+            "runtimes": {"discover": False, "python": ["/usr/bin/python3.11"], "node": []},
+            "profiles": [{"name": "tiny", "nominal_vcpus": 1, "nominal_memory_gib": 1,
+                          "vcpus": 0.5, "memory_gib": 0.5, "credits_per_hour": 0.01,
+                          "default": True}],
+        }
+    )  # fmt: skip
+    assert config.admin_socket_mode == 0o600 and config.admin_socket_group == "adm"
+    assert config.listen_port == 9000 and config.build_timeout_s == 5
+    assert config.cache_dir == Path("/c") and config.timeout_default_s == 2
+    assert config.archive_limits().max_entries == 10
+    assert [p.name for p in config.profiles] == ["tiny"]
+    assert config.profiles[0].memory_bytes == 1 << 29
+
+
+@pytest.mark.parametrize(
+    ("doc", "words"),
+    [
+        ({"stat_dir": "/x"}, ["unknown config key 'stat_dir'", "state_dir"]),
+        ({"state_dir": "relative"}, ["state_dir", "'relative'", "absolute path"]),
+        ({"admin": {"mode": "rw"}}, ["admin.mode", "'rw'", "octal"]),
+        ({"gateway": {"listen": "localhost"}}, ["gateway.listen", "HOST:PORT"]),
+        ({"archive": {"max_entries": 0}}, ["archive.max_entries", "= 0", "from 1"]),
+        ({"build": {"timeout_s": "10"}}, ["build.timeout_s", "'10'", "integer"]),
+        ({"settings": {"timeout_min_s": 50, "timeout_max_s": 40}}, ["timeout_min_s", "at most"]),
+        ({"settings": {"timeout_default_s": 700}}, ["timeout_default_s", "between"]),
+        ({"runtimes": {"discover": "yes"}}, ["runtimes.discover", "true or false"]),
+        ({"gateway": {"trusted_proxies": "10.0.0.1"}}, ["gateway.trusted_proxies", "a list"]),
+        ({"gateway": {"trusted_proxies": ["10.0.0.1", "10.0.0.0/33"]}},
+         ["gateway.trusted_proxies[1]", "'10.0.0.0/33'", "CIDR"]),
+        ({"gateway": {"trusted_proxies": ["10.0.0.1/8"]}}, ["trusted_proxies[0]", "host bits"]),
+        ({"gateway": {"trusted_proxies": [3]}}, ["trusted_proxies[0]", "= 3", "string"]),
+        ({"uploads": {"max_total_bytes": 0}}, ["uploads.max_total_bytes", "= 0", "from 1"]),
+        ({"profiles": []}, ["profiles", "non-empty"]),
+        ({"profiles": [{"name": "a", "nominal_vcpus": 1, "nominal_memory_gib": 1, "vcpus": 2,
+                        "memory_gib": 1, "default": True}]}, ["profiles[0].vcpus", "at most"]),
+    ],
+)  # fmt: skip
+def test_bad_values_are_refused_with_key_value_and_rule(doc: dict, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config_from_mapping(doc)
+    for word in words:
+        assert word in str(exc.value)
+
+
+def test_trusted_proxies_and_uploads_total() -> None:
+    assert Config().trusted_proxies == () and Config().max_upload_total_bytes == 10 << 30
+    config = config_from_mapping(
+        {"gateway": {"trusted_proxies": ["10.0.0.1", "fd00::/8"]},
+         "uploads": {"max_total_bytes": 5000}}
+    )  # fmt: skip
+    assert [str(n) for n in config.trusted_proxies] == ["10.0.0.1/32", "fd00::/8"]
+    assert config.max_upload_total_bytes == 5000
+
+
+def test_daemon_refuses_a_bad_config_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[build]\ntimeout_s = -1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.main", "--config", str(path), "--dev-no-sandbox",
+         "--state-dir", str(tmp_path / "s")],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "build.timeout_s = -1" in proc.stderr and "integer from 1" in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_not_toml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("state_dir = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_overrides_keep_other_keys() -> None:
+    config = Config().with_overrides(state_dir=Path("/a"), listen_port=None)
+    assert config.state_dir == Path("/a") and config.listen_port == 8080
+
+
+def test_refuses_to_start_without_root_unless_dev_flag(tmp_path: Path) -> None:
+    from tests.conftest import require_root
+
+    require_root()  # to drop to nobody
+    tmp_path.chmod(0o777)
+    base = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+            "-m", "daemon.main", "--state-dir", str(tmp_path / "s"),
+            "--admin-socket", str(tmp_path / "a.sock"), "--listen", "127.0.0.1:1"]  # fmt: skip
+    proc = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "not running as root" in proc.stderr and "--dev-no-sandbox" in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_build_user_must_not_be_a_replica_uid() -> None:
+    with pytest.raises(ConfigError) as exc:
+        config_from_mapping({"build": {"uid": 200_005}})
+    assert "build.uid" in str(exc.value) and "replicas' range" in str(exc.value)
+    assert config_from_mapping({"build": {"uid": 5000, "gid": 5000}}).build_uid == 5000
