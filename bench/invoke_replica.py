@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import sandbox
-from daemon.config.loader import DEFAULT_PROFILES
+from daemon.config.profiles import DEFAULT_PROFILES
 from daemon.serving.dispatcher import Dispatcher, DispatchSettings, Timeout
 from daemon.serving.launcher import LaunchSettings, SandboxLauncher
 from daemon.serving.pool import Pool, PoolSettings

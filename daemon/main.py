@@ -33,7 +33,8 @@ from daemon.account.services import AccountServices
 from daemon.admin.app import make_app, serve_unix
 from daemon.build.builder import Builder
 from daemon.build.catalogue import discover_runtimes
-from daemon.config.loader import Config, load_config, parse_listen
+from daemon.config.daemon_config import Config
+from daemon.config.loader import load_config, parse_listen
 from daemon.core.errors import ConfigError
 from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
@@ -42,7 +43,7 @@ from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes, ServingRunner
 from daemon.gateway.uploads_route import Uploads
 from daemon.lifecycle.actions import Lifecycle
-from daemon.lifecycle.deployer import Context
+from daemon.lifecycle.context import Context
 from daemon.serving.dispatcher import DispatchSettings
 from daemon.serving.launcher import LaunchSettings
 from daemon.serving.pool import PoolSettings

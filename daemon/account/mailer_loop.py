@@ -25,7 +25,7 @@ from daemon.account.email_messages import (
 )
 from daemon.account.smtp import Security, SmtpConfig, SmtpSender
 from daemon.config.account import NotifyConfig
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.models import Script, Version
 from daemon.gateway.snippets import gateway_base_url
 from daemon.store.database import Store

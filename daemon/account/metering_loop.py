@@ -36,7 +36,7 @@ from daemon.account.credit_rules import (
 )
 from daemon.account.email_messages import ScriptRef
 from daemon.account.mailer_loop import Notifications
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.errors import Conflict, ScriptdError
 from daemon.core.models import DEPLOYED, Resources, now_iso
 from daemon.serving.replica import Replica

@@ -26,7 +26,7 @@ from daemon.account.autoscaler_loop import ScalableRunner, Scaling
 from daemon.account.credit_rules import format_credits
 from daemon.account.mailer_loop import Notifications
 from daemon.account.metering_loop import Metering
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.models import Resources, Script, Version
 from daemon.lifecycle.hooks import CREDITS_ACTOR
 from daemon.serving.target import Runner, RunTarget

@@ -36,7 +36,7 @@ from daemon.admin.http import (
 from daemon.admin.openapi import Route, openapi_document
 from daemon.admin.views import script_json, summary_json, version_json
 from daemon.build.catalogue import Catalogue
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.errors import BadRequest, NotFound, PayloadTooLarge, ScriptdError
 from daemon.lifecycle import request_checks
 from daemon.lifecycle.actions import Lifecycle
@@ -296,4 +296,8 @@ def _clear_socket(path: Path) -> None:
     raise RuntimeError(f"another scriptd already answers on {path}")
 
 
-__all__ = ["ROUTES", "caller", "make_app", "serve_unix"]
+__all__ = [
+    "ROUTES",
+    "make_app",
+    "serve_unix",
+]

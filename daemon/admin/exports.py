@@ -15,7 +15,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from daemon.archive.intake import ArchiveLimits, pack_directory, unpack_archive
+from daemon.archive.intake import unpack_archive
+from daemon.archive.pack import pack_directory
+from daemon.config.archive_limits import ArchiveLimits
 from daemon.core.models import Script
 
 CHUNK = 1 << 20

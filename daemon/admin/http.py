@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from daemon.build.catalogue import Catalogue
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.errors import BadRequest
 from daemon.lifecycle.actions import Lifecycle
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.core.models import MASK, Script, Version
+from daemon.core.models import Script, Version
 
 
 def summary_json(s: Script) -> dict[str, Any]:
@@ -19,18 +19,6 @@ def summary_json(s: Script) -> dict[str, Any]:
         "updated_at": s.updated_at,
         "language": s.language,
     }
-
-
-def mask_config(config: dict[str, Any]) -> dict[str, Any]:
-    out = dict(config)
-    settings = dict(out.get("settings") or {})
-    settings["env"] = [
-        {**e, "value": MASK} if e.get("secret") else e for e in settings.get("env", [])
-    ]
-    out["settings"] = settings
-    if "archive" in out:  # the stored copy's path is the daemon's business
-        out["archive"] = {k: v for k, v in out["archive"].items() if k != "path"}
-    return out
 
 
 def version_json(v: Version) -> dict[str, Any]:
@@ -46,7 +34,7 @@ def version_json(v: Version) -> dict[str, Any]:
         "failure_reason": v.failure_reason,
         "undeployed_by": v.undeployed_by,
         "undeployed_at": v.undeployed_at,
-        "config": mask_config(v.config),
+        "config": v.config.to_json(),
     }
 
 
@@ -66,18 +54,4 @@ def script_json(s: Script, deployment: Version | None) -> dict[str, Any]:
         "functions": list(s.functions),
         "current_version": s.current_version,
         "deployment": version_json(deployment) if deployment else None,
-    }
-
-
-def snapshot(s: Script, runtime_path: str) -> dict[str, Any]:
-    """What a version is built and run from (secrets in clear: mask before showing)."""
-    return {
-        "description": s.description,
-        "language": s.language,
-        "language_version": s.language_version,
-        "runtime_path": runtime_path,
-        "settings": s.settings.to_json(reveal=True),
-        "resources": s.resources.to_json(),
-        "archive": {**s.archive.to_json(), "path": s.archive.path},
-        "functions": list(s.functions),
     }

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal, cast
 
-from daemon.archive.types import ArchiveLimits
+from daemon.config.archive_limits import ArchiveLimits
 
 Format = Literal["zip", "tar", "tar.gz"]
 EntryKind = Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "other"]

@@ -24,28 +24,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.archive.functions import list_functions_javascript, list_functions_python
-from daemon.archive.pack import pack_directory
-from daemon.archive.project import LANGUAGES, check_project
+from daemon.archive.project import check_project
 from daemon.archive.scan import ScanResult, scan
-from daemon.archive.types import (
-    ArchiveError,
-    ArchiveLimits,
-    Finding,
-    Findings,
-    ValidationReport,
-)
+from daemon.archive.types import ArchiveError, Findings, ValidationReport
 from daemon.archive.unpack import SinkError, WriteSink, commit, discard, staging_dir
+from daemon.config.archive_limits import ArchiveLimits
 
 __all__ = [
-    "LANGUAGES",
-    "ArchiveError",
-    "ArchiveLimits",
-    "Finding",
-    "ValidationReport",
-    "list_functions_javascript",
-    "list_functions_python",
-    "pack_directory",
     "unpack_archive",
     "validate_archive",
 ]

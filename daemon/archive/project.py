@@ -16,10 +16,9 @@ from daemon.archive.functions import list_functions_javascript, list_functions_p
 from daemon.archive.requirements import check_requirements
 from daemon.archive.scan import KEEP_MAX, ScanResult
 from daemon.archive.types import Findings
+from daemon.core.models import MAIN_FILES
 
-MAIN_FILES = {"python": "main.py", "javascript": "main.js"}
 DEPENDENCY_FILES = {"python": "requirements.txt", "javascript": "package.json"}
-LANGUAGES = tuple(MAIN_FILES)
 # Folders that macOS and others add next to the project; ignored when looking
 # for "the project is inside a single folder".
 JUNK_TOP = frozenset({"__MACOSX", ".DS_Store"})

@@ -23,7 +23,8 @@ from daemon.archive.formats import (
     detect_format,
     iter_entries,
 )
-from daemon.archive.types import ArchiveLimits, Findings
+from daemon.archive.types import Findings
+from daemon.config.archive_limits import ArchiveLimits
 
 CHUNK = 1024 * 1024
 # Root files whose content the project checks read; anything bigger than

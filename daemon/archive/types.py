@@ -1,26 +1,11 @@
-"""Value types of archive validation: limits, findings, the report and its error.
-
-`daemon.archive.intake` re-exports everything here; import from there.
-"""
+"""Value types of archive validation: findings, the report and its error."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-GiB = 1024**3
-
 Level = Literal["error", "warning"]
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """Upper bounds an archive must stay under (all sizes in bytes)."""
-
-    max_archive_bytes: int = 1 * GiB  # the uploaded file itself
-    max_entries: int = 10_000  # files + directories, as listed by the archive
-    max_unpacked_bytes: int = 2 * GiB  # sum of the REAL decompressed file bytes
-    max_file_bytes: int = 1 * GiB  # one file, real decompressed bytes
 
 
 @dataclass(frozen=True)

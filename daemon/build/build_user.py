@@ -28,7 +28,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 
 WORK_MOUNT = "/tmp/scriptd-build/work"
 TOOLS_MOUNT = "/tmp/scriptd-build/tools"

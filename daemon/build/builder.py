@@ -43,7 +43,7 @@ from daemon.build.build_user import (
     wrap,
 )
 from daemon.build.catalogue import Runtime
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.errors import BuildError
 
 BUILD_FORMAT = 1  # bump when the layout of a built environment changes

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from daemon.cli.client import AdminClient
 from daemon.cli.errors import CliError, report_lines
 from daemon.cli.output import Progress
+from daemon.core.models import MAIN_FILES
 
-MAIN_FILES = {"main.py": "python", "main.js": "javascript"}
+LANGUAGE_OF_MAIN = {main: language for language, main in MAIN_FILES.items()}
 
 
 @contextmanager
@@ -36,7 +37,8 @@ def archive_file(source: str) -> Iterator[tuple[Path, str]]:
 
 def pack_folder(folder: Path, out: Path) -> None:
     # Imported here: only commands that pack a folder pay for it.
-    from daemon.archive.intake import ArchiveError, pack_directory
+    from daemon.archive.pack import pack_directory
+    from daemon.archive.types import ArchiveError
 
     try:
         pack_directory(folder, out)
@@ -64,7 +66,7 @@ def upload(client: AdminClient, source: str) -> str:
 
 def detect_language(folder: Path) -> str:
     """python or javascript, from the main file at the folder's root."""
-    found = [lang for main, lang in MAIN_FILES.items() if (folder / main).is_file()]
+    found = [lang for main, lang in LANGUAGE_OF_MAIN.items() if (folder / main).is_file()]
     if len(found) == 1:
         return found[0]
     if not found:

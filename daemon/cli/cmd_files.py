@@ -17,8 +17,8 @@ from daemon.cli import archives, views
 from daemon.cli.client import AdminClient, path_of
 from daemon.cli.context import Context
 from daemon.cli.errors import CliError
-from daemon.cli.options import LANGUAGES
 from daemon.cli.output import Progress, fmt_bytes
+from daemon.core.models import LANGUAGES
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -55,7 +55,7 @@ def wait_for_socket(proc: subprocess.Popen[bytes], admin: AdminClient, timeout: 
 
 
 def deploy_example(admin: AdminClient) -> dict[str, Any]:
-    from daemon.archive.intake import pack_directory
+    from daemon.archive.pack import pack_directory
 
     try:
         script: dict[str, Any] = admin.call("GET", f"/v1/scripts/{NAME}")

@@ -9,8 +9,7 @@ from typing import Any
 
 from daemon.cli import archives
 from daemon.cli.client import AdminClient, path_of
-
-LANGUAGES = ("python", "javascript")
+from daemon.core.models import LANGUAGES
 
 # option dest -> API field, for the plain values copied as they are.
 PLAIN_FIELDS = {

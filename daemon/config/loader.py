@@ -13,154 +13,18 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daemon.config.account import SECTIONS as ACCOUNT_SECTIONS
-from daemon.config.account import AccountConfig, parse_sections
+from daemon.config.account import parse_sections
 from daemon.config.checks import Checker, abs_path, boolean, fail, flatten, integer, number, paths
+from daemon.config.daemon_config import Config, IPNetwork
+from daemon.config.profiles import parse_profiles
 from daemon.core.errors import ConfigError
 
-if TYPE_CHECKING:
-    from daemon.archive.intake import ArchiveLimits
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_CONFIG_PATH = Path("/etc/scriptd/scriptd.toml")
 GIB = 1 << 30
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A hardware profile: what the user picks (nominal) and what a replica gets."""
-
-    name: str
-    label: str
-    nominal_vcpus: float
-    nominal_memory_bytes: int
-    vcpus: float
-    memory_bytes: int
-    credits_per_hour: float
-    default: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "label": self.label,
-            "nominal_vcpus": self.nominal_vcpus,
-            "nominal_memory_bytes": self.nominal_memory_bytes,
-            "vcpus": self.vcpus,
-            "memory_bytes": self.memory_bytes,
-            "credits_per_hour": self.credits_per_hour,
-            "default": self.default,
-        }
-
-
-def _profile(nv: int, ngb: int, v: float, gb: float, credits: float, default: bool) -> Profile:
-    unit = "vCPU" if nv == 1 else "vCPUs"
-    return Profile(
-        name=f"{nv}vcpu-{ngb}gb",
-        label=f"{nv} {unit}, {ngb} GB memory",
-        nominal_vcpus=nv,
-        nominal_memory_bytes=ngb * GIB,
-        vcpus=v,
-        memory_bytes=int(gb * GIB),
-        credits_per_hour=credits,
-        default=default,
-    )
-
-
-# The seed's five profiles: nominal -> actual vCPU and memory, credits per hour.
-DEFAULT_PROFILES: tuple[Profile, ...] = (
-    _profile(1, 2, 0.7, 1.1, 0.07698, True),
-    _profile(2, 4, 1.5, 2.5, 0.15396, False),
-    _profile(2, 8, 1.5, 6.5, 0.144, False),
-    _profile(4, 8, 3.5, 6.0, 0.30792, False),
-    _profile(4, 16, 3.5, 13.5, 0.288, False),
-)
-
-
-@dataclass(frozen=True)
-class Config:
-    state_dir: Path = Path("/var/lib/scriptd")
-    admin_socket: Path = Path("/run/scriptd/admin.sock")
-    admin_socket_mode: int = 0o660
-    admin_socket_group: str | None = None
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 8080
-    max_archive_bytes: int = GIB
-    max_entries: int = 10_000
-    max_unpacked_bytes: int = 2 * GIB
-    max_file_bytes: int = GIB
-    upload_ttl_s: int = 3600
-    build_timeout_s: int = 600
-    build_parallel: int = 2
-    build_cache_dir: Path | None = None  # None: <state_dir>/cache
-    build_allow_source_builds: bool = False
-    build_npm_ignore_scripts: bool = True
-    uv_path: Path | None = None  # None: the uv beside the daemon's python, else PATH
-    build_uid: int = 199_999  # builds run as this uid/gid, never as root
-    build_gid: int = 199_999
-    timeout_min_s: int = 30
-    timeout_max_s: int = 600
-    timeout_default_s: int = 30
-    runtimes_discover: bool = True
-    runtimes_python: tuple[Path, ...] = ()
-    runtimes_node: tuple[Path, ...] = ()
-    profiles: tuple[Profile, ...] = DEFAULT_PROFILES
-    # The call path (gateway, dispatcher, replicas).
-    max_body_bytes: int = 4 << 20  # largest call body; more is 413
-    max_upload_file_bytes: int = GIB  # largest account upload (PUT /v1/uploads/NAME)
-    max_upload_total_bytes: int = 10 * GIB  # all account uploads together
-    account_uploads_dir: Path | None = None  # None: <state_dir>/files (UPLOADS_DIR)
-    # Peers whose X-Forwarded-For names the client (for the key-failure throttle).
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    queue_max: int = 64  # calls waiting for a free worker, per script; more is 429
-    queue_max_wait_s: float = 10.0  # longest a call waits for a free worker; then 429
-    replica_start_timeout_s: float = 30.0  # launch to hello and every worker connected
-    replica_max_start_failures: int = 3  # failed starts in a row before "failing"
-    replica_ping_interval_s: float = 5.0
-    replica_ping_timeout_s: float = 10.0
-    replica_uid_base: int = 200_000  # script id N runs as uid/gid uid_base + N
-    replica_uid_count: int = 100_000  # script ids from 1 to uid_count - 1
-    shutdown_drain_s: float = 10.0  # running calls may finish this long at shutdown
-    cgroup_name: str = "scriptd"  # the daemon's cgroup below its own, in every hierarchy
-    executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
-    executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
-    executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most
-    # [autoscale], [credits], [notify]: daemon/config/account.py
-    account: AccountConfig = field(default_factory=AccountConfig)
-    source: str = "built-in defaults"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.build_cache_dir or self.state_dir / "cache"
-
-    @property
-    def uploads_dir(self) -> Path:
-        """The account's uploaded files, UPLOADS_DIR (read-only) in every replica; not
-        StateDir.uploads, which holds project archives waiting to be used."""
-        return self.account_uploads_dir or self.state_dir / "files"
-
-    @property
-    def default_profile(self) -> Profile:
-        return next(p for p in self.profiles if p.default)
-
-    def profile(self, name: str) -> Profile | None:
-        return next((p for p in self.profiles if p.name == name), None)
-
-    def archive_limits(self) -> ArchiveLimits:
-        from daemon.archive.intake import ArchiveLimits
-
-        return ArchiveLimits(
-            max_archive_bytes=self.max_archive_bytes,
-            max_entries=self.max_entries,
-            max_unpacked_bytes=self.max_unpacked_bytes,
-            max_file_bytes=self.max_file_bytes,
-        )
-
-    def with_overrides(self, **changes: Any) -> Config:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 # --- checking values -------------------------------------------------------------
@@ -311,74 +175,6 @@ def _check_relations(c: Config) -> None:
         )
 
 
-PROFILE_KEYS = {
-    "name": "a name like 2vcpu-4gb: ^[a-z0-9][a-z0-9.-]{0,39}$",
-    "label": "a string",
-    "nominal_vcpus": "a number above 0",
-    "nominal_memory_gib": "a number above 0",
-    "vcpus": "a number above 0, at most nominal_vcpus",
-    "memory_gib": "a number above 0, at most nominal_memory_gib",
-    "credits_per_hour": "a number, 0 or more",
-    "default": "true or false (exactly one profile is the default)",
-}
-
-
-def _number(key: str, value: object, lo_exclusive: int = 1) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or (value <= 0 if lo_exclusive else value < 0):  # type: ignore[operator]
-        raise fail(key, value, "a number above 0" if lo_exclusive else "a number, 0 or more")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _one_profile(i: int, raw: object) -> Profile:
-    where = f"profiles[{i}]"
-    if not isinstance(raw, dict):
-        raise fail(where, raw, "a table with keys " + ", ".join(PROFILE_KEYS))
-    unknown = set(raw) - set(PROFILE_KEYS)
-    if unknown:
-        raise fail(f"{where}.{sorted(unknown)[0]}", "...", "keys " + ", ".join(PROFILE_KEYS))
-    name = raw.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,39}", name):
-        raise fail(f"{where}.name", name, PROFILE_KEYS["name"])
-    nv = _number(f"{where}.nominal_vcpus", raw.get("nominal_vcpus"))
-    ngib = _number(f"{where}.nominal_memory_gib", raw.get("nominal_memory_gib"))
-    v = _number(f"{where}.vcpus", raw.get("vcpus"))
-    gib = _number(f"{where}.memory_gib", raw.get("memory_gib"))
-    if v > nv:
-        raise fail(f"{where}.vcpus", v, f"at most nominal_vcpus ({nv})")
-    if gib > ngib:
-        raise fail(f"{where}.memory_gib", gib, f"at most nominal_memory_gib ({ngib})")
-    default = raw.get("default", False)
-    label = raw.get("label", f"{nv:g} vCPU, {ngib:g} GB memory")
-    if not isinstance(default, bool) or not isinstance(label, str):
-        raise fail(f"{where}.default/label", (default, label), "a boolean and a string")
-    return Profile(
-        name=name,
-        label=label,
-        nominal_vcpus=nv,
-        nominal_memory_bytes=int(ngib * GIB),
-        vcpus=v,
-        memory_bytes=int(gib * GIB),
-        credits_per_hour=_number(
-            f"{where}.credits_per_hour", raw.get("credits_per_hour", 0), False
-        ),
-        default=default,
-    )
-
-
-def parse_profiles(raw: object) -> tuple[Profile, ...]:
-    """The `[[profiles]]` array of tables: replaces the whole built-in table."""
-    if not isinstance(raw, list) or not raw:
-        raise fail("profiles", raw, "a non-empty array of tables ([[profiles]])")
-    profiles = tuple(_one_profile(i, p) for i, p in enumerate(raw))
-    names = [p.name for p in profiles]
-    if len(set(names)) != len(names):
-        raise fail("profiles", names, "names that are all different")
-    if sum(p.default for p in profiles) != 1:
-        raise fail("profiles.default", [p.default for p in profiles], "exactly one true")
-    return profiles
-
-
 def load_config(path: Path | None) -> Config:
     """Read `path` (None: the default path, which may be absent) into a Config."""
     if path is None:
@@ -394,15 +190,3 @@ def load_config(path: Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return config_from_mapping(doc, source=str(path))
-
-
-__all__ = [
-    "DEFAULT_CONFIG_PATH",
-    "DEFAULT_PROFILES",
-    "KEYS",
-    "Config",
-    "Profile",
-    "config_from_mapping",
-    "load_config",
-    "parse_listen",
-]

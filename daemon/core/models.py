@@ -7,7 +7,7 @@ seed's words, written exactly. Times are ISO-8601 UTC strings ending in Z.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,9 @@ V_UNDEPLOYED = "Undeployed"
 V_SUPERSEDED = "Superseded"
 PHASES = ("unpacking", "building", "starting", "done")
 
-LANGUAGES = ("python", "javascript")
+# Each base language and its main file: the one table of languages.
+MAIN_FILES = {"python": "main.py", "javascript": "main.js"}
+LANGUAGES = tuple(MAIN_FILES)
 SCRIPT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 # Version display names: same shape as script names (they appear in URLs and
 # tables), unique within their script.
@@ -63,6 +65,11 @@ class Settings:
     def to_json(self, reveal: bool = False) -> dict[str, Any]:
         return {"env": [e.to_json(reveal) for e in self.env], "timeout_s": self.timeout_s}
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Settings:
+        env = tuple(EnvVar(e["key"], e["value"], e["secret"]) for e in doc["env"])
+        return cls(env=env, timeout_s=doc["timeout_s"])
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -89,8 +96,10 @@ class ArchiveRef:
     size: int
     path: str  # absolute path of the stored copy
 
-    def to_json(self) -> dict[str, Any]:
-        return {"filename": self.filename, "sha256": self.sha256, "size": self.size}
+    def to_json(self, reveal: bool = False) -> dict[str, Any]:
+        """`reveal` adds the stored copy's path (the daemon's business, not a user's)."""
+        shown = {"filename": self.filename, "sha256": self.sha256, "size": self.size}
+        return {**shown, "path": self.path} if reveal else shown
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,72 @@ class Script:
 
 
 @dataclass(frozen=True)
+class VersionSnapshot:
+    """What a version is built and run from, frozen when the version is made: the
+    script's settings at that moment and the interpreter picked for it. Stored as JSON
+    with secrets in clear (the runner needs them); `to_json()` without `reveal` is what
+    people see: secrets masked, the archive's stored path left out."""
+
+    description: str
+    language: str
+    language_version: str
+    runtime_path: str  # the interpreter picked at deploy time ("" if the host had none)
+    settings: Settings
+    resources: Resources
+    archive: ArchiveRef
+    functions: tuple[str, ...]
+
+    @classmethod
+    def of(cls, script: Script, runtime_path: str) -> VersionSnapshot:
+        return cls(
+            description=script.description,
+            language=script.language,
+            language_version=script.language_version,
+            runtime_path=runtime_path,
+            settings=script.settings,
+            resources=script.resources,
+            archive=script.archive,
+            functions=script.functions,
+        )
+
+    def applied_to(self, script: Script) -> Script:
+        """The script as this snapshot describes it (what a rollback restores)."""
+        return replace(
+            script,
+            description=self.description,
+            settings=self.settings,
+            resources=self.resources,
+            archive=self.archive,
+            functions=self.functions,
+        )
+
+    def to_json(self, reveal: bool = False) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "language": self.language,
+            "language_version": self.language_version,
+            "runtime_path": self.runtime_path,
+            "settings": self.settings.to_json(reveal),
+            "resources": self.resources.to_json(),
+            "archive": self.archive.to_json(reveal),
+            "functions": list(self.functions),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> VersionSnapshot:
+        return cls(
+            description=doc["description"],
+            language=doc["language"],
+            language_version=doc["language_version"],
+            runtime_path=doc["runtime_path"],
+            settings=Settings.from_json(doc["settings"]),
+            resources=Resources(**doc["resources"]),
+            archive=ArchiveRef(**doc["archive"]),
+            functions=tuple(doc["functions"]),
+        )
+
+
+@dataclass(frozen=True)
 class Version:
     id: int
     script_id: int
@@ -123,7 +198,7 @@ class Version:
     started_at: str
     ended_at: str | None
     failure_reason: str | None
-    config: dict[str, Any]  # snapshot: see lifecycle.snapshot(); secrets in clear
+    config: VersionSnapshot  # secrets in clear: show it with to_json()
     env_key: str | None = None
     undeployed_by: str | None = None
     undeployed_at: str | None = None

@@ -12,12 +12,13 @@ daemon's start (reconcile) and its housekeeping live in daemon/lifecycle/recover
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from daemon.admin.views import snapshot
 from daemon.core.errors import Conflict, InvalidArchive, NotFound
 from daemon.core.models import (
     DEPLOYED,
@@ -31,10 +32,12 @@ from daemon.core.models import (
     Event,
     Script,
     Version,
+    VersionSnapshot,
     now_iso,
 )
 from daemon.lifecycle import request_checks
-from daemon.lifecycle.deployer import Context, Deployer
+from daemon.lifecycle.context import Context
+from daemon.lifecycle.deployer import Deployer
 from daemon.lifecycle.recovery import Recovery
 from daemon.serving.host_files import remove_script_logs
 from daemon.store.state_dir import UploadInfo
@@ -79,6 +82,14 @@ class Lifecycle:
         if script is None:
             raise NotFound(f"no script named {name!r}")
         return script
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, name: str) -> AsyncIterator[Script]:
+        """Hold the script's lock and give the script as stored once it is held: an
+        action that waited for the lock must not act on what it read before."""
+        script = await self.get(name)
+        async with self.ctx.lock(script.id):
+            yield await self.get(name)
 
     async def scripts(self, search: str | None) -> list[Script]:
         return await self.ctx.db(self.ctx.store.list_scripts, search)
@@ -174,8 +185,7 @@ class Lifecycle:
 
     async def update(self, actor: str, name: str, body: dict[str, Any]) -> Script:
         body = request_checks.check_object(body, request_checks.SCRIPT_FIELDS - {"deploy"})
-        async with self.ctx.lock((await self.get(name)).id):
-            script = await self.get(name)
+        async with self._locked(name) as script:
             if script.status not in (DRAFT, READY, FAILED):
                 raise refuse(script, "update", "use redeploy" if script.status == DEPLOYED else "")
             fixed = [f for f in request_checks.FIXED_AFTER_DRAFT if f in body]
@@ -219,18 +229,14 @@ class Lifecycle:
     # --- deploy, redeploy, undeploy ------------------------------------------------
 
     async def deploy(self, actor: str, name: str) -> Script:
-        script = await self.get(name)
-        async with self.ctx.lock(script.id):
-            script = await self.get(name)
+        async with self._locked(name) as script:
             if script.status not in (DRAFT, READY, FAILED):
                 raise refuse(script, "deploy", "use redeploy" if script.status == DEPLOYED else "")
             return await self._start_deploy(actor, script, script)
 
     async def redeploy(self, actor: str, name: str, body: dict[str, Any]) -> Script:
         body = request_checks.check_object(body, request_checks.SCRIPT_FIELDS - {"deploy"})
-        script = await self.get(name)
-        async with self.ctx.lock(script.id):
-            script = await self.get(name)
+        async with self._locked(name) as script:
             if script.status != DEPLOYED:
                 raise refuse(script, "redeploy", "redeploy is for Deployed scripts")
             fixed = [f for f in request_checks.FIXED_AFTER_DRAFT if f in body]
@@ -249,7 +255,7 @@ class Lifecycle:
         version = Version(
             0, script.id, number, await self._free_display_name(script, number), V_DEPLOYING,
             "unpacking", actor, now, None, None,
-            snapshot(wanted, runtime.path if runtime else ""),
+            VersionSnapshot.of(wanted, runtime.path if runtime else ""),
         )  # fmt: skip
         deploying = replace(script, status=DEPLOYING, updated_at=now)
         event = Event(0, script.id, now, "deploy_started", actor, {"version": number})
@@ -272,9 +278,7 @@ class Lifecycle:
         return name
 
     async def undeploy(self, actor: str, name: str) -> Script:
-        script = await self.get(name)
-        async with self.ctx.lock(script.id):
-            script = await self.get(name)
+        async with self._locked(name) as script:
             if script.status != DEPLOYED or script.id in self.ctx.tasks:
                 raise refuse(script, "undeploy")
             await self.ctx.runner.stop(script.name)
@@ -296,9 +300,7 @@ class Lifecycle:
     # --- delete, rename ------------------------------------------------------------
 
     async def delete(self, actor: str, name: str) -> None:
-        script = await self.get(name)
-        async with self.ctx.lock(script.id):
-            script = await self.get(name)
+        async with self._locked(name) as script:
             if script.status == DEPLOYED:
                 raise refuse(script, "delete", "undeploy it first")
             if script.status == DEPLOYING and script.current_version is not None:
@@ -344,8 +346,7 @@ class Lifecycle:
     async def rename_version(self, actor: str, name: str, number: int, body: Any) -> Version:
         body = request_checks.check_object(body, frozenset({"display_name"}))
         new_name = request_checks.display_name(body.get("display_name"))
-        script = await self.get(name)
-        async with self.ctx.lock(script.id):
+        async with self._locked(name):
             script, v = await self.version(name, number)
             now = now_iso()
             detail = {"version": number, "from": v.display_name, "to": new_name}

@@ -17,14 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from daemon.build.builder import Builder
-from daemon.build.catalogue import Catalogue, Runtime
-from daemon.config.loader import Config
+from daemon.build.catalogue import Runtime
 from daemon.core.errors import BuildError
 from daemon.core.models import (
     DEPLOYED,
@@ -32,76 +29,17 @@ from daemon.core.models import (
     V_DEPLOYED,
     V_FAILED,
     V_SUPERSEDED,
-    ArchiveRef,
-    EnvVar,
     Event,
-    Resources,
-    Script,
-    Settings,
     Version,
+    VersionSnapshot,
     now_iso,
 )
-from daemon.keys.api_key import KeyRecord
-from daemon.keys.checker import KeyChecker
-from daemon.lifecycle.hooks import LifecycleHooks, NoHooks
-from daemon.serving.target import Runner, RunnerError, RunTarget
-from daemon.store.database import Store
-from daemon.store.state_dir import StateDir
+from daemon.lifecycle.context import Context
+from daemon.serving.target import RunnerError, RunTarget
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 INTERRUPTED = "interrupted"
-
-
-@dataclass
-class Context:
-    """What the lifecycle, the deployer, the admin API and the gateway share.
-
-    `keys` is the gateway's API-key checker (its cache lives for the process): the
-    admin API calls `ctx.keys.invalidate_key(key_id)` when it deletes a key; a script
-    that stops serving (undeploy, delete) has its keys forgotten by the runner's
-    routes (daemon/gateway/serving_table.py), which call `invalidate_script`.
-    """
-
-    config: Config
-    store: Store
-    state: StateDir
-    catalogue: Catalogue
-    builder: Builder
-    runner: Runner
-    locks: dict[int, asyncio.Lock] = field(default_factory=dict)
-    tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
-    deleting: set[int] = field(default_factory=set)
-    hooks: LifecycleHooks = field(default_factory=NoHooks)  # credits and emails (hooks.py)
-    keys: KeyChecker = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.keys = KeyChecker(self._key_lookup)
-
-    async def _key_lookup(self, key_id: str) -> KeyRecord | None:
-        return await asyncio.to_thread(self.store.get_api_key, key_id)
-
-    def lock(self, script_id: int) -> asyncio.Lock:
-        return self.locks.setdefault(script_id, asyncio.Lock())
-
-    async def db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
-
-
-def apply_snapshot(script: Script, config: dict[str, Any]) -> Script:
-    """The script as a version's config snapshot describes it."""
-    s = config["settings"]
-    return replace(
-        script,
-        description=config["description"],
-        settings=Settings(
-            env=tuple(EnvVar(e["key"], e["value"], e["secret"]) for e in s["env"]),
-            timeout_s=s["timeout_s"],
-        ),
-        resources=Resources(**config["resources"]),
-        archive=ArchiveRef(**config["archive"]),
-        functions=tuple(config["functions"]),
-    )
 
 
 class Deployer:
@@ -131,11 +69,11 @@ class Deployer:
         src = ctx.state.source_dir(version.script_id, version.number)
         build_log = ctx.state.build_log(version.script_id, version.number)
         await ctx.db(_fresh_dir, src.parent)
-        await self._unpack(Path(cfg["archive"]["path"]), src, cfg["language"])
+        await self._unpack(Path(cfg.archive.path), src, cfg.language)
         # private from the start: the launcher hands it to the script's uid (0700 too)
         await ctx.db(ctx.state.workspace(version.script_id).mkdir, 0o700, True, True)
         await self._set_phase(version, "building")
-        built = await ctx.builder.build(cfg["language"], runtime, src, build_log)
+        built = await ctx.builder.build(cfg.language, runtime, src, build_log)
         version = await self._update(version, env_key=built.env_key)
         return await self.target(version, runtime)
 
@@ -145,38 +83,39 @@ class Deployer:
         runtime = runtime or self._runtime(cfg)
         script = await ctx.db(ctx.store.get_script_by_id, version.script_id)
         assert script is not None and version.env_key is not None
-        profile = ctx.config.profile(cfg["resources"]["profile"]) or ctx.config.default_profile
-        res = cfg["resources"]
+        profile = ctx.config.profile(cfg.resources.profile) or ctx.config.default_profile
+        res = cfg.resources
         return RunTarget(
             script_id=version.script_id,
             script=script.name,
             version=version.number,
-            language=cfg["language"],
+            language=cfg.language,
             runtime_version=runtime.version,
             runtime_path=runtime.path,
             source_dir=ctx.state.source_dir(version.script_id, version.number),
             env_dir=ctx.builder.env_dir(version.env_key),
             workspace_dir=ctx.state.workspace(version.script_id),
-            env={e["key"]: e["value"] for e in cfg["settings"]["env"]},
-            timeout_s=cfg["settings"]["timeout_s"],
-            functions=tuple(cfg["functions"]),
-            min_replicas=res["min_replicas"],
-            max_replicas=res["max_replicas"],
-            cpu_target=res["cpu_target"],
+            env={e.key: e.value for e in cfg.settings.env},
+            timeout_s=cfg.settings.timeout_s,
+            functions=cfg.functions,
+            min_replicas=res.min_replicas,
+            max_replicas=res.max_replicas,
+            cpu_target=res.cpu_target,
             profile=profile,
         )
 
-    def _runtime(self, cfg: dict[str, Any]) -> Runtime:
-        runtime = self.ctx.catalogue.pick(cfg["language"], cfg["language_version"])
-        if runtime is None or runtime.version != cfg["language_version"]:
-            have = ", ".join(self.ctx.catalogue.versions(cfg["language"])) or "none"
+    def _runtime(self, cfg: VersionSnapshot) -> Runtime:
+        runtime = self.ctx.catalogue.pick(cfg.language, cfg.language_version)
+        if runtime is None or runtime.version != cfg.language_version:
+            have = ", ".join(self.ctx.catalogue.versions(cfg.language)) or "none"
             raise BuildError(
-                f"{cfg['language']} {cfg['language_version']} is not on this host (it has: {have})"
+                f"{cfg.language} {cfg.language_version} is not on this host (it has: {have})"
             )
         return runtime
 
     async def _unpack(self, archive: Path, src: Path, language: str) -> None:
-        from daemon.archive.intake import ArchiveError, unpack_archive
+        from daemon.archive.intake import unpack_archive
+        from daemon.archive.types import ArchiveError
 
         try:
             await self.ctx.db(
@@ -208,7 +147,7 @@ class Deployer:
                 if old is not None:
                     await ctx.db(ctx.store.save_version, replace(old, status=V_SUPERSEDED))
             script = replace(
-                apply_snapshot(script, v.config),
+                v.config.applied_to(script),
                 status=DEPLOYED,
                 current_version=v.number,
                 updated_at=now,

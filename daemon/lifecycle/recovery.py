@@ -17,7 +17,8 @@ from dataclasses import replace
 
 from daemon.core.errors import BuildError
 from daemon.core.models import DEPLOYED, V_DEPLOYING, Event, Script, now_iso
-from daemon.lifecycle.deployer import INTERRUPTED, Context, Deployer
+from daemon.lifecycle.context import Context
+from daemon.lifecycle.deployer import INTERRUPTED, Deployer
 from daemon.serving.target import RunnerError
 
 log = logging.getLogger(__name__)
@@ -95,5 +96,5 @@ class Recovery:
 def _archives_in_use(ctx: Context) -> set[str]:
     paths = {s.archive.path for s in ctx.store.list_scripts(None)}
     for s in ctx.store.list_scripts(None):
-        paths |= {v.config["archive"]["path"] for v in ctx.store.list_versions(s.id)}
+        paths |= {v.config.archive.path for v in ctx.store.list_versions(s.id)}
     return paths

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.errors import BadRequest
 from daemon.core.models import (
     DISPLAY_NAME_RE,

@@ -349,7 +349,7 @@ class Dispatcher:
                     queue_ms,
                     run_ms,
                     worker.pid,
-                    worker.replica.name,
+                    worker.owner.name,
                 )
             exc: CallError = FunctionError(outcome)
         elif outcome is _TIMED_OUT:

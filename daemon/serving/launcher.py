@@ -26,8 +26,6 @@ from daemon.build.catalogue import install_prefix
 from daemon.serving.host_files import (
     open_replica_log,
     prepare_workspace,
-    remove_script_logs,
-    script_log_dir,
 )
 from daemon.serving.target import RunTarget
 
@@ -39,9 +37,6 @@ __all__ = [
     "PlainLauncher",
     "PlainProcess",
     "SandboxLauncher",
-    "prepare_workspace",
-    "remove_script_logs",
-    "script_log_dir",
     "workers_for",
 ]
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daemon.core.cancel import uncancellable
-from daemon.serving.replica import Launcher, Replica, ReplicaStartError, UsageInfo, Worker
+from daemon.serving.replica import Launcher, Replica, ReplicaStartError, UsageInfo
+from daemon.serving.worker import Worker
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from daemon.core.cancel import uncancellable
 from daemon.serving import wire
-from daemon.serving.worker import PendingCall, Worker, WorkerLoss
+from daemon.serving.worker import Worker, WorkerLoss
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,10 @@ __all__ = [
     "ExitInfo",
     "Launcher",
     "Listener",
-    "PendingCall",
     "Process",
     "Replica",
     "ReplicaStartError",
     "UsageInfo",
-    "Worker",
-    "WorkerLoss",
 ]
 
 CONTROL_EOF_GRACE_S = 1.0  # a supervisor that closed its control socket must exit by then
@@ -274,7 +271,13 @@ class Replica:
         if self.exit is None:
             self.kill()
 
-    # --- called by workers --------------------------------------------------
+    # --- the WorkerOwner protocol: what workers report ------------------------
+    def call_started(self, worker: Worker) -> None:
+        self.busy += 1
+
+    def call_ended(self, worker: Worker) -> None:
+        self.busy -= 1
+
     def worker_free(self, worker: Worker) -> None:
         if self.state == READY:
             self.listener.worker_ready(worker)

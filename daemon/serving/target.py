@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from daemon.config.loader import Profile
+from daemon.config.profiles import Profile
 
 
 @dataclass(frozen=True)

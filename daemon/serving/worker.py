@@ -13,16 +13,13 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from daemon.serving import wire
 
-if TYPE_CHECKING:
-    from daemon.serving.replica import Replica
-
 log = logging.getLogger(__name__)
 
-__all__ = ["LOSS_GRACE_S", "PendingCall", "Worker", "WorkerLoss"]
+__all__ = ["LOSS_GRACE_S", "PendingCall", "Worker", "WorkerLoss", "WorkerOwner"]
 
 LOSS_GRACE_S = 0.5  # how long a lost worker's call waits for "worker_exit" to name the cause
 
@@ -45,6 +42,38 @@ class WorkerLoss:
         if self.code is not None:
             return f"exited with code {self.code}"
         return self.detail or "its connection closed"
+
+
+class WorkerOwner(Protocol):
+    """What a worker reports to (its replica). The worker never changes its owner's
+    state: it says what happened, and the owner decides what that means."""
+
+    name: str
+
+    @property
+    def accepting(self) -> bool:
+        """The owner takes new calls (a draining replica does not)."""
+        ...
+
+    def call_started(self, worker: Worker) -> None: ...
+
+    def call_ended(self, worker: Worker) -> None: ...
+
+    def worker_free(self, worker: Worker) -> None:
+        """The worker is alive and done with its call."""
+        ...
+
+    def worker_closed(self, worker: Worker) -> None:
+        """The worker's socket closed (its worker_exit frame may still come)."""
+        ...
+
+    def kill_worker(self, worker: Worker) -> None:
+        """Ask the supervisor to kill this worker and start a fresh one in its slot."""
+        ...
+
+    def loss(self, frame: dict[str, Any] | None) -> WorkerLoss:
+        """How a worker died, from its worker_exit frame (None: nothing was said)."""
+        ...
 
 
 class PendingCall:
@@ -72,13 +101,13 @@ class Worker:
         "call",
         "channel",
         "number",
+        "owner",
         "pid",
-        "replica",
         "slot",
     )
 
-    def __init__(self, replica: Replica, number: int, slot: int, pid: int) -> None:
-        self.replica = replica
+    def __init__(self, owner: WorkerOwner, number: int, slot: int, pid: int) -> None:
+        self.owner = owner
         self.number = number
         self.slot = slot
         self.pid = pid
@@ -91,7 +120,7 @@ class Worker:
     @property
     def usable(self) -> bool:
         """Free, alive, and its replica takes calls."""
-        return self.alive and self.call is None and self.replica.accepting
+        return self.alive and self.call is None and self.owner.accepting
 
     def send_call(self, data: bytes, call: PendingCall) -> bool:
         """Hand one encoded call frame to the worker; its answer resolves call.future.
@@ -101,7 +130,7 @@ class Worker:
             self.alive = False
             return False
         self.call = call
-        self.replica.busy += 1
+        self.owner.call_started(self)
         channel.send_bytes(data)
         return True
 
@@ -118,7 +147,7 @@ class Worker:
         slot. The late answer, if any, is never read."""
         if self.alive:
             self.alive = False
-            self.replica.kill_worker(self)
+            self.owner.kill_worker(self)
         if self.channel is not None:
             self.channel.close()
 
@@ -127,26 +156,26 @@ class Worker:
             return  # pongs: nothing waits for them on this socket yet
         call = self.call
         if call is None or frame.get("id") != call.id:
-            log.warning("%s: worker %d answered a call it was not given", self.replica, self.number)
+            log.warning("%s: worker %d answered a call it was not given", self.owner, self.number)
             return
         self._finish(call)
         if not call.future.done():
             call.future.set_result(frame)
         if self.alive:
-            self.replica.worker_free(self)
+            self.owner.worker_free(self)
 
     def on_close(self, exc: BaseException | None) -> None:
         was_alive = self.alive
         self.alive = False
         self.channel = None
         if exc is not None and was_alive:
-            log.warning("%s: worker %d socket closed: %s", self.replica, self.number, exc)
+            log.warning("%s: worker %d socket closed: %s", self.owner, self.number, exc)
         call = self.call
         if call is not None:
             self._finish(call)
             if not call.future.done():
                 self._explainer = asyncio.get_running_loop().create_task(self._explain(call))
-        self.replica.worker_closed(self)
+        self.owner.worker_closed(self)
 
     def exited(self, loss: WorkerLoss | None) -> None:
         """How the worker died, from its worker_exit frame (None: the replica is gone)."""
@@ -155,7 +184,7 @@ class Worker:
 
     def _finish(self, call: PendingCall) -> None:
         self.call = None
-        self.replica.busy -= 1
+        self.owner.call_ended(self)
         if call.timer is not None:
             call.timer.cancel()
 
@@ -164,9 +193,9 @@ class Worker:
             await asyncio.wait_for(asyncio.shield(self._exit), LOSS_GRACE_S)
         loss = self._exit.result() if self._exit.done() else None
         if loss is None:
-            loss = self.replica.loss(None)
+            loss = self.owner.loss(None)
         if not call.future.done():
             call.future.set_result(loss)
 
     def __repr__(self) -> str:
-        return f"<Worker {self.replica.name}#{self.number} pid={self.pid}>"
+        return f"<Worker {self.owner.name}#{self.number} pid={self.pid}>"

@@ -28,6 +28,7 @@ from daemon.core.models import (
     Script,
     Settings,
     Version,
+    VersionSnapshot,
 )
 from daemon.store.account_tables import AccountStore
 from daemon.store.keys_table import KeysStore
@@ -90,7 +91,9 @@ def _script(row: Mapping[str, Any]) -> Script:
 
 def _version(row: Mapping[str, Any]) -> Version:
     fields = {k: row[k] for k in _VERSION_COLUMNS if k != "config_json"}
-    return Version(id=row["id"], config=orjson.loads(row["config_json"]), **fields)
+    return Version(
+        id=row["id"], config=VersionSnapshot.from_json(orjson.loads(row["config_json"])), **fields
+    )
 
 
 def _event(row: Mapping[str, Any]) -> Event:
@@ -235,7 +238,7 @@ class Store(KeysStore, AccountStore):
     def begin_version(self, script: Script, version: Version, event: Event) -> Version:
         """Atomically: save the script (now Deploying), add the version and an event."""
         cols = {k: getattr(version, k) for k in _VERSION_COLUMNS if k != "config_json"}
-        cols["config_json"] = _dumps(version.config)
+        cols["config_json"] = _dumps(version.config.to_json(reveal=True))
         sql = f"INSERT INTO versions ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
         with self._tx():
             self.save_script(script)
@@ -249,7 +252,7 @@ class Store(KeysStore, AccountStore):
     ) -> Version:
         """Write `version` (by id), and with it, atomically, `script` and `event`."""
         cols = {k: getattr(version, k) for k in _VERSION_COLUMNS if k != "config_json"}
-        cols["config_json"] = _dumps(version.config)
+        cols["config_json"] = _dumps(version.config.to_json(reveal=True))
         sql = f"UPDATE versions SET {','.join(f'{c}=?' for c in cols)} WHERE id=?"
         try:
             with self._tx():

@@ -37,7 +37,7 @@ def build_python() -> str:
     """An interpreter the build user can run wherever the checkout lies (the venv's
     python may sit below /tmp, hidden from builds): the host's default Python."""
     from daemon.build.catalogue import discover_runtimes
-    from daemon.config.loader import Config
+    from daemon.config.daemon_config import Config
 
     runtime = discover_runtimes(Config()).pick("python", None)
     assert runtime is not None, "no Python the build user can run"

@@ -18,11 +18,12 @@ from daemon.account.mailer_loop import Notifications
 from daemon.account.metering_loop import Metering, now_ms
 from daemon.admin.account_routes import parse_since
 from daemon.config.account import AccountConfig
-from daemon.config.loader import Config, config_from_mapping
+from daemon.config.daemon_config import Config
+from daemon.config.loader import config_from_mapping
 from daemon.core.errors import BadRequest, ConfigError, Conflict
-from daemon.core.models import DEPLOYED, Resources, now_iso
+from daemon.core.models import DEPLOYED, READY, Resources, now_iso
 from daemon.lifecycle.hooks import CREDITS_ACTOR
-from daemon.serving.replica import READY, STARTING
+from daemon.serving.replica import STARTING
 from daemon.serving.target import RunTarget
 from daemon.store.database import Store
 from tests.daemon.store.test_database import a_script

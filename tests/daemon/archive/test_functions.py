@@ -15,8 +15,9 @@ from daemon.archive.functions import (
     tokenize_javascript,
 )
 from tests.conftest import require
+from tests.helpers import REPO
 
-SAMPLES = Path(__file__).resolve().parents[2] / "runtimes" / "samples"
+SAMPLES = REPO / "runtimes" / "samples"
 
 
 def test_python_top_level_defs_only() -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.archive.intake import ArchiveError, ArchiveLimits, unpack_archive, validate_archive
+from daemon.archive.intake import unpack_archive, validate_archive
+from daemon.archive.types import ArchiveError
+from daemon.config.archive_limits import ArchiveLimits
 from tests.fixtures.archive_builders import (
     PY_MAIN,
     E,

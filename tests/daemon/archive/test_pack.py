@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.archive.intake import ArchiveError, pack_directory, unpack_archive, validate_archive
+from daemon.archive.intake import unpack_archive, validate_archive
+from daemon.archive.pack import pack_directory
+from daemon.archive.types import ArchiveError
 from tests.fixtures.archive_builders import tree_of
+from tests.helpers import REPO
 
-SAMPLES = Path(__file__).resolve().parents[2] / "runtimes" / "samples"
+SAMPLES = REPO / "runtimes" / "samples"
 
 
 def make_project(root: Path) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.archive.intake import ArchiveError, ArchiveLimits, unpack_archive, validate_archive
+from daemon.archive.intake import unpack_archive, validate_archive
+from daemon.archive.types import ArchiveError
+from daemon.config.archive_limits import ArchiveLimits
 from tests.fixtures.archive_builders import PY_MAIN, E, build, tree_of
 
 LIMITS = ArchiveLimits(

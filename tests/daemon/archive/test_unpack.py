@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from daemon.archive import unpack
-from daemon.archive.intake import ArchiveError, ArchiveLimits, unpack_archive
+from daemon.archive.intake import unpack_archive
+from daemon.archive.types import ArchiveError
+from daemon.config.archive_limits import ArchiveLimits
 from tests.fixtures.archive_builders import PY_MAIN, E, build, py_project, tree_of
 
 LIMITS = ArchiveLimits(max_entries=50, max_unpacked_bytes=1 << 20, max_file_bytes=1 << 20)

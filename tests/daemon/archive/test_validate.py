@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.archive.intake import ArchiveLimits, ValidationReport, validate_archive
+from daemon.archive.intake import validate_archive
+from daemon.archive.types import ValidationReport
+from daemon.config.archive_limits import ArchiveLimits
 from tests.fixtures.archive_builders import JS_MAIN, PY_MAIN, E, build, py_project, tar_bytes
 
 LIMITS = ArchiveLimits(

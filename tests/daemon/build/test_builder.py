@@ -15,7 +15,7 @@ import pytest
 
 from daemon.build.builder import DONE_MARKER, Builder, env_key, find_uv
 from daemon.build.catalogue import Catalogue, discover_runtimes
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.errors import BuildError
 from tests.conftest import require_root
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from daemon.build.catalogue import discover_runtimes, install_prefix, prefix_problem, reach_problem
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 
 
 def test_host_runtimes_have_a_narrow_prefix() -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.loader import DEFAULT_PROFILES, Config, config_from_mapping, load_config
+from daemon.config.daemon_config import Config
+from daemon.config.loader import config_from_mapping, load_config
+from daemon.config.profiles import DEFAULT_PROFILES
 from daemon.core.errors import ConfigError
 from tests.helpers import REPO
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from daemon.core.teardown import Teardown
 from tests.conftest import require_root
+from tests.helpers import REPO
 
 
 async def test_steps_run_by_rank_and_every_one_runs() -> None:
@@ -45,7 +46,7 @@ def test_dev_mode_is_refused_as_root(tmp_path: Path) -> None:
     require_root()  # the refusal is about root
     proc = subprocess.run(
         [sys.executable, "-m", "daemon.main", "--dev-no-sandbox", "--state-dir", str(tmp_path)],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60,
+        cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1 and "refused as root" in proc.stderr
     assert not any(tmp_path.iterdir())

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from daemon.config.loader import DEFAULT_PROFILES
+from daemon.config.profiles import DEFAULT_PROFILES
 from daemon.gateway.app import EXECUTION_HEADER, GATEWAY, Gateway, make_gateway
 from daemon.gateway.recorder import Call, ExecutionRecorder
 from daemon.gateway.serving_table import Routes

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.loader import Config, config_from_mapping
+from daemon.config.daemon_config import Config
+from daemon.config.loader import config_from_mapping
 from daemon.core.errors import ConfigError
 from daemon.main import runner_settings
 

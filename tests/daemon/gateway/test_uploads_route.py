@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from daemon.admin.app import errors_to_json
 from daemon.admin.call_routes import post_upload
 from daemon.admin.http import CONFIG
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.gateway.app import Gateway, make_gateway
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from daemon.admin.views import snapshot
 from daemon.build.builder import Builder
 from daemon.build.catalogue import Catalogue, discover_runtimes
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.core.models import (
     DEPLOYED,
     DRAFT,
@@ -20,9 +19,11 @@ from daemon.core.models import (
     Script,
     Settings,
     Version,
+    VersionSnapshot,
     now_iso,
 )
-from daemon.lifecycle.deployer import Context, Deployer
+from daemon.lifecycle.context import Context
+from daemon.lifecycle.deployer import Deployer
 from daemon.lifecycle.recovery import Recovery
 from daemon.serving.target import RunTarget
 from daemon.store.database import Store
@@ -59,7 +60,7 @@ def deployed(store: Store, catalogue: Catalogue, name: str) -> Script:
     script = store.insert_script(script)
     version = Version(
         0, script.id, 1, f"{name}-v1", V_DEPLOYED, "done", "root", now, now, None,
-        snapshot(script, runtime.path), env_key="k",
+        VersionSnapshot.of(script, runtime.path), env_key="k",
     )  # fmt: skip
     event = Event(0, script.id, now, "deployed", "root", {})
     store.begin_version(replace(script, status=DEPLOYED, current_version=1), version, event)

@@ -11,7 +11,8 @@ import pytest
 
 from daemon.serving.dispatcher import Dispatcher, DispatchSettings
 from daemon.serving.launcher import PlainLauncher, PlainProcess
-from daemon.serving.replica import Replica, ReplicaStartError, Worker
+from daemon.serving.replica import Replica, ReplicaStartError
+from daemon.serving.worker import Worker
 from tests.daemon.replica_support import (
     BROKEN_PY,
     UVLOOP_WARNING,

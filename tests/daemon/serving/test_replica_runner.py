@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.loader import DEFAULT_PROFILES
+from daemon.config.profiles import DEFAULT_PROFILES
 from daemon.serving.dispatcher import CallError, Unavailable
 from daemon.serving.launcher import PlainLauncher
 from daemon.serving.replica_runner import ReplicaRunner, RunnerSettings

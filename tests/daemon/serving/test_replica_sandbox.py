@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.loader import DEFAULT_PROFILES
+from daemon.config.profiles import DEFAULT_PROFILES
 from daemon.serving.dispatcher import FunctionError, OutOfMemory, Timeout, WorkerCrashed
 from daemon.serving.launcher import (
     APP_DIR,

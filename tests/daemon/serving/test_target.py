@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.config.loader import Config
+from daemon.config.daemon_config import Config
 from daemon.serving.target import RunTarget
 
 

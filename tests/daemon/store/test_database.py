@@ -18,6 +18,7 @@ from daemon.core.models import (
     Script,
     Settings,
     Version,
+    VersionSnapshot,
     now_iso,
 )
 from daemon.store.database import Store
@@ -36,8 +37,18 @@ def a_script(name: str = "demo") -> Script:
 def a_version(script: Script, number: int = 1) -> Version:
     return Version(
         0, script.id, number, f"{script.name}-v{number}", "Deploying", "unpacking", "root",
-        now_iso(), None, None, {"settings": {"env": []}},
+        now_iso(), None, None, VersionSnapshot.of(script, ""),
     )  # fmt: skip
+
+
+# A version-2 row's config_json, as the daemon of that schema wrote it.
+SNAPSHOT_JSON = (
+    '{"description": "", "language": "python", "language_version": "3.11.2",'
+    ' "runtime_path": "/usr/bin/python3.11", "settings": {"env": [], "timeout_s": 30},'
+    ' "resources": {"min_replicas": 1, "max_replicas": 1, "cpu_target": 75,'
+    ' "profile": "1vcpu-2gb"}, "archive": {"filename": "p.zip", "sha256": "ab", "size": 1,'
+    ' "path": "/x"}, "functions": ["f"]}'
+)
 
 
 def ev(kind: str) -> Event:
@@ -134,8 +145,8 @@ def test_migration_3_keeps_rows_ids_and_references(tmp_path: Path) -> None:
         db.execute(
             "INSERT INTO versions (script_id, number, display_name, status, phase,"
             " deployed_by, started_at, config_json) VALUES (?, 1, ?, 'Deployed', 'done',"
-            " 'root', 'x', '{}')",
-            (sid, f"{name}-v1"),
+            " 'root', 'x', ?)",
+            (sid, f"{name}-v1", SNAPSHOT_JSON),
         )
         db.execute(
             "INSERT INTO events (script_id, at, kind, actor) VALUES (?, 'x', 'created', 'root')",

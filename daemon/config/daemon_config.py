@@ -1,0 +1,98 @@
+"""The daemon's settings as one frozen object, `Config`, with every default beside its
+field. daemon/config/loader.py fills it from the TOML file and checks each key."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from daemon.config.account import AccountConfig
+from daemon.config.archive_limits import ArchiveLimits
+from daemon.config.profiles import DEFAULT_PROFILES, Profile
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path = Path("/var/lib/scriptd")
+    admin_socket: Path = Path("/run/scriptd/admin.sock")
+    admin_socket_mode: int = 0o660
+    admin_socket_group: str | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    # [archive] limits: their defaults are ArchiveLimits' (daemon/config/archive_limits.py)
+    max_archive_bytes: int = ArchiveLimits.max_archive_bytes
+    max_entries: int = ArchiveLimits.max_entries
+    max_unpacked_bytes: int = ArchiveLimits.max_unpacked_bytes
+    max_file_bytes: int = ArchiveLimits.max_file_bytes
+    upload_ttl_s: int = 3600
+    build_timeout_s: int = 600
+    build_parallel: int = 2
+    build_cache_dir: Path | None = None  # None: <state_dir>/cache
+    build_allow_source_builds: bool = False
+    build_npm_ignore_scripts: bool = True
+    uv_path: Path | None = None  # None: the uv beside the daemon's python, else PATH
+    build_uid: int = 199_999  # builds run as this uid/gid, never as root
+    build_gid: int = 199_999
+    timeout_min_s: int = 30
+    timeout_max_s: int = 600
+    timeout_default_s: int = 30
+    runtimes_discover: bool = True
+    runtimes_python: tuple[Path, ...] = ()
+    runtimes_node: tuple[Path, ...] = ()
+    profiles: tuple[Profile, ...] = DEFAULT_PROFILES
+    # The call path (gateway, dispatcher, replicas).
+    max_body_bytes: int = 4 << 20  # largest call body; more is 413
+    max_upload_file_bytes: int = GIB  # largest account upload (PUT /v1/uploads/NAME)
+    max_upload_total_bytes: int = 10 * GIB  # all account uploads together
+    account_uploads_dir: Path | None = None  # None: <state_dir>/files (UPLOADS_DIR)
+    # Peers whose X-Forwarded-For names the client (for the key-failure throttle).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    queue_max: int = 64  # calls waiting for a free worker, per script; more is 429
+    queue_max_wait_s: float = 10.0  # longest a call waits for a free worker; then 429
+    replica_start_timeout_s: float = 30.0  # launch to hello and every worker connected
+    replica_max_start_failures: int = 3  # failed starts in a row before "failing"
+    replica_ping_interval_s: float = 5.0
+    replica_ping_timeout_s: float = 10.0
+    replica_uid_base: int = 200_000  # script id N runs as uid/gid uid_base + N
+    replica_uid_count: int = 100_000  # script ids from 1 to uid_count - 1
+    shutdown_drain_s: float = 10.0  # running calls may finish this long at shutdown
+    cgroup_name: str = "scriptd"  # the daemon's cgroup below its own, in every hierarchy
+    executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
+    executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
+    executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most
+    # [autoscale], [credits], [notify]: daemon/config/account.py
+    account: AccountConfig = field(default_factory=AccountConfig)
+    source: str = "built-in defaults"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.build_cache_dir or self.state_dir / "cache"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """The account's uploaded files, UPLOADS_DIR (read-only) in every replica; not
+        StateDir.uploads, which holds project archives waiting to be used."""
+        return self.account_uploads_dir or self.state_dir / "files"
+
+    @property
+    def default_profile(self) -> Profile:
+        return next(p for p in self.profiles if p.default)
+
+    def profile(self, name: str) -> Profile | None:
+        return next((p for p in self.profiles if p.name == name), None)
+
+    def archive_limits(self) -> ArchiveLimits:
+        return ArchiveLimits(
+            max_archive_bytes=self.max_archive_bytes,
+            max_entries=self.max_entries,
+            max_unpacked_bytes=self.max_unpacked_bytes,
+            max_file_bytes=self.max_file_bytes,
+        )
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
