@@ -23,24 +23,19 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Protocol
 
+from daemon.core.credits import (
+    HOUR_MS,
+    Account,
+    Charge,
+    LedgerEntry,
+    format_credits,
+    low_threshold,
+)
+
 log = logging.getLogger(__name__)
-
-MICRO = 1_000_000
-HOUR_MS = 3_600_000
-
-
-def to_micro(credits: Decimal | str | int | float) -> int:
-    """Credits (as written in config or on the command line) -> micro-credits."""
-    value = Decimal(str(credits)) * MICRO
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-def format_credits(micro: int, places: int = 6) -> str:
-    """Micro-credits -> "12.345678" (exact; no float on the way)."""
-    return f"{Decimal(micro) / MICRO:.{places}f}"
 
 
 def accrued(started_ms: int, until_ms: int, rate: int) -> int:
@@ -58,12 +53,6 @@ def hour_of(ms: int) -> int:
 
 
 @dataclass(frozen=True)
-class Account:
-    allocation: int  # micro-credits granted by `scriptctl account set --allocation`
-    balance: int  # micro-credits remaining; may dip a tick's worth below zero
-
-
-@dataclass(frozen=True)
 class RunningReplica:
     replica_id: str  # unique across daemon runs
     script: str
@@ -71,27 +60,6 @@ class RunningReplica:
     profile: str
     rate: int  # micro-credits per hour (the profile's credits_per_hour via to_micro)
     started_ms: int  # when it started costing (unix ms)
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """Usage of one replica within one wall-clock hour; the store adds it to that row."""
-
-    replica_id: str
-    script: str
-    version: int
-    profile: str
-    hour_start_ms: int
-    period_start_ms: int  # must equal the replica's high-water mark (or its start)
-    period_end_ms: int  # the new high-water mark
-    replica_ms: int
-    amount: int  # micro-credits
-
-
-@dataclass(frozen=True)
-class Charge:
-    before: Account
-    after: Account
 
 
 class Ledger(Protocol):
@@ -148,17 +116,6 @@ def admission(
         f"{format_credits(max(0, account.balance))} of {format_credits(account.allocation)}; "
         "raise it with `scriptctl account set --allocation N`",
     )
-
-
-def low_threshold(allocation: int, setting: str) -> int:
-    """The low-balance threshold in micro-credits: "10%" of the allocation, or "2.5" credits."""
-    text = setting.strip()
-    try:
-        if text.endswith("%"):
-            return int(Decimal(allocation) * Decimal(text[:-1]) / 100)
-        return to_micro(text)
-    except ArithmeticError as e:
-        raise ValueError(f"low_balance is like '10%' or '2.5' (credits), not {setting!r}") from e
 
 
 AccountCallback = Callable[[Account], Awaitable[None]]

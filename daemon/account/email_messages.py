@@ -21,12 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from daemon.account.credit_rules import Account, format_credits
+from daemon.core.credits import Account, format_credits
+from daemon.core.outbox import Email, Kind, OutboxMessage
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["deployed", "undeployed", "deploy_failed", "low_credits", "credits_exhausted"]
-Status = Literal["queued", "sent", "retrying", "failed"]
 Outcome = Literal["sent", "retry", "failed"]
 
 SUBJECTS: dict[Kind, str] = {
@@ -47,15 +46,6 @@ class ScriptRef:
     def __str__(self) -> str:
         label = self.display_name or f"{self.name}-v{self.version}"
         return f"{self.name}, version {self.version} ({label})"
-
-
-@dataclass(frozen=True)
-class Email:
-    kind: Kind
-    subject: str
-    body: str
-    script: str | None  # for listing and filtering the outbox; None for account-wide mail
-    version: int | None
 
 
 def compose(
@@ -104,37 +94,6 @@ _OPENING: dict[Kind, str] = {
     "credits_exhausted": "The account's credits are exhausted. The deployed scripts have "
     "been undeployed; their data and configuration are kept.",
 }
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """One outbox row. Times are unix seconds (the store may keep them as ISO text)."""
-
-    id: int
-    kind: Kind
-    recipient: str  # "" when no admin address was configured at enqueue time
-    subject: str
-    body: str
-    attempts: int
-    last_error: str | None
-    created_at: float
-    next_attempt_at: float | None  # None once sent or failed
-    sent_at: float | None
-    script: str | None = None  # optional columns, for filtering `scriptctl notifications`
-    version: int | None = None
-
-    @property
-    def status(self) -> Status:
-        """Derived from the columns, so the table needs no status of its own."""
-        return status_of(self.attempts, self.next_attempt_at, self.sent_at)
-
-
-def status_of(attempts: int, next_attempt_at: object, sent_at: object) -> Status:
-    if sent_at is not None:
-        return "sent"
-    if next_attempt_at is None:
-        return "failed"
-    return "queued" if attempts == 0 else "retrying"
 
 
 class Outbox(Protocol):

@@ -13,20 +13,13 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from daemon.account.credit_rules import Account
-from daemon.account.email_messages import (
-    Backoff,
-    Email,
-    Kind,
-    Mailer,
-    OutboxMessage,
-    ScriptRef,
-    compose,
-)
+from daemon.account.email_messages import Backoff, Mailer, ScriptRef, compose
 from daemon.account.smtp import Security, SmtpConfig, SmtpSender
 from daemon.config.account import NotifyConfig
 from daemon.config.daemon_config import Config
+from daemon.core.credits import Account
 from daemon.core.models import Script, Version
+from daemon.core.outbox import Email, Kind, OutboxMessage
 from daemon.gateway.snippets import gateway_base_url
 from daemon.store.database import Store
 

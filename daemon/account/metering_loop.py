@@ -24,19 +24,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from daemon.account.credit_rules import (
-    Account,
-    Charge,
-    LedgerEntry,
-    Meter,
-    RunningReplica,
-    admission,
-    format_credits,
-    to_micro,
-)
+from daemon.account.credit_rules import Meter, RunningReplica, admission
 from daemon.account.email_messages import ScriptRef
 from daemon.account.mailer_loop import Notifications
 from daemon.config.daemon_config import Config
+from daemon.core.credits import Account, Charge, LedgerEntry, format_credits, to_micro
 from daemon.core.errors import Conflict, ScriptdError
 from daemon.core.models import DEPLOYED, Resources, now_iso
 from daemon.serving.replica import Replica

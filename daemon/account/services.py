@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from daemon.account.autoscaler_loop import ScalableRunner, Scaling
-from daemon.account.credit_rules import format_credits
 from daemon.account.mailer_loop import Notifications
 from daemon.account.metering_loop import Metering
 from daemon.config.daemon_config import Config
+from daemon.core.credits import format_credits
 from daemon.core.models import Resources, Script, Version
 from daemon.lifecycle.hooks import CREDITS_ACTOR
 from daemon.serving.target import Runner, RunTarget
@@ -57,10 +57,6 @@ class ScaledRunner:
         self.inner = inner
         self._scaling = scaling
         self._metering = metering
-
-    def __getattr__(self, name: str) -> Any:
-        # Whatever else the wrapped runner offers (the gateway's dispatcher lookup).
-        return getattr(self.inner, name)
 
     async def start(self, target: RunTarget) -> None:
         await self.inner.start(target)  # raises RunnerError: nothing of ours changes

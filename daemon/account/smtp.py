@@ -17,7 +17,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Literal
 
-from daemon.account.email_messages import OutboxMessage, SendError
+from daemon.account.email_messages import SendError
+from daemon.core.outbox import OutboxMessage
 
 Security = Literal["none", "starttls", "tls"]
 DEFAULT_PORTS: dict[Security, int] = {"none": 25, "starttls": 587, "tls": 465}

@@ -16,13 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.account.credit_rules import MICRO, Account, low_threshold, to_micro
-from daemon.account.email_messages import OutboxMessage
 from daemon.account.services import AccountServices
 from daemon.admin.http import CONFIG, body_json, json_response, lifecycle
 from daemon.admin.openapi import Route
+from daemon.core.credits import MICRO, Account, low_threshold, to_micro
 from daemon.core.errors import BadRequest
 from daemon.core.models import Script, now_iso
+from daemon.core.outbox import OutboxMessage
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.request_checks import check_object
 from daemon.store.keys_table import iso_from_unix

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from daemon.account.credit_rules import low_threshold
 from daemon.config.checks import Checker, boolean, fail, flatten, number, text
+from daemon.core.credits import low_threshold
 from daemon.core.errors import ConfigError
 
 SECTIONS = ("autoscale", "credits", "notify")

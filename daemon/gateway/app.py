@@ -45,7 +45,7 @@ from daemon.gateway.recorder import Call, ExecutionRecorder
 from daemon.gateway.serving_table import Routes
 from daemon.keys.checker import KeyChecker, KeyOk, KeyRefused
 from daemon.serving.dispatcher import CallError, FunctionError, OutOfMemory
-from daemon.serving.target import RunTarget
+from daemon.serving.replica_runner import ServingVersion
 from daemon.store.database import Store
 
 __all__ = ["EXECUTION_HEADER", "Gateway", "make_gateway"]
@@ -89,8 +89,8 @@ class Gateway:
 
     async def call(self, request: web.Request) -> web.Response:
         name = request.match_info["script"]
-        target = self.routes.targets.get(name)
-        if target is None:
+        serving = self.routes.serving(name)
+        if serving is None:
             return await self.not_serving(name)
         check = await self.keys.check(request.headers.get("Authorization"), self.client(request))
         if type(check) is not KeyOk:
@@ -99,7 +99,7 @@ class Gateway:
             return error_response(
                 403, "forbidden", f"this API key belongs to another script, not {name!r}"
             )
-        return await self.dispatch(request, target, check.key_name)
+        return await self.dispatch(request, serving, check.key_name)
 
     def client(self, request: web.Request) -> str | None:
         """The caller's address, for the key-failure throttle."""
@@ -126,14 +126,14 @@ class Gateway:
         # `in` does not compare versions: an IPv6 address could "match" an IPv4 net.
         return any(ip.version == net.version and ip in net for net in self.trusted_proxies)
 
-    async def dispatch(self, request: web.Request, target: RunTarget, key: str) -> web.Response:
+    async def dispatch(
+        self, request: web.Request, serving: ServingVersion, key: str
+    ) -> web.Response:
+        target, dispatcher = serving.target, serving.dispatcher
         function = request.match_info["function"]
         cid = f"{self._prefix}{next(self._ids):x}"
         record = Call(cid, target.script_id, target.version, function, key, "rejected",
                       time.time(), None, None, None, 0)  # fmt: skip
-        dispatcher = self.routes.dispatcher(target.script)
-        if dispatcher is None:
-            return self.reject(record, 503, "unavailable", f"{target.script!r} is not deployed")
         # An unknown function is named before the body is read or judged.
         known = dispatcher.functions
         if known is not None and function not in known:

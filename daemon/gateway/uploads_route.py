@@ -54,7 +54,7 @@ class Uploads:
         check = await self.gateway.keys.check(auth, self.gateway.client(request))
         if type(check) is not KeyOk:
             return refusal(check)  # type: ignore[arg-type]
-        if check.script not in self.gateway.routes.targets:
+        if self.gateway.routes.serving(check.script) is None:
             return error_response(
                 403, "forbidden", f"the key's script {check.script!r} is not Deployed: "
                 "uploads take a key of a Deployed script",

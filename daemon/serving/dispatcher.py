@@ -208,10 +208,6 @@ class Dispatcher:
         self._idle.clear()
 
     @property
-    def idle_count(self) -> int:
-        return sum(1 for w in self._idle if w.usable)
-
-    @property
     def queued(self) -> int:
         """Calls waiting for a worker (a waiter leaves the deque when it is done)."""
         return len(self._waiters)

@@ -30,7 +30,7 @@ from daemon.serving.target import RunnerError, RunTarget
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReplicaRunner", "RunnerSettings"]
+__all__ = ["ReplicaRunner", "RunnerSettings", "ServingVersion"]
 
 LauncherFactory = Callable[[RunTarget], Launcher]
 FailureHook = Callable[[str, str], object]  # (script name, reason); may return an awaitable
@@ -45,7 +45,9 @@ class RunnerSettings:
 
 
 @dataclass
-class _Serving:
+class ServingVersion:
+    """What serves a script now: one entry of the one table the gateway reads per call."""
+
     target: RunTarget
     dispatcher: Dispatcher
     pool: Pool
@@ -68,12 +70,14 @@ class ReplicaRunner:
         self._root = root
         self._launcher: LauncherFactory = launcher_factory or self._sandbox_launcher
         self._on_failing = on_failing
-        self._serving: dict[str, _Serving] = {}
-        self._dispatchers: dict[str, Dispatcher] = {}
+        self._serving: dict[str, ServingVersion] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: set[asyncio.Future[Any]] = set()
 
     # --- the gateway's side ---------------------------------------------------
+    def serving(self, script: str) -> ServingVersion | None:
+        return self._serving.get(script)
+
     def dispatcher(self, script: str) -> Dispatcher | None:
         serving = self._serving.get(script)
         return serving.dispatcher if serving is not None else None
@@ -94,10 +98,6 @@ class ReplicaRunner:
         return await serving.dispatcher.call(
             function, payload, payload_json=payload_json, call_id=call_id
         )
-
-    def serving_version(self, script: str) -> int | None:
-        serving = self._serving.get(script)
-        return serving.target.version if serving is not None else None
 
     # --- the autoscaler's side --------------------------------------------------
     def usage(self, script: str) -> list[UsageInfo]:
@@ -137,7 +137,7 @@ class ReplicaRunner:
             self._switch(target, dispatcher, pool, old)
 
     def _switch(
-        self, target: RunTarget, dispatcher: Dispatcher, pool: Pool, old: _Serving | None
+        self, target: RunTarget, dispatcher: Dispatcher, pool: Pool, old: ServingVersion | None
     ) -> None:
         """No await in here: no call can see a half-switched script."""
         dispatcher.timeout_s = float(target.timeout_s)
@@ -147,7 +147,7 @@ class ReplicaRunner:
             old.pool.retire()
         pool.activate()
         dispatcher.open()
-        self._serving[target.script] = _Serving(target, dispatcher, pool)
+        self._serving[target.script] = ServingVersion(target, dispatcher, pool)
         if old is not None:
             self._retire(old.pool, float(old.target.timeout_s))
 

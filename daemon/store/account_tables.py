@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from daemon.account.credit_rules import Account, Charge, LedgerEntry
-from daemon.account.email_messages import Email, OutboxMessage, Status
+from daemon.core.credits import Account, Charge, LedgerEntry
 from daemon.core.models import Event, parse_iso
+from daemon.core.outbox import Email, OutboxMessage, Status
 from daemon.store.keys_table import iso_from_unix
 from daemon.store.parts import StoreParts
 

@@ -22,19 +22,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daemon.account.credit_rules import (
-    HOUR_MS,
-    Account,
     Meter,
     RunningReplica,
     accrued,
     admission,
     cost_between,
     entries_for,
-    format_credits,
-    low_threshold,
-    to_micro,
 )
 from daemon.account.metering_loop import StoreLedger
+from daemon.core.credits import HOUR_MS, Account, format_credits, low_threshold, to_micro
 from daemon.core.models import now_iso
 from daemon.store.database import Store
 

@@ -21,18 +21,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from daemon.account.credit_rules import Account, to_micro
-from daemon.account.email_messages import (
-    SUBJECTS,
-    Backoff,
-    Mailer,
-    OutboxMessage,
-    ScriptRef,
-    Status,
-    compose,
-)
+from daemon.account.email_messages import SUBJECTS, Backoff, Mailer, ScriptRef, compose
 from daemon.account.mailer_loop import StoreOutbox
 from daemon.account.smtp import SmtpConfig, SmtpSender
+from daemon.core.credits import Account, to_micro
+from daemon.core.outbox import OutboxMessage, Status
 from daemon.store.database import Store
 from tests.conftest import require
 

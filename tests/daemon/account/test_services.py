@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from daemon.account.autoscaler_loop import QueueWatch, Scaling
-from daemon.account.credit_rules import to_micro
 from daemon.account.mailer_loop import Notifications
 from daemon.account.metering_loop import Metering, now_ms
 from daemon.admin.account_routes import parse_since
 from daemon.config.account import AccountConfig
 from daemon.config.daemon_config import Config
 from daemon.config.loader import config_from_mapping
+from daemon.core.credits import to_micro
 from daemon.core.errors import BadRequest, ConfigError, Conflict
 from daemon.core.models import DEPLOYED, READY, Resources, now_iso
 from daemon.lifecycle.hooks import CREDITS_ACTOR

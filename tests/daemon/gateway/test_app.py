@@ -28,6 +28,7 @@ from daemon.serving.dispatcher import (
     UnknownFunction,
     WorkerCrashed,
 )
+from daemon.serving.replica_runner import ServingVersion
 from daemon.serving.target import RunTarget
 
 KEY_A = mint_key()
@@ -58,19 +59,19 @@ class FakeDispatcher:
 
 class FakeRunner:
     def __init__(self) -> None:
-        self.dispatchers: dict[str, FakeDispatcher] = {}
+        self.versions: dict[str, ServingVersion] = {}
 
-    def dispatcher(self, script: str) -> Any:
-        return self.dispatchers.get(script)
+    def serving(self, script: str) -> ServingVersion | None:
+        return self.versions.get(script)
 
     async def start(self, target: RunTarget) -> None:
-        self.dispatchers[target.script] = FakeDispatcher()
+        self.versions[target.script] = ServingVersion(target, FakeDispatcher(), None)  # type: ignore[arg-type]
 
     async def stop(self, script: str) -> None:
-        self.dispatchers.pop(script, None)
+        self.versions.pop(script, None)
 
     async def close(self) -> None:
-        self.dispatchers.clear()
+        self.versions.clear()
 
 
 class FakeStore:
@@ -130,7 +131,7 @@ async def test_ok(setup: Any) -> None:
     status, doc, headers = await post(client, "/v1/scripts/alpha/functions/f", b'{"a": 1}')
     assert (status, doc) == (200, {"result": "value"})
     cid = headers[EXECUTION_HEADER]
-    assert runner.dispatchers["alpha"].calls == [("f", b'{"a": 1}', cid)]
+    assert runner.versions["alpha"].dispatcher.calls == [("f", b'{"a": 1}', cid)]
     (rec,) = list(recorder._buffer)
     assert (rec.id, rec.script_id, rec.version, rec.key_name, rec.status) == (
         cid, 1, 3, "key a", "ok",
@@ -156,11 +157,11 @@ async def test_order_of_checks(setup: Any) -> None:
 
 async def test_an_unknown_function_is_named_before_the_body_is_judged(setup: Any) -> None:
     client, runner, recorder = setup
-    runner.dispatchers["alpha"].functions = frozenset({"f"})
+    runner.versions["alpha"].dispatcher.functions = frozenset({"f"})
     status, doc, headers = await post(client, "/v1/scripts/alpha/functions/nosuch", b"[")
     assert status == 404 and "nosuch" in doc["error"]["message"]
     assert EXECUTION_HEADER in headers and recorder._buffer[-1].status == "rejected"
-    assert runner.dispatchers["alpha"].calls == []
+    assert runner.versions["alpha"].dispatcher.calls == []
 
 
 @pytest.mark.parametrize(
@@ -192,7 +193,7 @@ async def test_dispatcher_outcomes(
     setup: Any, error: CallError, status: int, kind: str, record: str
 ) -> None:
     client, runner, recorder = setup
-    runner.dispatchers["alpha"].outcome = error
+    runner.versions["alpha"].dispatcher.outcome = error
     got, doc, headers = await post(client, "/v1/scripts/alpha/functions/f")
     assert (got, doc["error"]["type"]) == (status, kind)
     assert (headers.get("Retry-After") == "1") == (status == 429)
@@ -210,7 +211,7 @@ async def test_stopped_script_is_503_and_keys_forgotten(setup: Any) -> None:
     assert (await post(client, "/v1/scripts/alpha/functions/f"))[0] == 200
     routes = client.server.app[GATEWAY].routes
     await routes.stop("alpha")
-    assert "alpha" not in routes.targets and not routes.keys._keys_of_script.get("alpha")
+    assert routes.serving("alpha") is None and not routes.keys._keys_of_script.get("alpha")
     assert (await post(client, "/v1/scripts/alpha/functions/f"))[0] == 503
 
 

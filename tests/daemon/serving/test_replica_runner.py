@@ -100,7 +100,8 @@ async def test_redeploy_under_load_fails_no_call(tmp_path: Path, runner: Replica
     assert seen[0] == 1 and seen[-1] == 2
     first_v2 = seen.index(2)
     assert 2 not in seen[:first_v2] and 1 not in seen[first_v2 + 8 :]  # switched once
-    assert runner.serving_version("demo") == 2
+    serving = runner.serving("demo")
+    assert serving is not None and serving.target.version == 2
 
 
 async def test_failed_redeploy_keeps_the_old_version(tmp_path: Path, runner: ReplicaRunner) -> None:

@@ -9,26 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.account.credit_rules import (
-    HOUR_MS,
-    Account,
-    Charge,
-    LedgerEntry,
-    Meter,
-    RunningReplica,
-    accrued,
-    entries_for,
-    to_micro,
-)
-from daemon.account.email_messages import (
-    Backoff,
-    Mailer,
-    OutboxMessage,
-    ScriptRef,
-    SendError,
-    compose,
-)
+from daemon.account.credit_rules import Meter, RunningReplica, accrued, entries_for
+from daemon.account.email_messages import Backoff, Mailer, ScriptRef, SendError, compose
+from daemon.core.credits import HOUR_MS, Account, Charge, LedgerEntry, to_micro
 from daemon.core.models import Event, now_iso
+from daemon.core.outbox import OutboxMessage
 from daemon.store.database import Store
 from tests.daemon.store.test_database import a_script
 
