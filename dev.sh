@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The two entry points of the README, for a fresh Debian 12 host, as root:
 #   ./dev.sh run    set up, then run the daemon in the foreground with the example deployed
-#   ./dev.sh test   set up, then the lint gate (ruff check, ruff format --check, mypy),
+#   ./dev.sh test   set up, then the lint gate (ruff check, ruff format --check, mypy,
+#                   import-linter),
 #                   then the whole test suite (extra args go to pytest)
 # Setting up installs Debian packages, then a virtualenv in .venv with scriptd and
 # its dev tools. Safe to run again: each step is skipped when already done.
@@ -40,8 +41,9 @@ install_virtualenv() {
 }
 
 lint() {
-    echo "lint: ruff check, ruff format --check, mypy"
-    .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+    echo "lint: ruff check, ruff format --check, mypy, import-linter (layer contracts)"
+    .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy \
+        && .venv/bin/lint-imports
 }
 
 run_tests() {

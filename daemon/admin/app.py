@@ -1,7 +1,7 @@
 """The admin API: an aiohttp app served on the unix socket.
 
 Handlers are thin: parse the request, call the lifecycle, shape the answer with
-daemon/admin/views.py. Domain errors become `{"error": {...}}` with their HTTP status
+daemon/admin/responses.py. Domain errors become `{"error": {...}}` with their HTTP status
 in one middleware (`errors_to_json`); nothing below it knows about HTTP. The
 caller is the socket peer's uid (SO_PEERCRED) turned into a user name: that is
 "added by" and "deployed by". ROUTES is the single list that both registers the
@@ -34,7 +34,7 @@ from daemon.admin.http import (
     lifecycle,
 )
 from daemon.admin.openapi import Route, openapi_document
-from daemon.admin.views import script_json, summary_json, version_json
+from daemon.admin.responses import script_json, summary_json, version_json
 from daemon.build.catalogue import Catalogue
 from daemon.config.daemon_config import Config
 from daemon.core.errors import BadRequest, NotFound, PayloadTooLarge, ScriptdError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from daemon.cli import views_account
+from daemon.cli import render_account
 from daemon.cli.context import Context
 
 
@@ -36,17 +36,17 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def show(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show(ctx.client.get("/v1/account"), views_account.account)
+    ctx.show(ctx.client.get("/v1/account"), render_account.account)
     return 0
 
 
 def set_allocation(ctx: Context, args: argparse.Namespace) -> int:
     body = {"allocation": args.allocation, "reset": bool(args.reset)}
-    ctx.show(ctx.client.call("PUT", "/v1/account", body), views_account.account)
+    ctx.show(ctx.client.call("PUT", "/v1/account", body), render_account.account)
     return 0
 
 
 def usage(ctx: Context, args: argparse.Namespace) -> int:
     query = {"since": args.since} if args.since else None
-    ctx.show(ctx.client.get("/v1/account/usage", query), views_account.usage)
+    ctx.show(ctx.client.get("/v1/account/usage", query), render_account.usage)
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from daemon.cli import views_account
+from daemon.cli import render_account
 from daemon.cli.client import path_of
 from daemon.cli.context import Context
 
@@ -34,7 +34,7 @@ def events(ctx: Context, args: argparse.Namespace) -> int:
     if args.kind:
         query["kind"] = args.kind
     data = ctx.client.get(path_of("v1", "scripts", args.name, "events"), query)
-    ctx.show(data, views_account.events)
+    ctx.show(data, render_account.events)
     return 0
 
 
@@ -44,5 +44,5 @@ def notifications(ctx: Context, args: argparse.Namespace) -> int:
         query["status"] = args.status
     if args.script:
         query["script"] = args.script
-    ctx.show(ctx.client.get("/v1/notifications", query), views_account.notifications)
+    ctx.show(ctx.client.get("/v1/notifications", query), render_account.notifications)
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from daemon.cli import views_calls
+from daemon.cli import render_calls
 from daemon.cli.client import path_of
 from daemon.cli.context import Context
 
@@ -44,10 +44,10 @@ def executions(ctx: Context, args: argparse.Namespace) -> int:
     if args.before:
         query["before"] = args.before
     data = ctx.client.get(path_of("v1", "scripts", args.name, "executions"), query or None)
-    ctx.show(data, views_calls.executions_table)
+    ctx.show(data, render_calls.executions_table)
     return 0
 
 
 def execution(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show(ctx.client.get(path_of("v1", "executions", args.id)), views_calls.execution)
+    ctx.show(ctx.client.get(path_of("v1", "executions", args.id)), render_calls.execution)
     return 0

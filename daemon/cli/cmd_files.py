@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from daemon.cli import archives, views
+from daemon.cli import archives, render_scripts
 from daemon.cli.client import AdminClient, path_of
 from daemon.cli.context import Context
 from daemon.cli.errors import CliError
@@ -51,7 +51,7 @@ def validate(ctx: Context, args: argparse.Namespace) -> int:
     if args.language:
         body["language"] = args.language
     report = ctx.client.call("POST", "/v1/validate", body)
-    ctx.show(report, views.validation_report)
+    ctx.show(report, render_scripts.validation_report)
     if not report.get("ok"):
         count = len(report.get("errors") or ())
         raise CliError(f"{args.archive} is not a valid project ({count} errors listed above)")

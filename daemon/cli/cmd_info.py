@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from daemon.cli import views
+from daemon.cli import render_scripts
 from daemon.cli.context import Context
 
 
@@ -20,11 +20,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def profiles(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client.get("/v1/profiles")
-    ctx.show(data, lambda d: views.profiles_table(d.get("profiles") or []))
+    ctx.show(data, lambda d: render_scripts.profiles_table(d.get("profiles") or []))
     return 0
 
 
 def runtimes(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client.get("/v1/runtimes")
-    ctx.show(data, lambda d: views.runtimes_table(d.get("runtimes") or []))
+    ctx.show(data, lambda d: render_scripts.runtimes_table(d.get("runtimes") or []))
     return 0

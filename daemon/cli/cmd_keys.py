@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from daemon.cli import views_calls
+from daemon.cli import render_calls
 from daemon.cli.client import path_of
 from daemon.cli.context import Context
 
@@ -40,16 +40,16 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 def create(ctx: Context, args: argparse.Namespace) -> int:
     body = {} if args.key_name is None else {"name": args.key_name}
     key = ctx.client.call("POST", path_of("v1", "scripts", args.name, "keys"), body)
-    ctx.show(key, views_calls.new_key)
+    ctx.show(key, render_calls.new_key)
     if ctx.json:
-        ctx.note(f"scriptctl: {views_calls.NOT_SHOWN_AGAIN}")
+        ctx.note(f"scriptctl: {render_calls.NOT_SHOWN_AGAIN}")
     return 0
 
 
 def list_keys(ctx: Context, args: argparse.Namespace) -> int:
     query = {"search": args.search} if args.search else None
     data = ctx.client.get(path_of("v1", "scripts", args.name, "keys"), query)
-    ctx.show(data, views_calls.keys_table)
+    ctx.show(data, render_calls.keys_table)
     return 0
 
 

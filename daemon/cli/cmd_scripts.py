@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from daemon.cli import options, views
+from daemon.cli import options, render_scripts
 from daemon.cli.client import path_of
 from daemon.cli.context import Context
 from daemon.cli.errors import CliError
@@ -93,24 +93,24 @@ def update(ctx: Context, args: argparse.Namespace) -> int:
 def list_scripts(ctx: Context, args: argparse.Namespace) -> int:
     query = {"search": args.search} if args.search else None
     data = ctx.client.get("/v1/scripts", query)
-    ctx.show(data, lambda d: views.scripts_table(d.get("scripts") or []))
+    ctx.show(data, lambda d: render_scripts.scripts_table(d.get("scripts") or []))
     return 0
 
 
 def show(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show(ctx.client.get(path_of("v1", "scripts", args.name)), views.overview)
+    ctx.show(ctx.client.get(path_of("v1", "scripts", args.name)), render_scripts.overview)
     return 0
 
 
 def history(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show(ctx.client.get(path_of("v1", "scripts", args.name, "history")), views.history)
+    ctx.show(ctx.client.get(path_of("v1", "scripts", args.name, "history")), render_scripts.history)
     return 0
 
 
 def rename_version(ctx: Context, args: argparse.Namespace) -> int:
     api = path_of("v1", "scripts", args.name, "versions", args.number)
     version = ctx.client.call("PATCH", api, {"display_name": args.new_name})
-    ctx.show(version, lambda v: f"Renamed {args.name} {views.version_line(v)}")
+    ctx.show(version, lambda v: f"Renamed {args.name} {render_scripts.version_line(v)}")
     return 0
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.cli import views_calls
+from daemon.cli import render_calls
 from daemon.cli.client import path_of
 from daemon.cli.context import Context
 from daemon.cli.errors import CliError
@@ -54,7 +54,7 @@ def add(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def list_files(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show(ctx.client.get("/v1/uploads"), views_calls.files_table)
+    ctx.show(ctx.client.get("/v1/uploads"), render_calls.files_table)
     return 0
 
 

@@ -9,20 +9,16 @@ profile's actual vCPUs and memory, and a uid of the script's own.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import signal
 import stat
-import subprocess
 import sys
-import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sandbox
 from daemon.build.catalogue import install_prefix
+from daemon.serving.bytecode import compile_runtimes, compile_source
 from daemon.serving.host_files import (
     open_replica_log,
     prepare_workspace,
@@ -33,10 +29,8 @@ __all__ = [
     "APP_DIR",
     "RUNTIMES_DIR",
     "LaunchSettings",
-    "PlainExit",
-    "PlainLauncher",
-    "PlainProcess",
     "SandboxLauncher",
+    "SupervisorCommand",
     "workers_for",
 ]
 
@@ -64,6 +58,29 @@ class LaunchSettings:
     pids_max: int = 256  # processes + threads per replica
     max_output_bytes: int = 1 * MiB  # per call, per stream
     max_frame_bytes: int = 16 * MiB  # largest call or result frame
+
+
+@dataclass(frozen=True)
+class SupervisorCommand:
+    """runtimes/supervisor.py's command line: built here only, for both launchers."""
+
+    language: str
+    workers: int
+    source: str  # the project's folder, as the supervisor sees it
+    runtimes: str  # runtimes/, as the supervisor sees it
+    node: str | None = None  # the node binary (javascript)
+
+    def argv(self, python: str, *extra: str) -> tuple[str, ...]:
+        """`extra`: interpreter flags first (each starting with one "-", such as -S),
+        then supervisor options."""
+        flags = [x for x in extra if x.startswith("-") and not x.startswith("--")]
+        options = list(extra[len(flags) :])
+        argv = [python, "-I", *flags, f"{self.runtimes}/supervisor.py"]
+        argv += ["--language", self.language, "--workers", str(self.workers)]
+        argv += ["--source", self.source, "--harness-dir", self.runtimes, *options]
+        if self.node:
+            argv += ["--node", self.node]
+        return tuple(argv)
 
 
 def workers_for(vcpus: float) -> int:
@@ -140,14 +157,11 @@ class SandboxLauncher:
     def argv(self) -> tuple[str, ...]:
         t, s = self.target, self.settings
         python = f"{VENV_IN}/bin/python" if t.language == "python" else s.host_python
+        node = os.path.realpath(t.runtime_path) if t.language == "javascript" else None
+        command = SupervisorCommand(t.language, self.workers, APP_DIR, RUNTIMES_IN, node)
         # -S: the supervisor adds the venv's site-packages itself (runtimes/supervisor.py)
-        argv = [python, "-I", "-S", f"{RUNTIMES_IN}/supervisor.py", "--language", t.language]
-        argv += ["--workers", str(self.workers), "--source", APP_DIR]
-        argv += ["--harness-dir", RUNTIMES_IN, "--max-output", str(s.max_output_bytes)]
-        argv += ["--max-frame", str(s.max_frame_bytes)]
-        if t.language == "javascript":
-            argv += ["--node", os.path.realpath(t.runtime_path)]
-        return tuple(argv)
+        return command.argv(python, "-S", "--max-output", str(s.max_output_bytes),
+                            "--max-frame", str(s.max_frame_bytes))  # fmt: skip
 
     def binds(self) -> tuple[sandbox.Bind, ...]:
         t, s = self.target, self.settings
@@ -188,192 +202,3 @@ def _real_dir(path: Path) -> bool:
     with contextlib.suppress(OSError):
         return stat.S_ISDIR(path.lstat().st_mode)
     return False
-
-
-_compiled: set[tuple[str, str]] = set()
-_compiled_lock = threading.Lock()
-# Compiles only (py_compile never runs the code); regular .py files only, never through a
-# symlink; folders are walked without following links.
-_COMPILE = """\
-import os, py_compile, stat, sys
-def one(p):
-    if p.endswith(".py") and stat.S_ISREG(os.lstat(p).st_mode):
-        try:
-            py_compile.compile(p, doraise=True)
-        except Exception:
-            pass
-for top in sys.argv[1:]:
-    if not os.path.isdir(top):
-        one(top)
-        continue
-    for d, dirs, files in os.walk(top):
-        dirs[:] = [x for x in dirs if x != "__pycache__"]
-        for f in files:
-            one(os.path.join(d, f))
-"""
-
-
-def compile_runtimes(python: str, runtimes_dir: Path) -> None:
-    """Write the runtimes' bytecode for this interpreter, once per daemon process.
-
-    Inside the sandbox the runtimes are read-only to the script's uid, so a missing or
-    stale __pycache__ would be compiled again at every replica start (about 10 ms of
-    the supervisor's start-up). Failures only cost that time: nothing is raised.
-    `python` must be a trusted host interpreter, never one of a script's venv."""
-    files = [str(p) for d in (runtimes_dir, runtimes_dir / "python") for p in d.glob("*.py")]
-    _compile_once(python, str(runtimes_dir), files)
-
-
-def compile_source(python: str, source_dir: Path) -> None:
-    """The same for a version's own files (its source is read-only in the sandbox
-    too): main.py and what it imports are otherwise compiled at every replica start.
-    Files that do not compile are left alone (their import reports the error)."""
-    _compile_once(python, str(source_dir), [str(source_dir)])
-
-
-def _compile_once(python: str, what: str, paths: list[str]) -> None:
-    key = (os.path.realpath(python), what)
-    with _compiled_lock:
-        if key in _compiled:
-            return
-        _compiled.add(key)
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run(
-            [python, "-I", "-S", "-c", _COMPILE, *paths],
-            env={"PATH": "/usr/bin:/bin"},
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
-
-
-@dataclass(frozen=True)
-class PlainExit:
-    code: int | None
-    signal: int | None
-    oom: bool
-    killed: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class PlainUsage:
-    cpu_seconds: float = 0.0
-    memory_bytes: int = 0
-    memory_peak_bytes: int = 0
-    oom_kills: int = 0
-
-
-class PlainProcess:
-    """A supervisor in its own process group, without any isolation."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self._pidfd = os.pidfd_open(popen.pid)
-        self._killed = False
-
-    async def wait(self) -> PlainExit:
-        loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        loop.add_reader(self._pidfd, _resolve, ready)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(self._pidfd)
-        status = self.popen.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)  # workers die with their supervisor
-        code, sig = (None, -status) if status < 0 else (status, None)
-        reason = f"killed by signal {sig}" if sig else f"exit code {code}"
-        if self._killed:
-            reason = "killed on request"
-        return PlainExit(code, sig, False, self._killed, reason)
-
-    def kill(self) -> None:
-        self._killed = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-
-    def usage(self) -> PlainUsage:
-        return PlainUsage()
-
-    def cleanup(self) -> None:
-        if self._pidfd >= 0:
-            os.close(self._pidfd)
-            self._pidfd = -1
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-class PlainLauncher:
-    """Development only: the supervisor as a plain child process group, no sandbox."""
-
-    def __init__(
-        self,
-        language: str,
-        python: str,
-        source_dir: Path,
-        *,
-        workers: int = 1,
-        node: str | None = None,
-        env: Mapping[str, str] | None = None,
-        label: str = "plain",
-        runtimes_dir: Path = RUNTIMES_DIR,
-    ) -> None:
-        self.language = language
-        self.python = python
-        self.source_dir = source_dir
-        self.workers = workers
-        self.node = node
-        self.extra_env = dict(env or {})
-        self.label = label
-        self.runtimes_dir = runtimes_dir
-        self.memory_bytes: int | None = None
-
-    @classmethod
-    def for_target(cls, target: RunTarget, settings: LaunchSettings) -> PlainLauncher:
-        """A built version run without a sandbox (scriptd --dev-no-sandbox only)."""
-        python = str(target.env_dir / "bin" / "python")
-        node = None
-        if target.language == "javascript":
-            python, node = settings.host_python, target.runtime_path
-        target.workspace_dir.mkdir(parents=True, exist_ok=True)
-        uploads = str(settings.uploads_dir or "/nonexistent")
-        env = {**target.env, "WORKSPACE_DIR": str(target.workspace_dir), "UPLOADS_DIR": uploads}
-        launcher = cls(
-            target.language,
-            python,
-            target.source_dir,
-            workers=workers_for(target.profile.vcpus),
-            node=node,
-            env=env,
-            label=f"{target.script} v{target.version}",
-            runtimes_dir=settings.runtimes_dir,
-        )
-        launcher.memory_bytes = target.profile.memory_bytes
-        return launcher
-
-    def launch(self, name: str, control_fd: int) -> PlainProcess:
-        rt = str(self.runtimes_dir)
-        argv = [self.python, "-I", f"{rt}/supervisor.py", "--language", self.language]
-        argv += ["--workers", str(self.workers), "--source", str(self.source_dir)]
-        argv += ["--harness-dir", rt, "--control-fd", str(control_fd)]
-        if self.node:
-            argv += ["--node", self.node]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.extra_env}
-        popen = subprocess.Popen(
-            argv,
-            pass_fds=(control_fd,),
-            env=env,
-            cwd=self.source_dir,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-        )
-        return PlainProcess(popen)

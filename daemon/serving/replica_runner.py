@@ -23,7 +23,8 @@ from typing import Any
 import sandbox
 from daemon.core.cancel import uncancellable
 from daemon.serving.dispatcher import CallResult, Dispatcher, DispatchSettings, Unavailable
-from daemon.serving.launcher import LaunchSettings, PlainLauncher, SandboxLauncher
+from daemon.serving.launcher import LaunchSettings, SandboxLauncher
+from daemon.serving.plain_launcher import PlainLauncher
 from daemon.serving.pool import Pool, PoolSettings
 from daemon.serving.replica import Launcher, Replica, ReplicaStartError, UsageInfo
 from daemon.serving.target import RunnerError, RunTarget

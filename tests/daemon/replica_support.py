@@ -15,7 +15,7 @@ import pytest
 import uvloop
 
 from daemon.serving.dispatcher import Dispatcher, DispatchSettings
-from daemon.serving.launcher import PlainLauncher
+from daemon.serving.plain_launcher import PlainLauncher
 from daemon.serving.pool import Pool, PoolSettings
 
 MAIN_PY = """

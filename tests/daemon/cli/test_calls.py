@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import views_calls
+from daemon.cli import render_calls
 from tests.daemon.cli.test_support import FakeApi, Reply, error, fake_api, run_cli
 
 SECRET = "sk_AbCdEfGhIjKl_" + "x" * 43
@@ -95,7 +95,7 @@ def test_an_unknown_key_is_one_error_line(api: FakeApi) -> None:
 
 
 def test_empty_key_list() -> None:
-    assert views_calls.keys_table({"script": "demo", "keys": []}) == "No API keys for demo."
+    assert render_calls.keys_table({"script": "demo", "keys": []}) == "No API keys for demo."
 
 
 # --- endpoint -----------------------------------------------------------------------
@@ -156,20 +156,20 @@ def test_execution_shows_everything_with_the_traceback(api: FakeApi) -> None:
 
 
 def test_execution_with_a_result() -> None:
-    text = views_calls.execution({**EXECUTION, "status": "ok", "error": None, "result": [1]})
+    text = render_calls.execution({**EXECUTION, "status": "ok", "error": None, "result": [1]})
     assert "Result\n  [\n    1\n  ]" in text and "Error" not in text
 
 
 def test_time_and_error_formatting() -> None:
-    assert views_calls.fmt_ms(None) == "-"
-    assert views_calls.fmt_ms(0.25) == "0.2 ms"
-    assert views_calls.fmt_ms(2500) == "2.50 s"
+    assert render_calls.fmt_ms(None) == "-"
+    assert render_calls.fmt_ms(0.25) == "0.2 ms"
+    assert render_calls.fmt_ms(2500) == "2.50 s"
     assert (
-        views_calls.error_summary({"type": "E", "message": "x" * 100}, 20)
+        render_calls.error_summary({"type": "E", "message": "x" * 100}, 20)
         == "E: " + "x" * 14 + "..."
     )
-    assert views_calls.error_summary(None) == ""
-    assert "No executions" in views_calls.executions_table({"executions": []})
+    assert render_calls.error_summary(None) == ""
+    assert "No executions" in render_calls.executions_table({"executions": []})
 
 
 # --- uploads ------------------------------------------------------------------------
@@ -207,4 +207,4 @@ def test_uploads_list_and_delete(api: FakeApi) -> None:
     assert run.out.splitlines()[1].split() == ["a.txt", "2.0", "KB", "2026-11-22", "19:00:00"]
     assert json.loads(run_cli(api, "--json", "uploads", "list").out) == {"files": files}
     assert run_cli(api, "uploads", "delete", "a.txt").out == "Deleted a.txt\n"
-    assert views_calls.files_table({"files": []}) == "No uploaded files."
+    assert render_calls.files_table({"files": []}) == "No uploaded files."

@@ -1,10 +1,10 @@
-"""scriptctl's formatting: tables, times, sizes, progress and the API object views."""
+"""scriptctl's formatting: tables, times, sizes, progress and the API object render_scripts."""
 
 from __future__ import annotations
 
 import io
 
-from daemon.cli import views
+from daemon.cli import render_scripts
 from daemon.cli.errors import ApiError, finding_line, report_lines
 from daemon.cli.output import (
     Ticker,
@@ -59,12 +59,12 @@ def test_summary_table_writes_statuses_exactly() -> None:
         }
         for i, s in enumerate(STATUSES)
     ]
-    text = views.scripts_table(scripts)
+    text = render_scripts.scripts_table(scripts)
     assert text.splitlines()[0].split("  ")[0] == "SCRIPT NAME"
     for status in STATUSES:
         assert f"  {status}  " in text
     assert "2026-01-02 03:04:05" in text
-    assert views.scripts_table([]) == "No scripts."
+    assert render_scripts.scripts_table([]) == "No scripts."
 
 
 def test_overview_shows_settings_resources_and_masked_secrets() -> None:
@@ -104,7 +104,7 @@ def test_overview_shows_settings_resources_and_masked_secrets() -> None:
             "failure_reason": None,
         },
     }
-    text = views.overview(script)
+    text = render_scripts.overview(script)
     assert "Status:           Deployed" in text
     assert "python 3.11.7" in text
     assert "A=1, T=******** (secret)" in text
@@ -132,16 +132,16 @@ def test_history_keeps_each_row_on_one_line() -> None:
             {"at": "2026-01-01T00:00:00Z", "kind": "created", "actor": "root", "detail": None}
         ],
     }
-    text = views.history(data)
+    text = render_scripts.history(data)
     row = text.splitlines()[1]
     assert row.startswith("v1")
     assert "Deployment Failed" in row and row.endswith("ValueError: bad")
     assert "Events" in text and "created" in text
-    assert views.history({"versions": []}) == "No deployments yet."
-    assert views.detail_text({"version": 2, "from": "a"}) == "version=2, from=a"
-    assert views.detail_text(None) == ""
+    assert render_scripts.history({"versions": []}) == "No deployments yet."
+    assert render_scripts.detail_text({"version": 2, "from": "a"}) == "version=2, from=a"
+    assert render_scripts.detail_text(None) == ""
     nested = {"archive": {"filename": "p.zip", "sha256": "ab" * 32}, "version": 1}
-    assert views.detail_text(nested) == (
+    assert render_scripts.detail_text(nested) == (
         "archive.filename=p.zip, archive.sha256=ababababababababababababababababababa..., version=1"
     )
 
@@ -166,7 +166,7 @@ def test_validation_report_lists_every_finding() -> None:
             {"level": "warning", "code": "w", "message": "odd", "where": "x.txt", "fix": ""}
         ],
     }
-    text = views.validation_report(report)
+    text = render_scripts.validation_report(report)
     assert text.splitlines()[0] == "Not valid: 1 error, 1 warning"
     assert "error [main_missing] /: no main.py (fix: put main.py at the root)" in text
     assert "warning [w] x.txt: odd" in text
@@ -183,11 +183,11 @@ def test_profiles_and_runtimes_tables() -> None:
             "default": True,
         }
     ]
-    assert "0.7 vCPU, 1.1 GB" in views.profiles_table(profiles)
+    assert "0.7 vCPU, 1.1 GB" in render_scripts.profiles_table(profiles)
     runtimes = [
         {"language": "python", "version": "3.11.7", "path": "/usr/bin/python3.11", "default": True}
     ]
-    assert "python    3.11.7" in views.runtimes_table(runtimes)
+    assert "python    3.11.7" in render_scripts.runtimes_table(runtimes)
 
 
 def test_api_error_takes_message_and_report() -> None:

@@ -17,8 +17,9 @@ import pytest
 
 from daemon.build import catalogue
 from daemon.build.catalogue import UnsafeRuntime
+from daemon.serving.bytecode import compile_source
 from daemon.serving.host_files import prepare_workspace, remove_script_logs, script_log_dir
-from daemon.serving.launcher import LaunchSettings, SandboxLauncher, compile_source
+from daemon.serving.launcher import LaunchSettings, SandboxLauncher
 from daemon.serving.target import RunTarget
 from tests.conftest import require, require_root
 from tests.daemon.serving.test_replica_sandbox import make_target

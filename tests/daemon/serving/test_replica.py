@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.serving.dispatcher import Dispatcher, DispatchSettings
-from daemon.serving.launcher import PlainLauncher, PlainProcess
+from daemon.serving.plain_launcher import PlainLauncher, PlainProcess
 from daemon.serving.replica import Replica, ReplicaStartError
 from daemon.serving.worker import Worker
 from tests.daemon.replica_support import (

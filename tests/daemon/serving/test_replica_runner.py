@@ -12,7 +12,7 @@ import pytest
 
 from daemon.config.profiles import DEFAULT_PROFILES
 from daemon.serving.dispatcher import CallError, Unavailable
-from daemon.serving.launcher import PlainLauncher
+from daemon.serving.plain_launcher import PlainLauncher
 from daemon.serving.replica_runner import ReplicaRunner, RunnerSettings
 from daemon.serving.target import RunnerError, RunTarget
 from tests.daemon.replica_support import (

@@ -18,7 +18,7 @@ from daemon.cli.output import (
     render_fields,
     render_table,
 )
-from daemon.cli.views_account import autoscaling
+from daemon.cli.render_account import autoscaling
 
 
 def scripts_table(scripts: list[dict[str, Any]]) -> str:

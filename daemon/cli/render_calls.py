@@ -1,6 +1,6 @@
 """How API keys, execution records and account uploads look to a person.
 
-Pure functions from the API's JSON to text, like daemon/cli/views.py. A key's
+Pure functions from the API's JSON to text, like daemon/cli/render_scripts.py. A key's
 secret appears in exactly one place: `new_key`, the answer to `keys create`.
 """
 

@@ -1,0 +1,144 @@
+"""Development only (`scriptd --dev-no-sandbox`, protocol tests): a replica's supervisor
+as a plain process group on the host, with no isolation at all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.serving.launcher import RUNTIMES_DIR, LaunchSettings, SupervisorCommand, workers_for
+from daemon.serving.target import RunTarget
+
+
+@dataclass(frozen=True)
+class PlainExit:
+    code: int | None
+    signal: int | None
+    oom: bool
+    killed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlainUsage:
+    cpu_seconds: float = 0.0
+    memory_bytes: int = 0
+    memory_peak_bytes: int = 0
+    oom_kills: int = 0
+
+
+class PlainProcess:
+    """A supervisor in its own process group, without any isolation."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._pidfd = os.pidfd_open(popen.pid)
+        self._killed = False
+
+    async def wait(self) -> PlainExit:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(self._pidfd, _resolve, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self._pidfd)
+        status = self.popen.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)  # workers die with their supervisor
+        code, sig = (None, -status) if status < 0 else (status, None)
+        reason = f"killed by signal {sig}" if sig else f"exit code {code}"
+        if self._killed:
+            reason = "killed on request"
+        return PlainExit(code, sig, False, self._killed, reason)
+
+    def kill(self) -> None:
+        self._killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def usage(self) -> PlainUsage:
+        return PlainUsage()
+
+    def cleanup(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class PlainLauncher:
+    """Development only: the supervisor as a plain child process group, no sandbox."""
+
+    def __init__(
+        self,
+        language: str,
+        python: str,
+        source_dir: Path,
+        *,
+        workers: int = 1,
+        node: str | None = None,
+        env: Mapping[str, str] | None = None,
+        label: str = "plain",
+        runtimes_dir: Path = RUNTIMES_DIR,
+    ) -> None:
+        self.language = language
+        self.python = python
+        self.source_dir = source_dir
+        self.workers = workers
+        self.node = node
+        self.extra_env = dict(env or {})
+        self.label = label
+        self.runtimes_dir = runtimes_dir
+        self.memory_bytes: int | None = None
+
+    @classmethod
+    def for_target(cls, target: RunTarget, settings: LaunchSettings) -> PlainLauncher:
+        """A built version run without a sandbox (scriptd --dev-no-sandbox only)."""
+        python = str(target.env_dir / "bin" / "python")
+        node = None
+        if target.language == "javascript":
+            python, node = settings.host_python, target.runtime_path
+        target.workspace_dir.mkdir(parents=True, exist_ok=True)
+        uploads = str(settings.uploads_dir or "/nonexistent")
+        env = {**target.env, "WORKSPACE_DIR": str(target.workspace_dir), "UPLOADS_DIR": uploads}
+        launcher = cls(
+            target.language,
+            python,
+            target.source_dir,
+            workers=workers_for(target.profile.vcpus),
+            node=node,
+            env=env,
+            label=f"{target.script} v{target.version}",
+            runtimes_dir=settings.runtimes_dir,
+        )
+        launcher.memory_bytes = target.profile.memory_bytes
+        return launcher
+
+    def launch(self, name: str, control_fd: int) -> PlainProcess:
+        rt = str(self.runtimes_dir)
+        command = SupervisorCommand(
+            self.language, self.workers, str(self.source_dir), rt, self.node
+        )
+        argv = command.argv(self.python, "--control-fd", str(control_fd))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.extra_env}
+        popen = subprocess.Popen(
+            argv,
+            pass_fds=(control_fd,),
+            env=env,
+            cwd=self.source_dir,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
+        return PlainProcess(popen)
