@@ -18,6 +18,7 @@ from email.utils import formatdate, make_msgid
 from typing import Literal
 
 from daemon.account.email_messages import SendError
+from daemon.config.account import SmtpSettings
 from daemon.core.outbox import OutboxMessage
 
 Security = Literal["none", "starttls", "tls"]
@@ -33,7 +34,7 @@ class SmtpConfig:
     security: Security = "starttls"
     username: str | None = None  # log in only when set
     password: str | None = None
-    timeout_s: float = 30.0
+    timeout_s: float = SmtpSettings.timeout_s
     verify_tls: bool = True
     ca_file: str | None = None  # extra CA bundle (a private relay's certificate)
 

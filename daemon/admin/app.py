@@ -96,7 +96,7 @@ async def post_archive(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the archive is larger than the limit of {limit} bytes")
     filename = request_checks.upload_filename(request.headers.get("X-Filename"))
-    upload = await lc.ctx.db(lc.ctx.state.new_upload, filename)
+    upload = await lc.ctx.db(lc.ctx.state.stage_archive, filename)
     size = 0
     try:
         with await asyncio.to_thread(open, upload.path, "wb") as f:
@@ -111,7 +111,7 @@ async def post_archive(request: web.Request) -> web.Response:
                     buffer.clear()
             await asyncio.to_thread(f.write, bytes(buffer))
     except BaseException:
-        await lc.ctx.db(lc.ctx.state.drop_upload, upload.archive_id)
+        await lc.ctx.db(lc.ctx.state.drop_staged_archive, upload.archive_id)
         raise
     body = {"archive_id": upload.archive_id, "size": size, "filename": filename}
     return json_response(body, 201)

@@ -29,7 +29,7 @@ class Config:
     max_entries: int = ArchiveLimits.max_entries
     max_unpacked_bytes: int = ArchiveLimits.max_unpacked_bytes
     max_file_bytes: int = ArchiveLimits.max_file_bytes
-    upload_ttl_s: int = 3600
+    staged_archive_ttl_s: int = 3600
     build_timeout_s: int = 600
     build_parallel: int = 2
     build_cache_dir: Path | None = None  # None: <state_dir>/cache
@@ -76,7 +76,7 @@ class Config:
     @property
     def uploads_dir(self) -> Path:
         """The account's uploaded files, UPLOADS_DIR (read-only) in every replica; not
-        StateDir.uploads, which holds project archives waiting to be used."""
+        StateDir.staging, which holds project archives waiting to be used."""
         return self.account_uploads_dir or self.state_dir / "files"
 
     @property

@@ -90,7 +90,7 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "archive.max_entries": (("max_entries",), integer(1, 10_000_000)),
     "archive.max_unpacked_bytes": (("max_unpacked_bytes",), integer(1024, 256 * GIB)),
     "archive.max_file_bytes": (("max_file_bytes",), integer(1024, 64 * GIB)),
-    "archive.upload_ttl_s": (("upload_ttl_s",), integer(60, 7 * 86400)),
+    "archive.upload_ttl_s": (("staged_archive_ttl_s",), integer(60, 7 * 86400)),
     "build.timeout_s": (("build_timeout_s",), integer(1, 86400)),
     "build.parallel": (("build_parallel",), integer(1, 64)),
     "build.cache_dir": (("build_cache_dir",), abs_path),

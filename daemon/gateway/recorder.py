@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from daemon.config.daemon_config import Config
 from daemon.keys.checker import KeyChecker
 
 log = logging.getLogger(__name__)
@@ -137,9 +138,9 @@ class ExecutionRecorder:
         *,
         every_s: float = 0.5,
         batch: int = 200,
-        max_buffer: int = 20_000,
-        max_buffer_bytes: int = 64 << 20,
-        output_bytes: int = 64 << 10,
+        max_buffer: int = Config.executions_buffer,
+        max_buffer_bytes: int = Config.executions_buffer_bytes,
+        output_bytes: int = Config.executions_output_bytes,
     ) -> None:
         self.store = store
         self.keys = keys

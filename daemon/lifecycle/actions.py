@@ -40,7 +40,7 @@ from daemon.lifecycle.context import Context
 from daemon.lifecycle.deployer import Deployer
 from daemon.lifecycle.recovery import Recovery
 from daemon.serving.host_files import remove_script_logs
-from daemon.store.state_dir import UploadInfo
+from daemon.store.state_dir import StagedArchive
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +116,18 @@ class Lifecycle:
     async def validate(self, archive_id: str, language: str | None) -> Any:
         from daemon.archive.intake import validate_archive
 
-        upload = await self._upload(archive_id)
+        upload = await self._staged_archive(archive_id)
         limits = self.ctx.config.archive_limits()
         return await self.ctx.db(validate_archive, upload.path, language, limits)
 
-    async def _upload(self, archive_id: str) -> UploadInfo:
+    async def _staged_archive(self, archive_id: str) -> StagedArchive:
         upload = await self.ctx.db(
-            self.ctx.state.find_upload, request_checks.archive_id(archive_id)
+            self.ctx.state.find_staged_archive, request_checks.archive_id(archive_id)
         )
         if upload is None:
             raise NotFound(
                 f"no uploaded archive {archive_id!r} (uploads are kept "
-                f"{self.ctx.config.upload_ttl_s} s): upload it again with POST /v1/archives"
+                f"{self.ctx.config.staged_archive_ttl_s} s): upload it again with POST /v1/archives"
             )
         return upload
 
@@ -137,7 +137,7 @@ class Lifecycle:
             raise InvalidArchive(
                 f"the project archive is not valid: {report.errors[0].message}", report.to_json()
             )
-        upload = await self._upload(archive_id)
+        upload = await self._staged_archive(archive_id)
         return await self.ctx.db(self.ctx.state.keep_archive, upload), report
 
     # --- create and update ---------------------------------------------------------

@@ -43,7 +43,7 @@ class Recovery:
                 log.error("restarting script %s failed: %r", script.name, result)
         live = {s.id for s in await ctx.db(ctx.store.list_scripts, None)}
         await ctx.db(ctx.state.sweep_script_dirs, live)
-        await ctx.db(ctx.state.sweep_uploads, ctx.config.upload_ttl_s)
+        await ctx.db(ctx.state.sweep_staged_archives, ctx.config.staged_archive_ttl_s)
         await self.sweep_archives()
 
     async def _restart(self, script: Script) -> None:
@@ -83,7 +83,9 @@ class Recovery:
         while True:
             await asyncio.sleep(every_s)
             try:
-                await self.ctx.db(self.ctx.state.sweep_uploads, self.ctx.config.upload_ttl_s)
+                await self.ctx.db(
+                    self.ctx.state.sweep_staged_archives, self.ctx.config.staged_archive_ttl_s
+                )
             except OSError as exc:
                 log.warning("sweeping uploads failed: %s", exc)
 

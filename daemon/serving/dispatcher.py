@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.config.daemon_config import Config
 from daemon.serving import wire
 from daemon.serving.worker import PendingCall, Worker, WorkerLoss
 
@@ -47,8 +48,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    max_queue: int = 64  # calls waiting for a free worker, per script
-    max_wait_s: float = 10.0  # longest a call waits for a free worker (seconds)
+    max_queue: int = Config.queue_max  # calls waiting for a free worker, per script
+    max_wait_s: float = Config.queue_max_wait_s  # longest a call waits for a free worker
 
 
 class CallError(Exception):

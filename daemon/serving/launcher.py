@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sandbox
 from daemon.build.catalogue import install_prefix
+from daemon.config.daemon_config import Config
 from daemon.serving.bytecode import compile_runtimes, compile_source
 from daemon.serving.host_files import (
     open_replica_log,
@@ -51,8 +52,8 @@ class LaunchSettings:
     runtimes_dir: Path = RUNTIMES_DIR
     uploads_dir: Path | None = None  # the account's uploads (UPLOADS_DIR, read-only)
     log_dir: Path | None = None  # supervisor stdout/stderr: <log_dir>/<script id>/<replica>.log
-    uid_base: int = 200_000  # script N runs as uid/gid uid_base + N
-    uid_count: int = 100_000  # ids above uid_base + uid_count are refused
+    uid_base: int = Config.replica_uid_base  # script N runs as uid/gid uid_base + N
+    uid_count: int = Config.replica_uid_count  # ids above uid_base + uid_count are refused
     host_python: str = field(default_factory=lambda: os.path.realpath(sys.executable))
     tmp_size_bytes: int = 64 * MiB  # /tmp of each replica
     pids_max: int = 256  # processes + threads per replica

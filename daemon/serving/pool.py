@@ -22,8 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from daemon.config.daemon_config import Config
 from daemon.core.cancel import uncancellable
-from daemon.serving.replica import Launcher, Replica, ReplicaStartError, UsageInfo
+from daemon.serving.process import Launcher, UsageInfo
+from daemon.serving.replica import Replica, ReplicaStartError
 from daemon.serving.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -37,13 +39,13 @@ _REPLICA_SEQ = itertools.count(1)
 
 @dataclass(frozen=True)
 class PoolSettings:
-    start_timeout_s: float = 30.0  # launch to hello + K workers
-    max_start_failures: int = 3  # failed starts in a row before the pool gives up
+    start_timeout_s: float = Config.replica_start_timeout_s  # launch to hello + K workers
+    max_start_failures: int = Config.replica_max_start_failures  # in a row, then give up
     backoff_s: float = 1.0  # wait after the first failed restart; doubles each time
     backoff_max_s: float = 30.0
     kill_grace_s: float = 5.0  # kill_worker unanswered this long: the replica is killed
-    ping_interval_s: float = 5.0  # each supervisor is pinged this often
-    ping_timeout_s: float = 10.0  # a ping unanswered this long: the replica is killed
+    ping_interval_s: float = Config.replica_ping_interval_s  # each supervisor, this often
+    ping_timeout_s: float = Config.replica_ping_timeout_s  # unanswered this long: killed
     stable_s: float = 10.0  # a replica that dies sooner after ready counts as a failed start
     tick_s: float = 1.0  # how often manage runs without being woken
 

@@ -23,67 +23,18 @@ from typing import Any, Protocol
 
 from daemon.core.cancel import uncancellable
 from daemon.serving import wire
+from daemon.serving.process import ExitInfo, Launcher, Process, UsageInfo
 from daemon.serving.worker import Worker, WorkerLoss
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ExitInfo",
-    "Launcher",
     "Listener",
-    "Process",
     "Replica",
     "ReplicaStartError",
-    "UsageInfo",
 ]
 
 CONTROL_EOF_GRACE_S = 1.0  # a supervisor that closed its control socket must exit by then
-
-
-class UsageInfo(Protocol):
-    @property
-    def cpu_seconds(self) -> float: ...
-    @property
-    def memory_bytes(self) -> int: ...
-    @property
-    def memory_peak_bytes(self) -> int: ...
-    @property
-    def oom_kills(self) -> int: ...
-
-
-class ExitInfo(Protocol):
-    @property
-    def code(self) -> int | None: ...
-    @property
-    def signal(self) -> int | None: ...
-    @property
-    def oom(self) -> bool: ...
-    @property
-    def killed(self) -> bool: ...
-    @property
-    def reason(self) -> str: ...
-
-
-class Process(Protocol):
-    """What a replica needs from its process tree; sandbox.Sandbox is one."""
-
-    @property
-    def pid(self) -> int: ...
-
-    async def wait(self) -> ExitInfo: ...
-    def kill(self) -> None: ...
-    def usage(self) -> UsageInfo: ...
-    def cleanup(self) -> None: ...
-
-
-class Launcher(Protocol):
-    """Starts replicas of one version. `launch` blocks (run it in a thread)."""
-
-    workers: int  # K: worker processes per replica
-    memory_bytes: int | None  # the memory limit of one replica, for error messages
-    label: str  # "<script> v<N>", for logs and errors
-
-    def launch(self, name: str, control_fd: int) -> Process: ...
 
 
 class Listener(Protocol):

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sandbox
+from daemon.config.daemon_config import Config
 from daemon.core.cancel import uncancellable
 from daemon.serving.dispatcher import CallResult, Dispatcher, DispatchSettings, Unavailable
 from daemon.serving.launcher import LaunchSettings, SandboxLauncher
 from daemon.serving.plain_launcher import PlainLauncher
 from daemon.serving.pool import Pool, PoolSettings
-from daemon.serving.replica import Launcher, Replica, ReplicaStartError, UsageInfo
+from daemon.serving.process import Launcher, UsageInfo
+from daemon.serving.replica import Replica, ReplicaStartError
 from daemon.serving.target import RunnerError, RunTarget
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class RunnerSettings:
     launch: LaunchSettings = field(default_factory=LaunchSettings)
     pool: PoolSettings = field(default_factory=PoolSettings)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
-    shutdown_drain_s: float = 10.0  # how long running calls may finish when the daemon stops
+    shutdown_drain_s: float = Config.shutdown_drain_s  # running calls may finish this long
 
 
 @dataclass

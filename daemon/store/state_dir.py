@@ -1,7 +1,8 @@
 """Where scriptd keeps files in its state dir, and the blocking work on them.
 
     <state>/scriptd.db                 the store (plus -wal, -shm)
-    <state>/uploads/<id>/<filename>    uploaded archives, kept `upload_ttl_s`
+    <state>/uploads/<id>/<filename>    staged archives: uploaded with POST /v1/archives, kept
+                                       `archive.upload_ttl_s` until a create or update uses them
     <state>/archives/<sha256><suffix>  project archives of scripts, by content
     <state>/scripts/<id>/versions/<N>/src        a version's unpacked project
     <state>/scripts/<id>/versions/<N>/build.log  its build log
@@ -28,7 +29,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".gz")
 
 
 @dataclass(frozen=True)
-class UploadInfo:
+class StagedArchive:
     archive_id: str
     filename: str
     size: int
@@ -39,17 +40,17 @@ class StateDir:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.db = root / "scriptd.db"
-        self.uploads = root / "uploads"
+        self.staging = root / "uploads"
         self.archives = root / "archives"
         self.scripts = root / "scripts"
 
     def prepare(self) -> None:
-        for d in (self.root, self.uploads, self.archives, self.scripts):
+        for d in (self.root, self.staging, self.archives, self.scripts):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
         # Projects may hold secrets of their own: only the daemon reads them here
         # (sandboxes see a version's files through bind mounts, not these paths).
-        for d in (self.uploads, self.archives, self.scripts):
+        for d in (self.staging, self.archives, self.scripts):
             os.chmod(d, 0o700)
 
     def script_dir(self, script_id: int) -> Path:
@@ -67,28 +68,28 @@ class StateDir:
     def build_log(self, script_id: int, number: int) -> Path:
         return self.version_dir(script_id, number) / "build.log"
 
-    # --- uploads -------------------------------------------------------------------
+    # --- staged archives (not the account's uploads: daemon/store/uploads_folder.py) ---
 
-    def new_upload(self, filename: str) -> UploadInfo:
+    def stage_archive(self, filename: str) -> StagedArchive:
         archive_id = secrets.token_hex(16)
-        folder = self.uploads / archive_id
+        folder = self.staging / archive_id
         folder.mkdir(mode=0o700)
-        return UploadInfo(archive_id, filename, 0, folder / filename)
+        return StagedArchive(archive_id, filename, 0, folder / filename)
 
-    def find_upload(self, archive_id: str) -> UploadInfo | None:
-        folder = self.uploads / archive_id
+    def find_staged_archive(self, archive_id: str) -> StagedArchive | None:
+        folder = self.staging / archive_id
         files = list(folder.iterdir()) if folder.is_dir() else []
         if len(files) != 1:
             return None
-        return UploadInfo(archive_id, files[0].name, files[0].stat().st_size, files[0])
+        return StagedArchive(archive_id, files[0].name, files[0].stat().st_size, files[0])
 
-    def drop_upload(self, archive_id: str) -> None:
-        shutil.rmtree(self.uploads / archive_id, ignore_errors=True)
+    def drop_staged_archive(self, archive_id: str) -> None:
+        shutil.rmtree(self.staging / archive_id, ignore_errors=True)
 
-    def sweep_uploads(self, ttl_s: int) -> int:
-        """Remove uploads older than `ttl_s`; the count removed."""
+    def sweep_staged_archives(self, ttl_s: int) -> int:
+        """Remove staged archives older than `ttl_s`; the count removed."""
         cutoff, removed = time.time() - ttl_s, 0
-        for folder in self.uploads.iterdir():
+        for folder in self.staging.iterdir():
             if folder.stat().st_mtime < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
@@ -96,8 +97,9 @@ class StateDir:
 
     # --- archives of scripts -------------------------------------------------------
 
-    def keep_archive(self, upload: UploadInfo) -> ArchiveRef:
-        """Copy an upload into the content-addressed archive folder (linked when possible)."""
+    def keep_archive(self, upload: StagedArchive) -> ArchiveRef:
+        """Copy a staged archive into the content-addressed archive folder (linked when
+        possible)."""
         sha = _sha256(upload.path)
         suffix = next((s for s in ARCHIVE_SUFFIXES if upload.filename.endswith(s)), "")
         dest = self.archives / f"{sha}{suffix}"

@@ -1,0 +1,53 @@
+"""What a replica needs from the process tree that runs it (a sandbox, or a plain process
+group in development) and from the launcher that starts it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class UsageInfo(Protocol):
+    @property
+    def cpu_seconds(self) -> float: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    @property
+    def memory_peak_bytes(self) -> int: ...
+    @property
+    def oom_kills(self) -> int: ...
+
+
+class ExitInfo(Protocol):
+    @property
+    def code(self) -> int | None: ...
+    @property
+    def signal(self) -> int | None: ...
+    @property
+    def oom(self) -> bool: ...
+    @property
+    def killed(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class Process(Protocol):
+    """What a replica needs from its process tree; sandbox.Sandbox is one."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def wait(self) -> ExitInfo: ...
+    def kill(self) -> None: ...
+    def usage(self) -> UsageInfo: ...
+    def cleanup(self) -> None: ...
+
+
+class Launcher(Protocol):
+    """Starts replicas of one version. `launch` blocks (run it in a thread)."""
+
+    workers: int  # K: worker processes per replica
+    memory_bytes: int | None  # the memory limit of one replica, for error messages
+    label: str  # "<script> v<N>", for logs and errors
+
+    def launch(self, name: str, control_fd: int) -> Process: ...
