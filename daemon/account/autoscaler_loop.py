@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 from daemon.account.scaling_rules import Autoscaler, Decision, Policy, QueueSample, ReplicaSample
 from daemon.config.account import AutoscaleConfig
-from daemon.core.models import READY, Event, now_iso
+from daemon.core.models import Event, now_iso
 from daemon.serving.dispatcher import Dispatcher
 from daemon.serving.launcher import workers_for
-from daemon.serving.replica import Replica
+from daemon.serving.replica import READY, Replica
 from daemon.serving.target import RunTarget
 from daemon.store.database import Store
 

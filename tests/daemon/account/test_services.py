@@ -21,9 +21,9 @@ from daemon.config.daemon_config import Config
 from daemon.config.loader import config_from_mapping
 from daemon.core.credits import to_micro
 from daemon.core.errors import BadRequest, ConfigError, Conflict
-from daemon.core.models import DEPLOYED, READY, Resources, now_iso
+from daemon.core.models import DEPLOYED, Resources, now_iso
 from daemon.lifecycle.hooks import CREDITS_ACTOR
-from daemon.serving.replica import STARTING
+from daemon.serving.replica import READY, STARTING
 from daemon.serving.target import RunTarget
 from daemon.store.database import Store
 from tests.daemon.store.test_database import a_script
