@@ -69,6 +69,11 @@ class CertificateAuthority:
             self._contexts[host] = (expires, context)
             return context
 
+    def mint_leaf(self, host: str) -> bytes:
+        """A fresh leaf certificate for `host` (PEM), signed by this CA."""
+        now = _now()
+        return self._mint_leaf(host, now, now + LEAF_VALIDITY)
+
     def _mint_leaf(self, host: str, now: datetime.datetime, expires: datetime.datetime) -> bytes:
         literal = parse_literal(host)
         alt: x509.GeneralName = (

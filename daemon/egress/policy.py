@@ -143,7 +143,7 @@ class EgressPolicy:
         if what is None and address in self.own_addresses:
             what = "address of this host"
         if what is not None:
-            shown = host if host == str(address) else f"{host} ({address})"
+            shown = host if _is_plain_literal(host) else f"{host} ({address})"
             article = "an" if what[0] in "aeiou" else "a"
             raise self.refuse(f"{shown} is {article} {what}", what)
 
@@ -172,6 +172,15 @@ def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None
     if address.sixtofour is not None:
         return address.sixtofour
     return None
+
+
+def _is_plain_literal(host: str) -> bool:
+    """An address written in its standard form (the refusal then needs no translation)."""
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def parse_literal(host: str) -> IPAddress | None:
