@@ -1,6 +1,6 @@
 """Relaying HTTP/1.1 requests, one at a time per client connection, to upstream
-connections the `Upstreams` hands out (checked by the policy before they exist).
-Each request is logged, and refused ones get the proxy's own 403 whose body names
+connections that the `Upstreams` hands out (checked by the policy before they exist).
+Each request is logged, and a refused one gets the proxy's own 403 whose body names
 the rule. Used for plain HTTP through the proxy and for HTTPS once intercepted."""
 
 from __future__ import annotations
@@ -9,16 +9,23 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import h11
+from typing import Protocol
 
 from daemon.egress.accounting import ReplicaAccount
 from daemon.egress.httplog import RequestEntry, RequestLog
-from daemon.egress.peer import HttpPeer
 from daemon.egress.policy import EgressRefused
 from daemon.egress.resolver import ResolveError
 from daemon.egress.upstream import UpstreamError
+from daemon.egress.wire import (
+    BODYLESS,
+    END,
+    BodyWriter,
+    Head,
+    HttpSide,
+    ProtocolError,
+    request_head,
+    response_head,
+)
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the proxy's own: never forwarded. Expect is
 # answered by the proxy itself (100 Continue) rather than passed on.
@@ -63,15 +70,15 @@ class RequestTarget:
 
 
 class Upstreams(Protocol):
-    async def get(self, host: str, port: int) -> HttpPeer: ...
-    def release(self, host: str, port: int, peer: HttpPeer) -> None: ...
+    async def get(self, host: str, port: int) -> HttpSide: ...
+    def release(self, host: str, port: int, side: HttpSide, reusable: bool) -> None: ...
     def close_all(self) -> None: ...
 
 
-TargetOf = Callable[[h11.Request], RequestTarget]
+TargetOf = Callable[[Head], RequestTarget]
 
 
-def absolute_target(request: h11.Request) -> RequestTarget:
+def absolute_target(request: Head) -> RequestTarget:
     """A plain-HTTP proxy request: the target is an absolute http:// URL."""
     url = request.target.decode("ascii", "replace")
     parts = urllib.parse.urlsplit(url)
@@ -95,7 +102,7 @@ def tunnel_target(host: str, port: int) -> TargetOf:
     shown = host if ":" not in host else f"[{host}]"
     base = f"https://{shown}" + ("" if port == 443 else f":{port}")
 
-    def target_of(request: h11.Request) -> RequestTarget:
+    def target_of(request: Head) -> RequestTarget:
         path = request.target
         if not path.startswith(b"/"):
             raise BadRequest("egress: requests inside a tunnel must use a /path target")
@@ -109,7 +116,7 @@ class Relay:
 
     def __init__(
         self,
-        client: HttpPeer,
+        client: HttpSide,
         target_of: TargetOf,
         upstreams: Upstreams,
         log: Callable[[], RequestLog],
@@ -121,157 +128,171 @@ class Relay:
         self.log = log
         self.account = account
 
-    async def handle(self, request: h11.Request) -> bool:
+    async def handle(self, request: Head) -> bool:
         """Relay one request; True when the client connection can take another."""
+        if request.upgrade:
+            return await self._refuse(request, 501, "egress: protocol upgrades are not relayed")
         try:
             target = self.target_of(request)
         except BadRequest as err:
-            return await self._answer_and_drain(400, str(err))
+            return await self._refuse(request, 400, str(err))
         method = request.method.decode("ascii", "replace")
         try:
             upstream = await self.upstreams.get(target.host, target.port)
         except EgressRefused as refusal:
             self.log().refused(method, target.url, refusal.rule, str(refusal))
-            return await self._answer_and_drain(403, str(refusal))
+            return await self._refuse(request, 403, str(refusal))
         except (ResolveError, UpstreamError) as err:
-            entry = self.log().begin_request(method, target.url, list(request.headers))
+            entry = self.log().begin_request(method, target.url, request.headers)
             if entry is not None:
                 entry.error = str(err)
-            return await self._answer_and_drain(502, str(err))
+            return await self._refuse(request, 502, str(err))
         return await self._exchange(request, method, target, upstream)
 
     async def _exchange(
-        self, request: h11.Request, method: str, target: RequestTarget, upstream: HttpPeer
+        self, request: Head, method: str, target: RequestTarget, upstream: HttpSide
     ) -> bool:
         log = self.log()
         started = time.perf_counter()
-        entry = log.begin_request(method, target.url, list(request.headers))
+        entry = log.begin_request(method, target.url, request.headers)
         sent0, received0 = upstream.sent, upstream.received
+        reusable = False
+        responded = False
         try:
-            upstream.send(
-                h11.Request(
-                    method=request.method,
-                    target=target.path,
-                    headers=_forward_headers(request.headers, target.set_host),
-                )
-            )
-            await self._pump_request_body(upstream, entry, log)
-            await self._relay_response(upstream, entry)
-        except (OSError, h11.ProtocolError, UpstreamError) as err:
+            headers = _forward_headers(request.headers, target.set_host)
+            upstream.write(request_head(request.method, target.path, headers))
+            await self._pump_request_body(request, upstream, entry, log)
+            upstream.expect_response(head_only=request.method == b"HEAD")
+            response = await self._next_response(upstream)
+            responded = True
+            head_only = request.method == b"HEAD"
+            reusable = await self._relay_response(upstream, response, entry, head_only)
+        except (OSError, ProtocolError, UpstreamError) as err:
             upstream.close()
-            self.upstreams.release(target.host, target.port, upstream)
-            return await self._fail(entry, err)
+            if responded:
+                return False  # the response had begun: only closing can tell the client
+            return await self._fail(request, entry, err)
         finally:
+            self.upstreams.release(target.host, target.port, upstream, reusable)
             sent, received = upstream.sent - sent0, upstream.received - received0
             self.account.count(sent, received)
             log.count_bytes(sent, received)
             if entry is not None:
                 entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
                 entry.bytes_out, entry.bytes_in = sent, received
-        self.upstreams.release(target.host, target.port, upstream)
-        return self.client.reusable
+        return request.keep_alive
 
     async def _pump_request_body(
-        self, upstream: HttpPeer, entry: RequestEntry | None, log: RequestLog
+        self, request: Head, upstream: HttpSide, entry: RequestEntry | None, log: RequestLog
     ) -> None:
-        if self.client.conn.they_are_waiting_for_100_continue:
-            self.client.send(h11.InformationalResponse(status_code=100, headers=[]))
+        if not request.has_body:
+            await self.client.next_event()  # the END of a bodiless request
+            return
+        if (request.header(b"expect") or b"").lower() == b"100-continue":
+            self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await self.client.flush()
+        body = BodyWriter(upstream, request.chunked)
         capture, captured, total = log.body_capture, bytearray(), 0
         while True:
             event = await self.client.next_event(flush_first=upstream)
-            if isinstance(event, h11.Data):
-                total += len(event.data)
+            if isinstance(event, bytes):
+                total += len(event)
                 if len(captured) < capture:
-                    captured += event.data[: capture - len(captured)]
-                upstream.send(h11.Data(data=event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                upstream.send(h11.EndOfMessage())
+                    captured += event[: capture - len(captured)]
+                body.data(event)
+            elif event is END:
+                body.end()
                 break
             else:
                 raise OSError("the script closed the connection in the middle of a request")
         if entry is not None:
             log.record_body(entry, bytes(captured), total)
 
-    async def _relay_response(self, upstream: HttpPeer, entry: RequestEntry | None) -> None:
-        response = await self._next_response(upstream)
-        if entry is not None:
-            entry.status = response.status_code
-            entry.response_headers = self.log().redactor.headers(list(response.headers))
-        self.client.send(
-            h11.Response(
-                status_code=response.status_code,
-                headers=[(k, v) for k, v in response.headers if k not in _RESPONSE_DROPPED],
-                reason=response.reason,
-            )
-        )
+    async def _next_response(self, upstream: HttpSide) -> Head:
         while True:
             event = await upstream.next_event(flush_first=self.client)
-            if isinstance(event, h11.Data):
-                self.client.send(h11.Data(data=event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                self.client.send(h11.EndOfMessage())
-                await self.client.flush()
-                return
+            if isinstance(event, Head) and event.status >= 200:
+                return event
+            if not (isinstance(event, Head) or event is END):  # 1xx heads and their END
+                raise UpstreamError("egress: the server closed the connection without answering")
+
+    async def _relay_response(
+        self, upstream: HttpSide, response: Head, entry: RequestEntry | None, head_only: bool
+    ) -> bool:
+        """Relay the response; True when the upstream connection can be used again."""
+        if entry is not None:
+            entry.status = response.status
+            entry.response_headers = self.log().redactor.headers(response.headers)
+        headers = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROPPED]
+        bodiless = head_only or response.status in BODYLESS
+        until_close = not bodiless and not response.chunked and response.length is None
+        if until_close:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        self.client.write(response_head(response.status, response.reason, headers))
+        body = BodyWriter(self.client, response.chunked or until_close)
+        while True:
+            event = await upstream.next_event(flush_first=self.client)
+            if isinstance(event, bytes):
+                body.data(event)
+            elif event is END:
+                break
             else:
                 raise UpstreamError("egress: the server closed the connection mid-response")
+        body.end()
+        await self.client.flush()
+        return response.keep_alive and not upstream.at_eof
 
-    async def _next_response(self, upstream: HttpPeer) -> h11.Response:
-        while True:
-            event = await upstream.next_event(flush_first=self.client)
-            if isinstance(event, h11.Response):
-                return event
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            raise UpstreamError("egress: the server closed the connection without answering")
-
-    async def _fail(self, entry: RequestEntry | None, err: Exception) -> bool:
+    async def _fail(self, request: Head, entry: RequestEntry | None, err: Exception) -> bool:
         message = str(err) if isinstance(err, UpstreamError) else f"egress: upstream error: {err}"
         if entry is not None:
             entry.error = message
-        if self.client.conn.our_state is not h11.SEND_RESPONSE:
-            return False  # the response had begun: only closing can tell the client
-        return await self._answer_and_drain(502, message)
+        return await self._refuse(request, 502, message)
 
-    async def _answer_and_drain(self, status: int, message: str) -> bool:
+    async def _refuse(self, request: Head, status: int, message: str) -> bool:
         await answer(self.client, status, message)
-        return await _drain(self.client)
+        if request.upgrade:
+            return False
+        return await _drain(self.client) and request.keep_alive
 
 
-async def answer(peer: HttpPeer, status: int, message: str) -> None:
+async def answer(side: HttpSide, status: int, message: str) -> None:
+    """The proxy's own answer (a refusal or an error), as plain text."""
     body = (message + "\n").encode()
-    peer.send(
-        h11.Response(
-            status_code=status,
-            headers=[
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-scriptd-egress", b"refused" if status == 403 else b"error"),
-            ],
-        )
-    )
-    peer.send(h11.Data(data=body))
-    peer.send(h11.EndOfMessage())
-    await peer.flush()
+    reasons = {
+        400: b"Bad Request",
+        403: b"Forbidden",
+        501: b"Not Implemented",
+        502: b"Bad Gateway",
+        503: b"Service Unavailable",
+    }
+    headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", b"%d" % len(body)),
+        (b"X-Scriptd-Egress", b"refused" if status == 403 else b"error"),
+    ]
+    side.write(response_head(status, reasons.get(status, b"Error"), headers) + body)
+    await side.flush()
 
 
-async def _drain(peer: HttpPeer) -> bool:
+async def _drain(side: HttpSide) -> bool:
     """Read the rest of a request that was answered without being relayed."""
     drained = 0
-    while peer.conn.their_state is h11.SEND_BODY:
-        event = await peer.next_event()
-        if isinstance(event, h11.Data):
-            drained += len(event.data)
-            if drained > _DRAIN_LIMIT:
-                return False
-        elif not isinstance(event, h11.EndOfMessage):
+    while True:
+        event = await side.next_event()
+        if event is END:
+            return True
+        if not isinstance(event, bytes):
             return False
-    return peer.reusable
+        drained += len(event)
+        if drained > _DRAIN_LIMIT:
+            return False
 
 
-def _forward_headers(headers: Any, set_host: bytes | None) -> list[tuple[bytes, bytes]]:
-    out = [(k, v) for k, v in headers if k not in _REQUEST_DROPPED]
+def _forward_headers(
+    headers: list[tuple[bytes, bytes]], set_host: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    out = [(k, v) for k, v in headers if k.lower() not in _REQUEST_DROPPED]
     if set_host is not None:
-        out = [(k, v) for k, v in out if k != b"host"]
-        out.insert(0, (b"host", set_host))
+        out = [(k, v) for k, v in out if k.lower() != b"host"]
+        out.insert(0, (b"Host", set_host))
     return out

@@ -15,18 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h11
-
 from daemon.egress.accounting import ConnectionLimitReached, ReplicaAccount
 from daemon.egress.ca import CertificateAuthority
 from daemon.egress.exchange import Relay, absolute_target, answer, tunnel_target
 from daemon.egress.httplog import Redactor, RequestLog
-from daemon.egress.peer import HttpPeer
 from daemon.egress.policy import EgressPolicy, EgressRefused
 from daemon.egress.resolver import ResolveError, Resolver, SystemResolver
 from daemon.egress.tunnel import parse_authority, splice
 from daemon.egress.upstream import Target, UpstreamError, check_target, connect
 from daemon.egress.upstreams import PinnedUpstream, PlainUpstreams
+from daemon.egress.wire import Head, HttpSide, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +127,16 @@ class Channel:
         task = asyncio.ensure_future(self._handle(reader, writer))
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
-        await asyncio.wait([task])
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            # The server itself is going away (loop shutdown): end the connection
+            # and finish quietly, since asyncio reports a cancelled callback task
+            # as an error.
+            task.cancel()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        client = HttpPeer(h11.SERVER, reader, writer)
+        client = HttpSide(reader, writer, requests=True)
         try:
             self.account.open_connection()
         except ConnectionLimitReached as err:
@@ -140,7 +144,7 @@ class Channel:
             return
         try:
             await self._serve(client)
-        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError, ssl.SSLError):
+        except (OSError, ProtocolError, ssl.SSLError):
             pass
         except Exception:
             log.exception("egress: unexpected error on a connection of %s", self.name)
@@ -148,26 +152,26 @@ class Channel:
             self.account.close_connection()
             writer.close()
 
-    async def _refuse_connection(self, client: HttpPeer, message: str) -> None:
+    async def _refuse_connection(self, client: HttpSide, message: str) -> None:
         try:
             event = await client.next_event()
-            if isinstance(event, h11.Request):
+            if isinstance(event, Head):
                 self.log.refused(
                     event.method.decode(), event.target.decode(), "connections", message
                 )
                 await answer(client, 503, message)
-        except (OSError, h11.ProtocolError):
+        except (OSError, ProtocolError):
             pass
         finally:
             client.close()
 
-    async def _serve(self, client: HttpPeer) -> None:
+    async def _serve(self, client: HttpSide) -> None:
         upstreams = PlainUpstreams(self.settings.policy, self.proxy.resolver)
         relay = Relay(client, absolute_target, upstreams, lambda: self.log, self.account)
         try:
             while True:
                 event = await client.next_event()
-                if not isinstance(event, h11.Request):
+                if not isinstance(event, Head):
                     return
                 if event.method == b"CONNECT":
                     upstreams.close_all()
@@ -175,14 +179,13 @@ class Channel:
                     return
                 if not await relay.handle(event):
                     return
-                client.conn.start_next_cycle()
         finally:
             upstreams.close_all()
 
-    async def _connect(self, client: HttpPeer, request: h11.Request) -> None:
+    async def _connect(self, client: HttpSide, request: Head) -> None:
         authority = request.target.decode("ascii", "replace")
-        while not isinstance(await client.next_event(), h11.EndOfMessage | h11.ConnectionClosed):
-            pass
+        if not client.upgraded:
+            return  # llhttp treats CONNECT as an upgrade; anything else is malformed
         try:
             host, port = parse_authority(authority)
             targets = await check_target(self.settings.policy, self.proxy.resolver, host, port)
@@ -201,7 +204,7 @@ class Channel:
         else:
             await self._tunnel(client, targets, host, port)
 
-    async def _tunnel(self, client: HttpPeer, targets: list[Target], host: str, port: int) -> None:
+    async def _tunnel(self, client: HttpSide, targets: list[Target], host: str, port: int) -> None:
         entry = self.log.begin_tunnel(host, port)
         started = asyncio.get_running_loop().time()
         try:
@@ -220,7 +223,7 @@ class Channel:
             entry.bytes_out, entry.bytes_in = sent, received
 
     async def _intercept(
-        self, client: HttpPeer, targets: list[Target], host: str, port: int
+        self, client: HttpSide, targets: list[Target], host: str, port: int
     ) -> None:
         assert self.proxy.ca is not None
         url = f"https://{host}:{port}"
@@ -233,15 +236,15 @@ class Channel:
             await answer(client, 502, str(err))
             return
         await _accept_connect(client)
-        if client.conn.trailing_data[0]:
+        if client.trailing:
             writer.close()  # TLS bytes sent before our 200: not a client we can serve
             return
         context = self.proxy.ca.context_for(target.tls_name)
         await client.writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        await self._relay_inside(client, target, HttpPeer(h11.CLIENT, reader, writer))
+        await self._relay_inside(client, target, HttpSide(reader, writer, requests=False))
 
-    async def _relay_inside(self, client: HttpPeer, target: Target, first: HttpPeer) -> None:
-        inner = HttpPeer(h11.SERVER, client.reader, client.writer)
+    async def _relay_inside(self, client: HttpSide, target: Target, first: HttpSide) -> None:
+        inner = HttpSide(client.reader, client.writer, requests=True)
         upstream = PinnedUpstream(target, self.proxy.upstream_tls, first)
         relay = Relay(
             inner,
@@ -253,15 +256,14 @@ class Channel:
         try:
             while True:
                 event = await inner.next_event()
-                if not isinstance(event, h11.Request):
+                if not isinstance(event, Head):
                     return
-                if not await relay.handle(event):
+                if event.method == b"CONNECT" or not await relay.handle(event):
                     return
-                inner.conn.start_next_cycle()
         finally:
             upstream.close_all()
 
 
-async def _accept_connect(client: HttpPeer) -> None:
-    client.send(h11.Response(status_code=200, headers=[], reason=b"Connection established"))
+async def _accept_connect(client: HttpSide) -> None:
+    client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
     await client.flush()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from daemon.egress.peer import READ_SIZE, HttpPeer
+from daemon.egress.wire import READ_SIZE, HttpSide
 
 # After one direction ends, the other gets this long to finish before both close.
 HALF_CLOSE_GRACE = 5.0
@@ -23,10 +23,10 @@ def parse_authority(authority: str) -> tuple[str, int]:
 
 
 async def splice(
-    client: HttpPeer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    client: HttpSide, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> tuple[int, int]:
     """Relay until both sides are done; (bytes sent upstream, bytes received)."""
-    leftover = client.conn.trailing_data[0]
+    leftover = client.trailing
     if leftover:
         writer.write(leftover)
     moved_up, moved_down = [len(leftover)], [0]
