@@ -144,7 +144,11 @@ class Channel:
             return
         try:
             await self._serve(client)
-        except (OSError, ProtocolError, ssl.SSLError):
+        except ProtocolError as err:
+            # From the script's side (upstream errors become a 502 in the relay).
+            with contextlib.suppress(OSError):
+                await answer(client, 400, f"egress: {err}")
+        except (OSError, ssl.SSLError):
             pass
         except Exception:
             log.exception("egress: unexpected error on a connection of %s", self.name)

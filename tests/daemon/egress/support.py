@@ -104,7 +104,23 @@ def make_app(hits: list[str]) -> web.Application:
         hits.append(request.path_qs)
         return web.Response(body=b"x" * int(request.query.get("n", "100000")))
 
+    async def status(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        return web.Response(status=int(request.match_info["code"]))
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path_qs)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for n in range(5):
+            await response.write(b"part%d;" % n)
+        await response.write_eof()
+        return response
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/status/{code}", status)
+    app.router.add_get("/chunked", chunked)
     app.router.add_route("*", "/echo", echo)
     app.router.add_route("*", "/echo/{tail:.*}", echo)
     app.router.add_get("/redirect", redirect)
