@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import ipaddress
 import json
 import ssl
@@ -118,7 +119,13 @@ def make_app(hits: list[str]) -> web.Application:
         await response.write_eof()
         return response
 
+    async def digest(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        body = await request.read()
+        return web.json_response({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/digest", digest)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/chunked", chunked)
     app.router.add_route("*", "/echo", echo)
