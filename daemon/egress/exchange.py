@@ -62,6 +62,7 @@ class BadRequest(Exception):
 
 @dataclass(frozen=True)
 class RequestTarget:
+    scheme: str
     host: str
     port: int
     url: str  # as logged
@@ -70,8 +71,8 @@ class RequestTarget:
 
 
 class Upstreams(Protocol):
-    async def get(self, host: str, port: int) -> HttpSide: ...
-    def release(self, host: str, port: int, side: HttpSide, reusable: bool) -> None: ...
+    async def get(self, target: RequestTarget) -> HttpSide: ...
+    def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None: ...
     def close_all(self) -> None: ...
 
 
@@ -79,34 +80,37 @@ TargetOf = Callable[[Head], RequestTarget]
 
 
 def absolute_target(request: Head) -> RequestTarget:
-    """A plain-HTTP proxy request: the target is an absolute http:// URL."""
+    """A request to the proxy itself: the target is an absolute URL. https:// is taken
+    too (axios in Node sends it so): the proxy then speaks TLS to the server."""
     url = request.target.decode("ascii", "replace")
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequest(
-            f"egress: the proxy takes absolute http:// URLs (https goes through CONNECT),"
-            f" not {url[:200]!r}"
+            f"egress: the proxy takes absolute http:// or https:// URLs, not {url[:200]!r}"
         )
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise BadRequest(f"egress: bad port in {url[:200]!r}") from None
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return RequestTarget(parts.hostname, port, url, path.encode(), parts.netloc.encode())
+    netloc = parts.netloc.encode()
+    return RequestTarget(parts.scheme, parts.hostname, port, url, path.encode(), netloc)
 
 
-def tunnel_target(host: str, port: int) -> TargetOf:
-    """Requests inside an intercepted CONNECT: origin-form, to the tunnel's host."""
+def tunnel_target(scheme: str, host: str, port: int) -> TargetOf:
+    """Requests inside a CONNECT: origin-form, to the tunnel's host."""
     shown = host if ":" not in host else f"[{host}]"
-    base = f"https://{shown}" + ("" if port == 443 else f":{port}")
+    default = 443 if scheme == "https" else 80
+    base = f"{scheme}://{shown}" + ("" if port == default else f":{port}")
 
     def target_of(request: Head) -> RequestTarget:
         path = request.target
         if not path.startswith(b"/"):
             raise BadRequest("egress: requests inside a tunnel must use a /path target")
-        return RequestTarget(host, port, base + path.decode("ascii", "replace"), path, None)
+        url = base + path.decode("ascii", "replace")
+        return RequestTarget(scheme, host, port, url, path, None)
 
     return target_of
 
@@ -138,7 +142,7 @@ class Relay:
             return await self._refuse(request, 400, str(err))
         method = request.method.decode("ascii", "replace")
         try:
-            upstream = await self.upstreams.get(target.host, target.port)
+            upstream = await self.upstreams.get(target)
         except EgressRefused as refusal:
             self.log().refused(method, target.url, refusal.rule, str(refusal))
             return await self._refuse(request, 403, str(refusal))
@@ -173,7 +177,7 @@ class Relay:
                 return False  # the response had begun: only closing can tell the client
             return await self._fail(request, entry, err)
         finally:
-            self.upstreams.release(target.host, target.port, upstream, reusable)
+            self.upstreams.release(target, upstream, reusable)
             sent, received = upstream.sent - sent0, upstream.received - received0
             self.account.count(sent, received)
             log.count_bytes(sent, received)

@@ -21,7 +21,7 @@ from daemon.egress.exchange import Relay, absolute_target, answer, tunnel_target
 from daemon.egress.httplog import Redactor, RequestLog
 from daemon.egress.policy import EgressPolicy, EgressRefused
 from daemon.egress.resolver import ResolveError, Resolver, SystemResolver
-from daemon.egress.tunnel import parse_authority, splice
+from daemon.egress.tunnel import TLS_HANDSHAKE, first_byte, parse_authority, splice
 from daemon.egress.upstream import Target, UpstreamError, check_target, connect
 from daemon.egress.upstreams import PinnedUpstream, PlainUpstreams
 from daemon.egress.wire import Head, HttpSide, ProtocolError
@@ -170,7 +170,9 @@ class Channel:
             client.close()
 
     async def _serve(self, client: HttpSide) -> None:
-        upstreams = PlainUpstreams(self.settings.policy, self.proxy.resolver)
+        upstreams = PlainUpstreams(
+            self.settings.policy, self.proxy.resolver, self.proxy.upstream_tls
+        )
         relay = Relay(client, absolute_target, upstreams, lambda: self.log, self.account)
         try:
             while True:
@@ -229,34 +231,34 @@ class Channel:
     async def _intercept(
         self, client: HttpSide, targets: list[Target], host: str, port: int
     ) -> None:
+        """Answer the CONNECT, then look at the first byte the client sends: a TLS
+        handshake is ended here with a leaf for the host; anything else is plain HTTP
+        in a tunnel (undici's proxy agent, Node's fetch, tunnels http:// that way).
+        Either way the requests inside are relayed one by one to the checked address
+        (an upstream that fails, certificate included, answers 502 inside)."""
         assert self.proxy.ca is not None
-        url = f"https://{host}:{port}"
-        try:
-            target, reader, writer = await connect(targets, tls=self.proxy.upstream_tls)
-        except UpstreamError as err:
-            entry = self.log.begin_request("CONNECT", url, [])
-            if entry is not None:
-                entry.error = str(err)
-            await answer(client, 502, str(err))
-            return
+        transport = client.writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()  # the first byte must stay in the socket for TLS
         await _accept_connect(client)
-        if client.trailing:
-            writer.close()  # TLS bytes sent before our 200: not a client we can serve
-            return
-        context = self.proxy.ca.context_for(target.tls_name)
-        await client.writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        await self._relay_inside(client, target, HttpSide(reader, writer, requests=False))
+        first = await first_byte(transport, TLS_HANDSHAKE_TIMEOUT)
+        if client.trailing or not first:
+            return  # bytes sent before our 200, or nothing at all: not a client we serve
+        if first == TLS_HANDSHAKE:
+            context = self.proxy.ca.context_for(targets[0].tls_name)
+            await client.writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            await self._relay_inside(client, targets, "https", self.proxy.upstream_tls)
+        else:
+            transport.resume_reading()
+            await self._relay_inside(client, targets, "http", None)
 
-    async def _relay_inside(self, client: HttpSide, target: Target, first: HttpSide) -> None:
+    async def _relay_inside(
+        self, client: HttpSide, targets: list[Target], scheme: str, tls: ssl.SSLContext | None
+    ) -> None:
         inner = HttpSide(client.reader, client.writer, requests=True)
-        upstream = PinnedUpstream(target, self.proxy.upstream_tls, first)
-        relay = Relay(
-            inner,
-            tunnel_target(target.host, target.port),
-            upstream,
-            lambda: self.log,
-            self.account,
-        )
+        upstream = PinnedUpstream(targets, tls)
+        target_of = tunnel_target(scheme, targets[0].host, targets[0].port)
+        relay = Relay(inner, target_of, upstream, lambda: self.log, self.account)
         try:
             while True:
                 event = await inner.next_event()

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 
 from daemon.egress.wire import READ_SIZE, HttpSide
+
+# The first byte of a TLS ClientHello (record type 22, handshake).
+TLS_HANDSHAKE = b"\x16"
 
 # After one direction ends, the other gets this long to finish before both close.
 HALF_CLOSE_GRACE = 5.0
@@ -55,3 +60,32 @@ async def _pipe(
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
+
+
+async def first_byte(transport: asyncio.BaseTransport, timeout: float) -> bytes:
+    """The first byte waiting on the transport's socket, left there (MSG_PEEK); b""
+    when the peer closed or sent nothing in time. The transport's reading must be
+    paused. A duplicate of the fd is watched, so the loop's own registration of the
+    socket is not disturbed."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return b""
+    loop = asyncio.get_running_loop()
+    with socket.socket(fileno=os.dup(sock.fileno())) as watched:
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(watched.fileno(), readable)
+        try:
+            await asyncio.wait_for(ready, timeout)
+        except TimeoutError:
+            return b""
+        finally:
+            loop.remove_reader(watched.fileno())
+        try:
+            return watched.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return b""

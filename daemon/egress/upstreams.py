@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ssl
 
+from daemon.egress.exchange import RequestTarget
 from daemon.egress.policy import EgressPolicy
 from daemon.egress.resolver import Resolver
 from daemon.egress.upstream import Target, check_target, connect
@@ -17,26 +18,28 @@ MAX_IDLE_PER_CLIENT = 4
 
 
 class PlainUpstreams:
-    def __init__(self, policy: EgressPolicy, resolver: Resolver) -> None:
+    def __init__(self, policy: EgressPolicy, resolver: Resolver, tls: ssl.SSLContext) -> None:
         self.policy = policy
         self.resolver = resolver
-        self._idle: dict[tuple[str, int], HttpSide] = {}
+        self.tls = tls  # for absolute https:// URLs
+        self._idle: dict[tuple[str, str, int], HttpSide] = {}
 
-    async def get(self, host: str, port: int) -> HttpSide:
-        side = self._idle.pop((host.lower(), port), None)
+    async def get(self, target: RequestTarget) -> HttpSide:
+        side = self._idle.pop(_key(target), None)
         if side is not None and not side.at_eof:
             return side
         if side is not None:
             side.close()
-        targets = await check_target(self.policy, self.resolver, host, port)
-        _, reader, writer = await connect(targets, tls=None)
+        targets = await check_target(self.policy, self.resolver, target.host, target.port)
+        tls = self.tls if target.scheme == "https" else None
+        _, reader, writer = await connect(targets, tls=tls)
         return HttpSide(reader, writer, requests=False)
 
-    def release(self, host: str, port: int, side: HttpSide, reusable: bool) -> None:
+    def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
         if not reusable or side.at_eof:
             side.close()
             return
-        key = (host.lower(), port)
+        key = _key(target)
         old = self._idle.pop(key, None)
         if old is not None:
             old.close()
@@ -50,22 +53,29 @@ class PlainUpstreams:
         self._idle.clear()
 
 
-class PinnedUpstream:
-    def __init__(self, target: Target, tls: ssl.SSLContext, first: HttpSide) -> None:
-        self.target = target
-        self.tls = tls
-        self._idle: HttpSide | None = first
+def _key(target: RequestTarget) -> tuple[str, str, int]:
+    return (target.scheme, target.host.lower(), target.port)
 
-    async def get(self, host: str, port: int) -> HttpSide:
+
+class PinnedUpstream:
+    """The checked addresses of one CONNECT: every request inside goes there."""
+
+    def __init__(self, targets: list[Target], tls: ssl.SSLContext | None) -> None:
+        self.targets = targets
+        self.tls = tls
+        self._idle: HttpSide | None = None
+
+    async def get(self, target: RequestTarget) -> HttpSide:
         side, self._idle = self._idle, None
         if side is not None and not side.at_eof:
             return side
         if side is not None:
             side.close()
-        _, reader, writer = await connect([self.target], tls=self.tls)
+        answered, reader, writer = await connect(self.targets, tls=self.tls)
+        self.targets = [answered]  # once one answered, stay on it
         return HttpSide(reader, writer, requests=False)
 
-    def release(self, host: str, port: int, side: HttpSide, reusable: bool) -> None:
+    def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
         if not reusable or side.at_eof:
             side.close()
             return

@@ -96,7 +96,7 @@ async def test_upgrades_and_malformed_requests_are_refused(egress: EgressEnv) ->
     status, body = await raw_request(
         channel.socket_path, "GET /echo HTTP/1.1\nHost: x\nConnection: close\n"
     )
-    assert status == 400 and "absolute http:// URLs" in body
+    assert status == 400 and "absolute http:// or https:// URLs" in body
     reader, writer = await asyncio.open_unix_connection(channel.socket_path)
     writer.write(
         f"POST {egress.servers.http}/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
@@ -106,3 +106,32 @@ async def test_upgrades_and_malformed_requests_are_refused(egress: EgressEnv) ->
     assert answer.startswith(b"HTTP/1.1 400") and b"egress: malformed HTTP" in answer
     writer.close()
     assert egress.servers.hits == []
+
+
+async def test_plain_http_inside_a_connect_tunnel(egress: EgressEnv) -> None:
+    """Node's fetch (undici's proxy agent) tunnels http:// URLs through CONNECT too."""
+    channel, _ = await egress.open()
+    port = egress.servers.http_port
+    reader, writer = await asyncio.open_unix_connection(channel.socket_path)
+    writer.write(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    for n in range(2):
+        writer.write(f"GET /echo/{n} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+    writer.close()
+    urls = [e.url for e in channel.take_log().entries]  # type: ignore[union-attr]
+    assert urls == [f"http://127.0.0.1:{port}/echo/0", f"http://127.0.0.1:{port}/echo/1"]
+
+
+async def test_absolute_https_urls_are_fetched_over_tls(egress: EgressEnv) -> None:
+    """axios sends `GET https://...` to the proxy: the proxy then speaks TLS upstream."""
+    channel, _ = await egress.open()
+    url = f"{egress.servers.https}/echo/axios"
+    status, body = await raw_request(
+        channel.socket_path, f"GET {url} HTTP/1.1\nHost: x\nConnection: close\n"
+    )
+    assert status == 200 and '"path": "/echo/axios"' in body
+    assert channel.take_log().entries[0].url == url  # type: ignore[union-attr]
