@@ -16,10 +16,12 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from daemon.config.egress import DEFAULT_EGRESS_PORTS
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-DEFAULT_PORTS = (80, 443)
+DEFAULT_PORTS = DEFAULT_EGRESS_PORTS
 
 # Named ranges checked before Python's generic `is_global`, so a refusal says what
 # the address is rather than just "not global". Order matters: the first match wins.
