@@ -167,6 +167,26 @@ def listen(port: int) -> socket.socket:
     return listener
 
 
+# Inside the sandbox only the sandbox itself is on loopback: never proxied.
+NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+def proxy_env(port: int) -> dict[str, str]:
+    """The variables every common client reads (both cases: curl and Python read the
+    lower-case ones, others the upper-case)."""
+    url = f"http://127.0.0.1:{port}"
+    env = {"HTTP_PROXY": url, "HTTPS_PROXY": url, "NO_PROXY": NO_PROXY}
+    return {**env, **{name.lower(): value for name, value in env.items()}}
+
+
+def setup(port: int, socket_path: str) -> int:
+    """Start the relay and point this process's environment (inherited by every worker)
+    at it; return the relay's pid. Call before anything else starts, so the relay
+    process inherits no handlers or threads."""
+    os.environ.update(proxy_env(port))
+    return start(port, socket_path)
+
+
 def start(port: int, socket_path: str) -> int:
     """Fork the relay process; return its pid once its listener is bound (so a
     worker started after this finds the port open)."""

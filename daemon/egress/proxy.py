@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from daemon.egress.accounting import ConnectionLimitReached, ReplicaAccount
 from daemon.egress.ca import CertificateAuthority
@@ -237,8 +238,8 @@ class Channel:
         Either way the requests inside are relayed one by one to the checked address
         (an upstream that fails, certificate included, answers 502 inside)."""
         assert self.proxy.ca is not None
-        transport = client.writer.transport
-        assert isinstance(transport, asyncio.ReadTransport)
+        # uvloop's transports have these methods without deriving from asyncio's classes.
+        transport = cast(asyncio.ReadTransport, client.writer.transport)
         transport.pause_reading()  # the first byte must stay in the socket for TLS
         await _accept_connect(client)
         first = await first_byte(transport, TLS_HANDSHAKE_TIMEOUT)

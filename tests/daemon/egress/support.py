@@ -26,8 +26,8 @@ def _name(cn: str) -> x509.Name:
 
 
 def make_test_ca(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 and `localhost` signed by it:
-    (CA file, server cert file, server key file)."""
+    """A CA and a server certificate for 127.0.0.1, 127.0.0.2, `localhost` and
+    `*.example.test` signed by it: (CA file, server cert file, server key file)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -42,7 +42,12 @@ def make_test_ca(directory: Path) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    alt = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    alt = [
+        x509.DNSName("localhost"),
+        x509.DNSName("*.example.test"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.2")),
+    ]
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("localhost"))
@@ -73,14 +78,15 @@ class Servers:
     https_port: int
     ca_file: Path
     hits: list[str]
+    host: str = "127.0.0.1"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     @property
     def https(self) -> str:
-        return f"https://127.0.0.1:{self.https_port}"
+        return f"https://{self.host}:{self.https_port}"
 
 
 def make_app(hits: list[str]) -> web.Application:
@@ -135,7 +141,9 @@ def make_app(hits: list[str]) -> web.Application:
     return app
 
 
-async def start_servers(directory: Path) -> tuple[Servers, list[web.AppRunner]]:
+async def start_servers(
+    directory: Path, host: str = "127.0.0.1"
+) -> tuple[Servers, list[web.AppRunner]]:
     ca_file, cert, key = make_test_ca(directory)
     hits: list[str] = []
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -145,11 +153,11 @@ async def start_servers(directory: Path) -> tuple[Servers, list[web.AppRunner]]:
     for context in (None, tls):
         runner = web.AppRunner(make_app(hits), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+        site = web.TCPSite(runner, host, 0, ssl_context=context)
         await site.start()
         ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
         runners.append(runner)
-    return Servers(ports[0], ports[1], ca_file, hits), runners
+    return Servers(ports[0], ports[1], ca_file, hits, host), runners
 
 
 class LoopbackRelay:
