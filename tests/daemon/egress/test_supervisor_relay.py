@@ -8,12 +8,14 @@ the e2e tests cover the sandboxed path.)"""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.daemon.egress.conftest import EgressEnv
 from tests.helpers import free_port
 from tests.runtimes.client import Supervisor
@@ -139,3 +141,58 @@ async def test_the_relay_ends_with_the_supervisor(
         assert asyncio.get_running_loop().time() < deadline, "the relay outlived its supervisor"
         await asyncio.sleep(0.05)
     del reader
+
+
+NODE_MAIN = """
+const http = require('node:http');
+const https = require('node:https');
+
+exports.withFetch = async ({ url }) => {
+  try {
+    const reply = await fetch(url);
+    return [reply.status, await reply.text()];
+  } catch (err) {
+    return ['error', String(err.cause ? err.cause.message : err.message)];
+  }
+};
+
+exports.withHttp = ({ url }) => new Promise((resolve) => {
+  const client = url.startsWith('https:') ? https : http;
+  client.get(url, (reply) => {
+    let body = '';
+    reply.setEncoding('utf8');
+    reply.on('data', (chunk) => { body += chunk; });
+    reply.on('end', () => resolve([reply.statusCode, body]));
+  }).on('error', (err) => resolve(['error', err.message]));
+});
+"""
+
+
+async def test_node_fetch_and_http_go_through_the_relay(
+    egress: EgressEnv, tmp_path: Path, started: list[Supervisor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require(shutil.which("node") is not None, "needs node")
+    channel, _ = await egress.open()
+    assert egress.proxy.ca is not None
+    monkeypatch.setenv("NODE_EXTRA_CA_CERTS", str(egress.proxy.ca.cert_path))
+    project = write_project(tmp_path / "node", {"main.js": NODE_MAIN})
+    port = free_port()
+    sup = Supervisor("javascript", project, 1, "--egress-socket", str(channel.socket_path),
+                     "--egress-port", str(port))  # fmt: skip
+    started.append(sup)
+    await asyncio.to_thread(sup.start)
+    worker = sup.worker()
+    https = f"https://api.example.test:{egress.servers.https_port}/echo"
+    http = f"http://api.example.test:{egress.servers.http_port}/echo"
+    for function in ("withFetch", "withHttp"):
+        for url in (f"{http}/{function}", f"{https}/{function}"):
+            reply = await asyncio.to_thread(worker.call, function, {"url": url})
+            assert reply["ok"], reply["error"]
+            status, body = reply["value"]
+            assert status == 200 and f"/echo/{function}" in body, (url, body)
+    refused = await asyncio.to_thread(worker.call, "withHttp", {"url": "https://10.1.2.3/"})
+    assert refused["value"] == ["error", "egress: 10.1.2.3 is a private address; allowed: "
+                                f"public addresses on ports 80, 443, {egress.servers.http_port}, "
+                                f"{egress.servers.https_port}"]  # fmt: skip
+    urls = [e.url for e in channel.take_log().entries]  # type: ignore[union-attr]
+    assert urls == [f"{u}/{f}" for f in ("withFetch", "withHttp") for u in (http, https)]
