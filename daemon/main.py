@@ -38,7 +38,7 @@ from daemon.config.loader import load_config, parse_listen
 from daemon.core.errors import ConfigError
 from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
-from daemon.egress.gate import make_gate
+from daemon.egress.gate import ReplicaEgress, make_gate
 from daemon.gateway.app import Gateway, make_gateway
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes, ServingRunner
@@ -188,8 +188,8 @@ async def _serve(
     def failing(script: str, reason: str) -> object:
         return lc.replicas_failing(script, reason) if lc is not None else None
 
+    egress: ReplicaEgress | None = None
     if runner is None:
-        egress = None
         if sandboxed:  # without a sandbox a replica shares the host's network anyway
             loop = asyncio.get_running_loop()
             egress, proxy = await asyncio.to_thread(make_gate, config, loop)
@@ -229,7 +229,9 @@ async def _serve(
     )
     teardown.add(ADMIN, "admin API", admin.cleanup)
     teardown.add(SOCKET, "admin socket", lambda: config.admin_socket.unlink(missing_ok=True))
-    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes, config.trusted_proxies)
+    http_logs = egress.take_log if egress is not None else None
+    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes,
+                 config.trusted_proxies, http_logs)  # fmt: skip
     uploads = Uploads(
         gw, config.uploads_dir, config.max_upload_file_bytes, config.max_upload_total_bytes
     )

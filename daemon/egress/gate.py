@@ -15,6 +15,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from daemon.config.daemon_config import Config
 from daemon.egress.ca import CertificateAuthority
@@ -112,6 +113,15 @@ class ReplicaEgress:
             binds=((folder, SOCKET_IN), (self.trust_dir, TRUST_IN)),
             env=trust_env(),
         )
+
+    def take_log(self, replica: str) -> dict[str, Any] | None:
+        """On the loop: what the replica sent since the last call asked, or None when it
+        sent nothing. A replica with several workers serves calls at once: their
+        requests then share the log of the call that ends first."""
+        channel = self.proxy.channels.get(replica)
+        if channel is None or channel.log.total == 0:
+            return None
+        return channel.take_log().to_json()
 
     def release(self, replica: str) -> None:
         with self._lock:

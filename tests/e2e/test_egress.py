@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,19 @@ def daemon(
         yield d
 
 
+def record(daemon: DaemonProcess, execution_id: str) -> dict[str, Any]:
+    """The execution record, once the recorder has written it."""
+    admin = daemon.client()
+    deadline = time.monotonic() + 20
+    while True:
+        response = admin.request("GET", f"/v1/executions/{execution_id}")
+        if response.status == 200:
+            found: dict[str, Any] = response.json()
+            return found
+        assert time.monotonic() < deadline, f"no record of {execution_id}: {response.body!r}"
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 def gw(daemon: DaemonProcess) -> Iterator[GatewayClient]:
     admin = daemon.client()
@@ -134,3 +148,18 @@ def test_a_private_address_is_refused_with_the_rule(gw: GatewayClient, servers: 
 def test_raw_sockets_have_no_route(gw: GatewayClient) -> None:
     errno_, message = result(gw, "raw_socket")
     assert errno_ == 101, message  # ENETUNREACH
+
+
+def test_the_execution_record_holds_the_http_log(
+    daemon: DaemonProcess, gw: GatewayClient, servers: Servers
+) -> None:
+    reply = gw.call("net", "fetch", {"url": f"{servers.https}/echo/logged", "data": "x=1"})
+    assert reply.status == 200, reply.body
+    log = record(daemon, reply.headers["X-Scriptd-Execution-Id"])["http_log"]
+    assert log["total"] == 1 and log["refusals"] == []
+    (entry,) = log["requests"]
+    assert entry["method"] == "POST" and entry["url"] == f"{servers.https}/echo/logged"
+    assert entry["status"] == 200 and entry["request_body"] == "x=1"
+    refused = gw.call("net", "fetch", {"url": f"http://10.9.9.9:{servers.http_port}/"})
+    log = record(daemon, refused.headers["X-Scriptd-Execution-Id"])["http_log"]
+    assert log["total"] == 1 and log["refusals"][0]["rule"] == "private address"
