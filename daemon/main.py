@@ -230,8 +230,9 @@ async def _serve(
     teardown.add(ADMIN, "admin API", admin.cleanup)
     teardown.add(SOCKET, "admin socket", lambda: config.admin_socket.unlink(missing_ok=True))
     http_logs = egress.take_log if egress is not None else None
+    closer = egress.close_connections if egress is not None else None
     gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes,
-                 config.trusted_proxies, http_logs)  # fmt: skip
+                 config.trusted_proxies, http_logs, closer)  # fmt: skip
     uploads = Uploads(
         gw, config.uploads_dir, config.max_upload_file_bytes, config.max_upload_total_bytes
     )

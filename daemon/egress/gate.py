@@ -123,6 +123,12 @@ class ReplicaEgress:
             return None
         return channel.take_log().to_json()
 
+    def close_connections(self, replica: str) -> None:
+        """On the loop: end the replica's open connections (its worker was killed)."""
+        channel = self.proxy.channels.get(replica)
+        if channel is not None:
+            channel.close_connections()
+
     def release(self, replica: str) -> None:
         with self._lock:
             folder = self._folders.pop(replica, None)

@@ -81,6 +81,7 @@ def daemon(
     require_root()
     config: dict[str, Any] = {
         **TINY_PROFILES,
+        "settings": {"timeout_min_s": 1, "timeout_default_s": 30},
         "egress": {
             "ports": [servers.http_port, servers.https_port],
             "allowed_networks": ["127.0.0.0/8"],
@@ -163,3 +164,21 @@ def test_the_execution_record_holds_the_http_log(
     refused = gw.call("net", "fetch", {"url": f"http://10.9.9.9:{servers.http_port}/"})
     log = record(daemon, refused.headers["X-Scriptd-Execution-Id"])["http_log"]
     assert log["total"] == 1 and log["refusals"][0]["rule"] == "private address"
+
+
+def test_a_killed_worker_takes_its_connections_along(
+    daemon: DaemonProcess, gw: GatewayClient, servers: Servers
+) -> None:
+    admin = daemon.client()
+    admin.create("brief", make_zip({"main.py": MAIN}), deploy=True, timeout_s=1)
+    assert admin.wait_status("brief")["status"] == "Deployed"
+    client = daemon.gateway(create_key(admin, "brief"))
+    try:
+        reply = client.call("brief", "fetch", {"url": f"{servers.http}/slow?s=25"})
+    finally:
+        client.close()
+    assert reply.status == 504
+    deadline = time.monotonic() + 10  # well before the server's 25 s sleep ends
+    while "cancelled /slow?s=25" not in servers.hits:
+        assert time.monotonic() < deadline, servers.hits
+        time.sleep(0.05)

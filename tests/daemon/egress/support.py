@@ -130,7 +130,19 @@ def make_app(hits: list[str]) -> web.Application:
         body = await request.read()
         return web.json_response({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    async def slow(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        try:
+            await asyncio.sleep(float(request.query.get("s", "30")))
+        except asyncio.CancelledError:
+            hits.append("cancelled " + request.path_qs)  # the client went away
+            raise
+        return web.Response(text="slept")
+
+    app = web.Application(
+        client_max_size=64 * 1024 * 1024, handler_args={"handler_cancellation": True}
+    )
+    app.router.add_get("/slow", slow)
     app.router.add_post("/digest", digest)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/chunked", chunked)
