@@ -38,6 +38,7 @@ from daemon.config.loader import load_config, parse_listen
 from daemon.core.errors import ConfigError
 from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
+from daemon.egress.gate import ReplicaEgress, make_gate
 from daemon.gateway.app import Gateway, make_gateway
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes, ServingRunner
@@ -45,6 +46,7 @@ from daemon.gateway.uploads_route import Uploads
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.context import Context
 from daemon.serving.dispatcher import DispatchSettings
+from daemon.serving.egress_gate import EgressGate
 from daemon.serving.launcher import LaunchSettings
 from daemon.serving.pool import PoolSettings
 from daemon.serving.replica_runner import FailureHook, ReplicaRunner, RunnerSettings
@@ -113,7 +115,7 @@ def prepare_uploads_dir(path: Path) -> None:
     uploads_folder.sweep_temporaries(path)
 
 
-def runner_settings(config: Config) -> RunnerSettings:
+def runner_settings(config: Config, egress: EgressGate | None = None) -> RunnerSettings:
     state = StateDir(config.state_dir)
     return RunnerSettings(
         launch=LaunchSettings(
@@ -121,6 +123,7 @@ def runner_settings(config: Config) -> RunnerSettings:
             log_dir=state.root / "logs",
             uid_base=config.replica_uid_base,
             uid_count=config.replica_uid_count,
+            egress=egress,
         ),
         pool=PoolSettings(
             start_timeout_s=config.replica_start_timeout_s,
@@ -134,9 +137,9 @@ def runner_settings(config: Config) -> RunnerSettings:
 
 
 async def make_runner(
-    config: Config, sandboxed: bool, on_failing: FailureHook
+    config: Config, sandboxed: bool, on_failing: FailureHook, egress: EgressGate | None = None
 ) -> tuple[ServingRunner, sandbox.CgroupRoot | None]:
-    settings = runner_settings(config)
+    settings = runner_settings(config, egress)
     if not sandboxed:
         return ReplicaRunner.without_sandbox(settings, on_failing), None
     root = await asyncio.to_thread(sandbox.CgroupRoot.create, config.cgroup_name)
@@ -163,7 +166,7 @@ async def serve(
 # drain and stop replicas (running calls answer through the still-open gateway),
 # charge their last seconds, close the gateway, remove cgroups, write the last
 # execution records, then close the store and release the state dir.
-SWEEPER, ADMIN, DEPLOYS, REPLICAS, ACCOUNT, GATEWAY = 10, 20, 30, 40, 50, 60
+SWEEPER, ADMIN, DEPLOYS, REPLICAS, EGRESS, ACCOUNT, GATEWAY = 10, 20, 30, 40, 45, 50, 60
 CGROUPS, RECORDS, KEYS, STORE, SOCKET, LOCK = 70, 80, 90, 100, 110, 120
 
 
@@ -185,8 +188,13 @@ async def _serve(
     def failing(script: str, reason: str) -> object:
         return lc.replicas_failing(script, reason) if lc is not None else None
 
+    egress: ReplicaEgress | None = None
     if runner is None:
-        runner, root = await make_runner(config, sandboxed, failing)
+        if sandboxed:  # without a sandbox a replica shares the host's network anyway
+            loop = asyncio.get_running_loop()
+            egress, proxy = await asyncio.to_thread(make_gate, config, loop)
+            teardown.add(EGRESS, "egress proxy", proxy.close)
+        runner, root = await make_runner(config, sandboxed, failing, egress)
         if root is not None:
             teardown.add(CGROUPS, "cgroups", lambda: asyncio.to_thread(root.cleanup))
     ctx = Context(config, store, state, catalogue, Builder(config), runner)
@@ -221,7 +229,10 @@ async def _serve(
     )
     teardown.add(ADMIN, "admin API", admin.cleanup)
     teardown.add(SOCKET, "admin socket", lambda: config.admin_socket.unlink(missing_ok=True))
-    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes, config.trusted_proxies)
+    http_logs = egress.take_log if egress is not None else None
+    closer = egress.close_connections if egress is not None else None
+    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes,
+                 config.trusted_proxies, http_logs, closer)  # fmt: skip
     uploads = Uploads(
         gw, config.uploads_dir, config.max_upload_file_bytes, config.max_upload_total_bytes
     )

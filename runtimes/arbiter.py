@@ -102,9 +102,11 @@ class Supervisor:
         self.functions: Any = {}
         self.harness: Any = None
         self.terminate_by: float | None = None
+        self.relay_pid: int | None = None  # the egress relay's process, if any
 
     # --- start -----------------------------------------------------------
     def run(self) -> int:
+        self._start_relay()  # first: the relay must inherit no handler of ours
         self._install_signals()
         self.selector.register(self.control.fileno(), "control")
         if self.args.language == "python":
@@ -116,6 +118,7 @@ class Supervisor:
         while True:
             self.manage_workers()
             if self.terminate_by is not None and not self.procs:
+                self._stop_relay()
                 return 0
             for fd, data in self.selector.select(self._timeout()):
                 if data == "control":
@@ -261,6 +264,21 @@ class Supervisor:
             proc = self.procs.pop(pid, None)
             if proc is not None:
                 self._worker_gone(proc, status)
+            elif pid == self.relay_pid and self.terminate_by is None:
+                self._start_relay()
+
+    def _stop_relay(self) -> None:
+        """Outside a pid namespace (tests) nothing else would end the relay."""
+        if self.relay_pid is not None:
+            os.kill(self.relay_pid, SIGKILL)
+            self.relay_pid = None
+
+    def _start_relay(self) -> None:
+        """--egress-socket: the loopback relay to the daemon's egress proxy."""
+        if self.args.egress_socket:
+            path = os.path.join(self.args.harness_dir, "egress_relay.py")
+            relay = self.load(path, "_scriptd_egress_relay")
+            self.relay_pid = relay.setup(self.args.egress_port, self.args.egress_socket)
 
     def _worker_gone(self, proc: Any, status: int) -> None:
         if proc.status_fd is not None:
@@ -387,7 +405,8 @@ class Supervisor:
         return max(0.0, min(pending) - time.monotonic()) if pending else None
 
     def halt(self, code: int) -> None:
-        """Kill every worker at once, reap them, exit (never returns)."""
+        """Kill every worker (and the relay) at once, reap them, exit (never returns)."""
+        self._stop_relay()
         for proc in list(self.procs.values()):
             self.kill_worker(proc, SIGKILL)
         for pid in list(self.procs):

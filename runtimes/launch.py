@@ -103,7 +103,10 @@ def worker_argv(args: Any) -> list[str]:
     if args.language == "python":
         harness = os.path.join(args.harness_dir, "python", "harness.py")
         return [sys.executable, "-I", harness, *common]
-    return [args.node, os.path.join(args.harness_dir, "node", "harness.mjs"), *common]
+    # With egress, the harness sets the undici inside node as fetch's proxy agent,
+    # which only node's internal modules expose (runtimes/node/egress.mjs).
+    flags = ["--expose-internals"] if args.egress_socket else []
+    return [args.node, *flags, os.path.join(args.harness_dir, "node", "harness.mjs"), *common]
 
 
 def read_status(proc: Proc, final: bool) -> dict[str, Any] | None:

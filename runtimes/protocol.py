@@ -20,12 +20,17 @@ Supervisor command line
       [--main FILE=main.py|main.js (else main.mjs, main.cjs)]
       [--max-output BYTES=1048576] [--max-frame BYTES=16777216]
       [--mode auto|fork|spawn] [--spares N] [--control-fd N=3]
+      [--egress-socket PATH] [--egress-port N=3128]
   python: run it on the script's venv python (with -S it puts the venv's
   site-packages on sys.path itself: faster than site). javascript: on the
   host python3, with --node naming the node binary. --mode auto = fork unless
   importing main started threads. --spares: workers booted ahead in spawn
   mode so that a respawn does not wait for an interpreter to start (default
-  1 in spawn mode, 0 in fork mode). Exit status: 0 after shutdown, SIGTERM
+  1 in spawn mode, 0 in fork mode). --egress-socket: the replica's socket to the
+  daemon's egress proxy; the supervisor then first forks runtimes/egress_relay.py
+  on 127.0.0.1:--egress-port (restarted if it dies, killed when the supervisor
+  ends) and sets HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and their lower-case forms)
+  for every worker. Exit status: 0 after shutdown, SIGTERM
   or EOF on the control socket; 3 after load_error; 2 after a protocol error
   on the control socket. Worker exit codes: 0 the daemon closed the worker
   socket, 2 protocol error, 70 internal error, anything else the user's

@@ -29,6 +29,7 @@ USAGE = (
     "usage: supervisor.py --language python|javascript --source DIR [--workers K]\n"
     "       [--harness-dir DIR] [--node PATH] [--main FILE] [--max-output BYTES]\n"
     "       [--max-frame BYTES] [--mode auto|fork|spawn] [--spares N] [--control-fd N]\n"
+    "       [--egress-socket PATH] [--egress-port N]\n"
 )
 # option -> (attribute, type, default); choices are checked in parse_args.
 OPTIONS = {
@@ -43,6 +44,8 @@ OPTIONS = {
     "--mode": ("mode", str, "auto"),
     "--spares": ("spares", int, None),  # 0 in fork mode, 1 in spawn mode
     "--control-fd": ("control_fd", int, 3),
+    "--egress-socket": ("egress_socket", str, None),  # the replica's proxy socket
+    "--egress-port": ("egress_port", int, 3128),  # its relay on the sandbox's loopback
 }
 
 

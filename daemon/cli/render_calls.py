@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from daemon.cli import render_http
 from daemon.cli.output import NONE, fmt_bytes, fmt_time, render_fields, render_table
 
 NOT_SHOWN_AGAIN = "Save this key now: it will not be shown again. If you lose it, create a new one."
@@ -113,6 +114,8 @@ def execution(e: dict[str, Any]) -> str:
         parts.append("Result\n" + _indent(json.dumps(e["result"], indent=2, ensure_ascii=False)))
     if e.get("logs"):
         parts.append("Logs\n" + _indent(str(e["logs"]).rstrip()))
+    if isinstance(e.get("http_log"), dict):
+        parts.append(render_http.http_log(e["http_log"]))
     return "\n\n".join(parts)
 
 

@@ -10,6 +10,11 @@ from typing import Any
 
 from daemon.config.account import AccountConfig
 from daemon.config.archive_limits import ArchiveLimits
+from daemon.config.egress import (
+    DEFAULT_EGRESS_POLICY,
+    DEFAULT_EGRESS_PORTS,
+    DEFAULT_MAX_CONNECTIONS_PER_REPLICA,
+)
 from daemon.config.profiles import DEFAULT_PROFILES, Profile
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -65,6 +70,12 @@ class Config:
     executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
     executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most
+    # [egress]: outbound HTTP through the daemon's proxy (daemon/config/egress.py)
+    egress_default_policy: str = DEFAULT_EGRESS_POLICY  # off | public | allowlist
+    egress_ports: tuple[int, ...] = DEFAULT_EGRESS_PORTS
+    egress_allowed_networks: tuple[IPNetwork, ...] = ()  # opened despite being non-global
+    egress_max_connections_per_replica: int = DEFAULT_MAX_CONNECTIONS_PER_REPLICA
+    egress_upstream_ca_file: Path | None = None  # CAs trusted upstream besides the system's
     # [autoscale], [credits], [notify]: daemon/config/account.py
     account: AccountConfig = field(default_factory=AccountConfig)
     source: str = "built-in defaults"

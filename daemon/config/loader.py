@@ -20,6 +20,7 @@ from daemon.config.account import SECTIONS as ACCOUNT_SECTIONS
 from daemon.config.account import parse_sections
 from daemon.config.checks import Checker, abs_path, boolean, fail, flatten, integer, number, paths
 from daemon.config.daemon_config import Config, IPNetwork
+from daemon.config.egress import policy, ports
 from daemon.config.profiles import parse_profiles
 from daemon.core.errors import ConfigError
 
@@ -54,6 +55,13 @@ def _listen(key: str, value: object) -> tuple[str, int]:
     except ValueError:
         allowed = 'HOST:PORT with a port from 1 to 65535, e.g. "127.0.0.1:8080"'
         raise fail(key, value, allowed) from None
+
+
+def _egress_networks(key: str, value: object) -> tuple[IPNetwork, ...]:
+    networks = _networks(key, value)
+    if any(network.prefixlen == 0 for network in networks):
+        raise fail(key, value, "networks an admin opens on purpose, never all addresses (/0)")
+    return networks
 
 
 def _networks(key: str, value: object) -> tuple[IPNetwork, ...]:
@@ -123,6 +131,14 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "executions.output_bytes": (("executions_output_bytes",), integer(0, 16 << 20)),
     "executions.buffer": (("executions_buffer",), integer(100, 10_000_000)),
     "executions.buffer_bytes": (("executions_buffer_bytes",), integer(1 << 20, 64 * GIB)),
+    "egress.default_policy": (("egress_default_policy",), policy),
+    "egress.ports": (("egress_ports",), ports),
+    "egress.allowed_networks": (("egress_allowed_networks",), _egress_networks),
+    "egress.max_connections_per_replica": (
+        ("egress_max_connections_per_replica",),
+        integer(1, 100_000),
+    ),
+    "egress.upstream_ca_file": (("egress_upstream_ca_file",), abs_path),
 }
 
 

@@ -35,6 +35,7 @@ import itertools
 import math
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -62,6 +63,10 @@ def error_response(
     return web.Response(body=body, status=status, headers={"Content-Type": JSON, **(headers or {})})
 
 
+# Statuses of a call whose worker was killed or died: its connections go with it.
+KILLED = frozenset({"timeout", "oom", "crashed"})
+
+
 class Gateway:
     """The state behind the gateway's handlers."""
 
@@ -73,6 +78,8 @@ class Gateway:
         recorder: ExecutionRecorder,
         max_body_bytes: int,
         trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+        http_logs: Callable[[str], dict[str, Any] | None] | None = None,
+        close_connections: Callable[[str], None] | None = None,
     ) -> None:
         self.routes = routes
         self.keys = keys
@@ -80,6 +87,10 @@ class Gateway:
         self.recorder = recorder
         self.max_body_bytes = max_body_bytes
         self.trusted_proxies = trusted_proxies
+        # replica name -> the HTTP log it gathered since it was last asked (daemon/egress)
+        self.http_logs = http_logs
+        # replica name -> end its outbound connections (a killed worker's must not linger)
+        self.close_connections = close_connections
         # Execution ids: unique across restarts (start time and randomness), cheap per call.
         self._prefix = f"{int(time.time()):x}{secrets.token_hex(3)}-"
         self._ids = itertools.count(1)
@@ -163,8 +174,14 @@ class Gateway:
         record.cpu_ms = result.cpu_ms
         record.result = self.recorder.keep_result(result.value, len(body) - 11)  # {"result":}
         record.stdout, record.stderr = result.stdout, result.stderr
+        record.http_log = self._http_log(result.replica)
         self.recorder.record(record)
         return web.Response(body=body, headers={"Content-Type": JSON, EXECUTION_HEADER: cid})
+
+    def _http_log(self, replica: str | None) -> dict[str, Any] | None:
+        if self.http_logs is None or replica is None:
+            return None
+        return self.http_logs(replica)
 
     def _too_large(self) -> str:
         return f"the body is larger than {self.max_body_bytes} bytes (gateway.max_body_bytes)"
@@ -186,6 +203,9 @@ class Gateway:
             record.cpu_ms = exc.frame.get("cpu_ms")
         elif isinstance(exc, OutOfMemory):
             record.peak_memory_bytes = exc.extra.get("memory_limit_bytes")
+        if exc.status in KILLED and self.close_connections and exc.replica is not None:
+            self.close_connections(exc.replica)
+        record.http_log = self._http_log(exc.replica)
         self.recorder.record(record)
         headers = {"Content-Type": JSON, EXECUTION_HEADER: record.id}
         if exc.http_status == 429:

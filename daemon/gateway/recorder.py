@@ -61,6 +61,7 @@ class Call:
     stdout: str = ""
     stderr: str = ""
     peak_memory_bytes: int | None = None
+    http_log: dict[str, Any] | None = None  # the call's outbound HTTP, when it sent any
     weight: int = 0  # bytes it holds in the buffer (set by record)
     values: Values | None = None  # what the store writes (set by record)
 
@@ -87,6 +88,7 @@ class Values(NamedTuple):
     result: str | None
     error: str | None
     logs: str | None
+    http_log: str | None
 
 
 def _cut(text: str, limit: int) -> str:
@@ -124,6 +126,7 @@ def to_values(call: Call, limit: int) -> Values:
         None if call.result is None else orjson.dumps(call.result).decode(),
         None if error is None else orjson.dumps(error, default=str).decode(),
         logs or None,
+        None if call.http_log is None else orjson.dumps(call.http_log).decode(),
     )  # fmt: skip
 
 

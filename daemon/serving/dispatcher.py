@@ -65,6 +65,7 @@ class CallError(Exception):
         self.extra = extra
         self.queue_ms = 0.0
         self.run_ms = 0.0
+        self.replica: str | None = None  # the replica whose worker had the call
 
     def to_json(self) -> dict[str, Any]:
         return {"error": {"type": self.error_type, "message": self.message, **self.extra}}
@@ -357,6 +358,7 @@ class Dispatcher:
         else:
             exc = self._loss_error(outcome)
         exc.queue_ms, exc.run_ms = queue_ms, run_ms
+        exc.replica = worker.owner.name
         raise exc
 
     def _loss_error(self, loss: WorkerLoss) -> CallError:

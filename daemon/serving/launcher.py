@@ -13,6 +13,7 @@ import contextlib
 import os
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import sandbox
 from daemon.build.catalogue import install_prefix
 from daemon.config.daemon_config import Config
 from daemon.serving.bytecode import compile_runtimes, compile_source
+from daemon.serving.egress_gate import EgressAccess, EgressGate
 from daemon.serving.host_files import (
     open_replica_log,
     prepare_workspace,
@@ -59,6 +61,7 @@ class LaunchSettings:
     pids_max: int = 256  # processes + threads per replica
     max_output_bytes: int = 1 * MiB  # per call, per stream
     max_frame_bytes: int = 16 * MiB  # largest call or result frame
+    egress: EgressGate | None = None  # None: replicas have no network at all
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class SandboxLauncher:
         if not 0 < target.script_id < settings.uid_count:
             raise ValueError(f"script id {target.script_id} is outside the uid range")
 
-    def launch(self, name: str, control_fd: int) -> sandbox.Sandbox:
+    def launch(self, name: str, control_fd: int) -> sandbox.Sandbox | _Released:
         """Blocking: prepare the workspace, start the sandbox (a few ms)."""
         t = self.target
         # Nothing of env_dir or source_dir runs out here: both hold what the script's
@@ -128,23 +131,36 @@ class SandboxLauncher:
         else:
             compile_runtimes(self.settings.host_python, self.settings.runtimes_dir)
         prepare_workspace(t.workspace_dir, self.uid)
+        egress = self.settings.egress
+        access = egress.open(name, t.script) if egress is not None else None
         log_fd = self._open_log(name)
         try:
-            return sandbox.start(self.spec(name, control_fd, log_fd), self.root)
+            box = sandbox.start(self.spec(name, control_fd, log_fd, access), self.root)
+        except BaseException:
+            if egress is not None:
+                egress.release(name)
+            raise
         finally:
             if log_fd is not None:
                 os.close(log_fd)
+        return box if egress is None else _Released(box, lambda: egress.release(name))
 
-    def spec(self, name: str, control_fd: int, log_fd: int | None = None) -> sandbox.SandboxSpec:
+    def spec(
+        self,
+        name: str,
+        control_fd: int,
+        log_fd: int | None = None,
+        egress: EgressAccess | None = None,
+    ) -> sandbox.SandboxSpec:
         t, s = self.target, self.settings
         return sandbox.SandboxSpec(
-            argv=self.argv(),
-            env=self.env(),
+            argv=self.argv(egress),
+            env=self.env(egress),
             name=name,
             cwd=APP_DIR,
             uid=self.uid,
             gid=self.uid,
-            binds=self.binds(),
+            binds=self.binds(egress),
             tmp_size_bytes=s.tmp_size_bytes,
             cpu_vcpus=t.profile.vcpus,
             memory_bytes=t.profile.memory_bytes,
@@ -155,16 +171,17 @@ class SandboxLauncher:
             hostname=t.script[:63],
         )
 
-    def argv(self) -> tuple[str, ...]:
+    def argv(self, egress: EgressAccess | None = None) -> tuple[str, ...]:
         t, s = self.target, self.settings
         python = f"{VENV_IN}/bin/python" if t.language == "python" else s.host_python
         node = os.path.realpath(t.runtime_path) if t.language == "javascript" else None
         command = SupervisorCommand(t.language, self.workers, APP_DIR, RUNTIMES_IN, node)
+        extra = ("--egress-socket", egress.socket) if egress is not None else ()
         # -S: the supervisor adds the venv's site-packages itself (runtimes/supervisor.py)
         return command.argv(python, "-S", "--max-output", str(s.max_output_bytes),
-                            "--max-frame", str(s.max_frame_bytes))  # fmt: skip
+                            "--max-frame", str(s.max_frame_bytes), *extra)  # fmt: skip
 
-    def binds(self) -> tuple[sandbox.Bind, ...]:
+    def binds(self, egress: EgressAccess | None = None) -> tuple[sandbox.Bind, ...]:
         t, s = self.target, self.settings
         binds = [
             sandbox.Bind(str(s.runtimes_dir), RUNTIMES_IN),
@@ -181,21 +198,49 @@ class SandboxLauncher:
                 binds.append(sandbox.Bind(root, root))
         if s.uploads_dir is not None and s.uploads_dir.is_dir():
             binds.append(sandbox.Bind(str(s.uploads_dir), UPLOADS_IN))
+        for host, inside in egress.binds if egress is not None else ():
+            binds.append(sandbox.Bind(str(host), inside))
         return tuple(dict.fromkeys(binds))
 
-    def env(self) -> dict[str, str]:
+    def env(self, egress: EgressAccess | None = None) -> dict[str, str]:
         base = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": "/tmp",
             "TMPDIR": "/tmp",
         }
-        return {**base, **self.target.env, "WORKSPACE_DIR": WORKSPACE_IN, "UPLOADS_DIR": UPLOADS_IN}
+        own = {"WORKSPACE_DIR": WORKSPACE_IN, "UPLOADS_DIR": UPLOADS_IN}
+        trust = egress.env if egress is not None else {}
+        return {**base, **self.target.env, **trust, **own}
 
     def _open_log(self, name: str) -> int | None:
         if self.settings.log_dir is None:
             return None
         return open_replica_log(self.settings.log_dir, self.target.script_id, name)
+
+
+class _Released:
+    """A started sandbox whose cleanup also releases its egress socket."""
+
+    def __init__(self, box: sandbox.Sandbox, release: Callable[[], None]) -> None:
+        self._box = box
+        self._release = release
+        self.pid = box.pid
+
+    async def wait(self) -> sandbox.Exit:
+        return await self._box.wait()
+
+    def kill(self) -> None:
+        self._box.kill()
+
+    def usage(self) -> sandbox.Usage:
+        return self._box.usage()
+
+    def cleanup(self) -> None:
+        try:
+            self._box.cleanup()
+        finally:
+            self._release()
 
 
 def _real_dir(path: Path) -> bool:

@@ -79,6 +79,7 @@ class ExecutionRow:
     result: Any = None
     error: dict[str, Any] | None = None
     logs: str | None = None
+    http_log: dict[str, Any] | None = None  # the call's outbound HTTP (daemon/egress)
 
     def to_json(self, script: str | None = None) -> dict[str, Any]:
         """The admin API's shape; ``script`` is the script's name when known."""
@@ -91,7 +92,8 @@ class ExecutionRow:
 
 _EXEC_FIELDS = tuple(f.name for f in fields(ExecutionRow))
 _EXEC_COLUMNS = tuple(
-    {"result": "result_json", "error": "error_json"}.get(n, n) for n in _EXEC_FIELDS
+    {"result": "result_json", "error": "error_json", "http_log": "http_log_json"}.get(n, n)
+    for n in _EXEC_FIELDS
 )
 _EXEC_INSERT = (
     f"INSERT OR IGNORE INTO executions ({','.join(_EXEC_COLUMNS)}) "
@@ -110,12 +112,14 @@ def _exec_values(row: ExecutionRow) -> tuple[Any, ...]:
     i_res, i_err = _EXEC_FIELDS.index("result"), _EXEC_FIELDS.index("error")
     values[i_res] = None if row.result is None else orjson.dumps(row.result).decode()
     values[i_err] = None if row.error is None else orjson.dumps(row.error).decode()
+    i_http = _EXEC_FIELDS.index("http_log")
+    values[i_http] = None if row.http_log is None else orjson.dumps(row.http_log).decode()
     return tuple(values)
 
 
 def _execution(row: Mapping[str, Any]) -> ExecutionRow:
     args = {n: row[c] for n, c in zip(_EXEC_FIELDS, _EXEC_COLUMNS, strict=True)}
-    for name in ("result", "error"):
+    for name in ("result", "error", "http_log"):
         if args[name] is not None:
             args[name] = orjson.loads(args[name])
     return ExecutionRow(**args)

@@ -180,4 +180,8 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE scripts;
     ALTER TABLE scripts_v3 RENAME TO scripts;
     """,
+    # 4: the HTTP request log of a call (daemon/egress), as JSON.
+    """
+    ALTER TABLE executions ADD COLUMN http_log_json TEXT;
+    """,
 )

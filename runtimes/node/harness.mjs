@@ -383,6 +383,11 @@ function preferOomVictim() {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   preferOomVictim();
+  if (process.env.HTTPS_PROXY) {
+    // Before the project loads: a module may make requests (or agents) at import.
+    const { routeThroughProxy } = await import('./egress.mjs');
+    routeThroughProxy();
+  }
   const t0 = performance.now();
   let functions;
   try {

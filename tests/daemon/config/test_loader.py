@@ -73,6 +73,13 @@ def test_every_key_can_be_set() -> None:
         ({"gateway": {"trusted_proxies": ["10.0.0.1/8"]}}, ["trusted_proxies[0]", "host bits"]),
         ({"gateway": {"trusted_proxies": [3]}}, ["trusted_proxies[0]", "= 3", "string"]),
         ({"uploads": {"max_total_bytes": 0}}, ["uploads.max_total_bytes", "= 0", "from 1"]),
+        ({"egress": {"default_policy": "open"}}, ["egress.default_policy", "off, public"]),
+        ({"egress": {"ports": []}}, ["egress.ports", "non-empty list"]),
+        ({"egress": {"ports": [80, 70000]}}, ["egress.ports[1]", "= 70000", "1 to 65535"]),
+        ({"egress": {"allowed_networks": ["0.0.0.0/0"]}}, ["allowed_networks", "never all"]),
+        ({"egress": {"allowed_networks": ["10.0.0.0/33"]}}, ["allowed_networks[0]", "CIDR"]),
+        ({"egress": {"max_connections_per_replica": 0}}, ["max_connections_per_replica"]),
+        ({"egress": {"upstream_ca_file": "ca.pem"}}, ["upstream_ca_file", "absolute path"]),
         ({"profiles": []}, ["profiles", "non-empty"]),
         ({"profiles": [{"name": "a", "nominal_vcpus": 1, "nominal_memory_gib": 1, "vcpus": 2,
                         "memory_gib": 1, "default": True}]}, ["profiles[0].vcpus", "at most"]),
@@ -93,6 +100,21 @@ def test_trusted_proxies_and_uploads_total() -> None:
     )  # fmt: skip
     assert [str(n) for n in config.trusted_proxies] == ["10.0.0.1/32", "fd00::/8"]
     assert config.max_upload_total_bytes == 5000
+
+
+def test_egress_keys() -> None:
+    default = Config()
+    assert default.egress_default_policy == "public" and default.egress_ports == (80, 443)
+    assert default.egress_allowed_networks == () and default.egress_upstream_ca_file is None
+    config = config_from_mapping(
+        {"egress": {"default_policy": "off", "ports": [443, 8443, 443],
+                    "allowed_networks": ["127.0.0.0/8", "10.20.0.0/16"],
+                    "max_connections_per_replica": 8, "upstream_ca_file": "/etc/ca.pem"}}
+    )  # fmt: skip
+    assert config.egress_default_policy == "off" and config.egress_ports == (443, 8443)
+    assert [str(n) for n in config.egress_allowed_networks] == ["127.0.0.0/8", "10.20.0.0/16"]
+    assert config.egress_max_connections_per_replica == 8
+    assert config.egress_upstream_ca_file == Path("/etc/ca.pem")
 
 
 def test_daemon_refuses_a_bad_config_at_start(tmp_path: Path) -> None:

@@ -1,0 +1,39 @@
+"""Per-replica accounting: bytes to and from the outside, and the limit on concurrent
+connections (a script cannot hold more than N of the proxy's connections open)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ConnectionLimitReached(Exception):
+    pass
+
+
+@dataclass
+class ReplicaAccount:
+    """Counters of one replica. `bytes_out` is what the replica sent upstream, `bytes_in`
+    what came back, both as seen on the upstream side (TLS framing excluded when the
+    proxy intercepts, since it counts what it relays)."""
+
+    max_connections: int
+    open_connections: int = 0
+    connections_total: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+
+    def open_connection(self) -> None:
+        if self.open_connections >= self.max_connections:
+            raise ConnectionLimitReached(
+                f"egress: connection limit reached ({self.max_connections} open connections"
+                " per replica, egress.max_connections_per_replica)"
+            )
+        self.open_connections += 1
+        self.connections_total += 1
+
+    def close_connection(self) -> None:
+        self.open_connections -= 1
+
+    def count(self, sent: int, received: int) -> None:
+        self.bytes_out += sent
+        self.bytes_in += received

@@ -1,0 +1,302 @@
+"""Relaying HTTP/1.1 requests, one at a time per client connection, to upstream
+connections that the `Upstreams` hands out (checked by the policy before they exist).
+Each request is logged, and a refused one gets the proxy's own 403 whose body names
+the rule. Used for plain HTTP through the proxy and for HTTPS once intercepted."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from daemon.egress.accounting import ReplicaAccount
+from daemon.egress.httplog import RequestEntry, RequestLog
+from daemon.egress.policy import EgressRefused
+from daemon.egress.resolver import ResolveError
+from daemon.egress.upstream import UpstreamError
+from daemon.egress.wire import (
+    BODYLESS,
+    END,
+    BodyWriter,
+    Head,
+    HttpSide,
+    ProtocolError,
+    request_head,
+    response_head,
+)
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and the proxy's own: never forwarded. Expect is
+# answered by the proxy itself (100 Continue) rather than passed on.
+_REQUEST_DROPPED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"te",
+        b"upgrade",
+        b"expect",
+        b"trailer",
+    }
+)
+_RESPONSE_DROPPED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"upgrade",
+        b"trailer",
+    }
+)
+# A refused request's body is read and dropped up to this size to keep the connection;
+# past it the connection is closed instead.
+_DRAIN_LIMIT = 1024 * 1024
+
+
+class BadRequest(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RequestTarget:
+    scheme: str
+    host: str
+    port: int
+    url: str  # as logged
+    path: bytes  # as sent upstream (origin-form)
+    set_host: bytes | None  # Host header to send, None to keep the client's
+
+
+class Upstreams(Protocol):
+    async def get(self, target: RequestTarget) -> HttpSide: ...
+    def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None: ...
+    def close_all(self) -> None: ...
+
+
+TargetOf = Callable[[Head], RequestTarget]
+
+
+def absolute_target(request: Head) -> RequestTarget:
+    """A request to the proxy itself: the target is an absolute URL. https:// is taken
+    too (axios in Node sends it so): the proxy then speaks TLS to the server."""
+    url = request.target.decode("ascii", "replace")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(
+            f"egress: the proxy takes absolute http:// or https:// URLs, not {url[:200]!r}"
+        )
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise BadRequest(f"egress: bad port in {url[:200]!r}") from None
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    netloc = parts.netloc.encode()
+    return RequestTarget(parts.scheme, parts.hostname, port, url, path.encode(), netloc)
+
+
+def tunnel_target(scheme: str, host: str, port: int) -> TargetOf:
+    """Requests inside a CONNECT: origin-form, to the tunnel's host."""
+    shown = host if ":" not in host else f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    base = f"{scheme}://{shown}" + ("" if port == default else f":{port}")
+
+    def target_of(request: Head) -> RequestTarget:
+        path = request.target
+        if not path.startswith(b"/"):
+            raise BadRequest("egress: requests inside a tunnel must use a /path target")
+        url = base + path.decode("ascii", "replace")
+        return RequestTarget(scheme, host, port, url, path, None)
+
+    return target_of
+
+
+class Relay:
+    """Relays the requests of one client connection."""
+
+    def __init__(
+        self,
+        client: HttpSide,
+        target_of: TargetOf,
+        upstreams: Upstreams,
+        log: Callable[[], RequestLog],
+        account: ReplicaAccount,
+    ) -> None:
+        self.client = client
+        self.target_of = target_of
+        self.upstreams = upstreams
+        self.log = log
+        self.account = account
+
+    async def handle(self, request: Head) -> bool:
+        """Relay one request; True when the client connection can take another."""
+        if request.upgrade:
+            return await self._refuse(request, 501, "egress: protocol upgrades are not relayed")
+        try:
+            target = self.target_of(request)
+        except BadRequest as err:
+            return await self._refuse(request, 400, str(err))
+        method = request.method.decode("ascii", "replace")
+        try:
+            upstream = await self.upstreams.get(target)
+        except EgressRefused as refusal:
+            self.log().refused(method, target.url, refusal.rule, str(refusal))
+            return await self._refuse(request, 403, str(refusal))
+        except (ResolveError, UpstreamError) as err:
+            entry = self.log().begin_request(method, target.url, request.headers)
+            if entry is not None:
+                entry.error = str(err)
+            return await self._refuse(request, 502, str(err))
+        return await self._exchange(request, method, target, upstream)
+
+    async def _exchange(
+        self, request: Head, method: str, target: RequestTarget, upstream: HttpSide
+    ) -> bool:
+        log = self.log()
+        started = time.perf_counter()
+        entry = log.begin_request(method, target.url, request.headers)
+        sent0, received0 = upstream.sent, upstream.received
+        reusable = False
+        responded = False
+        try:
+            headers = _forward_headers(request.headers, target.set_host)
+            upstream.write(request_head(request.method, target.path, headers))
+            await self._pump_request_body(request, upstream, entry, log)
+            upstream.expect_response(head_only=request.method == b"HEAD")
+            response = await self._next_response(upstream)
+            responded = True
+            head_only = request.method == b"HEAD"
+            reusable = await self._relay_response(upstream, response, entry, head_only)
+        except (OSError, ProtocolError, UpstreamError) as err:
+            upstream.close()
+            if responded:
+                return False  # the response had begun: only closing can tell the client
+            return await self._fail(request, entry, err)
+        finally:
+            self.upstreams.release(target, upstream, reusable)
+            sent, received = upstream.sent - sent0, upstream.received - received0
+            self.account.count(sent, received)
+            log.count_bytes(sent, received)
+            if entry is not None:
+                entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+                entry.bytes_out, entry.bytes_in = sent, received
+        return request.keep_alive
+
+    async def _pump_request_body(
+        self, request: Head, upstream: HttpSide, entry: RequestEntry | None, log: RequestLog
+    ) -> None:
+        if not request.has_body:
+            await self.client.next_event()  # the END of a bodiless request
+            return
+        if (request.header(b"expect") or b"").lower() == b"100-continue":
+            self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await self.client.flush()
+        body = BodyWriter(upstream, request.chunked)
+        capture, captured, total = log.body_capture, bytearray(), 0
+        while True:
+            event = await self.client.next_event(flush_first=upstream)
+            if isinstance(event, bytes):
+                total += len(event)
+                if len(captured) < capture:
+                    captured += event[: capture - len(captured)]
+                body.data(event)
+            elif event is END:
+                body.end()
+                break
+            else:
+                raise OSError("the script closed the connection in the middle of a request")
+        if entry is not None:
+            log.record_body(entry, bytes(captured), total)
+
+    async def _next_response(self, upstream: HttpSide) -> Head:
+        while True:
+            event = await upstream.next_event(flush_first=self.client)
+            if isinstance(event, Head) and event.status >= 200:
+                return event
+            if not (isinstance(event, Head) or event is END):  # 1xx heads and their END
+                raise UpstreamError("egress: the server closed the connection without answering")
+
+    async def _relay_response(
+        self, upstream: HttpSide, response: Head, entry: RequestEntry | None, head_only: bool
+    ) -> bool:
+        """Relay the response; True when the upstream connection can be used again."""
+        if entry is not None:
+            entry.status = response.status
+            entry.response_headers = self.log().redactor.headers(response.headers)
+        headers = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROPPED]
+        bodiless = head_only or response.status in BODYLESS
+        until_close = not bodiless and not response.chunked and response.length is None
+        if until_close:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        self.client.write(response_head(response.status, response.reason, headers))
+        body = BodyWriter(self.client, response.chunked or until_close)
+        while True:
+            event = await upstream.next_event(flush_first=self.client)
+            if isinstance(event, bytes):
+                body.data(event)
+            elif event is END:
+                break
+            else:
+                raise UpstreamError("egress: the server closed the connection mid-response")
+        body.end()
+        await self.client.flush()
+        return response.keep_alive and not upstream.at_eof
+
+    async def _fail(self, request: Head, entry: RequestEntry | None, err: Exception) -> bool:
+        message = str(err) if isinstance(err, UpstreamError) else f"egress: upstream error: {err}"
+        if entry is not None:
+            entry.error = message
+        return await self._refuse(request, 502, message)
+
+    async def _refuse(self, request: Head, status: int, message: str) -> bool:
+        await answer(self.client, status, message)
+        if request.upgrade:
+            return False
+        return await _drain(self.client) and request.keep_alive
+
+
+async def answer(side: HttpSide, status: int, message: str) -> None:
+    """The proxy's own answer (a refusal or an error), as plain text."""
+    body = (message + "\n").encode()
+    reasons = {
+        400: b"Bad Request",
+        403: b"Forbidden",
+        501: b"Not Implemented",
+        502: b"Bad Gateway",
+        503: b"Service Unavailable",
+    }
+    headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", b"%d" % len(body)),
+        (b"X-Scriptd-Egress", b"refused" if status == 403 else b"error"),
+    ]
+    side.write(response_head(status, reasons.get(status, b"Error"), headers) + body)
+    await side.flush()
+
+
+async def _drain(side: HttpSide) -> bool:
+    """Read the rest of a request that was answered without being relayed."""
+    drained = 0
+    while True:
+        event = await side.next_event()
+        if event is END:
+            return True
+        if not isinstance(event, bytes):
+            return False
+        drained += len(event)
+        if drained > _DRAIN_LIMIT:
+            return False
+
+
+def _forward_headers(
+    headers: list[tuple[bytes, bytes]], set_host: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    out = [(k, v) for k, v in headers if k.lower() not in _REQUEST_DROPPED]
+    if set_host is not None:
+        out = [(k, v) for k, v in out if k.lower() != b"host"]
+        out.insert(0, (b"Host", set_host))
+    return out

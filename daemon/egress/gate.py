@@ -1,0 +1,158 @@
+"""The proxy's side of replica launches (serving's `EgressGate`): a socket per replica
+in a folder of its own, bound read-only into that replica's sandbox with the trust
+bundle beside it, and the policy of the script applied to it.
+
+The trust folder holds the system's CA bundle plus the egress CA (SSL_CERT_FILE,
+REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) and the egress CA alone (NODE_EXTRA_CA_CERTS);
+the CA's key stays in a folder of its own that no sandbox sees."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import ssl
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from daemon.config.daemon_config import Config
+from daemon.egress.ca import CertificateAuthority
+from daemon.egress.policy import EgressPolicy, Mode
+from daemon.egress.proxy import ChannelSettings, EgressProxy
+from daemon.egress.resolver import host_addresses
+from daemon.egress.upstream import upstream_context
+from daemon.serving.egress_gate import EgressAccess
+
+SOCKET_IN = "/opt/scriptd/egress"  # the replica's socket folder, inside its sandbox
+TRUST_IN = "/opt/scriptd/egress-trust"
+SOCKET_NAME = "proxy.sock"
+OPEN_TIMEOUT_S = 10.0
+SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+SettingsFor = Callable[[str], ChannelSettings | None]
+
+
+def settings_from_config(config: Config) -> SettingsFor:
+    """Every script gets egress.default_policy (per-script settings come later)."""
+    policy = EgressPolicy(
+        mode=Mode(config.egress_default_policy),
+        ports=config.egress_ports,
+        allowed_networks=config.egress_allowed_networks,
+        own_addresses=host_addresses(),
+    )
+    settings = ChannelSettings(
+        policy, inspect=True, max_connections=config.egress_max_connections_per_replica
+    )
+
+    def settings_for(script: str) -> ChannelSettings | None:
+        return None if policy.mode is Mode.OFF else settings
+
+    return settings_for
+
+
+def write_trust(ca: CertificateAuthority, folder: Path) -> None:
+    """The system bundle plus the egress CA, readable by every replica's uid."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    system = ssl.get_default_verify_paths().cafile or next(
+        (p for p in SYSTEM_BUNDLES if Path(p).is_file()), None
+    )
+    bundle = Path(system).read_bytes() if system else b""
+    (folder / "egress-ca.pem").write_bytes(ca.cert_pem)
+    (folder / "bundle.pem").write_bytes(bundle.rstrip(b"\n") + b"\n" + ca.cert_pem)
+    for name in ("egress-ca.pem", "bundle.pem"):
+        (folder / name).chmod(0o644)
+
+
+def trust_env() -> dict[str, str]:
+    bundle = f"{TRUST_IN}/bundle.pem"
+    return {
+        "SSL_CERT_FILE": bundle,
+        "REQUESTS_CA_BUNDLE": bundle,
+        "CURL_CA_BUNDLE": bundle,
+        "NODE_EXTRA_CA_CERTS": f"{TRUST_IN}/egress-ca.pem",
+    }
+
+
+class ReplicaEgress:
+    """Opens and releases replicas' channels from launch threads, on the proxy's loop."""
+
+    def __init__(
+        self,
+        proxy: EgressProxy,
+        loop: asyncio.AbstractEventLoop,
+        settings_for: SettingsFor,
+        sockets_dir: Path,
+        trust_dir: Path,
+    ) -> None:
+        self.proxy = proxy
+        self.loop = loop
+        self.settings_for = settings_for
+        self.sockets_dir = sockets_dir
+        self.trust_dir = trust_dir
+        self._numbers = itertools.count(1)
+        self._folders: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def open(self, replica: str, script: str) -> EgressAccess | None:
+        settings = self.settings_for(script)
+        if settings is None:
+            return None
+        # Short folder names: a unix socket's path must fit in 108 bytes.
+        folder = self.sockets_dir / f"r{next(self._numbers)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)
+        opening = self.proxy.open_channel(replica, folder / SOCKET_NAME, settings)
+        asyncio.run_coroutine_threadsafe(opening, self.loop).result(OPEN_TIMEOUT_S)
+        with self._lock:
+            self._folders[replica] = folder
+        return EgressAccess(
+            socket=f"{SOCKET_IN}/{SOCKET_NAME}",
+            binds=((folder, SOCKET_IN), (self.trust_dir, TRUST_IN)),
+            env=trust_env(),
+        )
+
+    def take_log(self, replica: str) -> dict[str, Any] | None:
+        """On the loop: what the replica sent since the last call asked, or None when it
+        sent nothing. A replica with several workers serves calls at once: their
+        requests then share the log of the call that ends first."""
+        channel = self.proxy.channels.get(replica)
+        if channel is None or channel.log.total == 0:
+            return None
+        return channel.take_log().to_json()
+
+    def close_connections(self, replica: str) -> None:
+        """On the loop: end the replica's open connections (its worker was killed)."""
+        channel = self.proxy.channels.get(replica)
+        if channel is not None:
+            channel.close_connections()
+
+    def release(self, replica: str) -> None:
+        with self._lock:
+            folder = self._folders.pop(replica, None)
+        if folder is not None:
+            self.loop.call_soon_threadsafe(self._close, replica, folder)
+
+    def _close(self, replica: str, folder: Path) -> None:
+        async def close() -> None:
+            await self.proxy.close_channel(replica)
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+
+        self.loop.create_task(close())
+
+
+def make_gate(config: Config, loop: asyncio.AbstractEventLoop) -> tuple[ReplicaEgress, EgressProxy]:
+    """The proxy and its gate for this daemon's state dir."""
+    root = config.state_dir / "egress"
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)  # replicas' uids reach their own folder, list nothing
+    ca = CertificateAuthority(config.state_dir / "egress-ca")
+    (config.state_dir / "egress-ca").chmod(0o700)
+    write_trust(ca, root / "trust")
+    proxy = EgressProxy(ca, upstream_context(config.egress_upstream_ca_file))
+    gate = ReplicaEgress(
+        proxy, loop, settings_from_config(config), root / "sockets", root / "trust"
+    )
+    return gate, proxy

@@ -1,0 +1,183 @@
+"""The HTTP request log of one call, as seed 004 describes it: the total sent, the
+first 100 in detail (method, URL, request and response headers, status, the request
+body's first 1 KB, duration, bytes), how many more were sent without detail, and every
+refusal with its rule. HTTPS without inspection is logged as host, port, bytes and
+duration only.
+
+Secret values never reach the log: `Redactor` replaces them, in headers, URLs and
+bodies, by `[secret NAME]` before anything is stored."""
+
+from __future__ import annotations
+
+import base64
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DETAILED_LIMIT = 100
+BODY_LIMIT = 1024
+# Refusals are kept in full up to this many; a script looping on a refused URL
+# must not grow the record without bound.
+REFUSAL_LIMIT = 100
+
+
+class Redactor:
+    """Replaces each secret value (as it is, URL-encoded, and base64 as in Basic auth)
+    by `[secret NAME]`. Longer values go first, so one secret that contains another
+    is replaced whole."""
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        forms: dict[bytes, str] = {}
+        for name, value in secrets.items():
+            if not value:
+                continue
+            for form in _forms(value):
+                forms.setdefault(form, name)
+        self._forms = sorted(forms.items(), key=lambda item: -len(item[0]))
+        self.longest = max((len(f) for f, _ in self._forms), default=0)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        for form, name in self._forms:
+            if form in data:
+                data = data.replace(form, f"[secret {name}]".encode())
+        return data
+
+    def redact_text(self, text: str) -> str:
+        if not self._forms:
+            return text
+        return self.redact_bytes(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
+
+    def headers(self, headers: list[tuple[bytes, bytes]]) -> list[list[str]]:
+        return [[self.redact_text(_latin(k)), self.redact_text(_latin(v))] for k, v in headers]
+
+
+def _forms(value: str) -> set[bytes]:
+    raw = value.encode()
+    quoted = urllib.parse.quote(value, safe="").encode()
+    quoted_plus = urllib.parse.quote_plus(value).encode()
+    return {raw, quoted, quoted_plus, base64.b64encode(raw).rstrip(b"=")}
+
+
+def _latin(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+@dataclass
+class RequestEntry:
+    """One request as logged; `status` is None when no response came."""
+
+    method: str
+    url: str
+    request_headers: list[list[str]]
+    started_at: float
+    request_body: str = ""
+    request_body_truncated: bool = False
+    status: int | None = None
+    response_headers: list[list[str]] = field(default_factory=list)
+    duration_ms: float = 0.0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    error: str | None = None
+
+
+@dataclass
+class TunnelEntry:
+    """HTTPS seen from outside (inspection off): host, port, bytes, duration."""
+
+    host: str
+    port: int
+    started_at: float
+    duration_ms: float = 0.0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Refusal:
+    method: str
+    target: str
+    rule: str
+    message: str
+    at: float
+
+
+class RequestLog:
+    """What one call (or, between calls, one replica) sent. Not thread-safe: it is
+    written from the proxy's event loop only."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self.redactor = redactor or Redactor({})
+        self.total = 0
+        self.entries: list[RequestEntry | TunnelEntry] = []
+        self.not_detailed = 0
+        self.refusals: list[Refusal] = []
+        self.refusals_dropped = 0
+        self.bytes_out = 0
+        self.bytes_in = 0
+
+    def begin_request(
+        self, method: str, url: str, headers: list[tuple[bytes, bytes]]
+    ) -> RequestEntry | None:
+        """Count a request; return its entry when it is among the first 100."""
+        self.total += 1
+        if len(self.entries) >= DETAILED_LIMIT:
+            self.not_detailed += 1
+            return None
+        entry = RequestEntry(
+            method=method,
+            url=self.redactor.redact_text(url),
+            request_headers=self.redactor.headers(headers),
+            started_at=time.time(),
+        )
+        self.entries.append(entry)
+        return entry
+
+    @property
+    def body_capture(self) -> int:
+        """How much of a request body to keep for the log: 1 KB, plus the longest
+        secret, so a secret that starts within the first 1 KB is redacted whole."""
+        return BODY_LIMIT + self.redactor.longest
+
+    def record_body(self, entry: RequestEntry, captured: bytes, total: int) -> None:
+        body = self.redactor.redact_bytes(captured)
+        entry.request_body = body[:BODY_LIMIT].decode("utf-8", "replace")
+        entry.request_body_truncated = total > BODY_LIMIT
+
+    def begin_tunnel(self, host: str, port: int) -> TunnelEntry | None:
+        self.total += 1
+        if len(self.entries) >= DETAILED_LIMIT:
+            self.not_detailed += 1
+            return None
+        entry = TunnelEntry(host=host, port=port, started_at=time.time())
+        self.entries.append(entry)
+        return entry
+
+    def refused(self, method: str, target: str, rule: str, message: str) -> None:
+        self.total += 1
+        if len(self.refusals) >= REFUSAL_LIMIT:
+            self.refusals_dropped += 1
+            return
+        redact = self.redactor.redact_text
+        self.refusals.append(Refusal(method, redact(target), rule, redact(message), time.time()))
+
+    def count_bytes(self, sent: int, received: int) -> None:
+        self.bytes_out += sent
+        self.bytes_in += received
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "requests": [asdict(e) | {"kind": _kind(e)} for e in self.entries],
+            "not_detailed": self.not_detailed,
+            "refusals": [asdict(r) for r in self.refusals],
+            "refusals_not_kept": self.refusals_dropped,
+            "bytes_out": self.bytes_out,
+            "bytes_in": self.bytes_in,
+        }
+
+
+def _kind(entry: RequestEntry | TunnelEntry) -> str:
+    return "http" if isinstance(entry, RequestEntry) else "tunnel"

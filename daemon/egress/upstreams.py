@@ -1,0 +1,89 @@
+"""Where a client connection's requests go: `PlainUpstreams` opens (and keeps alive)
+one connection per host:port a plain-HTTP client talks to, each checked by the policy
+when it is opened; `PinnedUpstream` is the one checked TLS target of an intercepted
+CONNECT, reopened to the same address if the server closes it."""
+
+from __future__ import annotations
+
+import ssl
+
+from daemon.egress.exchange import RequestTarget
+from daemon.egress.policy import EgressPolicy
+from daemon.egress.resolver import Resolver
+from daemon.egress.upstream import Target, check_target, connect
+from daemon.egress.wire import HttpSide
+
+# A plain-HTTP client connection keeps at most this many idle upstream connections.
+MAX_IDLE_PER_CLIENT = 4
+
+
+class PlainUpstreams:
+    def __init__(self, policy: EgressPolicy, resolver: Resolver, tls: ssl.SSLContext) -> None:
+        self.policy = policy
+        self.resolver = resolver
+        self.tls = tls  # for absolute https:// URLs
+        self._idle: dict[tuple[str, str, int], HttpSide] = {}
+
+    async def get(self, target: RequestTarget) -> HttpSide:
+        side = self._idle.pop(_key(target), None)
+        if side is not None and not side.at_eof:
+            return side
+        if side is not None:
+            side.close()
+        targets = await check_target(self.policy, self.resolver, target.host, target.port)
+        tls = self.tls if target.scheme == "https" else None
+        _, reader, writer = await connect(targets, tls=tls)
+        return HttpSide(reader, writer, requests=False)
+
+    def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
+        if not reusable or side.at_eof:
+            side.close()
+            return
+        key = _key(target)
+        old = self._idle.pop(key, None)
+        if old is not None:
+            old.close()
+        if len(self._idle) >= MAX_IDLE_PER_CLIENT:
+            self._idle.pop(next(iter(self._idle))).close()
+        self._idle[key] = side
+
+    def close_all(self) -> None:
+        for side in self._idle.values():
+            side.close()
+        self._idle.clear()
+
+
+def _key(target: RequestTarget) -> tuple[str, str, int]:
+    return (target.scheme, target.host.lower(), target.port)
+
+
+class PinnedUpstream:
+    """The checked addresses of one CONNECT: every request inside goes there."""
+
+    def __init__(self, targets: list[Target], tls: ssl.SSLContext | None) -> None:
+        self.targets = targets
+        self.tls = tls
+        self._idle: HttpSide | None = None
+
+    async def get(self, target: RequestTarget) -> HttpSide:
+        side, self._idle = self._idle, None
+        if side is not None and not side.at_eof:
+            return side
+        if side is not None:
+            side.close()
+        answered, reader, writer = await connect(self.targets, tls=self.tls)
+        self.targets = [answered]  # once one answered, stay on it
+        return HttpSide(reader, writer, requests=False)
+
+    def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
+        if not reusable or side.at_eof:
+            side.close()
+            return
+        if self._idle is not None:
+            self._idle.close()
+        self._idle = side
+
+    def close_all(self) -> None:
+        if self._idle is not None:
+            self._idle.close()
+            self._idle = None

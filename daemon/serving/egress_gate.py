@@ -1,0 +1,33 @@
+"""What a replica's launch needs from the egress proxy, declared here so serving does not
+import daemon/egress (which sits above it): `EgressGate` opens the proxy's socket of one
+replica and says what to bind into its sandbox and which variables to set; the launcher
+releases it once the replica's process is gone. daemon/egress/gate.py implements it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class EgressAccess:
+    """One replica's way out. `binds` are (host folder, folder inside) pairs, read-only;
+    `socket` is the proxy's socket as the sandbox sees it; `env` the variables the
+    script's clients need (CA trust: paths inside the sandbox)."""
+
+    socket: str
+    binds: tuple[tuple[Path, str], ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class EgressGate(Protocol):
+    def open(self, replica: str, script: str) -> EgressAccess | None:
+        """Blocking, thread-safe (called from the launch thread). None: no network for
+        this replica (policy off)."""
+        ...
+
+    def release(self, replica: str) -> None:
+        """Thread-safe; closes the replica's socket and its connections."""
+        ...

@@ -1,0 +1,117 @@
+// Node 20's fetch and its http/https modules ignore HTTP_PROXY and HTTPS_PROXY, so a
+// worker whose replica has egress routes them itself, through the replica's relay:
+//
+// - fetch: the undici inside Node (its EnvHttpProxyAgent, reached through Node's
+//   internal modules: the worker runs with --expose-internals for this alone) as the
+//   global dispatcher. It tunnels every URL with CONNECT; the proxy reads TLS or plain
+//   HTTP inside.
+// - http and https: global agents that open each connection as a CONNECT tunnel
+//   through the relay (TLS on top for https). Hosts in NO_PROXY go direct, so a client
+//   that talks to the proxy itself (axios reads HTTP_PROXY and sends absolute URLs)
+//   still reaches it.
+//
+// A refused CONNECT fails the request with the proxy's message, such as
+// "egress: 10.0.0.5 is a private address; allowed: ...".
+// Standard library only.
+
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { createRequire } from 'node:module';
+
+function proxyFrom(env) {
+  const url = env.HTTPS_PROXY || env.https_proxy || env.HTTP_PROXY || env.http_proxy;
+  if (!url) return null;
+  const parsed = new URL(url);
+  return { host: parsed.hostname, port: Number(parsed.port) || 80 };
+}
+
+function bypassed(env, host) {
+  const list = (env.NO_PROXY || env.no_proxy || '').split(',');
+  const name = String(host).replace(/^\[|\]$/g, '').toLowerCase();
+  return list.map((item) => item.trim().toLowerCase()).includes(name);
+}
+
+// Open a CONNECT tunnel to host:port through the proxy; callback(err, socket).
+function tunnel(proxy, host, port, callback) {
+  const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const socket = net.connect(proxy.port, proxy.host);
+  let buffer = Buffer.alloc(0);
+  let done = false;
+  const finish = (err, sock) => {
+    if (done) return;
+    done = true;
+    socket.removeListener('data', onData);
+    callback(err, sock);
+  };
+  const onData = (chunk) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    const end = buffer.indexOf('\r\n\r\n');
+    if (end < 0) return;
+    const head = buffer.subarray(0, end).toString('latin1');
+    const status = Number(head.split(' ')[1]);
+    if (status === 200) {
+      const rest = buffer.subarray(end + 4);
+      if (rest.length) socket.unshift(rest);
+      finish(null, socket);
+      return;
+    }
+    const length = Number((/\r\ncontent-length:\s*(\d+)/i.exec(head) || [])[1] || 0);
+    const body = buffer.subarray(end + 4);
+    if (body.length < length) return; // the proxy's message is still coming
+    socket.destroy();
+    const message = body.toString('utf8').trim() || `the egress proxy answered ${status}`;
+    finish(Object.assign(new Error(message), { code: 'EGRESS_REFUSED', status }));
+  };
+  socket.on('data', onData);
+  socket.once('error', (err) => finish(err));
+  socket.once('connect', () => {
+    socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+  });
+}
+
+function tunnelling(Base, secure, proxy, env) {
+  return class extends Base {
+    createConnection(options, callback) {
+      const host = options.host || options.hostname || 'localhost';
+      const port = options.port || (secure ? 443 : 80);
+      if (bypassed(env, host)) return super.createConnection(options, callback);
+      tunnel(proxy, host, port, (err, socket) => {
+        if (err) return callback(err);
+        if (!secure) return callback(null, socket);
+        const servername = options.servername || (net.isIP(host) ? undefined : host);
+        return callback(null, tls.connect({ ...options, socket, servername }));
+      });
+      return undefined;
+    }
+  };
+}
+
+function routeFetch() {
+  try {
+    const undici = createRequire(import.meta.url)('internal/deps/undici/undici');
+    const quiet = process.emitWarning;
+    process.emitWarning = () => {}; // "EnvHttpProxyAgent is experimental", once
+    try {
+      undici.setGlobalDispatcher(new undici.EnvHttpProxyAgent());
+    } finally {
+      process.emitWarning = quiet;
+    }
+    return true;
+  } catch {
+    return false; // node without --expose-internals: fetch keeps no route out
+  }
+}
+
+// Route fetch, http and https through the proxy named by the environment; returns
+// what was routed (nothing when the replica has no egress).
+export function routeThroughProxy(env = process.env) {
+  const proxy = proxyFrom(env);
+  if (!proxy) return { fetch: false, http: false };
+  const HttpAgent = tunnelling(http.Agent, false, proxy, env);
+  const HttpsAgent = tunnelling(https.Agent, true, proxy, env);
+  http.globalAgent = new HttpAgent({ keepAlive: true });
+  https.globalAgent = new HttpsAgent({ keepAlive: true });
+  return { fetch: routeFetch(), http: true };
+}

@@ -1,0 +1,198 @@
+"""The supervisor with --egress-socket: it starts the loopback relay before anything
+else, its workers find HTTP_PROXY / HTTPS_PROXY / NO_PROXY pointing at it, and the
+common Python clients reach real servers through the real proxy, unchanged.
+
+(No sandbox here: the supervisor runs as a plain process, which is all this needs;
+the e2e tests cover the sandboxed path.)"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.daemon.egress.conftest import EgressEnv
+from tests.helpers import free_port
+from tests.runtimes.client import Supervisor
+from tests.runtimes.projects import write_project
+
+MAIN = """
+import os
+import ssl
+import urllib.request
+
+
+def env():
+    return {k: os.environ.get(k) for k in ("HTTP_PROXY", "https_proxy", "NO_PROXY")}
+
+
+def with_urllib(url, ca):
+    context = ssl.create_default_context(cafile=ca)
+    with urllib.request.urlopen(url, timeout=10, context=context) as reply:
+        return [reply.status, reply.read().decode()]
+
+
+def with_requests(url, ca):
+    import requests
+
+    reply = requests.get(url, timeout=10, verify=ca)
+    return [reply.status_code, reply.text]
+
+
+def with_aiohttp(url, ca):
+    import asyncio
+
+    import aiohttp
+
+    async def get():
+        # trust_env=True: aiohttp reads HTTP(S)_PROXY only when asked to.
+        async with aiohttp.ClientSession(trust_env=True) as session:
+            context = ssl.create_default_context(cafile=ca)
+            async with session.get(url, ssl=context) as reply:
+                return [reply.status, await reply.text()]
+
+    return asyncio.run(get())
+
+
+def with_httpx(url, ca):
+    import httpx
+
+    reply = httpx.get(url, timeout=10, verify=ssl.create_default_context(cafile=ca))
+    return [reply.status_code, reply.text]
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "project", {"main.py": MAIN})
+
+
+@pytest.fixture
+def started() -> Iterator[list[Supervisor]]:
+    supervisors: list[Supervisor] = []
+    yield supervisors
+    for supervisor in supervisors:
+        supervisor.close()
+
+
+async def test_python_clients_go_through_the_relay(
+    egress: EgressEnv, project: Path, started: list[Supervisor]
+) -> None:
+    channel, _ = await egress.open()
+    port = free_port()
+    sup = Supervisor("python", project, 1, "--egress-socket", str(channel.socket_path),
+                     "--egress-port", str(port))  # fmt: skip
+    started.append(sup)
+    await asyncio.to_thread(sup.start)
+    worker = sup.worker()
+    env = (await asyncio.to_thread(worker.call, "env"))["value"]
+    assert env == {
+        "HTTP_PROXY": f"http://127.0.0.1:{port}",
+        "https_proxy": f"http://127.0.0.1:{port}",
+        "NO_PROXY": "localhost,127.0.0.1,::1",
+    }
+    assert egress.proxy.ca is not None
+    ca = str(egress.proxy.ca.cert_path)
+    # By name: 127.0.0.1 itself is in NO_PROXY (inside a sandbox it is the sandbox).
+    https = f"https://api.example.test:{egress.servers.https_port}/echo"
+    http = f"http://api.example.test:{egress.servers.http_port}/echo"
+    clients = ("with_urllib", "with_requests", "with_httpx", "with_aiohttp")
+    for function in clients:
+        for url in (f"{http}/{function}", f"{https}/{function}"):
+            reply = await asyncio.to_thread(worker.call, function, {"url": url, "ca": ca})
+            assert reply["ok"], reply["error"]
+            status, body = reply["value"]
+            assert status == 200 and f"/echo/{function}" in body
+    refused = await asyncio.to_thread(
+        worker.call, "with_requests", {"url": "http://10.1.2.3/", "ca": ca}
+    )
+    assert refused["value"][0] == 403 and "10.1.2.3 is a private address" in refused["value"][1]
+    log = channel.take_log()
+    assert log.total == 9 and [r.target for r in log.refusals] == ["http://10.1.2.3/"]
+    urls = [e.url for e in log.entries]  # type: ignore[union-attr]
+    assert urls == [f"{u}/{f}" for f in clients for u in (http, https)]
+
+
+async def test_the_relay_ends_with_the_supervisor(
+    egress: EgressEnv, project: Path, started: list[Supervisor]
+) -> None:
+    channel, _ = await egress.open()
+    port = free_port()
+    sup = Supervisor("python", project, 1, "--egress-socket", str(channel.socket_path),
+                     "--egress-port", str(port))  # fmt: skip
+    started.append(sup)
+    await asyncio.to_thread(sup.start)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()
+    sup.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(sup.proc.wait, 10) == 0
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # the port closes once the relay is gone
+        try:
+            _, probe = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            break
+        probe.close()
+        assert asyncio.get_running_loop().time() < deadline, "the relay outlived its supervisor"
+        await asyncio.sleep(0.05)
+    del reader
+
+
+NODE_MAIN = """
+const http = require('node:http');
+const https = require('node:https');
+
+exports.withFetch = async ({ url }) => {
+  try {
+    const reply = await fetch(url);
+    return [reply.status, await reply.text()];
+  } catch (err) {
+    return ['error', String(err.cause ? err.cause.message : err.message)];
+  }
+};
+
+exports.withHttp = ({ url }) => new Promise((resolve) => {
+  const client = url.startsWith('https:') ? https : http;
+  client.get(url, (reply) => {
+    let body = '';
+    reply.setEncoding('utf8');
+    reply.on('data', (chunk) => { body += chunk; });
+    reply.on('end', () => resolve([reply.statusCode, body]));
+  }).on('error', (err) => resolve(['error', err.message]));
+});
+"""
+
+
+async def test_node_fetch_and_http_go_through_the_relay(
+    egress: EgressEnv, tmp_path: Path, started: list[Supervisor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require(shutil.which("node") is not None, "needs node")
+    channel, _ = await egress.open()
+    assert egress.proxy.ca is not None
+    monkeypatch.setenv("NODE_EXTRA_CA_CERTS", str(egress.proxy.ca.cert_path))
+    project = write_project(tmp_path / "node", {"main.js": NODE_MAIN})
+    port = free_port()
+    sup = Supervisor("javascript", project, 1, "--egress-socket", str(channel.socket_path),
+                     "--egress-port", str(port))  # fmt: skip
+    started.append(sup)
+    await asyncio.to_thread(sup.start)
+    worker = sup.worker()
+    https = f"https://api.example.test:{egress.servers.https_port}/echo"
+    http = f"http://api.example.test:{egress.servers.http_port}/echo"
+    for function in ("withFetch", "withHttp"):
+        for url in (f"{http}/{function}", f"{https}/{function}"):
+            reply = await asyncio.to_thread(worker.call, function, {"url": url})
+            assert reply["ok"], reply["error"]
+            status, body = reply["value"]
+            assert status == 200 and f"/echo/{function}" in body, (url, body)
+    refused = await asyncio.to_thread(worker.call, "withHttp", {"url": "https://10.1.2.3/"})
+    assert refused["value"] == ["error", "egress: 10.1.2.3 is a private address; allowed: "
+                                f"public addresses on ports 80, 443, {egress.servers.http_port}, "
+                                f"{egress.servers.https_port}"]  # fmt: skip
+    urls = [e.url for e in channel.take_log().entries]  # type: ignore[union-attr]
+    assert urls == [f"{u}/{f}" for f in ("withFetch", "withHttp") for u in (http, https)]

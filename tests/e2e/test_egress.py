@@ -1,0 +1,184 @@
+"""Egress end to end: the real daemon, real sandboxed replicas (no network of their
+own), the proxy's socket bound into each, the supervisor's relay on the sandbox's
+loopback, and real HTTP and HTTPS servers on the host's loopback (127.0.0.2: inside a
+sandbox 127.0.0.1 is the sandbox itself, and NO_PROXY keeps it there), opened with
+egress.allowed_networks, the HTTPS one trusted through egress.upstream_ca_file."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_root
+from tests.daemon.egress.support import Servers, start_servers
+from tests.helpers import (
+    TINY_PROFILES,
+    DaemonProcess,
+    GatewayClient,
+    create_key,
+    make_zip,
+    running_daemon,
+)
+
+MAIN = """\
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+
+
+def fetch(url, data=None):
+    body = data.encode() if data is not None else None
+    try:
+        with urllib.request.urlopen(url, data=body, timeout=20) as reply:
+            return [reply.status, reply.read().decode()]
+    except urllib.error.HTTPError as err:
+        return [err.code, err.read().decode()]
+
+
+def env():
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS")
+    return {name: os.environ.get(name) for name in names}
+
+
+def raw_socket():
+    # TEST-NET-1: the sandbox has no route at all, so nothing is sent anywhere.
+    try:
+        socket.create_connection(("192.0.2.1", 80), timeout=5)
+    except OSError as err:
+        return [err.errno, str(err)]
+    return "connected"
+"""
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """The servers run on a loop of their own in a thread, beside the daemon."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    directory = tmp_path_factory.mktemp("egress-servers")
+    started = asyncio.run_coroutine_threadsafe(start_servers(directory, "127.0.0.2"), loop)
+    found, runners = started.result(30)
+    yield found
+    for runner in runners:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, build_cache: Path, servers: Servers
+) -> Iterator[DaemonProcess]:
+    require_root()
+    config: dict[str, Any] = {
+        **TINY_PROFILES,
+        "settings": {"timeout_min_s": 1, "timeout_default_s": 30},
+        "egress": {
+            "ports": [servers.http_port, servers.https_port],
+            "allowed_networks": ["127.0.0.0/8"],
+            "upstream_ca_file": str(servers.ca_file),
+        },
+    }
+    with running_daemon(tmp_path_factory.mktemp("egress"), config, build_cache) as d:
+        yield d
+
+
+def record(daemon: DaemonProcess, execution_id: str) -> dict[str, Any]:
+    """The execution record, once the recorder has written it."""
+    admin = daemon.client()
+    deadline = time.monotonic() + 20
+    while True:
+        response = admin.request("GET", f"/v1/executions/{execution_id}")
+        if response.status == 200:
+            found: dict[str, Any] = response.json()
+            return found
+        assert time.monotonic() < deadline, f"no record of {execution_id}: {response.body!r}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def gw(daemon: DaemonProcess) -> Iterator[GatewayClient]:
+    admin = daemon.client()
+    admin.create("net", make_zip({"main.py": MAIN}), deploy=True, timeout_s=30)
+    assert admin.wait_status("net")["status"] == "Deployed"
+    client = daemon.gateway(create_key(admin, "net"))
+    yield client
+    client.close()
+
+
+def result(gw: GatewayClient, function: str, payload: dict[str, Any] | None = None) -> Any:
+    reply = gw.call("net", function, payload or {})
+    assert reply.status == 200, reply.body
+    return reply.json()["result"]
+
+
+def test_the_replica_is_pointed_at_its_relay(gw: GatewayClient) -> None:
+    assert result(gw, "env") == {
+        "HTTP_PROXY": "http://127.0.0.1:3128",
+        "HTTPS_PROXY": "http://127.0.0.1:3128",
+        "NO_PROXY": "localhost,127.0.0.1,::1",
+        "SSL_CERT_FILE": "/opt/scriptd/egress-trust/bundle.pem",
+        "NODE_EXTRA_CA_CERTS": "/opt/scriptd/egress-trust/egress-ca.pem",
+    }
+
+
+def test_http_and_https_leave_through_the_proxy(gw: GatewayClient, servers: Servers) -> None:
+    status, body = result(gw, "fetch", {"url": f"{servers.http}/echo/plain", "data": "hi"})
+    assert status == 200 and '"body": "hi"' in body
+    status, body = result(gw, "fetch", {"url": f"{servers.https}/echo/tls"})
+    assert status == 200 and '"path": "/echo/tls"' in body
+    assert "/echo/plain" in servers.hits and "/echo/tls" in servers.hits
+
+
+def test_a_private_address_is_refused_with_the_rule(gw: GatewayClient, servers: Servers) -> None:
+    url = f"http://10.1.2.3:{servers.http_port}/latest/meta-data"  # an allowed port
+    status, body = result(gw, "fetch", {"url": url})
+    assert status == 403
+    assert body.startswith("egress: 10.1.2.3 is a private address; allowed: public addresses")
+
+
+def test_raw_sockets_have_no_route(gw: GatewayClient) -> None:
+    errno_, message = result(gw, "raw_socket")
+    assert errno_ == 101, message  # ENETUNREACH
+
+
+def test_the_execution_record_holds_the_http_log(
+    daemon: DaemonProcess, gw: GatewayClient, servers: Servers
+) -> None:
+    reply = gw.call("net", "fetch", {"url": f"{servers.https}/echo/logged", "data": "x=1"})
+    assert reply.status == 200, reply.body
+    log = record(daemon, reply.headers["X-Scriptd-Execution-Id"])["http_log"]
+    assert log["total"] == 1 and log["refusals"] == []
+    (entry,) = log["requests"]
+    assert entry["method"] == "POST" and entry["url"] == f"{servers.https}/echo/logged"
+    assert entry["status"] == 200 and entry["request_body"] == "x=1"
+    refused = gw.call("net", "fetch", {"url": f"http://10.9.9.9:{servers.http_port}/"})
+    log = record(daemon, refused.headers["X-Scriptd-Execution-Id"])["http_log"]
+    assert log["total"] == 1 and log["refusals"][0]["rule"] == "private address"
+
+
+def test_a_killed_worker_takes_its_connections_along(
+    daemon: DaemonProcess, gw: GatewayClient, servers: Servers
+) -> None:
+    admin = daemon.client()
+    admin.create("brief", make_zip({"main.py": MAIN}), deploy=True, timeout_s=1)
+    assert admin.wait_status("brief")["status"] == "Deployed"
+    client = daemon.gateway(create_key(admin, "brief"))
+    try:
+        reply = client.call("brief", "fetch", {"url": f"{servers.http}/slow?s=25"})
+    finally:
+        client.close()
+    assert reply.status == 504
+    deadline = time.monotonic() + 10  # well before the server's 25 s sleep ends
+    while "cancelled /slow?s=25" not in servers.hits:
+        assert time.monotonic() < deadline, servers.hits
+        time.sleep(0.05)
