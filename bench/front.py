@@ -106,11 +106,6 @@ def serve(kind: str, port: int) -> None:
     uvloop.run(serve_fn[kind](port))
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(kind: str, connections: int, seconds: int) -> dict[str, float] | None:
     from bench.nginx_ceiling import nginx_ceiling
     from tests.helpers import free_port
@@ -128,7 +123,7 @@ def _load(
     proc: subprocess.Popen[bytes], port: int, headers: dict[str, str], connections: int,
     seconds: int, worker: bool = False,
 ) -> dict[str, float]:  # fmt: skip
-    from bench.invoke import _wait_port
+    from bench.invoke import _wait_port, cpu_seconds
     from bench.loadgen import run_load
 
     _wait_port(port)
@@ -137,9 +132,9 @@ def _load(
     pid = proc.pid
     if worker:  # nginx: the one worker process does the work
         pid = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
-    cpu0 = _cpu_s(pid)
+    cpu0 = cpu_seconds(pid)
     result = run_load(url, b"{}", headers, connections, seconds)
-    cpu = _cpu_s(pid) - cpu0
+    cpu = cpu_seconds(pid) - cpu0
     single = run_load(url, b"{}", headers, 1, seconds)
     if result.errors or single.errors:
         raise RuntimeError(f"{result.errors + single.errors} errors")
