@@ -34,6 +34,7 @@ from email.utils import formatdate
 import httptools
 
 from daemon.gateway.front_types import (
+    WATCHED,
     Answer,
     App,
     BodySink,
@@ -202,6 +203,9 @@ class _Connection(asyncio.Protocol):
         if len(name) + len(value) + 2 > self.limits.max_line_bytes:
             raise _Refused(400, f"a header line is longer than {self.limits.max_line_bytes}")
         request.headers.append((name, value))
+        lower = name.lower()
+        if lower in WATCHED and lower not in request.watched:
+            request.watched[lower] = value
 
     def on_headers_complete(self) -> None:
         request = self.request
@@ -209,7 +213,7 @@ class _Connection(asyncio.Protocol):
         parser = self.parser
         request.method = parser.get_method().decode("ascii")
         request.version = parser.get_http_version()
-        if request.version == "1.1" and not any(n.lower() == b"host" for n, _ in request.headers):
+        if request.version == "1.1" and b"host" not in request.watched:
             raise _Refused(400, "an HTTP/1.1 request needs a Host header")
         slot = self.slot = _Slot()
         slot.request_close = not parser.should_keep_alive()

@@ -12,6 +12,7 @@ import orjson
 
 __all__ = [
     "JSON",
+    "WATCHED",
     "Answer",
     "AnswerWriter",
     "App",
@@ -63,24 +64,34 @@ def error_answer(status: int, kind: str, message: str, *headers: tuple[str, str]
     return Answer(status, body, (("Content-Type", JSON), *headers))
 
 
+# The headers the front and the call path read on every request.
+WATCHED = frozenset((b"authorization", b"content-length", b"expect", b"host"))
+
+
 class Request:
     """One parsed request. `body` is None when it went past the app's body limit."""
 
-    __slots__ = ("body", "headers", "method", "peer", "url", "version")
+    __slots__ = ("body", "headers", "method", "peer", "url", "version", "watched")
 
     def __init__(self, peer: str | None) -> None:
         self.method = ""
         self.url = b""
         self.version = "1.1"
         self.headers: list[tuple[bytes, bytes]] = []  # as received, names as sent
+        self.watched: dict[bytes, bytes] = {}  # first value of each WATCHED header
         self.body: bytearray | None = bytearray()
         self.peer = peer
 
     def header(self, lower_name: bytes) -> str | None:
-        """The first value of a header (name given lower-case), as aiohttp decodes it."""
+        """The first value of a header (name given lower-case), as aiohttp decodes it.
+        The headers of WATCHED were picked out as they arrived: no scan."""
+        value = self.watched.get(lower_name) if lower_name in WATCHED else self._scan(lower_name)
+        return None if value is None else value.decode("utf-8", "surrogateescape")
+
+    def _scan(self, lower_name: bytes) -> bytes | None:
         for name, value in self.headers:
             if name.lower() == lower_name:
-                return value.decode("utf-8", "surrogateescape")
+                return value
         return None
 
     def header_all(self, lower_name: bytes) -> list[str]:
