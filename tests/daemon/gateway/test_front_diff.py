@@ -9,13 +9,19 @@ JSON `bad_request` error, so there the body is only checked to be that."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 
 import orjson
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
+from daemon.gateway.app import Gateway
+from daemon.gateway.calls import FrontCalls
+from daemon.gateway.front_types import Request
 from tests.daemon.gateway.front_harness import (
     MAX_BODY,
     UPLOAD_MAX,
@@ -207,3 +213,30 @@ def test_pipelined_requests_are_answered_alike(
     assert len(got) == len(expected), (raw[:300], expected, got)
     for want, have in zip(expected, got, strict=True):
         assert_alike(want, have, raw)
+
+
+HOPS = ["203.0.113.7", "10.9.0.1", "127.0.0.1", "::1", "2001:db8::5", "junk", " ", "",
+        "198.51.100.20", "::ffff:10.9.0.3"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    peer=st.sampled_from(["127.0.0.1", "10.9.0.2", "203.0.113.9", "::1"]),
+    values=st.lists(st.lists(st.sampled_from(HOPS), max_size=4).map(", ".join), max_size=3),
+)
+def test_the_throttled_client_behind_proxies_is_the_same(peer: str, values: list[str]) -> None:
+    nets = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "10.9.0.0/16", "::1/128"))
+    gateway = Gateway(None, None, None, None, 4096, nets)  # type: ignore[arg-type]
+    headers = CIMultiDict([("Host", "x"), *(("X-Forwarded-For", v) for v in values)])
+    reference = make_mocked_request("POST", "/", headers=headers)
+    reference = reference.clone(remote=peer)
+    lean = Request(peer)
+    lean.headers = [(b"X-Forwarded-For", v.encode()) for v in values]
+    assert FrontCalls.client(_Calls(gateway), lean) == gateway.client(reference)
+
+
+class _Calls:
+    """What FrontCalls.client reads of itself."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
