@@ -5,7 +5,7 @@ At the end of such a request's head the front hands it over: the head is written
 again for aiohttp's own request handler (with `Connection: close`: the connection
 ends after this answer, so that no request needs parsing by both), the body is
 streamed to it as it arrives (re-chunked when it came chunked), and whatever aiohttp
-writes goes to the client in the order of the requests (front.SlotWriter).
+writes goes to the client in the order of the requests (front_slots.SlotWriter).
 aiohttp sees the client's real address (`get_extra_info` passes through) and
 applies its own limits and `Expect: 100-continue`; reading pauses when its body
 buffer is full, as on a socket of its own.

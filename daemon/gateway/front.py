@@ -9,7 +9,7 @@ only what HTTP/1.1 needs, and hands each complete request to `App.handle`.
 What it does for every connection:
 - keep-alive (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`);
 - pipelining: requests are parsed as they arrive and answered strictly in order
-  (a `_Slot` per request; a later answer waits for the earlier ones);
+  (a `Slot` per request; a later answer waits for the earlier ones);
 - bodies by Content-Length or chunked (llhttp de-chunks); `Expect: 100-continue`
   gets `100 Continue` once its request is next to be answered and wants the body;
 - limits: request line and each header line at most `max_line_bytes`, at most
@@ -33,6 +33,7 @@ from email.utils import formatdate
 
 import httptools
 
+from daemon.gateway.front_slots import Slot, SlotWriter
 from daemon.gateway.front_types import (
     WATCHED,
     Answer,
@@ -45,22 +46,10 @@ from daemon.gateway.front_types import (
     error_answer,
 )
 
-__all__ = ["FrontServer", "SlotWriter"]
+__all__ = ["FrontServer"]
 
 _HEAD, _BODY, _IDLE, _CLOSED = range(4)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class _Slot:
-    """The answer to one request, written when every earlier answer is."""
-
-    __slots__ = ("data", "interim", "request_close", "streamed")
-
-    def __init__(self) -> None:
-        self.data: bytes | None = None
-        self.interim = b""  # 100 Continue, written once this slot is next
-        self.request_close = False
-        self.streamed = bytearray()  # a bridged answer's bytes that wait their turn
 
 
 class FrontServer:
@@ -119,8 +108,8 @@ class _Connection(asyncio.Protocol):
         self.state = _IDLE
         self.deadline = 0.0
         self.request: Request | None = None
-        self.slot: _Slot | None = None
-        self.slots: deque[_Slot] = deque()
+        self.slot: Slot | None = None
+        self.slots: deque[Slot] = deque()
         self.head_bytes = 0
         self.header_count = 0
         self.closing = False  # no request after the current one is parsed
@@ -215,7 +204,7 @@ class _Connection(asyncio.Protocol):
         request.version = parser.get_http_version()
         if request.version == "1.1" and b"host" not in request.watched:
             raise _Refused(400, "an HTTP/1.1 request needs a Host header")
-        slot = self.slot = _Slot()
+        slot = self.slot = Slot()
         slot.request_close = not parser.should_keep_alive()
         self.slots.append(slot)
         if len(self.slots) > self.limits.max_pipeline:
@@ -268,7 +257,7 @@ class _Connection(asyncio.Protocol):
         self._start(request, slot, close=False)
 
     # --- answering -------------------------------------------------------------------
-    def _start(self, request: Request, slot: _Slot, close: bool) -> None:
+    def _start(self, request: Request, slot: Slot, close: bool) -> None:
         """Hand the request to the app; its answer goes to `slot`."""
         if close:
             self.closing = self.ignoring = True  # its body may be unread: read no more
@@ -283,7 +272,7 @@ class _Connection(asyncio.Protocol):
         answer.add_done_callback(lambda fut: self._answered(fut, slot, request, close))
 
     def _answered(
-        self, fut: asyncio.Future[Answer], slot: _Slot, request: Request, close: bool
+        self, fut: asyncio.Future[Answer], slot: Slot, request: Request, close: bool
     ) -> None:
         if fut.cancelled() or fut.exception() is not None:
             answer = error_answer(500, "internal", "the gateway failed to answer")
@@ -291,14 +280,14 @@ class _Connection(asyncio.Protocol):
             answer = fut.result()
         self._answer(slot, request, answer, close)
 
-    def _answer(self, slot: _Slot, request: Request, answer: Answer, close: bool) -> None:
+    def _answer(self, slot: Slot, request: Request, answer: Answer, close: bool) -> None:
         close = close or answer.close or slot.request_close
         slot.request_close = close
         slot.data = encode(answer, request, close, self.server.date)
         if self.slots and self.slots[0] is slot:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Write every answer that is ready, in order; close after one that closes."""
         slots, transport = self.slots, self.transport
         while slots and slots[0].data is not None:
@@ -320,7 +309,7 @@ class _Connection(asyncio.Protocol):
                 head.streamed.clear()
         self._maybe_resume_reading()
 
-    def _write_interim(self, slot: _Slot) -> None:
+    def _write_interim(self, slot: Slot) -> None:
         if self.transport is not None:
             self.transport.write(slot.interim)
         slot.interim = b""
@@ -329,7 +318,7 @@ class _Connection(asyncio.Protocol):
         """A request the framing cannot go on from: answer after the earlier ones, close."""
         slot = self.slot
         if slot is None:  # the head was not complete: no slot yet
-            slot = _Slot()
+            slot = Slot()
             self.slots.append(slot)
         request = self.request or Request(self.peer)
         self.request = self.slot = None
@@ -375,49 +364,6 @@ class _Connection(asyncio.Protocol):
         ):
             self.reading_paused = False
             self.transport.resume_reading()
-
-
-class SlotWriter:
-    """What a bridged request's server writes its answer to: its bytes go out in
-    the order of the requests; `close` ends the answer and the connection."""
-
-    def __init__(self, conn: _Connection, slot: _Slot) -> None:
-        self._conn = conn
-        self._slot = slot
-
-    def write(self, data: bytes) -> None:
-        conn, slot = self._conn, self._slot
-        if slot.data is not None:
-            return  # ended already
-        if conn.slots and conn.slots[0] is slot and conn.transport is not None:
-            conn.transport.write(data)
-        else:
-            slot.streamed += data
-
-    def close(self) -> None:
-        conn, slot = self._conn, self._slot
-        conn.sink = None
-        if slot.data is None:
-            slot.data, slot.request_close = bytes(slot.streamed), True
-            slot.streamed.clear()
-            if conn.slots and conn.slots[0] is slot:
-                conn._flush()
-
-    def pause_reading(self) -> None:
-        if self._conn.transport is not None:
-            self._conn.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._conn.transport is not None:
-            self._conn.transport.resume_reading()
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        transport = self._conn.transport
-        return default if transport is None else transport.get_extra_info(name, default)
-
-    @property
-    def closed(self) -> bool:
-        return self._conn.transport is None or self._conn.transport.is_closing()
 
 
 class _Stop(Exception):

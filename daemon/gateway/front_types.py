@@ -109,7 +109,7 @@ class BodySink(Protocol):
 
 
 class AnswerWriter(Protocol):
-    """Where another server writes a bridged request's answer (front.SlotWriter)."""
+    """Where another server writes a bridged request's answer (front_slots.SlotWriter)."""
 
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
