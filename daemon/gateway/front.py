@@ -75,12 +75,13 @@ class FrontServer:
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
+        # Scheduled first: a connection that fails to time out must not end the sweeps.
+        self._sweeper = loop.call_later(self.limits.sweep_s, self._sweep)
         self.date = formatdate(usegmt=True).encode()
         now = loop.time()
         for conn in list(self.connections):
             if conn.deadline <= now:
                 conn.time_out()
-        self._sweeper = loop.call_later(self.limits.sweep_s, self._sweep)
 
     async def close(self) -> None:
         """Stop listening and close every connection (answers in flight are lost)."""
