@@ -40,6 +40,7 @@ from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
 from daemon.egress.gate import ReplicaEgress, make_gate
 from daemon.gateway.app import Gateway, make_gateway
+from daemon.gateway.front_serve import serve_front
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes, ServingRunner
 from daemon.gateway.uploads_route import Uploads
@@ -236,10 +237,13 @@ async def _serve(
     uploads = Uploads(
         gw, config.uploads_dir, config.max_upload_file_bytes, config.max_upload_total_bytes
     )
+    # The call routes on the lean front; the rest of the gateway's app behind it.
     gateway = web.AppRunner(make_gateway(gw, uploads), access_log=None, handle_signals=False)
     await gateway.setup()
-    teardown.add(GATEWAY, "gateway", gateway.cleanup)
-    await web.TCPSite(gateway, config.listen_host, config.listen_port).start()
+    front = serve_front(gw, gateway, config)
+    teardown.add(GATEWAY, "gateway", front.close)  # first: no new request reaches either
+    teardown.add(GATEWAY, "gateway's other routes", gateway.cleanup)
+    await front.start(config.listen_host, config.listen_port)
     log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,
              config.listen_port)  # fmt: skip
     notify("READY=1")

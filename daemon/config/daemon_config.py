@@ -57,6 +57,10 @@ class Config:
     account_uploads_dir: Path | None = None  # None: <state_dir>/files (UPLOADS_DIR)
     # Peers whose X-Forwarded-For names the client (for the key-failure throttle).
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Slow clients on the gateway's port: a request's head, its body, an idle connection.
+    gateway_header_timeout_s: float = 10.0
+    gateway_body_timeout_s: float = 30.0  # call bodies; uploads: between two reads
+    gateway_idle_timeout_s: float = 75.0
     queue_max: int = 64  # calls waiting for a free worker, per script; more is 429
     queue_max_wait_s: float = 10.0  # longest a call waits for a free worker; then 429
     replica_start_timeout_s: float = 30.0  # launch to hello and every worker connected

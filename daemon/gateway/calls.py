@@ -1,0 +1,260 @@
+"""The gateway's call routes on the lean front (daemon/gateway/front.py).
+
+Answers exactly what the aiohttp gateway (daemon/gateway/app.py) answers, status, body
+and headers, for every request the front takes (tests/daemon/test_front_diff.py
+compares the two):
+
+    POST /v1/scripts/{script}/functions/{function}   the call
+    GET|HEAD /healthz
+    anything else                                    405 on a known path, else 404
+
+and uses the same state: the `Gateway`'s routes table, key checker, recorder and
+limits. Per call it does the aiohttp handler's checks in the same order (the serving
+version, target and dispatcher in one lookup; the key; the key's script; the function;
+the body) with nothing between them: no request object, no header multidict, no URL
+object on the common path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import orjson
+from aiohttp.http_parser import _has_authority
+from yarl import URL
+
+from daemon.core.models import DEPLOYED
+from daemon.gateway.app import _KNOWN, EXECUTION_HEADER, QUEUE_RETRY_AFTER_S, Gateway, _is_ip
+from daemon.gateway.bridge import AiohttpBridge
+from daemon.gateway.front_types import (
+    JSON,
+    Answer,
+    AnswerWriter,
+    BodySink,
+    Request,
+    error_answer,
+)
+from daemon.gateway.recorder import Call
+from daemon.keys.checker import KeyOk, KeyRefused
+from daemon.serving.dispatcher import CallError, FunctionError, OutOfMemory
+from daemon.serving.replica_runner import ServingVersion
+
+__all__ = ["FrontCalls"]
+
+_UPLOADS_TEXT = "/v1/uploads/"
+_UPLOADS = _UPLOADS_TEXT.encode()
+_HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
+_CT = ("Content-Type", JSON)
+
+
+class FrontCalls:
+    """The front's App: routes a request, runs the call path of `gateway`."""
+
+    def __init__(self, gateway: Gateway, fallback: AiohttpBridge | None = None) -> None:
+        self.gateway = gateway
+        self.fallback = fallback  # aiohttp for the paths below /v1/uploads/
+        self.max_body_bytes = gateway.max_body_bytes
+        self._loop = asyncio.get_running_loop()
+
+    def bridge(self, request: Request, out: AnswerWriter) -> BodySink | None:
+        if self.fallback is None:
+            return None
+        raw = request.url
+        if raw[:1] == b"/" and b"%" not in raw:
+            if not raw.startswith(_UPLOADS):
+                return None
+        else:
+            try:
+                path_safe, _ = _paths(request)
+            except ValueError:
+                return None
+            if not path_safe.startswith(_UPLOADS_TEXT):
+                return None
+        return self.fallback.open(request, out)
+
+    def handle(self, request: Request) -> Answer | asyncio.Future[Answer]:
+        try:
+            path_safe, path = _paths(request)
+        except ValueError:
+            return error_answer(400, "bad_request", "malformed HTTP request: invalid URL")
+        method = request.method
+        if method == "POST":
+            parts = path_safe.split("/")
+            if (
+                len(parts) == 6
+                and parts[1] == "v1"
+                and parts[2] == "scripts"
+                and parts[4] == "functions"
+                and _segment(parts[3])
+                and _segment(parts[5])
+            ):
+                script, function = _unquote(parts[3]), _unquote(parts[5])
+                return self._loop.create_task(self.call(request, script, function))
+        elif path_safe == "/healthz" and method in ("GET", "HEAD"):
+            return _HEALTHZ
+        return no_route(method, path)
+
+    async def call(self, request: Request, name: str, function: str) -> Answer:
+        gateway = self.gateway
+        serving = gateway.routes.serving(name)
+        if serving is None:
+            return await self.not_serving(name)
+        check = await gateway.keys.check(request.header(b"authorization"), self.client(request))
+        if type(check) is not KeyOk:
+            return refusal(check)  # type: ignore[arg-type]
+        if check.script != name:
+            return error_answer(
+                403, "forbidden", f"this API key belongs to another script, not {name!r}"
+            )
+        return await self.dispatch(request, serving, function, check.key_name)
+
+    def client(self, request: Request) -> str | None:
+        """The caller's address, for the key-failure throttle (as Gateway.client)."""
+        gateway, peer = self.gateway, request.peer
+        if not gateway.trusted_proxies or peer is None or not gateway._trusted(peer):
+            return peer
+        hops = ",".join(request.header_all(b"x-forwarded-for")).split(",")
+        for hop in reversed(hops):
+            hop = hop.strip()
+            if hop and not gateway._trusted(hop):
+                return hop if _is_ip(hop) else peer
+        return peer
+
+    async def dispatch(
+        self, request: Request, serving: ServingVersion, function: str, key: str
+    ) -> Answer:
+        gateway = self.gateway
+        target, dispatcher = serving.target, serving.dispatcher
+        cid = f"{gateway._prefix}{next(gateway._ids):x}"
+        record = Call(cid, target.script_id, target.version, function, key, "rejected",
+                      time.time(), None, None, None, 0)  # fmt: skip
+        known = dispatcher.functions
+        if known is not None and function not in known:
+            message = f"script {target.script!r} has no function {function!r}"
+            return self.reject(record, 404, "not_found", message)
+        raw = request.body
+        if raw is None:
+            return self.reject(record, 413, "payload_too_large", gateway._too_large())
+        body = bytes(raw)
+        record.input_bytes = len(body)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return self.reject(record, 400, "bad_request", f"the body is not valid JSON: {exc}")
+        if type(payload) is not dict:
+            return self.reject(record, 400, "bad_request", "the body must be a JSON object")
+        try:
+            result = await dispatcher.call(function, payload_json=body, call_id=cid)
+        except CallError as exc:
+            return self.failed(record, exc)
+        out = orjson.dumps({"result": result.value})
+        record.status = "ok"
+        record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
+        record.cpu_ms = result.cpu_ms
+        record.result = gateway.recorder.keep_result(result.value, len(out) - 11)
+        record.stdout, record.stderr = result.stdout, result.stderr
+        gateway.recorder.record(record)
+        return Answer(200, out, (_CT, (EXECUTION_HEADER, cid)))
+
+    def reject(self, record: Call, status: int, kind: str, message: str) -> Answer:
+        record.error = {"type": kind, "message": message}
+        self.gateway.recorder.record(record)
+        return error_answer(status, kind, message, (EXECUTION_HEADER, record.id))
+
+    def failed(self, record: Call, exc: CallError) -> Answer:
+        record.status = exc.status
+        record.queue_ms, record.run_ms = exc.queue_ms, exc.run_ms
+        doc: dict[str, Any] = exc.to_json()
+        error = dict(doc["error"])
+        record.stdout = str(error.pop("stdout", "") or "")
+        record.stderr = str(error.pop("stderr", "") or "")
+        record.error = error
+        if isinstance(exc, FunctionError):
+            record.cpu_ms = exc.frame.get("cpu_ms")
+        elif isinstance(exc, OutOfMemory):
+            record.peak_memory_bytes = exc.extra.get("memory_limit_bytes")
+        self.gateway.recorder.record(record)
+        headers: tuple[tuple[str, str], ...] = (_CT, (EXECUTION_HEADER, record.id))
+        if exc.http_status == 429:
+            headers = (*headers, ("Retry-After", str(QUEUE_RETRY_AFTER_S)))
+        return Answer(exc.http_status, orjson.dumps(doc), headers)
+
+    async def not_serving(self, name: str) -> Answer:
+        script = await asyncio.to_thread(self.gateway.store.get_script, name)
+        if script is None:
+            return error_answer(404, "not_found", f"no script named {name!r}")
+        why = (
+            "its replicas are not running"
+            if script.status == DEPLOYED
+            else f"it is {script.status}"
+        )
+        return error_answer(503, "not_deployed", f"script {name!r} does not take calls: {why}")
+
+
+def refusal(check: KeyRefused) -> Answer:
+    if check.status == 429:
+        retry = ("Retry-After", str(max(1, math.ceil(check.retry_after))))
+        return error_answer(429, "throttled", check.message, retry)
+    return error_answer(401, "unauthorized", check.message, ("WWW-Authenticate", "Bearer"))
+
+
+def no_route(method: str, path: str) -> Answer:
+    for allowed, start, middle in _KNOWN:
+        if path.startswith(start) and middle in path:
+            return error_answer(
+                405, "method_not_allowed", f"{path} takes {allowed}", ("Allow", allowed)
+            )
+    return error_answer(404, "not_found", f"no route {method} {path}")
+
+
+def _segment(text: str) -> bool:
+    """A `{name}` of aiohttp's router: not empty, no braces (slashes are split off)."""
+    return bool(text) and "{" not in text and "}" not in text
+
+
+def _unquote(text: str) -> str:
+    if "%" not in text:
+        return text
+    return text.replace("%2F", "/").replace("%25", "%")
+
+
+def _paths(request: Request) -> tuple[str, str]:
+    """(path_safe, path) of the request target, as aiohttp's router and
+    `request.path` see them; plain ASCII paths without escapes skip yarl.
+    Raises ValueError for a target aiohttp refuses (400)."""
+    raw = request.url
+    if raw[:1] == b"/" and b"%" not in raw and raw.isascii():
+        end = len(raw)
+        for mark in (b"?", b"#"):
+            at = raw.find(mark)
+            if at != -1 and at < end:
+                end = at
+        path = raw[:end].decode("ascii")
+        return path, path
+    url = _yarl_url(raw.decode("utf-8", "surrogateescape"), request.method)
+    return url.path_safe, url.path
+
+
+def _yarl_url(target: str, method: str) -> URL:
+    """The relative URL aiohttp's parser and request build for a request target."""
+    if target.startswith("/"):  # origin-form
+        path, fragment = target, ""
+        query_at = target.find("?")
+        end = target.find("#", query_at + 1 if query_at != -1 else 0)
+        if end != -1:
+            path, fragment = target[:end], target[end + 1 :]
+        query = ""
+        if query_at != -1:
+            path, query = path[:query_at], path[query_at + 1 :]
+        return URL.build(path=path, query_string=query, fragment=fragment, encoded=True)
+    if target == "*" and method == "OPTIONS":
+        return URL(target, encoded=True)
+    if not _has_authority(target):
+        raise ValueError(target)
+    url = URL(target, encoded=True)
+    if url.raw_host is None:
+        raise ValueError(target)
+    return url.relative()
