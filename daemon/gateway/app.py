@@ -45,8 +45,9 @@ from daemon.core.models import DEPLOYED
 from daemon.gateway.recorder import Call, ExecutionRecorder
 from daemon.gateway.serving_table import Routes
 from daemon.keys.checker import KeyChecker, KeyOk, KeyRefused
-from daemon.serving.dispatcher import CallError, FunctionError, OutOfMemory
+from daemon.serving.dispatcher import CallError, CallResult, FunctionError, OutOfMemory
 from daemon.serving.replica_runner import ServingVersion
+from daemon.serving.target import RunTarget
 from daemon.store.database import Store
 
 __all__ = ["EXECUTION_HEADER", "Gateway", "make_gateway"]
@@ -142,9 +143,8 @@ class Gateway:
     ) -> web.Response:
         target, dispatcher = serving.target, serving.dispatcher
         function = request.match_info["function"]
-        cid = f"{self._prefix}{next(self._ids):x}"
-        record = Call(cid, target.script_id, target.version, function, key, "rejected",
-                      time.time(), None, None, None, 0)  # fmt: skip
+        record = self.new_record(target, function, key)
+        cid = record.id
         # An unknown function is named before the body is read or judged.
         known = dispatcher.functions
         if known is not None and function not in known:
@@ -168,6 +168,18 @@ class Gateway:
             result = await dispatcher.call(function, payload_json=raw, call_id=cid)
         except CallError as exc:
             return self.failed(record, exc)
+        body = self.record_answer(record, result)
+        return web.Response(body=body, headers={"Content-Type": JSON, EXECUTION_HEADER: cid})
+
+    # --- the execution record of a call: one implementation for both HTTP fronts ---
+    def new_record(self, target: RunTarget, function: str, key: str) -> Call:
+        """A call's record, "rejected" until it is answered; its id is the call's."""
+        cid = f"{self._prefix}{next(self._ids):x}"
+        return Call(cid, target.script_id, target.version, function, key, "rejected",
+                    time.time(), None, None, None, 0)  # fmt: skip
+
+    def record_answer(self, record: Call, result: CallResult) -> bytes:
+        """Record a call that returned; the answer's body."""
         body = orjson.dumps({"result": result.value})
         record.status = "ok"
         record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
@@ -176,22 +188,16 @@ class Gateway:
         record.stdout, record.stderr = result.stdout, result.stderr
         record.http_log = self._http_log(result.replica)
         self.recorder.record(record)
-        return web.Response(body=body, headers={"Content-Type": JSON, EXECUTION_HEADER: cid})
+        return body
 
-    def _http_log(self, replica: str | None) -> dict[str, Any] | None:
-        if self.http_logs is None or replica is None:
-            return None
-        return self.http_logs(replica)
-
-    def _too_large(self) -> str:
-        return f"the body is larger than {self.max_body_bytes} bytes (gateway.max_body_bytes)"
-
-    def reject(self, record: Call, status: int, kind: str, message: str) -> web.Response:
+    def record_refusal(self, record: Call, kind: str, message: str) -> None:
+        """Record a call refused before it reached a worker."""
         record.error = {"type": kind, "message": message}
         self.recorder.record(record)
-        return error_response(status, kind, message, {EXECUTION_HEADER: record.id})
 
-    def failed(self, record: Call, exc: CallError) -> web.Response:
+    def record_failure(self, record: Call, exc: CallError) -> dict[str, Any]:
+        """Record a call that failed (and end a killed worker's outbound connections);
+        the answer's JSON document."""
         record.status = exc.status
         record.queue_ms, record.run_ms = exc.queue_ms, exc.run_ms
         doc: dict[str, Any] = exc.to_json()
@@ -207,6 +213,22 @@ class Gateway:
             self.close_connections(exc.replica)
         record.http_log = self._http_log(exc.replica)
         self.recorder.record(record)
+        return doc
+
+    def _http_log(self, replica: str | None) -> dict[str, Any] | None:
+        if self.http_logs is None or replica is None:
+            return None
+        return self.http_logs(replica)
+
+    def _too_large(self) -> str:
+        return f"the body is larger than {self.max_body_bytes} bytes (gateway.max_body_bytes)"
+
+    def reject(self, record: Call, status: int, kind: str, message: str) -> web.Response:
+        self.record_refusal(record, kind, message)
+        return error_response(status, kind, message, {EXECUTION_HEADER: record.id})
+
+    def failed(self, record: Call, exc: CallError) -> web.Response:
+        doc = self.record_failure(record, exc)
         headers = {"Content-Type": JSON, EXECUTION_HEADER: record.id}
         if exc.http_status == 429:
             headers["Retry-After"] = str(QUEUE_RETRY_AFTER_S)

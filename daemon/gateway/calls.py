@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from typing import Any
 
 import orjson
 from aiohttp.http_parser import _has_authority
@@ -39,7 +37,7 @@ from daemon.gateway.front_types import (
 )
 from daemon.gateway.recorder import Call
 from daemon.keys.checker import KeyOk, KeyRefused
-from daemon.serving.dispatcher import CallError, FunctionError, OutOfMemory
+from daemon.serving.dispatcher import CallError
 from daemon.serving.replica_runner import ServingVersion
 
 __all__ = ["FrontCalls"]
@@ -128,9 +126,8 @@ class FrontCalls:
     ) -> Answer:
         gateway = self.gateway
         target, dispatcher = serving.target, serving.dispatcher
-        cid = f"{gateway._prefix}{next(gateway._ids):x}"
-        record = Call(cid, target.script_id, target.version, function, key, "rejected",
-                      time.time(), None, None, None, 0)  # fmt: skip
+        record = gateway.new_record(target, function, key)
+        cid = record.id
         known = dispatcher.functions
         if known is not None and function not in known:
             message = f"script {target.script!r} has no function {function!r}"
@@ -150,33 +147,15 @@ class FrontCalls:
             result = await dispatcher.call(function, payload_json=body, call_id=cid)
         except CallError as exc:
             return self.failed(record, exc)
-        out = orjson.dumps({"result": result.value})
-        record.status = "ok"
-        record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
-        record.cpu_ms = result.cpu_ms
-        record.result = gateway.recorder.keep_result(result.value, len(out) - 11)
-        record.stdout, record.stderr = result.stdout, result.stderr
-        gateway.recorder.record(record)
+        out = gateway.record_answer(record, result)
         return Answer(200, out, (_CT, (EXECUTION_HEADER, cid)))
 
     def reject(self, record: Call, status: int, kind: str, message: str) -> Answer:
-        record.error = {"type": kind, "message": message}
-        self.gateway.recorder.record(record)
+        self.gateway.record_refusal(record, kind, message)
         return error_answer(status, kind, message, (EXECUTION_HEADER, record.id))
 
     def failed(self, record: Call, exc: CallError) -> Answer:
-        record.status = exc.status
-        record.queue_ms, record.run_ms = exc.queue_ms, exc.run_ms
-        doc: dict[str, Any] = exc.to_json()
-        error = dict(doc["error"])
-        record.stdout = str(error.pop("stdout", "") or "")
-        record.stderr = str(error.pop("stderr", "") or "")
-        record.error = error
-        if isinstance(exc, FunctionError):
-            record.cpu_ms = exc.frame.get("cpu_ms")
-        elif isinstance(exc, OutOfMemory):
-            record.peak_memory_bytes = exc.extra.get("memory_limit_bytes")
-        self.gateway.recorder.record(record)
+        doc = self.gateway.record_failure(record, exc)
         headers: tuple[tuple[str, str], ...] = (_CT, (EXECUTION_HEADER, record.id))
         if exc.http_status == 429:
             headers = (*headers, ("Retry-After", str(QUEUE_RETRY_AFTER_S)))
