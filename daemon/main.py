@@ -10,8 +10,9 @@ are killed), start autoscaling, metering and the email outbox (daemon/account/se
 reconcile what a crash left behind (Deployed scripts get their
 replicas started again), then serve the admin socket and the gateway.
 SIGTERM or SIGINT: stop serving, cancel deploys (recorded as "interrupted"),
-stop the replicas (running calls get `replicas.shutdown_drain_s`), remove the
-cgroup root, write the last execution records, close the store, remove the socket.
+stop the replicas (running calls get `replicas.shutdown_drain_s`), unmount the
+workspaces, remove the cgroup root, write the last execution records, close the
+store, remove the socket.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from daemon.serving.egress_gate import EgressGate
 from daemon.serving.launcher import LaunchSettings
 from daemon.serving.pool import PoolSettings
 from daemon.serving.replica_runner import FailureHook, ReplicaRunner, RunnerSettings
+from daemon.serving.workspace_image import unmount_all
 from daemon.store import uploads_folder
 from daemon.store.database import Store
 from daemon.store.state_dir import StateDir
@@ -143,7 +145,9 @@ async def make_runner(
     settings = runner_settings(config, egress)
     if not sandboxed:
         return ReplicaRunner.without_sandbox(settings, on_failing), None
-    root = await asyncio.to_thread(sandbox.CgroupRoot.create, config.cgroup_name)
+    root = await asyncio.to_thread(
+        sandbox.CgroupRoot.create, config.cgroup_root_name, exclusive=True
+    )
     return ReplicaRunner(settings, root, on_failing=on_failing), root
 
 
@@ -165,10 +169,11 @@ async def serve(
 
 # Shutdown order (Teardown ranks): stop taking admin requests, cancel deploys,
 # drain and stop replicas (running calls answer through the still-open gateway),
-# charge their last seconds, close the gateway, remove cgroups, write the last
-# execution records, then close the store and release the state dir.
+# charge their last seconds, close the gateway, unmount the workspaces, remove
+# cgroups, write the last execution records, then close the store and release
+# the state dir.
 SWEEPER, ADMIN, DEPLOYS, REPLICAS, EGRESS, ACCOUNT, GATEWAY = 10, 20, 30, 40, 45, 50, 60
-CGROUPS, RECORDS, KEYS, STORE, SOCKET, LOCK = 70, 80, 90, 100, 110, 120
+WORKSPACES, CGROUPS, RECORDS, KEYS, STORE, SOCKET, LOCK = 65, 70, 80, 90, 100, 110, 120
 
 
 async def _serve(
@@ -190,6 +195,7 @@ async def _serve(
         return lc.replicas_failing(script, reason) if lc is not None else None
 
     egress: ReplicaEgress | None = None
+    root: sandbox.CgroupRoot | None = None
     if runner is None:
         if sandboxed:  # without a sandbox a replica shares the host's network anyway
             loop = asyncio.get_running_loop()
@@ -198,7 +204,8 @@ async def _serve(
         runner, root = await make_runner(config, sandboxed, failing, egress)
         if root is not None:
             teardown.add(CGROUPS, "cgroups", lambda: asyncio.to_thread(root.cleanup))
-    ctx = Context(config, store, state, catalogue, Builder(config), runner)
+    teardown.add(WORKSPACES, "workspaces", lambda: asyncio.to_thread(unmount_all, state.scripts))
+    ctx = Context(config, store, state, catalogue, Builder(config, root), runner)
     teardown.add(KEYS, "key checker", ctx.keys.close)
     recorder = ExecutionRecorder(
         store,

@@ -7,7 +7,7 @@ dropped privileges, rlimits and seccomp. Knows nothing about scripts.
     exit = await box.wait(); box.cleanup()
 """
 
-from .cgroups import CgroupRoot
+from .cgroups import CgroupRoot, Limits, SandboxCgroup
 from .fsutil import remove_tree
 from .handle import Exit, Sandbox, Usage
 from .launcher import start
@@ -18,8 +18,10 @@ __all__ = [
     "Bind",
     "CgroupRoot",
     "Exit",
+    "Limits",
     "Rlimits",
     "Sandbox",
+    "SandboxCgroup",
     "SandboxError",
     "SandboxSpec",
     "Tmpfs",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import signal
 import time
@@ -76,6 +77,7 @@ class CgroupRoot:
         self.controller_dirs = dirs  # controller -> root dir (v1 or unified)
         self.unified = unified  # our root dir in the unified tree, if mounted
         self.fs = fs
+        self._lock_fd: int | None = None  # flock'ed root dir (create(exclusive=True))
 
     @classmethod
     def create(
@@ -84,10 +86,14 @@ class CgroupRoot:
         layout: Layout | None = None,
         fs: CgroupFS | None = None,
         remove_leftovers: bool = True,
+        exclusive: bool = False,
     ) -> CgroupRoot:
         """Create (or reuse) the root below our own cgroups; kill and remove leftovers.
 
         Leftovers are sandbox cgroups of a previous run of this daemon (same name).
+        With `exclusive`, the root's directory stays flock'ed while this process
+        lives, and a root another live process holds is refused before anything of
+        it is touched (two daemons given the same name).
         """
         layout = layout or discover()
         fs = fs or CgroupFS()
@@ -107,11 +113,26 @@ class CgroupRoot:
         root = cls(name, dirs, unified, fs)
         for path in root.hierarchy_dirs():
             fs.mkdir(path)
-            if remove_leftovers:
-                root.remove_leftovers(path)
+        if exclusive:
+            root._lock()
+        for path in root.hierarchy_dirs() if remove_leftovers else []:
+            root.remove_leftovers(path)
         if v2_wanted and own_unified and unified:
             root._enable_v2(own_unified, unified, v2_wanted, layout.unified_own == "/")
         return root
+
+    def _lock(self) -> None:
+        path = self.unified or self.hierarchy_dirs()[0]
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SandboxError(
+                f"the cgroup {path} is in use by another process: give each daemon a cgroup"
+                " name of its own (scriptd: sandbox.cgroup_name, or leave it unset)"
+            ) from None
+        self._lock_fd = fd
 
     def hierarchy_dirs(self) -> list[str]:
         dirs = set(self.controller_dirs.values())
@@ -162,6 +183,9 @@ class CgroupRoot:
                     kill_cgroup(self.fs, [os.path.join(path, entry)])
                     remove_dirs(self.fs, [os.path.join(path, entry)])
         remove_dirs(self.fs, self.hierarchy_dirs())
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def remove_if_empty(self) -> None:
         """Remove the root dirs unless another process still has sandboxes in them."""

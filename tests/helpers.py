@@ -21,7 +21,8 @@ Calls through the gateway (real HTTP on 127.0.0.1):
     gw = daemon.gateway(key)                         # one keep-alive connection
     r = gw.call("demo", "hello", {"name": "x"})      # Response(status, headers, body)
 
-Each daemon gets a cgroup root of its own name (sandbox.cgroup_name), so daemons
+Each daemon gets a cgroup root of its own name (sandbox.cgroup_name, or the name
+the daemon derives from its state dir with derived_cgroup=True), so daemons
 running side by side never remove each other's replicas as "leftovers".
 """
 
@@ -310,8 +311,15 @@ class DaemonProcess:
     # bind it before the daemon does, so a start that fails on it tries a new port.
     PORT_ATTEMPTS = 5
 
-    def __init__(self, root: Path, config: Mapping[str, Any], cache_dir: Path | None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config: Mapping[str, Any],
+        cache_dir: Path | None,
+        derived_cgroup: bool = False,
+    ) -> None:
         self.root = root
+        self.derived_cgroup = derived_cgroup  # no sandbox.cgroup_name: the daemon derives it
         self.state_dir = root / "state"
         self.socket = root / "admin.sock"
         self.config_path = root / "scriptd.toml"
@@ -331,7 +339,8 @@ class DaemonProcess:
     def _new_port(self) -> None:
         """Pick a free port and write the config (the cgroup name carries the port)."""
         self.port = free_port()
-        full = _merge(TEST_CONFIG, {"sandbox": {"cgroup_name": f"scriptd-test-{self.port}"}})
+        own = {"sandbox": {"cgroup_name": f"scriptd-test-{self.port}"}}
+        full = _merge(TEST_CONFIG, {} if self.derived_cgroup else own)
         full = _merge(full, self._config)
         if self._cache_dir is not None:
             full = _merge({"build": {"cache_dir": str(self._cache_dir)}}, full)
@@ -408,10 +417,15 @@ class DaemonProcess:
 
 
 def start_daemon(
-    root: Path, config: Mapping[str, Any] | None = None, cache_dir: Path | None = None
+    root: Path,
+    config: Mapping[str, Any] | None = None,
+    cache_dir: Path | None = None,
+    derived_cgroup: bool = False,
 ) -> DaemonProcess:
+    """A started daemon; with `derived_cgroup`, its cgroup root is named after its
+    state dir by the daemon itself (no sandbox.cgroup_name in its config)."""
     root.mkdir(parents=True, exist_ok=True)
-    return DaemonProcess(root, config or {}, cache_dir).start()
+    return DaemonProcess(root, config or {}, cache_dir, derived_cgroup).start()
 
 
 @contextmanager
@@ -441,6 +455,17 @@ def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Path(kept).mkdir(parents=True, exist_ok=True)
         return Path(kept)
     return tmp_path_factory.mktemp("build-cache")
+
+
+@pytest.fixture(autouse=True)
+def unmounted_workspaces(tmp_path: Path) -> Iterator[None]:
+    """After each test: no workspace image stays mounted below its tmp folder (tests
+    that launch replicas without a daemon have no shutdown that unmounts them)."""
+    yield
+    if os.geteuid() == 0:
+        from daemon.serving.workspace_image import unmount_all
+
+        unmount_all(tmp_path)
 
 
 @pytest.fixture

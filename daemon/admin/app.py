@@ -38,8 +38,10 @@ from daemon.admin.responses import script_json, summary_json, version_json
 from daemon.build.catalogue import Catalogue
 from daemon.config.daemon_config import Config
 from daemon.core.errors import BadRequest, NotFound, PayloadTooLarge, ScriptdError
+from daemon.core.models import Script
 from daemon.lifecycle import request_checks
 from daemon.lifecycle.actions import Lifecycle
+from daemon.serving import workspace_image
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,17 @@ async def script_view(lc: Lifecycle, name: str) -> dict[str, Any]:
     script = await lc.get(name)
     view = script_json(script, await lc.deployment(script))
     view["autoscaling"] = await account_routes.autoscaling_json(lc, script)
+    view["workspace"] = await workspace_json(lc, script)
     return view
+
+
+async def workspace_json(lc: Lifecycle, script: Script) -> dict[str, Any]:
+    """The workspace's size limit (from the script's profile) and, while it is
+    mounted, the bytes used in it."""
+    config = lc.ctx.config
+    profile = config.profile(script.resources.profile) or config.default_profile
+    used = await asyncio.to_thread(workspace_image.usage, lc.ctx.state.workspace(script.id))
+    return {"limit_bytes": profile.workspace_bytes, "used_bytes": used}
 
 
 def _number(request: web.Request) -> int:

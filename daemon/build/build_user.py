@@ -3,11 +3,13 @@
 uv and npm read a project's dependency files and download code from the
 network: they never run as root. Each tool is started as
 
-    unshare --mount -- /bin/sh -c MOUNTS setpriv --reuid U --regid G --clear-groups ... TOOL
+    unshare --pid --fork --kill-child --mount-proc --mount -- /bin/sh -c MOUNTS \
+        setpriv --reuid U --regid G --clear-groups ... TOOL
 
-in a private mount namespace where a small tmpfs covers /tmp and two folders
-are bound below it: the build's temp folder at WORK_MOUNT and the tools' caches
-(uv, npm, HOME, TMPDIR) at TOOLS_MOUNT. The tool sees only those paths, so it
+in a pid namespace of its own (daemon/build/cgroup.py) and a private mount
+namespace where a small tmpfs covers /tmp and two folders are bound below it:
+the build's temp folder at WORK_MOUNT and the tools' caches (uv, npm, HOME,
+TMPDIR) at TOOLS_MOUNT. The tool sees only those paths, so it
 needs no search permission on the parents of the daemon's cache folder (often
 0700), and it never sees the project's source: the builder copies the
 dependency files into the temp folder. The host's /tmp is hidden: a tool whose
@@ -62,9 +64,9 @@ def tools_dir(config: Config) -> Path:
 
 
 def wrap(argv: list[str], work: Path, tools: Path, uid: int, gid: int) -> list[str]:
-    """`argv` run as uid/gid in the namespace described above; dies with the daemon
-    (--pdeathsig: util-linux's tools exec in turn, so the tool keeps the daemon as
-    its parent and no preexec_fn runs in a threaded process)."""
+    """`argv` run as uid/gid in the namespaces described above; dies with the daemon
+    (daemon/build/cgroup.py: util-linux's tools exec in turn, so no preexec_fn runs
+    in a threaded process)."""
     drop = [
         _tool("setpriv"), f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
         "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig", "KILL", "--",
@@ -73,7 +75,11 @@ def wrap(argv: list[str], work: Path, tools: Path, uid: int, gid: int) -> list[s
     if _below_tmp(argv[0]):
         bound, argv = os.path.realpath(argv[0]), [TOOL_MOUNT, *argv[1:]]
     shell = [_tool("sh"), "-c", _MOUNTS, "scriptd-build", str(work), str(tools), bound]
-    return [_tool("unshare"), "--mount", "--propagation", "private", "--", *shell, *drop, *argv]
+    # pid 1 of its own pid namespace: when unshare dies, the kernel kills every process
+    # of the namespace (daemon/build/cgroup.py makes unshare die with the daemon).
+    pid_ns = ["--pid", "--fork", "--kill-child", "--mount-proc"]
+    unshare = [_tool("unshare"), *pid_ns, "--mount", "--propagation", "private", "--"]
+    return [*unshare, *shell, *drop, *argv]
 
 
 def _below_tmp(path: str) -> bool:

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import sandbox
 from daemon.build.build_user import (
     TOOLS_MOUNT,
     WORK_MOUNT,
@@ -43,7 +44,10 @@ from daemon.build.build_user import (
     wrap,
 )
 from daemon.build.catalogue import Runtime
+from daemon.build.cgroup import BuildCgroup, BuildCgroups, guarded
+from daemon.build.sweep import sweep_envs, trim_caches
 from daemon.config.daemon_config import Config
+from daemon.core.cancel import uncancellable
 from daemon.core.errors import BuildError
 
 BUILD_FORMAT = 1  # bump when the layout of a built environment changes
@@ -111,8 +115,9 @@ def _has_node_dependencies(src: Path) -> bool:
 
 
 class Builder:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, cgroup_root: sandbox.CgroupRoot | None = None) -> None:
         self.config = config
+        self.cgroups = BuildCgroups(cgroup_root)
         self.envs_dir = config.cache_dir / "envs"
         self._slots = asyncio.Semaphore(config.build_parallel)
         self._key_locks: dict[str, asyncio.Lock] = {}
@@ -130,7 +135,7 @@ class Builder:
         final = self.env_dir(key)
         lock = self._key_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if await asyncio.to_thread((final / DONE_MARKER).exists):
+            if await asyncio.to_thread(_touch_if_built, final):
                 await _append(log, f"environment {key} is already built: reused\n")
                 return BuildResult(key, final, True, time.monotonic() - started)
             what = f"{language} {runtime.version} at {runtime.path}"
@@ -138,6 +143,24 @@ class Builder:
             async with self._slots:
                 await self._build_into(language, runtime, src, log, final, started)
         return BuildResult(key, final, False, time.monotonic() - started)
+
+    async def sweep(self, in_use: set[str]) -> None:
+        """Remove environments no version needs and bound the tools' caches
+        (daemon/build/sweep.py), once no build runs: it holds every build slot."""
+        held = 0
+        try:
+            for _ in range(self.config.build_parallel):
+                await self._slots.acquire()
+                held += 1
+            cfg = self.config
+            await asyncio.to_thread(
+                sweep_envs, self.envs_dir, in_use, DONE_MARKER, cfg.build_timeout_s
+            )
+            await asyncio.to_thread(trim_caches, self.tools, cfg.build_cache_max_bytes)
+            self._tools_ready = False  # the next build makes the emptied folders again
+        finally:
+            for _ in range(held):
+                self._slots.release()
 
     async def _build_into(
         self, language: str, runtime: Runtime, src: Path, log: Path, final: Path, t0: float
@@ -218,10 +241,27 @@ class Builder:
         if left <= 0:
             raise BuildError(self._too_long())
         await _append(log, f"$ {' '.join(argv)}  (as uid {self.uid}, gid {self.gid})\n")
+        cgroup = await asyncio.to_thread(self.cgroups.new)
+        try:
+            await self._run_in(argv, cwd, log, left, node_dir, cgroup)
+        finally:
+            if cgroup is not None:  # whatever the tool left running dies here
+                await uncancellable(asyncio.to_thread(cgroup.kill_and_remove))
+
+    async def _run_in(
+        self,
+        argv: list[str],
+        cwd: Path,
+        log: Path,
+        left: float,
+        node_dir: str | None,
+        cgroup: BuildCgroup | None,
+    ) -> None:
+        wrapped = wrap(argv, cwd, self.tools, self.uid, self.gid)
         fd = await asyncio.to_thread(os.open, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *wrap(argv, cwd, self.tools, self.uid, self.gid),
+                *guarded(wrapped, cgroup),
                 cwd=cwd,
                 env=self._env(node_dir),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -253,6 +293,16 @@ class Builder:
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _touch_if_built(env: Path) -> bool:
+    """True when `env` is complete; its marker's mtime then says "used now" (unused
+    environments are swept an hour after their last use)."""
+    try:
+        os.utime(env / DONE_MARKER)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _finish(tmp: Path, final: Path) -> None:

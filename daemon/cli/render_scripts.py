@@ -58,7 +58,8 @@ def overview(script: dict[str, Any]) -> str:
     parts = [
         render_fields(general),
         "Runtime settings\n" + render_fields(runtime, indent="  "),
-        "Resource allocation\n" + render_fields(_resource_fields(resources), indent="  "),
+        "Resource allocation\n"
+        + render_fields(_resource_fields(resources, script.get("workspace")), indent="  "),
     ]
     deployment = script.get("deployment")
     if deployment:
@@ -149,12 +150,14 @@ def profiles_table(profiles: list[dict[str, Any]]) -> str:
             p.get("name"),
             p.get("label"),
             f"{p.get('vcpus')} vCPU, {fmt_bytes(p.get('memory_bytes'))}",
+            fmt_bytes(p.get("workspace_bytes")),
             p.get("credits_per_hour"),
             "yes" if p.get("default") else "",
         )
         for p in profiles
     ]
-    return render_table(("PROFILE", "HARDWARE", "ACTUAL", "CREDITS/HOUR", "DEFAULT"), rows)
+    titles = ("PROFILE", "HARDWARE", "ACTUAL", "WORKSPACE", "CREDITS/HOUR", "DEFAULT")
+    return render_table(titles, rows)
 
 
 def runtimes_table(runtimes: list[dict[str, Any]]) -> str:
@@ -197,7 +200,9 @@ def _current_version(script: dict[str, Any]) -> str:
     return f"v{number}"
 
 
-def _resource_fields(resources: dict[str, Any]) -> list[tuple[str, Any]]:
+def _resource_fields(
+    resources: dict[str, Any], workspace: dict[str, Any] | None = None
+) -> list[tuple[str, Any]]:
     low, high = resources.get("min_replicas"), resources.get("max_replicas")
     target = resources.get("cpu_target")
     target_text = NONE if target is None else f"{target} %"
@@ -207,7 +212,15 @@ def _resource_fields(resources: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Replicas", f"min {low}, max {high}"),
         ("CPU target", target_text),
         ("Hardware profile", resources.get("profile")),
+        ("Workspace", _workspace_text(workspace or {})),
     ]
+
+
+def _workspace_text(workspace: dict[str, Any]) -> str:
+    """`12.0 MB used of 1.0 GB`, or only the limit while it is not mounted."""
+    limit = fmt_bytes(workspace.get("limit_bytes"))
+    used = workspace.get("used_bytes")
+    return f"{limit} limit" if used is None else f"{fmt_bytes(used)} used of {limit}"
 
 
 def _version_fields(version: dict[str, Any]) -> list[tuple[str, Any]]:

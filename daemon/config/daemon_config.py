@@ -3,6 +3,7 @@ field. daemon/config/loader.py fills it from the TOML file and checks each key."
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ class Config:
     uv_path: Path | None = None  # None: the uv beside the daemon's python, else PATH
     build_uid: int = 199_999  # builds run as this uid/gid, never as root
     build_gid: int = 199_999
+    build_cache_max_bytes: int = 10 * GIB  # uv and npm download caches; emptied past it
     timeout_min_s: int = 30
     timeout_max_s: int = 600
     timeout_default_s: int = 30
@@ -70,7 +72,7 @@ class Config:
     replica_uid_base: int = 200_000  # script id N runs as uid/gid uid_base + N
     replica_uid_count: int = 100_000  # script ids from 1 to uid_count - 1
     shutdown_drain_s: float = 10.0  # running calls may finish this long at shutdown
-    cgroup_name: str = "scriptd"  # the daemon's cgroup below its own, in every hierarchy
+    cgroup_name: str | None = None  # None: derived from the state dir (cgroup_root_name)
     executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
     executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most
@@ -93,6 +95,16 @@ class Config:
         """The account's uploaded files, UPLOADS_DIR (read-only) in every replica; not
         StateDir.staging, which holds project archives waiting to be used."""
         return self.account_uploads_dir or self.state_dir / "files"
+
+    @property
+    def cgroup_root_name(self) -> str:
+        """The daemon's cgroup below its own, in every hierarchy: `sandbox.cgroup_name`,
+        else `scriptd-<hash of the resolved state dir>`, so two daemons with different
+        state dirs never share (nor clean up) each other's cgroups."""
+        if self.cgroup_name:
+            return self.cgroup_name
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()
+        return f"scriptd-{digest[:12]}"
 
     @property
     def default_profile(self) -> Profile:

@@ -107,6 +107,7 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "build.uv": (("uv_path",), abs_path),
     "build.uid": (("build_uid",), integer(1, 2**31 - 1)),
     "build.gid": (("build_gid",), integer(1, 2**31 - 1)),
+    "build.cache_max_bytes": (("build_cache_max_bytes",), integer(1 << 20, 1 << 50)),
     "settings.timeout_min_s": (("timeout_min_s",), integer(1, 86400)),
     "settings.timeout_max_s": (("timeout_max_s",), integer(1, 86400)),
     "settings.timeout_default_s": (("timeout_default_s",), integer(1, 86400)),

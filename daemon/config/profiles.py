@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.config.checks import fail
+from daemon.config.checks import fail, integer
 
 GIB = 1 << 30
 
@@ -27,6 +27,7 @@ class Profile:
     memory_bytes: int
     credits_per_hour: float
     default: bool = False
+    workspace_bytes: int = GIB  # size of the script's WORKSPACE_DIR filesystem
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,7 @@ class Profile:
             "memory_bytes": self.memory_bytes,
             "credits_per_hour": self.credits_per_hour,
             "default": self.default,
+            "workspace_bytes": self.workspace_bytes,
         }
 
 
@@ -65,6 +67,8 @@ DEFAULT_PROFILES: tuple[Profile, ...] = (
 )
 
 
+MIN_WORKSPACE_BYTES = 16 << 20  # ext4 needs room for its journal and metadata
+MAX_WORKSPACE_BYTES = 1 << 44
 PROFILE_KEYS = {
     "name": "a name like 2vcpu-4gb: ^[a-z0-9][a-z0-9.-]{0,39}$",
     "label": "a string",
@@ -74,6 +78,7 @@ PROFILE_KEYS = {
     "memory_gib": "a number above 0, at most nominal_memory_gib",
     "credits_per_hour": "a number, 0 or more",
     "default": "true or false (exactly one profile is the default)",
+    "workspace_bytes": f"an integer from {MIN_WORKSPACE_BYTES} to {MAX_WORKSPACE_BYTES} (bytes)",
 }
 
 
@@ -117,7 +122,14 @@ def _one_profile(i: int, raw: object) -> Profile:
             f"{where}.credits_per_hour", raw.get("credits_per_hour", 0), False
         ),
         default=default,
+        workspace_bytes=_workspace_bytes(f"{where}.workspace_bytes", raw.get("workspace_bytes")),
     )
+
+
+def _workspace_bytes(key: str, value: object) -> int:
+    if value is None:
+        return GIB
+    return integer(MIN_WORKSPACE_BYTES, MAX_WORKSPACE_BYTES)(key, value)
 
 
 def parse_profiles(raw: object) -> tuple[Profile, ...]:

@@ -36,6 +36,7 @@ from daemon.core.models import (
 )
 from daemon.lifecycle.context import Context
 from daemon.serving.target import RunnerError, RunTarget
+from daemon.serving.workspace_image import WorkspaceError, ensure_mounted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,8 +71,7 @@ class Deployer:
         build_log = ctx.state.build_log(version.script_id, version.number)
         await ctx.db(_fresh_dir, src.parent)
         await self._unpack(Path(cfg.archive.path), src, cfg.language)
-        # private from the start: the launcher hands it to the script's uid (0700 too)
-        await ctx.db(ctx.state.workspace(version.script_id).mkdir, 0o700, True, True)
+        await self._mount_workspace(version)
         await self._set_phase(version, "building")
         built = await ctx.builder.build(cfg.language, runtime, src, build_log)
         version = await self._update(version, env_key=built.env_key)
@@ -103,6 +103,17 @@ class Deployer:
             cpu_target=res.cpu_target,
             profile=profile,
         )
+
+    async def _mount_workspace(self, version: Version) -> None:
+        """The script's workspace filesystem, sized by the version's profile (private
+        from the start: the launcher hands it to the script's uid, 0700 too)."""
+        ctx = self.ctx
+        profile = ctx.config.profile(version.config.resources.profile)
+        size = (profile or ctx.config.default_profile).workspace_bytes
+        try:
+            await ctx.db(ensure_mounted, ctx.state.workspace(version.script_id), size)
+        except WorkspaceError as exc:
+            raise BuildError(f"the workspace cannot be mounted: {exc}") from None
 
     def _runtime(self, cfg: VersionSnapshot) -> Runtime:
         runtime = self.ctx.catalogue.pick(cfg.language, cfg.language_version)

@@ -20,6 +20,7 @@ from daemon.core.models import DEPLOYED, V_DEPLOYING, Event, Script, now_iso
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.deployer import INTERRUPTED, Deployer
 from daemon.serving.target import RunnerError
+from daemon.serving.workspace_image import unmount_stale
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,12 @@ class Recovery:
             if isinstance(result, BaseException):  # _restart records what it can
                 log.error("restarting script %s failed: %r", script.name, result)
         live = {s.id for s in await ctx.db(ctx.store.list_scripts, None)}
+        workspaces = {ctx.state.workspace(i) for i in live}
+        await ctx.db(unmount_stale, ctx.state.scripts, workspaces)  # before any folder goes
         await ctx.db(ctx.state.sweep_script_dirs, live)
         await ctx.db(ctx.state.sweep_staged_archives, ctx.config.staged_archive_ttl_s)
         await self.sweep_archives()
+        await self.sweep_builds()
 
     async def _restart(self, script: Script) -> None:
         """Hand a Deployed script back to the runner. Whatever goes wrong (a version
@@ -79,15 +83,22 @@ class Recovery:
         await ctx.db(ctx.store.save_version, failing, None, event)
 
     async def housekeeping(self, every_s: float = 600) -> None:
-        """Forever: drop uploads past their time to live (a task of the daemon)."""
+        """Forever: drop uploads past their time to live, unused environments and
+        oversized build caches (a task of the daemon)."""
         while True:
             await asyncio.sleep(every_s)
             try:
                 await self.ctx.db(
                     self.ctx.state.sweep_staged_archives, self.ctx.config.staged_archive_ttl_s
                 )
+                await self.sweep_builds()
             except OSError as exc:
-                log.warning("sweeping uploads failed: %s", exc)
+                log.warning("sweeping uploads or builds failed: %s", exc)
+
+    async def sweep_builds(self) -> None:
+        """Remove built environments that no version needs; bound the build caches."""
+        in_use = await self.ctx.db(self.ctx.store.env_keys_in_use)
+        await self.ctx.builder.sweep(in_use)
 
     async def sweep_archives(self) -> None:
         """Remove the project archives that no script or version refers to."""

@@ -27,6 +27,7 @@ from daemon.serving.host_files import (
     prepare_workspace,
 )
 from daemon.serving.target import RunTarget
+from daemon.serving.workspace_image import ensure_mounted
 
 __all__ = [
     "APP_DIR",
@@ -130,6 +131,7 @@ class SandboxLauncher:
             compile_source(python, t.source_dir)
         else:
             compile_runtimes(self.settings.host_python, self.settings.runtimes_dir)
+        ensure_mounted(t.workspace_dir, t.profile.workspace_bytes)  # reused when mounted
         prepare_workspace(t.workspace_dir, self.uid)
         egress = self.settings.egress
         access = egress.open(name, t.script) if egress is not None else None

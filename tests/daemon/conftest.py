@@ -1,5 +1,5 @@
 """Fixtures of the daemon tests: the real scriptd process (see tests/helpers.py)."""
 
-from tests.helpers import admin, build_cache, daemon, daemon_config
+from tests.helpers import admin, build_cache, daemon, daemon_config, unmounted_workspaces
 
-__all__ = ["admin", "build_cache", "daemon", "daemon_config"]
+__all__ = ["admin", "build_cache", "daemon", "daemon_config", "unmounted_workspaces"]

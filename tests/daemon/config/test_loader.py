@@ -39,12 +39,13 @@ def test_every_key_can_be_set() -> None:
             "archive": {"max_bytes": 5000, "max_entries": 10, "max_unpacked_bytes": 9000,
                         "max_file_bytes": 4000, "upload_ttl_s": 120},
             "build": {"timeout_s": 5, "parallel": 1, "cache_dir": "/c", "uv": "/bin/uv",
-                      "allow_source_builds": True, "npm_ignore_scripts": False},
+                      "allow_source_builds": True, "npm_ignore_scripts": False,
+                      "cache_max_bytes": 1 << 30},
             "settings": {"timeout_min_s": 1, "timeout_max_s": 5, "timeout_default_s": 2},
             "runtimes": {"discover": False, "python": ["/usr/bin/python3.11"], "node": []},
             "profiles": [{"name": "tiny", "nominal_vcpus": 1, "nominal_memory_gib": 1,
                           "vcpus": 0.5, "memory_gib": 0.5, "credits_per_hour": 0.01,
-                          "default": True}],
+                          "default": True, "workspace_bytes": 64 << 20}],
         }
     )  # fmt: skip
     assert config.admin_socket_mode == 0o600 and config.admin_socket_group == "adm"
@@ -53,6 +54,13 @@ def test_every_key_can_be_set() -> None:
     assert config.archive_limits().max_entries == 10
     assert [p.name for p in config.profiles] == ["tiny"]
     assert config.profiles[0].memory_bytes == 1 << 29
+    assert config.profiles[0].workspace_bytes == 64 << 20
+    assert config.profiles[0].to_json()["workspace_bytes"] == 64 << 20
+    assert config.build_cache_max_bytes == 1 << 30
+
+
+def test_a_profile_without_workspace_bytes_gets_one_gib() -> None:
+    assert all(p.workspace_bytes == 1 << 30 for p in Config().profiles)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +89,10 @@ def test_every_key_can_be_set() -> None:
         ({"egress": {"max_connections_per_replica": 0}}, ["max_connections_per_replica"]),
         ({"egress": {"upstream_ca_file": "ca.pem"}}, ["upstream_ca_file", "absolute path"]),
         ({"profiles": []}, ["profiles", "non-empty"]),
+        ({"profiles": [{"name": "a", "nominal_vcpus": 1, "nominal_memory_gib": 1, "vcpus": 1,
+                        "memory_gib": 1, "default": True, "workspace_bytes": 1024}]},
+         ["profiles[0].workspace_bytes", "= 1024", "from 16777216"]),
+        ({"build": {"cache_max_bytes": True}}, ["build.cache_max_bytes", "integer"]),
         ({"profiles": [{"name": "a", "nominal_vcpus": 1, "nominal_memory_gib": 1, "vcpus": 2,
                         "memory_gib": 1, "default": True}]}, ["profiles[0].vcpus", "at most"]),
     ],

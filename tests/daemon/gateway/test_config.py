@@ -18,7 +18,16 @@ def test_defaults() -> None:
     assert c.max_body_bytes == 4 << 20
     assert c.uploads_dir == Path("/var/lib/scriptd/files")
     assert (c.queue_max, c.queue_max_wait_s) == (64, 10.0)
-    assert c.cgroup_name == "scriptd"
+    assert c.cgroup_name is None  # derived from the state dir: cgroup_root_name
+
+
+def test_the_cgroup_root_name_follows_the_state_dir(tmp_path: Path) -> None:
+    a, b = Config(state_dir=tmp_path / "a"), Config(state_dir=tmp_path / "b")
+    assert a.cgroup_root_name.startswith("scriptd-") and len(a.cgroup_root_name) == 20
+    assert a.cgroup_root_name != b.cgroup_root_name
+    same = Config(state_dir=tmp_path / "x" / ".." / "a")  # resolved: the same folder
+    assert same.cgroup_root_name == a.cgroup_root_name
+    assert Config(state_dir=tmp_path, cgroup_name="mine").cgroup_root_name == "mine"
 
 
 def test_keys_reach_the_runner_settings() -> None:
@@ -38,7 +47,7 @@ def test_keys_reach_the_runner_settings() -> None:
     assert (s.pool.ping_interval_s, s.pool.ping_timeout_s) == (1.0, 3.0)
     assert (s.dispatch.max_queue, s.dispatch.max_wait_s) == (3, 0.5)
     assert s.shutdown_drain_s == 2.0
-    assert c.cgroup_name == "scriptd-b"
+    assert c.cgroup_name == c.cgroup_root_name == "scriptd-b"
 
 
 @pytest.mark.parametrize(
