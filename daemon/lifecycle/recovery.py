@@ -42,9 +42,11 @@ class Recovery:
         for script, result in zip(deployed, results, strict=True):
             if isinstance(result, BaseException):  # _restart records what it can
                 log.error("restarting script %s failed: %r", script.name, result)
-        live = {s.id for s in await ctx.db(ctx.store.list_scripts, None)}
-        workspaces = {ctx.state.workspace(i) for i in live}
-        await ctx.db(unmount_stale, ctx.state.scripts, workspaces)  # before any folder goes
+        scripts = await ctx.db(ctx.store.list_scripts, None)
+        live = {s.id for s in scripts}
+        # Only scripts that serve keep a mounted workspace; before any folder goes.
+        serving = {ctx.state.workspace(s.id) for s in scripts if s.status == DEPLOYED}
+        await ctx.db(unmount_stale, ctx.state.scripts, serving)
         await ctx.db(ctx.state.sweep_script_dirs, live)
         await ctx.db(ctx.state.sweep_staged_archives, ctx.config.staged_archive_ttl_s)
         await self.sweep_archives()

@@ -13,7 +13,8 @@ The image outlives undeploy (which unmounts it), redeploy and daemon restarts;
 delete unmounts it and removes the script's folder with the image. Shutdown
 unmounts every workspace (`unmount_all`). A mount left behind by a daemon
 killed with SIGKILL is found again (`os.path.ismount`) and reused; mounts below
-the state dir whose script is gone are unmounted at start (`unmount_stale`).
+the state dir of scripts that no longer serve are unmounted at start
+(`unmount_stale`), and a deploy that fails with nothing serving unmounts too.
 
 A state dir from before images holds a plain `workspace` folder: the first mount
 moves it aside (`workspace.migrating`), copies it into the new image, then
@@ -113,10 +114,11 @@ def mounts_below(folder: Path) -> list[Path]:
     return sorted(set(below), key=lambda p: len(p.parts), reverse=True)
 
 
-def unmount_stale(scripts_dir: Path, live_workspaces: set[Path]) -> list[Path]:
+def unmount_stale(scripts_dir: Path, serving: set[Path]) -> list[Path]:
     """At start: unmount whatever is mounted below the state dir's scripts folder but
-    is not the workspace of a live script (a delete or a crash left it); the list."""
-    keep = {Path(os.path.realpath(p)) for p in live_workspaces}
+    is not the workspace of a script that serves (a crash during a delete, an
+    undeploy or a failed deploy left it); the list."""
+    keep = {Path(os.path.realpath(p)) for p in serving}
     stale = [p for p in mounts_below(scripts_dir) if p not in keep]
     for point in stale:
         log.warning("unmounting %s: no live script's workspace", point)
