@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,15 @@ def test_only_mounts_of_scripts_that_are_gone_are_stale(scripts: Path) -> None:
     assert mounts_below(scripts) == [live]
     unmount_all(scripts)
     assert mounts_below(scripts) == []
+
+
+def test_nothing_in_a_workspace_can_be_executed(scripts: Path) -> None:
+    """noexec: the runtimes run from /usr, the venv and node_modules; the workspace
+    holds data only."""
+    ws = scripts / "8" / "workspace"
+    ensure_mounted(ws, 32 * MIB)
+    tool = ws / "tool"
+    tool.write_text("#!/bin/sh\necho ran\n")
+    tool.chmod(0o755)
+    with pytest.raises(PermissionError):
+        subprocess.run([str(tool)], check=False)
