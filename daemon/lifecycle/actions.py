@@ -40,7 +40,7 @@ from daemon.lifecycle.context import Context
 from daemon.lifecycle.deployer import Deployer
 from daemon.lifecycle.recovery import Recovery
 from daemon.serving.host_files import remove_script_logs
-from daemon.serving.workspace_image import WorkspaceError, unmount
+from daemon.serving.workspace_image import release, unmount
 from daemon.store.state_dir import StagedArchive
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class Lifecycle:
             if script.status != DEPLOYED or script.id in self.ctx.tasks:
                 raise refuse(script, "undeploy")
             await self.ctx.runner.stop(script.name)
-            await self._unmount_workspace(script.id)  # no replica uses it any more
+            await self.ctx.db(release, self.ctx.state.workspace(script.id))  # image kept
             now = now_iso()
             ready = replace(script, status=READY, current_version=None, updated_at=now)
             event = Event(0, script.id, now, "undeployed", actor, {})
@@ -345,14 +345,6 @@ class Lifecycle:
 
     async def sweep_archives(self) -> None:
         await self.recovery.sweep_archives()
-
-    async def _unmount_workspace(self, script_id: int) -> None:
-        """Undeploy: the image stays (a later deploy mounts it again), its loop device
-        goes. A failure only leaves it mounted until the daemon stops."""
-        try:
-            await self.ctx.db(unmount, self.ctx.state.workspace(script_id))
-        except WorkspaceError as exc:
-            log.warning("workspace of script %d stays mounted: %s", script_id, exc)
 
     async def rename_version(self, actor: str, name: str, number: int, body: Any) -> Version:
         body = request_checks.check_object(body, frozenset({"display_name"}))

@@ -36,7 +36,7 @@ from daemon.core.models import (
 )
 from daemon.lifecycle.context import Context
 from daemon.serving.target import RunnerError, RunTarget
-from daemon.serving.workspace_image import WorkspaceError, ensure_mounted, unmount
+from daemon.serving.workspace_image import WorkspaceError, ensure_mounted, release
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,12 +115,6 @@ class Deployer:
         except WorkspaceError as exc:
             raise BuildError(f"the workspace cannot be mounted: {exc}") from None
 
-    async def _unmount_workspace(self, script_id: int) -> None:
-        try:
-            await self.ctx.db(unmount, self.ctx.state.workspace(script_id))
-        except WorkspaceError as exc:
-            log.warning("workspace of script %d stays mounted: %s", script_id, exc)
-
     def _runtime(self, cfg: VersionSnapshot) -> Runtime:
         runtime = self.ctx.catalogue.pick(cfg.language, cfg.language_version)
         if runtime is None or runtime.version != cfg.language_version:
@@ -190,7 +184,7 @@ class Deployer:
             event = Event(0, script.id, now, "deploy_failed", v.deployed_by, detail)
             await ctx.db(ctx.store.save_version, failed, script, event)
             if not serving:  # no replica uses the workspace: its loop device goes
-                await self._unmount_workspace(version.script_id)
+                await ctx.db(release, ctx.state.workspace(version.script_id))
         src = ctx.state.source_dir(version.script_id, version.number)
         await ctx.db(shutil.rmtree, src, True)
         log.warning("%s v%d failed: %s", script.name, v.number, reason)

@@ -38,6 +38,7 @@ __all__ = [
     "WorkspaceError",
     "ensure_mounted",
     "mounts_below",
+    "release",
     "unmount",
     "unmount_all",
     "unmount_stale",
@@ -124,6 +125,15 @@ def unmount_stale(scripts_dir: Path, serving: set[Path]) -> list[Path]:
         log.warning("unmounting %s: no live script's workspace", point)
         unmount(point)
     return stale
+
+
+def release(workspace: Path) -> None:
+    """Unmount a workspace no replica uses any more (undeploy, a failed deploy); a
+    failure is logged, not raised: it only stays mounted until the daemon stops."""
+    try:
+        unmount(workspace)
+    except WorkspaceError as exc:
+        log.warning("workspace %s stays mounted: %s", workspace, exc)
 
 
 def unmount_all(scripts_dir: Path) -> None:
