@@ -265,19 +265,48 @@ def loads(text: str) -> Any:
     return value
 
 
-def _json_loads(text: str) -> Any:
+def _json_loads(text: str, exact: bool = False) -> Any:
     import json
 
+    if exact:
+        from decimal import Decimal
+
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
     return json.loads(text, parse_constant=_no_constant)
 
 
 def loads_exact(text: str) -> Any:
     """Strict JSON whose non-integer numbers are decimal.Decimal, never a float:
-    how a step worker reads its frames (typed numbers keep every digit)."""
-    import json
-    from decimal import Decimal
+    how a step worker reads its frames (typed numbers keep every digit).
+    The first use imports decimal (~15 ms): a step's supervisor does it before
+    forking its workers. Raises ValueError."""
+    scan = _exact_scanner()
+    text = text.strip(_WHITESPACE)
+    try:
+        value, end = scan(text, 0)
+    except Exception:  # the json module says what is wrong
+        value, end = _json_loads(text, exact=True), len(text)
+    if end != len(text):
+        raise ValueError(f"extra data at character {end}")
+    return value
 
-    return json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
+
+def _exact_scanner() -> Any:
+    global _exact_scan
+    if _exact_scan is None:
+        from decimal import Decimal
+
+        try:
+            import _json
+
+            context = type("_ExactContext", (_ScanContext,), {"parse_float": Decimal})
+            _exact_scan = _json.make_scanner(context())
+        except Exception:  # no _json here: the json module, slower but the same
+            _exact_scan = lambda text, _: (_json_loads(text, exact=True), len(text))  # noqa: E731
+    return _exact_scan
+
+
+_exact_scan: Any = None
 
 
 def encode(message: dict[str, Any]) -> bytes:

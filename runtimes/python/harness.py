@@ -115,6 +115,7 @@ def load_step(source: str, main: str, spec_text: str | None) -> Any:
     step = _sibling(os.path.join(HERE, "step.py"), "_scriptd_step")
     typed = _sibling(os.path.join(HERE, "typed.py"), "_scriptd_typed")
     spec = step.parse_spec(spec_text, typed, protocol.loads)
+    protocol.loads_exact("[1.5]")  # its scanner and decimal made now, before workers fork
     code = step.compile_body(source, main)
     _install_package(os.path.realpath(source))
     return step.Step(code, spec, typed, PACKAGE, protocol)

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import uuid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import uuid
     from typing import Any
 
 SCALARS = {
@@ -287,7 +287,15 @@ def _strict_uuid(text: str) -> uuid.UUID:
     hyphens = [i for i, c in enumerate(text) if c == "-"]
     if len(text) != 36 or hyphens != [8, 13, 18, 23]:
         raise ValueError("a UUID is written as 8-4-4-4-12 hex digits")
-    return uuid.UUID(text)
+    return _uuid_class()(text)  # type: ignore[no-any-return]
+
+
+def _uuid_class() -> type:
+    """uuid.UUID, imported on first use: `import uuid` costs ~25 ms (platform, enum,
+    re), which a step that declares no UUID should not pay at every replica start."""
+    import uuid
+
+    return uuid.UUID
 
 
 def _option(text: str) -> str:
@@ -372,7 +380,7 @@ def _encode_text(code: TypeCode, value: Any) -> str:
 def _encode_uuid(code: TypeCode, value: Any) -> str:
     if isinstance(value, str):
         value = _strict_uuid(value)
-    if not isinstance(value, uuid.UUID):
+    if not isinstance(value, _uuid_class()):
         raise ValueError("the value must be a uuid.UUID (or its string)")
     return str(value)
 
