@@ -143,12 +143,14 @@ daemon -> worker:
       null; an undeclared one, or a value of another type, is an InputError
       and the body does not run.
 worker -> daemon:
-  {"t":"result","id":"...","ok":true,"outputs":{name: typed value, ...},
+  {"t":"result","id":"...","ok":true,"outputs_json":"{name: typed value, ...}",
    "logs":[{"ts":"2026-12-04T17:00:00.123456Z","message":"..."},...],
    "logs_discarded":N,"stdout":..,"stderr":..,"truncated":..,"cpu_ms":..,
    "wall_ms":..}
-      outputs: every declared output, null ({"s": null}) when not written;
-      numbers written as exact digits. logs: outputs.log(message) in order,
+      outputs_json: the JSON text of an object holding every declared output,
+      null ({"s": null}) when not written; a string, so that its numbers keep
+      their exact digits through a receiver that parses frames with binary
+      floats (the daemon forwards it as it is). logs: outputs.log(message) in order,
       each with its UTC timestamp (python: microseconds, javascript:
       milliseconds); a message over LOG_MESSAGE_MAX bytes (8 KiB) of UTF-8 is
       cut on a character boundary and ends with LOG_MARKER, the whole staying
@@ -156,7 +158,7 @@ worker -> daemon:
       that message and every later one is discarded, and counted in
       logs_discarded. stdout/stderr: captured as for calls.
   {"t":"result","id":"...","ok":false,"error":{"type","message","traceback"},
-   "outputs":{...only those written before the error...},"logs":..,...}
+   "outputs_json":"{...only those written before the error...}","logs":..,...}
       The step raised (type is the exception's class; the traceback holds the
       body's own frames only), or the harness refused: InputError (inputs),
       OutputError (an undeclared output, or a value of the wrong type: raised

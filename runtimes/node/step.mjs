@@ -250,18 +250,19 @@ export class Step {
   }
 }
 
-// The result frame's JSON, outputs with exact numbers; past maxFrame the
-// outputs are dropped for a ResultTooLarge error.
+// The result frame's JSON: the outputs travel as JSON text in "outputs_json"
+// (exact numbers that a daemon can forward without parsing them); past
+// maxFrame the outputs are dropped for a ResultTooLarge error.
 export function resultText(result, maxFrame) {
   const { outputs, ...rest } = result;
-  const text = `${JSON.stringify(rest).slice(0, -1)},"outputs":${typed.stringifyExact(outputs ?? {})}}`;
+  const text = JSON.stringify({ ...rest, outputs_json: typed.stringifyExact(outputs ?? {}) });
   const size = Buffer.byteLength(text);
   if (size <= maxFrame) return text;
   return JSON.stringify({
     ...rest,
     ok: false,
     logs: [],
-    outputs: {},
+    outputs_json: '{}',
     error: {
       type: 'ResultTooLarge',
       traceback: '',

@@ -286,10 +286,11 @@ def execute(step: Step, wire: Any, result: dict[str, Any], error_info: Any) -> N
 
 
 def result_text(result: dict[str, Any], typed: Any, dumps: Any, max_frame: int) -> str:
-    """The result frame's JSON, outputs written with exact numbers; past
+    """The result frame's JSON: the outputs travel as JSON text in "outputs_json"
+    (exact numbers that a daemon can forward without parsing them); past
     max_frame the outputs are dropped for a ResultTooLarge error."""
-    outputs = result.pop("outputs", {})
-    text = dumps(result)[:-1] + ',"outputs":' + typed.dumps(outputs, dumps) + "}"
+    result["outputs_json"] = typed.dumps(result.pop("outputs", {}), dumps)
+    text = dumps(result)
     size = len(text.encode("utf-8"))
     if size <= max_frame:
         return text
@@ -299,5 +300,5 @@ def result_text(result: dict[str, Any], typed: Any, dumps: Any, max_frame: int) 
         "traceback": "",
         "message": f"the step's result is {size} bytes as JSON, over the {max_frame} allowed",
     }
-    result["logs"] = []
-    return dumps({**result, "outputs": {}})
+    result.update(logs=[], outputs_json="{}")
+    return dumps(result)  # type: ignore[no-any-return]
