@@ -43,6 +43,7 @@ from daemon.gateway.app import Gateway, make_gateway
 from daemon.gateway.front_serve import serve_front
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes, ServingRunner
+from daemon.gateway.step_route import StepRoute
 from daemon.gateway.uploads_route import Uploads
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.context import Context
@@ -238,7 +239,8 @@ async def _serve(
         gw, config.uploads_dir, config.max_upload_file_bytes, config.max_upload_total_bytes
     )
     # The call routes on the lean front; the rest of the gateway's app behind it.
-    gateway = web.AppRunner(make_gateway(gw, uploads), access_log=None, handle_signals=False)
+    app = make_gateway(gw, uploads, StepRoute(gw))
+    gateway = web.AppRunner(app, access_log=None, handle_signals=False)
     await gateway.setup()
     front = serve_front(gw, gateway, config)
     teardown.add(GATEWAY, "gateway", front.close)  # first: no new request reaches either

@@ -46,6 +46,7 @@ class RunTarget:
     max_replicas: int
     cpu_target: int
     profile: Profile
+    step_spec: str | None = None  # a code step: its declared inputs/outputs as JSON
 
 
 class RunnerError(Exception):

@@ -1,0 +1,180 @@
+"""Code steps against the real daemon: a project with a step.toml deployed into real
+sandboxed replicas and run over real HTTP (POST /v1/scripts/{script}/run), in
+Python and in Node. The seed's greeting example first."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require, require_root
+from tests.helpers import (
+    TINY_PROFILES,
+    AdminClient,
+    DaemonProcess,
+    GatewayClient,
+    Response,
+    create_key,
+    make_zip,
+    running_daemon,
+)
+
+STEP_TOML = """\
+[inputs]
+name = "s"
+amount = "n"
+
+[outputs]
+greeting = "s"
+total = "n"
+"""
+PY_STEP = """\
+outputs.log(f"greeting {inputs.name}")
+if inputs.name == "nobody":
+    outputs.greeting = "partial"
+    raise ValueError("name is required")
+outputs.greeting = f"Hello, {inputs.name}!"
+if inputs.amount is not None:
+    outputs.total = inputs.amount
+if inputs.name == "wrong":
+    outputs.total = "many"
+"""
+JS_STEP = """\
+outputs.log(`greeting ${inputs.name}`);
+if (inputs.name === 'nobody') {
+  outputs.greeting = 'partial';
+  throw new RangeError('name is required');
+}
+outputs.greeting = `Hello, ${inputs.name}!`;
+if (inputs.name === 'wrong') outputs.total = 'many';
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[DaemonProcess]:
+    require_root()
+    with running_daemon(tmp_path_factory.mktemp("steps"), TINY_PROFILES, build_cache) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def admin(daemon: DaemonProcess) -> AdminClient:
+    client = daemon.client()
+    client.create("greet", make_zip({"main.py": PY_STEP, "step.toml": STEP_TOML}), deploy=True)
+    client.create("fns", deploy=True)  # a functions script, to refuse /run on
+    for name in ("greet", "fns"):
+        assert client.wait_status(name)["status"] == "Deployed", client.script(name)
+    return client
+
+
+@pytest.fixture(scope="module")
+def gw(daemon: DaemonProcess, admin: AdminClient) -> Iterator[GatewayClient]:
+    client = daemon.gateway(create_key(admin, "greet"))
+    yield client
+    client.close()
+
+
+def run(gw: GatewayClient, script: str, inputs: Any, query: str = "", **kw: Any) -> Response:
+    body = json.dumps({"inputs": inputs}).encode() if not isinstance(inputs, bytes) else inputs
+    path = f"/v1/scripts/{script}/run{query}"
+    return gw.request("POST", path, body, {"Content-Type": "application/json"}, **kw)
+
+
+def test_the_seed_greeting_example(gw: GatewayClient) -> None:
+    r = run(gw, "greet", {"name": {"s": "Ada"}})
+    assert r.status == 200, r.body
+    doc = r.json()
+    assert doc["outputs"] == {"greeting": {"s": "Hello, Ada!"}, "total": {"n": None}}
+    assert doc["execution_id"] == r.headers["X-Scriptd-Execution-Id"]
+    assert "logs" not in doc
+
+
+def test_details_add_the_logs_and_captured_output(gw: GatewayClient) -> None:
+    doc = run(gw, "greet", {"name": {"s": "Ada"}}, "?details=1").json()
+    assert [entry["message"] for entry in doc["logs"]] == ["greeting Ada"]
+    assert doc["logs"][0]["ts"].endswith("Z") and doc["logs_discarded"] == 0
+    assert doc["stdout"] == "" and doc["stderr"] == ""
+
+
+def test_numbers_keep_every_digit_through_the_gateway(gw: GatewayClient) -> None:
+    digits = "12345678901234567890.123456789"
+    body = b'{"inputs":{"name":{"s":"Ada"},"amount":{"n":' + digits.encode() + b"}}}"
+    r = run(gw, "greet", body)
+    assert r.status == 200, r.body
+    assert b'"total":{"n":' + digits.encode() + b"}" in r.body, r.body
+
+
+def test_an_exception_is_422_with_the_partial_outputs(gw: GatewayClient) -> None:
+    r = run(gw, "greet", {"name": {"s": "nobody"}}, "?details=1")
+    assert r.status == 422, r.body
+    doc = r.json()
+    assert doc["error"]["type"] == "ValueError" and doc["error"]["message"] == "name is required"
+    assert "main.py" in doc["error"]["traceback"]
+    assert doc["outputs"] == {"greeting": {"s": "partial"}}
+    assert doc["execution_id"] == r.headers["X-Scriptd-Execution-Id"]
+    assert [entry["message"] for entry in doc["logs"]] == ["greeting nobody"]
+
+
+def test_a_wrong_type_in_and_out_is_422_naming_the_field(gw: GatewayClient) -> None:
+    wrong_in = run(gw, "greet", {"name": {"n": 3}})
+    assert wrong_in.status == 422
+    error = wrong_in.json()["error"]
+    assert error["type"] == "InputError"
+    assert 'input "name": expected s (string), received a value of type n' in error["message"]
+    wrong_out = run(gw, "greet", {"name": {"s": "wrong"}, "amount": {"n": 1}})
+    assert wrong_out.status == 422
+    error = wrong_out.json()["error"]
+    assert (
+        error["type"] == "OutputError" and 'output "total": expected n (number)' in error["message"]
+    )
+
+
+def test_bad_bodies_are_400(gw: GatewayClient) -> None:
+    assert run(gw, "greet", b"{nope").status == 400
+    assert run(gw, "greet", b'{"inputs": [1]}').status == 400
+    r = run(gw, "greet", b'{"inputs": {}, "extra": 1}')
+    assert r.status == 400 and "extra" in r.json()["error"]["message"]
+
+
+def test_keys_are_checked_as_for_functions(gw: GatewayClient, admin: AdminClient) -> None:
+    assert run(gw, "greet", {}, key="sk_nope").status == 401
+    other = create_key(admin, "fns")
+    assert run(gw, "greet", {}, key=other).status == 403
+
+
+def test_a_functions_script_has_no_run_route(daemon: DaemonProcess, admin: AdminClient) -> None:
+    client = daemon.gateway(create_key(admin, "fns"))
+    try:
+        r = run(client, "fns", {})
+        assert r.status == 404 and "not a code step" in r.json()["error"]["message"]
+    finally:
+        client.close()
+
+
+def test_a_bad_step_toml_is_refused_at_validation(admin: AdminClient) -> None:
+    bad = 'outputs = { log = "s", total = "q" }\n'
+    doc = admin.create("bad-step", make_zip({"main.py": "x = 1\n", "step.toml": bad}), expect=422)
+    text = json.dumps(doc)
+    assert 'output name \\"log\\" is reserved' in text and "unknown type code" in text
+
+
+def test_a_node_step(daemon: DaemonProcess, admin: AdminClient) -> None:
+    require(shutil.which("node") is not None, "node is not installed")
+    files = {"main.js": JS_STEP, "step.toml": STEP_TOML}
+    admin.create("greet-js", make_zip(files), language="javascript", deploy=True)
+    assert admin.wait_status("greet-js")["status"] == "Deployed", admin.script("greet-js")
+    client = daemon.gateway(create_key(admin, "greet-js"))
+    try:
+        ok = run(client, "greet-js", {"name": {"s": "Ada"}})
+        assert ok.status == 200, ok.body
+        assert ok.json()["outputs"]["greeting"] == {"s": "Hello, Ada!"}
+        raised = run(client, "greet-js", {"name": {"s": "nobody"}})
+        assert raised.status == 422 and raised.json()["error"]["type"] == "RangeError"
+        assert raised.json()["outputs"] == {"greeting": {"s": "partial"}}
+    finally:
+        client.close()
