@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.admin import account_routes, call_routes
+from daemon.admin import account_routes, call_routes, try_routes
 from daemon.admin.exports import export_zip, sample_zip, send_file
 from daemon.admin.http import (
     CATALOGUE,
@@ -250,15 +250,21 @@ ROUTES: tuple[Route, ...] = (
           "The build log of a version", None, "text"),
     Route("GET", "/v1/samples/{language}", get_sample, "A sample project as a .zip", None, "zip"),
     *call_routes.ROUTES,
+    *try_routes.ROUTES,
     *account_routes.ROUTES,
 )  # fmt: skip
 
 
-def make_app(lc: Lifecycle, config: Config, catalogue: Catalogue) -> web.Application:
+def make_app(
+    lc: Lifecycle, config: Config, catalogue: Catalogue, tryout: try_routes.Tryout | None = None
+) -> web.Application:
+    """`tryout`: the gateway for the run and call routes (they answer 503 without it)."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=JSON_MAX)
     app[LIFECYCLE] = lc
     app[CONFIG] = config
     app[CATALOGUE] = catalogue
+    if tryout is not None:
+        app[try_routes.TRY] = tryout
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     return app

@@ -30,6 +30,7 @@ from aiohttp import web
 from daemon.gateway.app import EXECUTION_HEADER, JSON, Gateway
 from daemon.gateway.recorder import Call
 from daemon.serving.dispatcher import CallError, CallResult, FunctionError
+from daemon.serving.replica_runner import ServingVersion
 
 __all__ = ["STEP_FUNCTION", "StepRoute"]
 
@@ -41,11 +42,17 @@ class StepRoute:
         self.gateway = gateway
 
     async def run(self, request: web.Request) -> web.Response:
-        gw = self.gateway
-        admitted = await gw.admit(request)
+        admitted = await self.gateway.admit(request)
         if isinstance(admitted, web.Response):
             return admitted
-        serving, key = admitted
+        return await self.run_admitted(request, *admitted)
+
+    async def run_admitted(
+        self, request: web.Request, serving: ServingVersion, key: str, details: bool = False
+    ) -> web.Response:
+        """The run of a caller already admitted (the gateway's key, or the admin API's
+        trusted caller); `details` as if ?details=1 was given."""
+        gw = self.gateway
         target = serving.target
         cid = gw.new_execution_id()
         record = Call(cid, target.script_id, target.version, STEP_FUNCTION, key, "rejected",
@@ -62,7 +69,7 @@ class StepRoute:
         inputs = _inputs_json(raw)
         if isinstance(inputs, str):
             return gw.reject(record, 400, "bad_request", inputs)
-        details = request.query.get("details", "") in ("1", "true", "yes")
+        details = details or request.query.get("details", "") in ("1", "true", "yes")
         try:
             result = await serving.dispatcher.run(inputs, call_id=cid)
         except FunctionError as exc:

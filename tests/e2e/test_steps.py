@@ -5,7 +5,10 @@ Python and in Node. The seed's greeting example first."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 
 from tests.conftest import require, require_root
 from tests.helpers import (
+    REPO,
     TINY_PROFILES,
     AdminClient,
     DaemonProcess,
@@ -178,3 +182,45 @@ def test_a_node_step(daemon: DaemonProcess, admin: AdminClient) -> None:
         assert raised.json()["outputs"] == {"greeting": {"s": "partial"}}
     finally:
         client.close()
+
+
+def scriptctl(daemon: DaemonProcess, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SCRIPTD_SOCKET"}
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "--socket", str(daemon.admin_socket), *argv],
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_scriptctl_run_prints_outputs_logs_and_the_execution_id(
+    daemon: DaemonProcess, admin: AdminClient
+) -> None:
+    done = scriptctl(daemon, "run", "greet", "--input", "name=s:Ada", "--input", "amount=n:1.10")
+    assert done.returncode == 0, done.stderr
+    assert 'greeting = {"s": "Hello, Ada!"}' in done.stdout
+    assert 'total = {"n": 1.1}' in done.stdout  # the CLI shows numbers through a float
+    assert "greeting Ada" in done.stdout and "Execution: " in done.stdout
+    as_json = json.loads(scriptctl(daemon, "--json", "run", "greet", "--input", "name=s:Bo").stdout)
+    assert as_json["outputs"]["greeting"] == {"s": "Hello, Bo!"}
+    assert [entry["message"] for entry in as_json["logs"]] == ["greeting Bo"]
+
+
+def test_scriptctl_run_shows_an_error_with_the_partial_outputs(
+    daemon: DaemonProcess, admin: AdminClient
+) -> None:
+    done = scriptctl(daemon, "run", "greet", "--input", "name=s:nobody")
+    assert done.returncode == 1
+    assert "ValueError: name is required" in done.stdout
+    assert 'Partial outputs:\n  greeting = {"s": "partial"}' in done.stdout
+    bad = scriptctl(daemon, "run", "greet", "--input", "name")
+    assert bad.returncode != 0 and "NAME=CODE:VALUE" in bad.stderr
+
+
+def test_scriptctl_call_calls_a_function_without_a_key(
+    daemon: DaemonProcess, admin: AdminClient
+) -> None:
+    done = scriptctl(daemon, "call", "fns", "hello", '{"name": "Ada"}')
+    assert done.returncode == 0, done.stderr
+    assert '"hello Ada"' in done.stdout
+    as_json = json.loads(scriptctl(daemon, "--json", "call", "fns", "hello", "{}").stdout)
+    assert as_json == {"result": "hello world"}
