@@ -128,10 +128,11 @@ class Outputs:
     """What the step writes: declared names only, each value checked on write;
     `outputs.log(message)` for the execution's log."""
 
-    __slots__ = ("_codes", "_log", "_typed", "_values")
+    __slots__ = ("_codes", "_encoded", "_log", "_typed", "_values")
 
     def __init__(self, codes: dict[str, Any], typed: Any, log: Log) -> None:
-        for name, value in (("_codes", codes), ("_typed", typed), ("_log", log), ("_values", {})):
+        fields = {"_codes": codes, "_typed": typed, "_log": log, "_values": {}, "_encoded": {}}
+        for name, value in fields.items():
             object.__setattr__(self, name, value)
 
     def log(self, message: object) -> None:
@@ -143,10 +144,11 @@ class Outputs:
             declared = ", ".join(self._codes) or "none"
             raise OutputError(f'output "{name}" is not declared (declared outputs: {declared})')
         try:
-            self._typed.encode(code, value, name)
+            encoded = self._typed.encode(code, value, name)
         except self._typed.TypedValueError as exc:
             raise OutputError(str(exc)) from None
         self._values[name] = value
+        self._encoded[name] = encoded
 
     __setitem__ = __setattr__
 
@@ -165,8 +167,12 @@ class Outputs:
         for name, code in self._codes.items():
             if name not in self._values and not every:
                 continue
-            try:
-                out[name] = self._typed.encode(code, self._values.get(name), name)
+            value = self._values.get(name)
+            if name in self._encoded and not isinstance(value, (list, dict)):
+                out[name] = self._encoded[name]  # immutable: as it was when written
+                continue
+            try:  # unset, or a list the step may have changed since
+                out[name] = self._typed.encode(code, value, name)
             except self._typed.TypedValueError as exc:
                 problems.append(str(exc))
         return out, problems

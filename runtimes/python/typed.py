@@ -438,13 +438,21 @@ _L = TypeCode("l", "l")
 def dumps(value: Any, dump_str: Any) -> str:
     """Compact JSON of encoded values where a Decimal is written as its own
     digits (the json module would refuse it). dump_str: a fast json encoder
-    for the strings and the plain leaves."""
+    for the strings and the plain leaves, tried first on the whole value: it
+    refuses a Decimal, and only then is the value written piece by piece."""
+    try:
+        return dump_str(value)  # type: ignore[no-any-return]
+    except TypeError:
+        return _dumps_exact(value, dump_str)
+
+
+def _dumps_exact(value: Any, dump_str: Any) -> str:
     if isinstance(value, decimal.Decimal):
         return str(value) if value.is_finite() else _refuse(value)
     if isinstance(value, list):
-        return "[" + ",".join(dumps(x, dump_str) for x in value) + "]"
+        return "[" + ",".join(_dumps_exact(x, dump_str) for x in value) + "]"
     if isinstance(value, dict):
-        pairs = (dump_str(str(k)) + ":" + dumps(v, dump_str) for k, v in value.items())
+        pairs = (dump_str(str(k)) + ":" + _dumps_exact(v, dump_str) for k, v in value.items())
         return "{" + ",".join(pairs) + "}"
     return dump_str(value)  # type: ignore[no-any-return]
 
@@ -465,7 +473,7 @@ def show(value: Any, limit: int = 120) -> str:
 def _json_like(value: Any) -> str:
     import json
 
-    return dumps(
+    return _dumps_exact(
         value, lambda v: json.dumps(v, default=repr, ensure_ascii=False, separators=_COMPACT)
     )
 
