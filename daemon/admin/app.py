@@ -215,8 +215,12 @@ async def get_sample(request: web.Request) -> web.StreamResponse:
     language = request.match_info["language"]
     if language not in ("python", "javascript"):
         raise NotFound(f"no sample for {language!r}: there are python and javascript")
-    path = await sample_zip(language)
-    return await send_file(request, path, f"sample-{language}.zip", True)
+    kind = request.query.get("kind", "functions")
+    if kind not in ("functions", "step"):
+        raise BadRequest(f"kind = {kind!r}: functions or step", field="kind")
+    folder = language if kind == "functions" else f"step-{language}"
+    path = await sample_zip(folder)
+    return await send_file(request, path, f"sample-{folder}.zip", True)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -248,7 +252,8 @@ ROUTES: tuple[Route, ...] = (
           "Rename a version (display_name)", "Rename", "Version"),
     Route("GET", "/v1/scripts/{name}/versions/{number}/log", get_build_log,
           "The build log of a version", None, "text"),
-    Route("GET", "/v1/samples/{language}", get_sample, "A sample project as a .zip", None, "zip"),
+    Route("GET", "/v1/samples/{language}", get_sample,
+          "A sample project as a .zip (?kind=step: a code step)", None, "zip", query=("kind",)),
     *call_routes.ROUTES,
     *try_routes.ROUTES,
     *account_routes.ROUTES,

@@ -172,6 +172,7 @@ QUERY_SCHEMAS: dict[str, S] = {
     "limit": {**INT, "minimum": 1, "maximum": 1000},
     "before": {**STR, "description": "an execution's received_at: older ones only"},
     "replace": BOOL,
+    "kind": {"enum": ["functions", "step"]},
     **ACCOUNT_QUERY,
 }
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,22 @@ def test_scriptctl_call_calls_a_function_without_a_key(
     assert '"hello Ada"' in done.stdout
     as_json = json.loads(scriptctl(daemon, "--json", "call", "fns", "hello", "{}").stdout)
     assert as_json == {"result": "hello world"}
+
+
+def test_the_step_sample_goes_up_and_runs(
+    daemon: DaemonProcess, admin: AdminClient, tmp_path: Path
+) -> None:
+    archive = tmp_path / "sample.zip"
+    got = scriptctl(daemon, "sample", "--language", "python", "--kind", "step", "-o", str(archive))
+    assert got.returncode == 0, got.stderr
+    folder = tmp_path / "sample"
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == ["main.py", "step.toml"]
+        zf.extractall(folder)
+    up = scriptctl(daemon, "up", str(folder), "--name", "sample-step")
+    assert up.returncode == 0, up.stderr
+    done = scriptctl(daemon, "--json", "run", "sample-step", "--input", "name=s:Ada")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outputs"] == {"greeting": {"s": "Hello, Ada!"}}
+    refused = scriptctl(daemon, "run", "sample-step", "--input", "name=s:")
+    assert refused.returncode == 1 and "ValueError: name is required" in refused.stdout
