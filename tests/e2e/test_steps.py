@@ -244,3 +244,20 @@ def test_the_step_sample_goes_up_and_runs(
     assert json.loads(done.stdout)["outputs"] == {"greeting": {"s": "Hello, Ada!"}}
     refused = scriptctl(daemon, "run", "sample-step", "--input", "name=s:")
     assert refused.returncode == 1 and "ValueError: name is required" in refused.stdout
+
+
+def test_scriptctl_declares_a_step_with_input_and_output_flags(
+    daemon: DaemonProcess, admin: AdminClient, tmp_path: Path
+) -> None:
+    folder = tmp_path / "flags"
+    folder.mkdir()
+    (folder / "main.py").write_text("outputs.greeting = 'Hi ' + inputs.name\n")
+    missing = scriptctl(daemon, "up", str(folder), "--name", "flag-step", "--kind", "step")
+    assert missing.returncode != 0 and "has no step.toml" in missing.stderr
+    up = scriptctl(daemon, "up", str(folder), "--name", "flag-step", "--kind", "step",
+                   "--input", "name:s", "--output", "greeting:s")  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    done = scriptctl(daemon, "--json", "run", "flag-step", "--input", "name=s:Ada")
+    assert json.loads(done.stdout)["outputs"] == {"greeting": {"s": "Hi Ada"}}
+    bad = scriptctl(daemon, "up", str(folder), "--name", "flag-step-2", "--output", "log:s")
+    assert bad.returncode != 0 and "reserved" in bad.stderr + bad.stdout
