@@ -183,6 +183,7 @@ class Gateway:
             return self.reject(record, 400, "bad_request", f"the body is not valid JSON: {exc}")
         if type(payload) is not dict:
             return self.reject(record, 400, "bad_request", "the body must be a JSON object")
+        record.details = {"inputs": self.recorder.keep_result(orjson.Fragment(raw), len(raw))}
         try:
             result = await dispatcher.call(function, payload_json=raw, call_id=cid)
         except CallError as exc:

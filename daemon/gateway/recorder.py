@@ -62,6 +62,7 @@ class Call:
     stderr: str = ""
     peak_memory_bytes: int | None = None
     http_log: dict[str, Any] | None = None  # the call's outbound HTTP, when it sent any
+    details: dict[str, Any] | None = None  # inputs, a step's outputs and logs (capped)
     weight: int = 0  # bytes it holds in the buffer (set by record)
     values: Values | None = None  # what the store writes (set by record)
 
@@ -89,6 +90,7 @@ class Values(NamedTuple):
     error: str | None
     logs: str | None
     http_log: str | None
+    details: str | None
 
 
 def _cut(text: str, limit: int) -> str:
@@ -127,6 +129,7 @@ def to_values(call: Call, limit: int) -> Values:
         None if error is None else orjson.dumps(error, default=str).decode(),
         logs or None,
         None if call.http_log is None else orjson.dumps(call.http_log).decode(),
+        None if call.details is None else orjson.dumps(call.details, default=str).decode(),
     )  # fmt: skip
 
 
@@ -168,6 +171,7 @@ class ExecutionRecorder:
             call.stderr = _cut(call.stderr, limit)
         values = call.values = to_values(call, limit)
         call.weight = 256 + len(values.logs or "") + len(values.result or "")
+        call.weight += len(values.details or "")
         buffer = self._buffer
         buffer.append(call)
         self._bytes += call.weight

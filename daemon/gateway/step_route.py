@@ -70,6 +70,8 @@ class StepRoute:
         if isinstance(inputs, str):
             return gw.reject(record, 400, "bad_request", inputs)
         details = details or request.query.get("details", "") in ("1", "true", "yes")
+        keep = gw.recorder.keep_result
+        record.details = {"inputs": keep(orjson.Fragment(inputs), len(inputs))}
         try:
             result = await serving.dispatcher.run(inputs, call_id=cid)
         except FunctionError as exc:
@@ -87,7 +89,7 @@ class StepRoute:
             result.run_ms,
             result.cpu_ms,
         )
-        record.result = self.gateway.recorder.keep_result(orjson.loads(outputs), len(outputs))
+        self._keep_step_details(record, frame, outputs)
         record.stdout, record.stderr = result.stdout, result.stderr
         self.gateway.recorder.record(record)
         body = _body({}, outputs, record.id, frame if details else None)
@@ -96,12 +98,20 @@ class StepRoute:
     def _raised(self, record: Call, exc: FunctionError, details: bool) -> web.Response:
         frame = exc.frame
         outputs = _outputs(frame)
-        record.result = self.gateway.recorder.keep_result(orjson.loads(outputs), len(outputs))
+        self._keep_step_details(record, frame, outputs)
         self.gateway.failed(record, exc)  # records it; its answer is replaced below
         error = {k: v for k, v in exc.to_json()["error"].items() if k not in ("stdout", "stderr")}
         body = _body({"error": error}, outputs, record.id, frame if details else None)
         headers = {"Content-Type": JSON, EXECUTION_HEADER: record.id}
         return web.Response(body=body, status=422, headers=headers)
+
+    def _keep_step_details(self, record: Call, frame: dict[str, Any], outputs: bytes) -> None:
+        """The record's result is the outputs (partial after an error), with their
+        exact digits; its details gain the logs."""
+        record.result = self.gateway.recorder.keep_result(orjson.Fragment(outputs), len(outputs))
+        details = record.details if record.details is not None else {}
+        details.update(logs=frame.get("logs", []), logs_discarded=frame.get("logs_discarded", 0))
+        record.details = details
 
 
 def _outputs(frame: dict[str, Any]) -> bytes:

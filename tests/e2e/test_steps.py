@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,3 +262,32 @@ def test_scriptctl_declares_a_step_with_input_and_output_flags(
     assert json.loads(done.stdout)["outputs"] == {"greeting": {"s": "Hi Ada"}}
     bad = scriptctl(daemon, "up", str(folder), "--name", "flag-step-2", "--output", "log:s")
     assert bad.returncode != 0 and "reserved" in bad.stderr + bad.stdout
+
+
+def test_execution_details_through_the_admin_api_and_scriptctl(
+    daemon: DaemonProcess, admin: AdminClient, gw: GatewayClient
+) -> None:
+    body = b'{"inputs":{"name":{"s":"nobody"},"amount":{"n":1.10}}}'
+    cid = run(gw, "greet", body).headers["X-Scriptd-Execution-Id"]
+    record = wait_for_record(admin, cid)
+    assert record["function"] == "(step)" and record["status"] == "error"
+    assert record["details"]["inputs"] == {"name": {"s": "nobody"}, "amount": {"n": 1.1}}
+    assert record["result"] == {"greeting": {"s": "partial"}}  # the partial outputs
+    assert [x["message"] for x in record["details"]["logs"]] == ["greeting nobody"]
+    assert record["details"]["logs_discarded"] == 0
+    assert record["error"]["type"] == "ValueError"
+    shown = scriptctl(daemon, "execution", cid)
+    assert shown.returncode == 0, shown.stderr
+    for section in ("Inputs", "Outputs", "Step log", "greeting nobody", "ValueError"):
+        assert section in shown.stdout, shown.stdout
+
+
+def wait_for_record(admin: AdminClient, cid: str, timeout: float = 10) -> Any:
+    """The recorder writes in batches: poll until the record is there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = admin.request("GET", f"/v1/executions/{cid}")
+        if r.status == 200:
+            return r.json()
+        assert time.monotonic() < deadline, f"no record {cid}: {r.status} {r.body!r}"
+        time.sleep(0.05)
