@@ -11,12 +11,15 @@ commits, so it is refused on its very next use.
 from __future__ import annotations
 
 import asyncio
+import json
 import unicodedata
+from typing import Any
 
 from aiohttp import web
 
 from daemon.admin.http import CHUNK, CONFIG, body_json, caller, json_response, lifecycle
 from daemon.admin.openapi import Route
+from daemon.archive.steps import StepSpecError, read_step_spec
 from daemon.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from daemon.core.models import DEPLOYED, Event, Script, now_iso
 from daemon.gateway.snippets import (
@@ -26,7 +29,9 @@ from daemon.gateway.snippets import (
     gateway_base_url,
     render_endpoint,
     render_snippets,
+    render_step_snippets,
 )
+from daemon.gateway.step_route import STEP_FUNCTION
 from daemon.keys.api_key import KeyNameError, KeyNameTaken, choose_key_name, mint_key
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.request_checks import check_object
@@ -129,6 +134,9 @@ async def get_endpoint(request: web.Request) -> web.Response:
     _require_deployed(script)
     config = request.app[CONFIG]
     base = gateway_base_url(config.listen_host, config.listen_port)
+    step = await _step_inputs(lifecycle(request), script)
+    if step is not None:
+        return json_response(_step_endpoint(script.name, base, step, formats))
     functions: list[dict[str, str]] = []
     for function in script.functions:
         snippets = render_snippets(script.name, function, base)
@@ -144,6 +152,39 @@ async def get_endpoint(request: web.Request) -> web.Response:
         "text": text,
     }
     return json_response(body)
+
+
+async def _step_inputs(lc: Lifecycle, script: Script) -> dict[str, str] | None:
+    """The declared inputs of a Deployed code step (its serving version's step.toml),
+    or None when the script is not a step."""
+    if script.current_version is None:
+        return None
+    source = lc.ctx.state.source_dir(script.id, script.current_version)
+    try:
+        spec = await lc.ctx.db(read_step_spec, source)
+    except (StepSpecError, OSError):
+        return None
+    return None if spec is None else dict(json.loads(spec)["inputs"])
+
+
+def _step_endpoint(
+    name: str, base: str, inputs: dict[str, str], formats: tuple[Format, ...]
+) -> dict[str, Any]:
+    snippets = render_step_snippets(name, base, inputs)
+    item = {"function": STEP_FUNCTION, "url": snippets.url} | {f: snippets.get(f) for f in formats}
+    text = "\n".join(f"{COMMENTS[f]} {name} (code step) - {f}\n{snippets.get(f)}" for f in formats)
+    return {
+        "script": name,
+        "base_url": base,
+        "key_placeholder": KEY_PLACEHOLDER,
+        "formats": list(formats),
+        "kind": "step",
+        "functions": [item],
+        "text": text,
+    }
+
+
+COMMENTS = {"curl": "#", "javascript": "//", "python": "#"}
 
 
 # --- executions ---------------------------------------------------------------------

@@ -291,3 +291,24 @@ def wait_for_record(admin: AdminClient, cid: str, timeout: float = 10) -> Any:
             return r.json()
         assert time.monotonic() < deadline, f"no record {cid}: {r.status} {r.body!r}"
         time.sleep(0.05)
+
+
+def test_the_endpoint_snippets_of_a_step_work_as_pasted(
+    daemon: DaemonProcess, admin: AdminClient
+) -> None:
+    doc = admin.get("/v1/scripts/greet/endpoint")
+    assert doc["kind"] == "step" and doc["functions"][0]["url"].endswith("/v1/scripts/greet/run")
+    key = create_key(admin, "greet")
+    code = doc["functions"][0]["python"].replace(doc["key_placeholder"], key)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["greeting"] == {"s": "Hello, text!"}
+    if shutil.which("node"):
+        js = doc["functions"][0]["javascript"].replace(doc["key_placeholder"], key)
+        ran = subprocess.run(["node", "-e", js], capture_output=True, text=True, timeout=30)
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["greeting"] == {"s": "Hello, text!"}
+    curl = doc["functions"][0]["curl"].replace(doc["key_placeholder"], key)
+    if shutil.which("curl"):
+        out = subprocess.run(["sh", "-c", curl], capture_output=True, text=True, timeout=30)
+        assert json.loads(out.stdout)["outputs"]["greeting"] == {"s": "Hello, text!"}
