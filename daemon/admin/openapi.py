@@ -173,6 +173,8 @@ QUERY_SCHEMAS: dict[str, S] = {
     "before": {**STR, "description": "an execution's received_at: older ones only"},
     "replace": BOOL,
     "kind": {"enum": ["functions", "step"]},
+    "status": {"enum": ["ok", "error", "timeout", "oom", "crashed", "rejected"]},
+    "since": {**STR, "description": "a duration back from now (30s, 15m, 1h, 2d) or an ISO time"},
     **ACCOUNT_QUERY,
 }
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})

@@ -271,15 +271,26 @@ class KeysStore(StoreParts):
             return int(self._db.totalchanges() - before)
 
     def list_executions(
-        self, script_id: int, limit: int = 50, before: str | None = None
+        self,
+        script_id: int,
+        limit: int = 50,
+        before: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
     ) -> list[ExecutionRow]:
         """A script's records, newest first; ``before`` (an ``received_at``)
-        pages back in time."""
+        pages back in time, ``since`` (one too) stops there, ``status`` keeps
+        only the records of that status."""
         sql = "SELECT * FROM executions WHERE script_id=?"
         args: tuple[Any, ...] = (script_id,)
-        if before is not None:
-            sql += " AND received_at < ?"
-            args = (script_id, before)
+        for clause, value in (
+            (" AND received_at < ?", before),
+            (" AND received_at >= ?", since),
+            (" AND status = ?", status),
+        ):
+            if value is not None:
+                sql += clause
+                args = (*args, value)
         with self._lock:
             rows = self._rows(
                 sql + " ORDER BY received_at DESC, rowid DESC LIMIT ?", (*args, limit)

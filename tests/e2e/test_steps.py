@@ -312,3 +312,27 @@ def test_the_endpoint_snippets_of_a_step_work_as_pasted(
     if shutil.which("curl"):
         out = subprocess.run(["sh", "-c", curl], capture_output=True, text=True, timeout=30)
         assert json.loads(out.stdout)["outputs"]["greeting"] == {"s": "Hello, text!"}
+
+
+def test_executions_filter_by_status_and_since(
+    daemon: DaemonProcess, admin: AdminClient, gw: GatewayClient
+) -> None:
+    ok = run(gw, "greet", {"name": {"s": "Ada"}}).headers["X-Scriptd-Execution-Id"]
+    failed = run(gw, "greet", {"name": {"s": "nobody"}}).headers["X-Scriptd-Execution-Id"]
+    wait_for_record(admin, ok)
+    wait_for_record(admin, failed)
+    errors = admin.get("/v1/scripts/greet/executions?status=error&since=1h")["executions"]
+    ids = {e["id"] for e in errors}
+    assert failed in ids and ok not in ids
+    assert all(e["status"] == "error" and "details" not in e for e in errors)
+    assert admin.get("/v1/scripts/greet/executions?since=2030-01-01T00:00:00Z")["executions"] == []
+    assert admin.request("GET", "/v1/scripts/greet/executions?since=soon").status == 400
+    listed = scriptctl(
+        daemon, "--json", "executions", "greet", "--status", "error", "--since", "1h"
+    )
+    assert failed in {e["id"] for e in json.loads(listed.stdout)["executions"]}
+
+
+def test_the_functions_route_of_a_step_is_404(gw: GatewayClient) -> None:
+    r = gw.call("greet", "anything", {})
+    assert r.status == 404, r.body
