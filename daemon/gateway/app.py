@@ -122,9 +122,6 @@ class Gateway:
             )
         return serving, check.key_name
 
-    def new_execution_id(self) -> str:
-        return f"{self._prefix}{next(self._ids):x}"
-
     async def read_body(self, request: web.Request, record: Call) -> bytes | web.Response:
         """The body within gateway.max_body_bytes, or the 413 (recorded)."""
         length = request.content_length
@@ -195,8 +192,10 @@ class Gateway:
     def new_record(self, target: RunTarget, function: str, key: str) -> Call:
         """A call's record, "rejected" until it is answered; its id is the call's."""
         cid = f"{self._prefix}{next(self._ids):x}"
-        return Call(cid, target.script_id, target.version, function, key, "rejected",
-                    time.time(), None, None, None, 0)  # fmt: skip
+        record = Call(cid, target.script_id, target.version, function, key, "rejected",
+                      time.time(), None, None, None, 0)  # fmt: skip
+        record.secrets = target.secret_values  # masked in what is recorded
+        return record
 
     def record_answer(self, record: Call, result: CallResult) -> bytes:
         """Record a call that returned; the answer's body."""

@@ -20,7 +20,6 @@ the answer without being parsed.
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -54,9 +53,8 @@ class StepRoute:
         trusted caller); `details` as if ?details=1 was given."""
         gw = self.gateway
         target = serving.target
-        cid = gw.new_execution_id()
-        record = Call(cid, target.script_id, target.version, STEP_FUNCTION, key, "rejected",
-                      time.time(), None, None, None, 0)  # fmt: skip
+        record = gw.new_record(target, STEP_FUNCTION, key)
+        cid = record.id
         if target.step_spec is None:
             message = (
                 f"script {target.script!r} is not a code step: call its functions at "

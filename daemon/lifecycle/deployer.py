@@ -109,6 +109,7 @@ class Deployer:
             cpu_target=res.cpu_target,
             profile=profile,
             step_spec=step_spec,
+            secret_values=tuple(e.value for e in cfg.settings.env if e.secret and e.value),
         )
 
     def _runtime(self, cfg: VersionSnapshot) -> Runtime:

@@ -47,6 +47,8 @@ class RunTarget:
     cpu_target: int
     profile: Profile
     step_spec: str | None = None  # a code step: its declared inputs/outputs as JSON
+    # the values of the secret environment variables: masked in execution records
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
 
 
 class RunnerError(Exception):

@@ -336,3 +336,30 @@ def test_executions_filter_by_status_and_since(
 def test_the_functions_route_of_a_step_is_404(gw: GatewayClient) -> None:
     r = gw.call("greet", "anything", {})
     assert r.status == 404, r.body
+
+
+def test_secret_values_are_masked_in_the_execution_record(
+    daemon: DaemonProcess, admin: AdminClient
+) -> None:
+    secret = "s3cr3t-t0ken-value"
+    main = (
+        "import os\ntoken = os.environ['TOKEN']\nprint('stdout', token)\n"
+        "outputs.log('log ' + token)\noutputs.greeting = 'out ' + token\n"
+    )
+    toml = '[inputs]\nname = "s"\n\n[outputs]\ngreeting = "s"\n'
+    env = [{"key": "TOKEN", "value": secret, "secret": True}]
+    admin.create("secretive", make_zip({"main.py": main, "step.toml": toml}), deploy=True, env=env)
+    assert admin.wait_status("secretive")["status"] == "Deployed", admin.script("secretive")
+    client = daemon.gateway(create_key(admin, "secretive"))
+    try:
+        r = run(client, "secretive", {"name": {"s": secret}})
+        assert r.status == 200, r.body
+    finally:
+        client.close()
+    record = wait_for_record(admin, r.headers["X-Scriptd-Execution-Id"])
+    text = json.dumps(record)
+    assert secret not in text, text
+    assert record["result"] == {"greeting": {"s": "out ********"}}
+    assert record["details"]["inputs"] == {"name": {"s": "********"}}
+    assert record["details"]["logs"][0]["message"] == "log ********"
+    assert "stdout ********" in record["logs"]
