@@ -32,6 +32,7 @@ from aiohttp import web
 import sandbox
 from daemon.account.services import AccountServices
 from daemon.admin.app import make_app, serve_unix
+from daemon.admin.try_routes import Tryout
 from daemon.build.builder import Builder
 from daemon.build.catalogue import discover_runtimes
 from daemon.config.daemon_config import Config
@@ -44,6 +45,7 @@ from daemon.gateway.app import Gateway, make_gateway
 from daemon.gateway.front_serve import serve_front
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes, ServingRunner
+from daemon.gateway.step_route import StepRoute
 from daemon.gateway.uploads_route import Uploads
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.context import Context
@@ -229,23 +231,24 @@ async def _serve(
     await lc.reconcile()
     sweeper = asyncio.create_task(lc.housekeeping(), name="housekeeping")
     teardown.add(SWEEPER, "housekeeping", sweeper.cancel)
+    http_logs = egress.take_log if egress is not None else None
+    closer = egress.close_connections if egress is not None else None
+    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes,
+                 config.trusted_proxies, http_logs, closer)  # fmt: skip
+    steps = StepRoute(gw)
     admin = await serve_unix(
-        make_app(lc, config, catalogue),
+        make_app(lc, config, catalogue, Tryout(gw, steps)),
         config.admin_socket,
         config.admin_socket_mode,
         config.admin_socket_group,
     )
     teardown.add(ADMIN, "admin API", admin.cleanup)
     teardown.add(SOCKET, "admin socket", lambda: config.admin_socket.unlink(missing_ok=True))
-    http_logs = egress.take_log if egress is not None else None
-    closer = egress.close_connections if egress is not None else None
-    gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes,
-                 config.trusted_proxies, http_logs, closer)  # fmt: skip
     uploads = Uploads(
         gw, config.uploads_dir, config.max_upload_file_bytes, config.max_upload_total_bytes
     )
-    # The call routes on the lean front; the rest of the gateway's app behind it.
-    gateway = web.AppRunner(make_gateway(gw, uploads), access_log=None, handle_signals=False)
+    app = make_gateway(gw, uploads, steps)
+    gateway = web.AppRunner(app, access_log=None, handle_signals=False)
     await gateway.setup()
     front = serve_front(gw, gateway, config)
     teardown.add(GATEWAY, "gateway", front.close)  # first: no new request reaches either

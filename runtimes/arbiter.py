@@ -100,6 +100,7 @@ class Supervisor:
         self.spares = 0
         self.mode = "spawn"
         self.functions: Any = {}
+        self.step: Any = None  # a compiled code step (python, --kind step)
         self.harness: Any = None
         self.terminate_by: float | None = None
         self.relay_pid: int | None = None  # the egress relay's process, if any
@@ -135,9 +136,14 @@ class Supervisor:
         )
         t0 = time.perf_counter()
         try:
-            module = self.harness.load_project(self.args.source, self.args.main)
-            self.functions = self.harness.list_functions(module)
-            self.harness.warm_up(self.functions)
+            if self.args.kind == "step":  # compiled here once, run by every forked worker
+                self.step = self.harness.load_step(
+                    self.args.source, self.args.main, self.args.step_spec
+                )
+            else:
+                module = self.harness.load_project(self.args.source, self.args.main)
+                self.functions = self.harness.list_functions(module)
+                self.harness.warm_up(self.functions)
         except BaseException as exc:
             self.load_failed(self.harness.error_info(exc), _ms_since(t0))
         load_ms = _ms_since(t0)
@@ -145,14 +151,18 @@ class Supervisor:
         self.mode = (
             self.args.mode if self.args.mode != "auto" else ("spawn" if threaded else "fork")
         )
-        self.send_hello(list(self.functions), load_ms, self.harness.runtime_version())
+        spec = self.step.spec.describe() if self.step is not None else None
+        self.send_hello(list(self.functions), load_ms, self.harness.runtime_version(), spec)
 
-    def send_hello(self, functions: list[str], load_ms: float, version: str) -> None:
+    def send_hello(
+        self, functions: list[str], load_ms: float, version: str, step: Any = None
+    ) -> None:
+        """step: the declared {"inputs", "outputs"} of a code step."""
         a = self.args
         self.send({"t": "hello", "language": a.language, "version": version,
                    "runtime": f"{self._runtime_name()} {version}", "functions": functions,
                    "load_ms": load_ms, "pid": os.getpid(), "workers": a.workers,
-                   "mode": self.mode})  # fmt: skip
+                   "mode": self.mode, "kind": a.kind, **(step or {})})  # fmt: skip
         self.hello_sent = True
 
     def load_failed(self, error: dict[str, str], load_ms: float | None = None) -> None:
@@ -226,7 +236,7 @@ class Supervisor:
         os.close(self._wakeup_write)
         self.control.close()
         worker = self.harness.Worker(
-            worker_end, self.functions, self.args.max_output, self.args.max_frame
+            worker_end, self.functions, self.args.max_output, self.args.max_frame, self.step
         )
         return worker.serve()
 
@@ -325,7 +335,9 @@ class Supervisor:
         proc.ready = status["t"] == "ready"
         if proc.ready and proc.slot is not None and proc.daemon_end is not None:
             if not self.hello_sent:
-                self.send_hello(status["functions"], status["load_ms"], status["version"])
+                self.send_hello(
+                    status["functions"], status["load_ms"], status["version"], status.get("step")
+                )
             self.announce(proc, proc.daemon_end)
         elif status["t"] == "load_error" and not self.hello_sent:
             self.load_failed(status["error"], status.get("load_ms"))

@@ -99,7 +99,10 @@ def spawn_process(argv: list[str], worker_end: socket.socket) -> tuple[int, int]
 
 def worker_argv(args: Any) -> list[str]:
     common = ["--fd", "3", "--status-fd", "4", "--source", args.source, "--main", args.main,
-              "--max-output", str(args.max_output), "--max-frame", str(args.max_frame)]  # fmt: skip
+              "--max-output", str(args.max_output), "--max-frame", str(args.max_frame),
+              "--kind", args.kind]  # fmt: skip
+    if args.step_spec is not None:
+        common += ["--step-spec", args.step_spec]
     if args.language == "python":
         harness = os.path.join(args.harness_dir, "python", "harness.py")
         return [sys.executable, "-I", harness, *common]

@@ -21,6 +21,7 @@ Supervisor command line
       [--max-output BYTES=1048576] [--max-frame BYTES=16777216]
       [--mode auto|fork|spawn] [--spares N] [--control-fd N=3]
       [--egress-socket PATH] [--egress-port N=3128]
+      [--kind functions|step=functions] [--step-spec JSON]
   python: run it on the script's venv python (with -S it puts the venv's
   site-packages on sys.path itself: faster than site). javascript: on the
   host python3, with --node naming the node binary. --mode auto = fork unless
@@ -32,7 +33,12 @@ Supervisor command line
   ends) and sets HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and their lower-case forms)
   for every worker. Exit status: 0 after shutdown, SIGTERM
   or EOF on the control socket; 3 after load_error; 2 after a protocol error
-  on the control socket. Worker exit codes: 0 the daemon closed the worker
+  on the control socket. --kind step: main is a code step's body (below),
+  compiled (not run) at load; --step-spec declares its inputs and outputs as
+  {"inputs": {name: type code}, "outputs": {name: type code}} (names are
+  identifiers not starting with "_", an output is never "log"; type codes as
+  in runtimes/python/typed.py). A bad spec is a load_error of type
+  StepSpecError naming every problem. Worker exit codes: 0 the daemon closed the worker
   socket, 2 protocol error, 70 internal error, anything else the user's
   code (os._exit, process.exit); 1 for node also means an exception no
   promise of the running call caught (the call got it as its error first).
@@ -52,6 +58,9 @@ supervisor -> daemon:
       module.exports in their order), never classes. "mode" is how workers are made:
       "fork" (from the loaded supervisor) or "spawn" (a fresh interpreter per
       worker: always for javascript; for python when main started threads).
+      "kind": "functions" or "step"; a step also has "inputs" and "outputs",
+      its declared spec with type codes written canonically (UUIDs in lower
+      case, a[f] as a["f"]), and "functions": [].
   {"t":"load_error","language":..,"runtime":..,"load_ms":..,
    "error":{"type":"SyntaxError","message":"...","traceback":"..."}}
       main failed to load (syntax error, missing module, exception at import,
@@ -111,6 +120,52 @@ worker -> daemon:
       "truncated" is true. cpu_ms is user+system CPU of the worker during the
       call (python also counts children it waited for).
   {"t":"pong","id":X,"pid":P}
+  A `call` to a step's worker, or a `run` to a functions worker, answers
+  ok:false with error.type "WrongKind".
+
+Code steps (--kind step)
+------------------------
+A step's main (main.py; main.js) is its body, compiled once per worker (python:
+once in the supervisor, before the workers fork) and run for every `run`
+frame with `inputs` (read-only, the declared inputs) and `outputs` (the
+declared outputs, each value checked as it is written, and outputs.log) in
+scope. python: run as the module _scriptd_project.main in fresh globals, so
+relative imports work and nothing leaks between calls. javascript: the body of
+an async function (top-level await works; require, module, exports,
+__filename, __dirname as in CommonJS; no import statements).
+daemon -> worker:
+  {"t":"run","id":"...","inputs":{name: typed value, ...},"deadline":...}
+      Typed values: {"<type code>": <JSON>} or null (see runtimes/python/typed.py
+      for every code). Numbers are exact: a step worker parses its frames
+      without binary floats (python: decimal.Decimal; javascript: the digits
+      of any number that is not a safe integer are kept), so the daemon must
+      forward the digits it received. A declared input that is missing is
+      null; an undeclared one, or a value of another type, is an InputError
+      and the body does not run.
+worker -> daemon:
+  {"t":"result","id":"...","ok":true,"outputs_json":"{name: typed value, ...}",
+   "logs":[{"ts":"2026-12-04T17:00:00.123456Z","message":"..."},...],
+   "logs_discarded":N,"stdout":..,"stderr":..,"truncated":..,"cpu_ms":..,
+   "wall_ms":..}
+      outputs_json: the JSON text of an object holding every declared output,
+      null ({"s": null}) when not written; a string, so that its numbers keep
+      their exact digits through a receiver that parses frames with binary
+      floats (the daemon forwards it as it is). logs: outputs.log(message) in order,
+      each with its UTC timestamp (python: microseconds, javascript:
+      milliseconds); a message over LOG_MESSAGE_MAX bytes (8 KiB) of UTF-8 is
+      cut on a character boundary and ends with LOG_MARKER, the whole staying
+      within 8 KiB; once the messages kept would pass LOG_TOTAL_MAX (100 KiB)
+      that message and every later one is discarded, and counted in
+      logs_discarded. stdout/stderr: captured as for calls.
+  {"t":"result","id":"...","ok":false,"error":{"type","message","traceback"},
+   "outputs_json":"{...only those written before the error...}","logs":..,...}
+      The step raised (type is the exception's class; the traceback holds the
+      body's own frames only), or the harness refused: InputError (inputs),
+      OutputError (an undeclared output, or a value of the wrong type: raised
+      at the write, in the body, so its traceback points at the line; or found
+      at the end when a written list was changed), ResultTooLarge (outputs
+      and logs dropped). Type errors name the field, the type expected and
+      the value received.
 """
 
 from __future__ import annotations
@@ -126,6 +181,9 @@ MAX_FRAME_DEFAULT = 16 * 1024 * 1024
 MAX_OUTPUT_DEFAULT = 1024 * 1024
 LOAD_ERROR_EXIT = 3
 TRUNCATION_MARKER = "\n[output truncated: {dropped} more bytes not shown]\n"
+LOG_MESSAGE_MAX = 8 * 1024  # bytes of one outputs.log message, marker included
+LOG_TOTAL_MAX = 100 * 1024  # bytes of all messages kept per step execution
+LOG_MARKER = " [truncated: {dropped} more bytes]"
 SOL_SOCKET, SCM_RIGHTS = 1, 1  # Linux values; `import socket` alone costs ~7 ms (enum)
 
 _HEADER = struct.Struct(">I")
@@ -209,10 +267,48 @@ def loads(text: str) -> Any:
     return value
 
 
-def _json_loads(text: str) -> Any:
+def _json_loads(text: str, exact: bool = False) -> Any:
     import json
 
+    if exact:
+        from decimal import Decimal
+
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
     return json.loads(text, parse_constant=_no_constant)
+
+
+def loads_exact(text: str) -> Any:
+    """Strict JSON whose non-integer numbers are decimal.Decimal, never a float:
+    how a step worker reads its frames (typed numbers keep every digit).
+    The first use imports decimal (~15 ms): a step's supervisor does it before
+    forking its workers. Raises ValueError."""
+    scan = _exact_scanner()
+    text = text.strip(_WHITESPACE)
+    try:
+        value, end = scan(text, 0)
+    except Exception:  # the json module says what is wrong
+        value, end = _json_loads(text, exact=True), len(text)
+    if end != len(text):
+        raise ValueError(f"extra data at character {end}")
+    return value
+
+
+def _exact_scanner() -> Any:
+    global _exact_scan
+    if _exact_scan is None:
+        from decimal import Decimal
+
+        try:
+            import _json
+
+            context = type("_ExactContext", (_ScanContext,), {"parse_float": Decimal})
+            _exact_scan = _json.make_scanner(context())
+        except Exception:  # no _json here: the json module, slower but the same
+            _exact_scan = lambda text, _: (_json_loads(text, exact=True), len(text))  # noqa: E731
+    return _exact_scan
+
+
+_exact_scan: Any = None
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -220,13 +316,18 @@ def encode(message: dict[str, Any]) -> bytes:
 
     Raises TypeError/ValueError when the message is not strict JSON.
     """
-    data = dumps(message).encode("utf-8")
+    return encode_text(dumps(message))
+
+
+def encode_text(text: str) -> bytes:
+    """One frame of JSON text already made (a step's result with exact numbers)."""
+    data = text.encode("utf-8")
     return _HEADER.pack(len(data)) + data
 
 
-def decode_body(body: bytes) -> dict[str, Any]:
+def decode_body(body: bytes, exact: bool = False) -> dict[str, Any]:
     try:
-        message = loads(body.decode("utf-8"))
+        message = (loads_exact if exact else loads)(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
@@ -282,8 +383,11 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_frame(sock: socket.socket, max_frame: int = MAX_FRAME_DEFAULT) -> dict[str, Any] | None:
-    """Blocking read of one message; None on a clean EOF between frames."""
+def read_frame(
+    sock: socket.socket, max_frame: int = MAX_FRAME_DEFAULT, exact: bool = False
+) -> dict[str, Any] | None:
+    """Blocking read of one message; None on a clean EOF between frames.
+    exact: non-integer numbers as decimal.Decimal (loads_exact)."""
     header = _recv_exact(sock, 4)
     if header is None:
         return None
@@ -292,4 +396,4 @@ def read_frame(sock: socket.socket, max_frame: int = MAX_FRAME_DEFAULT) -> dict[
     body = _recv_exact(sock, size)
     if body is None:
         raise ProtocolError("connection closed inside a frame")
-    return decode_body(body)
+    return decode_body(body, exact)

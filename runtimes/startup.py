@@ -30,6 +30,7 @@ USAGE = (
     "       [--harness-dir DIR] [--node PATH] [--main FILE] [--max-output BYTES]\n"
     "       [--max-frame BYTES] [--mode auto|fork|spawn] [--spares N] [--control-fd N]\n"
     "       [--egress-socket PATH] [--egress-port N]\n"
+    "       [--kind functions|step] [--step-spec JSON]\n"
 )
 # option -> (attribute, type, default); choices are checked in parse_args.
 OPTIONS = {
@@ -46,6 +47,8 @@ OPTIONS = {
     "--control-fd": ("control_fd", int, 3),
     "--egress-socket": ("egress_socket", str, None),  # the replica's proxy socket
     "--egress-port": ("egress_port", int, 3128),  # its relay on the sandbox's loopback
+    "--kind": ("kind", str, "functions"),
+    "--step-spec": ("step_spec", str, None),
 }
 
 
@@ -92,6 +95,8 @@ def _check(args: Any) -> None:
         _usage_error("the following arguments are required: --source")
     if args.mode not in ("auto", "fork", "spawn"):
         _usage_error(f"argument --mode: invalid choice: {args.mode!r}")
+    if args.kind not in ("functions", "step"):
+        _usage_error(f"argument --kind: invalid choice: {args.kind!r}")
     args.workers = max(1, args.workers)
     args.harness_dir = os.path.abspath(args.harness_dir)
     args.source = os.path.abspath(args.source)

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.admin import account_routes, call_routes
+from daemon.admin import account_routes, call_routes, try_routes
 from daemon.admin.exports import export_zip, sample_zip, send_file
 from daemon.admin.http import (
     CATALOGUE,
@@ -227,8 +227,12 @@ async def get_sample(request: web.Request) -> web.StreamResponse:
     language = request.match_info["language"]
     if language not in ("python", "javascript"):
         raise NotFound(f"no sample for {language!r}: there are python and javascript")
-    path = await sample_zip(language)
-    return await send_file(request, path, f"sample-{language}.zip", True)
+    kind = request.query.get("kind", "functions")
+    if kind not in ("functions", "step"):
+        raise BadRequest(f"kind = {kind!r}: functions or step", field="kind")
+    folder = language if kind == "functions" else f"step-{language}"
+    path = await sample_zip(folder)
+    return await send_file(request, path, f"sample-{folder}.zip", True)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -260,17 +264,24 @@ ROUTES: tuple[Route, ...] = (
           "Rename a version (display_name)", "Rename", "Version"),
     Route("GET", "/v1/scripts/{name}/versions/{number}/log", get_build_log,
           "The build log of a version", None, "text"),
-    Route("GET", "/v1/samples/{language}", get_sample, "A sample project as a .zip", None, "zip"),
+    Route("GET", "/v1/samples/{language}", get_sample,
+          "A sample project as a .zip (?kind=step: a code step)", None, "zip", query=("kind",)),
     *call_routes.ROUTES,
+    *try_routes.ROUTES,
     *account_routes.ROUTES,
 )  # fmt: skip
 
 
-def make_app(lc: Lifecycle, config: Config, catalogue: Catalogue) -> web.Application:
+def make_app(
+    lc: Lifecycle, config: Config, catalogue: Catalogue, tryout: try_routes.Tryout | None = None
+) -> web.Application:
+    """`tryout`: the gateway for the run and call routes (they answer 503 without it)."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=JSON_MAX)
     app[LIFECYCLE] = lc
     app[CONFIG] = config
     app[CATALOGUE] = catalogue
+    if tryout is not None:
+        app[try_routes.TRY] = tryout
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     return app

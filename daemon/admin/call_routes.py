@@ -11,12 +11,16 @@ commits, so it is refused on its very next use.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import unicodedata
+from typing import Any
 
 from aiohttp import web
 
 from daemon.admin.http import CHUNK, CONFIG, body_json, caller, json_response, lifecycle
 from daemon.admin.openapi import Route
+from daemon.archive.steps import StepSpecError, read_step_spec
 from daemon.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from daemon.core.models import DEPLOYED, Event, Script, now_iso
 from daemon.gateway.snippets import (
@@ -26,11 +30,14 @@ from daemon.gateway.snippets import (
     gateway_base_url,
     render_endpoint,
     render_snippets,
+    render_step_snippets,
 )
+from daemon.gateway.step_route import STEP_FUNCTION
 from daemon.keys.api_key import KeyNameError, KeyNameTaken, choose_key_name, mint_key
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.request_checks import check_object
 from daemon.store import uploads_folder
+from daemon.store.keys_table import iso_from_unix
 
 __all__ = ["ROUTES"]
 
@@ -129,6 +136,9 @@ async def get_endpoint(request: web.Request) -> web.Response:
     _require_deployed(script)
     config = request.app[CONFIG]
     base = gateway_base_url(config.listen_host, config.listen_port)
+    step = await _step_inputs(lifecycle(request), script)
+    if step is not None:
+        return json_response(_step_endpoint(script.name, base, step, formats))
     functions: list[dict[str, str]] = []
     for function in script.functions:
         snippets = render_snippets(script.name, function, base)
@@ -146,6 +156,39 @@ async def get_endpoint(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+async def _step_inputs(lc: Lifecycle, script: Script) -> dict[str, str] | None:
+    """The declared inputs of a Deployed code step (its serving version's step.toml),
+    or None when the script is not a step."""
+    if script.current_version is None:
+        return None
+    source = lc.ctx.state.source_dir(script.id, script.current_version)
+    try:
+        spec = await lc.ctx.db(read_step_spec, source)
+    except (StepSpecError, OSError):
+        return None
+    return None if spec is None else dict(json.loads(spec)["inputs"])
+
+
+def _step_endpoint(
+    name: str, base: str, inputs: dict[str, str], formats: tuple[Format, ...]
+) -> dict[str, Any]:
+    snippets = render_step_snippets(name, base, inputs)
+    item = {"function": STEP_FUNCTION, "url": snippets.url} | {f: snippets.get(f) for f in formats}
+    text = "\n".join(f"{COMMENTS[f]} {name} (code step) - {f}\n{snippets.get(f)}" for f in formats)
+    return {
+        "script": name,
+        "base_url": base,
+        "key_placeholder": KEY_PLACEHOLDER,
+        "formats": list(formats),
+        "kind": "step",
+        "functions": [item],
+        "text": text,
+    }
+
+
+COMMENTS = {"curl": "#", "javascript": "//", "python": "#"}
+
+
 # --- executions ---------------------------------------------------------------------
 
 
@@ -158,15 +201,43 @@ def _limit(request: web.Request) -> int:
     return int(raw)
 
 
+STATUSES = ("ok", "error", "timeout", "oom", "crashed", "rejected")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _status(request: web.Request) -> str | None:
+    raw = request.query.get("status") or None
+    if raw is not None and raw not in STATUSES:
+        raise BadRequest(f"status = {raw!r} is not allowed: one of {', '.join(STATUSES)}")
+    return raw
+
+
+def _since(request: web.Request) -> str | None:
+    """?since= as the ISO time the records are compared with: a duration back from
+    now (30s, 15m, 1h, 2d) or an ISO time as listed."""
+    raw = request.query.get("since") or None
+    if raw is None:
+        return None
+    number, unit = raw[:-1], raw[-1:]
+    if number.isdigit() and unit in _UNITS:
+        return iso_from_unix(time.time() - int(number) * _UNITS[unit])
+    if len(raw) >= 10 and raw[:4].isdigit() and raw[4] == "-":
+        return raw
+    raise BadRequest(
+        f"since = {raw!r} is not allowed: a duration such as 1h, 30m, 2d, or an ISO time"
+    )
+
+
 async def list_executions(request: web.Request) -> web.Response:
     lc, limit = lifecycle(request), _limit(request)
+    status, since = _status(request), _since(request)
     script = await lc.get(request.match_info["name"])
     before = request.query.get("before") or None
-    rows = await lc.ctx.db(lc.ctx.store.list_executions, script.id, limit, before)
+    rows = await lc.ctx.db(lc.ctx.store.list_executions, script.id, limit, before, status, since)
     items = []
-    for row in rows:  # the list stays light: results and logs are on the record
+    for row in rows:  # the list stays light: results, logs and details are on the record
         item = row.to_json(script.name)
-        del item["result"], item["logs"]
+        del item["result"], item["logs"], item["details"]
         items.append(item)
     return json_response({"script": script.name, "executions": items})
 
@@ -239,8 +310,8 @@ ROUTES: tuple[Route, ...] = (
           "Endpoint snippets (cURL, JavaScript, Python) per function; only while Deployed",
           None, "Endpoint", query=("format",)),
     Route("GET", "/v1/scripts/{name}/executions", list_executions,
-          "A script's execution records, newest first (no results or logs)", None,
-          "ExecutionList", query=("limit", "before")),
+          "A script's execution records, newest first (no results, logs or details)", None,
+          "ExecutionList", query=("limit", "before", "status", "since")),
     Route("GET", "/v1/executions/{id}", get_execution, "One execution record", None,
           "Execution"),
     Route("GET", "/v1/uploads", list_uploads,

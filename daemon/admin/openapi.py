@@ -115,6 +115,25 @@ EXECUTION = _obj(
     }
 )
 FILE = _obj({"name": STR, "size": INT, "modified_at": STR})
+TYPED = {"type": "object", "description": 'typed values by name, e.g. {"name": {"s": "Ada"}}'}
+LOG = _obj({"ts": STR, "message": STR})
+TRY_SCHEMAS: dict[str, S] = {
+    "StepRun": _obj({"inputs": TYPED}),
+    "StepResult": _obj(
+        {
+            "outputs": TYPED,
+            "execution_id": STR,
+            "error": {"type": "object", "description": "422: the step raised (partial outputs)"},
+            "logs": {"type": "array", "items": LOG},
+            "logs_discarded": INT,
+            "stdout": STR,
+            "stderr": STR,
+        },
+        ("outputs", "execution_id"),
+    ),
+    "Payload": {"type": "object", "description": "the function's keyword arguments"},
+    "CallResult": _obj({"result": {}}),
+}
 CALL_SCHEMAS: dict[str, S] = {
     "KeyInput": _obj({"name": {**STR, "minLength": 1, "maxLength": 64}}),
     "NewKey": _obj(
@@ -145,6 +164,7 @@ CALL_SCHEMAS: dict[str, S] = {
     "Execution": EXECUTION,
     "FileList": _obj({"files": {"type": "array", "items": FILE}}),
     "File": FILE,
+    **TRY_SCHEMAS,
 }
 QUERY_SCHEMAS: dict[str, S] = {
     "search": STR,
@@ -152,6 +172,9 @@ QUERY_SCHEMAS: dict[str, S] = {
     "limit": {**INT, "minimum": 1, "maximum": 1000},
     "before": {**STR, "description": "an execution's received_at: older ones only"},
     "replace": BOOL,
+    "kind": {"enum": ["functions", "step"]},
+    "status": {"enum": ["ok", "error", "timeout", "oom", "crashed", "rejected"]},
+    "since": {**STR, "description": "a duration back from now (30s, 15m, 1h, 2d) or an ISO time"},
     **ACCOUNT_QUERY,
 }
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})

@@ -15,6 +15,7 @@ from typing import Any
 from daemon.archive.functions import list_functions_javascript, list_functions_python
 from daemon.archive.requirements import check_requirements
 from daemon.archive.scan import KEEP_MAX, ScanResult
+from daemon.archive.steps import STEP_FILE, StepSpecError, parse_step_toml
 from daemon.archive.types import Findings
 from daemon.core.models import MAIN_FILES
 
@@ -51,6 +52,9 @@ def check_project(scan: ScanResult, language: str | None, out: Findings) -> Proj
     _check_bundled(scan, out)
     check = _check_python if chosen == "python" else _check_javascript
     functions = check(scan, out)
+    if STEP_FILE in scan.kept:  # a code step: main is its body, it exposes no function
+        _check_step(scan.kept[STEP_FILE], out)
+        return ProjectResult(chosen, ())
     if not out.has_errors() and not functions:
         main = MAIN_FILES[chosen]
         out.warning(
@@ -60,6 +64,19 @@ def check_project(scan: ScanResult, language: str | None, out: Findings) -> Proj
             f"Define at least one function in {main}; see the sample project.",
         )
     return ProjectResult(chosen, functions)
+
+
+def _check_step(data: bytes, out: Findings) -> None:
+    try:
+        parse_step_toml(data)
+    except StepSpecError as exc:
+        for problem in exc.problems:
+            out.error(
+                "step_spec",
+                f"{problem}.",
+                STEP_FILE,
+                'Declare [inputs] and [outputs] as name = "type code" (see the step sample).',
+            )
 
 
 def _has_file(scan: ScanResult, path: str) -> bool:

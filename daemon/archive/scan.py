@@ -29,7 +29,7 @@ from daemon.config.archive_limits import ArchiveLimits
 CHUNK = 1024 * 1024
 # Root files whose content the project checks read; anything bigger than
 # KEEP_MAX is not parsed (a warning says so).
-KEPT_NAMES = frozenset({"main.py", "main.js", "requirements.txt", "package.json"})
+KEPT_NAMES = frozenset({"main.py", "main.js", "requirements.txt", "package.json", "step.toml"})
 KEEP_MAX = 16 * 1024 * 1024
 
 

@@ -67,9 +67,14 @@ class AdminClient:
             path += "?" + urlencode(query)
         return self.call("GET", path)
 
-    def call(self, method: str, path: str, payload: Any = None) -> Any:
-        """Send a JSON request (body only when payload is not None), return its JSON."""
-        body = None if payload is None else json.dumps(payload).encode()
+    def call(
+        self, method: str, path: str, payload: Any = None, *, json_text: bytes | None = None
+    ) -> Any:
+        """Send a JSON request (body only when payload is not None), return its JSON.
+        `json_text`: a body already written as JSON (numbers with all their digits)."""
+        body = json_text if json_text is not None else None
+        if body is None and payload is not None:
+            body = json.dumps(payload).encode()
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"

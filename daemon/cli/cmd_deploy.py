@@ -75,7 +75,9 @@ def up(ctx: Context, args: argparse.Namespace) -> int:
     body.pop("language", None)
     if existing is not None:
         _check_language(existing, language, body)
-    body["archive_id"] = archives.upload(ctx.client, str(folder))
+    spec = archives.step_toml(args)
+    archives.check_kind(args, str(folder), spec)
+    body["archive_id"] = archives.upload(ctx.client, str(folder), spec)
     if existing is None:
         body.update(name=args.name, language=language, deploy=True)
         ctx.note(f"creating {args.name} ({language}) and deploying it")

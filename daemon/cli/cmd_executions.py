@@ -24,6 +24,10 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--before", metavar="TIME", help="only calls received before TIME (an ISO time as listed)"
     )
+    p.add_argument("--status", choices=("ok", "error", "timeout", "oom", "crashed", "rejected"),
+                   help="only calls that ended so")  # fmt: skip
+    since = "only calls received since WHEN: 30s, 15m, 1h, 2d or an ISO time"
+    p.add_argument("--since", metavar="WHEN", help=since)
     p.set_defaults(handler=executions)
 
     p = commands.add_parser("execution", parents=[common], help="one call's full record")
@@ -41,8 +45,9 @@ def executions(ctx: Context, args: argparse.Namespace) -> int:
     query = {}
     if args.limit is not None:
         query["limit"] = str(args.limit)
-    if args.before:
-        query["before"] = args.before
+    for option in ("before", "status", "since"):
+        if getattr(args, option):
+            query[option] = getattr(args, option)
     data = ctx.client.get(path_of("v1", "scripts", args.name, "executions"), query or None)
     ctx.show(data, render_calls.executions_table)
     return 0

@@ -42,6 +42,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
     p = commands.add_parser("sample", parents=[common], help="download a sample project (.zip)")
     p.add_argument("--language", choices=LANGUAGES, required=True)
+    p.add_argument("--kind", choices=("functions", "step"), default="functions",
+                   help="functions (default) or a code step (main + step.toml)")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", required=True)
     p.set_defaults(handler=sample)
 
@@ -64,8 +66,12 @@ def export(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def sample(ctx: Context, args: argparse.Namespace) -> int:
-    size = download(ctx.client, path_of("v1", "samples", args.language), args.output)
-    return _saved(ctx, {"language": args.language, "path": args.output, "bytes": size})
+    path = path_of("v1", "samples", args.language)
+    if args.kind == "step":
+        path += "?kind=step"
+    size = download(ctx.client, path, args.output)
+    return _saved(ctx, {"language": args.language, "kind": args.kind, "path": args.output,
+                        "bytes": size})  # fmt: skip
 
 
 def _saved(ctx: Context, result: dict[str, Any]) -> int:

@@ -19,6 +19,7 @@ from daemon.cli import (
     cmd_info,
     cmd_keys,
     cmd_scripts,
+    cmd_try,
     cmd_uploads,
 )
 from daemon.cli.client import DEFAULT_SOCKET, SOCKET_ENV, AdminClient, resolve_socket
@@ -69,7 +70,7 @@ def build_parser() -> Parser:
     )
     for module in (
         cmd_scripts, cmd_deploy, cmd_files, cmd_info, cmd_keys, cmd_endpoint, cmd_executions,
-        cmd_uploads, cmd_account, cmd_events,
+        cmd_uploads, cmd_account, cmd_events, cmd_try,
     ):  # fmt: skip
         module.register(commands, common)
     return parser

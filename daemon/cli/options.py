@@ -9,6 +9,7 @@ from typing import Any
 
 from daemon.cli import archives
 from daemon.cli.client import AdminClient, path_of
+from daemon.cli.errors import CliError
 from daemon.core.models import LANGUAGES
 
 # option dest -> API field, for the plain values copied as they are.
@@ -83,6 +84,17 @@ def add_script_options(
         "--cpu-target", metavar="P", type=int, help="average CPU utilization target in percent"
     )
     parser.add_argument("--profile", metavar="P", help="hardware profile (see `profiles`)")
+    parser.add_argument("--kind", choices=("functions", "step"),
+                        help="step: main is a code step's body (needs step.toml or --input/"
+                        "--output); default: what the project says")  # fmt: skip
+    for flag, dest, example in (
+        ("--input", "step_inputs", "name:s"),
+        ("--output", "step_outputs", "greeting:s"),
+    ):
+        what = f"a code step's {flag[2:]}, e.g. {example} (repeatable)"
+        parser.add_argument(
+            flag, dest=dest, metavar="NAME:CODE", action="append", default=[], help=what
+        )
 
 
 def add_env_edits(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +162,11 @@ def current_env(client: AdminClient, args: argparse.Namespace, name: str) -> lis
 
 
 def with_archive(client: AdminClient, args: argparse.Namespace, body: dict[str, Any]) -> None:
-    """Upload --archive (file or folder) when given, and name it in the body."""
+    """Upload --archive (file or folder) when given, and name it in the body; a code
+    step's --input/--output go into it as its step.toml."""
+    spec = archives.step_toml(args)
     if getattr(args, "archive", None):
-        body["archive_id"] = archives.upload(client, args.archive)
+        archives.check_kind(args, args.archive, spec)
+        body["archive_id"] = archives.upload(client, args.archive, spec)
+    elif spec is not None or getattr(args, "kind", None):
+        raise CliError("--kind, --input and --output describe the project: give --archive too")

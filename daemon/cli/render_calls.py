@@ -110,13 +110,26 @@ def execution(e: dict[str, Any]) -> str:
         head = f"Error\n  {error.get('type') or 'Error'}: {error.get('message') or ''}"
         traceback = (error.get("traceback") or "").rstrip()
         parts.append(head + ("\n" + _indent(traceback) if traceback else ""))
+    details = e.get("details") or {}
+    step = e.get("function") == "(step)"
+    if "inputs" in details:
+        parts.append(("Inputs\n" if step else "Payload\n") + _json_block(details["inputs"]))
     if e.get("result") is not None:
-        parts.append("Result\n" + _indent(json.dumps(e["result"], indent=2, ensure_ascii=False)))
+        parts.append(("Outputs\n" if step else "Result\n") + _json_block(e["result"]))
+    if details.get("logs") or details.get("logs_discarded"):
+        lines = [f"{x.get('ts')}  {x.get('message')}" for x in details.get("logs") or ()]
+        if details.get("logs_discarded"):
+            lines.append(f"({details['logs_discarded']} later messages discarded: 100 KB limit)")
+        parts.append("Step log\n" + _indent("\n".join(lines)))
     if e.get("logs"):
-        parts.append("Logs\n" + _indent(str(e["logs"]).rstrip()))
+        parts.append(("Output\n" if step else "Logs\n") + _indent(str(e["logs"]).rstrip()))
     if isinstance(e.get("http_log"), dict):
         parts.append(render_http.http_log(e["http_log"]))
     return "\n\n".join(parts)
+
+
+def _json_block(value: Any) -> str:
+    return _indent(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def files_table(data: dict[str, Any]) -> str:

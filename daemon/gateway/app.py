@@ -2,6 +2,7 @@
 
     POST /v1/scripts/{script}/functions/{function}   Authorization: Bearer <key>
          body: a JSON object -> 200 {"result": ...}
+    POST /v1/scripts/{script}/run                     a code step (daemon/gateway/step_route.py)
     PUT  /v1/uploads/{filename}                       (daemon/gateway/uploads_route.py)
     GET  /healthz
 
@@ -100,6 +101,14 @@ class Gateway:
         return web.Response(body=b'{"ok":true}', headers={"Content-Type": JSON})
 
     async def call(self, request: web.Request) -> web.Response:
+        admitted = await self.admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        return await self.dispatch(request, *admitted)
+
+    async def admit(self, request: web.Request) -> tuple[ServingVersion, str] | web.Response:
+        """(what serves the URL's script, the key's name), or the refusal: not
+        serving (404/503), no or bad key (401/429), another script's key (403)."""
         name = request.match_info["script"]
         serving = self.routes.serving(name)
         if serving is None:
@@ -111,7 +120,19 @@ class Gateway:
             return error_response(
                 403, "forbidden", f"this API key belongs to another script, not {name!r}"
             )
-        return await self.dispatch(request, serving, check.key_name)
+        return serving, check.key_name
+
+    async def read_body(self, request: web.Request, record: Call) -> bytes | web.Response:
+        """The body within gateway.max_body_bytes, or the 413 (recorded)."""
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            return self.reject(record, 413, "payload_too_large", self._too_large())
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self.reject(record, 413, "payload_too_large", self._too_large())
+        record.input_bytes = len(raw)
+        return raw
 
     def client(self, request: web.Request) -> str | None:
         """The caller's address, for the key-failure throttle."""
@@ -150,20 +171,16 @@ class Gateway:
         if known is not None and function not in known:
             message = f"script {target.script!r} has no function {function!r}"
             return self.reject(record, 404, "not_found", message)
-        length = request.content_length
-        if length is not None and length > self.max_body_bytes:
-            return self.reject(record, 413, "payload_too_large", self._too_large())
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self.reject(record, 413, "payload_too_large", self._too_large())
-        record.input_bytes = len(raw)
+        raw = await self.read_body(request, record)
+        if isinstance(raw, web.Response):
+            return raw
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return self.reject(record, 400, "bad_request", f"the body is not valid JSON: {exc}")
         if type(payload) is not dict:
             return self.reject(record, 400, "bad_request", "the body must be a JSON object")
+        record.details = {"inputs": self.recorder.keep_result(orjson.Fragment(raw), len(raw))}
         try:
             result = await dispatcher.call(function, payload_json=raw, call_id=cid)
         except CallError as exc:
@@ -175,8 +192,10 @@ class Gateway:
     def new_record(self, target: RunTarget, function: str, key: str) -> Call:
         """A call's record, "rejected" until it is answered; its id is the call's."""
         cid = f"{self._prefix}{next(self._ids):x}"
-        return Call(cid, target.script_id, target.version, function, key, "rejected",
-                    time.time(), None, None, None, 0)  # fmt: skip
+        record = Call(cid, target.script_id, target.version, function, key, "rejected",
+                      time.time(), None, None, None, 0)  # fmt: skip
+        record.secrets = target.secret_values  # masked in what is recorded
+        return record
 
     def record_answer(self, record: Call, result: CallResult) -> bytes:
         """Record a call that returned; the answer's body."""
@@ -256,6 +275,7 @@ def _is_ip(text: str) -> bool:
 
 _KNOWN = (
     ("POST", "/v1/scripts/", "/functions/"),
+    ("POST", "/v1/scripts/", "/run"),
     ("PUT", "/v1/uploads/", ""),
     ("GET", "/healthz", ""),
 )
@@ -283,8 +303,9 @@ def refusal(check: KeyRefused) -> web.Response:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
-def make_gateway(gateway: Gateway, uploads: Any = None) -> web.Application:
-    """The aiohttp app. `uploads` is the account uploads handler (gateway_uploads)."""
+def make_gateway(gateway: Gateway, uploads: Any = None, steps: Any = None) -> web.Application:
+    """The aiohttp app. `uploads` is the account uploads handler (uploads_route.py),
+    `steps` the code steps' run route (step_route.py)."""
     # read() stops at the body limit; uploads stream past it on their own route.
     app = web.Application(client_max_size=gateway.max_body_bytes)
     app[GATEWAY] = gateway
@@ -292,5 +313,7 @@ def make_gateway(gateway: Gateway, uploads: Any = None) -> web.Application:
     app.router.add_post("/v1/scripts/{script}/functions/{function}", gateway.call)
     if uploads is not None:
         app.router.add_put("/v1/uploads/{filename}", uploads.put)
+    if steps is not None:
+        app.router.add_post("/v1/scripts/{script}/run", steps.run)
     app.router.add_route("*", "/{tail:.*}", no_route)  # last: only what nothing else took
     return app

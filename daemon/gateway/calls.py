@@ -44,6 +44,16 @@ __all__ = ["FrontCalls"]
 
 _UPLOADS_TEXT = "/v1/uploads/"
 _UPLOADS = _UPLOADS_TEXT.encode()
+_SCRIPTS = b"/v1/scripts/"
+
+
+def _is_step_run(path: str) -> bool:
+    """/v1/scripts/{script}/run: a code step's route, served by the aiohttp app
+    (daemon/gateway/step_route.py) behind the front."""
+    parts = path.split("/")
+    return len(parts) == 5 and parts[1:3] == ["v1", "scripts"] and parts[4] == "run"
+
+
 _HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
 _CT = ("Content-Type", JSON)
 
@@ -53,7 +63,7 @@ class FrontCalls:
 
     def __init__(self, gateway: Gateway, fallback: AiohttpBridge | None = None) -> None:
         self.gateway = gateway
-        self.fallback = fallback  # aiohttp for the paths below /v1/uploads/
+        self.fallback = fallback  # aiohttp for /v1/uploads/... and a step's /run
         self.max_body_bytes = gateway.max_body_bytes
         self._loop = asyncio.get_running_loop()
 
@@ -61,16 +71,16 @@ class FrontCalls:
         if self.fallback is None:
             return None
         raw = request.url
-        if raw[:1] == b"/" and b"%" not in raw:
-            if not raw.startswith(_UPLOADS):
-                return None
-        else:
-            try:
-                path_safe, _ = _paths(request)
-            except ValueError:
-                return None
-            if not path_safe.startswith(_UPLOADS_TEXT):
-                return None
+        if raw.startswith(_UPLOADS) and b"%" not in raw:
+            return self.fallback.open(request, out)
+        if not raw.startswith(_SCRIPTS) and b"%" not in raw:
+            return None  # the call routes and /healthz: the front's own
+        try:
+            path_safe, _ = _paths(request)
+        except ValueError:
+            return None
+        if not (path_safe.startswith(_UPLOADS_TEXT) or _is_step_run(path_safe)):
+            return None
         return self.fallback.open(request, out)
 
     def handle(self, request: Request) -> Answer | asyncio.Future[Answer]:

@@ -1,7 +1,7 @@
 """The gateway's port as the daemon serves it: the lean front (daemon/gateway/front.py)
-answers the call routes and /healthz; requests below /v1/uploads/ stream through to
-the gateway's aiohttp app (daemon/gateway/bridge.py), which listens on no port of
-its own."""
+answers the call routes and /healthz; requests below /v1/uploads/ and a code step's
+/v1/scripts/{script}/run stream through to the gateway's aiohttp app
+(daemon/gateway/bridge.py), which listens on no port of its own."""
 
 from __future__ import annotations
 

@@ -62,6 +62,8 @@ class Call:
     stderr: str = ""
     peak_memory_bytes: int | None = None
     http_log: dict[str, Any] | None = None  # the call's outbound HTTP, when it sent any
+    details: dict[str, Any] | None = None  # inputs, a step's outputs and logs (capped)
+    secrets: tuple[str, ...] = ()  # values masked in everything recorded (never stored)
     weight: int = 0  # bytes it holds in the buffer (set by record)
     values: Values | None = None  # what the store writes (set by record)
 
@@ -89,6 +91,7 @@ class Values(NamedTuple):
     error: str | None
     logs: str | None
     http_log: str | None
+    details: str | None
 
 
 def _cut(text: str, limit: int) -> str:
@@ -119,15 +122,39 @@ def to_values(call: Call, limit: int) -> Values:
     logs = call.stdout
     if call.stderr:
         logs += "\n[stderr]\n" + call.stderr
+    mask = _masker(call.secrets)
     return Values(
         call.id, call.script_id, call.version, call.function, call.key_name, call.status,
         _ms(call.received_at), started, ended, call.queue_ms, call.run_ms, call.cpu_ms,
         call.peak_memory_bytes, call.input_bytes,
-        None if call.result is None else orjson.dumps(call.result).decode(),
-        None if error is None else orjson.dumps(error, default=str).decode(),
-        logs or None,
-        None if call.http_log is None else orjson.dumps(call.http_log).decode(),
+        _json(call.result, mask), _json(error, mask), mask(logs, False) or None,
+        _json(call.http_log, mask), _json(call.details, mask),
     )  # fmt: skip
+
+
+def _json(value: Any, mask: Any) -> str | None:
+    return None if value is None else mask(orjson.dumps(value, default=str).decode(), True)
+
+
+MASK = "********"
+_MIN_SECRET = 4  # shorter values would mask ordinary words
+
+
+def _masker(secrets: tuple[str, ...]) -> Any:
+    """mask(text, is_json): the text with every secret value replaced by MASK (in
+    JSON text, as the value's escaped form). Longest first: a secret holding
+    another is masked whole."""
+    values = sorted((v for v in secrets if len(v) >= _MIN_SECRET), key=len, reverse=True)
+    if not values:
+        return lambda text, _is_json: text
+    escaped = [orjson.dumps(v).decode()[1:-1] for v in values]
+
+    def mask(text: str, is_json: bool) -> str:
+        for secret in escaped if is_json else values:
+            text = text.replace(secret, MASK)
+        return text
+
+    return mask
 
 
 class ExecutionRecorder:
@@ -168,6 +195,7 @@ class ExecutionRecorder:
             call.stderr = _cut(call.stderr, limit)
         values = call.values = to_values(call, limit)
         call.weight = 256 + len(values.logs or "") + len(values.result or "")
+        call.weight += len(values.details or "")
         buffer = self._buffer
         buffer.append(call)
         self._bytes += call.weight

@@ -36,6 +36,8 @@ __all__ = [
     "gateway_base_url",
     "render_endpoint",
     "render_snippets",
+    "render_step_snippets",
+    "step_url",
 ]
 
 KEY_PLACEHOLDER = "YOUR_API_KEY"
@@ -96,6 +98,38 @@ def render_snippets(
     return Snippets(url, _curl(url, body), _javascript(url, body), _python(url, body))
 
 
+def step_url(base_url: str, script: str) -> str:
+    """``<base>/v1/scripts/<script>/run``: a code step's route."""
+    return f"{_check_base_url(base_url)}/v1/scripts/{urllib.parse.quote(script)}/run"
+
+
+def render_step_snippets(script: str, base_url: str, inputs: Mapping[str, str]) -> Snippets:
+    """The three snippets that run a code step; `inputs` (name -> type code) gives
+    the example body, one typed value of each declared input."""
+    body = {"inputs": {name: {code: example_value(code)} for name, code in inputs.items()}}
+    url = step_url(base_url, script)
+    return Snippets(
+        url, _curl(url, body), _javascript(url, body, "outputs"), _python(url, body, "outputs")
+    )
+
+
+_UUID = "00000000-0000-4000-8000-000000000000"
+_EXAMPLES: dict[str, Any] = {
+    "b": True, "d": "2026-12-04", "dt": "2026-12-04T17:00:00Z", "n": 1, "p": "+14155550100",
+    "s": "text", "u": _UUID, "l": [], "e": _UUID,
+}  # fmt: skip
+
+
+def example_value(code: str) -> Any:
+    """A value of the type code's JSON, to fill an example body."""
+    if code.startswith("a["):
+        inner = code[2:-1]
+        return ["file-id"] if inner in ('"f"', "f") else [example_value(inner)]
+    if code.startswith("o<"):
+        return "option"
+    return _EXAMPLES.get(code[0] if code.startswith("e<") else code, "")
+
+
 def render_endpoint(
     script: str,
     functions: Iterable[str],
@@ -125,7 +159,7 @@ def _curl(url: str, body: Mapping[str, Any]) -> str:
     return " \\\n".join(lines) + "\n"
 
 
-def _javascript(url: str, body: Mapping[str, Any]) -> str:
+def _javascript(url: str, body: Mapping[str, Any], answer: str = "result") -> str:
     if _literal_would_change(body):
         declare = f"const body = {_js_str(json.dumps(body, ensure_ascii=False))};"
         send = "body"
@@ -150,7 +184,7 @@ fetch(url, {{
     if (!response.ok) {{
       throw new Error(`HTTP ${{response.status}}: ${{text}}`);
     }}
-    console.log(JSON.stringify(JSON.parse(text).result, null, 2));
+    console.log(JSON.stringify(JSON.parse(text).{answer}, null, 2));
   }})
   .catch((error) => {{
     console.error(error);
@@ -159,7 +193,7 @@ fetch(url, {{
 """
 
 
-def _python(url: str, body: Mapping[str, Any]) -> str:
+def _python(url: str, body: Mapping[str, Any], answer: str = "result") -> str:
     return f"""\
 # Standard library only. With requests installed, the call is also:
 #   requests.post(URL, json=payload, headers={{"Authorization": f"Bearer {{API_KEY}}"}})
@@ -182,7 +216,7 @@ try:
         body = json.load(response)
 except urllib.error.HTTPError as error:
     raise SystemExit(f"HTTP {{error.code}}: {{error.read().decode('utf-8', 'replace')}}")
-print(json.dumps(body["result"], indent=2))
+print(json.dumps(body["{answer}"], indent=2))
 """
 
 

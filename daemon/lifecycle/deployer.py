@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from daemon.archive.steps import StepSpecError, read_step_spec
 from daemon.build.catalogue import Runtime
 from daemon.core.errors import BuildError
 from daemon.core.models import (
@@ -85,6 +86,11 @@ class Deployer:
         assert script is not None and version.env_key is not None
         profile = ctx.config.profile(cfg.resources.profile) or ctx.config.default_profile
         res = cfg.resources
+        source_dir = ctx.state.source_dir(version.script_id, version.number)
+        try:  # the source of the version decides its kind: a step.toml makes a step
+            step_spec = await ctx.db(read_step_spec, source_dir)
+        except (StepSpecError, OSError) as exc:
+            raise BuildError(f"step.toml: {exc}") from None
         return RunTarget(
             script_id=version.script_id,
             script=script.name,
@@ -92,7 +98,7 @@ class Deployer:
             language=cfg.language,
             runtime_version=runtime.version,
             runtime_path=runtime.path,
-            source_dir=ctx.state.source_dir(version.script_id, version.number),
+            source_dir=source_dir,
             env_dir=ctx.builder.env_dir(version.env_key),
             workspace_dir=ctx.state.workspace(version.script_id),
             env={e.key: e.value for e in cfg.settings.env},
@@ -102,6 +108,8 @@ class Deployer:
             max_replicas=res.max_replicas,
             cpu_target=res.cpu_target,
             profile=profile,
+            step_spec=step_spec,
+            secret_values=tuple(e.value for e in cfg.settings.env if e.secret and e.value),
         )
 
     async def _mount_workspace(self, version: Version) -> None:

@@ -24,7 +24,7 @@ import itertools
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.config.daemon_config import Config
@@ -140,6 +140,7 @@ class CallResult:
     run_ms: float  # from sending the call to its answer
     worker_pid: int
     replica: str
+    frame: dict[str, Any] = field(default_factory=dict)  # the worker's whole result
 
 
 _TIMED_OUT = object()
@@ -241,14 +242,28 @@ class Dispatcher:
             raise Unavailable(self._down)
         if self.functions is not None and function not in self.functions:
             raise UnknownFunction(f"script {self.script!r} has no function {function!r}")
+        cid = call_id or f"{self._prefix}{next(self._ids)}"
+        wall_deadline = time.time() + self.timeout_s
+        data = wire.encode_call(cid, function, wall_deadline, payload, payload_json)
+        return await self._send(cid, data)
+
+    async def run(self, inputs_json: bytes, *, call_id: str | None = None) -> CallResult:
+        """Run a code step on a free worker: `inputs_json` is the JSON text of its
+        typed inputs, already checked. The result's frame holds outputs_json and the
+        logs; a step that raised is a FunctionError (its frame has the partial outputs)."""
+        if self._down is not None:
+            raise Unavailable(self._down)
+        cid = call_id or f"{self._prefix}{next(self._ids)}"
+        data = wire.encode_run(cid, time.time() + self.timeout_s, inputs_json)
+        return await self._send(cid, data)
+
+    async def _send(self, cid: str, data: bytes) -> CallResult:
+        """Send an encoded frame to a free worker (or queue it) and wait for its answer."""
         loop = self._loop
         arrived = time.perf_counter()  # for figures; loop.time() is coarse under uvloop
         t0 = loop.time()
         deadline = t0 + self.timeout_s
-        cid = call_id or f"{self._prefix}{next(self._ids)}"
         call = PendingCall(cid, loop.create_future())
-        wall_deadline = time.time() + self.timeout_s
-        data = wire.encode_call(cid, function, wall_deadline, payload, payload_json)
         worker = self._take()
         while worker is not None and not self._start(worker, call, data, deadline):
             worker = self._take()  # that one's socket had closed
@@ -348,6 +363,7 @@ class Dispatcher:
                     run_ms,
                     worker.pid,
                     worker.owner.name,
+                    outcome,
                 )
             exc: CallError = FunctionError(outcome)
         elif outcome is _TIMED_OUT:

@@ -74,6 +74,7 @@ class SupervisorCommand:
     source: str  # the project's folder, as the supervisor sees it
     runtimes: str  # runtimes/, as the supervisor sees it
     node: str | None = None  # the node binary (javascript)
+    step_spec: str | None = None  # a code step: --kind step with this --step-spec
 
     def argv(self, python: str, *extra: str) -> tuple[str, ...]:
         """`extra`: interpreter flags first (each starting with one "-", such as -S),
@@ -85,6 +86,8 @@ class SupervisorCommand:
         argv += ["--source", self.source, "--harness-dir", self.runtimes, *options]
         if self.node:
             argv += ["--node", self.node]
+        if self.step_spec is not None:
+            argv += ["--kind", "step", "--step-spec", self.step_spec]
         return tuple(argv)
 
 
@@ -177,7 +180,9 @@ class SandboxLauncher:
         t, s = self.target, self.settings
         python = f"{VENV_IN}/bin/python" if t.language == "python" else s.host_python
         node = os.path.realpath(t.runtime_path) if t.language == "javascript" else None
-        command = SupervisorCommand(t.language, self.workers, APP_DIR, RUNTIMES_IN, node)
+        command = SupervisorCommand(
+            t.language, self.workers, APP_DIR, RUNTIMES_IN, node, t.step_spec
+        )
         extra = ("--egress-socket", egress.socket) if egress is not None else ()
         # -S: the supervisor adds the venv's site-packages itself (runtimes/supervisor.py)
         return command.argv(python, "-S", "--max-output", str(s.max_output_bytes),

@@ -46,6 +46,9 @@ class RunTarget:
     max_replicas: int
     cpu_target: int
     profile: Profile
+    step_spec: str | None = None  # a code step: its declared inputs/outputs as JSON
+    # the values of the secret environment variables: masked in execution records
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
 
 
 class RunnerError(Exception):

@@ -80,6 +80,9 @@ class ExecutionRow:
     error: dict[str, Any] | None = None
     logs: str | None = None
     http_log: dict[str, Any] | None = None  # the call's outbound HTTP (daemon/egress)
+    # inputs (a step's typed inputs, a function's payload), a step's outputs, logs
+    # and logs_discarded; values over the recorder's limit are replaced by a note.
+    details: dict[str, Any] | None = None
 
     def to_json(self, script: str | None = None) -> dict[str, Any]:
         """The admin API's shape; ``script`` is the script's name when known."""
@@ -92,7 +95,12 @@ class ExecutionRow:
 
 _EXEC_FIELDS = tuple(f.name for f in fields(ExecutionRow))
 _EXEC_COLUMNS = tuple(
-    {"result": "result_json", "error": "error_json", "http_log": "http_log_json"}.get(n, n)
+    {
+        "result": "result_json",
+        "error": "error_json",
+        "http_log": "http_log_json",
+        "details": "details_json",
+    }.get(n, n)
     for n in _EXEC_FIELDS
 )
 _EXEC_INSERT = (
@@ -109,17 +117,18 @@ _EXEC_INSERT_UNIX_MS = (
 
 def _exec_values(row: ExecutionRow) -> tuple[Any, ...]:
     values = [getattr(row, n) for n in _EXEC_FIELDS]
-    i_res, i_err = _EXEC_FIELDS.index("result"), _EXEC_FIELDS.index("error")
-    values[i_res] = None if row.result is None else orjson.dumps(row.result).decode()
-    values[i_err] = None if row.error is None else orjson.dumps(row.error).decode()
-    i_http = _EXEC_FIELDS.index("http_log")
-    values[i_http] = None if row.http_log is None else orjson.dumps(row.http_log).decode()
+    for name in _JSON_FIELDS:
+        value = getattr(row, name)
+        values[_EXEC_FIELDS.index(name)] = None if value is None else orjson.dumps(value).decode()
     return tuple(values)
+
+
+_JSON_FIELDS = ("result", "error", "http_log", "details")
 
 
 def _execution(row: Mapping[str, Any]) -> ExecutionRow:
     args = {n: row[c] for n, c in zip(_EXEC_FIELDS, _EXEC_COLUMNS, strict=True)}
-    for name in ("result", "error", "http_log"):
+    for name in _JSON_FIELDS:
         if args[name] is not None:
             args[name] = orjson.loads(args[name])
     return ExecutionRow(**args)
@@ -262,15 +271,26 @@ class KeysStore(StoreParts):
             return int(self._db.totalchanges() - before)
 
     def list_executions(
-        self, script_id: int, limit: int = 50, before: str | None = None
+        self,
+        script_id: int,
+        limit: int = 50,
+        before: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
     ) -> list[ExecutionRow]:
         """A script's records, newest first; ``before`` (an ``received_at``)
-        pages back in time."""
+        pages back in time, ``since`` (one too) stops there, ``status`` keeps
+        only the records of that status."""
         sql = "SELECT * FROM executions WHERE script_id=?"
         args: tuple[Any, ...] = (script_id,)
-        if before is not None:
-            sql += " AND received_at < ?"
-            args = (script_id, before)
+        for clause, value in (
+            (" AND received_at < ?", before),
+            (" AND received_at >= ?", since),
+            (" AND status = ?", status),
+        ):
+            if value is not None:
+                sql += clause
+                args = (*args, value)
         with self._lock:
             rows = self._rows(
                 sql + " ORDER BY received_at DESC, rowid DESC LIMIT ?", (*args, limit)

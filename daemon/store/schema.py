@@ -184,4 +184,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE executions ADD COLUMN http_log_json TEXT;
     """,
+    # 5: the execution details of code steps (inputs, outputs, logs), and the payload of
+    # function calls, as one JSON object per record.
+    """
+    ALTER TABLE executions ADD COLUMN details_json TEXT;
+    """,
 )

@@ -25,6 +25,8 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { Step, describeSpec, resultText } from './step.mjs';
+import { parseExact } from './typed.mjs';
 
 const HARNESS_DIR = path.dirname(fileURLToPath(import.meta.url));
 const HARNESS_URL = pathToFileURL(HARNESS_DIR).href;
@@ -34,11 +36,12 @@ const LOAD_ERROR_EXIT = 3;
 function parseArgs(argv) {
   const args = {
     fd: 3, statusFd: 4, source: null, main: 'main.js',
-    maxOutput: 1024 * 1024, maxFrame: 16 * 1024 * 1024,
+    maxOutput: 1024 * 1024, maxFrame: 16 * 1024 * 1024, kind: 'functions', stepSpec: null,
   };
   const names = {
     '--fd': 'fd', '--status-fd': 'statusFd', '--source': 'source', '--main': 'main',
-    '--max-output': 'maxOutput', '--max-frame': 'maxFrame',
+    '--max-output': 'maxOutput', '--max-frame': 'maxFrame', '--kind': 'kind',
+    '--step-spec': 'stepSpec',
   };
   for (let i = 0; i < argv.length; i += 2) {
     const key = names[argv[i]];
@@ -46,6 +49,7 @@ function parseArgs(argv) {
     args[key] = typeof args[key] === 'number' ? Number(argv[i + 1]) : argv[i + 1];
   }
   if (!args.source) throw new Error('--source is required');
+  if (!['functions', 'step'].includes(args.kind)) throw new Error(`unknown --kind ${args.kind}`);
   return args;
 }
 
@@ -214,8 +218,10 @@ function encode(message) {
 }
 
 class FrameDecoder {
-  constructor(maxFrame) {
+  // parse: JSON.parse, or parseExact for a step worker (typed numbers keep their digits).
+  constructor(maxFrame, parse = JSON.parse) {
     this.maxFrame = maxFrame;
+    this.parse = parse;
     this.buf = Buffer.alloc(0);
   }
 
@@ -228,7 +234,7 @@ class FrameDecoder {
         throw new Error(`frame of ${size} bytes (allowed 2..${this.maxFrame})`);
       }
       if (this.buf.length < 4 + size) break;
-      const message = JSON.parse(this.buf.subarray(4, 4 + size).toString('utf8'));
+      const message = this.parse(this.buf.subarray(4, 4 + size).toString('utf8'));
       this.buf = this.buf.subarray(4 + size);
       if (message === null || typeof message !== 'object' || typeof message.t !== 'string') {
         throw new Error("frame is not a JSON object with a string 't'");
@@ -252,9 +258,16 @@ function strictJson(key, value) {
   return value;
 }
 
+const WRONG_KIND = {
+  run: 'this script is a set of functions: call one of them (a `call` frame), not `run`',
+  call: 'this script is a code step: run it (a `run` frame), it has no functions',
+};
+
 class Worker {
-  constructor(functions, args) {
+  // step: a Step for a code step (it takes `run` frames, not `call`).
+  constructor(functions, args, step = null) {
     this.functions = functions;
+    this.step = step;
     this.maxFrame = args.maxFrame;
     this.capture = new Capture(args.maxOutput);
   }
@@ -262,6 +275,7 @@ class Worker {
   async handle(message) {
     if (message.t === 'ping') return encode({ t: 'pong', id: message.id ?? null, pid: process.pid });
     if (message.t === 'call') return this.call(message);
+    if (message.t === 'run') return this.run(message);
     process.stderr.write(`scriptd worker: unknown frame ${JSON.stringify(message.t)}\n`);
     return null;
   }
@@ -276,7 +290,9 @@ class Worker {
     const cpu0 = process.cpuUsage();
     Object.assign(this.current, { wall0, cpu0 });
     try {
-      if (!fn) {
+      if (this.step) {
+        result.error = harnessError('WrongKind', WRONG_KIND.call);
+      } else if (!fn) {
         const known = [...this.functions.keys()].join(', ') || 'none';
         result.error = harnessError('FunctionNotFound',
           `main.js has no function ${JSON.stringify(name)} (has: ${known})`);
@@ -289,6 +305,20 @@ class Worker {
     }
     this.current = null;
     return this.finish(result, name, wall0, cpu0);
+  }
+
+  // A code step's execution for one `run` frame.
+  async run(message) {
+    const result = { t: 'result', id: message.id ?? null };
+    if (!this.step) return encode({ ...result, ok: false, error: harnessError('WrongKind', WRONG_KIND.run) });
+    this.current = { result, name: null, step: true };
+    this.capture.start();
+    const wall0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    Object.assign(this.current, { wall0, cpu0 });
+    await this.step.execute(message.inputs, result, errorInfo);
+    this.current = null;
+    return this.finish(result, null, wall0, cpu0);
   }
 
   finish(result, name, wall0, cpu0) {
@@ -316,6 +346,7 @@ class Worker {
   }
 
   encodeResult(result, name) {
+    if (this.step && name === null) return frameOf(Buffer.from(resultText(result, this.maxFrame), 'utf8'));
     let frame;
     try {
       frame = Buffer.from(JSON.stringify(result, strictJson), 'utf8');
@@ -334,9 +365,7 @@ class Worker {
         `the result of ${name}() is ${size} bytes as JSON, over the ${this.maxFrame} allowed`);
       frame = Buffer.from(JSON.stringify(result), 'utf8');
     }
-    const header = Buffer.alloc(4);
-    header.writeUInt32BE(frame.length);
-    return Buffer.concat([header, frame]);
+    return frameOf(frame);
   }
 
   // Frames are handled one at a time, in order, like the Python worker.
@@ -344,7 +373,7 @@ class Worker {
     const sock = new net.Socket({ fd, readable: true, writable: true });
     this.sock = sock;
     process.on('uncaughtException', (err) => this.crash(err));
-    const decoder = new FrameDecoder(this.maxFrame);
+    const decoder = new FrameDecoder(this.maxFrame, this.step ? parseExact : JSON.parse);
     let chain = Promise.resolve();
     sock.on('data', (chunk) => {
       let messages;
@@ -363,6 +392,12 @@ class Worker {
     sock.on('end', () => chain.then(() => process.exit(0)));
     sock.on('error', () => process.exit(0));
   }
+}
+
+function frameOf(body) {
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(body.length);
+  return Buffer.concat([header, body]);
 }
 
 function writeStatus(fd, message) {
@@ -389,9 +424,11 @@ async function main() {
     routeThroughProxy();
   }
   const t0 = performance.now();
-  let functions;
+  let functions = new Map();
+  let step = null;
   try {
-    functions = await loadProject(args.source, args.main);
+    if (args.kind === 'step') step = new Step(args.source, args.main, args.stepSpec);
+    else functions = await loadProject(args.source, args.main);
   } catch (err) {
     const error = errorInfo(err);
     if (error.type === 'SyntaxError' && !error.traceback.includes(path.resolve(args.source))) {
@@ -407,8 +444,9 @@ async function main() {
     functions: [...functions.keys()],
     load_ms: Math.round((performance.now() - t0) * 1000) / 1000,
     version: process.versions.node,
+    ...(step ? { step: describeSpec(step.spec) } : {}),
   });
-  new Worker(functions, args).serve(args.fd);
+  new Worker(functions, args, step).serve(args.fd);
 }
 
 main();

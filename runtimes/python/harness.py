@@ -58,6 +58,7 @@ def _sibling(path: str, name: str) -> types.ModuleType:
 
 protocol = _sibling(os.path.join(os.path.dirname(HERE), "protocol.py"), "_scriptd_protocol")
 capture = _sibling(os.path.join(HERE, "capture.py"), "_scriptd_capture")
+KINDS = ("functions", "step")
 
 # Frames from these files are the machinery, never shown to the user.
 _HIDDEN_FILES = {
@@ -67,6 +68,8 @@ _HIDDEN_FILES = {
     os.path.join(os.path.dirname(HERE), "startup.py"),
     os.path.join(os.path.dirname(HERE), "protocol.py"),
     os.path.join(HERE, "capture.py"),
+    os.path.join(HERE, "step.py"),
+    os.path.join(HERE, "typed.py"),
 }
 
 
@@ -80,14 +83,7 @@ def load_project(source: str, main: str = "main.py") -> types.ModuleType:
     path = os.path.join(source, main)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"the project has no {main} (looked in {source})")
-    if source not in sys.path:
-        sys.path.insert(0, source)
-    package = ModuleType(PACKAGE)
-    package.__path__ = [source]
-    package.__package__ = PACKAGE
-    package.__spec__ = ModuleSpec(PACKAGE, None, is_package=True)
-    package.__spec__.submodule_search_locations = [source]
-    sys.modules[PACKAGE] = package
+    _install_package(source)
     name = f"{PACKAGE}.{os.path.splitext(main)[0]}"
     spec = spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
@@ -99,6 +95,30 @@ def load_project(source: str, main: str = "main.py") -> types.ModuleType:
         sys.modules.pop(name, None)
         raise
     return module
+
+
+def _install_package(source: str) -> None:
+    """The synthetic package whose __path__ is the source dir, for relative imports."""
+    if source not in sys.path:
+        sys.path.insert(0, source)
+    package = ModuleType(PACKAGE)
+    package.__path__ = [source]
+    package.__package__ = PACKAGE
+    package.__spec__ = ModuleSpec(PACKAGE, None, is_package=True)
+    package.__spec__.submodule_search_locations = [source]
+    sys.modules[PACKAGE] = package
+
+
+def load_step(source: str, main: str, spec_text: str | None) -> Any:
+    """A code step: main compiled (not run) and its declared inputs/outputs;
+    raises SyntaxError, FileNotFoundError or StepSpecError."""
+    step = _sibling(os.path.join(HERE, "step.py"), "_scriptd_step")
+    typed = _sibling(os.path.join(HERE, "typed.py"), "_scriptd_typed")
+    spec = step.parse_spec(spec_text, typed, protocol.loads)
+    protocol.loads_exact("[1.5]")  # its scanner and decimal made now, before workers fork
+    code = step.compile_body(source, main)
+    _install_package(os.path.realpath(source))
+    return step.Step(code, spec, typed, PACKAGE, protocol)
 
 
 def list_functions(module: types.ModuleType) -> dict[str, Any]:
@@ -199,10 +219,18 @@ def harness_error(kind: str, message: str) -> dict[str, str]:
 class Worker:
     """Serves frames from one socket, one at a time, until EOF."""
 
-    def __init__(self, sock: Any, functions: dict[str, Any], max_output: int, max_frame: int):
+    def __init__(
+        self,
+        sock: Any,
+        functions: dict[str, Any],
+        max_output: int,
+        max_frame: int,
+        step: Any = None,
+    ) -> None:
         prefer_oom_victim()
         self.sock = sock
         self.functions = functions
+        self.step = step  # a step.Step for a code step: it takes `run` frames, not `call`
         self.max_frame = max_frame
         self.capture = capture.Capture(max_output, protocol.TRUNCATION_MARKER)
         self._loop: Any = None
@@ -211,7 +239,7 @@ class Worker:
         """Returns the exit code: 0 when the daemon closes the socket, 2 on a protocol error."""
         while True:
             try:
-                message = protocol.read_frame(self.sock, self.max_frame)
+                message = protocol.read_frame(self.sock, self.max_frame, self.step is not None)
             except (protocol.ProtocolError, OSError) as exc:
                 print(f"scriptd worker: {exc}", file=sys.stderr)
                 return 2
@@ -219,6 +247,8 @@ class Worker:
                 return 0
             if message["t"] == "call":
                 reply = self.call(message)
+            elif message["t"] == "run":
+                reply = self.run(message)
             elif message["t"] == "ping":
                 reply = protocol.encode({"t": "pong", "id": message.get("id"), "pid": os.getpid()})
             else:
@@ -251,7 +281,32 @@ class Worker:
         )
         return self._encode(result, name)
 
+    def run(self, message: dict[str, Any]) -> bytes:
+        """A code step's execution for one `run` frame."""
+        result: dict[str, Any] = {"t": "result", "id": message.get("id")}
+        if self.step is None:
+            result.update(ok=False, error=harness_error("WrongKind", WRONG_KIND["run"]))
+            return protocol.encode(result)
+        step = sys.modules["_scriptd_step"]
+        self.capture.start()
+        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+        try:
+            step.execute(self.step, message.get("inputs"), result, error_info)
+        finally:
+            stdout, stderr, truncated = self.capture.stop()
+        result.update(
+            stdout=stdout,
+            stderr=stderr,
+            truncated=truncated,
+            cpu_ms=round((_cpu_seconds() - cpu0) * 1000, 3),
+            wall_ms=round((time.perf_counter() - wall0) * 1000, 3),
+        )
+        text = step.result_text(result, self.step.typed, protocol.dumps, self.max_frame)
+        return protocol.encode_text(text)
+
     def _run(self, name: Any, payload: Any) -> Any:
+        if self.step is not None:
+            raise _HarnessError(harness_error("WrongKind", WRONG_KIND["call"]))
         fn = self.functions.get(name) if isinstance(name, str) else None
         if fn is None:
             known = ", ".join(self.functions) or "none"
@@ -319,6 +374,12 @@ def prefer_oom_victim() -> None:
 OOM_SCORE_ADJ = 500
 
 
+WRONG_KIND = {
+    "run": "this script is a set of functions: call one of them (a `call` frame), not `run`",
+    "call": "this script is a code step: run it (a `run` frame), it has no functions",
+}
+
+
 class _HarnessError(Exception):
     """Carries an error dict made by the harness itself (no traceback)."""
 
@@ -349,17 +410,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--main", default="main.py")
     parser.add_argument("--max-output", type=int, default=protocol.MAX_OUTPUT_DEFAULT)
     parser.add_argument("--max-frame", type=int, default=protocol.MAX_FRAME_DEFAULT)
+    parser.add_argument("--kind", choices=KINDS, default="functions")
+    parser.add_argument("--step-spec", default=None)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
+    functions: dict[str, Any] = {}
+    step = None
     try:
-        functions = list_functions(load_project(args.source, args.main))
+        if args.kind == "step":
+            step = load_step(args.source, args.main, args.step_spec)
+        else:
+            functions = list_functions(load_project(args.source, args.main))
     except BaseException as exc:
         _write_status(args.status_fd, {"t": "load_error", "error": error_info(exc)})
         return protocol.LOAD_ERROR_EXIT
     load_ms = round((time.perf_counter() - t0) * 1000, 3)
     _write_status(args.status_fd, {"t": "ready", "pid": os.getpid(), "load_ms": load_ms})
     sock = socket.socket(fileno=args.fd)
-    return Worker(sock, functions, args.max_output, args.max_frame).serve()
+    return Worker(sock, functions, args.max_output, args.max_frame, step).serve()
 
 
 if __name__ == "__main__":

@@ -285,4 +285,4 @@ def test_openapi_describes_the_new_routes(admin: AdminClient) -> None:
     ]:  # fmt: skip
         assert method in paths[path], (path, method)
     params = paths["/v1/scripts/{name}/executions"]["get"]["parameters"]
-    assert {p["name"] for p in params} == {"name", "limit", "before"}
+    assert {p["name"] for p in params} == {"name", "limit", "before", "status", "since"}

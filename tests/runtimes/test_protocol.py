@@ -66,3 +66,24 @@ def test_read_frame_and_fd_passing() -> None:
         b.close()
         os.close(r)
         os.close(w)
+
+
+def test_loads_exact_keeps_every_digit_of_a_number() -> None:
+    from decimal import Decimal
+
+    value = protocol.loads_exact('{"n": 3.14159265358979323846264338327950288, "i": 7}')
+    assert value == {"n": Decimal("3.14159265358979323846264338327950288"), "i": 7}
+    assert type(value["i"]) is int
+    for bad in ('{"n": NaN}', '{"n": 1} x', "{"):
+        with pytest.raises(ValueError):
+            protocol.loads_exact(bad)
+
+
+def test_an_exact_frame_decodes_numbers_as_decimals() -> None:
+    from decimal import Decimal
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(protocol.encode_text('{"t":"run","inputs":{"x":{"n":0.1}}}'))
+        frame = protocol.read_frame(b, exact=True)
+    assert frame == {"t": "run", "inputs": {"x": {"n": Decimal("0.1")}}}

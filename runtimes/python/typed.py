@@ -1,0 +1,485 @@
+"""Typed values of code steps: the wire encoding (seed 004) and its Python types.
+
+A typed value is a JSON object with one key, its type code, e.g. {"s": "Ada"},
+or null. The codes, the JSON each holds and what a step sees in Python:
+
+  b            boolean                 true/false           bool
+  d            date                    "2026-12-04"         datetime.date
+  dt           date-time, with offset  "2026-12-04T17:00:00Z" an aware datetime
+  n            number                  a JSON number        int or decimal.Decimal
+  p            phone number (E.164)    "+14155550100"       str
+  s            string                  "Ada"                str
+  u            UUID                    "8-4-4-4-12 hex"     uuid.UUID
+  e<obj>       entity record of the custom object <obj>: its record UUID
+                                                            EntityRecord
+  o<obj,field> field option of that object's field: the option (a string)
+                                                            FieldOption
+  a[T]         typed array of T (a scalar or e/o code above): a JSON array of
+               what T holds, elements may be null           list
+  l            untyped list of plain JSON                   list
+  a["f"]       files: a JSON array of file ids (strings)    list of str
+
+A value may be null (`null` or {"<code>": null}); arrays may be empty. Numbers
+never pass through a binary float on the way in: frames of step workers are
+parsed with decimal.Decimal for non-integers, and `dumps` writes a Decimal
+back as the same digits. Standard library only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import uuid
+    from typing import Any
+
+SCALARS = {
+    "b": "boolean",
+    "d": "date",
+    "dt": "date-time",
+    "n": "number",
+    "p": "phone number",
+    "s": "string",
+    "u": "UUID",
+}
+FILES = 'a["f"]'
+
+
+class TypedValueError(ValueError):
+    """A value that does not fit its declared type; names the field."""
+
+    def __init__(self, direction: str, field: str, code: TypeCode | str, received: str) -> None:
+        expected = code.describe() if isinstance(code, TypeCode) else code
+        super().__init__(f'{direction} "{field}": expected {expected}, received {received}')
+        self.field = field
+
+
+class TypeCode:
+    """A parsed type code. kind: one of SCALARS, "e", "o", "a", "l", "f"."""
+
+    __slots__ = ("field_id", "item", "kind", "object_id", "text")
+
+    def __init__(
+        self,
+        kind: str,
+        text: str,
+        item: TypeCode | None = None,
+        object_id: uuid.UUID | None = None,
+        field_id: uuid.UUID | None = None,
+    ) -> None:
+        self.kind, self.text, self.item = kind, text, item
+        self.object_id, self.field_id = object_id, field_id
+
+    def describe(self) -> str:
+        if self.kind in SCALARS:
+            return f"{self.text} ({SCALARS[self.kind]})"
+        names = {"e": "entity record", "o": "field option", "l": "untyped list", "f": "files"}
+        if self.kind == "a":
+            assert self.item is not None
+            return f"{self.text} (array of {self.item.describe()})"
+        return f"{self.text} ({names[self.kind]})"
+
+    def __repr__(self) -> str:
+        return f"TypeCode({self.text!r})"
+
+
+def parse_type(text: Any) -> TypeCode:
+    """A type code from its text; ValueError saying what is allowed. `a[f]` is
+    accepted for `a["f"]`; UUIDs are written back in lower case."""
+    if not isinstance(text, str):
+        raise ValueError(f"a type code is a string, not {_kind(text)}")
+    if text in SCALARS or text == "l":
+        return TypeCode(text, text)
+    if text in (FILES, "a[f]"):
+        return TypeCode("f", FILES)
+    if text.startswith("e<") and text.endswith(">"):
+        object_id = _uuid_in_code(text[2:-1], text)
+        return TypeCode("e", f"e<{object_id}>", object_id=object_id)
+    if text.startswith("o<") and text.endswith(">") and text.count(",") == 1:
+        first, second = text[2:-1].split(",")
+        object_id, field_id = _uuid_in_code(first, text), _uuid_in_code(second, text)
+        return TypeCode("o", f"o<{object_id},{field_id}>", object_id=object_id, field_id=field_id)
+    if text.startswith("a[") and text.endswith("]"):
+        item = parse_type(text[2:-1])
+        if item.kind in ("a", "l", "f"):
+            raise ValueError(
+                f"{text}: an array holds b, d, dt, n, p, s, u, e<uuid> or o<uuid,uuid>"
+            )
+        return TypeCode("a", f"a[{item.text}]", item=item)
+    raise ValueError(
+        f"unknown type code {text!r} (known: b, d, dt, n, p, s, u, e<uuid>, "
+        f"o<uuid,uuid>, a[T], l, {FILES})"
+    )
+
+
+def _uuid_in_code(text: str, code: str) -> uuid.UUID:
+    try:
+        return _strict_uuid(text.strip())
+    except ValueError:
+        raise ValueError(f"{code}: {text!r} is not a UUID") from None
+
+
+class EntityRecord:
+    """A record of a custom object (type e<object uuid>)."""
+
+    __slots__ = ("object_id", "record_id")
+
+    def __init__(self, object_id: uuid.UUID, record_id: uuid.UUID) -> None:
+        self.object_id, self.record_id = object_id, record_id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EntityRecord) and (self.object_id, self.record_id) == (
+            other.object_id,
+            other.record_id,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.object_id, self.record_id))
+
+    def __repr__(self) -> str:
+        return f"EntityRecord(object_id={self.object_id!s}, record_id={self.record_id!s})"
+
+
+class FieldOption:
+    """An option of a custom object's field (type o<object uuid,field uuid>)."""
+
+    __slots__ = ("field_id", "object_id", "option")
+
+    def __init__(self, object_id: uuid.UUID, field_id: uuid.UUID, option: str) -> None:
+        self.object_id, self.field_id, self.option = object_id, field_id, option
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FieldOption) and self._key() == other._key()
+
+    def _key(self) -> tuple[uuid.UUID, uuid.UUID, str]:
+        return (self.object_id, self.field_id, self.option)
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"FieldOption(object_id={self.object_id!s}, field_id={self.field_id!s}, "
+            f"option={self.option!r})"
+        )
+
+
+# --- decoding: wire JSON -> Python ----------------------------------------------
+
+
+def decode(code: TypeCode, wire: Any, field: str) -> Any:
+    """The Python value of a typed value received for `field`; TypedValueError."""
+    if wire is None:
+        return None
+    if not isinstance(wire, dict) or len(wire) != 1:
+        raise TypedValueError("input", field, code, f"{show(wire)} (not a typed value)")
+    (key, raw), = wire.items()  # fmt: skip
+    if _normal_code(key) != code.text:
+        raise TypedValueError("input", field, code, f"a value of type {key}: {show(wire)}")
+    if raw is None:
+        return None
+    try:
+        return _decode_raw(code, raw)
+    except ValueError as exc:
+        raise TypedValueError("input", field, code, f"{show(raw)} ({exc})") from None
+
+
+def _normal_code(key: str) -> str:
+    try:
+        return parse_type(key).text
+    except ValueError:
+        return key
+
+
+def _decode_raw(code: TypeCode, raw: Any) -> Any:
+    kind = code.kind
+    if kind == "a":
+        assert code.item is not None
+        items = _expect(raw, list, "an array")
+        return _each(items, lambda x: None if x is None else _decode_raw(code.item, x))
+    if kind == "l":
+        return [_plain(x) for x in _expect(raw, list, "an array")]
+    if kind == "f":
+        return _each(_expect(raw, list, "an array"), _file_id)
+    if kind == "b":
+        return _expect(raw, bool, "true or false")
+    if kind == "n":
+        return _number(raw)
+    text = _expect(raw, str, "a string")
+    if kind == "e":
+        return EntityRecord(code.object_id, _strict_uuid(text))  # type: ignore[arg-type]
+    if kind == "o":
+        return FieldOption(code.object_id, code.field_id, _option(text))  # type: ignore[arg-type]
+    return _TEXT_DECODERS[kind](text)
+
+
+def _each(items: Any, convert: Any) -> list[Any]:
+    """convert applied to every item; an error says which item."""
+    out = []
+    for index, item in enumerate(items):
+        try:
+            out.append(convert(item))
+        except ValueError as exc:
+            raise ValueError(f"item {index}: {exc}") from None
+    return out
+
+
+def _expect(raw: Any, kind: type, what: str) -> Any:
+    if not isinstance(raw, kind) or (kind is not bool and isinstance(raw, bool)):
+        raise ValueError(f"the value must be {what}")
+    return raw
+
+
+def _number(raw: Any) -> int | decimal.Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, decimal.Decimal)):
+        raise ValueError("the value must be a JSON number")
+    if isinstance(raw, float):  # a frame parsed without Decimal: its shortest digits
+        raw = decimal.Decimal(repr(raw))
+    if isinstance(raw, decimal.Decimal) and not raw.is_finite():
+        raise ValueError("the number must be finite")
+    return raw
+
+
+def _plain(value: Any) -> Any:
+    """Plain JSON as the json module gives it: a non-integer number is a float."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain(x) for x in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _date(text: str) -> datetime.date:
+    ok = len(text) == 10 and text[4] == text[7] == "-"
+    if not (ok and (text[:4] + text[5:7] + text[8:]).isdigit()):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return datetime.date.fromisoformat(text)
+
+
+def _datetime(text: str) -> datetime.datetime:
+    if len(text) < 16 or text[10] not in "Tt ":
+        raise ValueError("a date-time is written YYYY-MM-DDTHH:MM:SS with Z or an offset")
+    _date(text[:10])
+    iso = text[:-1] + "+00:00" if text[-1] in "Zz" else text
+    try:
+        value = datetime.datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError("not an ISO 8601 date-time") from None
+    if value.tzinfo is None:
+        raise ValueError("the date-time has no time zone (add Z or an offset such as +02:00)")
+    return value
+
+
+def _phone(text: str) -> str:
+    digits = text[1:]
+    if not (text.startswith("+") and digits.isdigit() and digits.isascii()):
+        raise ValueError("an E.164 phone number is + then digits only, e.g. +14155550100")
+    if not 2 <= len(digits) <= 15 or digits[0] == "0":
+        raise ValueError("an E.164 number has 2 to 15 digits, the first not 0")
+    return text
+
+
+def _strict_uuid(text: str) -> uuid.UUID:
+    hyphens = [i for i, c in enumerate(text) if c == "-"]
+    if len(text) != 36 or hyphens != [8, 13, 18, 23]:
+        raise ValueError("a UUID is written as 8-4-4-4-12 hex digits")
+    return _uuid_class()(text)  # type: ignore[no-any-return]
+
+
+def _uuid_class() -> type:
+    """uuid.UUID, imported on first use: `import uuid` costs ~25 ms (platform, enum,
+    re), which a step that declares no UUID should not pay at every replica start."""
+    import uuid
+
+    return uuid.UUID
+
+
+def _option(text: str) -> str:
+    if not text:
+        raise ValueError("a field option is a non-empty string")
+    return text
+
+
+def _file_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"a file id is a non-empty string, not {show(value)}")
+    return value
+
+
+_TEXT_DECODERS = {"d": _date, "dt": _datetime, "p": _phone, "s": lambda t: t, "u": _strict_uuid}
+
+
+# --- encoding: Python -> wire JSON ----------------------------------------------
+
+
+def encode(code: TypeCode, value: Any, field: str) -> dict[str, Any]:
+    """The typed value of `value` for an output `field`; TypedValueError."""
+    if value is None:
+        return {code.text: None}
+    try:
+        return {code.text: _encode_raw(code, value)}
+    except ValueError as exc:
+        received = f"{type(value).__name__} {show(value)}"
+        raise TypedValueError("output", field, code, f"{received} ({exc})") from None
+
+
+def _encode_raw(code: TypeCode, value: Any) -> Any:
+    kind = code.kind
+    if kind in ("a", "l", "f"):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("the value must be a list")
+        if kind == "l":
+            return _each(value, _check_plain)
+        if kind == "f":
+            return _each(value, _file_id)
+        assert code.item is not None
+        return _each(value, lambda x: None if x is None else _encode_raw(code.item, x))
+    return _SCALAR_ENCODERS[kind](code, value)
+
+
+def _encode_bool(code: TypeCode, value: Any) -> bool:
+    return _expect(value, bool, "a bool")  # type: ignore[no-any-return]
+
+
+def _encode_number(code: TypeCode, value: Any) -> int | decimal.Decimal:
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("the number must be finite")
+        return decimal.Decimal(repr(value))
+    return _number(value)
+
+
+def _encode_date(code: TypeCode, value: Any) -> str:
+    if isinstance(value, str):
+        value = _date(value)
+    if isinstance(value, datetime.datetime) or not isinstance(value, datetime.date):
+        raise ValueError("the value must be a datetime.date (or a YYYY-MM-DD string)")
+    return value.isoformat()
+
+
+def _encode_datetime(code: TypeCode, value: Any) -> str:
+    if isinstance(value, str):
+        value = _datetime(value)
+    if not isinstance(value, datetime.datetime):
+        raise ValueError("the value must be an aware datetime.datetime")
+    if value.utcoffset() is None:
+        raise ValueError("the date-time has no time zone (use tzinfo=datetime.timezone.utc)")
+    text = value.isoformat()
+    return text[:-6] + "Z" if value.utcoffset() == datetime.timedelta(0) else text
+
+
+def _encode_text(code: TypeCode, value: Any) -> str:
+    text = _expect(value, str, "a str")
+    return _phone(text) if code.kind == "p" else text  # type: ignore[no-any-return]
+
+
+def _encode_uuid(code: TypeCode, value: Any) -> str:
+    if isinstance(value, str):
+        value = _strict_uuid(value)
+    if not isinstance(value, _uuid_class()):
+        raise ValueError("the value must be a uuid.UUID (or its string)")
+    return str(value)
+
+
+def _encode_record(code: TypeCode, value: Any) -> str:
+    if isinstance(value, EntityRecord):
+        if value.object_id != code.object_id:
+            raise ValueError(f"the record belongs to object {value.object_id}")
+        value = value.record_id
+    return _encode_uuid(code, value)
+
+
+def _encode_option(code: TypeCode, value: Any) -> str:
+    if isinstance(value, FieldOption):
+        if (value.object_id, value.field_id) != (code.object_id, code.field_id):
+            raise ValueError(f"the option belongs to o<{value.object_id},{value.field_id}>")
+        value = value.option
+    return _option(_expect(value, str, "a FieldOption or a str"))
+
+
+_SCALAR_ENCODERS = {
+    "b": _encode_bool,
+    "n": _encode_number,
+    "d": _encode_date,
+    "dt": _encode_datetime,
+    "p": _encode_text,
+    "s": _encode_text,
+    "u": _encode_uuid,
+    "e": _encode_record,
+    "o": _encode_option,
+}
+
+
+def _check_plain(value: Any, depth: int = 0) -> Any:
+    """Plain JSON only (what `l` holds): the error says what is not."""
+    if depth > 100:
+        raise ValueError("the list is nested too deep")
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, (float, decimal.Decimal)):
+        return _encode_number(_L, value)
+    if isinstance(value, (list, tuple)):
+        return [_check_plain(x, depth + 1) for x in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _check_plain(v, depth + 1) for k, v in value.items()}
+    raise ValueError(f"a {type(value).__name__} is not plain JSON")
+
+
+_L = TypeCode("l", "l")
+
+
+# --- exact JSON text -------------------------------------------------------------
+
+
+def dumps(value: Any, dump_str: Any) -> str:
+    """Compact JSON of encoded values where a Decimal is written as its own
+    digits (the json module would refuse it). dump_str: a fast json encoder
+    for the strings and the plain leaves, tried first on the whole value: it
+    refuses a Decimal, and only then is the value written piece by piece."""
+    try:
+        return dump_str(value)  # type: ignore[no-any-return]
+    except TypeError:
+        return _dumps_exact(value, dump_str)
+
+
+def _dumps_exact(value: Any, dump_str: Any) -> str:
+    if isinstance(value, decimal.Decimal):
+        return str(value) if value.is_finite() else _refuse(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_dumps_exact(x, dump_str) for x in value) + "]"
+    if isinstance(value, dict):
+        pairs = (dump_str(str(k)) + ":" + _dumps_exact(v, dump_str) for k, v in value.items())
+        return "{" + ",".join(pairs) + "}"
+    return dump_str(value)  # type: ignore[no-any-return]
+
+
+def _refuse(value: Any) -> str:
+    raise ValueError(f"{value} is not a JSON number")
+
+
+def show(value: Any, limit: int = 120) -> str:
+    """A short readable rendering of a received value for error messages."""
+    try:
+        text = repr(value) if not isinstance(value, (dict, list, str)) else _json_like(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json_like(value: Any) -> str:
+    import json
+
+    return _dumps_exact(
+        value, lambda v: json.dumps(v, default=repr, ensure_ascii=False, separators=_COMPACT)
+    )
+
+
+_COMPACT = (",", ":")
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
