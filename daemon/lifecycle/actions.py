@@ -39,35 +39,12 @@ from daemon.lifecycle import request_checks
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.deployer import Deployer
 from daemon.lifecycle.recovery import Recovery
+from daemon.lifecycle.status_table import REDEPLOY_FIELDS, refuse
 from daemon.serving.host_files import remove_script_logs
 from daemon.serving.workspace_image import release, unmount
 from daemon.store.state_dir import StagedArchive
 
 log = logging.getLogger(__name__)
-
-# status -> the actions it allows (DESIGN.md), for refusals that say what is possible.
-ALLOWS: dict[str, tuple[str, ...]] = {
-    DRAFT: ("update", "export", "delete", "deploy"),
-    DEPLOYING: ("export", "delete (cancels the deploy)", "rename-version"),
-    READY: ("update", "export", "delete", "deploy", "rename-version"),
-    DEPLOYED: ("export", "redeploy", "undeploy", "rename-version"),
-    FAILED: ("update", "export", "delete", "deploy", "rename-version"),
-}
-REDEPLOY_FIELDS = frozenset(
-    {"description", "archive_id", "env", "timeout_s"}
-    | {"min_replicas", "max_replicas", "cpu_target", "profile"}
-)
-
-
-def refuse(script: Script, action: str, hint: str = "") -> Conflict:
-    allowed = ", ".join(ALLOWS[script.status])
-    extra = f" ({hint})" if hint else ""
-    return Conflict(
-        f"cannot {action} script {script.name!r}: it is {script.status}{extra}; "
-        f"{script.status} allows: {allowed}",
-        status=script.status,
-        allowed=list(ALLOWS[script.status]),
-    )
 
 
 class Lifecycle:
