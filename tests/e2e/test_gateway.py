@@ -103,8 +103,12 @@ def admin(daemon: DaemonProcess) -> AdminClient:
     client.create("py", make_zip({"main.py": MAIN}), deploy=True, timeout_s=1)
     script = client.wait_status("py")
     assert script["status"] == "Deployed", script
+    # The same project with room to reach its memory limit: filling 256 MiB under a
+    # 0.7 vCPU quota on a busy host can take longer than the 1 s above.
+    client.create("py-mem", make_zip({"main.py": MAIN}), deploy=True, timeout_s=30)
     client.create("other", deploy=True)
-    assert client.wait_status("other")["status"] == "Deployed"
+    for name in ("py-mem", "other"):
+        assert client.wait_status(name)["status"] == "Deployed"
     return client
 
 
@@ -160,13 +164,17 @@ def test_timeout_is_504_and_the_next_call_works(gw: GatewayClient) -> None:
     assert gw.call("py", "hello").status == 200
 
 
-def test_out_of_memory_is_named_with_the_limit(gw: GatewayClient) -> None:
-    r = gw.call("py", "hog")
-    assert r.status == 502, r.body
-    e = error(r)
-    assert e["type"] == "out_of_memory"
-    assert "out of memory" in e["message"] and "256 MiB" in e["message"]
-    assert gw.call("py", "hello").status == 200
+def test_out_of_memory_is_named_with_the_limit(daemon: DaemonProcess, admin: AdminClient) -> None:
+    gw = daemon.gateway(create_key(admin, "py-mem"))
+    try:
+        r = gw.call("py-mem", "hog")
+        assert r.status == 502, r.body
+        e = error(r)
+        assert e["type"] == "out_of_memory"
+        assert "out of memory" in e["message"] and "256 MiB" in e["message"]
+        assert gw.call("py-mem", "hello").status == 200
+    finally:
+        gw.close()
 
 
 def test_os_exit_is_a_crash_naming_the_exit_code(gw: GatewayClient) -> None:
@@ -289,7 +297,11 @@ def test_execution_records_are_written(gw: GatewayClient, admin: AdminClient) ->
     assert "about to fail" in bad["logs"]
     cut = admin.get(f"/v1/executions/{chatty}")
     assert "[cut:" in cut["logs"] and len(cut["logs"]) < 70_000
-    listed = admin.get("/v1/scripts/py/executions?limit=500")["executions"]
+    listed = [
+        e
+        for name in ("py", "py-mem")  # the out-of-memory calls run on py-mem
+        for e in admin.get(f"/v1/scripts/{name}/executions?limit=500")["executions"]
+    ]
     statuses = {e["status"] for e in listed}
     assert {"ok", "error", "timeout", "oom", "crashed", "rejected"} <= statuses, statuses
     keys = admin.get("/v1/scripts/py/keys")["keys"]
