@@ -97,12 +97,17 @@ def measure_peak(port: int, key: str, seconds: int) -> float:
     return result.rps
 
 
-def sample(pid: int, samples: list[tuple[float, int, int]], stop: threading.Event) -> None:
-    """The daemon's RSS and fds every 10 s, to tell a leak (a slope) from a high-water mark."""
-    t0 = time.monotonic()
+def sample(
+    pid: int, log: CallLog, samples: list[tuple[int, int, int, int]], stop: threading.Event
+) -> None:
+    """The daemon's RSS, fds and the answers per second, every 10 s: a leak keeps a slope,
+    a high-water mark goes flat; the answer rate shows when the daemon fell behind."""
+    t0, answered = time.monotonic(), log.answered()
     while not stop.wait(10):
-        now = proc_stats(pid)
-        samples.append((round(time.monotonic() - t0), now.rss_kib, now.fds))
+        now, total = proc_stats(pid), log.answered()
+        rate = (total - answered) // 10
+        samples.append((round(time.monotonic() - t0), now.rss_kib, now.fds, rate))
+        answered = total
 
 
 def settle_fds(pid: int, target: int, timeout: float) -> int:
@@ -137,8 +142,11 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         print(f"soak: {args.minutes:g} min at {rate:.0f} calls/s; daemon pid {pid}, "
               f"RSS {start.rss_kib} KiB, {start.fds} fds")  # fmt: skip
         stop = threading.Event()
-        samples: list[tuple[float, int, int]] = []  # (s since start, RSS KiB, fds)
-        threads = [*churn.threads(stop), threading.Thread(target=sample, args=(pid, samples, stop))]
+        samples: list[tuple[int, int, int, int]] = []  # (s, RSS KiB, fds, answers/s)
+        threads = [
+            *churn.threads(stop),
+            threading.Thread(target=sample, args=(pid, log, samples, stop)),
+        ]
         for t in threads:
             t.start()
         url = f"http://127.0.0.1:{daemon.port}/v1/scripts/soak/functions/"
@@ -198,7 +206,8 @@ def report(out: dict[str, Any]) -> bool:
     if out["failures"]:
         print(f"{'failed connections':<28} {out['failures']}")
     series = out["samples"][:: max(1, len(out["samples"]) // 8)]
-    print(f"{'RSS KiB / fds every ~10 s':<28} " + "  ".join(f"{t}s:{r}/{f}" for t, r, f in series))
+    print(f"{'s: RSS KiB/fds/answers per s':<28} "
+          + "  ".join(f"{t}:{r}/{f}/{a}" for t, r, f, a in series))  # fmt: skip
     if len(out["samples"]) >= 2:  # a leak keeps a slope; a high-water mark goes flat
         mid, last = out["samples"][len(out["samples"]) // 2], out["samples"][-1]
         print(f"{'RSS, second half of the run':<28} {mid[1]} -> {last[1]} KiB "

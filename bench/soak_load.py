@@ -42,6 +42,10 @@ class CallLog:
         with self._lock:
             self.failures[why] += 1
 
+    def answered(self) -> int:
+        with self._lock:
+            return sum(n for c in self._counts.values() for s, n in c.items() if s > 0)
+
     def by_status(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return {k: {str(s): n for s, n in c.items()} for k, c in self._counts.items()}
