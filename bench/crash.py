@@ -60,7 +60,8 @@ class Bench:
         self.cgroup_name = f"scriptd-crash-{os.getpid()}"
         self.root = root
         config = {"profiles": [PROFILE], "sandbox": {"cgroup_name": self.cgroup_name}}
-        self.daemon = DaemonProcess(root, config, args.cache or root / "cache")
+        self.cache = args.cache or root / "cache"
+        self.daemon = DaemonProcess(root, config, self.cache)
         self.rng = random.Random(args.seed)
         self.keys: dict[str, str] = {}
         self.deploy_s = 1.0
@@ -135,7 +136,7 @@ class Bench:
         }  # fmt: skip
 
     def leftovers(self) -> Leftovers:
-        return find_leftovers(self.cgroup_name, str(self.root))
+        return find_leftovers(self.cgroup_name, (str(self.root), str(self.cache)))
 
     def close(self) -> None:
         self.daemon.stop(30)

@@ -63,10 +63,12 @@ def _own_cgroup_dirs(pid: int) -> list[str]:
     return sorted(dirs)
 
 
-def find_leftovers(cgroup_name: str, marker: str, parent_pid: int | None = None) -> Leftovers:
-    """Cgroups and processes of the daemon named `cgroup_name`; `marker` is a path that
-    appears on the command lines of its processes. The daemon ran below the cgroups of
-    `parent_pid` (this bench by default)."""
+def find_leftovers(
+    cgroup_name: str, markers: tuple[str, ...], parent_pid: int | None = None
+) -> Leftovers:
+    """Cgroups and processes of the daemon named `cgroup_name`; `markers` are paths that
+    appear on the command lines of its processes (its temp dir, its build cache). The
+    daemon ran below the cgroups of `parent_pid` (this bench by default)."""
     roots, below = [], []
     for own in _own_cgroup_dirs(parent_pid or os.getpid()):
         root = os.path.join(own, cgroup_name)
@@ -75,10 +77,10 @@ def find_leftovers(cgroup_name: str, marker: str, parent_pid: int | None = None)
         roots.append(root)
         for dirpath, dirnames, _ in os.walk(root):
             below += [os.path.join(dirpath, d) for d in dirnames]
-    return Leftovers(sorted(below), sorted(roots), _processes(cgroup_name, marker))
+    return Leftovers(sorted(below), sorted(roots), _processes(cgroup_name, markers))
 
 
-def _processes(cgroup_name: str, marker: str) -> list[str]:
+def _processes(cgroup_name: str, markers: tuple[str, ...]) -> list[str]:
     found = []
     me = os.getpid()
     for entry in os.listdir("/proc"):
@@ -92,7 +94,7 @@ def _processes(cgroup_name: str, marker: str) -> list[str]:
         in_cgroup = any(
             f"/{cgroup_name}/" in p or p.endswith(f"/{cgroup_name}") for p in cgroups.split()
         )
-        if in_cgroup or marker in cmdline:
+        if in_cgroup or any(m in cmdline for m in markers):
             found.append(f"{entry} {cmdline.strip()[:160]}")
     return found
 

@@ -122,10 +122,12 @@ def settle_fds(pid: int, target: int, timeout: float) -> int:
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     cgroup_name = f"scriptd-soak-{os.getpid()}"
-    before = find_leftovers(cgroup_name, str(root))
+    cache = args.cache or root / "cache"
+    markers = (str(root), str(cache))
+    before = find_leftovers(cgroup_name, markers)
     config = {"profiles": [PROFILE], "sandbox": {"cgroup_name": cgroup_name},
               "dispatch": {"max_queue": 1000, "max_wait_s": 30}}  # fmt: skip
-    daemon = DaemonProcess(root, config, args.cache or root / "cache")
+    daemon = DaemonProcess(root, config, cache)
     daemon.start()
     out: dict[str, Any] = {"cgroup_name": cgroup_name}
     try:
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         out["stop_code"] = daemon.stop(30)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.with_suffix(".log").write_text(daemon.log())
-    after = find_leftovers(cgroup_name, str(root))
+    after = find_leftovers(cgroup_name, markers)
     out["leftovers"] = {"before": vars(before), "after": vars(after)}
     return out
 
