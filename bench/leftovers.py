@@ -80,11 +80,19 @@ def find_leftovers(
     return Leftovers(sorted(below), sorted(roots), _processes(cgroup_name, markers))
 
 
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return pids
+
+
 def _processes(cgroup_name: str, markers: tuple[str, ...]) -> list[str]:
     found = []
-    me = os.getpid()
+    mine = _ancestors()  # this bench and what started it name the same paths
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+        if not entry.isdigit() or int(entry) in mine:
             continue
         try:
             cgroups = Path(f"/proc/{entry}/cgroup").read_text()
