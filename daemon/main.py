@@ -38,6 +38,7 @@ from daemon.build.catalogue import discover_runtimes
 from daemon.config.daemon_config import Config
 from daemon.config.loader import load_config, parse_listen
 from daemon.core.errors import ConfigError
+from daemon.core.memory import return_large_blocks
 from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
 from daemon.egress.gate import ReplicaEgress, make_gate
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"scriptd: {exc}", file=sys.stderr)
         return 2
+    return_large_blocks()  # argon2's 19 MiB per hash must not stay in every thread's arena
     if args.dev_no_sandbox and os.geteuid() == 0:
         # Without a sandbox a script runs as the daemon's user: as root, that is root.
         print(
