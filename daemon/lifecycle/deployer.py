@@ -110,6 +110,7 @@ class Deployer:
             profile=profile,
             step_spec=step_spec,
             secret_values=tuple(e.value for e in cfg.settings.env if e.secret and e.value),
+            egress=cfg.settings.egress,
         )
 
     async def _mount_workspace(self, version: Version) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from daemon.core.models import EgressSettings
+
 
 @dataclass(frozen=True)
 class EgressAccess:
@@ -23,7 +25,7 @@ class EgressAccess:
 
 
 class EgressGate(Protocol):
-    def open(self, replica: str, script: str) -> EgressAccess | None:
+    def open(self, replica: str, script: str, settings: EgressSettings) -> EgressAccess | None:
         """Blocking, thread-safe (called from the launch thread). None: no network for
         this replica (policy off)."""
         ...
