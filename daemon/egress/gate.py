@@ -13,7 +13,7 @@ import itertools
 import shutil
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ SOCKET_NAME = "proxy.sock"
 OPEN_TIMEOUT_S = 10.0
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
-SettingsFor = Callable[[EgressSettings], ChannelSettings | None]
+SettingsFor = Callable[[EgressSettings, Mapping[str, str]], ChannelSettings | None]
 
 
 def settings_from_config(config: Config) -> SettingsFor:
@@ -40,7 +40,7 @@ def settings_from_config(config: Config) -> SettingsFor:
     and allowlist, the daemon's ports, opened networks and connection limit."""
     own = host_addresses()
 
-    def settings_for(script: EgressSettings) -> ChannelSettings | None:
+    def settings_for(script: EgressSettings, secrets: Mapping[str, str]) -> ChannelSettings | None:
         mode = Mode(script.policy or config.egress_default_policy)
         if mode is Mode.OFF:
             return None
@@ -52,7 +52,7 @@ def settings_from_config(config: Config) -> SettingsFor:
             own_addresses=own,
         )
         limit = config.egress_max_connections_per_replica
-        return ChannelSettings(policy, inspect=script.inspect, max_connections=limit)
+        return ChannelSettings(policy, script.inspect, secrets, max_connections=limit)
 
     return settings_for
 
@@ -101,8 +101,10 @@ class ReplicaEgress:
         self._folders: dict[str, Path] = {}
         self._lock = threading.Lock()
 
-    def open(self, replica: str, script: str, egress: EgressSettings) -> EgressAccess | None:
-        settings = self.settings_for(egress)
+    def open(
+        self, replica: str, egress: EgressSettings, secrets: Mapping[str, str]
+    ) -> EgressAccess | None:
+        settings = self.settings_for(egress, secrets)
         if settings is None:
             return None
         # Short folder names: a unix socket's path must fit in 108 bytes.

@@ -51,6 +51,8 @@ class RunTarget:
     # the values of the secret environment variables: masked in execution records
     secret_values: tuple[str, ...] = field(default=(), repr=False)
     egress: EgressSettings = field(default_factory=EgressSettings)  # outbound HTTP
+    # The env's secret variables (name -> value): the egress log replaces their values.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class RunnerError(Exception):

@@ -215,3 +215,26 @@ def test_policy_off_keeps_todays_behaviour(daemon: DaemonProcess, servers: Serve
     assert env["HTTP_PROXY"] is None and env["SSL_CERT_FILE"] is None
     assert reply.status == 422 and "URLError" in reply.json()["error"]["type"]
     assert "/echo/offline" not in servers.hits
+
+
+def test_secret_env_values_never_reach_the_http_log(
+    daemon: DaemonProcess, servers: Servers
+) -> None:
+    token = "tok-e2e-7f3a9c"
+    admin = daemon.client()
+    env = [{"key": "API_TOKEN", "value": token, "secret": True}]
+    admin.create("secretive", make_zip({"main.py": MAIN}), deploy=True, env=env)
+    assert admin.wait_status("secretive")["status"] == "Deployed"
+    client = daemon.gateway(create_key(admin, "secretive"))
+    try:
+        url = f"{servers.http}/echo/s?key={token}"
+        reply = client.call("secretive", "fetch", {"url": url, "data": f"token={token}"})
+    finally:
+        client.close()
+    status, body = reply.json()["result"]
+    assert status == 200 and token in body  # the server got the real value
+    log = record(daemon, reply.headers["X-Scriptd-Execution-Id"])["http_log"]
+    assert token not in str(log)
+    (entry,) = log["requests"]
+    assert entry["url"].endswith("/echo/s?key=[secret API_TOKEN]")
+    assert entry["request_body"] == "token=[secret API_TOKEN]"
