@@ -95,6 +95,24 @@ def add_script_options(
         parser.add_argument(
             flag, dest=dest, metavar="NAME:CODE", action="append", default=[], help=what
         )
+    parser.add_argument(
+        "--egress",
+        choices=("off", "public", "allowlist"),
+        help="outbound HTTP: none, public addresses, or only the --allow-host hosts",
+    )
+    parser.add_argument(
+        "--allow-host",
+        metavar="PATTERN",
+        action="append",
+        default=[],
+        help="host the allowlist lets through: api.example.com, *.example.com, "
+        "optionally :PORT (repeatable; replaces the list)",
+    )
+    parser.add_argument(
+        "--egress-inspect",
+        choices=("on", "off"),
+        help="off: HTTPS is not intercepted, and logged as host, port, bytes, duration",
+    )
 
 
 def add_env_edits(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +168,22 @@ def script_body(
     env = env_list(args, current_env)
     if env is not None:
         body["env"] = env
+    egress = egress_body(args)
+    if egress:
+        body["egress"] = egress
     return body
+
+
+def egress_body(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the egress options given (the daemon keeps the others as they are)."""
+    egress: dict[str, Any] = {}
+    if getattr(args, "egress", None):
+        egress["policy"] = args.egress
+    if getattr(args, "allow_host", None):
+        egress["allow_hosts"] = list(args.allow_host)
+    if getattr(args, "egress_inspect", None):
+        egress["inspect"] = args.egress_inspect == "on"
+    return egress
 
 
 def current_env(client: AdminClient, args: argparse.Namespace, name: str) -> list[dict[str, Any]]:

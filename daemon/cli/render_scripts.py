@@ -54,6 +54,7 @@ def overview(script: dict[str, Any]) -> str:
     runtime = [
         ("Execution timeout", _seconds(settings.get("timeout_s"))),
         ("Environment", env_text(settings.get("env") or [])),
+        ("Egress", egress_text(settings.get("egress") or {})),
     ]
     parts = [
         render_fields(general),
@@ -67,6 +68,16 @@ def overview(script: dict[str, Any]) -> str:
     if script.get("autoscaling"):
         parts.append(autoscaling(script["autoscaling"]))
     return "\n\n".join(parts)
+
+
+def egress_text(egress: dict[str, Any]) -> str:
+    """`allowlist: api.example.com, *.example.org`, `public (HTTPS not inspected)`."""
+    text = egress.get("policy") or "default (egress.default_policy)"
+    if egress.get("allow_hosts"):
+        text += ": " + ", ".join(egress["allow_hosts"])
+    if egress.get("inspect") is False:
+        text += " (HTTPS not inspected)"
+    return text
 
 
 def env_text(env: list[dict[str, Any]]) -> str:

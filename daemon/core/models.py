@@ -58,17 +58,44 @@ class EnvVar:
 
 
 @dataclass(frozen=True)
+class EgressSettings:
+    """A script's outbound HTTP: `policy` off | public | allowlist (None: the daemon's
+    egress.default_policy), the allowlist's host patterns, and whether HTTPS is
+    intercepted (and so logged request by request)."""
+
+    policy: str | None = None
+    allow_hosts: tuple[str, ...] = ()
+    inspect: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"policy": self.policy, "allow_hosts": list(self.allow_hosts),
+                "inspect": self.inspect}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any] | None) -> EgressSettings:
+        if not doc:
+            return cls()
+        return cls(doc.get("policy"), tuple(doc.get("allow_hosts", ())), doc.get("inspect", True))
+
+
+@dataclass(frozen=True)
 class Settings:
     env: tuple[EnvVar, ...]
     timeout_s: int
+    egress: EgressSettings = field(default_factory=EgressSettings)
 
     def to_json(self, reveal: bool = False) -> dict[str, Any]:
-        return {"env": [e.to_json(reveal) for e in self.env], "timeout_s": self.timeout_s}
+        return {
+            "env": [e.to_json(reveal) for e in self.env],
+            "timeout_s": self.timeout_s,
+            "egress": self.egress.to_json(),
+        }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Settings:
         env = tuple(EnvVar(e["key"], e["value"], e["secret"]) for e in doc["env"])
-        return cls(env=env, timeout_s=doc["timeout_s"])
+        egress = EgressSettings.from_json(doc.get("egress"))  # absent in older snapshots
+        return cls(env=env, timeout_s=doc["timeout_s"], egress=egress)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ import itertools
 import shutil
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from daemon.config.daemon_config import Config
+from daemon.core.models import EgressSettings
 from daemon.egress.ca import CertificateAuthority
-from daemon.egress.policy import EgressPolicy, Mode
+from daemon.egress.policy import EgressPolicy, HostPattern, Mode
 from daemon.egress.proxy import ChannelSettings, EgressProxy
 from daemon.egress.resolver import host_addresses
 from daemon.egress.upstream import upstream_context
@@ -31,23 +32,27 @@ SOCKET_NAME = "proxy.sock"
 OPEN_TIMEOUT_S = 10.0
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
-SettingsFor = Callable[[str], ChannelSettings | None]
+SettingsFor = Callable[[EgressSettings, Mapping[str, str]], ChannelSettings | None]
 
 
 def settings_from_config(config: Config) -> SettingsFor:
-    """Every script gets egress.default_policy (per-script settings come later)."""
-    policy = EgressPolicy(
-        mode=Mode(config.egress_default_policy),
-        ports=config.egress_ports,
-        allowed_networks=config.egress_allowed_networks,
-        own_addresses=host_addresses(),
-    )
-    settings = ChannelSettings(
-        policy, inspect=True, max_connections=config.egress_max_connections_per_replica
-    )
+    """A script's settings over the daemon's: its policy (else egress.default_policy)
+    and allowlist, the daemon's ports, opened networks and connection limit."""
+    own = host_addresses()
 
-    def settings_for(script: str) -> ChannelSettings | None:
-        return None if policy.mode is Mode.OFF else settings
+    def settings_for(script: EgressSettings, secrets: Mapping[str, str]) -> ChannelSettings | None:
+        mode = Mode(script.policy or config.egress_default_policy)
+        if mode is Mode.OFF:
+            return None
+        policy = EgressPolicy(
+            mode=mode,
+            allow_hosts=tuple(HostPattern.parse(h) for h in script.allow_hosts),
+            ports=config.egress_ports,
+            allowed_networks=config.egress_allowed_networks,
+            own_addresses=own,
+        )
+        limit = config.egress_max_connections_per_replica
+        return ChannelSettings(policy, script.inspect, secrets, max_connections=limit)
 
     return settings_for
 
@@ -96,8 +101,10 @@ class ReplicaEgress:
         self._folders: dict[str, Path] = {}
         self._lock = threading.Lock()
 
-    def open(self, replica: str, script: str) -> EgressAccess | None:
-        settings = self.settings_for(script)
+    def open(
+        self, replica: str, egress: EgressSettings, secrets: Mapping[str, str]
+    ) -> EgressAccess | None:
+        settings = self.settings_for(egress, secrets)
         if settings is None:
             return None
         # Short folder names: a unix socket's path must fit in 108 bytes.

@@ -110,6 +110,8 @@ class Deployer:
             profile=profile,
             step_spec=step_spec,
             secret_values=tuple(e.value for e in cfg.settings.env if e.secret and e.value),
+            egress=cfg.settings.egress,
+            secrets={e.key: e.value for e in cfg.settings.env if e.secret},
         )
 
     async def _mount_workspace(self, version: Version) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from daemon.config.daemon_config import Config
+from daemon.config.egress import EGRESS_POLICIES
 from daemon.core.errors import BadRequest
 from daemon.core.models import (
     DISPLAY_NAME_RE,
@@ -18,17 +19,19 @@ from daemon.core.models import (
     LANGUAGES,
     MASK,
     SCRIPT_NAME_RE,
+    EgressSettings,
     EnvVar,
     Resources,
     Settings,
 )
+from daemon.egress.policy import HostPattern
 
 MAX_DESCRIPTION = 2000
 MAX_ENV_VARS = 200
 MAX_ENV_VALUE = 32 * 1024
 SCRIPT_FIELDS = frozenset(
     ("name", "description", "language", "language_version", "archive_id", "env", "timeout_s",
-     "min_replicas", "max_replicas", "cpu_target", "profile", "deploy")
+     "min_replicas", "max_replicas", "cpu_target", "profile", "deploy", "egress")
 )  # fmt: skip
 FIXED_AFTER_DRAFT = ("name", "language", "language_version")
 
@@ -117,6 +120,38 @@ def settings(body: dict[str, Any], base: Settings, config: Config) -> Settings:
     if "timeout_s" in body:
         lo, hi = config.timeout_min_s, config.timeout_max_s
         out = replace(out, timeout_s=_int("timeout_s", body["timeout_s"], lo, hi))
+    if "egress" in body:
+        out = replace(out, egress=egress_settings(body["egress"], base.egress))
+    return out
+
+
+def egress_settings(doc: object, base: EgressSettings) -> EgressSettings:
+    """`{"policy", "allow_hosts", "inspect"}`, each optional (the others stay)."""
+    if not isinstance(doc, dict) or set(doc) - {"policy", "allow_hosts", "inspect"}:
+        raise _bad("egress", doc, 'an object {"policy", "allow_hosts", "inspect"}')
+    out = base
+    if "policy" in doc:
+        if doc["policy"] not in EGRESS_POLICIES:
+            raise _bad("egress.policy", doc["policy"], "one of " + ", ".join(EGRESS_POLICIES))
+        out = replace(out, policy=doc["policy"])
+    if "allow_hosts" in doc:
+        hosts = doc["allow_hosts"]
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            raise _bad("egress.allow_hosts", hosts, "a list of host patterns")
+        try:
+            patterns = [str(HostPattern.parse(h)) for h in hosts]
+        except ValueError as exc:
+            raise BadRequest(str(exc), field="egress.allow_hosts") from None
+        out = replace(out, allow_hosts=tuple(dict.fromkeys(patterns)))
+    if "inspect" in doc:
+        if not isinstance(doc["inspect"], bool):
+            raise _bad("egress.inspect", doc["inspect"], "true or false")
+        out = replace(out, inspect=doc["inspect"])
+    if out.policy == "allowlist" and not out.allow_hosts:
+        raise BadRequest(
+            "egress.policy allowlist needs at least one host (allow_hosts, --allow-host)",
+            field="egress.allow_hosts",
+        )
     return out
 
 

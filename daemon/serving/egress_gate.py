@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from daemon.core.models import EgressSettings
+
 
 @dataclass(frozen=True)
 class EgressAccess:
@@ -23,9 +25,11 @@ class EgressAccess:
 
 
 class EgressGate(Protocol):
-    def open(self, replica: str, script: str) -> EgressAccess | None:
+    def open(
+        self, replica: str, settings: EgressSettings, secrets: Mapping[str, str]
+    ) -> EgressAccess | None:
         """Blocking, thread-safe (called from the launch thread). None: no network for
-        this replica (policy off)."""
+        this replica (policy off). `secrets` (name -> value) never appear in its log."""
         ...
 
     def release(self, replica: str) -> None:

@@ -137,7 +137,7 @@ class SandboxLauncher:
         ensure_mounted(t.workspace_dir, t.profile.workspace_bytes)  # reused when mounted
         prepare_workspace(t.workspace_dir, self.uid)
         egress = self.settings.egress
-        access = egress.open(name, t.script) if egress is not None else None
+        access = egress.open(name, t.egress, t.secrets) if egress is not None else None
         log_fd = self._open_log(name)
         try:
             box = sandbox.start(self.spec(name, control_fd, log_fd, access), self.root)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from daemon.config.profiles import Profile
+from daemon.core.models import EgressSettings
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class RunTarget:
     step_spec: str | None = None  # a code step: its declared inputs/outputs as JSON
     # the values of the secret environment variables: masked in execution records
     secret_values: tuple[str, ...] = field(default=(), repr=False)
+    egress: EgressSettings = field(default_factory=EgressSettings)  # outbound HTTP
+    # The env's secret variables (name -> value): the egress log replaces their values.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class RunnerError(Exception):

@@ -22,6 +22,7 @@ import orjson
 from daemon.core.errors import Conflict
 from daemon.core.models import (
     ArchiveRef,
+    EgressSettings,
     EnvVar,
     Event,
     Resources,
@@ -57,6 +58,7 @@ def script_columns(script: Script) -> dict[str, Any]:
         "updated_at": script.updated_at,
         "env_json": _dumps([[e.key, e.value, e.secret] for e in script.settings.env]),
         "timeout_s": script.settings.timeout_s,
+        "egress_json": _dumps(script.settings.egress.to_json()),
         "min_replicas": script.resources.min_replicas,
         "max_replicas": script.resources.max_replicas,
         "cpu_target": script.resources.cpu_target,
@@ -79,7 +81,11 @@ def _script(row: Mapping[str, Any]) -> Script:
         added_by=row["added_by"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        settings=Settings(env=env, timeout_s=row["timeout_s"]),
+        settings=Settings(
+            env=env,
+            timeout_s=row["timeout_s"],
+            egress=EgressSettings.from_json(orjson.loads(row["egress_json"])),
+        ),
         resources=Resources(
             row["min_replicas"], row["max_replicas"], row["cpu_target"], row["profile"]
         ),

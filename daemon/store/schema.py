@@ -189,4 +189,8 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE executions ADD COLUMN details_json TEXT;
     """,
+    # 6: a script's egress settings (policy, allowlist, inspection), as JSON.
+    """
+    ALTER TABLE scripts ADD COLUMN egress_json TEXT NOT NULL DEFAULT '{}';
+    """,
 )

@@ -182,3 +182,59 @@ def test_a_killed_worker_takes_its_connections_along(
     while "cancelled /slow?s=25" not in servers.hits:
         assert time.monotonic() < deadline, servers.hits
         time.sleep(0.05)
+
+
+def deploy(daemon: DaemonProcess, name: str, egress: dict[str, Any]) -> GatewayClient:
+    admin = daemon.client()
+    admin.create(name, make_zip({"main.py": MAIN}), deploy=True, timeout_s=30, egress=egress)
+    assert admin.wait_status(name)["status"] == "Deployed"
+    assert admin.script(name)["settings"]["egress"]["policy"] == egress["policy"]
+    return daemon.gateway(create_key(admin, name))
+
+
+def test_an_allowlist_lets_only_its_hosts_through(daemon: DaemonProcess, servers: Servers) -> None:
+    listed = f"{servers.host}:{servers.http_port}"
+    client = deploy(daemon, "listed", {"policy": "allowlist", "allow_hosts": [listed]})
+    try:
+        ok = client.call("listed", "fetch", {"url": f"{servers.http}/echo/listed"})
+        other = client.call("listed", "fetch", {"url": f"{servers.https}/echo/unlisted"})
+    finally:
+        client.close()
+    assert ok.json()["result"][0] == 200
+    status, body = other.json()["result"] if other.status == 200 else (None, other.body)
+    assert "/echo/unlisted" not in servers.hits, (status, body)
+
+
+def test_policy_off_keeps_todays_behaviour(daemon: DaemonProcess, servers: Servers) -> None:
+    client = deploy(daemon, "offline", {"policy": "off"})
+    try:
+        env = client.call("offline", "env").json()["result"]
+        reply = client.call("offline", "fetch", {"url": f"{servers.http}/echo/offline"})
+    finally:
+        client.close()
+    assert env["HTTP_PROXY"] is None and env["SSL_CERT_FILE"] is None
+    assert reply.status == 422 and "URLError" in reply.json()["error"]["type"]
+    assert "/echo/offline" not in servers.hits
+
+
+def test_secret_env_values_never_reach_the_http_log(
+    daemon: DaemonProcess, servers: Servers
+) -> None:
+    token = "tok-e2e-7f3a9c"
+    admin = daemon.client()
+    env = [{"key": "API_TOKEN", "value": token, "secret": True}]
+    admin.create("secretive", make_zip({"main.py": MAIN}), deploy=True, env=env)
+    assert admin.wait_status("secretive")["status"] == "Deployed"
+    client = daemon.gateway(create_key(admin, "secretive"))
+    try:
+        url = f"{servers.http}/echo/s?key={token}"
+        reply = client.call("secretive", "fetch", {"url": url, "data": f"token={token}"})
+    finally:
+        client.close()
+    status, body = reply.json()["result"]
+    assert status == 200 and token in body  # the server got the real value
+    log = record(daemon, reply.headers["X-Scriptd-Execution-Id"])["http_log"]
+    assert token not in str(log)
+    (entry,) = log["requests"]
+    assert entry["url"].endswith("/echo/s?key=[secret API_TOKEN]")
+    assert entry["request_body"] == "token=[secret API_TOKEN]"

@@ -203,3 +203,17 @@ def test_the_cli_path_imports_nothing_heavy() -> None:
     loaded = json.loads(out)
     allowed = ("daemon.cli", "daemon.core")
     assert all(m == "daemon" or m.startswith(allowed) for m in loaded), loaded
+
+
+def test_egress_options_become_the_egress_body() -> None:
+    args = parse("create", "hi", "--language", "python", "--archive", "x.zip",
+                 "--egress", "allowlist", "--allow-host", "api.example.com",
+                 "--allow-host", "*.x.org:8443")  # fmt: skip
+    assert script_body(args)["egress"] == {
+        "policy": "allowlist",
+        "allow_hosts": ["api.example.com", "*.x.org:8443"],
+    }
+    for command in (("update", "hi"), ("redeploy", "hi"), ("up", "dir", "--name", "hi")):
+        body = script_body(parse(*command, "--egress-inspect", "off"))
+        assert body["egress"] == {"inspect": False}
+    assert "egress" not in script_body(parse("update", "hi", "--timeout", "40"))
