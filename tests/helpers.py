@@ -335,6 +335,9 @@ class DaemonProcess:
         self.port = 0
         self._new_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._notify: socket.socket | None = None
+        self._notify_name = ""
+        self.notices: list[str] = []  # sd_notify states of the last start ("READY=1", ...)
 
     def _new_port(self) -> None:
         """Pick a free port and write the config (the cgroup name carries the port)."""
@@ -373,17 +376,42 @@ class DaemonProcess:
         return self._start_once(timeout)
 
     def _start_once(self, timeout: float) -> DaemonProcess:
+        """Start and wait for READY=1 on a notify socket of our own, as systemd does: the
+        daemon says it only once both sockets serve and its Deployed scripts' replicas
+        have started (or their failure is recorded)."""
+        self._open_notify_socket()
+        env = {**os.environ, "NOTIFY_SOCKET": "@" + self._notify_name}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=REPO, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(self.argv, cwd=REPO, stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if "READY=1" in self._read_notices(0.05):
+                return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"scriptd exited with {self.proc.returncode}:\n{self.log()}")
-            if self.answers():
-                return self
-            time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"scriptd did not answer within {timeout} s:\n{self.log()}")
+        raise RuntimeError(f"scriptd did not say READY within {timeout} s:\n{self.log()}")
+
+    def _open_notify_socket(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+        self._notify_name = f"scriptd-test-{os.getpid()}-{self.port}-{time.monotonic_ns()}"
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._notify.bind("\0" + self._notify_name)
+        self.notices = []
+
+    def _read_notices(self, wait: float) -> list[str]:
+        """The states the daemon sent since the start (waiting up to `wait` for more)."""
+        if self._notify is None:
+            return self.notices
+        self._notify.settimeout(wait)
+        try:
+            while True:
+                self.notices.append(self._notify.recv(4096).decode(errors="replace"))
+                self._notify.settimeout(0)
+        except (TimeoutError, BlockingIOError):
+            pass
+        return self.notices
 
     def answers(self) -> bool:
         try:
@@ -400,7 +428,9 @@ class DaemonProcess:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
+            self._read_notices(0)
+            return code
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(

@@ -33,21 +33,18 @@ def test_ready_reaches_an_abstract_socket(monkeypatch: pytest.MonkeyPatch) -> No
         assert server.recv(64) == b"STOPPING=1"
 
 
-def test_the_daemon_says_ready_then_stopping(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_daemon_says_ready_once_both_sockets_serve_then_stopping(tmp_path: Path) -> None:
     from tests.conftest import require_root
     from tests.helpers import start_daemon
 
     require_root()
-    path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
-        server.bind(str(path))
-        server.settimeout(30)
-        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
-        daemon = start_daemon(tmp_path / "d")
-        try:
-            assert server.recv(64) == b"READY=1"
-        finally:
-            daemon.stop()
-        assert server.recv(64) == b"STOPPING=1"
+    daemon = start_daemon(tmp_path / "d")  # returns on READY=1 (its own notify socket)
+    try:
+        assert daemon.notices == ["READY=1"]
+        # Both sockets accept at once: READY comes after both serve.
+        assert daemon.answers()
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=5):
+            pass
+    finally:
+        daemon.stop()
+    assert daemon.notices == ["READY=1", "STOPPING=1"]
