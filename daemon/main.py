@@ -34,7 +34,7 @@ from daemon.account.services import AccountServices
 from daemon.admin.app import make_app, serve_unix
 from daemon.admin.try_routes import Tryout
 from daemon.build.builder import Builder
-from daemon.build.catalogue import discover_runtimes
+from daemon.build.catalogue import Catalogue, discover_runtimes
 from daemon.config.daemon_config import Config
 from daemon.config.loader import load_config, parse_listen
 from daemon.core.errors import ConfigError
@@ -121,10 +121,14 @@ def prepare_uploads_dir(path: Path) -> None:
     uploads_folder.sweep_temporaries(path)
 
 
-def runner_settings(config: Config, egress: EgressGate | None = None) -> RunnerSettings:
+def runner_settings(
+    config: Config, catalogue: Catalogue, egress: EgressGate | None = None
+) -> RunnerSettings:
     state = StateDir(config.state_dir)
+    python = catalogue.pick("python", None)  # runs the supervisor of Node scripts
     return RunnerSettings(
         launch=LaunchSettings(
+            supervisor_python=python.path if python is not None else None,
             uploads_dir=config.uploads_dir,
             log_dir=state.root / "logs",
             uid_base=config.replica_uid_base,
@@ -143,9 +147,13 @@ def runner_settings(config: Config, egress: EgressGate | None = None) -> RunnerS
 
 
 async def make_runner(
-    config: Config, sandboxed: bool, on_failing: FailureHook, egress: EgressGate | None = None
+    config: Config,
+    catalogue: Catalogue,
+    sandboxed: bool,
+    on_failing: FailureHook,
+    egress: EgressGate | None = None,
 ) -> tuple[ServingRunner, sandbox.CgroupRoot | None]:
-    settings = runner_settings(config, egress)
+    settings = runner_settings(config, catalogue, egress)
     if not sandboxed:
         return ReplicaRunner.without_sandbox(settings, on_failing), None
     root = await asyncio.to_thread(
@@ -204,7 +212,7 @@ async def _serve(
             loop = asyncio.get_running_loop()
             egress, proxy = await asyncio.to_thread(make_gate, config, loop)
             teardown.add(EGRESS, "egress proxy", proxy.close)
-        runner, root = await make_runner(config, sandboxed, failing, egress)
+        runner, root = await make_runner(config, catalogue, sandboxed, failing, egress)
         if root is not None:
             teardown.add(CGROUPS, "cgroups", lambda: asyncio.to_thread(root.cleanup))
     teardown.add(WORKSPACES, "workspaces", lambda: asyncio.to_thread(unmount_all, state.scripts))

@@ -10,8 +10,8 @@ except what the plan names:
 - /etc pieces that libc, the dynamic loader and TLS need: ld.so.cache,
   ld.so.conf(.d), nsswitch.conf, hosts, localtime, alternatives, ssl/certs,
   ssl/openssl.cnf; resolv.conf only with network="host";
-- the running Python's base prefix (sys.base_prefix) when it lives outside /usr,
-  so virtualenvs built on it work inside (their symlinks point there);
+- nothing of the calling process's own environment: an interpreter installed
+  outside these paths is bound by the caller (`SandboxSpec.binds`) when it wants it;
 - /proc of the sandbox's pid namespace (read-only), a read-only /dev tmpfs with
   null, zero, full, random and urandom, and /tmp (a tmpfs of tmp_size_bytes).
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import os
 import stat
-import sys
 from dataclasses import dataclass
 
 from . import libc
@@ -85,12 +84,6 @@ def system_binds(network: str = "none") -> tuple[tuple[Bind, ...], tuple[Symlink
             binds.append(Bind(path, path))
     etc = _ETC_FILES + (("/etc/resolv.conf",) if network == "host" else ())
     binds += [Bind(p, p) for p in etc if os.path.exists(p)]
-    for prefix in {sys.base_prefix, sys.base_exec_prefix}:
-        real = os.path.realpath(prefix)
-        if not any(real == d or real.startswith(d + "/") for d in ("/usr", "/bin", "/lib")):
-            binds.append(Bind(real, real))
-            if prefix != real:
-                binds.append(Bind(real, prefix))
     return tuple(binds), tuple(links)
 
 

@@ -335,6 +335,7 @@ class DaemonProcess:
         self.port = 0
         self._new_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.python = sys.executable  # the interpreter the daemon runs on
         self._notify: socket.socket | None = None
         self._notify_name = ""
         self.notices: list[str] = []  # sd_notify states of the last start ("READY=1", ...)
@@ -358,7 +359,7 @@ class DaemonProcess:
 
     @property
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "daemon.main", "--config", str(self.config_path),
+        argv = [self.python, "-m", "daemon.main", "--config", str(self.config_path),
                 "--state-dir", str(self.state_dir), "--admin-socket", str(self.socket),
                 "--listen", f"127.0.0.1:{self.port}"]  # fmt: skip
         return argv if self.sandboxed else [*argv, "--dev-no-sandbox"]

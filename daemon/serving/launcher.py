@@ -2,8 +2,10 @@
 a plain process group (development and tests of the protocol only: no isolation).
 
 `SandboxLauncher` turns a built version (`RunTarget`) into the `SandboxSpec` of one
-replica: runtimes/supervisor.py on the version's interpreter, the version's source and
-environment read-only, the script's workspace read-write, the uploads read-only, the
+replica: runtimes/supervisor.py on an interpreter of the runtime catalogue (the version's
+own venv python for a Python script, the catalogue's default Python for a Node script;
+never the daemon's own interpreter, whose folders are never bound in), the version's
+source and environment read-only, the script's workspace read-write, the uploads read-only, the
 profile's actual vCPUs and memory, and a uid of the script's own.
 """
 
@@ -12,9 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import sandbox
@@ -57,7 +58,8 @@ class LaunchSettings:
     log_dir: Path | None = None  # supervisor stdout/stderr: <log_dir>/<script id>/<replica>.log
     uid_base: int = Config.replica_uid_base  # script N runs as uid/gid uid_base + N
     uid_count: int = Config.replica_uid_count  # ids above uid_base + uid_count are refused
-    host_python: str = field(default_factory=lambda: os.path.realpath(sys.executable))
+    # A catalogue Python that runs the supervisor of Node scripts (main.py: the default).
+    supervisor_python: str | None = None
     tmp_size_bytes: int = 64 * MiB  # /tmp of each replica
     pids_max: int = 256  # processes + threads per replica
     max_output_bytes: int = 1 * MiB  # per call, per stream
@@ -101,8 +103,7 @@ def install_root(executable: str, language: str) -> str | None:
     Python, found by daemon/build/catalogue.py), or None when the sandbox's system binds
     already cover it. Raises UnsafeRuntime for a prefix that would expose the host."""
     prefix = install_prefix(executable, language)
-    covered = (*_SYSTEM_PREFIXES, os.path.realpath(sys.base_prefix))  # sandbox binds these
-    if any(prefix == p or prefix.startswith(p + "/") for p in covered):
+    if any(prefix == p or prefix.startswith(p + "/") for p in _SYSTEM_PREFIXES):
         return None
     return prefix
 
@@ -133,7 +134,7 @@ class SandboxLauncher:
             compile_runtimes(python, self.settings.runtimes_dir)
             compile_source(python, t.source_dir)
         else:
-            compile_runtimes(self.settings.host_python, self.settings.runtimes_dir)
+            compile_runtimes(self.supervisor_python(), self.settings.runtimes_dir)
         ensure_mounted(t.workspace_dir, t.profile.workspace_bytes)  # reused when mounted
         prepare_workspace(t.workspace_dir, self.uid)
         egress = self.settings.egress
@@ -178,7 +179,7 @@ class SandboxLauncher:
 
     def argv(self, egress: EgressAccess | None = None) -> tuple[str, ...]:
         t, s = self.target, self.settings
-        python = f"{VENV_IN}/bin/python" if t.language == "python" else s.host_python
+        python = f"{VENV_IN}/bin/python" if t.language == "python" else self.supervisor_python()
         node = os.path.realpath(t.runtime_path) if t.language == "javascript" else None
         command = SupervisorCommand(
             t.language, self.workers, APP_DIR, RUNTIMES_IN, node, t.step_spec
@@ -199,7 +200,10 @@ class SandboxLauncher:
             binds.append(sandbox.Bind(str(t.env_dir), VENV_IN))
         elif _real_dir(t.env_dir / "node_modules"):
             binds.append(sandbox.Bind(str(t.env_dir / "node_modules"), NODE_MODULES_IN))
-        for exe, language in ((t.runtime_path, t.language), (s.host_python, "python")):
+        runtimes = [(t.runtime_path, t.language)]
+        if t.language == "javascript":
+            runtimes.append((self.supervisor_python(), "python"))
+        for exe, language in runtimes:
             root = install_root(exe, language)
             if root is not None:
                 binds.append(sandbox.Bind(root, root))
@@ -208,6 +212,16 @@ class SandboxLauncher:
         for host, inside in egress.binds if egress is not None else ():
             binds.append(sandbox.Bind(str(host), inside))
         return tuple(dict.fromkeys(binds))
+
+    def supervisor_python(self) -> str:
+        """The catalogue Python that runs a Node script's supervisor."""
+        python = self.settings.supervisor_python
+        if python is None:
+            raise sandbox.SandboxError(
+                f"{self.label}: the runtime catalogue has no Python to run the supervisor of "
+                "a Node script; install python3 (or name one in runtimes.python)"
+            )
+        return os.path.realpath(python)
 
     def env(self, egress: EgressAccess | None = None) -> dict[str, str]:
         base = {

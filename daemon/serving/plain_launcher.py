@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,7 @@ class PlainLauncher:
         python = str(target.env_dir / "bin" / "python")
         node = None
         if target.language == "javascript":
-            python, node = settings.host_python, target.runtime_path
+            python, node = settings.supervisor_python or sys.executable, target.runtime_path
         target.workspace_dir.mkdir(parents=True, exist_ok=True)
         uploads = str(settings.uploads_dir or "/nonexistent")
         env = {**target.env, "WORKSPACE_DIR": str(target.workspace_dir), "UPLOADS_DIR": uploads}

@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 
-from sandbox import CgroupRoot, Exit, SandboxSpec, start
+from sandbox import Bind, CgroupRoot, Exit, SandboxSpec, start
 from tests.conftest import require, require_root
 
-# The interpreter running the tests; the sandbox binds its base prefix itself.
+# The interpreter running the tests. The sandbox binds nothing of its caller's own
+# environment, so a test that runs it inside binds its install prefix (when outside /usr).
 PY = os.path.realpath(sys.executable)
+PY_PREFIX = os.path.realpath(sys.base_prefix)
+PY_BINDS = () if PY_PREFIX.startswith("/usr/") else (Bind(PY_PREFIX, PY_PREFIX),)
 NODE = shutil.which("node") or "/usr/bin/node"
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 _names = itertools.count()
@@ -51,6 +54,7 @@ def run(
     """Run argv in a sandbox and wait, killing it after `timeout` seconds."""
     fields.setdefault("env", ENV)
     fields.setdefault("name", unique_name())
+    fields["binds"] = (*PY_BINDS, *fields.get("binds", ()))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         spec = SandboxSpec(argv=tuple(argv), stdout=out.fileno(), stderr=err.fileno(), **fields)
         box = start(spec, root)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from sandbox import Bind, CgroupRoot, SandboxError, SandboxSpec, remove_tree, start
-from tests.sandbox.conftest import ENV, PY, run, unique_name
+from tests.sandbox.conftest import ENV, PY, PY_BINDS, run, unique_name
 
 pytestmark = pytest.mark.usefixtures("cgroot")
 
@@ -204,7 +204,16 @@ def test_cli_reports_how_it_ended():
     )
     assert slow.returncode == 124 and "sandbox: timeout" in slow.stderr
     oom = subprocess.run(
-        [*cli, "--memory", "32M", "--", PY, "-c", "x = bytearray(1 << 28)"],
+        [
+            *cli,
+            "--memory",
+            "32M",
+            *(f"--ro={b.source}" for b in PY_BINDS),
+            "--",
+            PY,
+            "-c",
+            "x = bytearray(1 << 28)",
+        ],
         capture_output=True,
         text=True,
     )

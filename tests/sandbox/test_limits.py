@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import SandboxSpec, start
-from tests.sandbox.conftest import ENV, PY, run, run_py, unique_name
+from tests.sandbox.conftest import ENV, PY, PY_BINDS, run, run_py, unique_name
 
 pytestmark = pytest.mark.usefixtures("cgroot")
 
@@ -118,6 +118,7 @@ def test_half_a_vcpu_gets_half_a_cpu(cgroot):
     with tempfile.TemporaryFile() as out:
         spec = SandboxSpec(
             argv=(PY, "-c", "while True: pass"),
+            binds=PY_BINDS,
             env=ENV,
             name=unique_name(),
             cpu_vcpus=0.5,

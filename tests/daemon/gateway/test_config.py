@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.build.catalogue import Catalogue, Runtime
 from daemon.config.daemon_config import Config
 from daemon.config.loader import config_from_mapping
 from daemon.core.errors import ConfigError
@@ -40,7 +41,11 @@ def test_keys_reach_the_runner_settings() -> None:
                      "shutdown_drain_s": 2},
         "sandbox": {"cgroup_name": "scriptd-b"},
     })  # fmt: skip
-    s = runner_settings(c)
+    python = Runtime("python", "3.11.2", "/usr/bin/python3.11", default=True, prefix="/usr")
+    node = Runtime("javascript", "20.1.0", "/usr/bin/node", default=True, prefix="/usr")
+    s = runner_settings(c, Catalogue((python, node)))
+    assert s.launch.supervisor_python == "/usr/bin/python3.11"  # never the daemon's own
+    assert runner_settings(c, Catalogue((node,))).launch.supervisor_python is None
     assert s.launch.uploads_dir == Path("/srv/files")
     assert (s.launch.uid_base, s.launch.uid_count) == (300000, 1000)
     assert (s.pool.start_timeout_s, s.pool.max_start_failures) == (5.0, 2)

@@ -21,6 +21,7 @@ from daemon.serving.bytecode import compile_source
 from daemon.serving.host_files import prepare_workspace, remove_script_logs, script_log_dir
 from daemon.serving.launcher import LaunchSettings, SandboxLauncher
 from daemon.serving.target import RunTarget
+from sandbox import SandboxError
 from tests.conftest import require, require_root
 from tests.daemon.serving.test_replica_sandbox import make_target
 
@@ -121,8 +122,12 @@ def fake_python(folder: Path, prefix: str) -> str:
     return str(exe)
 
 
+SYSTEM_PYTHON = "/usr/bin/python3"  # a catalogue Python for Node supervisors
+
+
 def host_binds(target: RunTarget) -> set[str]:
-    launcher = SandboxLauncher(target, LaunchSettings(), root=None)  # type: ignore[arg-type]
+    settings = LaunchSettings(supervisor_python=SYSTEM_PYTHON)
+    launcher = SandboxLauncher(target, settings, root=None)  # type: ignore[arg-type]
     binds = launcher.spec("x", control_fd=9).binds
     return {b.source for b in binds if b.source == b.target}
 
@@ -147,6 +152,7 @@ def test_a_top_level_prefix_is_refused(tmp_path: Path, prefix: str) -> None:
 
 
 def test_node_binds_its_prefix_only(tmp_path: Path) -> None:
+    require(os.path.exists(SYSTEM_PYTHON), f"needs {SYSTEM_PYTHON}")
     node = tmp_path / "node-v20" / "bin" / "node"
     node.parent.mkdir(parents=True)
     node.write_text("#!/bin/sh\necho v20.1.0\n")
@@ -159,6 +165,18 @@ def test_node_binds_its_prefix_only(tmp_path: Path) -> None:
     lone.parent.mkdir()
     lone.write_text("")
     assert catalogue.node_prefix(str(lone)) == str(lone.parent)
+
+
+def test_a_node_supervisor_runs_on_the_catalogue_python_never_the_daemons(
+    tmp_path: Path,
+) -> None:
+    t = replace(make_target(tmp_path, tmp_path / "env"), language="javascript",
+                runtime_path="/usr/bin/node")  # fmt: skip
+    launcher = SandboxLauncher(t, LaunchSettings(supervisor_python="/usr/bin/python3.11"), None)  # type: ignore[arg-type]
+    assert launcher.argv()[0] == os.path.realpath("/usr/bin/python3.11")
+    assert sys.executable not in launcher.argv()
+    with pytest.raises(SandboxError, match="no Python to run the supervisor"):
+        SandboxLauncher(t, LaunchSettings(), None).argv()  # type: ignore[arg-type]
 
 
 # --- workspace ---------------------------------------------------------------------

@@ -113,7 +113,10 @@ def cgroot() -> Iterator[object]:
 
 @pytest.fixture
 async def runner(cgroot: object) -> AsyncIterator[ReplicaRunner]:
-    r = ReplicaRunner(RunnerSettings(pool=FAST_POOL), cgroot)  # type: ignore[arg-type]
+    # The tests' interpreter stands in for the catalogue Python of Node supervisors.
+    launch = LaunchSettings(supervisor_python=os.path.realpath(sys.executable))
+    settings = RunnerSettings(launch=launch, pool=FAST_POOL)
+    r = ReplicaRunner(settings, cgroot)  # type: ignore[arg-type]
     yield r
     await r.close()
 
