@@ -50,6 +50,7 @@ GRACE_S = 5.0
 QUICK_DEATH_S = 1.0
 MAX_BOOT_FAILURES = 5
 SIGKILL = 9
+SIGABRT = 6
 HANDLED_SIGNALS = (_signal.SIGCHLD, _signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
 
 
@@ -298,6 +299,8 @@ class Supervisor:
         code, sig = self.launch.decode_wait_status(status)
         if proc.announced and self.control.fileno() >= 0:
             exit_info = {"code": code, "signal": sig, "killed": proc.killed}
+            if sig == SIGABRT and self.args.language == "javascript":  # how V8 gives up
+                exit_info.update(self.launch.heap_exhaustion(proc.pid))
             self.send({"t": "worker_exit", **proc.describe(), **exit_info})
         elif not proc.ready and self.terminate_by is None:
             self._boot_failed(proc, code, sig)

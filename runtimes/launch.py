@@ -109,7 +109,36 @@ def worker_argv(args: Any) -> list[str]:
     # With egress, the harness sets the undici inside node as fetch's proxy agent,
     # which only node's internal modules expose (runtimes/node/egress.mjs).
     flags = ["--expose-internals"] if args.egress_socket else []
+    # A fatal error (the V8 heap exhausted) leaves a small report in /tmp that
+    # heap_exhaustion() reads when the worker dies of it.
+    flags += ["--report-on-fatalerror", "--report-compact", "--report-directory=/tmp"]
+    if args.node_heap_mb:
+        flags.append(f"--max-old-space-size={args.node_heap_mb}")
     return [args.node, *flags, os.path.join(args.harness_dir, "node", "harness.mjs"), *common]
+
+
+def heap_exhaustion(pid: int) -> dict[str, Any]:
+    """{"oom": "heap", "heap_limit": bytes} when node worker `pid` died because its V8
+    heap was exhausted (its fatal-error report says so), else {}. Removes its reports."""
+    found: dict[str, Any] = {}
+    try:
+        names = [n for n in os.listdir("/tmp") if n.startswith("report.") and f".{pid}." in n]
+    except OSError:
+        return found
+    for name in names:
+        path = os.path.join("/tmp", name)
+        try:
+            with open(path, "rb") as f:
+                report = f.read(1 << 22)
+            os.unlink(path)
+            import json  # a dead node worker only
+
+            doc = json.loads(report)
+            if doc["header"]["trigger"] == "OOMError":
+                found = {"oom": "heap", "heap_limit": int(doc["javascriptHeap"]["memoryLimit"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def read_status(proc: Proc, final: bool) -> dict[str, Any] | None:

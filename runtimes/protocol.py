@@ -20,11 +20,12 @@ Supervisor command line
       [--main FILE=main.py|main.js (else main.mjs, main.cjs)]
       [--max-output BYTES=1048576] [--max-frame BYTES=16777216]
       [--mode auto|fork|spawn] [--spares N] [--control-fd N=3]
-      [--egress-socket PATH] [--egress-port N=3128]
+      [--egress-socket PATH] [--egress-port N=3128] [--node-heap-mb MB]
       [--kind functions|step=functions] [--step-spec JSON]
   python: run it on the script's venv python (with -S it puts the venv's
   site-packages on sys.path itself: faster than site). javascript: on the
-  host python3, with --node naming the node binary. --mode auto = fork unless
+  runtime catalogue's python3, with --node naming the node binary and
+  --node-heap-mb its V8 heap size (node --max-old-space-size). --mode auto = fork unless
   importing main started threads. --spares: workers booted ahead in spawn
   mode so that a respawn does not wait for an interpreter to start (default
   1 in spawn mode, 0 in fork mode). --egress-socket: the replica's socket to the
@@ -79,7 +80,10 @@ supervisor -> daemon:
    "signal":s|null,"killed":bool}
       Worker N died; code is the exit status or null, signal the number of
       the signal that killed it or null; killed is true when the supervisor
-      killed it (kill_worker, shutdown). A new "worker" for slot S follows
+      killed it (kill_worker, shutdown). A node worker whose V8 heap was
+      exhausted (it aborts: signal 6, and its fatal-error report says so) also
+      has "oom":"heap" and "heap_limit": the heap's limit in bytes.
+      A new "worker" for slot S follows
       (immediately; after a short backoff when the slot keeps dying at once).
   {"t":"pong","id":X,"workers":[{"worker":N,"slot":S,"pid":P},...]}
   {"t":"error","message":"..."}      a frame the supervisor did not understand

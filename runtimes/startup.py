@@ -29,7 +29,7 @@ USAGE = (
     "usage: supervisor.py --language python|javascript --source DIR [--workers K]\n"
     "       [--harness-dir DIR] [--node PATH] [--main FILE] [--max-output BYTES]\n"
     "       [--max-frame BYTES] [--mode auto|fork|spawn] [--spares N] [--control-fd N]\n"
-    "       [--egress-socket PATH] [--egress-port N]\n"
+    "       [--egress-socket PATH] [--egress-port N] [--node-heap-mb MB]\n"
     "       [--kind functions|step] [--step-spec JSON]\n"
 )
 # option -> (attribute, type, default); choices are checked in parse_args.
@@ -49,6 +49,7 @@ OPTIONS = {
     "--egress-port": ("egress_port", int, 3128),  # its relay on the sandbox's loopback
     "--kind": ("kind", str, "functions"),
     "--step-spec": ("step_spec", str, None),
+    "--node-heap-mb": ("node_heap_mb", int, None),  # node --max-old-space-size
 }
 
 

@@ -166,10 +166,13 @@ class _Waiter:
         self.arrived = arrived  # perf_counter
 
 
+MiB = 1024 * 1024
+
+
 def _mib(n: int | None) -> str:
     if n is None:
         return "the memory limit"
-    return f"the {n / (1024 * 1024):.0f} MiB memory limit"
+    return f"the {n / MiB:.0f} MiB memory limit"
 
 
 class Dispatcher:
@@ -378,6 +381,15 @@ class Dispatcher:
         raise exc
 
     def _loss_error(self, loss: WorkerLoss) -> CallError:
+        if loss.heap_limit_bytes is not None:
+            return OutOfMemory(
+                f"out of memory: the call went past the {loss.heap_limit_bytes / MiB:.0f} MiB "
+                "JavaScript heap limit (node's heap, sized from "
+                f"{_mib(loss.memory_bytes)} of the script's hardware profile) and its worker "
+                "was killed",
+                memory_limit_bytes=loss.memory_bytes,
+                heap_limit_bytes=loss.heap_limit_bytes,
+            )
         if loss.oom:
             return OutOfMemory(
                 f"out of memory: the call went past {_mib(loss.memory_bytes)} of the script's "

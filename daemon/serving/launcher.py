@@ -36,6 +36,7 @@ __all__ = [
     "LaunchSettings",
     "SandboxLauncher",
     "SupervisorCommand",
+    "node_heap_mb",
     "workers_for",
 ]
 
@@ -96,6 +97,17 @@ class SupervisorCommand:
 def workers_for(vcpus: float) -> int:
     """K: one worker per whole vCPU of the profile, at least one."""
     return max(1, int(vcpus))
+
+
+NODE_YOUNG_MB = 48  # V8's young generation (3 semi-spaces of 16 MiB) beside the old space
+
+
+def node_heap_mb(memory_bytes: int, workers: int) -> int:
+    """node's --max-old-space-size: three quarters of a worker's share of the replica's
+    memory, less the young generation, so V8 gives up (and the call is reported as out
+    of memory naming its heap limit) before the cgroup kills the whole worker."""
+    share = memory_bytes // max(1, workers) // MiB
+    return max(16, share * 3 // 4 - NODE_YOUNG_MB)
 
 
 def install_root(executable: str, language: str) -> str | None:
@@ -186,8 +198,10 @@ class SandboxLauncher:
         )
         extra = ("--egress-socket", egress.socket) if egress is not None else ()
         # -S: the supervisor adds the venv's site-packages itself (runtimes/supervisor.py)
-        return command.argv(python, "-S", "--max-output", str(s.max_output_bytes),
-                            "--max-frame", str(s.max_frame_bytes), *extra)  # fmt: skip
+        options = ["--max-output", str(s.max_output_bytes), "--max-frame", str(s.max_frame_bytes)]
+        if t.language == "javascript":
+            options += ["--node-heap-mb", str(node_heap_mb(t.profile.memory_bytes, self.workers))]
+        return command.argv(python, "-S", *options, *extra)
 
     def binds(self, egress: EgressAccess | None = None) -> tuple[sandbox.Bind, ...]:
         t, s = self.target, self.settings

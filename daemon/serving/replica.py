@@ -264,7 +264,10 @@ class Replica:
             detail = f"the replica exited ({self.exit.reason})"
         code = frame.get("code") if frame else None
         sig = frame.get("signal") if frame else None
-        return WorkerLoss(code, sig, oom, self.launcher.memory_bytes, detail)
+        heap = frame.get("heap_limit") if frame and frame.get("oom") == "heap" else None
+        heap_limit = heap if isinstance(heap, int) else None
+        memory = self.launcher.memory_bytes
+        return WorkerLoss(code, sig, oom or heap_limit is not None, memory, detail, heap_limit)
 
     def _oom_kills(self) -> int:
         if self.process is None:

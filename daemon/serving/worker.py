@@ -33,6 +33,7 @@ class WorkerLoss:
     oom: bool  # the replica's OOM kill counter went up (or the replica died of OOM)
     memory_bytes: int | None  # the replica's memory limit
     detail: str  # extra words: "the replica exited: ..." or ""
+    heap_limit_bytes: int | None = None  # set when a node worker exhausted its V8 heap
 
     def describe(self) -> str:
         if self.signal is not None:

@@ -26,6 +26,7 @@ function hello(p) { return "hello " + (p.name || "world"); }
 function boom(p) { console.log("about to fail"); throw new TypeError(p.word || "bad"); }
 function spin() { while (true) {} }
 function hog() { const a = []; while (true) a.push(Buffer.alloc(16 << 20, 1)); }
+function heap() { const a = []; while (true) a.push({ n: Math.random(), s: [1, 2, 3] }); }
 function die() { process.exit(7); }
 function chatty() {
   const line = "y".repeat(1023) + "\\n";
@@ -33,7 +34,7 @@ function chatty() {
   return "printed";
 }
 async function later(p) { await new Promise((r) => setTimeout(r, 10)); return p; }
-module.exports = { hello, boom, spin, hog, die, chatty, later };
+module.exports = { hello, boom, spin, hog, heap, die, chatty, later };
 """
 MAIN_MJS = """\
 export async function twice(p) { return p.n * 2; }
@@ -69,6 +70,17 @@ def gw(daemon: DaemonProcess, admin: AdminClient) -> Iterator[GatewayClient]:
     client = daemon.gateway(create_key(admin, "js", f"k{time.monotonic_ns()}"))
     yield client
     client.close()
+
+
+def recorded_status(admin: AdminClient, execution_id: str, timeout: float = 15) -> str:
+    """The execution record's status, once the recorder's batch reached the store."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = admin.request("GET", f"/v1/executions/{execution_id}")
+        if r.status == 200 or time.monotonic() > deadline:
+            assert r.status == 200, r.body
+            return str(r.json()["status"])
+        time.sleep(0.1)
 
 
 def error(r: Any) -> dict[str, Any]:
@@ -109,6 +121,25 @@ def test_out_of_memory(daemon: DaemonProcess, admin: AdminClient) -> None:
         assert r.status == 502, r.body
         assert error(r)["type"] == "out_of_memory" and "256 MiB" in error(r)["message"]
         assert gw.call("js-mem", "hello").status == 200
+    finally:
+        gw.close()
+
+
+def test_a_heap_bomb_is_out_of_memory_naming_the_heap_limit(
+    daemon: DaemonProcess, admin: AdminClient
+) -> None:
+    # Objects on the V8 heap, not buffers: node gives up at --max-old-space-size (sized
+    # from the profile's 256 MiB) and aborts, before the cgroup limit is reached.
+    gw = daemon.gateway(create_key(admin, "js-mem", "heap"))
+    try:
+        r = gw.call("js-mem", "heap")
+        assert r.status == 502, r.body
+        e = error(r)
+        assert e["type"] == "out_of_memory", e
+        assert "JavaScript heap limit" in e["message"] and "256 MiB" in e["message"], e
+        assert 100 << 20 < e["heap_limit_bytes"] < 256 << 20, e
+        assert gw.call("js-mem", "hello").status == 200
+        assert recorded_status(admin, r.headers["X-Scriptd-Execution-Id"]) == "oom"
     finally:
         gw.close()
 

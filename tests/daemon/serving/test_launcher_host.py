@@ -19,7 +19,7 @@ from daemon.build import catalogue
 from daemon.build.catalogue import UnsafeRuntime
 from daemon.serving.bytecode import compile_source
 from daemon.serving.host_files import prepare_workspace, remove_script_logs, script_log_dir
-from daemon.serving.launcher import LaunchSettings, SandboxLauncher
+from daemon.serving.launcher import LaunchSettings, SandboxLauncher, node_heap_mb
 from daemon.serving.target import RunTarget
 from sandbox import SandboxError
 from tests.conftest import require, require_root
@@ -175,8 +175,17 @@ def test_a_node_supervisor_runs_on_the_catalogue_python_never_the_daemons(
     launcher = SandboxLauncher(t, LaunchSettings(supervisor_python="/usr/bin/python3.11"), None)  # type: ignore[arg-type]
     assert launcher.argv()[0] == os.path.realpath("/usr/bin/python3.11")
     assert sys.executable not in launcher.argv()
+    argv = launcher.argv()
+    assert argv[argv.index("--node-heap-mb") + 1] == str(node_heap_mb(t.profile.memory_bytes, 1))
     with pytest.raises(SandboxError, match="no Python to run the supervisor"):
         SandboxLauncher(t, LaunchSettings(), None).argv()  # type: ignore[arg-type]
+
+
+def test_the_node_heap_is_sized_from_a_workers_share_of_the_memory() -> None:
+    mib = 1 << 20
+    assert node_heap_mb(256 * mib, 1) == 256 * 3 // 4 - 48
+    assert node_heap_mb(6 * 1024 * mib, 3) == 2048 * 3 // 4 - 48
+    assert node_heap_mb(64 * mib, 4) == 16  # never below a heap node can start with
 
 
 # --- workspace ---------------------------------------------------------------------
