@@ -54,6 +54,7 @@ from daemon.serving.dispatcher import DispatchSettings
 from daemon.serving.egress_gate import EgressGate
 from daemon.serving.launcher import LaunchSettings
 from daemon.serving.pool import PoolSettings
+from daemon.serving.replica_logs import LogLimits, LogWriter
 from daemon.serving.replica_runner import FailureHook, ReplicaRunner, RunnerSettings
 from daemon.serving.workspace_image import unmount_all
 from daemon.store import uploads_folder
@@ -124,13 +125,11 @@ def prepare_uploads_dir(path: Path) -> None:
 def runner_settings(
     config: Config, catalogue: Catalogue, egress: EgressGate | None = None
 ) -> RunnerSettings:
-    state = StateDir(config.state_dir)
     python = catalogue.pick("python", None)  # runs the supervisor of Node scripts
     return RunnerSettings(
         launch=LaunchSettings(
             supervisor_python=python.path if python is not None else None,
             uploads_dir=config.uploads_dir,
-            log_dir=state.root / "logs",
             uid_base=config.replica_uid_base,
             uid_count=config.replica_uid_count,
             egress=egress,
@@ -146,20 +145,32 @@ def runner_settings(
     )
 
 
+def log_writer(config: Config) -> LogWriter:
+    """The replicas' output: <state_dir>/logs/<script id>/<replica>.log, rotated."""
+    limits = LogLimits(
+        file_bytes=config.log_file_bytes,
+        files=config.log_files,
+        replicas_kept=config.log_replicas_kept,
+        rate_bytes_per_s=config.log_rate_bytes_per_s,
+    )
+    return LogWriter(StateDir(config.state_dir).root / "logs", limits)
+
+
 async def make_runner(
     config: Config,
     catalogue: Catalogue,
     sandboxed: bool,
     on_failing: FailureHook,
+    logs: LogWriter,
     egress: EgressGate | None = None,
 ) -> tuple[ServingRunner, sandbox.CgroupRoot | None]:
     settings = runner_settings(config, catalogue, egress)
     if not sandboxed:
-        return ReplicaRunner.without_sandbox(settings, on_failing), None
+        return ReplicaRunner.without_sandbox(settings, on_failing, logs), None
     root = await asyncio.to_thread(
         sandbox.CgroupRoot.create, config.cgroup_root_name, exclusive=True
     )
-    return ReplicaRunner(settings, root, on_failing=on_failing), root
+    return ReplicaRunner(settings, root, on_failing=on_failing, logs=logs), root
 
 
 async def serve(
@@ -180,16 +191,18 @@ async def serve(
 
 # Shutdown order (Teardown ranks): stop taking admin requests, cancel deploys,
 # drain and stop replicas (running calls answer through the still-open gateway),
-# charge their last seconds, close the gateway, unmount the workspaces, remove
-# cgroups, write the last execution records, then close the store and release
-# the state dir.
-SWEEPER, ADMIN, DEPLOYS, REPLICAS, EGRESS, ACCOUNT, GATEWAY = 10, 20, 30, 40, 45, 50, 60
+# write their last output, charge their last seconds, close the gateway, unmount the
+# workspaces, remove cgroups, write the last execution records, then close the store
+# and release the state dir.
+SWEEPER, ADMIN, DEPLOYS, REPLICAS, EGRESS, LOGS = 10, 20, 30, 40, 45, 47
+ACCOUNT, GATEWAY = 50, 60
 WORKSPACES, CGROUPS, RECORDS, KEYS, STORE, SOCKET, LOCK = 65, 70, 80, 90, 100, 110, 120
 
 
 async def _serve(
     config: Config, runner: ServingRunner | None, sandboxed: bool, teardown: Teardown
 ) -> None:
+    stop = _stop_on_signals()
     state = StateDir(config.state_dir)
     await asyncio.to_thread(state.prepare)
     lock = await asyncio.to_thread(lock_state_dir, state)
@@ -205,6 +218,8 @@ async def _serve(
     def failing(script: str, reason: str) -> object:
         return lc.replicas_failing(script, reason) if lc is not None else None
 
+    logs = log_writer(config)
+    teardown.add(LOGS, "replica logs", lambda: asyncio.to_thread(logs.close))
     egress: ReplicaEgress | None = None
     root: sandbox.CgroupRoot | None = None
     if runner is None:
@@ -212,7 +227,7 @@ async def _serve(
             loop = asyncio.get_running_loop()
             egress, proxy = await asyncio.to_thread(make_gate, config, loop)
             teardown.add(EGRESS, "egress proxy", proxy.close)
-        runner, root = await make_runner(config, catalogue, sandboxed, failing, egress)
+        runner, root = await make_runner(config, catalogue, sandboxed, failing, logs, egress)
         if root is not None:
             teardown.add(CGROUPS, "cgroups", lambda: asyncio.to_thread(root.cleanup))
     teardown.add(WORKSPACES, "workspaces", lambda: asyncio.to_thread(unmount_all, state.scripts))
@@ -246,7 +261,7 @@ async def _serve(
                  config.trusted_proxies, http_logs, closer)  # fmt: skip
     steps = StepRoute(gw)
     admin = await serve_unix(
-        make_app(lc, config, catalogue, Tryout(gw, steps)),
+        make_app(lc, config, catalogue, logs, Tryout(gw, steps)),
         config.admin_socket,
         config.admin_socket_mode,
         config.admin_socket_group,
@@ -266,15 +281,17 @@ async def _serve(
     log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,
              config.listen_port)  # fmt: skip
     notify("READY=1")
-    await _until_signal()
+    await stop.wait()
 
 
-async def _until_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """Set on SIGTERM or SIGINT. Installed first thing: a signal that comes while the
+    daemon starts (or just after READY) stops it cleanly once it has started."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.admin import account_routes, call_routes, try_routes
+from daemon.admin import account_routes, call_routes, log_routes, try_routes
 from daemon.admin.exports import export_zip, sample_zip, send_file
 from daemon.admin.http import (
     CATALOGUE,
@@ -42,6 +42,7 @@ from daemon.core.models import Script
 from daemon.lifecycle import request_checks
 from daemon.lifecycle.actions import Lifecycle
 from daemon.serving import workspace_image
+from daemon.serving.replica_logs import LogWriter
 
 log = logging.getLogger(__name__)
 
@@ -268,18 +269,25 @@ ROUTES: tuple[Route, ...] = (
           "A sample project as a .zip (?kind=step: a code step)", None, "zip", query=("kind",)),
     *call_routes.ROUTES,
     *try_routes.ROUTES,
+    *log_routes.ROUTES,
     *account_routes.ROUTES,
 )  # fmt: skip
 
 
 def make_app(
-    lc: Lifecycle, config: Config, catalogue: Catalogue, tryout: try_routes.Tryout | None = None
+    lc: Lifecycle,
+    config: Config,
+    catalogue: Catalogue,
+    logs: LogWriter,
+    tryout: try_routes.Tryout | None = None,
 ) -> web.Application:
     """`tryout`: the gateway for the run and call routes (they answer 503 without it)."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=JSON_MAX)
     app[LIFECYCLE] = lc
     app[CONFIG] = config
     app[CATALOGUE] = catalogue
+    app[log_routes.LOGS] = logs
+    app.on_shutdown.append(log_routes.end_follows)
     if tryout is not None:
         app[try_routes.TRY] = tryout
     for r in ROUTES:

@@ -163,6 +163,17 @@ CALL_SCHEMAS: dict[str, S] = {
     "ExecutionList": _obj({"script": STR, "executions": {"type": "array", "items": EXECUTION}}),
     "Execution": EXECUTION,
     "FileList": _obj({"files": {"type": "array", "items": FILE}}),
+    "Logs": _obj(
+        {
+            "script": STR,
+            "replicas": {
+                "type": "array",
+                "items": _obj(
+                    {"replica": STR, "running": BOOL, "bytes": INT, "truncated": BOOL, "text": STR}
+                ),
+            },
+        }
+    ),
     "File": FILE,
     **TRY_SCHEMAS,
 }
@@ -175,6 +186,9 @@ QUERY_SCHEMAS: dict[str, S] = {
     "kind": {"enum": ["functions", "step"]},
     "status": {"enum": ["ok", "error", "timeout", "oom", "crashed", "rejected"]},
     "since": {**STR, "description": "a duration back from now (30s, 15m, 1h, 2d) or an ISO time"},
+    "replica": {**STR, "description": "one replica's logs (its name, as listed)"},
+    "tail": {**INT, "minimum": 0, "maximum": 16 << 20, "description": "bytes per replica"},
+    "follow": BOOL,
     **ACCOUNT_QUERY,
 }
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})

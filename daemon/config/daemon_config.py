@@ -73,6 +73,11 @@ class Config:
     replica_uid_count: int = 100_000  # script ids from 1 to uid_count - 1
     shutdown_drain_s: float = 10.0  # running calls may finish this long at shutdown
     cgroup_name: str | None = None  # None: derived from the state dir (cgroup_root_name)
+    # Replicas' stdout and stderr on the host (<state_dir>/logs, serving/replica_logs.py).
+    log_file_bytes: int = 1 << 20  # a replica's log file is rotated before this size
+    log_files: int = 3  # files kept per replica: the current one and rotated ones
+    log_replicas_kept: int = 10  # per script: logs of this many latest replicas (+ running)
+    log_rate_bytes_per_s: int = 1 << 20  # output read from one replica per second at most
     executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
     executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most

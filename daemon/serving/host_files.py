@@ -1,7 +1,8 @@
 """The files of a script that its replicas use on the host: the workspace (WORKSPACE_DIR,
-prepared before every replica start) and the replica logs (supervisor stdout/stderr).
+prepared before every replica start) and the folder of its replica logs (written by
+daemon/serving/replica_logs.py).
 
-    <log_dir>/<script id>/<replica name>.log
+    <log_dir>/<script id>/<replica name>.log[.N]
 
 Logs go by script id, so a new script of a deleted one's name starts afresh; ids may be
 reused, so the lifecycle removes a script's logs when it deletes the script.
@@ -19,15 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["open_replica_log", "prepare_workspace", "remove_script_logs", "script_log_dir"]
-
-
-def open_replica_log(log_dir: Path, script_id: int, name: str) -> int:
-    """An fd (append, close-on-exec) for one replica's output."""
-    folder = script_log_dir(log_dir, script_id)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-    return os.open(folder / f"{name}.log", flags, 0o640)
+__all__ = ["prepare_workspace", "remove_script_logs", "script_log_dir"]
 
 
 def script_log_dir(log_dir: Path, script_id: int) -> Path:

@@ -23,10 +23,9 @@ from daemon.build.catalogue import install_prefix
 from daemon.config.daemon_config import Config
 from daemon.serving.bytecode import compile_runtimes, compile_source
 from daemon.serving.egress_gate import EgressAccess, EgressGate
-from daemon.serving.host_files import (
-    open_replica_log,
-    prepare_workspace,
-)
+from daemon.serving.host_files import prepare_workspace
+from daemon.serving.replica_logs import LogWriter
+from daemon.serving.replica_output import OutputPump, StderrSink
 from daemon.serving.target import RunTarget
 from daemon.serving.workspace_image import ensure_mounted
 
@@ -37,6 +36,7 @@ __all__ = [
     "SandboxLauncher",
     "SupervisorCommand",
     "node_heap_mb",
+    "output_pump",
     "workers_for",
 ]
 
@@ -56,7 +56,6 @@ _SYSTEM_PREFIXES = ("/usr", "/bin", "/lib", "/lib64", "/sbin")
 class LaunchSettings:
     runtimes_dir: Path = RUNTIMES_DIR
     uploads_dir: Path | None = None  # the account's uploads (UPLOADS_DIR, read-only)
-    log_dir: Path | None = None  # supervisor stdout/stderr: <log_dir>/<script id>/<replica>.log
     uid_base: int = Config.replica_uid_base  # script N runs as uid/gid uid_base + N
     uid_count: int = Config.replica_uid_count  # ids above uid_base + uid_count are refused
     # A catalogue Python that runs the supervisor of Node scripts (main.py: the default).
@@ -110,6 +109,14 @@ def node_heap_mb(memory_bytes: int, workers: int) -> int:
     return max(16, share * 3 // 4 - NODE_YOUNG_MB)
 
 
+def output_pump(logs: LogWriter | None, script_id: int, name: str, label: str) -> OutputPump:
+    """The pipe of a replica's stdout and stderr, to its rotated log (to the daemon's
+    stderr when there is no log writer: development and tests)."""
+    if logs is None:
+        return OutputPump(StderrSink(), 1 << 40, label)
+    return OutputPump(logs.open(script_id, name), logs.limits.rate_bytes_per_s, f"{label} {name}")
+
+
 def install_root(executable: str, language: str) -> str | None:
     """The folder to bind for a host runtime: its install prefix (sys.base_prefix for a
     Python, found by daemon/build/catalogue.py), or None when the sandbox's system binds
@@ -123,10 +130,17 @@ def install_root(executable: str, language: str) -> str | None:
 class SandboxLauncher:
     """Starts replicas of one built version, each in its own sandbox."""
 
-    def __init__(self, target: RunTarget, settings: LaunchSettings, root: sandbox.CgroupRoot):
+    def __init__(
+        self,
+        target: RunTarget,
+        settings: LaunchSettings,
+        root: sandbox.CgroupRoot,
+        logs: LogWriter | None = None,
+    ) -> None:
         self.target = target
         self.settings = settings
         self.root = root
+        self.logs = logs
         self.workers = workers_for(target.profile.vcpus)
         self.memory_bytes: int | None = target.profile.memory_bytes
         self.label = f"{target.script} v{target.version}"
@@ -134,7 +148,10 @@ class SandboxLauncher:
         if not 0 < target.script_id < settings.uid_count:
             raise ValueError(f"script id {target.script_id} is outside the uid range")
 
-    def launch(self, name: str, control_fd: int) -> sandbox.Sandbox | _Released:
+    def output(self, name: str) -> OutputPump:
+        return output_pump(self.logs, self.target.script_id, name, self.label)
+
+    def launch(self, name: str, control_fd: int, output_fd: int) -> sandbox.Sandbox | _Released:
         """Blocking: prepare the workspace, start the sandbox (a few ms)."""
         t = self.target
         # Nothing of env_dir or source_dir runs out here: both hold what the script's
@@ -151,25 +168,22 @@ class SandboxLauncher:
         prepare_workspace(t.workspace_dir, self.uid)
         egress = self.settings.egress
         access = egress.open(name, t.egress, t.secrets) if egress is not None else None
-        log_fd = self._open_log(name)
         try:
-            box = sandbox.start(self.spec(name, control_fd, log_fd, access), self.root)
+            box = sandbox.start(self.spec(name, control_fd, output_fd, access), self.root)
         except BaseException:
             if egress is not None:
                 egress.release(name)
             raise
-        finally:
-            if log_fd is not None:
-                os.close(log_fd)
         return box if egress is None else _Released(box, lambda: egress.release(name))
 
     def spec(
         self,
         name: str,
         control_fd: int,
-        log_fd: int | None = None,
+        output_fd: int | None = None,
         egress: EgressAccess | None = None,
     ) -> sandbox.SandboxSpec:
+        """stdout and stderr: the write end of the replica's output pipe, never a file."""
         t, s = self.target, self.settings
         return sandbox.SandboxSpec(
             argv=self.argv(egress),
@@ -184,8 +198,8 @@ class SandboxLauncher:
             memory_bytes=t.profile.memory_bytes,
             pids_max=s.pids_max,
             pass_fds={3: control_fd},
-            stdout=log_fd,
-            stderr=log_fd,
+            stdout=output_fd,
+            stderr=output_fd,
             hostname=t.script[:63],
         )
 
@@ -247,11 +261,6 @@ class SandboxLauncher:
         own = {"WORKSPACE_DIR": WORKSPACE_IN, "UPLOADS_DIR": UPLOADS_IN}
         trust = egress.env if egress is not None else {}
         return {**base, **self.target.env, **trust, **own}
-
-    def _open_log(self, name: str) -> int | None:
-        if self.settings.log_dir is None:
-            return None
-        return open_replica_log(self.settings.log_dir, self.target.script_id, name)
 
 
 class _Released:

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.serving.launcher import RUNTIMES_DIR, LaunchSettings, SupervisorCommand, workers_for
+from daemon.serving.launcher import (
+    RUNTIMES_DIR,
+    LaunchSettings,
+    SupervisorCommand,
+    output_pump,
+    workers_for,
+)
+from daemon.serving.replica_logs import LogWriter
+from daemon.serving.replica_output import OutputPump
 from daemon.serving.target import RunTarget
 
 
@@ -103,9 +111,13 @@ class PlainLauncher:
         self.label = label
         self.runtimes_dir = runtimes_dir
         self.memory_bytes: int | None = None
+        self.logs: LogWriter | None = None  # where output goes (None: the daemon's stderr)
+        self.script_id = 0
 
     @classmethod
-    def for_target(cls, target: RunTarget, settings: LaunchSettings) -> PlainLauncher:
+    def for_target(
+        cls, target: RunTarget, settings: LaunchSettings, logs: LogWriter | None = None
+    ) -> PlainLauncher:
         """A built version run without a sandbox (scriptd --dev-no-sandbox only)."""
         python = str(target.env_dir / "bin" / "python")
         node = None
@@ -125,9 +137,13 @@ class PlainLauncher:
             runtimes_dir=settings.runtimes_dir,
         )
         launcher.memory_bytes = target.profile.memory_bytes
+        launcher.logs, launcher.script_id = logs, target.script_id
         return launcher
 
-    def launch(self, name: str, control_fd: int) -> PlainProcess:
+    def output(self, name: str) -> OutputPump:
+        return output_pump(self.logs, self.script_id, name, self.label)
+
+    def launch(self, name: str, control_fd: int, output_fd: int) -> PlainProcess:
         rt = str(self.runtimes_dir)
         command = SupervisorCommand(
             self.language, self.workers, str(self.source_dir), rt, self.node
@@ -141,5 +157,7 @@ class PlainLauncher:
             cwd=self.source_dir,
             start_new_session=True,
             stdin=subprocess.DEVNULL,
+            stdout=output_fd,
+            stderr=output_fd,
         )
         return PlainProcess(popen)

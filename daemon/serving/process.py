@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from daemon.serving.replica_output import OutputPump
+
 
 class UsageInfo(Protocol):
     @property
@@ -50,4 +52,8 @@ class Launcher(Protocol):
     memory_bytes: int | None  # the memory limit of one replica, for error messages
     label: str  # "<script> v<N>", for logs and errors
 
-    def launch(self, name: str, control_fd: int) -> Process: ...
+    def launch(self, name: str, control_fd: int, output_fd: int) -> Process:
+        """Start the tree with control_fd as its fd 3 and output_fd as its fds 1 and 2."""
+
+    def output(self, name: str) -> OutputPump:
+        """The pipe replica `name`'s stdout and stderr go through, and where they go."""

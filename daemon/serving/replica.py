@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from daemon.core.cancel import uncancellable
 from daemon.serving import wire
 from daemon.serving.process import ExitInfo, Launcher, Process, UsageInfo
+from daemon.serving.replica_output import OutputPump
 from daemon.serving.worker import Worker, WorkerLoss
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Replica:
         self._oom_seen = 0
         self._exit_task: asyncio.Task[None] | None = None
         self._connecting: set[asyncio.Task[None]] = set()
+        self._output: OutputPump | None = None  # stdout and stderr of the whole tree
 
     def __repr__(self) -> str:
         return f"<Replica {self.name} {self.state}>"
@@ -103,10 +105,12 @@ class Replica:
     async def start(self, timeout: float) -> None:
         """Launch and wait for hello and K workers. Raises ReplicaStartError."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._output = self.launcher.output(self.name)
         try:
-            self.process = await self._launch(theirs.fileno())
+            self.process = await self._launch(theirs.fileno(), self._output.write_fd)
         except BaseException as exc:  # cancelled too: nothing of this replica is left
             ours.close()
+            self._output.close()
             self.state = STOPPED
             self._gone.set()
             if not isinstance(exc, Exception):
@@ -115,6 +119,8 @@ class Replica:
             raise ReplicaStartError(reason) from exc
         finally:
             theirs.close()
+            self._output.release_write_end()
+        self._output.start()
         self._control = wire.ControlChannel(ours, self._on_control, self._on_control_closed)
         self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
         try:
@@ -133,10 +139,11 @@ class Replica:
         for worker in list(self.workers.values()):
             self.worker_free(worker)
 
-    async def _launch(self, control_fd: int) -> Process:
+    async def _launch(self, control_fd: int, output_fd: int) -> Process:
         """launcher.launch in a thread. A cancel cannot stop that thread: the sandbox it
         starts is then waited for, killed and cleaned up before the cancel goes on."""
-        task = asyncio.ensure_future(asyncio.to_thread(self.launcher.launch, self.name, control_fd))
+        launch = self.launcher.launch
+        task = asyncio.ensure_future(asyncio.to_thread(launch, self.name, control_fd, output_fd))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -336,6 +343,8 @@ class Replica:
             self._fail_start(ReplicaStartError(f"the replica exited before it was ready: {reason}"))
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.process.cleanup)
+            if self._output is not None:
+                self._output.finish()
             self._gone.set()
             self._idle.set()
             if not was_starting:

@@ -29,6 +29,7 @@ from daemon.serving.plain_launcher import PlainLauncher
 from daemon.serving.pool import Pool, PoolSettings
 from daemon.serving.process import Launcher, UsageInfo
 from daemon.serving.replica import Replica, ReplicaStartError
+from daemon.serving.replica_logs import LogWriter
 from daemon.serving.target import RunnerError, RunTarget
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class ReplicaRunner:
         *,
         launcher_factory: LauncherFactory | None = None,
         on_failing: FailureHook | None = None,
+        logs: LogWriter | None = None,
     ) -> None:
         if launcher_factory is None and root is None:
             raise ValueError("ReplicaRunner needs a CgroupRoot or a launcher_factory")
@@ -73,6 +75,7 @@ class ReplicaRunner:
         self._root = root
         self._launcher: LauncherFactory = launcher_factory or self._sandbox_launcher
         self._on_failing = on_failing
+        self.logs = logs  # the replicas' output (None: the daemon's stderr)
         self._serving: dict[str, ServingVersion] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: set[asyncio.Future[Any]] = set()
@@ -183,20 +186,24 @@ class ReplicaRunner:
 
     @classmethod
     def without_sandbox(
-        cls, settings: RunnerSettings, on_failing: FailureHook | None = None
+        cls,
+        settings: RunnerSettings,
+        on_failing: FailureHook | None = None,
+        logs: LogWriter | None = None,
     ) -> ReplicaRunner:
         """Development only (scriptd --dev-no-sandbox): replicas are plain processes, with
         no isolation and no limits."""
         log.warning("replicas run WITHOUT a sandbox: development only")
         return cls(
             settings,
-            launcher_factory=lambda t: PlainLauncher.for_target(t, settings.launch),
+            launcher_factory=lambda t: PlainLauncher.for_target(t, settings.launch, logs),
             on_failing=on_failing,
+            logs=logs,
         )
 
     def _sandbox_launcher(self, target: RunTarget) -> Launcher:
         assert self._root is not None
-        return SandboxLauncher(target, self.settings.launch, self._root)
+        return SandboxLauncher(target, self.settings.launch, self._root, self.logs)
 
     def _new_dispatcher(self, target: RunTarget) -> Dispatcher:
         return Dispatcher(target.script, float(target.timeout_s), self.settings.dispatch)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -74,7 +75,7 @@ def run_launch(launcher: SandboxLauncher) -> None:
     """launch() for real, then kill and clean up the sandbox at once."""
     ours, theirs = socket.socketpair()
     try:
-        box = launcher.launch(f"ltest-{os.getpid()}-{id(launcher)}", theirs.fileno())
+        box = launcher.launch(f"ltest-{os.getpid()}-{id(launcher)}", theirs.fileno(), 2)
         box.kill()
         box.cleanup()
     finally:
@@ -225,22 +226,27 @@ def test_workspace_is_private_and_owned_throughout(tmp_path: Path) -> None:
 
 
 # --- logs ----------------------------------------------------------------------------
-def test_logs_are_kept_by_script_id(tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
+def test_the_sandbox_writes_its_output_to_a_pipe_never_to_a_file(tmp_path: Path) -> None:
     t = make_target(tmp_path, tmp_path / "env")
-    launcher = SandboxLauncher(t, LaunchSettings(log_dir=logs), root=None)  # type: ignore[arg-type]
-    fd = launcher._open_log("sbx-v1-r1")
-    assert fd is not None
-    os.write(fd, b"hello\n")
-    os.close(fd)
-    other = script_log_dir(logs, t.script_id + 1)
-    other.mkdir()
-    path = script_log_dir(logs, t.script_id) / "sbx-v1-r1.log"
-    assert path.read_text() == "hello\n"
-    assert (path.parent.stat().st_mode & 0o777) == 0o700
-    remove_script_logs(logs, t.script_id)
-    assert not path.parent.exists() and other.exists()
-    remove_script_logs(logs, t.script_id)  # idempotent
+    launcher = SandboxLauncher(t, LaunchSettings(), root=None)  # type: ignore[arg-type]
+    pump = launcher.output("sbx-v1-r1")
+    try:
+        spec = launcher.spec("sbx-v1-r1", control_fd=9, output_fd=pump.write_fd)
+        assert spec.stdout == spec.stderr == pump.write_fd
+        assert stat.S_ISFIFO(os.fstat(pump.write_fd).st_mode)
+    finally:
+        pump.close()
+
+
+def test_logs_are_removed_by_script_id(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    mine, other = script_log_dir(logs, 7), script_log_dir(logs, 8)
+    for folder in (mine, other):
+        folder.mkdir(parents=True)
+        (folder / "x-v1-r1.log").write_text("hello\n")
+    remove_script_logs(logs, 7)
+    assert not mine.exists() and other.exists()
+    remove_script_logs(logs, 7)  # idempotent
 
 
 def test_launch_refuses_an_unsafe_runtime(tmp_path: Path, cgroot: object) -> None:

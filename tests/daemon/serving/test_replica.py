@@ -41,7 +41,7 @@ class Collect:
 class SilentLauncher(PlainLauncher):
     """Starts a process that never speaks the protocol."""
 
-    def launch(self, name: str, control_fd: int) -> PlainProcess:
+    def launch(self, name: str, control_fd: int, output_fd: int) -> PlainProcess:
         import subprocess
 
         popen = subprocess.Popen(

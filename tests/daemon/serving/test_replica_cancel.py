@@ -59,11 +59,11 @@ class SlowLauncher(SandboxLauncher):
         self.boxes: list[Any] = []
         self.lock = threading.Lock()
 
-    def launch(self, name: str, control_fd: int) -> Any:
+    def launch(self, name: str, control_fd: int, output_fd: int) -> Any:
         with self.lock:
             before, after = self.delays.pop(0) if self.delays else (0.0, 0.0)
         time.sleep(before)
-        box = super().launch(name, control_fd)
+        box = super().launch(name, control_fd, output_fd)
         self.boxes.append(box)
         time.sleep(after)
         return box

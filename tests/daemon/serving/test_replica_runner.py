@@ -134,9 +134,21 @@ async def test_failing_replicas_are_reported_and_refuse_calls(tmp_path: Path) ->
     runner = ReplicaRunner(
         RunnerSettings(pool=FAST_POOL), launcher_factory=plain, on_failing=on_failing
     )
-    text = "import os, threading\nthreading.Timer(0.3, os._exit, (9,)).start()\n" + VERSIONED
+    # Its replicas die once the flag exists: the first start succeeds however slow the
+    # host is, every later one fails (a fixed timer raced the start on a busy machine).
+    flag = tmp_path / "die-now"
+    dies = (
+        "import os, threading, time\n"
+        "def _die():\n"
+        f"    while not os.path.exists({str(flag)!r}):\n"
+        "        time.sleep(0.05)\n"
+        "    os._exit(9)\n"
+        "threading.Thread(target=_die, daemon=True).start()\n"
+    )
+    text = dies.replace("{", "{{").replace("}", "}}") + VERSIONED
     try:
         await runner.start(target(write_project(tmp_path, text.format(n=1)), 1))
+        flag.touch()
         async with asyncio.timeout(10):
             while not reported:
                 await asyncio.sleep(0.05)
