@@ -41,7 +41,7 @@ def path_of(*parts: str | int) -> str:
 class UnixHTTPConnection(http.client.HTTPConnection):
     """An HTTPConnection whose transport is a unix stream socket."""
 
-    def __init__(self, socket_path: str, timeout: float = IO_TIMEOUT_S) -> None:
+    def __init__(self, socket_path: str, timeout: float | None = IO_TIMEOUT_S) -> None:
         super().__init__("localhost", timeout=timeout, blocksize=BLOCK_SIZE)
         self.socket_path = socket_path
 
@@ -80,6 +80,14 @@ class AdminClient:
             headers["Content-Type"] = "application/json"
         with self._exchange(method, path, body, headers) as response:
             return _decode_json(response.read())
+
+    def lines(self, path: str) -> Iterator[Any]:
+        """The JSON objects of a stream of JSON lines (`logs --follow`), as they come;
+        empty lines (the daemon's heartbeats) are skipped. Never times out."""
+        with self._exchange("GET", path, None, {}, timeout=None) as response:
+            while line := response.readline():
+                if line.strip():
+                    yield _decode_json(line)
 
     def text(self, path: str) -> str:
         with self._exchange("GET", path, None, {}) as response:
@@ -127,10 +135,15 @@ class AdminClient:
 
     @contextmanager
     def _exchange(
-        self, method: str, path: str, body: Any, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        headers: dict[str, str],
+        timeout: float | None = IO_TIMEOUT_S,
     ) -> Iterator[http.client.HTTPResponse]:
         """Open a connection, send, check the status; yields the response to read."""
-        conn = UnixHTTPConnection(self.socket_path)
+        conn = UnixHTTPConnection(self.socket_path, timeout)
         try:
             try:
                 conn.connect()
