@@ -163,7 +163,9 @@ def test_a_flood_keeps_the_host_log_bounded_and_the_daemon_responsive(
     assert max(during) < 2.0 and statistics.median(during) < 0.5, during
     view = admin.get("/v1/scripts/flood/logs?tail=1000")
     (replica,) = view["replicas"]
-    assert replica["running"] and replica["truncated"] and "F" in replica["text"]
+    assert replica["running"] and replica["truncated"] and len(replica["text"]) == 1000
+    whole = admin.get(f"/v1/scripts/flood/logs?tail={bound}")["replicas"][0]["text"]
+    assert "F" * 4096 in whole and "E" * 4096 in whole  # the inherited fds and stderr
     # Nothing in the flooding sandbox holds a writable descriptor of a host file.
     seen = flood.call("flood", "host_files").json()["result"]
     assert seen["pids"] >= 2 and seen["files"] == {}, seen
