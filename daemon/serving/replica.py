@@ -105,12 +105,13 @@ class Replica:
     async def start(self, timeout: float) -> None:
         """Launch and wait for hello and K workers. Raises ReplicaStartError."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._output = self.launcher.output(self.name)
         try:
+            self._output = self.launcher.output(self.name)
             self.process = await self._launch(theirs.fileno(), self._output.write_fd)
         except BaseException as exc:  # cancelled too: nothing of this replica is left
             ours.close()
-            self._output.close()
+            if self._output is not None:
+                self._output.close()
             self.state = STOPPED
             self._gone.set()
             if not isinstance(exc, Exception):
@@ -119,7 +120,8 @@ class Replica:
             raise ReplicaStartError(reason) from exc
         finally:
             theirs.close()
-            self._output.release_write_end()
+            if self._output is not None:
+                self._output.release_write_end()
         self._output.start()
         self._control = wire.ControlChannel(ours, self._on_control, self._on_control_closed)
         self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())

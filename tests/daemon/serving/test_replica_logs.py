@@ -60,8 +60,9 @@ def test_a_script_keeps_the_logs_of_its_latest_replicas(tmp_path: Path, writer: 
         log = writer.open(7, f"s-v1-r{n}")
         log.write(f"replica {n}\n".encode())
         log.close()
-        wait_until(lambda n=n: (tmp_path / "logs" / "7" / f"s-v1-r{n}.log").exists())
-        time.sleep(0.01)  # distinct modification times
+        path = tmp_path / "logs" / "7" / f"s-v1-r{n}.log"
+        wait_until(path.exists)
+        os.utime(path, (1_700_000_000 + n, 1_700_000_000 + n))  # r1 oldest, r4 newest
     running = writer.open(7, "s-v1-r5")  # a new replica: the oldest logs go
     running.write(b"replica 5\n")
     wait_until(lambda: (tmp_path / "logs" / "7" / "s-v1-r5.log").exists())
