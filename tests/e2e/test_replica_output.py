@@ -194,6 +194,10 @@ def test_scriptctl_logs_shows_each_replica(daemon: DaemonProcess, admin: AdminCl
     assert done.stdout.count("==>") == 1 and "booted and ready" in done.stdout
     missing = scriptctl(daemon, "logs", "talker", "--replica", "talker-v1-r999")
     assert missing.returncode == 1 and "no replica" in missing.stderr
+    bad = admin.request("GET", "/v1/scripts/talker/logs?tail=lots")
+    assert bad.status == 400 and bad.json()["error"]["field"] == "tail", bad.body
+    route = admin.get("/openapi.json")["paths"]["/v1/scripts/{name}/logs"]["get"]
+    assert {p["name"] for p in route["parameters"]} == {"name", "replica", "tail", "follow"}
 
 
 def test_scriptctl_logs_follow_prints_new_output(daemon: DaemonProcess, admin: AdminClient) -> None:
