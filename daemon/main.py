@@ -8,8 +8,10 @@ dir (one daemon per state dir), open the store, discover the runtimes,
 create the daemon's cgroup root (sandbox.CgroupRoot: leftovers of a previous run
 are killed), start autoscaling, metering and the email outbox (daemon/account/services.py),
 reconcile what a crash left behind (Deployed scripts get their
-replicas started again), then serve the admin socket and the gateway.
-SIGTERM or SIGINT: stop serving, cancel deploys (recorded as "interrupted"),
+replicas started again, or their failure recorded), then serve the admin socket
+and the gateway, and only then tell systemd READY=1.
+SIGTERM or SIGINT (handled from the first step on: one that comes while starting
+takes effect once started): stop serving, cancel deploys (recorded as "interrupted"),
 stop the replicas (running calls get `replicas.shutdown_drain_s`), unmount the
 workspaces, remove the cgroup root, write the last execution records, close the
 store, remove the socket.
