@@ -165,7 +165,9 @@ def test_a_flood_keeps_the_host_log_bounded_and_the_daemon_responsive(
     (replica,) = view["replicas"]
     assert replica["running"] and replica["truncated"] and len(replica["text"]) == 1000
     whole = admin.get(f"/v1/scripts/flood/logs?tail={bound}")["replicas"][0]["text"]
-    assert "F" * 4096 in whole and "E" * 4096 in whole  # the inherited fds and stderr
+    # Its fds 1 and 2 are among the inherited ones: what is kept is the flood's (the
+    # share of sys.stderr's smaller writes in the last 512 KiB varies, so it is not asked).
+    assert "F" * 4096 in whole
     # Nothing in the flooding sandbox holds a writable descriptor of a host file.
     seen = flood.call("flood", "host_files").json()["result"]
     assert seen["pids"] >= 2 and seen["files"] == {}, seen
