@@ -27,7 +27,8 @@ from typing import Any
 
 import sandbox
 from daemon.config.profiles import DEFAULT_PROFILES
-from daemon.serving.dispatcher import Dispatcher, DispatchSettings, Timeout
+from daemon.serving.call_errors import Timeout
+from daemon.serving.dispatcher import Dispatcher, DispatchSettings
 from daemon.serving.launcher import LaunchSettings, SandboxLauncher
 from daemon.serving.pool import Pool, PoolSettings
 from daemon.serving.replica import Replica

@@ -46,7 +46,8 @@ from daemon.core.models import DEPLOYED
 from daemon.gateway.recorder import Call, ExecutionRecorder
 from daemon.gateway.serving_table import Routes
 from daemon.keys.checker import KeyChecker, KeyOk, KeyRefused
-from daemon.serving.dispatcher import CallError, CallResult, FunctionError, OutOfMemory
+from daemon.serving.call_errors import CallError, FunctionError, OutOfMemory
+from daemon.serving.dispatcher import CallResult
 from daemon.serving.replica_runner import ServingVersion
 from daemon.serving.target import RunTarget
 from daemon.store.database import Store

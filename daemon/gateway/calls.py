@@ -37,7 +37,7 @@ from daemon.gateway.front_types import (
 )
 from daemon.gateway.recorder import Call
 from daemon.keys.checker import KeyOk, KeyRefused
-from daemon.serving.dispatcher import CallError
+from daemon.serving.call_errors import CallError
 from daemon.serving.replica_runner import ServingVersion
 
 __all__ = ["FrontCalls"]

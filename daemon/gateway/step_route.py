@@ -28,7 +28,8 @@ from aiohttp import web
 
 from daemon.gateway.app import EXECUTION_HEADER, JSON, Gateway
 from daemon.gateway.recorder import Call
-from daemon.serving.dispatcher import CallError, CallResult, FunctionError
+from daemon.serving.call_errors import CallError, FunctionError
+from daemon.serving.dispatcher import CallResult
 from daemon.serving.replica_runner import ServingVersion
 
 __all__ = ["STEP_FUNCTION", "StepRoute"]

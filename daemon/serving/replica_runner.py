@@ -23,7 +23,8 @@ from typing import Any
 import sandbox
 from daemon.config.daemon_config import Config
 from daemon.core.cancel import uncancellable
-from daemon.serving.dispatcher import CallResult, Dispatcher, DispatchSettings, Unavailable
+from daemon.serving.call_errors import Unavailable
+from daemon.serving.dispatcher import CallResult, Dispatcher, DispatchSettings
 from daemon.serving.launcher import LaunchSettings, SandboxLauncher
 from daemon.serving.plain_launcher import PlainLauncher
 from daemon.serving.pool import Pool, PoolSettings

@@ -18,9 +18,8 @@ from daemon.gateway.recorder import Call, ExecutionRecorder
 from daemon.gateway.serving_table import Routes
 from daemon.keys.api_key import KeyRecord, mint_key
 from daemon.keys.checker import KeyChecker
-from daemon.serving.dispatcher import (
+from daemon.serving.call_errors import (
     CallError,
-    CallResult,
     FunctionError,
     OutOfMemory,
     QueueFull,
@@ -28,6 +27,7 @@ from daemon.serving.dispatcher import (
     UnknownFunction,
     WorkerCrashed,
 )
+from daemon.serving.dispatcher import CallResult
 from daemon.serving.replica_runner import ServingVersion
 from daemon.serving.target import RunTarget
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.serving.dispatcher import (
-    DispatchSettings,
+from daemon.serving.call_errors import (
     FunctionError,
     QueueFull,
     Timeout,
@@ -18,6 +17,7 @@ from daemon.serving.dispatcher import (
     UnknownFunction,
     WorkerCrashed,
 )
+from daemon.serving.dispatcher import DispatchSettings
 from tests.daemon.replica_support import (
     UVLOOP_WARNING,
     event_loop_policy,  # noqa: F401

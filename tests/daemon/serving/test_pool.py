@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.serving.dispatcher import Dispatcher, DispatchSettings, Timeout
+from daemon.serving.call_errors import Timeout
+from daemon.serving.dispatcher import Dispatcher, DispatchSettings
 from daemon.serving.pool import Pool
 from daemon.serving.replica import ReplicaStartError
 from tests.daemon.replica_support import (

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config.profiles import DEFAULT_PROFILES
-from daemon.serving.dispatcher import CallError, Unavailable
+from daemon.serving.call_errors import CallError, Unavailable
 from daemon.serving.plain_launcher import PlainLauncher
 from daemon.serving.replica_runner import ReplicaRunner, RunnerSettings
 from daemon.serving.target import RunnerError, RunTarget

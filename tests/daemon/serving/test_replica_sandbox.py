@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config.profiles import DEFAULT_PROFILES
-from daemon.serving.dispatcher import FunctionError, OutOfMemory, Timeout, WorkerCrashed
+from daemon.serving.call_errors import FunctionError, OutOfMemory, Timeout, WorkerCrashed
 from daemon.serving.launcher import (
     APP_DIR,
     RUNTIMES_DIR,

@@ -1,0 +1,82 @@
+"""How a call ends when it does not return: the errors the dispatcher raises, each with its
+HTTP status and JSON body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CallError(Exception):
+    """A call that did not return a value. `status` is the execution record's status."""
+
+    status = "error"
+    http_status = 500
+    error_type = "internal"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+        self.queue_ms = 0.0
+        self.run_ms = 0.0
+        self.replica: str | None = None  # the replica whose worker had the call
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"type": self.error_type, "message": self.message, **self.extra}}
+
+
+class FunctionError(CallError):
+    """The function raised: type, message and traceback of the script's exception."""
+
+    http_status = 422
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        err = frame.get("error") or {}
+        super().__init__(
+            str(err.get("message", "")),
+            traceback=err.get("traceback", ""),
+            stdout=frame.get("stdout", ""),
+            stderr=frame.get("stderr", ""),
+            truncated=bool(frame.get("truncated", False)),
+        )
+        if "code" in err:  # javascript errors may carry one (MODULE_NOT_FOUND, ...)
+            self.extra["code"] = err["code"]
+        self.error_type = str(err.get("type", "Error"))
+        self.frame = frame
+
+
+class Timeout(CallError):
+    status = "timeout"
+    http_status = 504
+    error_type = "timeout"
+
+
+class OutOfMemory(CallError):
+    status = "oom"
+    http_status = 502
+    error_type = "out_of_memory"
+
+
+class WorkerCrashed(CallError):
+    status = "crashed"
+    http_status = 502
+    error_type = "worker_crashed"
+
+
+class QueueFull(CallError):
+    status = "rejected"
+    http_status = 429
+    error_type = "queue_full"
+
+
+class Unavailable(CallError):
+    status = "rejected"
+    http_status = 503
+    error_type = "unavailable"
+
+
+class UnknownFunction(CallError):
+    status = "rejected"
+    http_status = 404
+    error_type = "not_found"
