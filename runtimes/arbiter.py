@@ -24,10 +24,9 @@ reap_workers, manage_workers. Signal handlers only queue the signal; the main
 loop acts on it. As pid 1 we reap every child, orphans included (outside a
 pid namespace we ask to be a child subreaper to keep the same behaviour).
 
-Start-up cost matters here (every replica pays it before its first call), so
-this imports only C modules: _signal, _socket and select rather than signal,
-socket and selectors, whose enums and collections cost milliseconds each.
-Standard library only, Python 3.8+; loaded by path by startup.py.
+Start-up cost matters (every replica pays it before its first call): only C modules
+are imported (_signal, _socket; poller.py uses select), not signal, socket or selectors,
+whose enums cost milliseconds. Stdlib only, Python 3.8+; loaded by path by startup.py.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ import _signal
 import _socket
 import _thread
 import os
-import select
 import sys
 import time
 
@@ -54,34 +52,6 @@ SIGABRT = 6
 HANDLED_SIGNALS = (_signal.SIGCHLD, _signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
 
 
-class Poller:
-    """select.poll with a value per fd: the little of `selectors` the loop needs."""
-
-    def __init__(self) -> None:
-        self._poll = select.poll()
-        self._data: dict[int, Any] = {}
-
-    def register(self, fd: int, data: Any) -> None:
-        self._poll.register(fd, select.POLLIN)
-        self._data[fd] = data
-
-    def unregister(self, fd: int) -> None:
-        self._poll.unregister(fd)
-        del self._data[fd]
-
-    def fds(self) -> list[int]:
-        return list(self._data)
-
-    def select(self, timeout: float | None) -> list[tuple[int, Any]]:
-        """(fd, data) of the readable (or hung up) fds; [] after the timeout (seconds)."""
-        ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-        try:
-            ready = self._poll.poll(ms)
-        except InterruptedError:
-            return []
-        return [(fd, self._data[fd]) for fd, _ in ready if fd in self._data]
-
-
 class Supervisor:
     def __init__(self, args: Any, control: socket.socket, load: Callable[..., Any]) -> None:
         self.args = args
@@ -90,7 +60,8 @@ class Supervisor:
         self.launch = load(os.path.join(args.harness_dir, "launch.py"), "_scriptd_launch")
         self.control = control
         self.decoder = self.protocol.FrameDecoder(args.max_frame)
-        self.selector = Poller()
+        poller = load(os.path.join(args.harness_dir, "poller.py"), "_scriptd_poller")
+        self.selector = poller.Poller()
         self.signals: list[int] = []
         self.procs: dict[int, Any] = {}  # by pid
         self.next_worker = 1
@@ -311,21 +282,12 @@ class Supervisor:
         quick = not proc.killed and time.monotonic() - proc.started < QUICK_DEATH_S
         deaths = self.quick_deaths[proc.slot] + 1 if quick else 0
         self.quick_deaths[proc.slot] = deaths
-        delay = 0.0 if deaths <= 1 else min(0.05 * 2 ** (deaths - 2), 2.0)
-        self.slot_free_at[proc.slot] = time.monotonic() + delay
+        self.slot_free_at[proc.slot] = time.monotonic() + self.launch.respawn_delay(deaths)
 
     def _boot_failed(self, proc: Any, code: int | None, sig: int | None) -> None:
         self.boot_failures += 1
         if self.boot_failures >= MAX_BOOT_FAILURES:
-            how = f"signal {sig}" if sig else f"exit code {code}"
-            self.load_failed(
-                {
-                    "type": "WorkerBootError",
-                    "traceback": "",
-                    "message": f"workers died before loading main {self.boot_failures} "
-                    f"times in a row (last: {how})",
-                }
-            )
+            self.load_failed(self.launch.boot_error(self.boot_failures, code, sig))
 
     # --- spawned workers' status pipes ------------------------------------
     def _read_status(self, proc: Any, final: bool = False) -> None:

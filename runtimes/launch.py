@@ -187,3 +187,16 @@ def become_subreaper() -> None:
 def _above(fd: int) -> int:
     """A close-on-exec copy of fd numbered >= 10."""
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+
+
+def respawn_delay(quick_deaths: int) -> float:
+    """Seconds before a slot whose worker died `quick_deaths` times in a row right after
+    starting gets a new one: none for the first, then doubling from 50 ms up to 2 s."""
+    return 0.0 if quick_deaths <= 1 else min(0.05 * 2 ** (quick_deaths - 2), 2.0)
+
+
+def boot_error(failures: int, code: int | None, sig: int | None) -> dict[str, str]:
+    """The load error sent when workers keep dying before main is loaded."""
+    how = f"signal {sig}" if sig else f"exit code {code}"
+    message = f"workers died before loading main {failures} times in a row (last: {how})"
+    return {"type": "WorkerBootError", "traceback": "", "message": message}
