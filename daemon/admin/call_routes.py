@@ -32,7 +32,7 @@ from daemon.gateway.snippets import (
     render_snippets,
     render_step_snippets,
 )
-from daemon.gateway.step_route import STEP_FUNCTION
+from daemon.gateway.step_calls import STEP_FUNCTION
 from daemon.keys.api_key import KeyNameError, KeyNameTaken, choose_key_name, mint_key
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.request_checks import check_object

@@ -206,7 +206,7 @@ class Gateway:
         record.cpu_ms = result.cpu_ms
         record.result = self.recorder.keep_result(result.value, len(body) - 11)  # {"result":}
         record.stdout, record.stderr = result.stdout, result.stderr
-        record.http_log = self._http_log(result.replica)
+        record.http_log = self.http_log(result.replica)
         self.recorder.record(record)
         return body
 
@@ -231,11 +231,12 @@ class Gateway:
             record.peak_memory_bytes = exc.extra.get("memory_limit_bytes")
         if exc.status in KILLED and self.close_connections and exc.replica is not None:
             self.close_connections(exc.replica)
-        record.http_log = self._http_log(exc.replica)
+        record.http_log = self.http_log(exc.replica)
         self.recorder.record(record)
         return doc
 
-    def _http_log(self, replica: str | None) -> dict[str, Any] | None:
+    def http_log(self, replica: str | None) -> dict[str, Any] | None:
+        """The outbound HTTP log `replica` gathered since it was last asked."""
         if self.http_logs is None or replica is None:
             return None
         return self.http_logs(replica)

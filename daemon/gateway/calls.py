@@ -5,6 +5,7 @@ and headers, for every request the front takes (tests/daemon/test_front_diff.py
 compares the two):
 
     POST /v1/scripts/{script}/functions/{function}   the call
+    POST /v1/scripts/{script}/run                     a code step (step_calls.py)
     GET|HEAD /healthz
     anything else                                    405 on a known path, else 404
 
@@ -36,6 +37,13 @@ from daemon.gateway.front_types import (
     error_answer,
 )
 from daemon.gateway.recorder import Call
+from daemon.gateway.step_calls import (
+    STEP_FUNCTION,
+    StepRefusal,
+    not_a_step,
+    run_step,
+    wants_details,
+)
 from daemon.keys.checker import KeyOk, KeyRefused
 from daemon.serving.call_errors import CallError
 from daemon.serving.replica_runner import ServingVersion
@@ -44,14 +52,6 @@ __all__ = ["FrontCalls"]
 
 _UPLOADS_TEXT = "/v1/uploads/"
 _UPLOADS = _UPLOADS_TEXT.encode()
-_SCRIPTS = b"/v1/scripts/"
-
-
-def _is_step_run(path: str) -> bool:
-    """/v1/scripts/{script}/run: a code step's route, served by the aiohttp app
-    (daemon/gateway/step_route.py) behind the front."""
-    parts = path.split("/")
-    return len(parts) == 5 and parts[1:3] == ["v1", "scripts"] and parts[4] == "run"
 
 
 _HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
@@ -63,7 +63,7 @@ class FrontCalls:
 
     def __init__(self, gateway: Gateway, fallback: AiohttpBridge | None = None) -> None:
         self.gateway = gateway
-        self.fallback = fallback  # aiohttp for /v1/uploads/... and a step's /run
+        self.fallback = fallback  # aiohttp for /v1/uploads/...
         self.max_body_bytes = gateway.max_body_bytes
         self._loop = asyncio.get_running_loop()
 
@@ -71,16 +71,14 @@ class FrontCalls:
         if self.fallback is None:
             return None
         raw = request.url
-        if raw.startswith(_UPLOADS) and b"%" not in raw:
-            return self.fallback.open(request, out)
-        if not raw.startswith(_SCRIPTS) and b"%" not in raw:
-            return None  # the call routes and /healthz: the front's own
+        if b"%" not in raw:
+            return self.fallback.open(request, out) if raw.startswith(_UPLOADS) else None
         try:
             path_safe, _ = _paths(request)
         except ValueError:
             return None
-        if not (path_safe.startswith(_UPLOADS_TEXT) or _is_step_run(path_safe)):
-            return None
+        if not path_safe.startswith(_UPLOADS_TEXT):
+            return None  # the call routes and /healthz: the front's own
         return self.fallback.open(request, out)
 
     def handle(self, request: Request) -> Answer | asyncio.Future[Answer]:
@@ -90,22 +88,28 @@ class FrontCalls:
             return error_answer(400, "bad_request", "malformed HTTP request: invalid URL")
         method = request.method
         if method == "POST":
-            parts = path_safe.split("/")
-            if (
-                len(parts) == 6
-                and parts[1] == "v1"
-                and parts[2] == "scripts"
-                and parts[4] == "functions"
-                and _segment(parts[3])
-                and _segment(parts[5])
-            ):
-                script, function = _unquote(parts[3]), _unquote(parts[5])
-                return self._loop.create_task(self.call(request, script, function))
+            task = self._post(request, path_safe)
+            if task is not None:
+                return task
         elif path_safe == "/healthz" and method in ("GET", "HEAD"):
             return _HEALTHZ
         return no_route(method, path)
 
-    async def call(self, request: Request, name: str, function: str) -> Answer:
+    def _post(self, request: Request, path_safe: str) -> asyncio.Task[Answer] | None:
+        """The task answering a POST to a call route, or None (no such route)."""
+        parts = path_safe.split("/")
+        if len(parts) < 5 or parts[1] != "v1" or parts[2] != "scripts" or not _segment(parts[3]):
+            return None
+        if len(parts) == 6 and parts[4] == "functions" and _segment(parts[5]):
+            function: str | None = _unquote(parts[5])
+        elif len(parts) == 5 and parts[4] == "run":
+            function = None  # a code step's run
+        else:
+            return None
+        return self._loop.create_task(self.call(request, _unquote(parts[3]), function))
+
+    async def call(self, request: Request, name: str, function: str | None) -> Answer:
+        """A function's call, or with `function` None a code step's run."""
         gateway = self.gateway
         serving = gateway.routes.serving(name)
         if serving is None:
@@ -117,6 +121,8 @@ class FrontCalls:
             return error_answer(
                 403, "forbidden", f"this API key belongs to another script, not {name!r}"
             )
+        if function is None:
+            return await self.run_step(request, serving, check.key_name)
         return await self.dispatch(request, serving, function, check.key_name)
 
     def client(self, request: Request) -> str | None:
@@ -160,6 +166,25 @@ class FrontCalls:
         out = gateway.record_answer(record, result)
         return Answer(200, out, (_CT, (EXECUTION_HEADER, cid)))
 
+    async def run_step(self, request: Request, serving: ServingVersion, key: str) -> Answer:
+        """A code step's run, as daemon/gateway/step_route.py answers it."""
+        gateway = self.gateway
+        record = gateway.new_record(serving.target, STEP_FUNCTION, key)
+        why = not_a_step(serving.target)
+        if why is not None:
+            return self.reject(record, 404, "not_found", why)
+        raw = request.body
+        if raw is None:
+            return self.reject(record, 413, "payload_too_large", gateway._too_large())
+        body = bytes(raw)
+        record.input_bytes = len(body)
+        outcome = await run_step(gateway, serving, record, body, _details(request))
+        if isinstance(outcome, StepRefusal):
+            return self.reject(record, outcome.status, outcome.kind, outcome.message)
+        if isinstance(outcome, CallError):
+            return self.failed(record, outcome)
+        return Answer(outcome.status, outcome.body, (_CT, (EXECUTION_HEADER, record.id)))
+
     def reject(self, record: Call, status: int, kind: str, message: str) -> Answer:
         self.gateway.record_refusal(record, kind, message)
         return error_answer(status, kind, message, (EXECUTION_HEADER, record.id))
@@ -199,6 +224,14 @@ def no_route(method: str, path: str) -> Answer:
     return error_answer(404, "not_found", f"no route {method} {path}")
 
 
+def _details(request: Request) -> bool:
+    """?details= of the request target, read as aiohttp's `request.query` reads it."""
+    if b"?" not in request.url:
+        return False
+    url = _yarl_url(request.url.decode("utf-8", "surrogateescape"), request.method)
+    return wants_details(url.query.get("details", ""))
+
+
 def _segment(text: str) -> bool:
     """A `{name}` of aiohttp's router: not empty, no braces (slashes are split off)."""
     return bool(text) and "{" not in text and "}" not in text
@@ -216,12 +249,12 @@ def _paths(request: Request) -> tuple[str, str]:
     Raises ValueError for a target aiohttp refuses (400)."""
     raw = request.url
     if raw[:1] == b"/" and b"%" not in raw and raw.isascii():
-        end = len(raw)
-        for mark in (b"?", b"#"):
-            at = raw.find(mark)
-            if at != -1 and at < end:
-                end = at
-        path = raw[:end].decode("ascii")
+        # aiohttp's parser ends the path at the first "?", else at the first "#"
+        # (a "#" before the "?" stays in the path, as in _yarl_url)
+        end = raw.find(b"?")
+        if end == -1:
+            end = raw.find(b"#")
+        path = (raw if end == -1 else raw[:end]).decode("ascii")
         return path, path
     url = _yarl_url(raw.decode("utf-8", "surrogateescape"), request.method)
     return url.path_safe, url.path

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,17 @@ from daemon.gateway.front import FrontServer
 from daemon.gateway.front_types import FrontLimits
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes
+from daemon.gateway.step_route import StepRoute
 from daemon.gateway.uploads_route import Uploads
+from daemon.keys.api_key import KeyRecord, mint_key
 from daemon.keys.checker import KeyChecker
 from daemon.keys.throttle import FailureThrottle
 from tests.daemon.gateway.test_app import RECORDS, FakeRunner, FakeStore, Recorded, target
 
 MAX_BODY = 4096
 UPLOAD_MAX = 20_000
+STEP_KEY = mint_key()  # the key of "delta", a code step (test_app's FakeDispatcher.run)
+KEYS = {**RECORDS, STEP_KEY.key_id: KeyRecord(STEP_KEY.key_id, "delta", "key s", STEP_KEY.hash)}
 
 
 @dataclass
@@ -44,6 +48,20 @@ class Reply:
     version: str = ""
 
 
+class FakeEgress:
+    """What the egress proxy gives the gateway: an HTTP log per call (with a secret
+    in it), and the replicas whose connections it was told to close."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+
+    def take_log(self, replica: str) -> dict[str, Any]:
+        return {"requests": [{"url": "https://example.com/?token=sekrit", "replica": replica}]}
+
+    def close_connections(self, replica: str) -> None:
+        self.closed.append(replica)
+
+
 @dataclass
 class Servers:
     loop: asyncio.AbstractEventLoop
@@ -52,36 +70,42 @@ class Servers:
     front: FrontServer
     gateways: list[Gateway]
     folders: list[Path]  # the uploads folders: aiohttp's, the front's
+    egresses: list[FakeEgress]  # of the gateways, in their order
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
 
-async def _gateway() -> Gateway:
+async def _gateway(egress: FakeEgress) -> Gateway:
     # A throttle that never fires: both servers see the same bad keys in turn.
     throttle = FailureThrottle(burst=1_000_000, window_s=1.0)
-    keys = KeyChecker(lambda key_id: RECORDS.get(key_id), verify=lambda h, s: True,
+    keys = KeyChecker(lambda key_id: KEYS.get(key_id), verify=lambda h, s: True,
                       throttle=throttle)  # fmt: skip
     routes = Routes(FakeRunner(), keys)  # type: ignore[arg-type]
     await routes.start(target("alpha", 1))
     await routes.start(target("beta", 2))
+    step = '{"inputs": {"x": "s"}, "outputs": {"x": "s"}}'
+    await routes.start(replace(target("delta", 4), step_spec=step, secret_values=("sekrit",)))
     recorder = ExecutionRecorder(Recorded(), keys, output_bytes=100)  # type: ignore[arg-type]
-    return Gateway(routes, keys, FakeStore(), recorder, MAX_BODY)  # type: ignore[arg-type]
+    closer = egress.close_connections
+    return Gateway(routes, keys, FakeStore(), recorder, MAX_BODY,  # type: ignore[arg-type]
+                   http_logs=egress.take_log, close_connections=closer)  # fmt: skip
 
 
 async def _start(
-    limits: FrontLimits, folders: list[Path]
+    limits: FrontLimits, folders: list[Path], egresses: list[FakeEgress]
 ) -> tuple[list[web.AppRunner], int, FrontServer, list[Gateway]]:
     """The aiohttp gateway on a port; the front on another, with its own aiohttp app
     (no port) behind it for the uploads route."""
-    reference, lean = await _gateway(), await _gateway()
-    runner = web.AppRunner(make_gateway(reference, _uploads(reference, folders[0])),
-                           access_log=None)  # fmt: skip
+    reference, lean = await _gateway(egresses[0]), await _gateway(egresses[1])
+    runner = web.AppRunner(make_gateway(reference, _uploads(reference, folders[0]),
+                                        StepRoute(reference)), access_log=None)  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    behind = web.AppRunner(make_gateway(lean, _uploads(lean, folders[1])), access_log=None)
+    behind = web.AppRunner(make_gateway(lean, _uploads(lean, folders[1]), StepRoute(lean)),
+                           access_log=None)  # fmt: skip
     await behind.setup()
     assert behind.server is not None
     front = FrontServer(FrontCalls(lean, AiohttpBridge(behind.server)), limits)
@@ -102,14 +126,15 @@ def servers(limits: FrontLimits | None = None) -> Iterator[Servers]:
     folders = [Path(tmp.name) / "aiohttp", Path(tmp.name) / "front"]
     for folder in folders:
         folder.mkdir()
+    egresses = [FakeEgress(), FakeEgress()]
     started: Future[Any] = asyncio.run_coroutine_threadsafe(
-        _start(limits or FrontLimits(), folders), loop
+        _start(limits or FrontLimits(), folders, egresses), loop
     )
     runners, port, front, gateways = started.result(30)
     assert front._server is not None
     front_port = front._server.sockets[0].getsockname()[1]
     try:
-        yield Servers(loop, port, front_port, front, gateways, folders)
+        yield Servers(loop, port, front_port, front, gateways, folders, egresses)
     finally:
         asyncio.run_coroutine_threadsafe(front.close(), loop).result(30)
         for runner in runners:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -55,6 +56,27 @@ class FakeDispatcher:
         if isinstance(self.outcome, CallError):
             raise self.outcome
         return CallResult(call_id or "", self.outcome, "out", "", False, 1.0, 2.0, 0.1, 2.5, 9, "r")
+
+    async def run(self, inputs_json: bytes, *, call_id: str | None = None) -> CallResult:
+        """A code step that gives its inputs back as outputs, with a log; inputs
+        named raise, queue or oom make it raise, find the queue full or die."""
+        self.calls.append(("(step)", inputs_json, call_id))
+        if isinstance(self.outcome, CallError):
+            raise self.outcome
+        inputs = orjson.loads(inputs_json)
+        log = {"ts": "2026-01-01T00:00:00Z", "message": "hi"}
+        frame = {"outputs_json": inputs_json.decode(), "logs": [log], "logs_discarded": 0,
+                 "stdout": "out", "stderr": ""}  # fmt: skip
+        if "raise" in inputs:
+            frame["error"] = {"type": "ValueError", "message": "no", "traceback": "line 1"}
+            raise FunctionError(frame)
+        if "queue" in inputs:
+            raise QueueFull("the queue is full")
+        if "oom" in inputs:
+            killed = OutOfMemory("out of memory", memory_limit_bytes=1024)
+            killed.replica = "r"
+            raise killed
+        return CallResult(call_id or "", None, "out", "", False, 1.0, 2.0, 0.1, 2.5, 9, "r", frame)
 
 
 class FakeRunner:
