@@ -181,7 +181,7 @@ class Gateway:
             return self.reject(record, 400, "bad_request", f"the body is not valid JSON: {exc}")
         if type(payload) is not dict:
             return self.reject(record, 400, "bad_request", "the body must be a JSON object")
-        record.details = {"inputs": self.recorder.keep_result(orjson.Fragment(raw), len(raw))}
+        self.keep_inputs(record, raw)
         try:
             result = await dispatcher.call(function, payload_json=raw, call_id=cid)
         except CallError as exc:
@@ -197,6 +197,11 @@ class Gateway:
                       time.time(), None, None, None, 0)  # fmt: skip
         record.secrets = target.secret_values  # masked in what is recorded
         return record
+
+    def keep_inputs(self, record: Call, inputs_json: bytes) -> None:
+        """The record's details start with the call's inputs (a function's payload)."""
+        record.details = {"inputs": self.recorder.keep_result(orjson.Fragment(inputs_json),
+                                                              len(inputs_json))}  # fmt: skip
 
     def record_answer(self, record: Call, result: CallResult) -> bytes:
         """Record a call that returned; the answer's body."""

@@ -159,6 +159,7 @@ class FrontCalls:
             return self.reject(record, 400, "bad_request", f"the body is not valid JSON: {exc}")
         if type(payload) is not dict:
             return self.reject(record, 400, "bad_request", "the body must be a JSON object")
+        gateway.keep_inputs(record, body)
         try:
             result = await dispatcher.call(function, payload_json=body, call_id=cid)
         except CallError as exc:

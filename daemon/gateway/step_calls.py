@@ -20,6 +20,7 @@ without being parsed.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -86,7 +87,7 @@ async def run_step(
     inputs = _inputs_json(raw)
     if isinstance(inputs, str):
         return StepRefusal(400, "bad_request", inputs)
-    record.details = {"inputs": gateway.recorder.keep_result(orjson.Fragment(inputs), len(inputs))}
+    gateway.keep_inputs(record, inputs)
     try:
         result = await serving.dispatcher.run(inputs, call_id=record.id)
     except FunctionError as exc:
@@ -147,10 +148,16 @@ def _body(head: dict[str, Any], outputs: bytes, cid: str, frame: dict[str, Any] 
     return start + b'"outputs":' + outputs + b"," + tail
 
 
+# A JSON number with a fraction or an exponent has a digit just before its "." or "e";
+# orjson reads an integer past 64 bits (19 digits and more) as a float.
+_MAYBE_FLOAT = re.compile(rb"[0-9][.eE]|[0-9]{19}")
+_NESTED = 256  # brackets: below this, json (limit ~1000 levels) parses what orjson does
+
+
 def _inputs_json(raw: bytes) -> bytes | str:
     """The inputs' JSON text with their numbers' own digits, or why the body is refused."""
     try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
+        body = _parsed(raw)
     except (ValueError, RecursionError) as exc:
         return f"the body is not valid JSON: {exc}"
     if type(body) is not dict:
@@ -164,6 +171,24 @@ def _inputs_json(raw: bytes) -> bytes | str:
     if type(inputs) is not dict:
         return 'inputs must be a JSON object of name: typed value, such as {"name": {"s": "Ada"}}'
     return orjson.dumps(inputs, default=_exact)
+
+
+def _parsed(raw: bytes) -> Any:
+    """The body (ValueError or RecursionError: not JSON). orjson when no number can
+    lose digits as a float and the nesting is far from json's recursion limit (the
+    common body, at a third of the cost); else, and for its error messages, json
+    with decimal.Decimal."""
+    if _MAYBE_FLOAT.search(raw) is None and raw.count(b"[") + raw.count(b"{") < _NESTED:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # json names the problem
+    return json.loads(raw, parse_float=Decimal, parse_int=_integer, parse_constant=_no_constant)
+
+
+def _integer(text: str) -> int | Decimal:
+    """An integer, kept as Decimal past 64 bits: orjson writes no wider int."""
+    return int(text) if len(text) < 19 else Decimal(text)
 
 
 def _exact(value: Any) -> Any:
