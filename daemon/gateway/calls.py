@@ -1,7 +1,7 @@
 """The gateway's call routes on the lean front (daemon/gateway/front.py).
 
 Answers exactly what the aiohttp gateway (daemon/gateway/app.py) answers, status, body
-and headers, for every request the front takes (tests/daemon/test_front_diff.py
+and headers, for every request the front takes (tests/daemon/gateway/test_front_diff.py
 compares the two):
 
     POST /v1/scripts/{script}/functions/{function}   the call

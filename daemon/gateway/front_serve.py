@@ -1,6 +1,6 @@
 """The gateway's port as the daemon serves it: the lean front (daemon/gateway/front.py)
-answers the call routes and /healthz; requests below /v1/uploads/ and a code step's
-/v1/scripts/{script}/run stream through to the gateway's aiohttp app
+answers the call routes (a function's call, a code step's run) and /healthz; requests
+below /v1/uploads/ stream through to the gateway's aiohttp app
 (daemon/gateway/bridge.py), which listens on no port of its own."""
 
 from __future__ import annotations
