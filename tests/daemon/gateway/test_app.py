@@ -68,7 +68,9 @@ class FakeDispatcher:
                  "stdout": "out", "stderr": ""}  # fmt: skip
         if '"raise"' in inputs:
             frame["error"] = {"type": "ValueError", "message": "no", "traceback": "line 1"}
-            raise FunctionError(frame)
+            raised = FunctionError(frame)
+            raised.replica = "r"
+            raise raised
         if '"queue"' in inputs:
             raise QueueFull("the queue is full")
         if '"oom"' in inputs:
