@@ -83,19 +83,23 @@ class Settings:
     env: tuple[EnvVar, ...]
     timeout_s: int
     egress: EgressSettings = field(default_factory=EgressSettings)
+    # names of the account's secrets granted to the script (its env vars of those names)
+    secrets: tuple[str, ...] = ()
 
     def to_json(self, reveal: bool = False) -> dict[str, Any]:
         return {
             "env": [e.to_json(reveal) for e in self.env],
             "timeout_s": self.timeout_s,
             "egress": self.egress.to_json(),
+            "secrets": list(self.secrets),
         }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Settings:
         env = tuple(EnvVar(e["key"], e["value"], e["secret"]) for e in doc["env"])
         egress = EgressSettings.from_json(doc.get("egress"))  # absent in older snapshots
-        return cls(env=env, timeout_s=doc["timeout_s"], egress=egress)
+        secrets = tuple(doc.get("secrets", ()))  # absent in older snapshots too
+        return cls(env=env, timeout_s=doc["timeout_s"], egress=egress, secrets=secrets)
 
 
 @dataclass(frozen=True)

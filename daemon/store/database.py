@@ -34,6 +34,8 @@ from daemon.core.models import (
 from daemon.store.account_tables import AccountStore
 from daemon.store.keys_table import KeysStore
 from daemon.store.schema import MIGRATIONS
+from daemon.store.secret_box import SecretBox, key_path
+from daemon.store.secrets_table import SecretsStore
 
 _VERSION_COLUMNS = (
     "script_id", "number", "display_name", "status", "phase", "deployed_by", "started_at",
@@ -59,6 +61,7 @@ def script_columns(script: Script) -> dict[str, Any]:
         "env_json": _dumps([[e.key, e.value, e.secret] for e in script.settings.env]),
         "timeout_s": script.settings.timeout_s,
         "egress_json": _dumps(script.settings.egress.to_json()),
+        "secrets_json": _dumps(list(script.settings.secrets)),
         "min_replicas": script.resources.min_replicas,
         "max_replicas": script.resources.max_replicas,
         "cpu_target": script.resources.cpu_target,
@@ -85,6 +88,7 @@ def _script(row: Mapping[str, Any]) -> Script:
             env=env,
             timeout_s=row["timeout_s"],
             egress=EgressSettings.from_json(orjson.loads(row["egress_json"])),
+            secrets=tuple(orjson.loads(row["secrets_json"])),
         ),
         resources=Resources(
             row["min_replicas"], row["max_replicas"], row["cpu_target"], row["profile"]
@@ -107,14 +111,16 @@ def _event(row: Mapping[str, Any]) -> Event:
     return Event(row["id"], row["script_id"], row["at"], row["kind"], row["actor"], detail)
 
 
-class Store(KeysStore, AccountStore):
+class Store(KeysStore, AccountStore, SecretsStore):
     """The registry of scripts, versions and their history events; API keys
     and execution records come from the KeysStore mixin (daemon/store/keys_table.py); credits,
-    the usage ledger and the outbox from AccountStore (daemon/store/account_tables.py)."""
+    the usage ledger and the outbox from AccountStore (daemon/store/account_tables.py);
+    integration secrets from SecretsStore (daemon/store/secrets_table.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
+        self.secret_box = SecretBox(key_path(path))  # the key is read or made on first use
         # Secrets are stored in clear: the file (and so its -wal and -shm, which
         # SQLite creates with the database's mode) is for the daemon's user only.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

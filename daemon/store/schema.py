@@ -193,4 +193,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE scripts ADD COLUMN egress_json TEXT NOT NULL DEFAULT '{}';
     """,
+    # 7: integration secrets of the account, their values sealed with AES-GCM
+    # (daemon/store/secret_box.py), and the names of the secrets granted to a script.
+    """
+    CREATE TABLE secrets (
+        name            TEXT PRIMARY KEY,
+        sealed          BLOB NOT NULL,
+        created_by      TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    ALTER TABLE scripts ADD COLUMN secrets_json TEXT NOT NULL DEFAULT '[]';
+    """,
 )
