@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.admin import account_routes, call_routes, log_routes, try_routes
+from daemon.admin import account_routes, call_routes, log_routes, secret_routes, try_routes
 from daemon.admin.exports import export_zip, sample_zip, send_file
 from daemon.admin.http import (
     CATALOGUE,
@@ -271,6 +271,7 @@ ROUTES: tuple[Route, ...] = (
     *try_routes.ROUTES,
     *log_routes.ROUTES,
     *account_routes.ROUTES,
+    *secret_routes.ROUTES,
 )  # fmt: skip
 
 

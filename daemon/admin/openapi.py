@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.admin.schemas import ACCOUNT_QUERY, ACCOUNT_SCHEMAS
+from daemon.admin.schemas import ACCOUNT_QUERY, ACCOUNT_SCHEMAS, SECRET_SCHEMAS
 
 S = dict[str, Any]
 
@@ -45,7 +45,8 @@ STR, INT, NUM, BOOL = (
 )
 NULL_STR = {"type": ["string", "null"]}
 ENV = _obj({"key": STR, "value": STR, "secret": BOOL}, ("key",))
-SETTINGS = _obj({"env": {"type": "array", "items": ENV}, "timeout_s": INT})
+SECRET_NAMES = {"type": "array", "items": STR, "description": "granted secrets, by name"}
+SETTINGS = _obj({"env": {"type": "array", "items": ENV}, "timeout_s": INT, "secrets": SECRET_NAMES})
 RESOURCES = _obj(
     {
         "min_replicas": {**INT, "minimum": 1, "maximum": 10},
@@ -221,6 +222,7 @@ SCHEMAS: dict[str, S] = {
             "archive_id": STR,
             "env": {"type": "array", "items": ENV},
             "timeout_s": INT,
+            "secrets": SECRET_NAMES,
             **RESOURCES["properties"],
             "deploy": BOOL,
         }
@@ -239,6 +241,7 @@ SCHEMAS: dict[str, S] = {
     "Deleted": _obj({"deleted": STR}),
     **CALL_SCHEMAS,
     **ACCOUNT_SCHEMAS,
+    **SECRET_SCHEMAS,
     "Error": _obj(
         {"error": _obj({"type": {"enum": ["bad_request", "not_found", "conflict",
                                           "invalid_archive", "payload_too_large", "internal"]},

@@ -78,6 +78,18 @@ ACCOUNT_SCHEMAS: dict[str, S] = {
         {"script": STR, "events": {"type": "array", "items": EVENT}, "autoscaling": AUTOSCALING}
     ),
 }  # fmt: skip
+SECRET = _obj(
+    {"name": STR, "created_by": STR, "created_at": STR, "updated_at": STR,
+     "used_by": {"type": "array", "items": STR, "description": "the scripts granted it"}}
+)  # fmt: skip
+SECRET_SCHEMAS: dict[str, S] = {
+    "Secret": SECRET,
+    "SecretList": _obj({"secrets": {"type": "array", "items": SECRET}}),
+    "SecretInput": _obj(
+        {"value": {**STR, "minLength": 1, "description": "kept encrypted, never returned"}},
+        ("value",),
+    ),
+}
 ACCOUNT_QUERY: dict[str, S] = {
     "since": {**STR, "description": "ISO-8601 time, or an age: 7d, 24h, 30m"},
     "kind": {**STR, "description": "one event kind, e.g. scaled"},

@@ -128,6 +128,7 @@ class Lifecycle:
         version = self._language_version(language, body.get("language_version"))
         description = request_checks.description(body.get("description", ""))
         settings = request_checks.settings(body, request_checks.default_settings(cfg), cfg)
+        await self._check_granted(settings.secrets)
         resources = request_checks.resources(body, request_checks.default_resources(cfg), cfg)
         deploy = request_checks.flag("deploy", body.get("deploy", False))
         if deploy:
@@ -197,12 +198,22 @@ class Lifecycle:
             settings=request_checks.settings(body, new.settings, cfg),
             resources=request_checks.resources(body, new.resources, cfg),
         )
+        await self._check_granted(new.settings.secrets if "secrets" in body else ())
         if "archive_id" in body:
             archive, report = await self._checked_archive(body["archive_id"], new.language)
             new = replace(new, archive=archive, functions=tuple(report.functions))
         elif new.language != script.language:
             raise request_checks.BadRequest("changing the language needs a new archive_id as well")
         return new
+
+    async def _check_granted(self, names: tuple[str, ...]) -> None:
+        missing = await self.ctx.db(self.ctx.store.missing_secrets, names)
+        if missing:
+            raise request_checks.BadRequest(
+                f"unknown secret {missing[0]!r}: set it first with `scriptctl secrets set "
+                f"{missing[0]}`",
+                field="secrets",
+            )
 
     # --- deploy, redeploy, undeploy ------------------------------------------------
 

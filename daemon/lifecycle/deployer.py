@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from daemon.archive.steps import StepSpecError, read_step_spec
 from daemon.build.catalogue import Runtime
-from daemon.core.errors import BuildError
+from daemon.core.errors import BadRequest, BuildError
 from daemon.core.models import (
     DEPLOYED,
     FAILED,
@@ -91,6 +91,11 @@ class Deployer:
             step_spec = await ctx.db(read_step_spec, source_dir)
         except (StepSpecError, OSError) as exc:
             raise BuildError(f"step.toml: {exc}") from None
+        try:  # a secret deleted since it was granted fails the deploy, by name
+            granted = await ctx.db(ctx.store.secret_values, cfg.settings.secrets)
+        except BadRequest as exc:
+            raise BuildError(str(exc)) from None
+        secret_env = {e.key: e.value for e in cfg.settings.env if e.secret}
         return RunTarget(
             script_id=version.script_id,
             script=script.name,
@@ -101,7 +106,7 @@ class Deployer:
             source_dir=source_dir,
             env_dir=ctx.builder.env_dir(version.env_key),
             workspace_dir=ctx.state.workspace(version.script_id),
-            env={e.key: e.value for e in cfg.settings.env},
+            env={**{e.key: e.value for e in cfg.settings.env}, **granted},
             timeout_s=cfg.settings.timeout_s,
             functions=cfg.functions,
             min_replicas=res.min_replicas,
@@ -109,9 +114,9 @@ class Deployer:
             cpu_target=res.cpu_target,
             profile=profile,
             step_spec=step_spec,
-            secret_values=tuple(e.value for e in cfg.settings.env if e.secret and e.value),
+            secret_values=tuple(v for v in {**secret_env, **granted}.values() if v),
             egress=cfg.settings.egress,
-            secrets={e.key: e.value for e in cfg.settings.env if e.secret},
+            secrets={**secret_env, **granted},
         )
 
     async def _mount_workspace(self, version: Version) -> None:

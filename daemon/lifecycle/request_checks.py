@@ -31,7 +31,7 @@ MAX_ENV_VARS = 200
 MAX_ENV_VALUE = 32 * 1024
 SCRIPT_FIELDS = frozenset(
     ("name", "description", "language", "language_version", "archive_id", "env", "timeout_s",
-     "min_replicas", "max_replicas", "cpu_target", "profile", "deploy", "egress")
+     "min_replicas", "max_replicas", "cpu_target", "profile", "deploy", "egress", "secrets")
 )  # fmt: skip
 FIXED_AFTER_DRAFT = ("name", "language", "language_version")
 
@@ -122,7 +122,26 @@ def settings(body: dict[str, Any], base: Settings, config: Config) -> Settings:
         out = replace(out, timeout_s=_int("timeout_s", body["timeout_s"], lo, hi))
     if "egress" in body:
         out = replace(out, egress=egress_settings(body["egress"], base.egress))
+    if "secrets" in body:
+        out = replace(out, secrets=secret_names(body["secrets"]))
+    clash = sorted({e.key for e in out.env} & set(out.secrets))
+    if clash:
+        raise BadRequest(
+            f"secret {clash[0]!r} is granted and is an env variable too: keep one of them",
+            field="secrets",
+        )
     return out
+
+
+def secret_names(value: object) -> tuple[str, ...]:
+    """The names of the account's secrets granted to a script (whether each exists is
+    checked against the store by the caller)."""
+    if not isinstance(value, list) or len(value) > MAX_ENV_VARS:
+        raise _bad("secrets", value, f"a list of at most {MAX_ENV_VARS} secret names")
+    for name in value:
+        if not isinstance(name, str) or not ENV_KEY_RE.fullmatch(name):
+            raise _bad("secrets", name, "a secret name: a letter or _, then letters, digits, _")
+    return tuple(dict.fromkeys(value))
 
 
 def egress_settings(doc: object, base: EgressSettings) -> EgressSettings:
