@@ -20,6 +20,7 @@ from daemon.cli import (
     cmd_keys,
     cmd_logs,
     cmd_scripts,
+    cmd_secrets,
     cmd_try,
     cmd_uploads,
 )
@@ -71,7 +72,7 @@ def build_parser() -> Parser:
     )
     for module in (
         cmd_scripts, cmd_deploy, cmd_files, cmd_info, cmd_keys, cmd_endpoint, cmd_executions,
-        cmd_uploads, cmd_account, cmd_events, cmd_try, cmd_logs,
+        cmd_uploads, cmd_account, cmd_events, cmd_try, cmd_logs, cmd_secrets,
     ):  # fmt: skip
         module.register(commands, common)
     return parser

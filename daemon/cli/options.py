@@ -109,6 +109,18 @@ def add_script_options(
         "optionally :PORT (repeatable; replaces the list)",
     )
     parser.add_argument(
+        "--secret",
+        dest="grant_secret",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="grant the account's secret NAME: the script sees it as env variable NAME "
+        "(repeatable; replaces the granted list)",
+    )
+    parser.add_argument(
+        "--clear-secrets", action="store_true", help="grant no secrets (revoke all)"
+    )
+    parser.add_argument(
         "--egress-inspect",
         choices=("on", "off"),
         help="off: HTTPS is not intercepted, and logged as host, port, bytes, duration",
@@ -171,6 +183,8 @@ def script_body(
     egress = egress_body(args)
     if egress:
         body["egress"] = egress
+    if getattr(args, "grant_secret", None) or getattr(args, "clear_secrets", False):
+        body["secrets"] = list(args.grant_secret)
     return body
 
 

@@ -55,6 +55,7 @@ def overview(script: dict[str, Any]) -> str:
         ("Execution timeout", _seconds(settings.get("timeout_s"))),
         ("Environment", env_text(settings.get("env") or [])),
         ("Egress", egress_text(settings.get("egress") or {})),
+        ("Secrets", ", ".join(settings.get("secrets") or []) or NONE),
     ]
     parts = [
         render_fields(general),

@@ -217,3 +217,14 @@ def test_egress_options_become_the_egress_body() -> None:
         body = script_body(parse(*command, "--egress-inspect", "off"))
         assert body["egress"] == {"inspect": False}
     assert "egress" not in script_body(parse("update", "hi", "--timeout", "40"))
+
+
+def test_secret_grants_become_the_secrets_body() -> None:
+    args = parse("create", "hi", "--language", "python", "--archive", "x.zip",
+                 "--secret", "API_TOKEN", "--secret", "DB_URL")  # fmt: skip
+    assert script_body(args)["secrets"] == ["API_TOKEN", "DB_URL"]
+    for command in (("update", "hi"), ("redeploy", "hi"), ("up", "dir", "--name", "hi")):
+        assert script_body(parse(*command, "--secret", "X"))["secrets"] == ["X"]
+        assert script_body(parse(*command, "--clear-secrets"))["secrets"] == []
+    assert "secrets" not in script_body(parse("update", "hi", "--timeout", "40"))
+    assert parse("secrets", "set", "API_TOKEN", "--file", "v.txt").file.name == "v.txt"
