@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,12 @@ import os
 def check(expected):
     # a boolean, never the value: the test compares without the script echoing it
     return os.environ.get({NAME!r}) == expected
+
+
+def leak():
+    # a careless log line: the execution record must mask it
+    print("token is", os.environ.get({NAME!r}))
+    return True
 """
 
 
@@ -41,6 +48,17 @@ def scriptctl(
 
 def ctl_json(daemon: DaemonProcess, *argv: str, stdin: str = "") -> Any:
     return json.loads(scriptctl(daemon, *argv, stdin=stdin).stdout)
+
+
+def recorded_calls(daemon: DaemonProcess, script: str, count: int) -> list[Any]:
+    """The script's execution records once `count` are written (the recorder batches)."""
+    deadline = time.monotonic() + 30
+    while True:
+        records = ctl_json(daemon, "executions", script)["executions"]
+        if len(records) >= count:
+            return list(records)
+        assert time.monotonic() < deadline, f"only {len(records)} records after 30 s"
+        time.sleep(0.1)
 
 
 def test_a_granted_secret_is_the_scripts_env_and_delete_waits_for_undeploy(
@@ -65,8 +83,16 @@ def test_a_granted_secret_is_the_scripts_env_and_delete_waits_for_undeploy(
     try:
         assert gateway.call("partner", "check", {"expected": VALUE}).json()["result"] is True
         assert gateway.call("partner", "check", {"expected": "other"}).json()["result"] is False
+        assert gateway.call("partner", "leak").json()["result"] is True
     finally:
         gateway.close()
+    # the value printed by leak() is masked in its execution record (scriptctl()
+    # checks that no output of it holds the value)
+    logs = [
+        ctl_json(daemon, "execution", record["id"])["logs"] or ""
+        for record in recorded_calls(daemon, "partner", 3)
+    ]
+    assert "token is ********" in "".join(logs), logs
 
     listed = ctl_json(daemon, "secrets", "list")["secrets"]
     assert [(s["name"], s["used_by"]) for s in listed] == [(NAME, ["partner"])]
