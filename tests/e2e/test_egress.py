@@ -217,18 +217,25 @@ def test_policy_off_keeps_todays_behaviour(daemon: DaemonProcess, servers: Serve
     assert "/echo/offline" not in servers.hits
 
 
-def test_secret_env_values_never_reach_the_http_log(
-    daemon: DaemonProcess, servers: Servers
+@pytest.mark.parametrize("source", ["secret-env", "granted"])
+def test_secret_values_never_reach_the_http_log(
+    daemon: DaemonProcess, servers: Servers, source: str
 ) -> None:
+    """A secret env variable, or an integration secret granted as API_TOKEN."""
     token = "tok-e2e-7f3a9c"
     admin = daemon.client()
-    env = [{"key": "API_TOKEN", "value": token, "secret": True}]
-    admin.create("secretive", make_zip({"main.py": MAIN}), deploy=True, env=env)
-    assert admin.wait_status("secretive")["status"] == "Deployed"
-    client = daemon.gateway(create_key(admin, "secretive"))
+    if source == "granted":
+        admin.call("PUT", "/v1/secrets/API_TOKEN", {"value": token})
+        fields: dict[str, Any] = {"secrets": ["API_TOKEN"]}
+    else:
+        fields = {"env": [{"key": "API_TOKEN", "value": token, "secret": True}]}
+    name = f"secretive-{source}"
+    admin.create(name, make_zip({"main.py": MAIN}), deploy=True, **fields)
+    assert admin.wait_status(name)["status"] == "Deployed"
+    client = daemon.gateway(create_key(admin, name))
     try:
         url = f"{servers.http}/echo/s?key={token}"
-        reply = client.call("secretive", "fetch", {"url": url, "data": f"token={token}"})
+        reply = client.call(name, "fetch", {"url": url, "data": f"token={token}"})
     finally:
         client.close()
     status, body = reply.json()["result"]
