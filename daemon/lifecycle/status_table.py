@@ -25,7 +25,7 @@ ALLOWS: dict[str, tuple[str, ...]] = {
 
 
 REDEPLOY_FIELDS = frozenset(
-    {"description", "archive_id", "env", "timeout_s", "secrets"}
+    {"description", "archive_id", "env", "timeout_s", "secrets", "egress"}
     | {"min_replicas", "max_replicas", "cpu_target", "profile"}
 )
 

@@ -54,10 +54,12 @@ def test_redeploy_undeploy_deploy_history(admin: AdminClient) -> None:
     assert error(admin, "POST", "/v1/scripts/hist/redeploy", {"language": "javascript"})
 
     new_archive = admin.upload(make_tar({"main.py": MAIN2}, gz=True), "v2.tgz")
-    body = {"archive_id": new_archive, "description": "second", "max_replicas": 3}
+    body = {"archive_id": new_archive, "description": "second", "max_replicas": 3,
+            "egress": {"policy": "off"}}  # fmt: skip
     admin.action("hist", "redeploy", body)
     second = admin.wait_status("hist")
     assert second["current_version"] == 2 and second["description"] == "second"
+    assert second["settings"]["egress"]["policy"] == "off"
     assert second["functions"] == ["hello", "bye"]
     assert second["resources"]["max_replicas"] == 3
     assert second["updated_at"] > first["updated_at"]
