@@ -71,8 +71,10 @@ def _find_version(script: dict[str, Any], number: int | None) -> dict[str, Any] 
 
 
 def _deploying(script: dict[str, Any], version: dict[str, Any] | None) -> bool:
-    if version is not None:
-        return version.get("status") == DEPLOYING
+    # Both: the answer may show the version ended a moment before the script's own status
+    # (a redeploy's script says Deploying until the switch is recorded).
+    if version is not None and version.get("status") == DEPLOYING:
+        return True
     return script.get("status") == DEPLOYING
 
 
