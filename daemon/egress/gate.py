@@ -4,12 +4,16 @@ bundle beside it, and the policy of the script applied to it.
 
 The trust folder holds the system's CA bundle plus the egress CA (SSL_CERT_FILE,
 REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) and the egress CA alone (NODE_EXTRA_CA_CERTS);
-the CA's key stays in a folder of its own that no sandbox sees."""
+the CA's key stays in a folder of its own that no sandbox sees. The same combined
+bundle is also bound, read-only and in the sandbox's mount namespace only, over the
+system bundle files the sandbox sees, so a client that ignores those variables (or a
+script that clears them) still trusts the egress CA; the host's files are untouched."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 import ssl
 import threading
@@ -30,7 +34,13 @@ SOCKET_IN = "/opt/scriptd/egress"  # the replica's socket folder, inside its san
 TRUST_IN = "/opt/scriptd/egress-trust"
 SOCKET_NAME = "proxy.sock"
 OPEN_TIMEOUT_S = 10.0
-SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+SYSTEM_BUNDLES = (
+    DEBIAN_BUNDLE,
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
+    "/etc/ssl/cert.pem",  # Alpine, Arch
+)
 
 SettingsFor = Callable[[EgressSettings, Mapping[str, str]], ChannelSettings | None]
 
@@ -71,6 +81,24 @@ def write_trust(ca: CertificateAuthority, folder: Path) -> None:
         (folder / name).chmod(0o644)
 
 
+def bundle_targets() -> tuple[str, ...]:
+    """Where the sandbox must find the combined bundle: every system bundle file the host
+    has (OpenSSL's default file first), each by its real path, since a bind target must
+    not go through a symlink and the sandbox's links (such as /usr/lib/ssl/cert.pem)
+    resolve to it. The Debian path is added when the host has no /etc/ssl/certs (the
+    sandbox then gets it in its own root; a missing file inside the host's folder could
+    not be a mount point)."""
+    defaults = ssl.get_default_verify_paths()
+    found = []
+    for path in (defaults.openssl_cafile, defaults.cafile, *SYSTEM_BUNDLES):
+        real = os.path.realpath(path) if path else None
+        if real and os.path.isfile(real):
+            found.append(real)
+    if not os.path.exists(os.path.dirname(DEBIAN_BUNDLE)):
+        found.append(DEBIAN_BUNDLE)
+    return tuple(dict.fromkeys(found))
+
+
 def trust_env() -> dict[str, str]:
     bundle = f"{TRUST_IN}/bundle.pem"
     return {
@@ -100,6 +128,8 @@ class ReplicaEgress:
         self._numbers = itertools.count(1)
         self._folders: dict[str, Path] = {}
         self._lock = threading.Lock()
+        bundle = trust_dir / "bundle.pem"
+        self._trust_binds = ((trust_dir, TRUST_IN), *((bundle, t) for t in bundle_targets()))
 
     def open(
         self, replica: str, egress: EgressSettings, secrets: Mapping[str, str]
@@ -117,7 +147,7 @@ class ReplicaEgress:
             self._folders[replica] = folder
         return EgressAccess(
             socket=f"{SOCKET_IN}/{SOCKET_NAME}",
-            binds=((folder, SOCKET_IN), (self.trust_dir, TRUST_IN)),
+            binds=((folder, SOCKET_IN), *self._trust_binds),
             env=trust_env(),
         )
 

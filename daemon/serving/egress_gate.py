@@ -15,7 +15,8 @@ from daemon.core.models import EgressSettings
 
 @dataclass(frozen=True)
 class EgressAccess:
-    """One replica's way out. `binds` are (host folder, folder inside) pairs, read-only;
+    """One replica's way out. `binds` are (host path, path inside) pairs, read-only: folders,
+    or files bound over the sandbox's files (the system CA bundle);
     `socket` is the proxy's socket as the sandbox sees it; `env` the variables the
     script's clients need (CA trust: paths inside the sandbox)."""
 

@@ -30,6 +30,7 @@ MAIN = """\
 import json
 import os
 import socket
+import ssl
 import urllib.error
 import urllib.request
 
@@ -41,6 +42,17 @@ def fetch(url, data=None):
             return [reply.status, reply.read().decode()]
     except urllib.error.HTTPError as err:
         return [err.code, err.read().decode()]
+
+
+def system_trust(url):
+    # No variable names the bundle: OpenSSL's default paths, which the sandbox sees
+    # with the egress CA in them, must be enough.
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(name, None)
+    context = ssl.create_default_context()
+    with urllib.request.urlopen(url, timeout=20, context=context) as reply:
+        with open("/etc/ssl/certs/ca-certificates.crt") as bundle:
+            return [reply.status, reply.read().decode(), bundle.read().count("BEGIN CERT")]
 
 
 def env():
@@ -137,6 +149,19 @@ def test_http_and_https_leave_through_the_proxy(gw: GatewayClient, servers: Serv
     status, body = result(gw, "fetch", {"url": f"{servers.https}/echo/tls"})
     assert status == 200 and '"path": "/echo/tls"' in body
     assert "/echo/plain" in servers.hits and "/echo/tls" in servers.hits
+
+
+def test_the_system_bundle_in_the_sandbox_trusts_the_egress_ca(
+    daemon: DaemonProcess, gw: GatewayClient, servers: Servers
+) -> None:
+    host_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    before = host_bundle.read_bytes() if host_bundle.exists() else b""
+    status, body, certificates = result(gw, "system_trust", {"url": f"{servers.https}/echo/sys"})
+    assert status == 200 and '"path": "/echo/sys"' in body
+    assert certificates == before.count(b"BEGIN CERT") + 1  # the host's CAs and ours
+    assert (host_bundle.read_bytes() if host_bundle.exists() else b"") == before
+    ca = (daemon.state_dir / "egress-ca" / "egress-ca.pem").read_bytes()
+    assert ca not in before
 
 
 def test_a_private_address_is_refused_with_the_rule(gw: GatewayClient, servers: Servers) -> None:

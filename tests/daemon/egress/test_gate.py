@@ -1,0 +1,21 @@
+"""The gate's trust files: where the combined CA bundle is bound in a sandbox."""
+
+from __future__ import annotations
+
+import os
+import ssl
+
+from daemon.egress.gate import bundle_targets
+
+
+def test_the_bundle_covers_openssls_default_file_by_its_real_path() -> None:
+    targets = bundle_targets()
+    default = ssl.get_default_verify_paths().openssl_cafile
+    if os.path.exists(default):
+        assert os.path.realpath(default) in targets
+    for target in targets:
+        # A bind target never goes through a symlink, and never is a file missing
+        # inside a folder the sandbox binds from the host.
+        assert os.path.realpath(target) == target
+        assert os.path.isfile(target) or not os.path.exists(os.path.dirname(target))
+    assert len(set(targets)) == len(targets)
