@@ -1,10 +1,12 @@
 // Node 20's fetch and its http/https modules ignore HTTP_PROXY and HTTPS_PROXY, so a
 // worker whose replica has egress routes them itself, through the replica's relay:
 //
-// - fetch: the undici inside Node (its EnvHttpProxyAgent, reached through Node's
-//   internal modules: the worker runs with --expose-internals for this alone) as the
-//   global dispatcher. It tunnels every URL with CONNECT; the proxy reads TLS or plain
-//   HTTP inside.
+// - fetch: an agent of the undici inside Node (reached through Node's internal
+//   modules: the worker runs with --expose-internals for this alone) as the global
+//   dispatcher, whose connections are CONNECT tunnels through the relay (TLS on top for
+//   https), the same tunnels as http and https below; the proxy reads TLS or plain HTTP
+//   inside. (undici's own proxy agent drops the proxy's answer to a refused CONNECT
+//   and fails with "Request was cancelled"; this way the proxy's message is the cause.)
 // - http and https: global agents that open each connection as a CONNECT tunnel
 //   through the relay (TLS on top for https). Hosts in NO_PROXY go direct, so a client
 //   that talks to the proxy itself (axios reads HTTP_PROXY and sends absolute URLs)
@@ -88,20 +90,47 @@ function tunnelling(Base, secure, proxy, env) {
   };
 }
 
-function routeFetch() {
+// Connect like undici's connector, (options, callback(err, socket)) once the socket is
+// ready to carry requests, but through a tunnel unless NO_PROXY names the host.
+function tunnelConnector(proxy, env) {
+  return (options, callback) => {
+    let called = false;
+    const done = (err, socket) => {
+      if (called) return;
+      called = true;
+      callback(err, socket);
+    };
+    const host = String(options.hostname).replace(/^\[|\]$/g, '');
+    const secure = options.protocol === 'https:';
+    const port = Number(options.port) || (secure ? 443 : 80);
+    const ready = (err, socket) => {
+      if (err) return done(err);
+      if (!secure) return done(null, socket);
+      const servername = options.servername || (net.isIP(host) ? undefined : host);
+      const wrapped = tls.connect({ socket, servername, ALPNProtocols: ['http/1.1'] });
+      wrapped.once('secureConnect', () => done(null, wrapped));
+      wrapped.once('error', (error) => done(error));
+      return undefined;
+    };
+    if (!bypassed(env, host)) return tunnel(proxy, host, port, ready);
+    const socket = net.connect(port, host);
+    socket.once('connect', () => ready(null, socket));
+    socket.once('error', (error) => done(error));
+    return undefined;
+  };
+}
+
+function routeFetch(proxy, env) {
+  let undici;
   try {
-    const undici = createRequire(import.meta.url)('internal/deps/undici/undici');
-    const quiet = process.emitWarning;
-    process.emitWarning = () => {}; // "EnvHttpProxyAgent is experimental", once
-    try {
-      undici.setGlobalDispatcher(new undici.EnvHttpProxyAgent());
-    } finally {
-      process.emitWarning = quiet;
-    }
-    return true;
+    undici = createRequire(import.meta.url)('internal/deps/undici/undici');
   } catch {
     return false; // node without --expose-internals: fetch keeps no route out
   }
+  // undici's Agent class is not exported; the default global dispatcher is one.
+  const Agent = undici.getGlobalDispatcher().constructor;
+  undici.setGlobalDispatcher(new Agent({ connect: tunnelConnector(proxy, env) }));
+  return true;
 }
 
 // Route fetch, http and https through the proxy named by the environment; returns
@@ -113,5 +142,5 @@ export function routeThroughProxy(env = process.env) {
   const HttpsAgent = tunnelling(https.Agent, true, proxy, env);
   http.globalAgent = new HttpAgent({ keepAlive: true });
   https.globalAgent = new HttpsAgent({ keepAlive: true });
-  return { fetch: routeFetch(), http: true };
+  return { fetch: routeFetch(proxy, env), http: true };
 }

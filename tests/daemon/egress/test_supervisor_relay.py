@@ -190,9 +190,11 @@ async def test_node_fetch_and_http_go_through_the_relay(
             assert reply["ok"], reply["error"]
             status, body = reply["value"]
             assert status == 200 and f"/echo/{function}" in body, (url, body)
-    refused = await asyncio.to_thread(worker.call, "withHttp", {"url": "https://10.1.2.3/"})
-    assert refused["value"] == ["error", "egress: 10.1.2.3 is a private address; allowed: "
-                                f"public addresses on ports 80, 443, {egress.servers.http_port}, "
-                                f"{egress.servers.https_port}"]  # fmt: skip
+    rule = ("egress: 10.1.2.3 is a private address; allowed: public addresses on ports 80, "
+            f"443, {egress.servers.http_port}, {egress.servers.https_port}")  # fmt: skip
+    for function in ("withHttp", "withFetch"):
+        for url in ("https://10.1.2.3/", "http://10.1.2.3/"):
+            refused = await asyncio.to_thread(worker.call, function, {"url": url})
+            assert refused["value"] == ["error", rule], (function, url)
     urls = [e.url for e in channel.take_log().entries]  # type: ignore[union-attr]
     assert urls == [f"{u}/{f}" for f in ("withFetch", "withHttp") for u in (http, https)]
