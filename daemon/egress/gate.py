@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import sandbox
 from daemon.config.daemon_config import Config
 from daemon.core.models import EgressSettings
 from daemon.egress.ca import CertificateAuthority
@@ -34,12 +35,14 @@ SOCKET_IN = "/opt/scriptd/egress"  # the replica's socket folder, inside its san
 TRUST_IN = "/opt/scriptd/egress-trust"
 SOCKET_NAME = "proxy.sock"
 OPEN_TIMEOUT_S = 10.0
-DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Where clients look for the system's CA bundle: the distros' paths, and /etc/ssl/cert.pem
+# is also the default file of the OpenSSL built into Node (OPENSSLDIR /etc/ssl), which
+# `node --use-openssl-ca` reads.
 SYSTEM_BUNDLES = (
-    DEBIAN_BUNDLE,
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Arch
     "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
     "/etc/ssl/ca-bundle.pem",  # openSUSE
-    "/etc/ssl/cert.pem",  # Alpine, Arch
+    "/etc/ssl/cert.pem",  # Alpine, macOS-like layouts, Node's own OpenSSL
 )
 
 SettingsFor = Callable[[EgressSettings, Mapping[str, str]], ChannelSettings | None]
@@ -82,20 +85,21 @@ def write_trust(ca: CertificateAuthority, folder: Path) -> None:
 
 
 def bundle_targets() -> tuple[str, ...]:
-    """Where the sandbox must find the combined bundle: every system bundle file the host
-    has (OpenSSL's default file first), each by its real path, since a bind target must
-    not go through a symlink and the sandbox's links (such as /usr/lib/ssl/cert.pem)
-    resolve to it. The Debian path is added when the host has no /etc/ssl/certs (the
-    sandbox then gets it in its own root; a missing file inside the host's folder could
-    not be a mount point)."""
+    """Where the sandbox must find the combined bundle: OpenSSL's default file and the
+    distros' bundle paths, each by its real path on the host (a bind target must not go
+    through a symlink; the sandbox's links, such as /usr/lib/ssl/cert.pem, resolve to
+    it). A path the host lacks is kept only outside the folders the sandbox binds from
+    the host: the sandbox then gets it in its own root, while a missing file inside a
+    host folder could not be a mount point."""
     defaults = ssl.get_default_verify_paths()
+    host_folders = [b.target.rstrip("/") + "/" for b in sandbox.system_binds("none")[0]]
     found = []
     for path in (defaults.openssl_cafile, defaults.cafile, *SYSTEM_BUNDLES):
         real = os.path.realpath(path) if path else None
-        if real and os.path.isfile(real):
+        if real is None or os.path.isdir(real):
+            continue
+        if os.path.isfile(real) or not any(real.startswith(f) for f in host_folders):
             found.append(real)
-    if not os.path.exists(os.path.dirname(DEBIAN_BUNDLE)):
-        found.append(DEBIAN_BUNDLE)
     return tuple(dict.fromkeys(found))
 
 

@@ -107,7 +107,7 @@ function tunnelConnector(proxy, env) {
       if (err) return done(err);
       if (!secure) return done(null, socket);
       const servername = options.servername || (net.isIP(host) ? undefined : host);
-      const wrapped = tls.connect({ socket, servername, ALPNProtocols: ['http/1.1'] });
+      const wrapped = tls.connect({ socket, host, servername, ALPNProtocols: ['http/1.1'] });
       wrapped.once('secureConnect', () => done(null, wrapped));
       wrapped.once('error', (error) => done(error));
       return undefined;

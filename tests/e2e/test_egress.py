@@ -6,8 +6,6 @@ egress.allowed_networks, the HTTPS one trusted through egress.upstream_ca_file."
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_root
-from tests.daemon.egress.support import Servers, start_servers
-from tests.helpers import (
-    TINY_PROFILES,
-    DaemonProcess,
-    GatewayClient,
-    create_key,
-    make_zip,
-    running_daemon,
-)
+from tests.daemon.egress.support import Servers
+from tests.e2e.egress_fixtures import daemon, record, servers
+from tests.helpers import DaemonProcess, GatewayClient, create_key, make_zip
+
+__all__ = ["daemon", "servers"]
 
 MAIN = """\
 import json
@@ -68,53 +61,6 @@ def raw_socket():
         return [err.errno, str(err)]
     return "connected"
 """
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    """The servers run on a loop of their own in a thread, beside the daemon."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    directory = tmp_path_factory.mktemp("egress-servers")
-    started = asyncio.run_coroutine_threadsafe(start_servers(directory, "127.0.0.2"), loop)
-    found, runners = started.result(30)
-    yield found
-    for runner in runners:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def daemon(
-    tmp_path_factory: pytest.TempPathFactory, build_cache: Path, servers: Servers
-) -> Iterator[DaemonProcess]:
-    require_root()
-    config: dict[str, Any] = {
-        **TINY_PROFILES,
-        "settings": {"timeout_min_s": 1, "timeout_default_s": 30},
-        "egress": {
-            "ports": [servers.http_port, servers.https_port],
-            "allowed_networks": ["127.0.0.0/8"],
-            "upstream_ca_file": str(servers.ca_file),
-        },
-    }
-    with running_daemon(tmp_path_factory.mktemp("egress"), config, build_cache) as d:
-        yield d
-
-
-def record(daemon: DaemonProcess, execution_id: str) -> dict[str, Any]:
-    """The execution record, once the recorder has written it."""
-    admin = daemon.client()
-    deadline = time.monotonic() + 20
-    while True:
-        response = admin.request("GET", f"/v1/executions/{execution_id}")
-        if response.status == 200:
-            found: dict[str, Any] = response.json()
-            return found
-        assert time.monotonic() < deadline, f"no record of {execution_id}: {response.body!r}"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
