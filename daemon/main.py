@@ -234,6 +234,7 @@ async def _serve(
             teardown.add(CGROUPS, "cgroups", lambda: asyncio.to_thread(root.cleanup))
     teardown.add(WORKSPACES, "workspaces", lambda: asyncio.to_thread(unmount_all, state.scripts))
     ctx = Context(config, store, state, catalogue, Builder(config, root), runner)
+    ctx.egress_counters = egress.counters if egress is not None else None
     teardown.add(KEYS, "key checker", ctx.keys.close)
     recorder = ExecutionRecorder(
         store,

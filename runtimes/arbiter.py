@@ -75,6 +75,8 @@ class Supervisor:
         self.harness: Any = None
         self.terminate_by: float | None = None
         self.relay_pid: int | None = None  # the egress relay's process, if any
+        self.relay: Any = None  # egress_relay.py, loaded when the replica has egress
+        self.lanes = 0  # worker lanes of the relay: a proxy port per live worker
 
     # --- start -----------------------------------------------------------
     def run(self) -> int:
@@ -182,24 +184,29 @@ class Supervisor:
     def spawn_worker(self, slot: int | None) -> None:
         """A worker for `slot`, or a spare (slot None) when spawned ones are slow to boot."""
         daemon_end, worker_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        lane = self._free_lane()
         if self.mode == "fork":
-            serve = lambda: self._serve_forked(worker_end, daemon_end)  # noqa: E731
+            serve = lambda: self._serve_forked(worker_end, daemon_end, lane)  # noqa: E731
             pid = self.launch.fork_process(serve, HANDLED_SIGNALS)
-            proc = self._track(slot, pid)
+            proc = self._track(slot, pid, lane)
             proc.ready = True
             self.announce(proc, daemon_end)
         else:
+            env = {**os.environ, **self._lane_env(lane)}
             pid, status_fd = self.launch.spawn_process(
-                self.launch.worker_argv(self.args), worker_end
+                self.launch.worker_argv(self.args), worker_end, env
             )
-            proc = self._track(slot, pid)
+            proc = self._track(slot, pid, lane)
             proc.daemon_end = daemon_end
             proc.status_fd = status_fd
             self.selector.register(status_fd, proc)
         worker_end.close()
 
-    def _serve_forked(self, worker_end: socket.socket, daemon_end: socket.socket) -> int:
+    def _serve_forked(
+        self, worker_end: socket.socket, daemon_end: socket.socket, lane: int | None
+    ) -> int:
         """In a forked child: drop what belongs to the supervisor, then serve."""
+        os.environ.update(self._lane_env(lane))
         daemon_end.close()
         for fd in self.selector.fds():
             if fd != self.control.fileno():
@@ -211,8 +218,21 @@ class Supervisor:
         )
         return worker.serve()
 
-    def _track(self, slot: int | None, pid: int) -> Any:
+    def _free_lane(self) -> int | None:
+        """The lowest lane no live worker holds (None: no lanes, or all taken; such a
+        worker uses the replica's shared port)."""
+        taken = {p.lane for p in self.procs.values()}
+        return next((n for n in range(self.lanes) if n not in taken), None)
+
+    def _lane_env(self, lane: int | None) -> dict[str, str]:
+        """The proxy variables of a worker on `lane` (nothing to change without one)."""
+        if lane is None or self.relay is None:
+            return {}
+        return self.relay.proxy_env(self.relay.lane_port(self.args.egress_port, lane))
+
+    def _track(self, slot: int | None, pid: int, lane: int | None = None) -> Any:
         proc = self.launch.Proc(self.next_worker, slot, pid)
+        proc.lane = lane
         self.next_worker += 1
         self.procs[pid] = proc
         return proc
@@ -258,8 +278,9 @@ class Supervisor:
         """--egress-socket: the loopback relay to the daemon's egress proxy."""
         if self.args.egress_socket:
             path = os.path.join(self.args.harness_dir, "egress_relay.py")
-            relay = self.load(path, "_scriptd_egress_relay")
-            self.relay_pid = relay.setup(self.args.egress_port, self.args.egress_socket)
+            self.relay = self.load(path, "_scriptd_egress_relay")
+            self.relay_pid = self.relay.setup(self.args.egress_port, self.args.egress_socket)
+            self.lanes = len(self.relay.lane_sockets(self.args.egress_socket))
 
     def _worker_gone(self, proc: Any, status: int) -> None:
         if proc.status_fd is not None:

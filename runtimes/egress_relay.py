@@ -3,6 +3,11 @@ connection, byte for byte, to the daemon's egress proxy over the unix socket bou
 into the sandbox. HTTP_PROXY / HTTPS_PROXY point at the listener; the proxy knows
 the replica by the socket, so nothing the script sends can change who it is.
 
+Worker lanes: when the daemon made lane sockets beside the replica's socket (`w0.sock`,
+`w1.sock`, ...), lane N also has a listener of its own, on the port after the shared
+one plus N, relayed to its socket. The supervisor points each worker at a lane's port,
+so the proxy knows which worker sent what (for the call's HTTP log).
+
 The supervisor runs it in a process of its own (forked before any worker exists),
 so the relay never shares the supervisor's loop or its fork-time state:
 `start(port, socket_path)` returns that process's pid. It dies with the sandbox
@@ -50,11 +55,14 @@ class Pair:
 
 class Relay:
     def __init__(self, listener: socket.socket, socket_path: str) -> None:
-        self.listener = listener
-        self.socket_path = socket_path
         self.selector = selectors.DefaultSelector()
         self.pairs: dict[socket.socket, Pair] = {}
+        self.listeners: dict[socket.socket, str] = {}  # listener -> the socket it leads to
+        self.add_listener(listener, socket_path)
+
+    def add_listener(self, listener: socket.socket, socket_path: str) -> None:
         listener.setblocking(False)
+        self.listeners[listener] = socket_path
         self.selector.register(listener, selectors.EVENT_READ)
 
     def run_forever(self) -> None:
@@ -64,8 +72,8 @@ class Relay:
     def run_once(self, timeout: float | None) -> None:
         for key, events in self.selector.select(timeout):
             sock = key.fileobj
-            if sock is self.listener:
-                self._accept()
+            if sock in self.listeners:
+                self._accept(sock)  # type: ignore[arg-type]
                 continue
             pair = self.pairs.get(sock)  # type: ignore[arg-type]
             if pair is None:
@@ -77,14 +85,14 @@ class Relay:
             if sock in self.pairs:
                 self._update(pair)
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         try:
-            client, _ = self.listener.accept()
+            client, _ = listener.accept()
         except OSError:
             return
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            upstream.connect(self.socket_path)  # a local socket: connects at once
+            upstream.connect(self.listeners[listener])  # a local socket: connects at once
         except OSError:
             client.close()
             upstream.close()
@@ -179,6 +187,19 @@ def proxy_env(port: int) -> dict[str, str]:
     return {**env, **{name.lower(): value for name, value in env.items()}}
 
 
+def lane_sockets(socket_path: str) -> list[str]:
+    """The worker lanes' sockets the daemon made beside the replica's (w0.sock, ...)."""
+    folder = os.path.dirname(socket_path)
+    lanes = []
+    while os.path.exists(os.path.join(folder, f"w{len(lanes)}.sock")):
+        lanes.append(os.path.join(folder, f"w{len(lanes)}.sock"))
+    return lanes
+
+
+def lane_port(port: int, lane: int) -> int:
+    return port + 1 + lane
+
+
 def setup(port: int, socket_path: str) -> int:
     """Start the relay and point this process's environment (inherited by every worker)
     at it; return the relay's pid. Call before anything else starts, so the relay
@@ -188,16 +209,26 @@ def setup(port: int, socket_path: str) -> int:
 
 
 def start(port: int, socket_path: str) -> int:
-    """Fork the relay process; return its pid once its listener is bound (so a
-    worker started after this finds the port open)."""
-    listener = listen(port)
+    """Fork the relay process; return its pid once its listeners are bound (so a
+    worker started after this finds its port open)."""
+    listeners = {listen(port): socket_path}
+    for lane, path in enumerate(lane_sockets(socket_path)):
+        listeners[listen(lane_port(port, lane))] = path
     pid = os.fork()
     if pid == 0:
         try:
-            Relay(listener, socket_path).run_forever()
+            relay = None
+            for listener, path in listeners.items():
+                if relay is None:
+                    relay = Relay(listener, path)
+                else:
+                    relay.add_listener(listener, path)
+            assert relay is not None
+            relay.run_forever()
         finally:
             os._exit(70)
-    listener.close()
+    for listener in listeners:
+        listener.close()
     return pid
 
 

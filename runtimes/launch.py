@@ -39,9 +39,13 @@ class Proc:
         self.daemon_end: socket.socket | None = None  # held until announced
         self.status_fd: int | None = None  # spawned workers, until ready
         self.status_buf = b""
+        self.lane: int | None = None  # its own port to the egress relay (HTTP log per call)
 
     def describe(self) -> dict[str, int]:
-        return {"worker": self.worker, "slot": self.slot, "pid": self.pid}
+        found = {"worker": self.worker, "slot": self.slot, "pid": self.pid}
+        if self.lane is not None:
+            found["lane"] = self.lane
+        return found
 
 
 def fork_process(child: Callable[[], int], signals: tuple[int, ...]) -> int:
@@ -76,8 +80,11 @@ def fork_process(child: Callable[[], int], signals: tuple[int, ...]) -> int:
         os._exit(code)
 
 
-def spawn_process(argv: list[str], worker_end: socket.socket) -> tuple[int, int]:
-    """Start argv with worker_end as fd 3 and a status pipe as fd 4.
+def spawn_process(
+    argv: list[str], worker_end: socket.socket, env: dict[str, str] | None = None
+) -> tuple[int, int]:
+    """Start argv with worker_end as fd 3 and a status pipe as fd 4, in `env` (else
+    this process's environment).
 
     Returns (pid, read end of the status pipe, non-blocking)."""
     status_r, pipe_w = os.pipe()
@@ -87,7 +94,8 @@ def spawn_process(argv: list[str], worker_end: socket.socket) -> tuple[int, int]
     os.close(pipe_w)
     try:
         actions = [(os.POSIX_SPAWN_DUP2, sock_fd, 3), (os.POSIX_SPAWN_DUP2, status_w, 4)]
-        pid = os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions)
+        environ = dict(os.environ) if env is None else env
+        pid = os.posix_spawn(argv[0], argv, environ, file_actions=actions)
     except BaseException:
         os.close(status_r)
         raise

@@ -32,7 +32,10 @@ Supervisor command line
   daemon's egress proxy; the supervisor then first forks runtimes/egress_relay.py
   on 127.0.0.1:--egress-port (restarted if it dies, killed when the supervisor
   ends) and sets HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and their lower-case forms)
-  for every worker. Exit status: 0 after shutdown, SIGTERM
+  for every worker. When the socket's folder also holds lane sockets (w0.sock,
+  w1.sock, ...), the relay listens for lane L on --egress-port + 1 + L, and each
+  worker takes the lowest lane no live worker holds: its proxy variables point at
+  that lane's port, and its "worker" frames carry "lane":L. Exit status: 0 after shutdown, SIGTERM
   or EOF on the control socket; 3 after load_error; 2 after a protocol error
   on the control socket. --kind step: main is a code step's body (below),
   compiled (not run) at load; --step-spec declares its inputs and outputs as
@@ -71,7 +74,8 @@ supervisor -> daemon:
       The fd is the daemon's end of a fresh unix stream socketpair connected
       to worker N, which is ready to take calls. N is unique for the life of
       the supervisor (1, 2, 3, ...: a respawn gets a new N); S in 0..K-1 is
-      the pool slot it fills. Sent at start and after every respawn.
+      the pool slot it fills. Sent at start and after every respawn. With
+      egress lanes it also carries "lane":L (its own socket to the proxy).
       Only "worker" frames carry fds. One recvmsg may return several frames
       (the fd arrives with the bytes of its frame, which may come after
       other frames in the same read): queue the fds received and give one to

@@ -137,6 +137,10 @@ class Scaling:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def replicas(self, script: str) -> list[Replica]:
+        """The script's live replicas (what `scriptctl show` lists)."""
+        return self._runner.replicas(script)
+
     def status(self, script: str) -> dict[str, Any]:
         """What `scriptctl show` prints under Autoscaling: live counts and the last tick."""
         replicas = self._runner.replicas(script)

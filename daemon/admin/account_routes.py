@@ -193,6 +193,22 @@ async def autoscaling_json(lc: Lifecycle, script: Script) -> dict[str, Any]:
     }
 
 
+def replicas_json(lc: Lifecycle, script: Script) -> list[dict[str, Any]]:
+    """The script's live replicas, each with its traffic through the egress proxy."""
+    live = services(lc)
+    replicas = live.scaling.replicas(script.name) if live is not None else []
+    counters = lc.ctx.egress_counters
+    return [
+        {
+            "name": r.name,
+            "state": r.state,
+            "busy": r.busy,
+            "egress": counters(r.name) if counters is not None else None,
+        }
+        for r in replicas
+    ]
+
+
 async def list_events(request: web.Request) -> web.Response:
     lc = lifecycle(request)
     script = await lc.get(request.match_info["name"])

@@ -68,6 +68,7 @@ async def script_view(lc: Lifecycle, name: str) -> dict[str, Any]:
     view = script_json(script, await lc.deployment(script))
     view["autoscaling"] = await account_routes.autoscaling_json(lc, script)
     view["workspace"] = await workspace_json(lc, script)
+    view["replicas"] = account_routes.replicas_json(lc, script)
     return view
 
 

@@ -73,6 +73,17 @@ VERSION = _obj(
         "config": {"type": "object"},
     }
 )
+EGRESS_COUNTERS = _obj(
+    {"bytes_out": INT, "bytes_in": INT, "open_connections": INT, "connections": INT}
+)
+REPLICA = _obj(
+    {
+        "name": STR,
+        "state": {"enum": ["starting", "ready", "draining", "stopped"]},
+        "busy": INT,
+        "egress": {"oneOf": [EGRESS_COUNTERS, {"type": "null"}]},
+    }
+)
 SCRIPT = _obj(
     {
         "name": STR,
@@ -91,6 +102,7 @@ SCRIPT = _obj(
         "functions": {"type": "array", "items": STR},
         "current_version": {"type": ["integer", "null"]},
         "deployment": {"oneOf": [VERSION, {"type": "null"}]},
+        "replicas": {"type": "array", "items": REPLICA},
     }
 )
 KEY = _obj({"id": STR, "name": STR, "created_by": STR, "created_at": STR, "last_used_at": NULL_STR})

@@ -68,7 +68,25 @@ def overview(script: dict[str, Any]) -> str:
         parts.append("Latest deployment\n" + render_fields(_version_fields(deployment), "  "))
     if script.get("autoscaling"):
         parts.append(autoscaling(script["autoscaling"]))
+    if script.get("replicas"):
+        parts.append("Replicas\n" + replicas_table(script["replicas"], indent="  "))
     return "\n\n".join(parts)
+
+
+def replicas_table(replicas: list[dict[str, Any]], indent: str = "") -> str:
+    """Each live replica with its traffic through the egress proxy since it started."""
+    rows = []
+    for r in replicas:
+        egress = r.get("egress")
+        traffic: tuple[str, str, str] = (NONE, NONE, "no egress")
+        if egress:
+            opened, total = egress.get("open_connections"), egress.get("connections")
+            connections = f"{opened} open, {total} total"
+            traffic = (fmt_bytes(egress.get("bytes_out")), fmt_bytes(egress.get("bytes_in")),
+                       connections)  # fmt: skip
+        rows.append((r.get("name"), r.get("state"), r.get("busy"), *traffic))
+    table = render_table(("REPLICA", "STATE", "BUSY", "SENT", "RECEIVED", "CONNECTIONS"), rows)
+    return "\n".join(indent + line for line in table.splitlines())
 
 
 def egress_text(egress: dict[str, Any]) -> str:

@@ -114,7 +114,12 @@ def trust_env() -> dict[str, str]:
 
 
 class ReplicaEgress:
-    """Opens and releases replicas' channels from launch threads, on the proxy's loop."""
+    """Opens and releases replicas' channels from launch threads, on the proxy's loop.
+
+    A replica gets its shared socket (`proxy.sock`) and one socket per worker lane
+    (`w0.sock`, ...): the supervisor gives each worker a relay port of its own that
+    leads to its lane's socket, so each request is logged on the call of the worker
+    that sent it. Lanes share the replica's account (bytes, connection limit)."""
 
     def __init__(
         self,
@@ -130,13 +135,13 @@ class ReplicaEgress:
         self.sockets_dir = sockets_dir
         self.trust_dir = trust_dir
         self._numbers = itertools.count(1)
-        self._folders: dict[str, Path] = {}
+        self._folders: dict[str, tuple[Path, int]] = {}  # replica -> (folder, lanes)
         self._lock = threading.Lock()
         bundle = trust_dir / "bundle.pem"
         self._trust_binds = ((trust_dir, TRUST_IN), *((bundle, t) for t in bundle_targets()))
 
     def open(
-        self, replica: str, egress: EgressSettings, secrets: Mapping[str, str]
+        self, replica: str, egress: EgressSettings, secrets: Mapping[str, str], lanes: int = 0
     ) -> EgressAccess | None:
         settings = self.settings_for(egress, secrets)
         if settings is None:
@@ -145,43 +150,88 @@ class ReplicaEgress:
         folder = self.sockets_dir / f"r{next(self._numbers)}"
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
-        opening = self.proxy.open_channel(replica, folder / SOCKET_NAME, settings)
-        asyncio.run_coroutine_threadsafe(opening, self.loop).result(OPEN_TIMEOUT_S)
         with self._lock:
-            self._folders[replica] = folder
+            self._folders[replica] = (folder, lanes)
+        opening = self._open_channels(replica, folder, settings, lanes)
+        asyncio.run_coroutine_threadsafe(opening, self.loop).result(OPEN_TIMEOUT_S)
         return EgressAccess(
             socket=f"{SOCKET_IN}/{SOCKET_NAME}",
             binds=((folder, SOCKET_IN), *self._trust_binds),
             env=trust_env(),
         )
 
-    def take_log(self, replica: str) -> dict[str, Any] | None:
-        """On the loop: what the replica sent since the last call asked, or None when it
-        sent nothing. A replica with several workers serves calls at once: their
-        requests then share the log of the call that ends first."""
-        channel = self.proxy.channels.get(replica)
+    async def _open_channels(
+        self, replica: str, folder: Path, settings: ChannelSettings, lanes: int
+    ) -> None:
+        shared = await self.proxy.open_channel(replica, folder / SOCKET_NAME, settings)
+        for lane in range(lanes):
+            path = folder / lane_socket(lane)
+            await self.proxy.open_channel(lane_name(replica, lane), path, settings, shared.account)
+
+    def take_log(self, replica: str, lane: int | None = None) -> dict[str, Any] | None:
+        """On the loop: what the worker of `lane` sent since its last call ended (the
+        replica's shared socket when the worker has no lane), or None when it sent
+        nothing."""
+        name = replica if lane is None else lane_name(replica, lane)
+        channel = self.proxy.channels.get(name)
         if channel is None or channel.log.total == 0:
             return None
         return channel.take_log().to_json()
 
-    def close_connections(self, replica: str) -> None:
-        """On the loop: end the replica's open connections (its worker was killed)."""
+    def counters(self, replica: str) -> dict[str, int] | None:
+        """On the loop: the replica's bytes and connections through the proxy since it
+        started, or None when it has no egress (policy off, or already gone)."""
         channel = self.proxy.channels.get(replica)
-        if channel is not None:
-            channel.close_connections()
+        if channel is None:
+            return None
+        account = channel.account
+        return {
+            "bytes_out": account.bytes_out,
+            "bytes_in": account.bytes_in,
+            "open_connections": account.open_connections,
+            "connections": account.connections_total,
+        }
+
+    def close_connections(self, replica: str, lane: int | None = None) -> None:
+        """On the loop: end the open connections of a killed worker: those of its lane,
+        or the whole replica's when it has none."""
+        if lane is not None:
+            names = [lane_name(replica, lane)]
+        else:
+            names = [replica, *(lane_name(replica, n) for n in range(self._lanes(replica)))]
+        for name in names:
+            channel = self.proxy.channels.get(name)
+            if channel is not None:
+                channel.close_connections()
+
+    def _lanes(self, replica: str) -> int:
+        with self._lock:
+            return self._folders.get(replica, (None, 0))[1]
 
     def release(self, replica: str) -> None:
         with self._lock:
-            folder = self._folders.pop(replica, None)
-        if folder is not None:
-            self.loop.call_soon_threadsafe(self._close, replica, folder)
+            opened = self._folders.pop(replica, None)
+        if opened is not None:
+            self.loop.call_soon_threadsafe(self._close, replica, *opened)
 
-    def _close(self, replica: str, folder: Path) -> None:
+    def _close(self, replica: str, folder: Path, lanes: int) -> None:
         async def close() -> None:
+            for lane in range(lanes):
+                await self.proxy.close_channel(lane_name(replica, lane))
             await self.proxy.close_channel(replica)
             await asyncio.to_thread(shutil.rmtree, folder, True)
 
         self.loop.create_task(close())
+
+
+def lane_socket(lane: int) -> str:
+    """The socket of a worker lane, beside the replica's shared one (the supervisor's
+    relay finds them by this name: runtimes/egress_relay.py)."""
+    return f"w{lane}.sock"
+
+
+def lane_name(replica: str, lane: int) -> str:
+    return f"{replica}/w{lane}"
 
 
 def make_gate(config: Config, loop: asyncio.AbstractEventLoop) -> tuple[ReplicaEgress, EgressProxy]:

@@ -58,11 +58,17 @@ class EgressProxy:
         self.channels: dict[str, Channel] = {}
 
     async def open_channel(
-        self, name: str, socket_path: Path, settings: ChannelSettings
+        self,
+        name: str,
+        socket_path: Path,
+        settings: ChannelSettings,
+        account: ReplicaAccount | None = None,
     ) -> Channel:
+        """`account`: one shared with the replica's other channels (a channel per worker
+        keeps each worker's log apart; bytes and the connection limit are the replica's)."""
         if name in self.channels:
             raise ValueError(f"egress: a channel named {name!r} is already open")
-        channel = Channel(self, name, socket_path, settings)
+        channel = Channel(self, name, socket_path, settings, account)
         await channel.start()
         self.channels[name] = channel
         return channel
@@ -82,13 +88,18 @@ class Channel:
     log and its account."""
 
     def __init__(
-        self, proxy: EgressProxy, name: str, socket_path: Path, settings: ChannelSettings
+        self,
+        proxy: EgressProxy,
+        name: str,
+        socket_path: Path,
+        settings: ChannelSettings,
+        account: ReplicaAccount | None = None,
     ) -> None:
         self.proxy = proxy
         self.name = name
         self.socket_path = socket_path
         self.settings = settings
-        self.account = ReplicaAccount(settings.max_connections)
+        self.account = account or ReplicaAccount(settings.max_connections)
         self.redactor = Redactor(settings.secrets)
         self.log = RequestLog(self.redactor)
         self._server: asyncio.AbstractServer | None = None

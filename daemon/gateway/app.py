@@ -81,8 +81,8 @@ class Gateway:
         recorder: ExecutionRecorder,
         max_body_bytes: int,
         trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
-        http_logs: Callable[[str], dict[str, Any] | None] | None = None,
-        close_connections: Callable[[str], None] | None = None,
+        http_logs: Callable[[str, int | None], dict[str, Any] | None] | None = None,
+        close_connections: Callable[[str, int | None], None] | None = None,
     ) -> None:
         self.routes = routes
         self.keys = keys
@@ -90,9 +90,11 @@ class Gateway:
         self.recorder = recorder
         self.max_body_bytes = max_body_bytes
         self.trusted_proxies = trusted_proxies
-        # replica name -> the HTTP log it gathered since it was last asked (daemon/egress)
+        # (replica, worker's egress lane) -> the HTTP log that worker gathered since it
+        # was last asked (daemon/egress)
         self.http_logs = http_logs
-        # replica name -> end its outbound connections (a killed worker's must not linger)
+        # (replica, lane) -> end the worker's outbound connections (a killed worker's
+        # must not linger)
         self.close_connections = close_connections
         # Execution ids: unique across restarts (start time and randomness), cheap per call.
         self._prefix = f"{int(time.time()):x}{secrets.token_hex(3)}-"
@@ -211,7 +213,7 @@ class Gateway:
         record.cpu_ms = result.cpu_ms
         record.result = self.recorder.keep_result(result.value, len(body) - 11)  # {"result":}
         record.stdout, record.stderr = result.stdout, result.stderr
-        record.http_log = self.http_log(result.replica)
+        record.http_log = self.http_log(result.replica, result.egress_lane)
         self.recorder.record(record)
         return body
 
@@ -235,16 +237,17 @@ class Gateway:
         elif isinstance(exc, OutOfMemory):
             record.peak_memory_bytes = exc.extra.get("memory_limit_bytes")
         if exc.status in KILLED and self.close_connections and exc.replica is not None:
-            self.close_connections(exc.replica)
-        record.http_log = self.http_log(exc.replica)
+            self.close_connections(exc.replica, exc.egress_lane)
+        record.http_log = self.http_log(exc.replica, exc.egress_lane)
         self.recorder.record(record)
         return doc
 
-    def http_log(self, replica: str | None) -> dict[str, Any] | None:
-        """The outbound HTTP log `replica` gathered since it was last asked."""
+    def http_log(self, replica: str | None, lane: int | None = None) -> dict[str, Any] | None:
+        """The outbound HTTP log the worker (of `replica`, on egress `lane`) gathered
+        since it was last asked."""
         if self.http_logs is None or replica is None:
             return None
-        return self.http_logs(replica)
+        return self.http_logs(replica, lane)
 
     def _too_large(self) -> str:
         return f"the body is larger than {self.max_body_bytes} bytes (gateway.max_body_bytes)"

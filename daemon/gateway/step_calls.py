@@ -104,7 +104,7 @@ def _record_answer(gateway: Gateway, record: Call, result: CallResult, details: 
     record.queue_ms, record.run_ms, record.cpu_ms = result.queue_ms, result.run_ms, result.cpu_ms
     _keep_step_details(gateway, record, frame, outputs)
     record.stdout, record.stderr = result.stdout, result.stderr
-    record.http_log = gateway.http_log(result.replica)
+    record.http_log = gateway.http_log(result.replica, result.egress_lane)
     gateway.recorder.record(record)
     return _body({}, outputs, record.id, frame if details else None)
 

@@ -40,6 +40,9 @@ class Context:
     tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     deleting: set[int] = field(default_factory=set)
     hooks: LifecycleHooks = field(default_factory=NoHooks)  # credits and emails (hooks.py)
+    # replica name -> its bytes and connections through the egress proxy (daemon/egress),
+    # None when it has no egress; shown with the script's replicas
+    egress_counters: Callable[[str], dict[str, int] | None] | None = None
     keys: KeyChecker = field(init=False)
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ class CallError(Exception):
         self.queue_ms = 0.0
         self.run_ms = 0.0
         self.replica: str | None = None  # the replica whose worker had the call
+        self.egress_lane: int | None = None  # that worker's socket to the egress proxy
 
     def to_json(self) -> dict[str, Any]:
         return {"error": {"type": self.error_type, "message": self.message, **self.extra}}

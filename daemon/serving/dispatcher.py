@@ -68,6 +68,7 @@ class CallResult:
     worker_pid: int
     replica: str
     frame: dict[str, Any] = field(default_factory=dict)  # the worker's whole result
+    egress_lane: int | None = None  # the worker's socket to the egress proxy, if its own
 
 
 _TIMED_OUT = object()
@@ -294,6 +295,7 @@ class Dispatcher:
                     worker.pid,
                     worker.owner.name,
                     outcome,
+                    worker.lane,
                 )
             exc: CallError = FunctionError(outcome)
         elif outcome is _TIMED_OUT:
@@ -305,6 +307,7 @@ class Dispatcher:
             exc = self._loss_error(outcome)
         exc.queue_ms, exc.run_ms = queue_ms, run_ms
         exc.replica = worker.owner.name
+        exc.egress_lane = worker.lane
         raise exc
 
     def _loss_error(self, loss: WorkerLoss) -> CallError:

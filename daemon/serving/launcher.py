@@ -167,7 +167,9 @@ class SandboxLauncher:
         ensure_mounted(t.workspace_dir, t.profile.workspace_bytes)  # reused when mounted
         prepare_workspace(t.workspace_dir, self.uid)
         egress = self.settings.egress
-        access = egress.open(name, t.egress, t.secrets) if egress is not None else None
+        # A lane per worker, and one for the spare a spawned pool boots ahead.
+        lanes = self.workers + 1
+        access = egress.open(name, t.egress, t.secrets, lanes) if egress is not None else None
         try:
             box = sandbox.start(self.spec(name, control_fd, output_fd, access), self.root)
         except BaseException:

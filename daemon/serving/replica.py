@@ -184,7 +184,9 @@ class Replica:
             log.error("%s: worker frame without a socket", self)
             return
         sock = socket.socket(fileno=fd)
-        worker = Worker(self, int(frame["worker"]), int(frame.get("slot", 0)), int(frame["pid"]))
+        lane = frame.get("lane")
+        worker = Worker(self, int(frame["worker"]), int(frame.get("slot", 0)), int(frame["pid"]),
+                        lane if isinstance(lane, int) else None)  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._connect(worker, sock))
         self._connecting.add(task)  # held: the loop keeps only weak references to tasks
         task.add_done_callback(self._connecting.discard)

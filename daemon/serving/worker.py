@@ -101,17 +101,21 @@ class Worker:
         "alive",
         "call",
         "channel",
+        "lane",
         "number",
         "owner",
         "pid",
         "slot",
     )
 
-    def __init__(self, owner: WorkerOwner, number: int, slot: int, pid: int) -> None:
+    def __init__(
+        self, owner: WorkerOwner, number: int, slot: int, pid: int, lane: int | None = None
+    ) -> None:
         self.owner = owner
         self.number = number
         self.slot = slot
         self.pid = pid
+        self.lane = lane  # its own socket to the egress proxy (its calls' HTTP logs)
         self.alive = True
         self.call: PendingCall | None = None
         self.channel: wire.FrameProtocol | None = None

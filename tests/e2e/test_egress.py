@@ -80,9 +80,10 @@ def result(gw: GatewayClient, function: str, payload: dict[str, Any] | None = No
 
 
 def test_the_replica_is_pointed_at_its_relay(gw: GatewayClient) -> None:
+    # The worker's own lane of the relay: 3129 for lane 0 (3128 is the replica's port).
     assert result(gw, "env") == {
-        "HTTP_PROXY": "http://127.0.0.1:3128",
-        "HTTPS_PROXY": "http://127.0.0.1:3128",
+        "HTTP_PROXY": "http://127.0.0.1:3129",
+        "HTTPS_PROXY": "http://127.0.0.1:3129",
         "NO_PROXY": "localhost,127.0.0.1,::1",
         "SSL_CERT_FILE": "/opt/scriptd/egress-trust/bundle.pem",
         "NODE_EXTRA_CA_CERTS": "/opt/scriptd/egress-trust/egress-ca.pem",

@@ -55,10 +55,10 @@ class FakeEgress:
     def __init__(self) -> None:
         self.closed: list[str] = []
 
-    def take_log(self, replica: str) -> dict[str, Any]:
+    def take_log(self, replica: str, lane: int | None = None) -> dict[str, Any]:
         return {"requests": [{"url": "https://example.com/?token=sekrit", "replica": replica}]}
 
-    def close_connections(self, replica: str) -> None:
+    def close_connections(self, replica: str, lane: int | None = None) -> None:
         self.closed.append(replica)
 
 
