@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,3 +199,78 @@ async def test_node_fetch_and_http_go_through_the_relay(
             assert refused["value"] == ["error", rule], (function, url)
     urls = [e.url for e in channel.take_log().entries]  # type: ignore[union-attr]
     assert urls == [f"{u}/{f}" for f in ("withFetch", "withHttp") for u in (http, https)]
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive loopback ports free now (the relay's and its
+    lanes')."""
+    while True:
+        first = free_port()
+        taken = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                taken.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in taken:
+                sock.close()
+        return first
+
+
+LANE_MAIN = """
+exports.get = async ({ url }) => {
+  const reply = await fetch(url);
+  return [process.env.HTTP_PROXY, reply.status];
+};
+"""
+
+
+@pytest.mark.parametrize("language", ["javascript", "python"])
+async def test_each_worker_has_a_lane_of_its_own(
+    egress: EgressEnv,
+    tmp_path: Path,
+    started: list[Supervisor],
+    monkeypatch: pytest.MonkeyPatch,
+    language: str,
+) -> None:
+    """Two workers (spawned for Node, forked for Python), each pointed at its own lane
+    port; what each sends arrives on its lane's channel only."""
+    if language == "javascript":
+        require(shutil.which("node") is not None, "needs node")
+        project = write_project(tmp_path / "lanes", {"main.js": LANE_MAIN})
+    else:
+        main = MAIN + (
+            "\n\ndef get(url):\n    with urllib.request.urlopen(url, timeout=10) as reply:\n"
+            "        return [os.environ['HTTP_PROXY'], reply.status]\n"
+        )
+        project = write_project(tmp_path / "lanes", {"main.py": main})
+    policy_of, _ = await egress.open()  # only its settings and account are used
+    folder = tmp_path / "sockets"
+    folder.mkdir()
+    shared_path = folder / "proxy.sock"
+    settings, account = policy_of.settings, policy_of.account
+    shared = await egress.proxy.open_channel("lanes", shared_path, settings, account)
+    lanes = [
+        await egress.proxy.open_channel(f"lanes/w{n}", folder / f"w{n}.sock", settings, account)
+        for n in range(3)
+    ]
+    port = free_ports(4)
+    sup = Supervisor(language, project, 2, "--egress-socket", str(shared_path),
+                     "--egress-port", str(port))  # fmt: skip
+    started.append(sup)
+    await asyncio.to_thread(sup.start, 2)
+    workers = list(sup.workers.values())
+    base = f"http://api.example.test:{egress.servers.http_port}/echo"
+    proxies = []
+    for n, worker in enumerate(workers):
+        reply = await asyncio.to_thread(worker.call, "get", {"url": f"{base}/lane{n}"})
+        assert reply["ok"], reply["error"]
+        proxies.append(reply["value"][0])
+    assert sorted(proxies) == [f"http://127.0.0.1:{port + 1}", f"http://127.0.0.1:{port + 2}"]
+    for n, proxy in enumerate(proxies):
+        lane = lanes[int(proxy.rsplit(":", 1)[1]) - port - 1]
+        assert [e.url for e in lane.take_log().entries] == [f"{base}/lane{n}"]  # type: ignore[union-attr]
+    assert shared.log.total == 0 and account.connections_total >= 2
