@@ -1,12 +1,15 @@
-"""The gate's trust files: where the combined CA bundle is bound in a sandbox."""
+"""The gate's trust files: the combined CA bundle, and where it is bound in a sandbox."""
 
 from __future__ import annotations
 
 import os
 import ssl
+import stat
+from pathlib import Path
 
 import sandbox
-from daemon.egress.gate import bundle_targets
+from daemon.egress.ca import CertificateAuthority
+from daemon.egress.gate import bundle_targets, write_trust
 
 
 def test_the_bundle_covers_openssls_default_file_by_its_real_path() -> None:
@@ -22,3 +25,18 @@ def test_the_bundle_covers_openssls_default_file_by_its_real_path() -> None:
         assert os.path.realpath(target) == target
         assert os.path.isfile(target) or not any(target.startswith(f) for f in host_folders)
     assert len(set(targets)) == len(targets)
+
+
+def test_the_trust_folder_holds_certificates_only(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "ca")
+    write_trust(ca, tmp_path / "trust")
+    bundle = (tmp_path / "trust" / "bundle.pem").read_bytes()
+    assert bundle.endswith(ca.cert_pem) and b"PRIVATE KEY" not in bundle
+    system = ssl.get_default_verify_paths().cafile
+    if system:
+        assert (
+            bundle.count(b"BEGIN CERTIFICATE")
+            == Path(system).read_bytes().count(b"BEGIN CERTIFICATE") + 1
+        )
+    for name in ("bundle.pem", "egress-ca.pem"):
+        assert stat.S_IMODE((tmp_path / "trust" / name).stat().st_mode) == 0o644
