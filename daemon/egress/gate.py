@@ -25,6 +25,7 @@ import sandbox
 from daemon.config.daemon_config import Config
 from daemon.core.models import EgressSettings
 from daemon.egress.ca import CertificateAuthority
+from daemon.egress.httplog import DETAILED_LIMIT, REFUSAL_LIMIT
 from daemon.egress.policy import EgressPolicy, HostPattern, Mode
 from daemon.egress.proxy import ChannelSettings, EgressProxy
 from daemon.egress.resolver import host_addresses
@@ -169,14 +170,19 @@ class ReplicaEgress:
             await self.proxy.open_channel(lane_name(replica, lane), path, settings, shared.account)
 
     def take_log(self, replica: str, lane: int | None = None) -> dict[str, Any] | None:
-        """On the loop: what the worker of `lane` sent since its last call ended (the
-        replica's shared socket when the worker has no lane), or None when it sent
-        nothing."""
-        name = replica if lane is None else lane_name(replica, lane)
-        channel = self.proxy.channels.get(name)
-        if channel is None or channel.log.total == 0:
+        """On the loop: what the worker of `lane` sent since its last call ended, or None
+        when it sent nothing. What came through the replica's shared port is added
+        too: a worker without a lane, or a client made before the worker was (at
+        import, in the supervisor) that kept the shared port."""
+        names = [replica] if lane is None else [lane_name(replica, lane), replica]
+        logs = []
+        for name in names:
+            channel = self.proxy.channels.get(name)
+            if channel is not None and channel.log.total > 0:
+                logs.append(channel.take_log().to_json())
+        if not logs:
             return None
-        return channel.take_log().to_json()
+        return logs[0] if len(logs) == 1 else merged_log(logs[0], logs[1])
 
     def counters(self, replica: str) -> dict[str, int] | None:
         """On the loop: the replica's bytes and connections through the proxy since it
@@ -222,6 +228,24 @@ class ReplicaEgress:
             await asyncio.to_thread(shutil.rmtree, folder, True)
 
         self.loop.create_task(close())
+
+
+def merged_log(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Two request logs (as JSON) as one, in time order, within the detail limits."""
+    requests = sorted(first["requests"] + second["requests"], key=lambda r: r["started_at"])
+    refusals = sorted(first["refusals"] + second["refusals"], key=lambda r: r["at"])
+    summed = {key: first[key] + second[key] for key in ("total", "bytes_out", "bytes_in")}
+    return {
+        **summed,
+        "requests": requests[:DETAILED_LIMIT],
+        "not_detailed": first["not_detailed"]
+        + second["not_detailed"]
+        + max(0, len(requests) - DETAILED_LIMIT),
+        "refusals": refusals[:REFUSAL_LIMIT],
+        "refusals_not_kept": first["refusals_not_kept"]
+        + second["refusals_not_kept"]
+        + max(0, len(refusals) - REFUSAL_LIMIT),
+    }
 
 
 def lane_socket(lane: int) -> str:

@@ -25,6 +25,16 @@ REPO = Path(__file__).resolve().parents[2]
 MAIN = """\
 import urllib.request
 
+# Made at import, in the supervisor before any worker: it keeps the replica's shared
+# port, not a worker's lane.
+EARLY_PROXIES = urllib.request.getproxies()
+EARLY = urllib.request.build_opener(urllib.request.ProxyHandler(EARLY_PROXIES))
+
+
+def early(url):
+    with EARLY.open(url, timeout=20) as reply:
+        return [EARLY_PROXIES.get("http"), reply.status]
+
 
 def post(url, size):
     with urllib.request.urlopen(url, data=b"x" * size, timeout=20) as reply:
@@ -112,6 +122,16 @@ def test_concurrent_calls_on_two_workers_keep_their_own_http_logs(
         log = record(daemon, reply.headers["X-Scriptd-Execution-Id"])["http_log"]
         urls = [entry["url"] for entry in log["requests"]]
         assert log["total"] == 8 and all(tag in url and other not in url for url in urls), urls
+    # A client made at import uses the replica's shared port: its requests still land
+    # on the record of the call that sent them.
+    client = daemon.gateway(key)
+    try:
+        reply = client.call("pair", "early", {"url": f"{servers.http}/echo/early"})
+    finally:
+        client.close()
+    assert reply.json()["result"] == ["http://127.0.0.1:3128", 200]
+    log = record(daemon, reply.headers["X-Scriptd-Execution-Id"])["http_log"]
+    assert [e["url"] for e in log["requests"]] == [f"{servers.http}/echo/early"]
     # The two calls did run at once: each one's slow requests overlapped the other's.
     hits = servers.hits
     first_beta = next(i for i, hit in enumerate(hits) if "beta" in hit)

@@ -6,10 +6,11 @@ import os
 import ssl
 import stat
 from pathlib import Path
+from typing import Any
 
 import sandbox
 from daemon.egress.ca import CertificateAuthority
-from daemon.egress.gate import bundle_targets, write_trust
+from daemon.egress.gate import bundle_targets, merged_log, write_trust
 
 
 def test_the_bundle_covers_openssls_default_file_by_its_real_path() -> None:
@@ -40,3 +41,18 @@ def test_the_trust_folder_holds_certificates_only(tmp_path: Path) -> None:
         )
     for name in ("bundle.pem", "egress-ca.pem"):
         assert stat.S_IMODE((tmp_path / "trust" / name).stat().st_mode) == 0o644
+
+
+def test_two_logs_merge_in_time_order_within_the_limits() -> None:
+    def log(starts: list[float], refused_at: list[float]) -> dict[str, Any]:
+        requests = [{"url": f"/{s}", "started_at": s} for s in starts]
+        refusals = [{"target": f"/r{a}", "at": a} for a in refused_at]
+        return {"total": len(starts) + len(refused_at), "requests": requests,
+                "not_detailed": 0, "refusals": refusals, "refusals_not_kept": 0,
+                "bytes_out": 10, "bytes_in": 20}  # fmt: skip
+
+    merged = merged_log(log([1.0, 3.0], [2.0]), log([2.0] * 99, []))
+    assert merged["total"] == 102 and merged["bytes_out"] == 20 and merged["bytes_in"] == 40
+    assert len(merged["requests"]) == 100 and merged["not_detailed"] == 1
+    assert merged["requests"][0]["url"] == "/1.0" and merged["requests"][-1]["url"] == "/2.0"
+    assert [r["target"] for r in merged["refusals"]] == ["/r2.0"]
