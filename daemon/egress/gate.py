@@ -154,7 +154,11 @@ class ReplicaEgress:
         with self._lock:
             self._folders[replica] = (folder, lanes)
         opening = self._open_channels(replica, folder, settings, lanes)
-        asyncio.run_coroutine_threadsafe(opening, self.loop).result(OPEN_TIMEOUT_S)
+        try:
+            asyncio.run_coroutine_threadsafe(opening, self.loop).result(OPEN_TIMEOUT_S)
+        except BaseException:
+            self.release(replica)  # the channels opened before the failure
+            raise
         return EgressAccess(
             socket=f"{SOCKET_IN}/{SOCKET_NAME}",
             binds=((folder, SOCKET_IN), *self._trust_binds),
