@@ -6,10 +6,11 @@ value and what is allowed), check the host can sandbox (root, namespaces,
 cgroups) unless the loudly logged development flag says not to, lock the state
 dir (one daemon per state dir), open the store, discover the runtimes,
 create the daemon's cgroup root (sandbox.CgroupRoot: leftovers of a previous run
-are killed), start autoscaling, metering and the email outbox (daemon/account/services.py),
-reconcile what a crash left behind (Deployed scripts get their
-replicas started again, or their failure recorded), then serve the admin socket
-and the gateway, and only then tell systemd READY=1.
+are killed), start autoscaling, metering, the email outbox and retention
+(daemon/account/services.py), reconcile what a crash left behind (Deployed scripts
+get their replicas started again, or their failure recorded), then serve the admin
+socket, the gateway and the metrics (`metrics.listen`), and only then tell systemd
+READY=1.
 SIGTERM or SIGINT (handled from the first step on: one that comes while starting
 takes effect once started): stop serving, cancel deploys (recorded as "interrupted"),
 stop the replicas (running calls get `replicas.shutdown_drain_s`), unmount the
@@ -32,6 +33,7 @@ from typing import IO
 from aiohttp import web
 
 import sandbox
+from daemon.account.metrics_wiring import metric_readings, serve_metrics
 from daemon.account.services import AccountServices
 from daemon.admin.app import make_app, serve_unix
 from daemon.admin.try_routes import Tryout
@@ -281,6 +283,9 @@ async def _serve(
     teardown.add(GATEWAY, "gateway", front.close)  # first: no new request reaches either
     teardown.add(GATEWAY, "gateway's other routes", gateway.cleanup)
     await front.start(config.listen_host, config.listen_port)
+    metrics = await serve_metrics(config, metric_readings(store, replicas, recorder))
+    if metrics is not None:
+        teardown.add(GATEWAY, "metrics", metrics.close)
     log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,
              config.listen_port)  # fmt: skip
     notify("READY=1")

@@ -11,7 +11,7 @@
   the runner (deploy, redeploy, restart, undeploy, delete, shutdown).
 
 main.py builds it once the store and the replica runner exist, calls `start()`
-(the meter, the autoscalers' and the outbox's tasks) and `close()` after the runner
+(the meter, the autoscalers', the outbox's and retention's tasks) and `close()` after the runner
 closed, so the last seconds of every replica are charged.
 """
 
@@ -25,12 +25,14 @@ from typing import Any
 from daemon.account.autoscaler_loop import ScalableRunner, Scaling
 from daemon.account.mailer_loop import Notifications
 from daemon.account.metering_loop import Metering
+from daemon.account.retention_loop import Retention
 from daemon.config.daemon_config import Config
 from daemon.core.credits import format_credits
 from daemon.core.models import Resources, Script, Version
 from daemon.lifecycle.hooks import CREDITS_ACTOR
 from daemon.serving.target import Runner, RunTarget
 from daemon.store.database import Store
+from daemon.store.state_dir import StateDir
 
 __all__ = ["AccountServices"]
 
@@ -82,6 +84,7 @@ class AccountServices:
         self.metering = Metering(config, store, source, self.notifications)
         self.scaling = Scaling(source, store, config.account.autoscale)
         self.runner = ScaledRunner(inner, self.scaling, self.metering)
+        self.retention = Retention(config, store, StateDir(config.state_dir))
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, undeploy: Callable[[str, str], Awaitable[object]]) -> None:
@@ -94,6 +97,7 @@ class AccountServices:
         self._tasks = [
             loop.create_task(self.metering.run(), name="metering"),
             loop.create_task(self.notifications.run(), name="outbox"),
+            loop.create_task(self.retention.run(), name="retention"),
         ]
 
     async def close(self) -> None:

@@ -49,6 +49,7 @@ from daemon.build.sweep import sweep_envs, trim_caches
 from daemon.config.daemon_config import Config
 from daemon.core.cancel import uncancellable
 from daemon.core.errors import BuildError
+from daemon.metrics.instruments import BUILD_CACHE_HITS, BUILD_CACHE_MISSES, BUILD_DURATION
 
 BUILD_FORMAT = 1  # bump when the layout of a built environment changes
 DONE_MARKER = ".scriptd-built"
@@ -136,12 +137,20 @@ class Builder:
         lock = self._key_locks.setdefault(key, asyncio.Lock())
         async with lock:
             if await asyncio.to_thread(_touch_if_built, final):
+                BUILD_CACHE_HITS.labels(language).inc()
                 await _append(log, f"environment {key} is already built: reused\n")
                 return BuildResult(key, final, True, time.monotonic() - started)
+            BUILD_CACHE_MISSES.labels(language).inc()
             what = f"{language} {runtime.version} at {runtime.path}"
             await _append(log, f"environment {key}: building for {what}\n")
             async with self._slots:
-                await self._build_into(language, runtime, src, log, final, started)
+                outcome = "failed"
+                try:
+                    await self._build_into(language, runtime, src, log, final, started)
+                    outcome = "ok"
+                finally:
+                    seconds = time.monotonic() - started
+                    BUILD_DURATION.labels(language, outcome).observe(seconds)
         return BuildResult(key, final, False, time.monotonic() - started)
 
     async def sweep(self, in_use: set[str]) -> None:

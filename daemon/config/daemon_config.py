@@ -81,6 +81,15 @@ class Config:
     executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
     executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most
+    # Retention (daemon/account/retention_loop.py): execution records, sent or failed
+    # emails and build logs older than this, or past the newest max_per_script of a script.
+    executions_retention_days: float = 30.0
+    executions_max_per_script: int = 100_000
+    executions_prune_interval_s: float = 600.0  # a pass this often (and one at start)
+    executions_prune_batch: int = 2000  # rows deleted per transaction
+    # [metrics]: Prometheus' text format on its own listener; None: off
+    metrics_host: str | None = "127.0.0.1"
+    metrics_port: int = 9464
     # [egress]: outbound HTTP through the daemon's proxy (daemon/config/egress.py)
     egress_default_policy: str = DEFAULT_EGRESS_POLICY  # off | public | allowlist
     egress_ports: tuple[int, ...] = DEFAULT_EGRESS_PORTS

@@ -57,6 +57,17 @@ def _listen(key: str, value: object) -> tuple[str, int]:
         raise fail(key, value, allowed) from None
 
 
+def _optional_listen(key: str, value: object) -> tuple[str | None, int]:
+    """HOST:PORT, or "" for off."""
+    if value == "":
+        return None, 0
+    try:
+        return parse_listen(value) if isinstance(value, str) else parse_listen("")
+    except ValueError:
+        allowed = 'HOST:PORT, e.g. "127.0.0.1:9464", or "" (off)'
+        raise fail(key, value, allowed) from None
+
+
 def _egress_networks(key: str, value: object) -> tuple[IPNetwork, ...]:
     networks = _networks(key, value)
     if any(network.prefixlen == 0 for network in networks):
@@ -139,6 +150,11 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "executions.output_bytes": (("executions_output_bytes",), integer(0, 16 << 20)),
     "executions.buffer": (("executions_buffer",), integer(100, 10_000_000)),
     "executions.buffer_bytes": (("executions_buffer_bytes",), integer(1 << 20, 64 * GIB)),
+    "executions.retention_days": (("executions_retention_days",), number(0.001, 36500.0)),
+    "executions.max_per_script": (("executions_max_per_script",), integer(1, 1 << 40)),
+    "executions.prune_interval_s": (("executions_prune_interval_s",), number(0.1, 86400.0)),
+    "executions.prune_batch": (("executions_prune_batch",), integer(1, 1_000_000)),
+    "metrics.listen": (("metrics_host", "metrics_port"), _optional_listen),
     "egress.default_policy": (("egress_default_policy",), policy),
     "egress.ports": (("egress_ports",), ports),
     "egress.allowed_networks": (("egress_allowed_networks",), _egress_networks),

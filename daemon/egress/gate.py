@@ -18,6 +18,7 @@ import shutil
 import ssl
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,11 +143,17 @@ class ReplicaEgress:
         self._trust_binds = ((trust_dir, TRUST_IN), *((bundle, t) for t in bundle_targets()))
 
     def open(
-        self, replica: str, egress: EgressSettings, secrets: Mapping[str, str], lanes: int = 0
+        self,
+        replica: str,
+        egress: EgressSettings,
+        secrets: Mapping[str, str],
+        lanes: int = 0,
+        script: str = "",
     ) -> EgressAccess | None:
         settings = self.settings_for(egress, secrets)
         if settings is None:
             return None
+        settings = replace(settings, script=script or replica)
         # Short folder names: a unix socket's path must fit in 108 bytes.
         folder = self.sockets_dir / f"r{next(self._numbers)}"
         folder.mkdir(parents=True, exist_ok=True)

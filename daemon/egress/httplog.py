@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from daemon.metrics.instruments import EgressMeter
+
 DETAILED_LIMIT = 100
 BODY_LIMIT = 1024
 # Refusals are kept in full up to this many; a script looping on a refused URL
@@ -108,8 +110,9 @@ class RequestLog:
     """What one call (or, between calls, one replica) sent. Not thread-safe: it is
     written from the proxy's event loop only."""
 
-    def __init__(self, redactor: Redactor | None = None) -> None:
+    def __init__(self, redactor: Redactor | None = None, meter: EgressMeter | None = None) -> None:
         self.redactor = redactor or Redactor({})
+        self.meter = meter  # the script's counters in the metrics (they outlive the log)
         self.total = 0
         self.entries: list[RequestEntry | TunnelEntry] = []
         self.not_detailed = 0
@@ -123,6 +126,8 @@ class RequestLog:
     ) -> RequestEntry | None:
         """Count a request; return its entry when it is among the first 100."""
         self.total += 1
+        if self.meter is not None:
+            self.meter.requests.inc()
         if len(self.entries) >= DETAILED_LIMIT:
             self.not_detailed += 1
             return None
@@ -148,6 +153,8 @@ class RequestLog:
 
     def begin_tunnel(self, host: str, port: int) -> TunnelEntry | None:
         self.total += 1
+        if self.meter is not None:
+            self.meter.requests.inc()
         if len(self.entries) >= DETAILED_LIMIT:
             self.not_detailed += 1
             return None
@@ -157,6 +164,8 @@ class RequestLog:
 
     def refused(self, method: str, target: str, rule: str, message: str) -> None:
         self.total += 1
+        if self.meter is not None:
+            self.meter.refused(rule)
         if len(self.refusals) >= REFUSAL_LIMIT:
             self.refusals_dropped += 1
             return
@@ -166,6 +175,8 @@ class RequestLog:
     def count_bytes(self, sent: int, received: int) -> None:
         self.bytes_out += sent
         self.bytes_in += received
+        if self.meter is not None:
+            self.meter.count_bytes(sent, received)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -26,6 +26,7 @@ from daemon.egress.tunnel import TLS_HANDSHAKE, first_byte, parse_authority, spl
 from daemon.egress.upstream import Target, UpstreamError, check_target, connect
 from daemon.egress.upstreams import PinnedUpstream, PlainUpstreams
 from daemon.egress.wire import Head, HttpSide, ProtocolError
+from daemon.metrics.instruments import EgressMeter
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class ChannelSettings:
     inspect: bool = True
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    script: str = ""  # the replica's script, for the metrics (empty: the channel's name)
 
 
 class EgressProxy:
@@ -101,7 +103,8 @@ class Channel:
         self.settings = settings
         self.account = account or ReplicaAccount(settings.max_connections)
         self.redactor = Redactor(settings.secrets)
-        self.log = RequestLog(self.redactor)
+        self.meter = EgressMeter(settings.script or name)
+        self.log = RequestLog(self.redactor, self.meter)
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -114,7 +117,7 @@ class Channel:
 
     def take_log(self) -> RequestLog:
         """The log so far, replaced by a fresh one (called at a call's end)."""
-        taken, self.log = self.log, RequestLog(self.redactor)
+        taken, self.log = self.log, RequestLog(self.redactor, self.meter)
         return taken
 
     def close_connections(self) -> None:

@@ -198,6 +198,7 @@ class Gateway:
         record = Call(cid, target.script_id, target.version, function, key, "rejected",
                       time.time(), None, None, None, 0)  # fmt: skip
         record.secrets = target.secret_values  # masked in what is recorded
+        record.script = target.script
         return record
 
     def keep_inputs(self, record: Call, inputs_json: bytes) -> None:

@@ -30,6 +30,7 @@ import orjson
 
 from daemon.config.daemon_config import Config
 from daemon.keys.checker import KeyChecker
+from daemon.metrics.instruments import UNKNOWN_FUNCTION, observe_call
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Call:
     secrets: tuple[str, ...] = ()  # values masked in everything recorded (never stored)
     weight: int = 0  # bytes it holds in the buffer (set by record)
     values: Values | None = None  # what the store writes (set by record)
+    script: str = ""  # the script's name, for the metrics (not stored: script_id is)
 
 
 class Values(NamedTuple):
@@ -157,6 +159,19 @@ def _masker(secrets: tuple[str, ...]) -> Any:
     return mask
 
 
+def _observe(call: Call) -> None:
+    """Count the call in the metrics; a refused call names no function the caller
+    made up (an unknown function is not a label)."""
+    function = call.function
+    if (
+        call.status == "rejected"
+        and call.error is not None
+        and call.error.get("type") == ("not_found")
+    ):
+        function = UNKNOWN_FUNCTION
+    observe_call(call.script, function, call.status, call.queue_ms, call.run_ms)
+
+
 class ExecutionRecorder:
     """The buffer and its writer task. `start()` on the loop, `record()` per call,
     `await close()` at shutdown."""
@@ -188,6 +203,7 @@ class ExecutionRecorder:
         self.written = 0
 
     def record(self, call: Call) -> None:
+        _observe(call)
         limit = self.output_bytes
         if len(call.stdout) > limit:
             call.stdout = _cut(call.stdout, limit)

@@ -27,12 +27,18 @@ class EgressAccess:
 
 class EgressGate(Protocol):
     def open(
-        self, replica: str, settings: EgressSettings, secrets: Mapping[str, str], lanes: int = 0
+        self,
+        replica: str,
+        settings: EgressSettings,
+        secrets: Mapping[str, str],
+        lanes: int = 0,
+        script: str = "",
     ) -> EgressAccess | None:
         """Blocking, thread-safe (called from the launch thread). None: no network for
         this replica (policy off). `secrets` (name -> value) never appear in its log.
         `lanes`: sockets of its own for that many workers, so each request is logged on
-        the call of the worker that sent it."""
+        the call of the worker that sent it. `script` names the replica's script in the
+        metrics."""
         ...
 
     def release(self, replica: str) -> None:

@@ -169,7 +169,9 @@ class SandboxLauncher:
         egress = self.settings.egress
         # A lane per worker, and one for the spare a spawned pool boots ahead.
         lanes = self.workers + 1
-        access = egress.open(name, t.egress, t.secrets, lanes) if egress is not None else None
+        access = (
+            egress.open(name, t.egress, t.secrets, lanes, t.script) if egress is not None else None
+        )
         try:
             box = sandbox.start(self.spec(name, control_fd, output_fd, access), self.root)
         except BaseException:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from daemon.config.daemon_config import Config
 from daemon.core.cancel import uncancellable
+from daemon.metrics.instruments import REPLICA_START, REPLICA_START_FAILURES
 from daemon.serving.process import Launcher, UsageInfo
 from daemon.serving.replica import Replica, ReplicaStartError
 from daemon.serving.worker import Worker
@@ -65,8 +66,10 @@ class Pool:
         sink: Sink,
         on_failed: Callable[[str], None] | None = None,
         drain_timeout_s: float = 60.0,
+        script: str | None = None,
     ) -> None:
         self.name = name
+        self.script = script or name  # the metrics' label
         self.launcher = launcher
         self.settings = settings
         self.sink = sink
@@ -159,12 +162,14 @@ class Pool:
 
     # --- the verbs ----------------------------------------------------------
     async def _start_one(self) -> Replica:
-        replica = Replica(f"{self.name}-r{next(_REPLICA_SEQ)}", self.launcher, self)
+        replica = Replica(f"{self.name}-r{next(_REPLICA_SEQ)}", self.launcher, self, self.script)
         self.starting.add(replica)
         try:
             await replica.start(self.settings.start_timeout_s)
-        except BaseException:
+        except BaseException as exc:
             self.starting.discard(replica)
+            if isinstance(exc, ReplicaStartError):
+                REPLICA_START_FAILURES.labels(self.script).inc()
             with contextlib.suppress(TimeoutError):
                 await uncancellable(asyncio.wait_for(replica.wait_gone(), 10))
             raise
@@ -175,8 +180,9 @@ class Pool:
         self.ready.add(replica)
         if self.hello is None:
             self.hello = replica.hello
-        ms = ((replica.ready_at or 0) - replica.started_at) * 1000
-        log.info("%s ready in %.0f ms", replica.name, ms)
+        seconds = (replica.ready_at or 0) - replica.started_at
+        REPLICA_START.labels(self.script).observe(seconds)
+        log.info("%s ready in %.0f ms", replica.name, seconds * 1000)
         return replica
 
     def spawn(self) -> None:

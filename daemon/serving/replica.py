@@ -22,6 +22,7 @@ import time
 from typing import Any, Protocol
 
 from daemon.core.cancel import uncancellable
+from daemon.metrics.instruments import WORKER_RESTARTS
 from daemon.serving import wire
 from daemon.serving.process import ExitInfo, Launcher, Process, UsageInfo
 from daemon.serving.replica_output import OutputPump
@@ -66,8 +67,11 @@ STARTING, READY, DRAINING, STOPPED = "starting", "ready", "draining", "stopped"
 class Replica:
     """One running copy of a version. Create, `await start()`, then serve; `stop()`."""
 
-    def __init__(self, name: str, launcher: Launcher, listener: Listener) -> None:
+    def __init__(
+        self, name: str, launcher: Launcher, listener: Listener, script: str | None = None
+    ) -> None:
         self.name = name
+        self.script = script or name  # the metrics' label
         self.launcher = launcher
         self.listener = listener
         self.state = STARTING
@@ -217,7 +221,11 @@ class Replica:
         loss = self.loss(frame)  # read the OOM counter once per death
         if worker is not None:
             worker.exited(loss)
-        if frame.get("killed") is False:
+        killed = frame.get("killed") is not False
+        if self.state == READY:  # the supervisor starts it again
+            cause = "oom" if loss.oom else "killed" if killed else "crashed"
+            WORKER_RESTARTS.labels(self.script, cause).inc()
+        if not killed:
             oom = " (out of memory)" if loss.oom else ""
             log.warning("%s: worker %d %s%s", self, number, loss.describe(), oom)
 

@@ -116,6 +116,20 @@ class ReplicaRunner:
         serving = self._serving.get(script)
         return serving.pool.replicas() if serving is not None else []
 
+    # --- the metrics' side (read when scraped, on the loop) ------------------------
+    def replica_states(self) -> dict[tuple[str, str], int]:
+        """Replicas of the serving versions by (script, state)."""
+        counts: dict[tuple[str, str], int] = {}
+        for script, serving in self._serving.items():
+            for replica in serving.pool.replicas():
+                key = (script, replica.state)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def queued_calls(self) -> dict[str, int]:
+        """Calls waiting for a free worker, by script."""
+        return {script: s.dispatcher.queued for script, s in self._serving.items()}
+
     def scale(self, script: str, replicas: int) -> None:
         serving = self._serving.get(script)
         if serving is not None:
@@ -133,6 +147,7 @@ class ReplicaRunner:
                 dispatcher,
                 on_failed=lambda reason: self._pool_failed(target.script, pool, reason),
                 drain_timeout_s=float(target.timeout_s),
+                script=target.script,
             )
             try:
                 await pool.start(max(1, target.min_replicas))

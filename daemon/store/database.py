@@ -33,6 +33,7 @@ from daemon.core.models import (
 )
 from daemon.store.account_tables import AccountStore
 from daemon.store.keys_table import KeysStore
+from daemon.store.retention_tables import RetentionStore
 from daemon.store.schema import MIGRATIONS
 from daemon.store.secret_box import SecretBox, key_path
 from daemon.store.secrets_table import SecretsStore
@@ -111,11 +112,12 @@ def _event(row: Mapping[str, Any]) -> Event:
     return Event(row["id"], row["script_id"], row["at"], row["kind"], row["actor"], detail)
 
 
-class Store(KeysStore, AccountStore, SecretsStore):
+class Store(KeysStore, AccountStore, SecretsStore, RetentionStore):
     """The registry of scripts, versions and their history events; API keys
     and execution records come from the KeysStore mixin (daemon/store/keys_table.py); credits,
     the usage ledger and the outbox from AccountStore (daemon/store/account_tables.py);
-    integration secrets from SecretsStore (daemon/store/secrets_table.py)."""
+    integration secrets from SecretsStore (daemon/store/secrets_table.py); pruning and
+    sizes from RetentionStore (daemon/store/retention_tables.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
