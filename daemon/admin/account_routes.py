@@ -90,7 +90,14 @@ def parse_since(text: str, now: float) -> float:
 
 async def get_account(request: web.Request) -> web.Response:
     lc = lifecycle(request)
-    return json_response(account_json(request, await lc.ctx.db(lc.ctx.store.get_account)))
+    doc = account_json(request, await lc.ctx.db(lc.ctx.store.get_account))
+    config = request.app[CONFIG]
+    size = await lc.ctx.db(lc.ctx.store.store_size)
+    doc["store"] = size.to_json() | {
+        "retention_days": config.executions_retention_days,
+        "max_per_script": config.executions_max_per_script,
+    }
+    return json_response(doc)
 
 
 async def put_account(request: web.Request) -> web.Response:
@@ -224,7 +231,8 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v1/account", get_account, "Credits: total allocation and balance", None,
+    Route("GET", "/v1/account", get_account,
+          "Credits: total allocation and balance; the store's size and retention", None,
           "Account"),
     Route("PUT", "/v1/account", put_account,
           "Set the total allocation (credits); the balance moves by the change, or is reset",

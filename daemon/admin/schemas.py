@@ -23,6 +23,15 @@ STR, INT, NUM, BOOL = (
 )
 NULL_STR = {"type": ["string", "null"]}
 NULL_INT = {"type": ["integer", "null"]}
+STORE = _obj(
+    {
+        "total_bytes": {**INT, "description": "the database and its write-ahead log"},
+        "database_bytes": INT, "wal_bytes": INT,
+        "free_bytes": {**INT, "description": "freed pages, reused before it grows"},
+        "execution_records": INT, "outbox_messages": INT,
+        "retention_days": NUM, "max_per_script": INT,
+    }
+)  # fmt: skip
 ACCOUNT = _obj(
     {
         "allocation": {**NUM, "description": "credits granted in total"},
@@ -32,6 +41,7 @@ ACCOUNT = _obj(
         "balance_micro": {**INT, "description": "may dip a meter tick below 0"},
         "low_balance": {**NUM, "description": "the low-credits email fires below this"},
         "admission_hours": NUM,
+        "store": STORE,
     }
 )
 DECISION = _obj(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.cli.output import NONE, fmt_time, render_fields, render_table
+from daemon.cli.output import NONE, fmt_bytes, fmt_time, render_fields, render_table
 
 
 def credits(value: Any) -> str:
@@ -20,8 +20,24 @@ def account(data: dict[str, Any]) -> str:
             ("Spent", f"{credits(data.get('spent'))} credits"),
             ("Low-credits email below", f"{credits(data.get('low_balance'))} credits"),
             ("A deploy needs", f"min replicas x {data.get('admission_hours')} h of credits"),
+            *_store(data.get("store")),
         ]
     )
+
+
+def _store(store: Any) -> list[tuple[str, Any]]:
+    """The store's size lines (GET /v1/account has them; PUT's answer does not)."""
+    if not isinstance(store, dict):
+        return []
+    size = f"{fmt_bytes(store.get('total_bytes'))} ({fmt_bytes(store.get('free_bytes'))} free)"
+    days, newest = store.get("retention_days") or 0, store.get("max_per_script") or 0
+    kept = f"{days:g} days, the newest {newest:,} per script"
+    return [
+        ("Store size", size),
+        ("Execution records", f"{store.get('execution_records') or 0:,}"),
+        ("Emails in the outbox", f"{store.get('outbox_messages') or 0:,}"),
+        ("Records kept", kept),
+    ]
 
 
 def usage(data: dict[str, Any]) -> str:
