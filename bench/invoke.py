@@ -11,6 +11,9 @@ Rows, each with its baseline beside it and the target:
         `bwrap --unshare-all ... python3 -I -S -c pass`: <= 1.5 x bwrap.
 (d)     worker respawn after a timeout kill: from the Timeout (the gateway's 504) to
         the next call answered by the fresh worker: <= 20 ms.
+(e)     the Prometheus metrics' cost (bench/metrics_overhead.py): two daemons, metrics
+        off and on (scraped every second), alternating load runs at the highest
+        connection count: throughput with metrics >= 0.97 x without.
 Medians everywhere. Prints a table, writes bench/results/invoke.json.
 Run as root (sandboxes):  .venv/bin/python -m bench.invoke [--seconds 10] [--runs 20]
 """
@@ -34,6 +37,7 @@ import uvloop
 
 from bench.invoke_replica import BWRAP_ARGV, measure_replicas
 from bench.loadgen import LoadResult, run_load
+from bench.metrics_overhead import measure as measure_metrics
 from bench.nginx_ceiling import nginx_ceiling
 from tests.helpers import AdminClient, DaemonProcess, free_port, make_zip
 
@@ -207,6 +211,17 @@ def replica_rows(first: list[float], bwrap: list[float], respawn: list[float]) -
     ]
 
 
+def metrics_rows(m: dict[str, Any]) -> list[Row]:
+    c = m["connections"]
+    return [
+        Row(f"(e) throughput, metrics on, {c} conn", m["median_rps_on"], m["median_rps_off"],
+            "req/s", ">= 0.97 x off", m["throughput_ratio"] >= 0.97,
+            "baseline = metrics off"),
+        Row("(e) daemon CPU per call, metrics on", m["median_cpu_us_on"],
+            m["median_cpu_us_off"], "us", "(no target)", True, "baseline = metrics off"),
+    ]  # fmt: skip
+
+
 def print_table(rows: list[Row]) -> None:
     print(f"{'row':36} {'scriptd':>10} {'baseline':>10} {'ratio':>6}  {'target':18} result")
     for row in rows:
@@ -234,6 +249,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-replica", action="store_true")
+    parser.add_argument("--skip-metrics", action="store_true")
+    parser.add_argument("--metrics-rounds", type=int, default=6, help="run pairs for (e)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: replicas run in real sandboxes", file=sys.stderr)
@@ -253,6 +270,10 @@ def main() -> int:
         figs, bwrap = uvloop.run(measure_replicas(args.runs))
         out["replica"] = {**asdict(figs), "bwrap_ms": bwrap, "bwrap_argv": BWRAP_ARGV}
         rows += replica_rows(figs.first_call_ms, bwrap, figs.respawn_ms)
+    if not args.skip_metrics:
+        out["metrics"] = measure_metrics(max(conns), args.seconds, args.metrics_rounds,
+                                         args.profile)  # fmt: skip
+        rows += metrics_rows(out["metrics"])
     _report(out, rows, args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     out["rows"] = [asdict(r) | {"ratio": r.ratio} for r in rows]
@@ -282,6 +303,11 @@ def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> N
         print(f"(d) medians of {args.runs}: Timeout -> next call answered "
               f"{med(rep['respawn_ms']):.2f} ms; kill_worker sent -> new worker frame "
               f"{med(rep['respawn_announce_ms']):.2f} ms (K=1, timeout 0.3 s)")  # fmt: skip
+    if "metrics" in out:
+        m = out["metrics"]
+        print(f"(e) medians of {m['rounds']} runs each of {m['seconds']:g} s at "
+              f"{m['connections']} connections, off/on alternating; {m['scrapes']} scrapes; "
+              f"req/s off {m['off']['rps']} on {m['on']['rps']}")  # fmt: skip
     print()
     print_table(rows)
 

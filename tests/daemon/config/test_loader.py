@@ -175,3 +175,28 @@ def test_build_user_must_not_be_a_replica_uid() -> None:
         config_from_mapping({"build": {"uid": 200_005}})
     assert "build.uid" in str(exc.value) and "replicas' range" in str(exc.value)
     assert config_from_mapping({"build": {"uid": 5000, "gid": 5000}}).build_uid == 5000
+
+
+def test_metrics_and_retention_keys() -> None:
+    default = Config()
+    assert (default.metrics_host, default.metrics_port) == ("127.0.0.1", 9464)
+    assert default.executions_retention_days == 30
+    assert default.executions_max_per_script == 100_000
+    config = config_from_mapping(
+        {"metrics": {"listen": "0.0.0.0:9100"},
+         "executions": {"retention_days": 7, "max_per_script": 50, "prune_interval_s": 60,
+                        "prune_batch": 100}}
+    )  # fmt: skip
+    assert (config.metrics_host, config.metrics_port) == ("0.0.0.0", 9100)
+    assert config.executions_retention_days == 7 and config.executions_max_per_script == 50
+    assert config.executions_prune_interval_s == 60 and config.executions_prune_batch == 100
+    assert config_from_mapping({"metrics": {"listen": ""}}).metrics_host is None
+    for bad, words in (
+        ({"metrics": {"listen": "9464"}}, ["metrics.listen", "HOST:PORT", '""']),
+        ({"metrics": {"listen": 9464}}, ["metrics.listen"]),
+        ({"executions": {"retention_days": 0}}, ["executions.retention_days"]),
+        ({"executions": {"max_per_script": 0}}, ["executions.max_per_script"]),
+    ):
+        with pytest.raises(ConfigError) as err:
+            config_from_mapping(bad)
+        assert all(w in str(err.value) for w in words), err.value
