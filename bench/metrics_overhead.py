@@ -2,9 +2,15 @@
 metrics off (`metrics.listen = ""`: the listener is not started and the gateway counts
 nothing) and on (the listener on a free loopback port, scraped every second by a
 thread during the run: fifteen times Prometheus' default rate), side by side in one
-run: both deployed, then alternating load runs (off, on, on, off, ...) so drift in
-the machine's load falls on both alike. Medians of throughput and of the daemon's
-CPU time per call (/proc). Target: throughput with metrics >= 0.97 x without.
+run. Both are deployed, then loaded at the same time, round after round, each by its
+own load generator with half the connections: a busy shared machine slows both
+alike, so the ratio of their throughputs in one round is the figure, and the median
+of the rounds' ratios is reported (with the daemons' CPU time per call, from /proc).
+Target: throughput with metrics >= 0.97 x without.
+
+Beside it, the hot path's added work alone, timed in this process: `observe_call`
+(what the recorder does per call) with metrics on and off, in µs, and its share of
+the daemon's CPU time per call.
 
 Run alone as root:  .venv/bin/python -m bench.invoke --skip-http --skip-replica
 """
@@ -14,12 +20,15 @@ from __future__ import annotations
 import statistics
 import tempfile
 import threading
+import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.loadgen import LoadResult, run_load
+from daemon.metrics.calls import observe_call, set_counting
 from tests.helpers import DaemonProcess, free_port
 
 BODY = b"{}"
@@ -80,44 +89,71 @@ def _start(root: Path, name: str, metrics_port: int | None, profile: str) -> Sid
     return Side(name, daemon, url, headers, metrics_port)
 
 
-def _run_once(side: Side, connections: int, seconds: float) -> None:
+def _load(side: Side, connections: int, seconds: float) -> LoadResult:
+    """One load run on `side` (scraped every second when its metrics are on)."""
+    if side.metrics_port is None:
+        return run_load(side.url, BODY, side.headers, connections, seconds)
+    with Scraper(side.metrics_port) as scraper:
+        result = run_load(side.url, BODY, side.headers, connections, seconds)
+    side.scrapes += scraper.count
+    return result
+
+
+def _run_pair(off: Side, on: Side, connections: int, seconds: float) -> float:
+    """Load both daemons at the same time, so both see the same machine; on/off."""
     from bench.invoke import cpu_seconds
 
-    assert side.daemon.proc is not None
-    pid = side.daemon.proc.pid
-    before = cpu_seconds(pid)
-    if side.metrics_port is None:
-        result: LoadResult = run_load(side.url, BODY, side.headers, connections, seconds)
-    else:
-        with Scraper(side.metrics_port) as scraper:
-            result = run_load(side.url, BODY, side.headers, connections, seconds)
-        side.scrapes += scraper.count
-    side.rps.append(result.rps)
-    side.cpu_us.append((cpu_seconds(pid) - before) / max(1, result.requests) * 1e6)
+    pids = {side.name: side.daemon.proc.pid for side in (off, on) if side.daemon.proc}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    with ThreadPoolExecutor(2) as pool:
+        runs = {side.name: pool.submit(_load, side, connections, seconds) for side in (off, on)}
+        results = {name: run.result() for name, run in runs.items()}
+    for side in (off, on):
+        result = results[side.name]
+        side.rps.append(result.rps)
+        spent = cpu_seconds(pids[side.name]) - before[side.name]
+        side.cpu_us.append(spent / max(1, result.requests) * 1e6)
+    return results["on"].rps / max(results["off"].rps, 1e-9)
+
+
+def observe_cost_us(calls: int = 200_000, repeats: int = 5) -> dict[str, float]:
+    """The hot path's added work alone, in this process: µs per call of the count
+    the recorder makes (metrics on) and of the check it makes with metrics off."""
+    timings: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(repeats):
+        for mode in ("on", "off"):
+            set_counting(mode == "on")
+            start = time.perf_counter()
+            for i in range(calls):
+                observe_call("bench", "noop", "ok", 0.05, 0.4 + (i & 7) * 0.01)
+            timings[mode].append((time.perf_counter() - start) / calls * 1e6)
+    set_counting(True)
+    return {mode: statistics.median(t) for mode, t in timings.items()}
 
 
 def measure(connections: int, seconds: float, rounds: int, profile: str) -> dict[str, Any]:
-    """Both daemons, `rounds` pairs of runs in ABBA order; medians and the runs."""
+    """Both daemons loaded at once, `rounds` times; medians of the ratios and the runs."""
     with tempfile.TemporaryDirectory(prefix="scriptd-metrics-") as tmp:
         root = Path(tmp)
         off = _start(root, "off", None, profile)
         try:
             on = _start(root, "on", free_port(), profile)
             try:
-                for i in range(rounds):
-                    for side in (off, on) if i % 2 == 0 else (on, off):
-                        _run_once(side, connections, seconds)
+                ratios = [_run_pair(off, on, connections, seconds) for _ in range(rounds)]
             finally:
                 on.daemon.stop()
         finally:
             off.daemon.stop()
     med = statistics.median
+    cost = observe_cost_us()
     return {
         "connections": connections, "seconds": seconds, "rounds": rounds,
         "scrape_every_s": SCRAPE_EVERY_S, "scrapes": on.scrapes,
         "off": {"rps": off.rps, "cpu_us_per_call": off.cpu_us},
         "on": {"rps": on.rps, "cpu_us_per_call": on.cpu_us},
+        "ratios": ratios, "throughput_ratio": med(ratios),
         "median_rps_off": med(off.rps), "median_rps_on": med(on.rps),
         "median_cpu_us_off": med(off.cpu_us), "median_cpu_us_on": med(on.cpu_us),
-        "throughput_ratio": med(on.rps) / med(off.rps),
+        "observe_us_on": cost["on"], "observe_us_off": cost["off"],
+        "observe_share_of_cpu": (cost["on"] - cost["off"]) / med(off.cpu_us),
     }  # fmt: skip

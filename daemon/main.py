@@ -283,7 +283,9 @@ async def _serve(
     teardown.add(GATEWAY, "gateway", front.close)  # first: no new request reaches either
     teardown.add(GATEWAY, "gateway's other routes", gateway.cleanup)
     await front.start(config.listen_host, config.listen_port)
-    metrics = await serve_metrics(config, metric_readings(store, replicas, recorder))
+    # Gauges read at each scrape; the async calls' queue adds `readings.async_queue`.
+    readings = metric_readings(store, replicas, recorder)
+    metrics = await serve_metrics(config, readings)
     if metrics is not None:
         teardown.add(GATEWAY, "metrics", metrics.close)
     log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,

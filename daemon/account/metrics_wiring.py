@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from daemon.config.daemon_config import Config
 from daemon.gateway.recorder import ExecutionRecorder
-from daemon.metrics.instruments import set_counting
+from daemon.metrics.calls import set_counting
 from daemon.metrics.listener import MetricsListener
 from daemon.metrics.readings import Readings, StoreReading
 from daemon.serving.replica_runner import ReplicaRunner

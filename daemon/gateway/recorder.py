@@ -30,7 +30,7 @@ import orjson
 
 from daemon.config.daemon_config import Config
 from daemon.keys.checker import KeyChecker
-from daemon.metrics.instruments import UNKNOWN_FUNCTION, observe_call
+from daemon.metrics.calls import UNKNOWN_FUNCTION, observe_call
 
 log = logging.getLogger(__name__)
 

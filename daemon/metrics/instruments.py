@@ -1,16 +1,13 @@
-"""The daemon's Prometheus instruments: counters and histograms that the code paths
-increment as things happen (the gauges are read at scrape time: readings.py).
+"""The daemon's Prometheus instruments off the call path: counters and histograms
+that replicas, builds and the egress proxy update as things happen (the per-call
+metrics are calls.py's, the gauges are read at scrape time: readings.py).
 
 Names follow Prometheus' conventions: a `scriptd_` prefix, base units (seconds,
 bytes), `_total` on counters (prometheus_client adds it), and labels with few values
-only: script names (each one a deployed script), functions of a script's main file,
-statuses, causes. Unknown function names a caller sends are never a label: a refused
-call to one counts as the function "(unknown)".
+only: script names (each one a deployed script), causes, rules, languages.
 
 Everything here lives in one registry of scriptd's own (`REGISTRY`, with the
 process's CPU, memory and file descriptors), not prometheus_client's global one.
-The hot path (`observe_call`, once per call) resolves each label set once and keeps
-the children: a dict lookup and three cheap increments per call.
 """
 
 from __future__ import annotations
@@ -27,17 +24,11 @@ __all__ = [
     "BUILD_CACHE_HITS",
     "BUILD_CACHE_MISSES",
     "BUILD_DURATION",
-    "CALLS",
-    "CALL_DURATION",
-    "QUEUE_WAIT",
     "REGISTRY",
     "REPLICA_START",
     "REPLICA_START_FAILURES",
-    "UNKNOWN_FUNCTION",
     "WORKER_RESTARTS",
     "EgressMeter",
-    "observe_call",
-    "set_counting",
 ]
 
 # No `_created` series beside each counter and histogram: twice the series for a start
@@ -46,35 +37,10 @@ disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 
-UNKNOWN_FUNCTION = "(unknown)"
-# Seconds. Calls: from a millisecond to the longest execution timeout (600 s).
-CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-                120, 300, 600)  # fmt: skip
-QUEUE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30)
+# Seconds.
 START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
 BUILD_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 
-CALLS = Counter(
-    "scriptd_calls",
-    "Calls the gateway answered, by script, function and execution status "
-    "(ok, error, timeout, oom, crashed, rejected)",
-    ["script", "function", "status"],
-    registry=REGISTRY,
-)
-CALL_DURATION = Histogram(
-    "scriptd_call_duration_seconds",
-    "Run time of the calls that reached a worker: from sending the call to its answer",
-    ["script"],
-    buckets=CALL_BUCKETS,
-    registry=REGISTRY,
-)
-QUEUE_WAIT = Histogram(
-    "scriptd_call_queue_wait_seconds",
-    "Time calls waited for a free worker (the script's queue)",
-    ["script"],
-    buckets=QUEUE_BUCKETS,
-    registry=REGISTRY,
-)
 REPLICA_START = Histogram(
     "scriptd_replica_start_seconds",
     "Cold start: from a replica's launch to its workers ready to take calls",
@@ -132,50 +98,6 @@ BUILD_CACHE_MISSES = Counter(
     ["language"],
     registry=REGISTRY,
 )
-
-
-class _CallSeries:
-    """The children one (script, function, status) updates."""
-
-    __slots__ = ("calls", "duration", "queue")
-
-    def __init__(self, script: str, function: str, status: str) -> None:
-        self.calls = CALLS.labels(script, function, status)
-        self.duration = CALL_DURATION.labels(script)
-        self.queue = QUEUE_WAIT.labels(script)
-
-
-_SERIES: dict[tuple[str, str, str], _CallSeries] = {}
-_counting = True  # set_counting(False): metrics off, the hot path counts nothing
-
-
-def set_counting(on: bool) -> None:
-    """Whether `observe_call` counts (main.py turns it off with the listener)."""
-    global _counting
-    _counting = on
-
-
-def observe_call(
-    script: str, function: str, status: str, queue_ms: float | None, run_ms: float | None
-) -> None:
-    """Count one answered call. A refused call counts, but its times only when it
-    waited in the queue (a queue timeout); `function` must be a function of the script
-    or UNKNOWN_FUNCTION."""
-    if not _counting:
-        return
-    key = (script, function, status)
-    series = _SERIES.get(key)
-    if series is None:
-        series = _SERIES[key] = _CallSeries(script, function, status)
-    series.calls.inc()
-    if status == "rejected":
-        if queue_ms:
-            series.queue.observe(queue_ms / 1000)
-        return
-    if queue_ms is not None:
-        series.queue.observe(queue_ms / 1000)
-    if run_ms is not None:
-        series.duration.observe(run_ms / 1000)
 
 
 class EgressMeter:

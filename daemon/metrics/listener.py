@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from daemon.metrics.calls import call_families
 from daemon.metrics.instruments import REGISTRY
 from daemon.metrics.readings import Families, Readings, Snapshot
 
@@ -33,7 +34,8 @@ def render(readings: Readings, loop_families: Families) -> bytes:
 
 async def metrics(request: web.Request) -> web.Response:
     readings = request.app[READINGS]
-    body = await asyncio.to_thread(render, readings, readings.loop_families())
+    on_loop = [*call_families(), *readings.loop_families()]  # state the loop writes
+    body = await asyncio.to_thread(render, readings, on_loop)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics.instruments import REGISTRY, observe_call, set_counting
+from daemon.metrics.calls import call_families, observe_call, set_counting
 from daemon.metrics.listener import MetricsListener
 from daemon.metrics.readings import AsyncQueueReading, Readings, StoreReading
 from tests.helpers import free_port
@@ -95,18 +95,35 @@ async def test_a_taken_port_is_a_clear_error() -> None:
         await server.wait_closed()
 
 
+def count(script: str, function: str, status: str) -> float:
+    calls = call_families()[0]
+    wanted = {"script": script, "function": function, "status": status}
+    return next((s.value for s in calls.samples if s.labels == wanted), 0.0)
+
+
 def test_counting_off_counts_nothing() -> None:
-    labels = {"script": "off", "function": "f", "status": "ok"}
-
-    def count() -> float:
-        return REGISTRY.get_sample_value("scriptd_calls_total", labels) or 0.0
-
-    before = count()
+    before = count("off", "f", "ok")
     set_counting(False)
     try:
         observe_call("off", "f", "ok", 1.0, 1.0)
     finally:
         set_counting(True)
-    assert count() == before
+    assert count("off", "f", "ok") == before
     observe_call("off", "f", "ok", 1.0, 1.0)
-    assert count() == before + 1
+    assert count("off", "f", "ok") == before + 1
+
+
+def test_histograms_are_cumulative_with_le_as_an_upper_bound() -> None:
+    observe_call("hst", "f", "ok", 0.1, 1.0)  # 1 ms: in le="0.001", not below
+    observe_call("hst", "f", "ok", 0.1, 700_000.0)  # past the last bound: +Inf only
+    observe_call("hst", "f", "rejected", None, None)  # refused: counted, no times
+    duration = call_families()[1]
+    got = {s.name + s.labels.get("le", ""): s.value for s in duration.samples
+           if s.labels.get("script") == "hst"}  # fmt: skip
+    assert got["scriptd_call_duration_seconds_bucket0.0025"] == 1
+    assert got["scriptd_call_duration_seconds_bucket0.001"] == 1
+    assert got["scriptd_call_duration_seconds_bucket600.0"] == 1
+    assert got["scriptd_call_duration_seconds_bucket+Inf"] == 2
+    assert got["scriptd_call_duration_seconds_count"] == 2
+    assert got["scriptd_call_duration_seconds_sum"] == 700.001
+    assert count("hst", "f", "rejected") == 1
