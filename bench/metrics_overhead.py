@@ -2,10 +2,10 @@
 metrics off (`metrics.listen = ""`: the listener is not started and the gateway counts
 nothing) and on (the listener on a free loopback port, scraped every second by a
 thread during the run: fifteen times Prometheus' default rate), side by side in one
-run. Both are deployed, then loaded at the same time, round after round, each by its
-own load generator with half the connections: a busy shared machine slows both
-alike, so the ratio of their throughputs in one round is the figure, and the median
-of the rounds' ratios is reported (with the daemons' CPU time per call, from /proc).
+run. Both are deployed, then loaded in turn, round after round: one short run on
+each, back to back, the order alternating (off-on, on-off, ...), so that a trend in
+a busy shared machine's load falls on both alike. The figure is the median of the
+rounds' throughput ratios (on/off), with the daemons' CPU time per call (/proc).
 Target: throughput with metrics >= 0.97 x without.
 
 Beside it, the hot path's added work alone, timed in this process: `observe_call`
@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ class Side:
     rps: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
     scrapes: int = 0
+    scrape_ms: list[float] = field(default_factory=list)
 
 
 class Scraper:
@@ -55,6 +55,7 @@ class Scraper:
     def __init__(self, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.count = 0
+        self.wall_ms: list[float] = []  # each scrape, as the client waited for it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -68,8 +69,10 @@ class Scraper:
 
     def _run(self) -> None:
         while not self._stop.wait(SCRAPE_EVERY_S):
+            start = time.perf_counter()
             with urllib.request.urlopen(self.url, timeout=10) as reply:
                 reply.read()
+            self.wall_ms.append((time.perf_counter() - start) * 1000)
             self.count += 1
 
 
@@ -96,24 +99,25 @@ def _load(side: Side, connections: int, seconds: float) -> LoadResult:
     with Scraper(side.metrics_port) as scraper:
         result = run_load(side.url, BODY, side.headers, connections, seconds)
     side.scrapes += scraper.count
+    side.scrape_ms += scraper.wall_ms
     return result
 
 
-def _run_pair(off: Side, on: Side, connections: int, seconds: float) -> float:
-    """Load both daemons at the same time, so both see the same machine; on/off."""
+def _run_pair(off: Side, on: Side, connections: int, seconds: float, on_first: bool) -> float:
+    """One run on each daemon, back to back (the order alternates round by round, so
+    a trend in the machine's load falls on both alike); the throughput ratio on/off."""
     from bench.invoke import cpu_seconds
 
-    pids = {side.name: side.daemon.proc.pid for side in (off, on) if side.daemon.proc}
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    with ThreadPoolExecutor(2) as pool:
-        runs = {side.name: pool.submit(_load, side, connections, seconds) for side in (off, on)}
-        results = {name: run.result() for name, run in runs.items()}
-    for side in (off, on):
-        result = results[side.name]
+    rps = {}
+    for side in (on, off) if on_first else (off, on):
+        assert side.daemon.proc is not None
+        pid = side.daemon.proc.pid
+        before = cpu_seconds(pid)
+        result = _load(side, connections, seconds)
         side.rps.append(result.rps)
-        spent = cpu_seconds(pids[side.name]) - before[side.name]
-        side.cpu_us.append(spent / max(1, result.requests) * 1e6)
-    return results["on"].rps / max(results["off"].rps, 1e-9)
+        side.cpu_us.append((cpu_seconds(pid) - before) / max(1, result.requests) * 1e6)
+        rps[side.name] = result.rps
+    return rps["on"] / max(rps["off"], 1e-9)
 
 
 def observe_cost_us(calls: int = 200_000, repeats: int = 5) -> dict[str, float]:
@@ -139,7 +143,8 @@ def measure(connections: int, seconds: float, rounds: int, profile: str) -> dict
         try:
             on = _start(root, "on", free_port(), profile)
             try:
-                ratios = [_run_pair(off, on, connections, seconds) for _ in range(rounds)]
+                ratios = [_run_pair(off, on, connections, seconds, i % 2 == 1)
+                          for i in range(rounds)]  # fmt: skip
             finally:
                 on.daemon.stop()
         finally:
@@ -149,6 +154,7 @@ def measure(connections: int, seconds: float, rounds: int, profile: str) -> dict
     return {
         "connections": connections, "seconds": seconds, "rounds": rounds,
         "scrape_every_s": SCRAPE_EVERY_S, "scrapes": on.scrapes,
+        "median_scrape_ms": med(on.scrape_ms) if on.scrape_ms else None,
         "off": {"rps": off.rps, "cpu_us_per_call": off.cpu_us},
         "on": {"rps": on.rps, "cpu_us_per_call": on.cpu_us},
         "ratios": ratios, "throughput_ratio": med(ratios),
