@@ -253,6 +253,7 @@ def main() -> int:
     parser.add_argument("--skip-metrics", action="store_true")
     parser.add_argument("--metrics-rounds", type=int, default=30, help="run pairs for (e)")
     parser.add_argument("--metrics-seconds", type=int, default=2, help="per run of (e)")
+    parser.add_argument("--metrics-scrape-s", type=float, default=15.0, help="(e)'s scrapes")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: replicas run in real sandboxes", file=sys.stderr)
@@ -273,8 +274,8 @@ def main() -> int:
         out["replica"] = {**asdict(figs), "bwrap_ms": bwrap, "bwrap_argv": BWRAP_ARGV}
         rows += replica_rows(figs.first_call_ms, bwrap, figs.respawn_ms)
     if not args.skip_metrics:
-        out["metrics"] = measure_metrics(max(conns), args.metrics_seconds,
-                                         args.metrics_rounds, args.profile)  # fmt: skip
+        out["metrics"] = measure_metrics(max(conns), args.metrics_seconds, args.metrics_rounds,
+                                         args.profile, args.metrics_scrape_s)  # fmt: skip
         rows += metrics_rows(out["metrics"])
     _report(out, rows, args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -310,10 +311,10 @@ def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> N
         rps = " ".join(
             f"{a:.0f}/{b:.0f}" for a, b in zip(m["on"]["rps"], m["off"]["rps"], strict=True)
         )
+        scrape = f"every {m['scrape_every_s']:g} s, {m['median_scrape_ms'] or 0:.1f} ms each"
         print(f"(e) {m['rounds']} rounds of a {m['seconds']:g} s run on each daemon, back to "
               f"back, {m['connections']} connections; {m['scrapes']} scrapes of the one with "
-              f"metrics (median {m['median_scrape_ms'] or 0:.1f} ms each, wall); req/s on/off per "
-              f"round: {rps}")  # fmt: skip
+              f"metrics ({scrape}, wall); req/s on/off per round: {rps}")  # fmt: skip
     print()
     print_table(rows)
 

@@ -1,8 +1,8 @@
 """What the Prometheus metrics cost a call (issue 13, part 2): the real daemon with
 metrics off (`metrics.listen = ""`: the listener is not started and the gateway counts
-nothing) and on (the listener on a free loopback port, scraped every second by a
-thread during the run: fifteen times Prometheus' default rate), side by side in one
-run. Both are deployed, then loaded in turn, round after round: one short run on
+nothing) and on (the listener on a free loopback port, scraped by a thread every
+`--metrics-scrape-s`, 15 s by default, as Prometheus usually does), side by side in
+one run. Both are deployed, then loaded in turn, round after round: one short run on
 each, back to back, the order alternating (off-on, on-off, ...), so that a trend in
 a busy shared machine's load falls on both alike. The figure is the median of the
 rounds' throughput ratios (on/off), with the daemons' CPU time per call (/proc).
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import LoadResult, run_load
+from bench.loadgen import run_load
 from daemon.metrics.calls import observe_call, set_counting
 from tests.helpers import DaemonProcess, free_port
 
 BODY = b"{}"
-SCRAPE_EVERY_S = 1.0
+SCRAPE_EVERY_S = 15.0  # Prometheus' usual scrape_interval (its built-in default is 1 min)
 
 
 @dataclass
@@ -45,14 +45,13 @@ class Side:
     metrics_port: int | None = None
     rps: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
-    scrapes: int = 0
-    scrape_ms: list[float] = field(default_factory=list)
 
 
 class Scraper:
-    """GET /metrics every second until stopped (a thread: the load runs meanwhile)."""
+    """GET /metrics every `every_s` until stopped (a thread: the load runs meanwhile)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, every_s: float) -> None:
+        self.every_s = every_s
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.count = 0
         self.wall_ms: list[float] = []  # each scrape, as the client waited for it
@@ -68,7 +67,7 @@ class Scraper:
         self._thread.join(10)
 
     def _run(self) -> None:
-        while not self._stop.wait(SCRAPE_EVERY_S):
+        while not self._stop.wait(self.every_s):
             start = time.perf_counter()
             with urllib.request.urlopen(self.url, timeout=10) as reply:
                 reply.read()
@@ -92,17 +91,6 @@ def _start(root: Path, name: str, metrics_port: int | None, profile: str) -> Sid
     return Side(name, daemon, url, headers, metrics_port)
 
 
-def _load(side: Side, connections: int, seconds: float) -> LoadResult:
-    """One load run on `side` (scraped every second when its metrics are on)."""
-    if side.metrics_port is None:
-        return run_load(side.url, BODY, side.headers, connections, seconds)
-    with Scraper(side.metrics_port) as scraper:
-        result = run_load(side.url, BODY, side.headers, connections, seconds)
-    side.scrapes += scraper.count
-    side.scrape_ms += scraper.wall_ms
-    return result
-
-
 def _run_pair(off: Side, on: Side, connections: int, seconds: float, on_first: bool) -> float:
     """One run on each daemon, back to back (the order alternates round by round, so
     a trend in the machine's load falls on both alike); the throughput ratio on/off."""
@@ -113,7 +101,7 @@ def _run_pair(off: Side, on: Side, connections: int, seconds: float, on_first: b
         assert side.daemon.proc is not None
         pid = side.daemon.proc.pid
         before = cpu_seconds(pid)
-        result = _load(side, connections, seconds)
+        result = run_load(side.url, BODY, side.headers, connections, seconds)
         side.rps.append(result.rps)
         side.cpu_us.append((cpu_seconds(pid) - before) / max(1, result.requests) * 1e6)
         rps[side.name] = result.rps
@@ -135,7 +123,9 @@ def observe_cost_us(calls: int = 200_000, repeats: int = 5) -> dict[str, float]:
     return {mode: statistics.median(t) for mode, t in timings.items()}
 
 
-def measure(connections: int, seconds: float, rounds: int, profile: str) -> dict[str, Any]:
+def measure(
+    connections: int, seconds: float, rounds: int, profile: str, every_s: float = SCRAPE_EVERY_S
+) -> dict[str, Any]:
     """Both daemons loaded at once, `rounds` times; medians of the ratios and the runs."""
     with tempfile.TemporaryDirectory(prefix="scriptd-metrics-") as tmp:
         root = Path(tmp)
@@ -143,8 +133,10 @@ def measure(connections: int, seconds: float, rounds: int, profile: str) -> dict
         try:
             on = _start(root, "on", free_port(), profile)
             try:
-                ratios = [_run_pair(off, on, connections, seconds, i % 2 == 1)
-                          for i in range(rounds)]  # fmt: skip
+                assert on.metrics_port is not None
+                with Scraper(on.metrics_port, every_s) as scraper:
+                    ratios = [_run_pair(off, on, connections, seconds, i % 2 == 1)
+                              for i in range(rounds)]  # fmt: skip
             finally:
                 on.daemon.stop()
         finally:
@@ -153,8 +145,8 @@ def measure(connections: int, seconds: float, rounds: int, profile: str) -> dict
     cost = observe_cost_us()
     return {
         "connections": connections, "seconds": seconds, "rounds": rounds,
-        "scrape_every_s": SCRAPE_EVERY_S, "scrapes": on.scrapes,
-        "median_scrape_ms": med(on.scrape_ms) if on.scrape_ms else None,
+        "scrape_every_s": every_s, "scrapes": scraper.count,
+        "median_scrape_ms": med(scraper.wall_ms) if scraper.wall_ms else None,
         "off": {"rps": off.rps, "cpu_us_per_call": off.cpu_us},
         "on": {"rps": on.rps, "cpu_us_per_call": on.cpu_us},
         "ratios": ratios, "throughput_ratio": med(ratios),
