@@ -215,9 +215,11 @@ def metrics_rows(m: dict[str, Any]) -> list[Row]:
     c, ratio = m["connections"], m["throughput_ratio"]
     return [
         Row(f"(e) throughput on/off, {c} conn", ratio, 1.0, "x", ">= 0.97 x off",
-            ratio >= 0.97, "median of the rounds' ratios"),
+            ratio >= 0.97, "median of the rounds' ratios"
+            + (" - CONTROL: metrics off on both" if m["control"] else "")),
         Row("(e) daemon CPU per call, metrics on", m["median_cpu_us_on"],
-            m["median_cpu_us_off"], "us", "(no target)", True, "baseline = metrics off"),
+            m["median_cpu_us_off"], "us", "(no target)", True,
+            f"baseline = metrics off; median of the rounds' ratios {m['cpu_ratio']:.3f}"),
         Row("(e) observe_call, metrics on", m["observe_us_on"], m["observe_us_off"], "us",
             "(no target)", True, f"{m['observe_share_of_cpu']:.2%} of the CPU per call"),
     ]  # fmt: skip
@@ -254,6 +256,7 @@ def main() -> int:
     parser.add_argument("--metrics-rounds", type=int, default=30, help="run pairs for (e)")
     parser.add_argument("--metrics-seconds", type=int, default=2, help="per run of (e)")
     parser.add_argument("--metrics-scrape-s", type=float, default=15.0, help="(e)'s scrapes")
+    parser.add_argument("--metrics-control", action="store_true", help="(e) with both off")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: replicas run in real sandboxes", file=sys.stderr)
@@ -275,7 +278,8 @@ def main() -> int:
         rows += replica_rows(figs.first_call_ms, bwrap, figs.respawn_ms)
     if not args.skip_metrics:
         out["metrics"] = measure_metrics(max(conns), args.metrics_seconds, args.metrics_rounds,
-                                         args.profile, args.metrics_scrape_s)  # fmt: skip
+                                         args.profile, args.metrics_scrape_s,
+                                         args.metrics_control)  # fmt: skip
         rows += metrics_rows(out["metrics"])
     _report(out, rows, args)
     args.json.parent.mkdir(parents=True, exist_ok=True)

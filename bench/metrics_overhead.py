@@ -8,6 +8,9 @@ a busy shared machine's load falls on both alike. The figure is the median of th
 rounds' throughput ratios (on/off), with the daemons' CPU time per call (/proc).
 Target: throughput with metrics >= 0.97 x without.
 
+`--metrics-control` runs the same comparison with metrics off on both daemons: the
+spread and bias of the method itself on this machine (an A/A test).
+
 Beside it, the hot path's added work alone, timed in this process: `observe_call`
 (what the recorder does per call) with metrics on and off, in µs, and its share of
 the daemon's CPU time per call.
@@ -50,24 +53,27 @@ class Side:
 class Scraper:
     """GET /metrics every `every_s` until stopped (a thread: the load runs meanwhile)."""
 
-    def __init__(self, port: int, every_s: float) -> None:
+    def __init__(self, port: int | None, every_s: float) -> None:
         self.every_s = every_s
-        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.url = f"http://127.0.0.1:{port}/metrics" if port else None
         self.count = 0
         self.wall_ms: list[float] = []  # each scrape, as the client waited for it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Scraper:
-        self._thread.start()
+        if self.url is not None:  # None: the control run, metrics off on both
+            self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
+            assert self.url is not None
             start = time.perf_counter()
             with urllib.request.urlopen(self.url, timeout=10) as reply:
                 reply.read()
@@ -124,16 +130,20 @@ def observe_cost_us(calls: int = 200_000, repeats: int = 5) -> dict[str, float]:
 
 
 def measure(
-    connections: int, seconds: float, rounds: int, profile: str, every_s: float = SCRAPE_EVERY_S
+    connections: int,
+    seconds: float,
+    rounds: int,
+    profile: str,
+    every_s: float = SCRAPE_EVERY_S,
+    control: bool = False,
 ) -> dict[str, Any]:
     """Both daemons loaded at once, `rounds` times; medians of the ratios and the runs."""
     with tempfile.TemporaryDirectory(prefix="scriptd-metrics-") as tmp:
         root = Path(tmp)
         off = _start(root, "off", None, profile)
         try:
-            on = _start(root, "on", free_port(), profile)
+            on = _start(root, "on", None if control else free_port(), profile)
             try:
-                assert on.metrics_port is not None
                 with Scraper(on.metrics_port, every_s) as scraper:
                     ratios = [_run_pair(off, on, connections, seconds, i % 2 == 1)
                               for i in range(rounds)]  # fmt: skip
@@ -144,12 +154,13 @@ def measure(
     med = statistics.median
     cost = observe_cost_us()
     return {
-        "connections": connections, "seconds": seconds, "rounds": rounds,
+        "connections": connections, "seconds": seconds, "rounds": rounds, "control": control,
         "scrape_every_s": every_s, "scrapes": scraper.count,
         "median_scrape_ms": med(scraper.wall_ms) if scraper.wall_ms else None,
         "off": {"rps": off.rps, "cpu_us_per_call": off.cpu_us},
         "on": {"rps": on.rps, "cpu_us_per_call": on.cpu_us},
         "ratios": ratios, "throughput_ratio": med(ratios),
+        "cpu_ratio": med([a / b for a, b in zip(on.cpu_us, off.cpu_us, strict=True)]),
         "median_rps_off": med(off.rps), "median_rps_on": med(on.rps),
         "median_cpu_us_off": med(off.cpu_us), "median_cpu_us_on": med(on.cpu_us),
         "observe_us_on": cost["on"], "observe_us_off": cost["off"],
