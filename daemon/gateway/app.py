@@ -5,6 +5,7 @@
     POST /v1/scripts/{script}/run                     a code step (daemon/gateway/step_route.py)
     PUT  /v1/uploads/{filename}                       (daemon/gateway/uploads_route.py)
     GET  /healthz
+    GET  /openapi.json                                this API (daemon/gateway/openapi.py)
 
 Checks, in this order, each cheaper than the next: the script serves (one dict
 lookup in `Routes`; otherwise the store says 404 unknown script or 503 not
@@ -36,13 +37,14 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from daemon.core.models import DEPLOYED
+from daemon.gateway.openapi import EXECUTION_HEADER, ROUTES, known_paths, openapi_document
 from daemon.gateway.recorder import Call, ExecutionRecorder
 from daemon.gateway.serving_table import Routes
 from daemon.keys.checker import KeyChecker, KeyOk, KeyRefused
@@ -54,7 +56,6 @@ from daemon.store.database import Store
 
 __all__ = ["EXECUTION_HEADER", "Gateway", "make_gateway"]
 
-EXECUTION_HEADER = "X-Scriptd-Execution-Id"
 JSON = "application/json"
 QUEUE_RETRY_AFTER_S = 1
 
@@ -284,12 +285,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-_KNOWN = (
-    ("POST", "/v1/scripts/", "/functions/"),
-    ("POST", "/v1/scripts/", "/run"),
-    ("PUT", "/v1/uploads/", ""),
-    ("GET", "/healthz", ""),
-)
+_KNOWN = known_paths(ROUTES)
 
 
 async def no_route(request: web.Request) -> web.Response:
@@ -312,19 +308,36 @@ def refusal(check: KeyRefused) -> web.Response:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_gateway(gateway: Gateway, uploads: Any = None, steps: Any = None) -> web.Application:
-    """The aiohttp app. `uploads` is the account uploads handler (uploads_route.py),
-    `steps` the code steps' run route (step_route.py)."""
+    """The aiohttp app, its routes taken from the table of daemon/gateway/openapi.py.
+    `uploads` is the account uploads handler (uploads_route.py), `steps` the code
+    steps' run route (step_route.py); without them their routes are not served."""
     # read() stops at the body limit; uploads stream past it on their own route.
     app = web.Application(client_max_size=gateway.max_body_bytes)
     app[GATEWAY] = gateway
-    app.router.add_get("/healthz", gateway.healthz)
-    app.router.add_post("/v1/scripts/{script}/functions/{function}", gateway.call)
-    if uploads is not None:
-        app.router.add_put("/v1/uploads/{filename}", uploads.put)
-    if steps is not None:
-        app.router.add_post("/v1/scripts/{script}/run", steps.run)
+    handlers: dict[str, Handler | None] = {
+        "healthz": gateway.healthz,
+        "call": gateway.call,
+        "run": steps.run if steps is not None else None,
+        "upload": uploads.put if uploads is not None else None,
+    }
+    served = tuple(route for route in ROUTES if route.operation == "openapi"
+                   or handlers[route.operation] is not None)  # fmt: skip
+    document = orjson.dumps(openapi_document(served))
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, headers={"Content-Type": JSON})
+
+    handlers["openapi"] = openapi
+    for route in served:
+        handler = handlers[route.operation]
+        assert handler is not None
+        if route.method == "GET":
+            app.router.add_get(route.path, handler)  # and HEAD
+        else:
+            app.router.add_route(route.method, route.path, handler)
     app.router.add_route("*", "/{tail:.*}", no_route)  # last: only what nothing else took
     return app

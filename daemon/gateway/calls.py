@@ -7,6 +7,7 @@ compares the two):
     POST /v1/scripts/{script}/functions/{function}   the call
     POST /v1/scripts/{script}/run                     a code step (step_calls.py)
     GET|HEAD /healthz
+    /openapi.json and below /v1/uploads/             handed to the aiohttp app (bridge.py)
     anything else                                    405 on a known path, else 404
 
 and uses the same state: the `Gateway`'s routes table, key checker, recorder and
@@ -52,6 +53,8 @@ __all__ = ["FrontCalls"]
 
 _UPLOADS_TEXT = "/v1/uploads/"
 _UPLOADS = _UPLOADS_TEXT.encode()
+_OPENAPI_TEXT = "/openapi.json"
+_OPENAPI = _OPENAPI_TEXT.encode()
 
 
 _HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
@@ -72,12 +75,13 @@ class FrontCalls:
             return None
         raw = request.url
         if b"%" not in raw:
-            return self.fallback.open(request, out) if raw.startswith(_UPLOADS) else None
+            bridged = raw.startswith(_UPLOADS) or raw.split(b"?", 1)[0] == _OPENAPI
+            return self.fallback.open(request, out) if bridged else None
         try:
             path_safe, _ = _paths(request)
         except ValueError:
             return None
-        if not path_safe.startswith(_UPLOADS_TEXT):
+        if not (path_safe.startswith(_UPLOADS_TEXT) or path_safe == _OPENAPI_TEXT):
             return None  # the call routes and /healthz: the front's own
         return self.fallback.open(request, out)
 
