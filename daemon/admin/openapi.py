@@ -26,7 +26,9 @@ class Route:
     request: str | None
     response: str
     status: int = 200
-    query: tuple[str, ...] = ()  # optional query parameters (QUERY_SCHEMAS gives their type)
+    # optional query parameters, by their key in QUERY_SCHEMAS: the parameter's name, or
+    # "route.name" where routes give one name different types (notifications.status)
+    query: tuple[str, ...] = ()
 
 
 def _obj(props: S, required: tuple[str, ...] = ()) -> S:
@@ -276,8 +278,10 @@ def _operation(route: Route) -> S:
     ]
     query = ("search",) if route.path == "/v1/scripts" and route.method == "GET" else route.query
     params += [
-        {"name": q, "in": "query", "required": False, "schema": QUERY_SCHEMAS[q]} for q in query
-    ]
+        {"name": q.rsplit(".", 1)[-1], "in": "query", "required": False,
+         "schema": QUERY_SCHEMAS[q]}
+        for q in query
+    ]  # fmt: skip
     if route.request == "binary":
         params.append({"name": "X-Filename", "in": "header", "required": False, "schema": STR})
     error = {"description": "error", "content": _content("Error")}

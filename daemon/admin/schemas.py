@@ -100,9 +100,10 @@ SECRET_SCHEMAS: dict[str, S] = {
         ("value",),
     ),
 }
+# Keyed "route.parameter" where another route has a parameter of that name (openapi.py).
 ACCOUNT_QUERY: dict[str, S] = {
-    "since": {**STR, "description": "ISO-8601 time, or an age: 7d, 24h, 30m"},
-    "kind": {**STR, "description": "one event kind, e.g. scaled"},
-    "status": {"enum": ["queued", "sent", "retrying", "failed"]},
+    "usage.since": {**STR, "description": "ISO-8601 time, or an age: 7d, 24h, 30m"},
+    "events.kind": {**STR, "description": "one event kind, e.g. scaled"},
+    "notifications.status": {"enum": ["queued", "sent", "retrying", "failed"]},
     "script": STR,
 }
