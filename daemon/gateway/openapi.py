@@ -44,8 +44,8 @@ def _ref(name: str) -> S:
 
 
 STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+NULL_STR = {"type": ["string", "null"]}
 SCRIPT_NAME = {**STR, "pattern": "^[a-z][a-z0-9-]{1,62}$"}
-UUID = {**STR, "format": "uuid"}
 TYPED_VALUE: S = {
     "type": "object",
     "minProperties": 1,
@@ -53,15 +53,15 @@ TYPED_VALUE: S = {
     "description": "a typed value: one key, its type code (step.toml's), e.g. "
     '{"s": "Ada"}, {"n": 3.5}, {"d": "2026-12-04"}, {"dt": "2026-12-04T17:00:00Z"}, '
     '{"a[s]": ["x", "y"]}, {"e<object uuid>": "..."}, {"o<object uuid>,<field uuid>": "..."}',
-    "properties": {
-        "s": STR,
-        "n": {"type": "number"},
-        "b": BOOL,
-        "d": {**STR, "format": "date"},
-        "dt": {**STR, "format": "date-time"},
-        "p": {**STR, "description": "a phone number"},
-        "u": UUID,
-        "l": {"type": "array"},
+    "properties": {  # each may be null: an output the step did not set
+        "s": NULL_STR,
+        "n": {"type": ["number", "null"]},
+        "b": {"type": ["boolean", "null"]},
+        "d": {**NULL_STR, "format": "date"},
+        "dt": {**NULL_STR, "format": "date-time"},
+        "p": {**NULL_STR, "description": "a phone number"},
+        "u": {**NULL_STR, "format": "uuid"},
+        "l": {"type": ["array", "null"]},
     },
 }
 TYPED = {

@@ -1,0 +1,43 @@
+"""schemathesis against the admin API of a real daemon over its unix socket: no 5xx,
+and every answer conforms to the admin API's own /openapi.json. The daemon is this
+module's own (destructive calls, DELETE among them, reach nothing else), with a
+script and a key, so that the lists it answers are not empty."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.fuzzing import fuzz, unix_session
+from tests.helpers import DaemonProcess, create_key, running_daemon
+
+BUDGET_S = 15
+EXAMPLES = 5
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    with running_daemon(Path(tmp_path_factory.mktemp("fuzz-admin"))) as d:
+        admin = d.client()
+        admin.create("demo")
+        create_key(admin, "demo")
+        yield d
+
+
+def _slow(case: Any) -> bool:
+    """Examples that would hold the socket past the budget: a log that follows."""
+    return bool(case.query and str(case.query.get("follow", "")).lower() in ("true", "1"))
+
+
+def test_fuzz_the_admin_api(daemon: DaemonProcess) -> None:
+    document = daemon.client().get("/openapi.json")
+    with unix_session(str(daemon.socket)) as session:
+        run = fuzz(document, session, "http://localhost", max_examples=EXAMPLES,
+                   budget_s=BUDGET_S, skip=_slow)  # fmt: skip
+    print(f"admin fuzz: {run.requests} requests in {run.seconds:.1f} s, "
+          f"{len(run.cut)} operations cut short by the budget")  # fmt: skip
+    assert not run.failures, "\n\n".join(run.failures)
+    assert daemon.answers(), f"the daemon stopped answering:\n{daemon.log()[-4000:]}"

@@ -1,0 +1,88 @@
+"""schemathesis against the gateway of a real daemon, with valid API keys: no 5xx,
+and every answer conforms to the gateway's /openapi.json. This module's own daemon
+serves a functions script and a code step, each with a key.
+
+Two passes: the document as served (script and function names of any text: the
+refusals), then the same document with the path parameters narrowed to the
+deployed names (and one unknown one), so that calls reach the replicas."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import require_root
+from tests.e2e.fuzzing import fuzz
+from tests.helpers import TINY_PROFILES, DaemonProcess, create_key, make_zip, running_daemon
+
+BUDGET_S = 12  # per pass
+EXAMPLES = 10
+FUNCTIONS_MAIN = """\
+def hello(name='world'):
+    return 'hello ' + name
+
+
+def boom(**kwargs):
+    raise ValueError('boom')
+"""
+STEP_TOML = '[inputs]\nname = "s"\namount = "n"\n\n[outputs]\ngreeting = "s"\ntotal = "n"\n'
+STEP_MAIN = """\
+outputs.greeting = f"Hello, {inputs.name}!"
+outputs.total = inputs.amount
+"""
+SCRIPTS = {"demo": {"main.py": FUNCTIONS_MAIN}, "greet": {"main.py": STEP_MAIN,
+                                                         "step.toml": STEP_TOML}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    tmp_path_factory: pytest.TempPathFactory, build_cache: Path
+) -> Iterator[tuple[DaemonProcess, dict[str, str]]]:
+    require_root()
+    root = Path(tmp_path_factory.mktemp("fuzz-gateway"))
+    with running_daemon(root, TINY_PROFILES, build_cache) as d:
+        admin = d.client()
+        for name, files in SCRIPTS.items():
+            admin.create(name, make_zip(files), deploy=True)
+        for name in SCRIPTS:
+            assert admin.wait_status(name)["status"] == "Deployed", admin.script(name)
+        yield d, {name: create_key(admin, name) for name in SCRIPTS}
+
+
+def _narrowed(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with {script} and {function} taking the deployed names."""
+    names = {"script": [*SCRIPTS, "no-such-script"], "function": ["hello", "boom", "nope"]}
+    doc = copy.deepcopy(document)
+    for operations in doc["paths"].values():
+        for op in operations.values():
+            for param in op.get("parameters", ()):
+                if param["in"] == "path" and param["name"] in names:
+                    param["schema"] = {"enum": names[param["name"]]}
+    return doc
+
+
+@pytest.mark.parametrize("narrow", [False, True], ids=["any-names", "deployed-names"])
+def test_fuzz_the_gateway(deployed: tuple[DaemonProcess, dict[str, str]], narrow: bool) -> None:
+    daemon, keys = deployed
+    gateway = daemon.gateway()
+    document = gateway.request("GET", "/openapi.json").json()
+    if narrow:
+        document = _narrowed(document)
+
+    def key_of(case: Any) -> dict[str, str]:
+        """The key of the URL's script (another script's for an unknown one)."""
+        script = (case.path_parameters or {}).get("script", "demo")
+        return {"Authorization": f"Bearer {keys.get(script, keys['demo'])}"}
+
+    with requests.Session() as session:
+        run = fuzz(document, session, f"http://127.0.0.1:{daemon.port}", max_examples=EXAMPLES,
+                   budget_s=BUDGET_S, headers=key_of)  # fmt: skip
+    print(f"gateway fuzz: {run.requests} requests in {run.seconds:.1f} s, "
+          f"{len(run.cut)} operations cut short by the budget")  # fmt: skip
+    assert not run.failures, "\n\n".join(run.failures)
+    assert gateway.request("GET", "/healthz").status == 200
