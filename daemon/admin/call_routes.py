@@ -20,6 +20,7 @@ from aiohttp import web
 
 from daemon.admin.http import CHUNK, CONFIG, body_json, caller, json_response, lifecycle
 from daemon.admin.openapi import Route
+from daemon.archive.signatures import any_object, python_parameters
 from daemon.archive.steps import StepSpecError, read_step_spec
 from daemon.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from daemon.core.models import DEPLOYED, Event, Script, now_iso
@@ -139,10 +140,12 @@ async def get_endpoint(request: web.Request) -> web.Response:
     step = await _step_inputs(lifecycle(request), script)
     if step is not None:
         return json_response(_step_endpoint(script.name, base, step, formats))
-    functions: list[dict[str, str]] = []
+    parameters = await _function_parameters(lifecycle(request), script)
+    functions: list[dict[str, Any]] = []
     for function in script.functions:
         snippets = render_snippets(script.name, function, base)
-        item = {"function": function, "url": snippets.url}
+        item = {"function": function, "url": snippets.url,
+                "parameters": parameters.get(function, any_object())}  # fmt: skip
         functions.append(item | {f: snippets.get(f) for f in formats})
     text = render_endpoint(script.name, script.functions, base, formats)
     body = {
@@ -154,6 +157,19 @@ async def get_endpoint(request: web.Request) -> web.Response:
         "text": text,
     }
     return json_response(body)
+
+
+async def _function_parameters(lc: Lifecycle, script: Script) -> dict[str, Any]:
+    """function -> the JSON Schema of its body, from the serving version's main.py
+    (Python: annotations and defaults); {} when there is nothing to read."""
+    if script.current_version is None or script.language != "python":
+        return {}
+    main = lc.ctx.state.source_dir(script.id, script.current_version) / "main.py"
+    try:
+        source = await lc.ctx.db(main.read_text, "utf-8")
+        return await lc.ctx.db(python_parameters, source, tuple(script.functions))
+    except (OSError, SyntaxError, ValueError):
+        return {}
 
 
 async def _step_inputs(lc: Lifecycle, script: Script) -> dict[str, str] | None:

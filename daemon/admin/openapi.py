@@ -169,7 +169,14 @@ CALL_SCHEMAS: dict[str, S] = {
             "functions": {
                 "type": "array",
                 "items": _obj(
-                    {"function": STR, "url": STR, "curl": STR, "javascript": STR, "python": STR}
+                    {
+                        "function": STR,
+                        "url": STR,
+                        "curl": STR,
+                        "javascript": STR,
+                        "python": STR,
+                        "parameters": {"type": "object", "description": "JSON Schema of the body"},
+                    }
                 ),
             },
             "text": STR,

@@ -7,6 +7,7 @@ one function in one format can be piped straight into sh, node or python."""
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from daemon.cli.client import path_of
@@ -37,4 +38,40 @@ def endpoint(ctx: Context, args: argparse.Namespace) -> int:
 def render(data: dict[str, Any]) -> str:
     if not data.get("functions"):
         return f"{data.get('script')} exposes no functions."
-    return str(data.get("text", "")).rstrip("\n")
+    text = str(data.get("text", "")).rstrip("\n")
+    signatures = [_signature(data.get("script"), f) for f in data["functions"]
+                  if f.get("parameters", {}).get("properties")]  # fmt: skip
+    if not signatures:
+        return text
+    # Written as comments of the snippets' language: the output still runs when piped.
+    comment = "//" if data.get("formats") == ["javascript"] else "#"
+    head = [f"{comment} parameters:"] + [f"{comment}   {line}" for line in signatures]
+    return "\n".join(head) + "\n" + text
+
+
+def _signature(script: object, function: dict[str, Any]) -> str:
+    """demo.add(a: integer, b: number = 1.5)"""
+    schema = function["parameters"]
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        text = f"{name}: {_type(prop)}"
+        if name not in required and "default" in prop:
+            text += f" = {json.dumps(prop['default'])}"
+        elif name not in required:
+            text += " (optional)"
+        params.append(text)
+    if schema.get("additionalProperties"):
+        params.append("**kwargs")
+    return f"{script}.{function['function']}({', '.join(params)})"
+
+
+def _type(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "anyOf" in schema:
+        return " | ".join(_type(s) for s in schema["anyOf"])
+    kind = schema.get("type")
+    if kind == "array" and schema.get("items"):
+        return f"array of {_type(schema['items'])}"
+    return str(kind) if kind else "any"

@@ -6,6 +6,7 @@
     PUT  /v1/uploads/{filename}                       (daemon/gateway/uploads_route.py)
     GET  /healthz
     GET  /openapi.json                                this API (daemon/gateway/openapi.py)
+    GET  /v1/scripts/{script}/openapi.json            one script's (script_openapi.py)
 
 Checks, in this order, each cheaper than the next: the script serves (one dict
 lookup in `Routes`; otherwise the store says 404 unknown script or 503 not
@@ -46,6 +47,7 @@ from aiohttp import web
 from daemon.core.models import DEPLOYED
 from daemon.gateway.openapi import EXECUTION_HEADER, ROUTES, known_paths, openapi_document
 from daemon.gateway.recorder import Call, ExecutionRecorder
+from daemon.gateway.script_openapi import ScriptDocuments
 from daemon.gateway.serving_table import Routes
 from daemon.keys.checker import KeyChecker, KeyOk, KeyRefused
 from daemon.serving.call_errors import CallError, FunctionError, OutOfMemory
@@ -100,9 +102,18 @@ class Gateway:
         # Execution ids: unique across restarts (start time and randomness), cheap per call.
         self._prefix = f"{int(time.time()):x}{secrets.token_hex(3)}-"
         self._ids = itertools.count(1)
+        self.documents = ScriptDocuments()
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(body=b'{"ok":true}', headers={"Content-Type": JSON})
+
+    async def script_openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI document of the URL's script, for a key of that script."""
+        admitted = await self.admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        body = await self.documents.document(admitted[0].target)
+        return web.Response(body=body, headers={"Content-Type": JSON})
 
     async def call(self, request: web.Request) -> web.Response:
         admitted = await self.admit(request)
@@ -321,6 +332,7 @@ def make_gateway(gateway: Gateway, uploads: Any = None, steps: Any = None) -> we
     handlers: dict[str, Handler | None] = {
         "healthz": gateway.healthz,
         "call": gateway.call,
+        "script_openapi": gateway.script_openapi,
         "run": steps.run if steps is not None else None,
         "upload": uploads.put if uploads is not None else None,
     }

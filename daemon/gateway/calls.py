@@ -7,7 +7,7 @@ compares the two):
     POST /v1/scripts/{script}/functions/{function}   the call
     POST /v1/scripts/{script}/run                     a code step (step_calls.py)
     GET|HEAD /healthz
-    /openapi.json and below /v1/uploads/             handed to the aiohttp app (bridge.py)
+    .../openapi.json and below /v1/uploads/          handed to the aiohttp app (bridge.py)
     anything else                                    405 on a known path, else 404
 
 and uses the same state: the `Gateway`'s routes table, key checker, recorder and
@@ -75,13 +75,14 @@ class FrontCalls:
             return None
         raw = request.url
         if b"%" not in raw:
-            bridged = raw.startswith(_UPLOADS) or raw.split(b"?", 1)[0] == _OPENAPI
+            path = raw.split(b"?", 1)[0]
+            bridged = path.startswith(_UPLOADS) or path.endswith(_OPENAPI)
             return self.fallback.open(request, out) if bridged else None
         try:
             path_safe, _ = _paths(request)
         except ValueError:
             return None
-        if not (path_safe.startswith(_UPLOADS_TEXT) or path_safe == _OPENAPI_TEXT):
+        if not (path_safe.startswith(_UPLOADS_TEXT) or path_safe.endswith(_OPENAPI_TEXT)):
             return None  # the call routes and /healthz: the front's own
         return self.fallback.open(request, out)
 

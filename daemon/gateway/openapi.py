@@ -127,8 +127,8 @@ STATUSES: dict[int, str] = {
 }
 CALL_ERRORS = (400, 401, 403, 404, 413, 422, 429, 502, 503, 504)
 QUERY: dict[str, S] = {
-    "details": {"enum": ["1", "true", "yes", "0", "false", "no"],
-                "description": "1, true or yes: the answer adds logs, stdout and stderr"},
+    "details": {**STR, "description": "1, true or yes: the answer adds logs, stdout and "
+                "stderr (any other value: it does not)"},
 }  # fmt: skip
 # Response headers: which statuses carry them.
 EXECUTION_ID = {"description": "the execution's id (scriptctl executions)", "schema": STR}
@@ -153,6 +153,10 @@ ROUTES: tuple[GatewayRoute, ...] = (
     GatewayRoute("POST", "/v1/scripts/{script}/run", "run", "Run a code step with typed inputs",
                  "StepRun", _answers({200: "StepResult"}, CALL_ERRORS) | {422: "StepResult"},
                  query=("details",)),
+    GatewayRoute("GET", "/v1/scripts/{script}/openapi.json", "script_openapi",
+                 "This script's own document: its functions with their parameters (from "
+                 "main.py's annotations and defaults), or its step's typed inputs and outputs",
+                 None, _answers({200: "OpenAPI"}, (401, 403, 404, 429, 503))),
     GatewayRoute("PUT", "/v1/uploads/{filename}", "upload",
                  "Add or replace a file of the account's uploads (UPLOADS_DIR)", "binary",
                  _answers({201: "File"}, (400, 401, 403, 409, 413, 429))),

@@ -2,9 +2,11 @@
 and every answer conforms to the gateway's /openapi.json. This module's own daemon
 serves a functions script and a code step, each with a key.
 
-Two passes: the document as served (script and function names of any text: the
-refusals), then the same document with the path parameters narrowed to the
-deployed names (and one unknown one), so that calls reach the replicas."""
+Passes: the document as served (script and function names of any text: the
+refusals); the same document with the path parameters narrowed to the deployed
+names (and one unknown one), so that calls reach the replicas; and each script's
+own document (GET /v1/scripts/{script}/openapi.json), whose bodies are its
+functions' parameters or its step's typed inputs, so that most calls succeed."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from openapi_spec_validator import validate
 
 from tests.conftest import require_root
 from tests.e2e.fuzzing import fuzz
@@ -23,8 +26,15 @@ from tests.helpers import TINY_PROFILES, DaemonProcess, create_key, make_zip, ru
 BUDGET_S = 12  # per pass
 EXAMPLES = 10
 FUNCTIONS_MAIN = """\
-def hello(name='world'):
+from typing import Literal
+
+
+def hello(name: str = 'world') -> str:
     return 'hello ' + name
+
+
+def add(a: int, b: float = 1.5, unit: Literal['m', 's'] | None = None) -> dict:
+    return {'sum': a + b, 'unit': unit}
 
 
 def boom(**kwargs):
@@ -86,3 +96,46 @@ def test_fuzz_the_gateway(deployed: tuple[DaemonProcess, dict[str, str]], narrow
           f"{len(run.cut)} operations cut short by the budget")  # fmt: skip
     assert not run.failures, "\n\n".join(run.failures)
     assert gateway.request("GET", "/healthz").status == 200
+
+
+def test_a_scripts_own_document(deployed: tuple[DaemonProcess, dict[str, str]]) -> None:
+    daemon, keys = deployed
+    gateway = daemon.gateway(keys["demo"])
+    r = gateway.request("GET", "/v1/scripts/demo/openapi.json")
+    assert r.status == 200, r.body
+    doc = r.json()
+    validate(doc)
+    assert list(doc["paths"]) == [f"/v1/scripts/demo/functions/{f}" for f in
+                                  ("hello", "add", "boom")]  # fmt: skip
+    body = doc["paths"]["/v1/scripts/demo/functions/add"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert schema["required"] == ["a"] and schema["additionalProperties"] is False
+    assert schema["properties"]["b"] == {"type": "number", "default": 1.5}
+    assert schema["properties"]["unit"]["anyOf"][0] == {"enum": ["m", "s"]}
+    step = daemon.gateway(keys["greet"]).request("GET", "/v1/scripts/greet/openapi.json").json()
+    run = step["paths"]["/v1/scripts/greet/run"]["post"]
+    inputs = run["requestBody"]["content"]["application/json"]["schema"]["properties"]["inputs"]
+    assert set(inputs["properties"]) == {"name", "amount"}
+    assert inputs["properties"]["name"]["anyOf"][0]["required"] == ["s"]
+    endpoint = daemon.client().get("/v1/scripts/demo/endpoint")  # what scriptctl shows
+    (add,) = [f for f in endpoint["functions"] if f["function"] == "add"]
+    assert add["parameters"] == schema
+    r = gateway.request("GET", "/v1/scripts/greet/openapi.json")
+    assert r.status == 403 and r.json()["error"]["type"] == "forbidden"
+    r = gateway.request("GET", "/v1/scripts/demo/openapi.json", key="")
+    assert r.status == 401
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_fuzz_a_scripts_own_document(
+    deployed: tuple[DaemonProcess, dict[str, str]], script: str
+) -> None:
+    daemon, keys = deployed
+    document = daemon.gateway(keys[script]).request("GET", f"/v1/scripts/{script}/openapi.json")
+    with requests.Session() as session:
+        run = fuzz(document.json(), session, f"http://127.0.0.1:{daemon.port}",
+                   max_examples=EXAMPLES, budget_s=BUDGET_S,
+                   headers=lambda case: {"Authorization": f"Bearer {keys[script]}"})  # fmt: skip
+    print(f"{script} fuzz: {run.requests} requests in {run.seconds:.1f} s, "
+          f"{len(run.cut)} operations cut short by the budget")  # fmt: skip
+    assert not run.failures, "\n\n".join(run.failures)

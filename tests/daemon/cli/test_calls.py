@@ -116,6 +116,28 @@ def test_endpoint_prints_the_text_and_a_hint_and_passes_the_format(api: FakeApi)
     assert run_cli(api, "--json", "endpoint", "demo", "--format", "curl").json() == body
 
 
+def test_endpoint_shows_the_parameters_as_comments(api: FakeApi) -> None:
+    add = {"type": "object", "required": ["a"], "additionalProperties": False, "properties": {
+        "a": {"type": "integer"}, "b": {"type": "number", "default": 1.5},
+        "unit": {"anyOf": [{"enum": ["m", "s"]}, {"type": "null"}]},
+        "tags": {"type": "array", "items": {"type": "string"}, "default": None}}}  # fmt: skip
+    body = {
+        "script": "demo",
+        "formats": ["javascript"],
+        "functions": [{"function": "add", "parameters": add},
+                      {"function": "any", "parameters": {"type": "object"}}],
+        "text": "// demo.add - JavaScript\nfetch(...)\n",
+    }  # fmt: skip
+    api.route("GET", "/v1/scripts/demo/endpoint?format=javascript", Reply(200, body))
+    run = run_cli(api, "endpoint", "demo", "--format", "javascript")
+    assert run.out.splitlines()[:2] == [
+        "// parameters:",
+        '//   demo.add(a: integer, b: number = 1.5, unit: "m" | "s" | null (optional), '
+        "tags: array of string = null)",
+    ]
+    assert run.out.endswith("// demo.add - JavaScript\nfetch(...)\n")
+
+
 def test_endpoint_refused_while_not_deployed_names_the_status(api: FakeApi) -> None:
     message = "script 'demo' is Draft: its endpoint is active only while Deployed"
     api.route("GET", "/v1/scripts/demo/endpoint", error(409, "conflict", message))
