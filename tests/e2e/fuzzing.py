@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,7 +191,10 @@ class _Fuzz:
         except Unsatisfiable:
             return None  # nothing of it can be made invalid (a path parameter of any text)
         except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup is Base
-            return f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, AssertionError | BaseExceptionGroup):
+                return f"{type(exc).__name__}: {exc}"
+            # Not a check's failure: where it came from (the fuzzer itself, or the client).
+            return "".join(traceback.format_exception(exc)[-12:])
         return None
 
     def send(self, case: Any) -> None:

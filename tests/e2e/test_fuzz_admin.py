@@ -14,8 +14,8 @@ import pytest
 from tests.e2e.fuzzing import fuzz, unix_session
 from tests.helpers import DaemonProcess, create_key, running_daemon
 
-BUDGET_S = 15
-EXAMPLES = 5
+BUDGET_S = 10
+EXAMPLES = 4
 
 
 @pytest.fixture(scope="module")
