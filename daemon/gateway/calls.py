@@ -54,7 +54,6 @@ __all__ = ["FrontCalls"]
 _UPLOADS_TEXT = "/v1/uploads/"
 _UPLOADS = _UPLOADS_TEXT.encode()
 _OPENAPI_TEXT = "/openapi.json"
-_OPENAPI = _OPENAPI_TEXT.encode()
 
 
 _HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
@@ -76,13 +75,13 @@ class FrontCalls:
         raw = request.url
         if b"%" not in raw:
             path = raw.split(b"?", 1)[0]
-            bridged = path.startswith(_UPLOADS) or path.endswith(_OPENAPI)
+            bridged = path.startswith(_UPLOADS) or _is_document(path.decode("latin-1"))
             return self.fallback.open(request, out) if bridged else None
         try:
             path_safe, _ = _paths(request)
         except ValueError:
             return None
-        if not (path_safe.startswith(_UPLOADS_TEXT) or path_safe.endswith(_OPENAPI_TEXT)):
+        if not (path_safe.startswith(_UPLOADS_TEXT) or _is_document(path_safe)):
             return None  # the call routes and /healthz: the front's own
         return self.fallback.open(request, out)
 
@@ -236,6 +235,15 @@ def _details(request: Request) -> bool:
         return False
     url = _yarl_url(request.url.decode("utf-8", "surrogateescape"), request.method)
     return wants_details(url.query.get("details", ""))
+
+
+def _is_document(path: str) -> bool:
+    """/openapi.json or /v1/scripts/{script}/openapi.json (any method: aiohttp
+    answers the ones they do not take)."""
+    if path == _OPENAPI_TEXT:
+        return True
+    parts = path.split("/")
+    return len(parts) == 5 and parts[1:3] == ["v1", "scripts"] and parts[4] == "openapi.json"
 
 
 def _segment(text: str) -> bool:
