@@ -39,8 +39,10 @@ def render(data: dict[str, Any]) -> str:
     if not data.get("functions"):
         return f"{data.get('script')} exposes no functions."
     text = str(data.get("text", "")).rstrip("\n")
+    # Python functions have their parameters read (properties, maybe none); a
+    # JavaScript function takes any object: nothing to show.
     signatures = [_signature(data.get("script"), f) for f in data["functions"]
-                  if f.get("parameters", {}).get("properties")]  # fmt: skip
+                  if "properties" in f.get("parameters", {})]  # fmt: skip
     if not signatures:
         return text
     # Written as comments of the snippets' language: the output still runs when piped.

@@ -199,9 +199,12 @@ def test_endpoint_of_a_deployed_script(ctl: Ctl, daemon: DaemonProcess, deployed
     assert hello["url"] == f"{base}/v1/scripts/live/functions/hello"
     assert "YOUR_API_KEY" in hello["curl"] and "fetch(" in hello["javascript"]
     only = ctl.ok("endpoint", deployed, "--format", "python")
-    assert set(only["functions"][0]) == {"function", "url", "python"}
+    assert set(only["functions"][0]) == {"function", "url", "python", "parameters"}
+    assert only["functions"][0]["parameters"]["properties"] == {"name": {"default": "world"}}
     text = ctl.run("endpoint", deployed, "--format", "curl", json_output=False)
-    assert text.out.startswith("# live.hello - cURL\ncurl -X POST")
+    head = '# parameters:\n#   live.hello(name: any = "world")\n#   live.boom()\n'
+    assert text.out.startswith(head), text.out[:200]
+    assert "\n# live.hello - cURL\ncurl -X POST" in text.out
     assert "YOUR_API_KEY" in text.err
 
 
