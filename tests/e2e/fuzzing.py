@@ -6,8 +6,11 @@ headers, body).
 Bounded for CI: `max_examples` per operation and mode, and a time budget for the
 whole run (operations left when it is spent are named in the result, not tried).
 The examples are derandomized, so CI runs the same ones every time; set
-SCRIPTD_FUZZ_EXAMPLES=N to try N per operation instead, and SCRIPTD_FUZZ_RANDOM=1
-to draw new ones.
+SCRIPTD_FUZZ_EXAMPLES=N to try N per operation instead, SCRIPTD_FUZZ_BUDGET_S=S for
+the time, SCRIPTD_FUZZ_RANDOM=1 to draw new ones, SCRIPTD_FUZZ_VERBOSE=1 to print
+each operation's count and time, and SCRIPTD_FUZZ_ALL_CHECKS=1 for schemathesis'
+other checks too (valid data accepted, invalid refused: findings to read, since a
+function that raises answers 422 to a valid body).
 
 The admin API is reached over its unix socket through `UnixSocketAdapter`, a
 requests adapter (schemathesis sends with a requests session).
