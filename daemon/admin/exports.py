@@ -1,62 +1,19 @@
-"""Zips the admin API streams: a script's project (export) and the sample projects.
-
-A script's archive that is already a zip is sent as it is; a tar is unpacked
-(with the same checks as a deploy) into a temp folder and packed as a zip. The
-file goes out in chunks read in a thread, with Content-Length set.
+"""Streams a zip to an admin API client (an export, a sample project): chunks read in
+a thread, with Content-Length set. The zips come from daemon/lifecycle/project_zips.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from aiohttp import web
 
-from daemon.archive.intake import unpack_archive
-from daemon.archive.pack import pack_directory
-from daemon.config.archive_limits import ArchiveLimits
-from daemon.core.models import Script
+from daemon.lifecycle.project_zips import export_zip, sample_zip
+
+__all__ = ["export_zip", "sample_zip", "send_file"]
 
 CHUNK = 1 << 20
-SAMPLES = Path(__file__).resolve().parents[2] / "runtimes" / "samples"
-
-
-async def export_zip(script: Script, limits: ArchiveLimits) -> tuple[Path, bool]:
-    """(path of a zip of the project, whether it is a temp file to remove)."""
-    path = Path(script.archive.path)
-    if await asyncio.to_thread(_is_zip, path):
-        return path, False
-    return await asyncio.to_thread(_repack, path, script.language, limits), True
-
-
-def _is_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
-
-
-def _repack(archive: Path, language: str, limits: ArchiveLimits) -> Path:
-    work = Path(tempfile.mkdtemp(prefix="scriptd-export-"))
-    try:
-        unpack_archive(archive, work / "src", language, limits)
-        fd, out = tempfile.mkstemp(prefix="scriptd-export-", suffix=".zip")
-        os.close(fd)
-        pack_directory(work / "src", Path(out))
-        return Path(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-async def sample_zip(language: str) -> Path:
-    def pack() -> Path:
-        fd, out = tempfile.mkstemp(prefix="scriptd-sample-", suffix=".zip")
-        os.close(fd)
-        pack_directory(SAMPLES / language, Path(out))
-        return Path(out)
-
-    return await asyncio.to_thread(pack)
 
 
 async def send_file(

@@ -39,3 +39,9 @@ def refuse(script: Script, action: str, hint: str = "") -> Conflict:
         status=script.status,
         allowed=list(ALLOWS[script.status]),
     )
+
+
+def allows(status: str, action: str) -> bool:
+    """Whether a script in `status` allows `action` ("delete" matches "delete (cancels
+    the deploy)"): what a menu or a button offers."""
+    return any(a == action or a.startswith(action + " ") for a in ALLOWS.get(status, ()))

@@ -1,0 +1,58 @@
+"""The zips a person downloads: a script's project (export) and the sample projects.
+
+A script's archive that is already a zip is given as it is; a tar is unpacked (with
+the same checks as a deploy) into a temp folder and packed as a zip. The admin API
+and the web console stream the file these return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from daemon.archive.intake import unpack_archive
+from daemon.archive.pack import pack_directory
+from daemon.config.archive_limits import ArchiveLimits
+from daemon.core.models import Script
+
+__all__ = ["export_zip", "sample_zip"]
+
+SAMPLES = Path(__file__).resolve().parents[2] / "runtimes" / "samples"
+
+
+async def export_zip(script: Script, limits: ArchiveLimits) -> tuple[Path, bool]:
+    """(path of a zip of the project, whether it is a temp file to remove)."""
+    path = Path(script.archive.path)
+    if await asyncio.to_thread(_is_zip, path):
+        return path, False
+    return await asyncio.to_thread(_repack, path, script.language, limits), True
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def _repack(archive: Path, language: str, limits: ArchiveLimits) -> Path:
+    work = Path(tempfile.mkdtemp(prefix="scriptd-export-"))
+    try:
+        unpack_archive(archive, work / "src", language, limits)
+        fd, out = tempfile.mkstemp(prefix="scriptd-export-", suffix=".zip")
+        os.close(fd)
+        pack_directory(work / "src", Path(out))
+        return Path(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def sample_zip(language: str) -> Path:
+    def pack() -> Path:
+        fd, out = tempfile.mkstemp(prefix="scriptd-sample-", suffix=".zip")
+        os.close(fd)
+        pack_directory(SAMPLES / language, Path(out))
+        return Path(out)
+
+    return await asyncio.to_thread(pack)
