@@ -13,9 +13,10 @@ install_debian_packages() {
     # gcc and python3-dev: python-prctl has no wheel and builds from source;
     # openssl: the notification tests make their TLS certificates with it;
     # e2fsprogs (mkfs.ext4, resize2fs) and util-linux (mount, losetup, unshare,
-    # setpriv): workspace images and builds.
+    # setpriv): workspace images and builds; chromium: the console's browser tests
+    # (Playwright drives Debian's build, it downloads no browser).
     local wanted=(libcap-dev libseccomp2 bubblewrap python3-venv curl gcc python3-dev openssl
-                  e2fsprogs util-linux mount)
+                  e2fsprogs util-linux mount chromium)
     # Node may come from elsewhere than Debian: only ask apt for it when absent.
     command -v node >/dev/null 2>&1 || wanted+=(nodejs npm)
     local missing=()

@@ -36,11 +36,14 @@ import sandbox
 from daemon.account.metrics_wiring import metric_readings, serve_metrics
 from daemon.account.services import AccountServices
 from daemon.admin.app import make_app, serve_unix
+from daemon.admin.console_routes import LinkIssuer
 from daemon.admin.try_routes import Tryout
 from daemon.build.builder import Builder
 from daemon.build.catalogue import Catalogue, discover_runtimes
 from daemon.config.daemon_config import Config
 from daemon.config.loader import load_config, parse_listen
+from daemon.console.app import ConsoleLinks, make_console, serve_console
+from daemon.console.signin import SignIn
 from daemon.core.errors import ConfigError
 from daemon.core.memory import return_large_blocks
 from daemon.core.sdnotify import notify
@@ -265,8 +268,9 @@ async def _serve(
     gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes,
                  config.trusted_proxies, http_logs, closer)  # fmt: skip
     steps = StepRoute(gw)
+    links = await _serve_console(config, lc, teardown) if config.console_enabled else None
     admin = await serve_unix(
-        make_app(lc, config, catalogue, logs, Tryout(gw, steps)),
+        make_app(lc, config, catalogue, logs, Tryout(gw, steps), links),
         config.admin_socket,
         config.admin_socket_mode,
         config.admin_socket_group,
@@ -292,6 +296,15 @@ async def _serve(
              config.listen_port)  # fmt: skip
     notify("READY=1")
     await stop.wait()
+
+
+async def _serve_console(config: Config, lc: Lifecycle, teardown: Teardown) -> LinkIssuer:
+    """The web console on its own listener; the admin API issues its sign-in links."""
+    signin = SignIn(config.console_link_ttl_s)
+    console = await serve_console(make_console(lc, signin), config)
+    teardown.add(ADMIN, "web console", console.cleanup)
+    log.info("web console on %s:%d", config.console_host, config.console_port)
+    return ConsoleLinks(signin, config).link
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -53,10 +53,12 @@ REPO = Path(__file__).resolve().parent.parent
 FINAL_STATUSES = frozenset({"Deployed", "Deployment Failed"})
 # Small timeouts so tests can exercise them; everything else is the default.
 # The metrics listener is off: daemons side by side would all want its default port
-# (a test that scrapes gives its daemon a free one).
+# (a test that scrapes gives its daemon a free one). The console is off too unless a
+# test asks for it (its default port is likewise one for all daemons).
 TEST_CONFIG: dict[str, Any] = {
     "settings": {"timeout_min_s": 1, "timeout_default_s": 30},
     "metrics": {"listen": ""},
+    "console": {"enabled": False},
 }
 # One small profile (half a vCPU, one worker, 256 MiB) for tests that run replicas:
 # an out-of-memory test then allocates 256 MiB, not the default profile's 1.1 GiB.

@@ -19,7 +19,14 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.admin import account_routes, call_routes, log_routes, secret_routes, try_routes
+from daemon.admin import (
+    account_routes,
+    call_routes,
+    console_routes,
+    log_routes,
+    secret_routes,
+    try_routes,
+)
 from daemon.admin.exports import export_zip, sample_zip, send_file
 from daemon.admin.http import (
     CATALOGUE,
@@ -273,6 +280,7 @@ ROUTES: tuple[Route, ...] = (
     *log_routes.ROUTES,
     *account_routes.ROUTES,
     *secret_routes.ROUTES,
+    *console_routes.ROUTES,
 )  # fmt: skip
 
 
@@ -282,8 +290,10 @@ def make_app(
     catalogue: Catalogue,
     logs: LogWriter,
     tryout: try_routes.Tryout | None = None,
+    console_links: console_routes.LinkIssuer | None = None,
 ) -> web.Application:
-    """`tryout`: the gateway for the run and call routes (they answer 503 without it)."""
+    """`tryout`: the gateway for the run and call routes (they answer 503 without it);
+    `console_links`: the web console's sign-in links (503 without it)."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=JSON_MAX)
     app[LIFECYCLE] = lc
     app[CONFIG] = config
@@ -292,6 +302,8 @@ def make_app(
     app.on_shutdown.append(log_routes.end_follows)
     if tryout is not None:
         app[try_routes.TRY] = tryout
+    if console_links is not None:
+        app[console_routes.LINKS] = console_links
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     return app

@@ -100,6 +100,10 @@ SECRET_SCHEMAS: dict[str, S] = {
         ("value",),
     ),
 }
+SECRET_SCHEMAS["ConsoleLink"] = _obj(
+    {"url": {**STR, "description": "single use, opens a console session as the caller"},
+     "user": STR, "expires_in_s": INT}
+)  # fmt: skip
 # Keyed "route.parameter" where another route has a parameter of that name (openapi.py).
 ACCOUNT_QUERY: dict[str, S] = {
     "usage.since": {**STR, "description": "ISO-8601 time, or an age: 7d, 24h, 30m"},

@@ -96,6 +96,13 @@ class Config:
     egress_allowed_networks: tuple[IPNetwork, ...] = ()  # opened despite being non-global
     egress_max_connections_per_replica: int = DEFAULT_MAX_CONNECTIONS_PER_REPLICA
     egress_upstream_ca_file: Path | None = None  # CAs trusted upstream besides the system's
+    # [console]: the web console's own listener (daemon/console/), never the gateway's
+    console_enabled: bool = True
+    console_host: str = "127.0.0.1"
+    console_port: int = 8081
+    console_link_ttl_s: int = 600  # a sign-in link from `scriptctl console` lives this long
+    console_tls_cert: Path | None = None  # both set: the console is served over HTTPS
+    console_tls_key: Path | None = None
     # [autoscale], [credits], [notify]: daemon/config/account.py
     account: AccountConfig = field(default_factory=AccountConfig)
     source: str = "built-in defaults"

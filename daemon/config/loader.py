@@ -163,6 +163,11 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
         integer(1, 100_000),
     ),
     "egress.upstream_ca_file": (("egress_upstream_ca_file",), abs_path),
+    "console.enabled": (("console_enabled",), boolean),
+    "console.listen": (("console_host", "console_port"), _listen),
+    "console.link_ttl_s": (("console_link_ttl_s",), integer(1, 86400)),
+    "console.tls_cert": (("console_tls_cert",), abs_path),
+    "console.tls_key": (("console_tls_key",), abs_path),
 }
 
 
@@ -206,6 +211,12 @@ def _check_relations(c: Config) -> None:
             "build.uid",
             c.build_uid,
             f"a uid outside the replicas' range {replica_uids.start}-{replica_uids.stop - 1}",
+        )
+    if (c.console_tls_cert is None) != (c.console_tls_key is None):
+        raise fail(
+            "console.tls_cert",
+            c.console_tls_cert,
+            "set together with console.tls_key (both, or neither for plain HTTP)",
         )
     if c.replica_ping_timeout_s <= c.replica_ping_interval_s:
         raise fail(

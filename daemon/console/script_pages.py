@@ -1,0 +1,108 @@
+"""A script's tabs Overview, Deployment History and Endpoint (seed 001), and the
+rename of a deployment version."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from daemon.console import messages
+from daemon.console.pages import confirmation, menu, status_class
+from daemon.console.web import act, form, lifecycle, render, user
+from daemon.core.errors import Conflict
+from daemon.core.models import DEPLOYED, DEPLOYING, DRAFT, Script
+from daemon.lifecycle import call_services
+
+__all__ = ["add_routes", "tab_context"]
+
+TABS = (
+    ("overview", "Overview", ""),
+    ("history", "Deployment History", "/history"),
+    ("endpoint", "Endpoint", "/endpoint"),
+    ("keys", "API Keys", "/keys"),
+    ("executions", "Executions", "/executions"),
+)
+
+
+async def tab_context(request: web.Request, tab: str) -> dict[str, Any]:
+    """What every tab shows above itself: the script, its status and the tab bar."""
+    lc = lifecycle(request)
+    script = await lc.get(request.match_info["name"])
+    base = f"/scripts/{script.name}"
+    return {
+        "script": script,
+        "status_class": status_class(script.status),
+        "tabs": [(key, label, base + path) for key, label, path in TABS],
+        "tab": tab,
+        "base": base,
+        "menu": menu(script.status),
+        "confirm": None,
+        "polling": script.status == DEPLOYING,
+    }
+
+
+async def overview(request: web.Request) -> web.Response:
+    context = await tab_context(request, "overview")
+    script: Script = context["script"]
+    lc = lifecycle(request)
+    context["deployment"] = await lc.deployment(script)
+    config = lc.ctx.config
+    context["profile"] = config.profile(script.resources.profile) or config.default_profile
+    confirm = request.query.get("confirm")
+    if confirm:
+        context["confirm"] = await confirmation(lc, script.name, confirm, context["base"])
+    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "status":
+        response = render(request, "_status.html", context)
+        if script.status != DEPLOYING:  # done: the whole page (actions, details) changes
+            response.headers["HX-Refresh"] = "true"
+        return response
+    return render(request, "overview.html", context)
+
+
+async def history(request: web.Request) -> web.Response:
+    context = await tab_context(request, "history")
+    script: Script = context["script"]
+    versions, _events = await lifecycle(request).history(script.name)
+    context.update(
+        versions=versions,
+        draft=script.status == DRAFT,
+        draft_text=messages.DRAFT_HISTORY,
+        running=script.current_version if script.status == DEPLOYED else None,
+        renaming=_int(request.query.get("rename")),
+    )
+    return render(request, "history.html", context)
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+async def rename_version(request: web.Request) -> web.StreamResponse:
+    name, number = request.match_info["name"], int(request.match_info["number"])
+    new_name = (await form(request)).get("display_name", "").strip()
+    renamed = lifecycle(request).rename_version(
+        user(request), name, number, {"display_name": new_name}
+    )
+    done = f"Version v{number} renamed to {new_name}."
+    return await act(request, renamed, done, f"/scripts/{name}/history")
+
+
+async def endpoint(request: web.Request) -> web.Response:
+    context = await tab_context(request, "endpoint")
+    script: Script = context["script"]
+    context["not_deployed"] = messages.NOT_DEPLOYED
+    context["endpoint"] = None
+    if script.status == DEPLOYED:
+        # Undeployed between the two reads: the not-deployed prompt.
+        with contextlib.suppress(Conflict):
+            context["endpoint"] = await call_services.endpoint(lifecycle(request), script.name)
+    return render(request, "endpoint.html", context)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/scripts/{name}", overview)
+    router.add_get("/scripts/{name}/history", history)
+    router.add_post(r"/scripts/{name}/versions/{number:\d+}/rename", rename_version)
+    router.add_get("/scripts/{name}/endpoint", endpoint)
