@@ -200,3 +200,25 @@ def test_metrics_and_retention_keys() -> None:
         with pytest.raises(ConfigError) as err:
             config_from_mapping(bad)
         assert all(w in str(err.value) for w in words), err.value
+
+
+def test_console_section() -> None:
+    default = Config()
+    assert (default.console_enabled, default.console_host, default.console_port) == (
+        True,
+        "127.0.0.1",
+        8081,
+    )
+    assert default.console_link_ttl_s == 600
+    c = config_from_mapping(
+        {"console": {"enabled": False, "listen": "[::1]:9000", "link_ttl_s": 30}}
+    )
+    assert (c.console_enabled, c.console_host, c.console_port) == (False, "::1", 9000)
+    assert c.console_link_ttl_s == 30
+
+
+def test_console_tls_needs_both_files() -> None:
+    with pytest.raises(ConfigError, match=r"console\.tls_cert.*console\.tls_key"):
+        config_from_mapping({"console": {"tls_cert": "/etc/scriptd/console.pem"}})
+    both = {"tls_cert": "/etc/scriptd/console.pem", "tls_key": "/etc/scriptd/console.key"}
+    assert config_from_mapping({"console": both}).console_tls_key == Path(both["tls_key"])

@@ -1,0 +1,371 @@
+"""The web console in a real browser: Debian's chromium driven by Playwright.
+
+One daemon with the console on a free loopback port; scripts are deployed through
+the admin API (as scriptctl does), then a person's walk: sign in with the link
+`scriptctl console` prints, the list, a script's tabs, a key created and copied, a
+call with that key, its execution, undeploy and delete through the Actions menu.
+Then the refusals: a used and an expired link, a POST without the CSRF token, a
+session after sign-out. Screenshots of each page go to test-artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require
+from tests.helpers import (
+    REPO,
+    TINY_PROFILES,
+    DaemonProcess,
+    free_port,
+    make_zip,
+    running_daemon,
+)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "test-artifacts" / "console"
+GREET = (
+    "def greet(name='world'):\n"
+    "    print('greeting', name)\n"
+    "    return {'message': 'Hello, ' + name + '!'}\n"
+)
+BROKEN = "raise RuntimeError('the main file fails at import')\n"
+
+
+def _playwright() -> Any:
+    require(CHROMIUM.exists(), "needs Debian's chromium (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "needs playwright (pip install playwright; no browser download)")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, int]]:
+    port = free_port()
+    config = {**TINY_PROFILES, "console": {"enabled": True, "listen": f"127.0.0.1:{port}"}}
+    with running_daemon(tmp_path_factory.mktemp("console"), config) as daemon:
+        admin = daemon.client()
+        admin.create("hello", make_zip({"main.py": GREET}), deploy=True, description="Greets")
+        admin.create("broken", make_zip({"main.py": BROKEN}), deploy=True)
+        admin.create("draft-one", make_zip({"main.py": GREET}), description="Not yet")
+        assert admin.wait_status("hello")["status"] == "Deployed"
+        assert admin.wait_status("broken")["status"] == "Deployment Failed"
+        yield daemon, port
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_playwright = _playwright()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, console: tuple[DaemonProcess, int]) -> Iterator[Any]:
+    _, port = console
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=_base(port))
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def _base(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def sign_in_link(daemon: DaemonProcess) -> str:
+    """What `scriptctl console` prints: the last word is the link."""
+    out = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "--socket", str(daemon.socket), "console"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    url = out.stdout.split()[-1]
+    assert url.startswith("http://127.0.0.1:") and "/signin?token=" in url, out.stdout
+    return url
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def flash(page: Any) -> str:
+    return str(page.locator("#messages").inner_text())
+
+
+def call_with_key(gateway_port: int, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{gateway_port}/v1/scripts/hello/functions/greet",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return dict(json.loads(answer.read()))
+
+
+def reload_until(page: Any, locator: str, timeout: float = 30) -> Any:
+    """Reload until `locator` is on the page (records are written in batches)."""
+    deadline = time.monotonic() + timeout
+    while page.locator(locator).count() == 0:
+        assert time.monotonic() < deadline, f"{locator} not on {page.url} after {timeout} s"
+        page.reload()
+    return page.locator(locator)
+
+
+def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int]) -> None:
+    daemon, port = console
+    page.goto(sign_in_link(daemon))
+    assert page.url == _base(port) + "/"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "scriptd_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]
+
+    # The list: the seed's columns, statuses, a failed status's reason on focus.
+    headers = page.locator("table.scripts thead th").all_inner_texts()
+    assert headers == ["Script Name", "Status", "Added by", "Updated on", "Actions"]
+    row = page.locator("tr", has=page.get_by_role("link", name="hello", exact=True))
+    assert row.locator(".badge").inner_text() == "Deployed"
+    assert "root" in row.inner_text()  # added by the unix user of the admin socket
+    failed = page.locator("tr", has=page.get_by_role("link", name="broken")).locator(".badge")
+    assert failed.inner_text().startswith("Deployment Failed")
+    shot(page, "01-list")
+    failed.focus()
+    tip = page.get_by_role("tooltip")
+    assert tip.is_visible() and "fails at import" in tip.inner_text()
+    shot(page, "01-list-failed-reason")
+
+    # The Actions menu offers what each status allows.
+    def menu_items(name: str) -> list[str]:
+        r = page.locator("tr", has=page.get_by_role("link", name=name, exact=True))
+        r.get_by_text("Actions").click()
+        items = r.locator(".menu li").all_inner_texts()
+        r.get_by_text("Actions").click()
+        return items
+
+    assert menu_items("hello") == ["Undeploy", "Export"]
+    assert menu_items("draft-one") == ["Deploy", "Export", "Delete"]
+    assert menu_items("broken") == ["Deploy", "Export", "Delete"]
+
+    # Search by name (htmx swaps the table; the form works without JavaScript too).
+    from playwright.sync_api import expect
+
+    page.get_by_label("Search by script name").fill("dra")
+    expect(page.locator("table.scripts tbody tr")).to_have_count(1)
+    page.get_by_label("Search by script name").fill("")
+    expect(page.locator("table.scripts tbody tr")).to_have_count(3)
+
+    # The script's tabs.
+    page.get_by_role("link", name="hello", exact=True).click()
+    assert page.get_by_role("heading", name="General Details").is_visible()
+    assert "Greets" in page.locator("main").inner_text()
+    shot(page, "02-overview")
+    page.get_by_role("link", name="Deployment History").click()
+    assert page.locator("table.history .check").count() == 1
+    assert "hello-v1" in page.locator("table.history").inner_text()
+    page.get_by_role("link", name="Edit the name of v1").click()
+    page.get_by_label("New name of v1").fill("first-release")
+    page.get_by_role("button", name="Confirm").click()
+    assert "renamed to first-release" in flash(page)
+    assert "first-release" in page.locator("table.history").inner_text()
+    shot(page, "03-history")
+    page.get_by_role("link", name="Endpoint").click()
+    curl = page.locator("pre[id$='-curl']").first.inner_text()
+    assert "curl" in curl and "/v1/scripts/hello/functions/greet" in curl
+    page.get_by_role("button", name="Copy").first.click()
+    assert "Copied to clipboard" in flash(page)
+    assert "/v1/scripts/hello/functions/greet" in page.evaluate("navigator.clipboard.readText()")
+    shot(page, "04-endpoint")
+
+    # A key, shown once, copied and closed.
+    page.get_by_role("link", name="API Keys").click()
+    page.get_by_label("Key name").fill("browser key")
+    page.get_by_role("button", name="Generate Key").click()
+    dialog = page.get_by_role("dialog")
+    assert "shown only once" in dialog.inner_text()
+    key = page.get_by_label("Secret key").input_value()
+    assert key.startswith("sk_")
+    shot(page, "05-new-key")
+    page.get_by_role("link", name="Copy and Close").click()
+    page.wait_for_url(re.compile(r".*/scripts/hello/keys$"))
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    assert "browser key" in page.locator("table.keys").inner_text()
+    assert key not in page.content()  # never shown again
+
+    # A second key with the default name; search; delete it with its confirmation.
+    page.get_by_label("Key name").fill("Secret Key")
+    page.get_by_role("button", name="Generate Key").click()
+    page.get_by_role("link", name="Close", exact=True).click()
+    page.get_by_label("Search keys by name").fill("browser")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("table.keys tbody tr").all_inner_texts()[0].startswith("browser key")
+    assert page.locator("table.keys tbody tr").count() == 1
+    page.get_by_label("Search keys by name").fill("")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="Delete key Secret Key").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    assert "API key Secret Key deleted" in flash(page)
+    assert page.locator("table.keys tbody tr").count() == 1
+
+    # A call with the copied key, then its record.
+    answer = call_with_key(daemon.port, key, {"name": "Ada"})
+    assert answer == {"result": {"message": "Hello, Ada!"}}
+    page.get_by_role("link", name="Executions").click()
+    reload_until(page, "table.executions tbody tr")
+    assert "browser key" in page.locator("table.executions").inner_text()
+    shot(page, "06-executions")
+    page.locator("table.executions tbody tr a").first.click()
+    text = page.locator("main").inner_text()
+    assert '"name": "Ada"' in text and "Hello, Ada!" in text and "greeting Ada" in text
+    shot(page, "07-execution")
+
+    # Undeploy through the menu, with its confirmation.
+    page.get_by_role("link", name="Manage Custom Scripts").first.click()
+    row = page.locator("tr", has=page.get_by_role("link", name="hello", exact=True))
+    row.get_by_text("Actions").click()
+    row.get_by_role("link", name="Undeploy").click()
+    dialog = page.get_by_role("dialog")
+    assert dialog.get_by_role("heading", name="Undeploy custom script").is_visible()
+    shot(page, "08-undeploy-dialog")
+    dialog.get_by_role("button", name="Undeploy").click()
+    assert "Your custom script has been undeployed successfully" in flash(page)
+    row = page.locator("tr", has=page.get_by_role("link", name="hello", exact=True))
+    assert row.locator(".badge").inner_text() == "Ready to Deploy"
+    try:
+        call_with_key(daemon.port, key, {"name": "Ada"})
+        raise AssertionError("an undeployed script answered")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503
+
+    # Delete asks for the name: a wrong one changes nothing.
+    row.get_by_text("Actions").click()
+    row.get_by_role("link", name="Delete").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("to confirm").fill("hell")
+    shot(page, "09-delete-dialog")
+    dialog.get_by_role("button", name="Delete").click()
+    assert "does not match" in flash(page)
+    page.get_by_role("dialog").get_by_label("to confirm").fill("hello")
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    assert "has been deleted" in flash(page)
+    assert page.get_by_role("link", name="hello", exact=True).count() == 0
+    assert daemon.client().get("/v1/scripts?search=hello")["scripts"] == []
+
+
+def test_a_used_link_and_a_post_without_csrf_are_refused(
+    page: Any, console: tuple[DaemonProcess, int]
+) -> None:
+    daemon, port = console
+    link = sign_in_link(daemon)
+    page.goto(link)
+    answer = page.goto(link)
+    assert answer.status == 403 and "used already" in page.locator("main").inner_text()
+    page.goto(_base(port) + "/")  # still signed in from the first use
+    assert page.get_by_role("heading", name="Manage Custom Scripts").is_visible()
+    post = """async ([url, token]) => {
+        const body = new URLSearchParams({back: "/"});
+        if (token) body.set("csrf_token", token);
+        const r = await fetch(url, {method: "POST", body});
+        return [r.status, await r.text()];
+    }"""
+    url = _base(port) + "/scripts/draft-one/deploy"
+    status, text = page.evaluate(post, [url, None])
+    assert status == 403 and "CSRF" in text
+    status, _ = page.evaluate(post, [url, "not-the-token"])
+    assert status == 403
+    assert daemon.client().script("draft-one")["status"] == "Draft"
+    shot(page, "10-list-after-refusals")
+
+
+def test_deploy_from_the_overview_then_undeploy_and_delete_everything(
+    page: Any, console: tuple[DaemonProcess, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    daemon, _ = console
+    page.goto(sign_in_link(daemon))
+    page.get_by_role("link", name="draft-one").click()
+    page.get_by_role("link", name="Deployment History").click()
+    assert "no deployment history yet" in page.locator("main").inner_text()
+    page.get_by_role("link", name="Endpoint").click()
+    assert "endpoint is not activated" in page.locator("main").inner_text()
+    page.get_by_role("link", name="Deploy", exact=True).first.click()
+    page.get_by_role("dialog").get_by_role("button", name="Deploy").click()
+    assert "Deploying draft-one" in flash(page)
+    # The status refreshes itself (htmx) until the deploy is done.
+    expect(page.locator(".heading .badge")).to_have_text("Deployed", timeout=180_000)
+    assert daemon.client().script("draft-one")["deployment"]["deployed_by"] == "root"
+    page.get_by_role("link", name="Proceed to Undeploy").click()
+    page.get_by_role("dialog").get_by_role("button", name="Undeploy").click()
+    assert "Your custom script has been undeployed successfully" in flash(page)
+    page.get_by_role("link", name="Proceed to Delete").click()
+    page.get_by_role("dialog").get_by_label("to confirm").fill("draft-one")
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    assert "has been deleted" in flash(page)
+    row = page.locator("tr", has=page.get_by_role("link", name="broken"))
+    row.get_by_text("Actions").click()
+    row.get_by_role("link", name="Delete").click()
+    page.get_by_role("dialog").get_by_label("to confirm").fill("broken")
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    assert "No custom scripts yet" in page.locator("main").inner_text()
+    assert "scriptctl up" in page.locator(".empty").inner_text()
+    shot(page, "12-empty")
+
+
+def test_sign_out_ends_the_session(page: Any, console: tuple[DaemonProcess, int]) -> None:
+    daemon, port = console
+    page.goto(sign_in_link(daemon))
+    cookie = next(c for c in page.context.cookies() if c["name"] == "scriptd_console")
+    page.get_by_role("button", name="Sign out").click()
+    assert "You are signed out" in page.locator("main").inner_text()
+    page.context.add_cookies([cookie])  # the old session's cookie, sent again
+    answer = page.goto(_base(port) + "/")
+    assert answer.status == 401 and "not signed in" in page.locator("main").inner_text()
+
+
+def test_an_expired_link_is_refused(browser: Any, tmp_path: Path) -> None:
+    port = free_port()
+    config = {"console": {"enabled": True, "listen": f"127.0.0.1:{port}", "link_ttl_s": 1}}
+    with running_daemon(tmp_path / "short", config) as daemon:
+        link = sign_in_link(daemon)
+        issued = time.monotonic()
+        while time.monotonic() < issued + 1.2:  # the condition is the link's age itself
+            time.sleep(0.05)
+        context = browser.new_context()
+        page = context.new_page()
+        answer = page.goto(link)
+        assert answer.status == 403 and "expired" in page.locator("main").inner_text()
+        shot(page, "11-expired-link")
+        context.close()
+
+
+def test_the_console_is_not_on_the_gateway_port(console: tuple[DaemonProcess, int]) -> None:
+    daemon, port = console
+    assert port != daemon.port
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{daemon.port}/signin?token=x", timeout=10)
+    assert refused.value.code == 404
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_screenshots() -> None:
+    shutil.rmtree(SHOTS, ignore_errors=True)
