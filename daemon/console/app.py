@@ -22,7 +22,7 @@ import jinja2
 from aiohttp import web
 
 from daemon.config.daemon_config import Config
-from daemon.console import filters, pages, script_pages, tabs
+from daemon.console import filters, pages, script_pages, tabs, wizard
 from daemon.console.signin import Session, SignIn, SignInRefused
 from daemon.console.web import LIFECYCLE, SESSION, SIGNIN, render_message
 from daemon.core.errors import ScriptdError
@@ -86,10 +86,10 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
 
 async def _csrf_ok(request: web.Request, session: Session) -> bool:
     given = request.headers.get("X-CSRF-Token")
-    if given is None and request.content_type in (
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
-    ):
+    if given is None and request.content_type == "multipart/form-data":
+        # An upload streams to disk in its handler: the token comes in the query.
+        given = request.query.get("csrf_token")
+    elif given is None and request.content_type == "application/x-www-form-urlencoded":
         form = await request.post()
         value = form.get("csrf_token")
         given = value if isinstance(value, str) else None
@@ -117,7 +117,10 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 
 
 def make_console(lc: Lifecycle, signin: SignIn) -> web.Application:
-    app = web.Application(middlewares=[security_headers, signed_in, errors_to_pages])
+    app = web.Application(
+        middlewares=[security_headers, signed_in, errors_to_pages],
+        client_max_size=lc.ctx.config.max_archive_bytes + (1 << 20),
+    )
     app[LIFECYCLE] = lc
     app[SIGNIN] = signin
     env = aiohttp_jinja2.setup(
@@ -133,6 +136,7 @@ def make_console(lc: Lifecycle, signin: SignIn) -> web.Application:
     pages.add_routes(app.router)
     script_pages.add_routes(app.router)
     tabs.add_routes(app.router)
+    wizard.add_routes(app.router)
     return app
 
 

@@ -10,13 +10,15 @@ from aiohttp import web
 
 from daemon.console import messages
 from daemon.console.pages import confirmation, menu, status_class
-from daemon.console.web import act, form, lifecycle, render, user
+from daemon.console.web import act, form, lifecycle, render, session, user
 from daemon.core.errors import Conflict
-from daemon.core.models import DEPLOYED, DEPLOYING, DRAFT, Script
+from daemon.core.models import DEPLOYED, DEPLOYING, DRAFT, PHASES, Script, Version
 from daemon.lifecycle import call_services
+from daemon.lifecycle.actions import Lifecycle
 
 __all__ = ["add_routes", "tab_context"]
 
+BUILD_LOG_TAIL = 4096  # bytes of the build log shown while a deploy runs
 TABS = (
     ("overview", "Overview", ""),
     ("history", "Deployment History", "/history"),
@@ -31,7 +33,9 @@ async def tab_context(request: web.Request, tab: str) -> dict[str, Any]:
     lc = lifecycle(request)
     script = await lc.get(request.match_info["name"])
     base = f"/scripts/{script.name}"
+    progress = await _progress(lc, script) if script.status == DEPLOYING else None
     return {
+        "progress": progress,
         "script": script,
         "status_class": status_class(script.status),
         "tabs": [(key, label, base + path) for key, label, path in TABS],
@@ -41,6 +45,15 @@ async def tab_context(request: web.Request, tab: str) -> dict[str, Any]:
         "confirm": None,
         "polling": script.status == DEPLOYING,
     }
+
+
+async def _progress(lc: Lifecycle, script: Script) -> dict[str, Any] | None:
+    """The deploy in progress: its phase and the end of its build log."""
+    version = await lc.deployment(script)
+    if version is None:
+        return None
+    tail = await call_services.build_log_tail(lc, script, version.number, BUILD_LOG_TAIL)
+    return {"version": version.number, "phase": version.phase, "phases": PHASES, "log": tail}
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -56,9 +69,17 @@ async def overview(request: web.Request) -> web.Response:
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "status":
         response = render(request, "_status.html", context)
         if script.status != DEPLOYING:  # done: the whole page (actions, details) changes
+            _say_how_it_ended(request, script, context["deployment"])
             response.headers["HX-Refresh"] = "true"
         return response
     return render(request, "overview.html", context)
+
+
+def _say_how_it_ended(request: web.Request, script: Script, version: Version | None) -> None:
+    if script.status == DEPLOYED:
+        session(request).flash(messages.DEPLOYED)
+    elif version is not None and version.failure_reason:
+        session(request).flash(f"Deployment failed: {version.failure_reason}", "error")
 
 
 async def history(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["SESSION_TTL_S", "Session", "SignIn", "SignInRefused"]
 
@@ -33,6 +34,7 @@ class Session:
     csrf: str
     expires: float
     flashes: list[tuple[str, str]] = field(default_factory=list)  # (kind, message)
+    wizard: dict[str, Any] = field(default_factory=dict)  # the import wizard's answers
 
     def csrf_matches(self, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode(), self.csrf.encode())

@@ -33,7 +33,8 @@ from daemon.lifecycle.actions import Lifecycle
 from daemon.store.keys_table import ApiKeyInfo, ExecutionRow
 
 __all__ = [
-    "NewKey", "create_key", "delete_key", "endpoint", "execution", "executions", "list_keys",
+    "NewKey", "build_log_tail", "create_key", "delete_key", "endpoint", "execution", "executions",
+    "list_keys",
 ]  # fmt: skip
 
 _MINT_ATTEMPTS = 3  # a key id collision is 2^-71 per pair: one retry is plenty
@@ -211,3 +212,22 @@ async def execution(lc: Lifecycle, execution_id: str) -> tuple[Script, Execution
     if script is None:
         raise missing
     return script, row
+
+
+# --- deploys ------------------------------------------------------------------------
+
+
+async def build_log_tail(lc: Lifecycle, script: Script, number: int, max_bytes: int) -> str:
+    """The last `max_bytes` of a version's build log ("" before the build starts)."""
+    path = lc.ctx.state.build_log(script.id, number)
+
+    def read() -> str:
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - max_bytes))
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    return await asyncio.to_thread(read)

@@ -296,6 +296,71 @@ def test_a_used_link_and_a_post_without_csrf_are_refused(
     shot(page, "10-list-after-refusals")
 
 
+def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
+    page: Any, console: tuple[DaemonProcess, int], tmp_path: Path
+) -> None:
+    daemon, port = console
+    broken, good = tmp_path / "broken.zip", tmp_path / "project.zip"
+    broken.write_bytes(make_zip({"main.py": ""}))
+    good.write_bytes(make_zip({"main.py": GREET}))
+    page.goto(sign_in_link(daemon))
+    page.get_by_role("link", name="+ Import new").first.click()
+    page.goto(_base(port) + "/import/review")  # no skipping: back to the first open step
+    assert page.url.endswith("/import/general")
+
+    page.get_by_label("Script Name").fill("wizard-app")
+    page.get_by_label("Description").fill("Made in the wizard")
+    page.get_by_label("Base Language").select_option("python")
+    page.get_by_label("Project File").set_input_files(str(broken))
+    page.get_by_role("button", name="Validate").click()
+    assert page.url.endswith("/import/validate")
+    findings = page.locator(".findings").inner_text()
+    assert "Error" in findings and "main.py" in findings and "How to fix" in findings
+    assert page.get_by_role("link", name="Download sample project").is_visible()
+    assert page.get_by_role("button", name="Next").count() == 0
+    shot(page, "13-wizard-validate-error")
+    page.get_by_role("link", name="Back to General Details").click()
+    page.get_by_label("Project File").set_input_files(str(good))
+    page.get_by_role("button", name="Validate").click()
+    assert "The project file is valid: functions greet" in page.locator("main").inner_text()
+    page.get_by_role("button", name="Next").click()
+
+    page.get_by_label("Key 1").fill("GREETING")
+    page.get_by_label("Value 1").fill("hi")
+    page.get_by_role("button", name="+ Add").click()
+    page.get_by_label("Key 2").fill("TOKEN")
+    page.get_by_label("Value 2").fill("s3cret-value")
+    page.get_by_label("Secret 2").check()
+    page.get_by_label("Execution Timeout").fill("45")
+    shot(page, "14-wizard-runtime")
+    page.get_by_role("button", name="Next").click()
+
+    page.get_by_label("Max Replicas").fill("2")
+    page.get_by_label("Average Compute Utilization").fill("60")
+    shot(page, "15-wizard-resources")
+    page.get_by_role("button", name="Next").click()
+
+    main = page.locator("main").inner_text()
+    assert "GREETING=hi" in main and "TOKEN=********" in main and "s3cret" not in main
+    page.get_by_role("link", name="Edit Runtime Settings").click()  # one click back
+    assert page.get_by_label("Key 2").input_value() == "TOKEN"
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Deploy").click()  # terms not accepted
+    assert "Accept the Terms and Conditions" in page.get_by_role("alert").inner_text()
+    shot(page, "16-wizard-review")
+    page.get_by_role("button", name="Save as Draft").click()
+    assert page.url.endswith("/scripts/wizard-app")
+    assert "saved as a draft" in flash(page)
+    script = daemon.client().script("wizard-app")
+    assert script["status"] == "Draft" and script["added_by"] == "root"
+    env = {e["key"]: e for e in script["settings"]["env"]}
+    assert env["GREETING"]["value"] == "hi" and env["TOKEN"]["secret"]
+    assert script["settings"]["timeout_s"] == 45
+    assert (script["resources"]["max_replicas"], script["resources"]["cpu_target"]) == (2, 60)
+    daemon.client().call("DELETE", "/v1/scripts/wizard-app")
+
+
 def test_deploy_from_the_overview_then_undeploy_and_delete_everything(
     page: Any, console: tuple[DaemonProcess, int]
 ) -> None:
@@ -311,8 +376,13 @@ def test_deploy_from_the_overview_then_undeploy_and_delete_everything(
     page.get_by_role("link", name="Deploy", exact=True).first.click()
     page.get_by_role("dialog").get_by_role("button", name="Deploy").click()
     assert "Deploying draft-one" in flash(page)
+    watched = page.locator(".phases").count() == 1  # unless the deploy was done already
+    if watched:
+        shot(page, "17-deploying")
     # The status refreshes itself (htmx) until the deploy is done.
     expect(page.locator(".heading .badge")).to_have_text("Deployed", timeout=180_000)
+    if watched:
+        assert "Custom script deployed successfully - API Endpoint Available" in flash(page)
     assert daemon.client().script("draft-one")["deployment"]["deployed_by"] == "root"
     page.get_by_role("link", name="Proceed to Undeploy").click()
     page.get_by_role("dialog").get_by_role("button", name="Undeploy").click()

@@ -1,0 +1,77 @@
+"""The import wizard's forms read into the admin API's create body, a step at a time.
+
+Each step's fields are checked with the lifecycle's own request checks
+(daemon/lifecycle/request_checks.py), so a value the wizard accepts is one the create
+accepts, and a refusal names the field as the admin API does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multidict import MultiDictProxy
+
+from daemon.config.daemon_config import Config
+from daemon.lifecycle import request_checks
+
+__all__ = ["STEPS", "env_rows", "resources_body", "runtime_body"]
+
+# In order; the seed: "perform each step in order without skipping any".
+STEPS = (
+    ("general", "General Details"),
+    ("validate", "Validate"),
+    ("runtime", "Runtime Settings"),
+    ("resources", "Resource Allocation"),
+    ("review", "Review"),
+)
+EGRESS_CHOICES = ("", "off", "public", "allowlist")
+
+
+def env_rows(form: MultiDictProxy[Any]) -> list[dict[str, Any]]:
+    """The key/value rows as typed, with their secret flags (row i: env_secret_i)."""
+    keys, values = form.getall("env_key", []), form.getall("env_value", [])
+    rows = []
+    for i, (key, value) in enumerate(zip(keys, values, strict=False)):
+        rows.append(
+            {"key": str(key).strip(), "value": str(value), "secret": f"env_secret_{i}" in form}
+        )
+    return rows
+
+
+def runtime_body(
+    form: MultiDictProxy[Any], rows: list[dict[str, Any]], config: Config
+) -> dict[str, Any]:
+    """The Runtime Settings step as create fields, checked (BadRequest names the field)."""
+    body: dict[str, Any] = {"env": [r for r in rows if r["key"] or r["value"]]}
+    body["timeout_s"] = _number("timeout_s", form.get("timeout_s", ""))
+    policy = str(form.get("egress_policy", ""))
+    hosts = [h.strip() for h in str(form.get("allow_hosts", "")).splitlines() if h.strip()]
+    if policy:
+        body["egress"] = {"policy": policy, "allow_hosts": hosts}
+    secrets = [str(s) for s in form.getall("secrets", [])]
+    if secrets:
+        body["secrets"] = secrets
+    request_checks.settings(body, request_checks.default_settings(config), config)
+    return body
+
+
+def resources_body(form: MultiDictProxy[Any], config: Config) -> dict[str, Any]:
+    """The Resource Allocation step as create fields, checked."""
+    body: dict[str, Any] = {
+        "min_replicas": _number("min_replicas", form.get("min_replicas", "")),
+        "max_replicas": _number("max_replicas", form.get("max_replicas", "")),
+        "profile": str(form.get("profile", "")) or config.default_profile.name,
+    }
+    if body["min_replicas"] != body["max_replicas"]:  # ignored (disabled) when min = max
+        body["cpu_target"] = _number("cpu_target", form.get("cpu_target", ""))
+    request_checks.resources(body, request_checks.default_resources(config), config)
+    return body
+
+
+def _number(field: str, text: object) -> int:
+    raw = str(text).strip()
+    if not raw.lstrip("-").isdigit():
+        raise request_checks.BadRequest(
+            f"{field} = {raw!r} is not allowed: a whole number", field=field
+        )
+    return int(raw)
