@@ -15,6 +15,7 @@ from daemon.core.errors import Conflict
 from daemon.core.models import DEPLOYED, DEPLOYING, DRAFT, PHASES, Script, Version
 from daemon.lifecycle import call_services
 from daemon.lifecycle.actions import Lifecycle
+from daemon.lifecycle.status_table import allows
 
 __all__ = ["add_routes", "tab_context"]
 
@@ -42,6 +43,7 @@ async def tab_context(request: web.Request, tab: str) -> dict[str, Any]:
         "tab": tab,
         "base": base,
         "menu": menu(script.status),
+        "can_redeploy": allows(script.status, "redeploy"),
         "confirm": None,
         "polling": script.status == DEPLOYING,
     }

@@ -14,9 +14,11 @@ from daemon.console import wizard_forms
 from daemon.console.web import lifecycle, render, session, user
 from daemon.console.wizard_forms import STEPS
 from daemon.core.errors import BadRequest, ScriptdError
+from daemon.core.models import DEPLOYED, Script
 from daemon.lifecycle import request_checks
 from daemon.lifecycle.project_zips import sample_zip
 from daemon.lifecycle.staging import stage_archive
+from daemon.lifecycle.status_table import refuse
 
 __all__ = ["add_routes"]
 
@@ -66,6 +68,18 @@ async def start(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/import/general")
 
 
+async def start_redeploy(request: web.Request) -> web.StreamResponse:
+    """The wizard opened with the script's configuration; name and language locked."""
+    script = await lifecycle(request).get(request.match_info["name"])
+    if script.status != DEPLOYED:
+        session(request).flash(
+            refuse(script, "redeploy", "redeploy is for Deployed scripts").message, "error"
+        )
+        raise web.HTTPSeeOther(f"/scripts/{script.name}")
+    session(request).wizard = wizard_forms.from_script(script)
+    raise web.HTTPSeeOther("/import/general")
+
+
 async def show(request: web.Request) -> web.StreamResponse:
     step = request.match_info["step"]
     if step not in ORDER:
@@ -83,6 +97,8 @@ async def show(request: web.Request) -> web.StreamResponse:
 
 async def _validate(request: web.Request, state: dict[str, Any]) -> dict[str, Any]:
     general = state["general"]
+    if "archive_id" not in general:  # a redeploy that keeps the project file
+        return {"ok": True, "kept": True, "errors": [], "warnings": [], "functions": []}
     try:
         report = await lifecycle(request).validate(general["archive_id"], general["language"])
     except ScriptdError as exc:  # the staged archive expired: upload it again
@@ -94,23 +110,32 @@ async def _validate(request: web.Request, state: dict[str, Any]) -> dict[str, An
 async def post_general(request: web.Request) -> web.StreamResponse:
     state = _state(request)
     fields, staged = await _read_general(request)
-    general = {k: fields.get(k, "") for k in ("name", "description", "language", "version")}
-    state["general"] = {**state.get("general", {}), **general}
+    locked = state.get("redeploy") is not None  # name, language and version stay
+    keys = ("description",) if locked else ("name", "description", "language", "version")
+    state["general"] = {**state.get("general", {}), **{k: fields.get(k, "") for k in keys}}
+    general = state["general"]
     try:
-        request_checks.script_name(general["name"])
-        request_checks.language(general["language"])
-        if staged is None and "archive_id" not in state["general"]:
-            raise BadRequest("choose the project file (.zip, .gz or .tar)", field="project")
-        if await lifecycle(request).ctx.db(
-            lifecycle(request).ctx.store.get_script, general["name"]
-        ):
-            raise BadRequest(f"a script named {general['name']!r} already exists", field="name")
+        await _check_general(request, general, staged is not None, locked)
     except ScriptdError as exc:
         return _page(request, "general", {"error": exc.message})
     if staged is not None:
-        state["general"].update(archive_id=staged[0], filename=staged[1], size=staged[2])
+        general.update(archive_id=staged[0], filename=staged[1], size=staged[2])
     _finish(state, "general")
     raise web.HTTPSeeOther("/import/validate")
+
+
+async def _check_general(
+    request: web.Request, general: dict[str, Any], uploaded: bool, locked: bool
+) -> None:
+    request_checks.script_name(general["name"])
+    request_checks.language(general["language"])
+    if locked:  # a redeploy may keep its project file
+        return
+    if not uploaded and "archive_id" not in general:
+        raise BadRequest("choose the project file (.zip, .gz or .tar)", field="project")
+    lc = lifecycle(request)
+    if await lc.ctx.db(lc.ctx.store.get_script, general["name"]) is not None:
+        raise BadRequest(f"a script named {general['name']!r} already exists", field="name")
 
 
 async def _read_general(request: web.Request) -> tuple[dict[str, str], tuple[str, str, int] | None]:
@@ -187,22 +212,31 @@ async def post_review(request: web.Request) -> web.StreamResponse:
     deploy = form.get("action") == "deploy"
     if deploy and "terms" not in form:
         return _page(request, "review", {"error": "Accept the Terms and Conditions to deploy."})
-    general = state["general"]
-    body: dict[str, Any] = {
-        "name": general["name"], "language": general["language"],
-        "description": general["description"], "archive_id": general["archive_id"],
-        **state["runtime"], **state["resources"], "deploy": deploy,
-    }  # fmt: skip
-    if general.get("version"):
-        body["language_version"] = general["version"]
     try:
-        script = await lifecycle(request).create(user(request), body)
+        script = await _create_or_redeploy(request, state, deploy)
     except ScriptdError as exc:
         return _page(request, "review", {"error": exc.message})
     session(request).wizard = {}
     saved = "Your custom script has been saved as a draft."
     session(request).flash(f"Deploying {script.name}." if deploy else saved)
     raise web.HTTPSeeOther(f"/scripts/{script.name}")
+
+
+async def _create_or_redeploy(request: web.Request, state: dict[str, Any], deploy: bool) -> Script:
+    general, lc = state["general"], lifecycle(request)
+    body: dict[str, Any] = {
+        "description": general["description"], **state["runtime"], **state["resources"],
+    }  # fmt: skip
+    if "archive_id" in general:
+        body["archive_id"] = general["archive_id"]
+    if state.get("redeploy") is not None:
+        if not deploy:
+            raise BadRequest("a redeploy deploys: choose Deploy (a Deployed script has no draft)")
+        return await lc.redeploy(user(request), general["name"], body)
+    body.update(name=general["name"], language=general["language"], deploy=deploy)
+    if general.get("version"):
+        body["language_version"] = general["version"]
+    return await lc.create(user(request), body)
 
 
 async def sample(request: web.Request) -> web.StreamResponse:
@@ -217,6 +251,7 @@ async def sample(request: web.Request) -> web.StreamResponse:
 
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/import", start)
+    router.add_get("/scripts/{name}/redeploy", start_redeploy)
     router.add_get("/import/{step}", show)
     router.add_post("/import/general", post_general)
     router.add_post("/import/validate", post_validate)

@@ -12,9 +12,10 @@ from typing import Any
 from multidict import MultiDictProxy
 
 from daemon.config.daemon_config import Config
+from daemon.core.models import MASK, Script
 from daemon.lifecycle import request_checks
 
-__all__ = ["STEPS", "env_rows", "resources_body", "runtime_body"]
+__all__ = ["STEPS", "env_rows", "from_script", "resources_body", "runtime_body"]
 
 # In order; the seed: "perform each step in order without skipping any".
 STEPS = (
@@ -75,3 +76,30 @@ def _number(field: str, text: object) -> int:
             f"{field} = {raw!r} is not allowed: a whole number", field=field
         )
     return int(raw)
+
+
+def from_script(script: Script) -> dict[str, Any]:
+    """The wizard's answers for a redeploy: the script's configuration, its secret
+    values masked (sent back masked, they keep their stored value)."""
+    settings, res = script.settings, script.resources
+    rows = [{"key": e.key, "value": MASK if e.secret else e.value, "secret": e.secret}
+            for e in settings.env] or [{"key": "", "value": "", "secret": False}]  # fmt: skip
+    egress = settings.egress
+    return {
+        "redeploy": script.name,
+        "general": {
+            "name": script.name, "description": script.description,
+            "language": script.language, "version": script.language_version,
+            "filename": script.archive.filename, "size": script.archive.size,
+        },
+        "rows": rows,
+        "runtime_form": {
+            "timeout_s": str(settings.timeout_s), "egress_policy": egress.policy or "",
+            "allow_hosts": "\n".join(egress.allow_hosts),
+        },
+        "resources_form": {
+            "min_replicas": str(res.min_replicas), "max_replicas": str(res.max_replicas),
+            "cpu_target": str(res.cpu_target), "profile": res.profile,
+        },
+        "done": [],
+    }  # fmt: skip

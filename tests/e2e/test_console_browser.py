@@ -361,8 +361,8 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     daemon.client().call("DELETE", "/v1/scripts/wizard-app")
 
 
-def test_deploy_from_the_overview_then_undeploy_and_delete_everything(
-    page: Any, console: tuple[DaemonProcess, int]
+def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
+    page: Any, console: tuple[DaemonProcess, int], tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -384,6 +384,31 @@ def test_deploy_from_the_overview_then_undeploy_and_delete_everything(
     if watched:
         assert "Custom script deployed successfully - API Endpoint Available" in flash(page)
     assert daemon.client().script("draft-one")["deployment"]["deployed_by"] == "root"
+
+    # Redeploy: the wizard with the current configuration, name and language locked.
+    second = tmp_path / "v2.zip"
+    second.write_bytes(make_zip({"main.py": GREET + "\ndef bye():\n    return 'bye'\n"}))
+    page.get_by_role("link", name="Redeploy").click()
+    assert page.get_by_label("Script Name").is_disabled()
+    assert page.get_by_label("Script Name").input_value() == "draft-one"
+    page.get_by_label("Description").fill("Second version")
+    page.get_by_label("Project File").set_input_files(str(second))
+    page.get_by_role("button", name="Validate").click()
+    assert "functions greet, bye" in page.locator("main").inner_text()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next").click()
+    assert page.get_by_role("button", name="Save as Draft").count() == 0
+    page.get_by_label("I accept the Terms and Conditions").check()
+    page.get_by_role("button", name="Deploy").click()
+    assert page.url.endswith("/scripts/draft-one")
+    expect(page.get_by_text("Second version")).to_be_visible()
+    expect(page.locator(".heading .badge")).to_have_text("Deployed", timeout=180_000)
+    page.get_by_role("link", name="Deployment History").click()
+    expect(page.locator("table.history tbody tr")).to_have_count(2)
+    assert "draft-one-v2" in page.locator("table.history .check >> xpath=..").inner_text()
+    assert daemon.client().script("draft-one")["functions"] == ["greet", "bye"]
+    page.get_by_role("link", name="Overview").click()
     page.get_by_role("link", name="Proceed to Undeploy").click()
     page.get_by_role("dialog").get_by_role("button", name="Undeploy").click()
     assert "Your custom script has been undeployed successfully" in flash(page)
