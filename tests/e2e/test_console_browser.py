@@ -293,6 +293,14 @@ def test_a_used_link_and_a_post_without_csrf_are_refused(
     status, _ = page.evaluate(post, [url, "not-the-token"])
     assert status == 403
     assert daemon.client().script("draft-one")["status"] == "Draft"
+    upload = """async (url) => {
+        const body = new FormData();
+        body.set("name", "sneaky");
+        body.set("project", new Blob(["x"]), "p.zip");
+        const r = await fetch(url, {method: "POST", body});
+        return r.status;
+    }"""
+    assert page.evaluate(upload, _base(port) + "/import/general") == 403
     shot(page, "10-list-after-refusals")
 
 
