@@ -22,7 +22,7 @@ import jinja2
 from aiohttp import web
 
 from daemon.config.daemon_config import Config
-from daemon.console import filters, pages, script_pages, tabs, wizard
+from daemon.console import account_pages, filters, pages, script_pages, tabs, wizard
 from daemon.console.signin import Session, SignIn, SignInRefused
 from daemon.console.web import LIFECYCLE, SESSION, SIGNIN, render_message
 from daemon.core.errors import ScriptdError
@@ -137,6 +137,7 @@ def make_console(lc: Lifecycle, signin: SignIn) -> web.Application:
     script_pages.add_routes(app.router)
     tabs.add_routes(app.router)
     wizard.add_routes(app.router)
+    account_pages.add_routes(app.router)
     return app
 
 

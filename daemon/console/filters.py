@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -25,6 +25,12 @@ def when(iso: str | None) -> str:
     except ValueError:
         return iso
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def unix_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def size(n: int | None) -> str:
@@ -51,6 +57,5 @@ def install(env: jinja2.Environment, app: web.Application) -> None:
         return str(app.router["static"].url_for(filename=name))
 
     env.globals.update(static=static, status_classes=STATUS_CLASSES)
-    env.filters.update(
-        when=when, bytes=size, ms=ms, pretty=pretty, language=lambda x: LANGUAGES.get(x, x)
-    )
+    env.filters.update(when=when, unix_time=unix_time, bytes=size, ms=ms, pretty=pretty)
+    env.filters["language"] = lambda x: LANGUAGES.get(x, x)

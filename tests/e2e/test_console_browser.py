@@ -343,7 +343,9 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     shot(page, "14-wizard-runtime")
     page.get_by_role("button", name="Next").click()
 
+    assert page.get_by_label("Average Compute Utilization").is_disabled()  # min = max
     page.get_by_label("Max Replicas").fill("2")
+    assert page.get_by_label("Average Compute Utilization").is_enabled()
     page.get_by_label("Average Compute Utilization").fill("60")
     shot(page, "15-wizard-resources")
     page.get_by_role("button", name="Next").click()
@@ -374,7 +376,7 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
 ) -> None:
     from playwright.sync_api import expect
 
-    daemon, _ = console
+    daemon, port = console
     page.goto(sign_in_link(daemon))
     page.get_by_role("link", name="draft-one").click()
     page.get_by_role("link", name="Deployment History").click()
@@ -420,6 +422,12 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     page.get_by_role("link", name="Proceed to Undeploy").click()
     page.get_by_role("dialog").get_by_role("button", name="Undeploy").click()
     assert "Your custom script has been undeployed successfully" in flash(page)
+    page.get_by_role("link", name="Notifications").click()
+    outbox = page.locator("table.outbox").inner_text()
+    assert "Your custom script has been undeployed successfully" in outbox
+    assert "draft-one" in outbox
+    shot(page, "18-notifications")
+    page.goto(_base(port) + "/scripts/draft-one")
     page.get_by_role("link", name="Proceed to Delete").click()
     page.get_by_role("dialog").get_by_label("to confirm").fill("draft-one")
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()

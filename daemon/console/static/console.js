@@ -49,3 +49,15 @@ document.addEventListener("DOMContentLoaded", () => {
     if (button) copyFrom(button, event);
   });
 });
+
+// Resource Allocation: the CPU target means nothing when min = max replicas.
+document.addEventListener("DOMContentLoaded", () => {
+  const min = document.getElementById("min");
+  const max = document.getElementById("max");
+  const cpu = document.getElementById("cpu");
+  if (!min || !max || !cpu) return;
+  const sync = () => { cpu.disabled = min.value !== "" && min.value === max.value; };
+  min.addEventListener("input", sync);
+  max.addEventListener("input", sync);
+  sync();
+});
