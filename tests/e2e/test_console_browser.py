@@ -427,6 +427,12 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     assert "Your custom script has been undeployed successfully" in outbox
     assert "draft-one" in outbox
     shot(page, "18-notifications")
+    page.get_by_role("link", name="Account").click()
+    assert "Total allocation" in page.locator("main").inner_text()
+    page.get_by_label("Period").select_option("all")
+    page.get_by_role("button", name="Show").click()
+    assert page.url.endswith("/account?period=all")
+    shot(page, "19-account")
     page.goto(_base(port) + "/scripts/draft-one")
     page.get_by_role("link", name="Proceed to Delete").click()
     page.get_by_role("dialog").get_by_label("to confirm").fill("draft-one")
