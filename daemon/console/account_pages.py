@@ -1,13 +1,19 @@
-"""Account pages: credits and spending by script, and the Notifications outbox."""
+"""Account pages: credits and spending by script, the account uploads (UPLOADS_DIR),
+and the Notifications outbox."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
-from daemon.console.web import lifecycle, render
+from daemon.console.web import act, form, lifecycle, render, session
 from daemon.core.credits import MICRO, low_threshold
+from daemon.core.errors import ScriptdError
+from daemon.lifecycle.staging import store_upload
+from daemon.store import uploads_folder
 
 __all__ = ["add_routes"]
 
@@ -61,6 +67,53 @@ async def account(request: web.Request) -> web.Response:
     return render(request, "account.html", context)
 
 
+async def uploads(request: web.Request) -> web.Response:
+    root = lifecycle(request).ctx.config.uploads_dir
+    files = await asyncio.to_thread(uploads_folder.list_files, root)
+    context = {"files": files, "delete": request.query.get("delete")}
+    return render(request, "uploads.html", context)
+
+
+async def add_upload(request: web.Request) -> web.StreamResponse:
+    config = lifecycle(request).ctx.config
+    reader = await request.multipart()
+    replace, stored = False, None
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "replace":
+                replace = (await part.text()) == "on"
+            elif part.name == "file" and part.filename:
+                stored = await store_upload(config, part.filename, _chunks(part), replace)
+    except ScriptdError as exc:
+        session(request).flash(exc.message, "error")
+    else:
+        if stored is None:
+            session(request).flash("Choose a file to upload.", "error")
+        else:
+            session(request).flash(f"{stored.name} uploaded ({stored.size} bytes).")
+    return web.HTTPSeeOther("/uploads")
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(1 << 16):
+        yield chunk
+
+
+async def delete_upload(request: web.Request) -> web.StreamResponse:
+    name = (await form(request)).get("name", "")
+    root = lifecycle(request).ctx.config.uploads_dir
+
+    async def remove() -> None:
+        await asyncio.to_thread(uploads_folder.delete_file, root, uploads_folder.file_name(name))
+
+    return await act(request, remove(), f"{name} deleted.", "/uploads")
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/account", account)
+    router.add_get("/uploads", uploads)
+    router.add_post("/uploads", add_upload)
+    router.add_post("/uploads/delete", delete_upload)
     router.add_get("/notifications", notifications)

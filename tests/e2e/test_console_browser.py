@@ -433,6 +433,22 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     page.get_by_role("button", name="Show").click()
     assert page.url.endswith("/account?period=all")
     shot(page, "19-account")
+    data = tmp_path / "prices.csv"
+    data.write_text("item,price\ntea,3\n")
+    page.get_by_role("link", name="Uploads").click()
+    page.get_by_label("File", exact=True).set_input_files(str(data))
+    page.get_by_role("button", name="Upload").click()
+    assert "prices.csv uploaded (17 bytes)" in flash(page)
+    assert (daemon.state_dir / "files" / "prices.csv").read_text() == "item,price\ntea,3\n"
+    page.get_by_role("button", name="Upload").click()  # no file chosen: the browser asks
+    page.get_by_label("File", exact=True).set_input_files(str(data))
+    page.get_by_role("button", name="Upload").click()  # the name is taken, no replace
+    assert "exists" in flash(page) or "already" in flash(page)
+    shot(page, "20-uploads")
+    page.get_by_role("link", name="Delete prices.csv").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    assert "prices.csv deleted" in flash(page)
+    assert not (daemon.state_dir / "files" / "prices.csv").exists()
     page.goto(_base(port) + "/scripts/draft-one")
     page.get_by_role("link", name="Proceed to Delete").click()
     page.get_by_role("dialog").get_by_label("to confirm").fill("draft-one")
