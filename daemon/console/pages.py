@@ -17,7 +17,7 @@ from aiohttp import web
 from daemon.console import messages
 from daemon.console.web import act, back_to, form, lifecycle, render, session, user
 from daemon.core.errors import ScriptdError
-from daemon.core.models import Script
+from daemon.core.models import DEPLOYED, DEPLOYING, DRAFT, FAILED, READY, Script
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.project_zips import export_zip
 from daemon.lifecycle.status_table import allows
@@ -26,12 +26,13 @@ __all__ = ["add_routes", "confirmation", "menu", "status_class"]
 
 CHUNK = 1 << 20
 MENU = ("deploy", "undeploy", "export", "delete")
+# The seed's five statuses, each its own colour (console.css .badge.*).
 STATUS_CLASSES = {
-    "Draft": "draft",
-    "Deploying": "deploying",
-    "Ready to Deploy": "ready",
-    "Deployed": "deployed",
-    "Deployment Failed": "failed",
+    DRAFT: "draft",
+    DEPLOYING: "deploying",
+    READY: "ready",
+    DEPLOYED: "deployed",
+    FAILED: "failed",
 }
 
 
@@ -45,7 +46,7 @@ def menu(status: str) -> list[str]:
 
 
 async def failure_reason(lc: Lifecycle, script: Script) -> str | None:
-    if script.status != "Deployment Failed":
+    if script.status != FAILED:
         return None
     version = await lc.deployment(script)
     return version.failure_reason if version else None

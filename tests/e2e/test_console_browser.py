@@ -109,8 +109,11 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def flash(page: Any) -> str:
-    return str(page.locator("#messages").inner_text())
+def expect_flash(page: Any, text: str) -> None:
+    """Wait (with Playwright's deadline) until the page's messages say `text`."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#messages")).to_contain_text(text)
 
 
 def call_with_key(gateway_port: int, key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +137,8 @@ def reload_until(page: Any, locator: str, timeout: float = 30) -> Any:
 
 
 def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int]) -> None:
+    from playwright.sync_api import expect
+
     daemon, port = console
     page.goto(sign_in_link(daemon))
     assert page.url == _base(port) + "/"
@@ -167,8 +172,6 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     assert menu_items("broken") == ["Deploy", "Export", "Delete"]
 
     # Search by name (htmx swaps the table; the form works without JavaScript too).
-    from playwright.sync_api import expect
-
     page.get_by_label("Search by script name").fill("dra")
     expect(page.locator("table.scripts tbody tr")).to_have_count(1)
     page.get_by_label("Search by script name").fill("")
@@ -185,14 +188,14 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     page.get_by_role("link", name="Edit the name of v1").click()
     page.get_by_label("New name of v1").fill("first-release")
     page.get_by_role("button", name="Confirm").click()
-    assert "renamed to first-release" in flash(page)
+    expect_flash(page, "renamed to first-release")
     assert "first-release" in page.locator("table.history").inner_text()
     shot(page, "03-history")
     page.get_by_role("link", name="Endpoint").click()
     curl = page.locator("pre[id$='-curl']").first.inner_text()
     assert "curl" in curl and "/v1/scripts/hello/functions/greet" in curl
     page.get_by_role("button", name="Copy").first.click()
-    assert "Copied to clipboard" in flash(page)
+    expect_flash(page, "Copied to clipboard")
     assert "/v1/scripts/hello/functions/greet" in page.evaluate("navigator.clipboard.readText()")
     shot(page, "04-endpoint")
 
@@ -205,8 +208,11 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     key = page.get_by_label("Secret key").input_value()
     assert key.startswith("sk_")
     shot(page, "05-new-key")
-    page.get_by_role("link", name="Copy and Close").click()
-    page.wait_for_url(re.compile(r".*/scripts/hello/keys$"))
+    # The page's URL is already .../keys (the form posted there): wait for the load
+    # that Copy and Close starts once the key is on the clipboard.
+    with page.expect_navigation(url=re.compile(r".*/scripts/hello/keys$")):
+        page.get_by_role("link", name="Copy and Close").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
     assert page.evaluate("navigator.clipboard.readText()") == key
     assert "browser key" in page.locator("table.keys").inner_text()
     assert key not in page.content()  # never shown again
@@ -223,7 +229,7 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name="Delete key Secret Key").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
-    assert "API key Secret Key deleted" in flash(page)
+    expect_flash(page, "API key Secret Key deleted")
     assert page.locator("table.keys tbody tr").count() == 1
 
     # A call with the copied key, then its record.
@@ -247,7 +253,7 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     assert dialog.get_by_role("heading", name="Undeploy custom script").is_visible()
     shot(page, "08-undeploy-dialog")
     dialog.get_by_role("button", name="Undeploy").click()
-    assert "Your custom script has been undeployed successfully" in flash(page)
+    expect_flash(page, "Your custom script has been undeployed successfully")
     row = page.locator("tr", has=page.get_by_role("link", name="hello", exact=True))
     assert row.locator(".badge").inner_text() == "Ready to Deploy"
     try:
@@ -263,10 +269,10 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     dialog.get_by_label("to confirm").fill("hell")
     shot(page, "09-delete-dialog")
     dialog.get_by_role("button", name="Delete").click()
-    assert "does not match" in flash(page)
+    expect_flash(page, "does not match")
     page.get_by_role("dialog").get_by_label("to confirm").fill("hello")
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
-    assert "has been deleted" in flash(page)
+    expect_flash(page, "has been deleted")
     assert page.get_by_role("link", name="hello", exact=True).count() == 0
     assert daemon.client().get("/v1/scripts?search=hello")["scripts"] == []
 
@@ -361,7 +367,7 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     shot(page, "16-wizard-review")
     page.get_by_role("button", name="Save as Draft").click()
     assert page.url.endswith("/scripts/wizard-app")
-    assert "saved as a draft" in flash(page)
+    expect_flash(page, "saved as a draft")
     script = daemon.client().script("wizard-app")
     assert script["status"] == "Draft" and script["added_by"] == "root"
     env = {e["key"]: e for e in script["settings"]["env"]}
@@ -385,14 +391,14 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     assert "endpoint is not activated" in page.locator("main").inner_text()
     page.get_by_role("link", name="Deploy", exact=True).first.click()
     page.get_by_role("dialog").get_by_role("button", name="Deploy").click()
-    assert "Deploying draft-one" in flash(page)
+    expect_flash(page, "Deploying draft-one")
     watched = page.locator(".phases").count() == 1  # unless the deploy was done already
     if watched:
         shot(page, "17-deploying")
     # The status refreshes itself (htmx) until the deploy is done.
     expect(page.locator(".heading .badge")).to_have_text("Deployed", timeout=180_000)
     if watched:
-        assert "Custom script deployed successfully - API Endpoint Available" in flash(page)
+        expect_flash(page, "Custom script deployed successfully - API Endpoint Available")
     assert daemon.client().script("draft-one")["deployment"]["deployed_by"] == "root"
 
     # Redeploy: the wizard with the current configuration, name and language locked.
@@ -421,7 +427,7 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     page.get_by_role("link", name="Overview").click()
     page.get_by_role("link", name="Proceed to Undeploy").click()
     page.get_by_role("dialog").get_by_role("button", name="Undeploy").click()
-    assert "Your custom script has been undeployed successfully" in flash(page)
+    expect_flash(page, "Your custom script has been undeployed successfully")
     page.get_by_role("link", name="Notifications").click()
     outbox = page.locator("table.outbox").inner_text()
     assert "Your custom script has been undeployed successfully" in outbox
@@ -438,22 +444,22 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     page.get_by_role("link", name="Uploads").click()
     page.get_by_label("File", exact=True).set_input_files(str(data))
     page.get_by_role("button", name="Upload").click()
-    assert "prices.csv uploaded (17 bytes)" in flash(page)
+    expect_flash(page, "prices.csv uploaded (17 bytes)")
     assert (daemon.state_dir / "files" / "prices.csv").read_text() == "item,price\ntea,3\n"
     page.get_by_role("button", name="Upload").click()  # no file chosen: the browser asks
     page.get_by_label("File", exact=True).set_input_files(str(data))
     page.get_by_role("button", name="Upload").click()  # the name is taken, no replace
-    assert "exists" in flash(page) or "already" in flash(page)
+    expect_flash(page, "is already uploaded")
     shot(page, "20-uploads")
     page.get_by_role("link", name="Delete prices.csv").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
-    assert "prices.csv deleted" in flash(page)
+    expect_flash(page, "prices.csv deleted")
     assert not (daemon.state_dir / "files" / "prices.csv").exists()
     page.goto(_base(port) + "/scripts/draft-one")
     page.get_by_role("link", name="Proceed to Delete").click()
     page.get_by_role("dialog").get_by_label("to confirm").fill("draft-one")
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
-    assert "has been deleted" in flash(page)
+    expect_flash(page, "has been deleted")
     row = page.locator("tr", has=page.get_by_role("link", name="broken"))
     row.get_by_text("Actions").click()
     row.get_by_role("link", name="Delete").click()
