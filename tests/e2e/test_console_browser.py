@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,11 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     assert page.get_by_role("heading", name="General Details").is_visible()
     assert "Greets" in page.locator("main").inner_text()
     shot(page, "02-overview")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export").click()
+    assert download.value.suggested_filename == "hello.zip"
+    with zipfile.ZipFile(download.value.path()) as exported:
+        assert exported.read("main.py").decode() == GREET
     page.get_by_role("link", name="Deployment History").click()
     assert page.locator("table.history .check").count() == 1
     assert "hello-v1" in page.locator("table.history").inner_text()
