@@ -22,7 +22,7 @@ LINKS: web.AppKey[LinkIssuer] = web.AppKey("console_links")
 
 DISABLED = {
     "error": {
-        "type": "unavailable",
+        "type": "not_found",
         "message": "the web console is disabled (console.enabled = false in the config)",
     }
 }
@@ -31,7 +31,7 @@ DISABLED = {
 async def post_link(request: web.Request) -> web.Response:
     issue = request.app.get(LINKS)
     if issue is None:
-        return json_response(DISABLED, 503)
+        return json_response(DISABLED, 404)  # no console on this daemon
     return json_response(issue(caller(request)), 201)
 
 

@@ -78,7 +78,7 @@ def test_over_tls_the_link_is_https_and_the_cookie_secure(tmp_path: Path) -> Non
 
 
 def test_the_link_route_says_when_the_console_is_off(daemon: DaemonProcess) -> None:
-    body = AdminClient(daemon.socket).call("POST", "/v1/console/link", expect=503)
+    body = AdminClient(daemon.socket).call("POST", "/v1/console/link", expect=404)
     assert "console is disabled" in body["error"]["message"]
     done = scriptctl(daemon, "console")
     assert done.returncode == 1 and "console is disabled" in done.stderr
