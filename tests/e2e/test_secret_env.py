@@ -5,13 +5,19 @@ the admin API's answers or the daemon's log."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.helpers import AdminClient, DaemonProcess, create_key
+import apsw
+import pytest
+
+from daemon.store.secret_box import CREDENTIAL_NAME, KEY_FILE, SecretBox
+from tests.helpers import AdminClient, DaemonProcess, create_key, start_daemon
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "SERVICE_TOKEN"
@@ -100,3 +106,31 @@ def test_a_secret_env_value_is_sealed_at_rest_and_never_read_back(
     scriptctl(daemon, "export", "sealed", "-o", str(tmp_path / "export.zip"))
     assert VALUE.encode() not in (tmp_path / "export.zip").read_bytes()
     assert VALUE not in daemon.log()
+
+
+def test_under_systemd_the_key_is_the_credential_and_none_is_made_in_the_state_dir(
+    tmp_path: Path, build_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With LoadCredential=scriptd-secrets-key:..., systemd hands the daemon the key in
+    $CREDENTIALS_DIRECTORY: values are sealed with it, and no key file is written."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / CREDENTIAL_NAME).write_bytes(os.urandom(32))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    daemon = start_daemon(tmp_path / "scriptd", {}, build_cache)
+    try:
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "main.py").write_text(MAIN)
+        scriptctl(daemon, "create", "sealed", "--language", "python", "--archive",
+                  str(project), "--secret-env", f"{KEY}={VALUE}")  # fmt: skip
+        assert VALUE.encode() not in database_bytes(daemon)
+    finally:
+        daemon.stop()
+    assert not (daemon.state_dir / KEY_FILE).exists()
+    database = apsw.Connection(str(daemon.state_dir / "scriptd.db"))
+    (env_json,) = next(database.execute("SELECT env_json FROM scripts WHERE name='sealed'"))
+    ((key, stored, secret),) = json.loads(env_json)
+    sealed = base64.b64decode(stored["sealed"])
+    assert (key, secret) == (KEY, True)
+    assert SecretBox(credentials / CREDENTIAL_NAME).open(f"env:{KEY}", sealed) == VALUE
