@@ -5,9 +5,10 @@ measured side by side in one run.
 Three processes: a local HTTP and HTTPS server (aiohttp + uvloop on 127.0.0.1, the
 HTTPS one with a certificate from a test CA), the proxy (daemon.egress on uvloop, two
 channels: inspection on and off, loopback opened as egress.allowed_networks opens it,
-the test CA given as the upstream CA file), and this client, which speaks HTTP/1.1
-over kept-alive connections (a minimal client, so the figures are the proxy's and the
-server's rather than a client library's).
+the test CA given as the upstream CA file; a call ends every 20 ms, so requests are
+logged in detail as in the daemon, with a secret to redact), and this client, which
+speaks HTTP/1.1 over kept-alive connections (a minimal client, so the figures are the
+proxy's and the server's rather than a client library's).
 
 Modes: direct HTTP; HTTP through the proxy; direct HTTPS; HTTPS through the proxy with
 interception (the client trusts the proxy's CA); HTTPS through the proxy as a tunnel.
@@ -47,6 +48,8 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BODY = b"x" * 256
+CALL_S = 0.02  # how often the proxy's channels end a call (take and serialise its log)
+SECRETS = {"API_TOKEN": "bench-7d0c1e55-secret"}  # redacted from every logged request
 HERE = Path(__file__).resolve()
 
 
@@ -90,7 +93,7 @@ def serve_proxy(directory: Path, ports: list[int]) -> None:
 
     from daemon.egress.ca import CertificateAuthority
     from daemon.egress.policy import EgressPolicy
-    from daemon.egress.proxy import ChannelSettings, EgressProxy
+    from daemon.egress.proxy import Channel, ChannelSettings, EgressProxy
     from daemon.egress.upstream import upstream_context
 
     async def main() -> None:
@@ -101,12 +104,25 @@ def serve_proxy(directory: Path, ports: list[int]) -> None:
         policy = EgressPolicy(
             ports=tuple(ports), allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),)
         )
+        channels = []
         for name, inspect in (("inspect", True), ("tunnel", False)):
-            settings = ChannelSettings(policy, inspect=inspect, max_connections=1000)
-            await proxy.open_channel(name, directory / f"{name}.sock", settings)
+            settings = ChannelSettings(policy, inspect, SECRETS, max_connections=1000)
+            channels.append(await proxy.open_channel(name, directory / f"{name}.sock", settings))
+        calls = asyncio.ensure_future(end_calls(channels))
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        calls.cancel()
         await proxy.close()
+
+    async def end_calls(channels: list[Channel]) -> None:
+        """A call ends every CALL_S: its request log is taken and made JSON, as the
+        daemon does for each execution record. Without it, only the first 100 requests
+        of the whole run would be logged in detail and the figures would leave the
+        request log's cost out."""
+        while True:
+            await asyncio.sleep(CALL_S)
+            for channel in channels:
+                channel.take_log().to_json()
 
     uvloop.run(main())
 

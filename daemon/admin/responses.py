@@ -1,7 +1,7 @@
 """The JSON shapes of the admin API (CONTRACTS.md), built from store objects.
 
-Secrets are masked here and nowhere else: a version's config snapshot keeps
-them in clear in the store (the runner needs them), and every view masks them.
+Secret values never reach these: the store hands them out sealed (only the
+deployer opens them, for a replica), and every view masks them as `********`.
 """
 
 from __future__ import annotations

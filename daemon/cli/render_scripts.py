@@ -124,6 +124,7 @@ def history(data: dict[str, Any]) -> str:
                 fmt_time(v.get("started_at")),
                 fmt_time(v.get("ended_at")),
                 fmt_duration(v.get("duration_s")),
+                _granted(v),
                 v.get("failure_reason"),
             )
             for v in versions
@@ -136,6 +137,7 @@ def history(data: dict[str, Any]) -> str:
             "STARTED (UTC)",
             "ENDED (UTC)",
             "DURATION",
+            "SECRETS",
             "FAILURE REASON",
         )
         text = render_table(headers, [_one_line(row) for row in rows])
@@ -149,6 +151,12 @@ def history(data: dict[str, Any]) -> str:
             ("AT (UTC)", "EVENT", "BY", "DETAIL"), [_one_line(row) for row in event_rows]
         )
     return text
+
+
+def _granted(version: dict[str, Any]) -> str:
+    """The names of the integration secrets the version was deployed with (never values)."""
+    settings = (version.get("config") or {}).get("settings") or {}
+    return ", ".join(settings.get("secrets") or ()) or NONE
 
 
 def detail_text(detail: Any, prefix: str = "") -> str:

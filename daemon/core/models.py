@@ -47,14 +47,26 @@ def parse_iso(text: str) -> datetime:
 
 
 @dataclass(frozen=True)
+class Sealed:
+    """A secret value as the store keeps it: AES-GCM ciphertext (nonce first) bound to
+    its variable's name (daemon/store/secret_box.py). Only the deployer opens it, to
+    hand the value to a replica; everything else carries it unopened."""
+
+    blob: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class EnvVar:
+    """A secret's value is a `str` as a request brings it, and `Sealed` once stored."""
+
     key: str
-    value: str
+    value: str | Sealed
     secret: bool = False
 
     def to_json(self, reveal: bool = False) -> dict[str, Any]:
-        shown = self.value if reveal or not self.secret else MASK
-        return {"key": self.key, "value": shown, "secret": self.secret}
+        # A sealed value is never shown, revealed or not: only its replica opens it.
+        hidden = self.secret and not (reveal and isinstance(self.value, str))
+        return {"key": self.key, "value": MASK if hidden else self.value, "secret": self.secret}
 
 
 @dataclass(frozen=True)
@@ -155,8 +167,9 @@ class Script:
 class VersionSnapshot:
     """What a version is built and run from, frozen when the version is made: the
     script's settings at that moment and the interpreter picked for it. Stored as JSON
-    with secrets in clear (the runner needs them); `to_json()` without `reveal` is what
-    people see: secrets masked, the archive's stored path left out."""
+    with secret values sealed (the deployer opens them for the runner); `to_json()`
+    without `reveal` is what people see: secrets masked, the archive's stored path
+    left out."""
 
     description: str
     language: str
@@ -229,7 +242,7 @@ class Version:
     started_at: str
     ended_at: str | None
     failure_reason: str | None
-    config: VersionSnapshot  # secrets in clear: show it with to_json()
+    config: VersionSnapshot  # secret values sealed; show it with to_json()
     env_key: str | None = None
     undeployed_by: str | None = None
     undeployed_at: str | None = None

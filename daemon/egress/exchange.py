@@ -5,6 +5,7 @@ the rule. Used for plain HTTP through the proxy and for HTTPS once intercepted."
 
 from __future__ import annotations
 
+import functools
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -82,7 +83,23 @@ TargetOf = Callable[[Head], RequestTarget]
 def absolute_target(request: Head) -> RequestTarget:
     """A request to the proxy itself: the target is an absolute URL. https:// is taken
     too (axios in Node sends it so): the proxy then speaks TLS to the server."""
-    url = request.target.decode("ascii", "replace")
+    if len(request.target) > _CACHED_URL_LIMIT:
+        return _parse_absolute.__wrapped__(request.target)
+    return _parse_absolute(request.target)
+
+
+# A client asks for the same few URLs again and again: parsing one (urlsplit, and its
+# .port and .hostname, which parse the netloc again) costs more than the rest of the
+# request's own work in the proxy. RequestTarget is frozen, so a cached one is safe to
+# share; a bad URL raises and is never cached. Long URLs are parsed each time, so the
+# cache stays small (at most 1024 x 2 KB).
+_CACHED_URL_LIMIT = 2048
+_KNOWN_PATHS = 64  # per intercepted tunnel
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_absolute(target: bytes) -> RequestTarget:
+    url = target.decode("ascii", "replace")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequest(
@@ -105,12 +122,22 @@ def tunnel_target(scheme: str, host: str, port: int) -> TargetOf:
     default = 443 if scheme == "https" else 80
     base = f"{scheme}://{shown}" + ("" if port == default else f":{port}")
 
+    known: dict[bytes, RequestTarget] = {}  # the tunnel's paths seen so far (bounded)
+
     def target_of(request: Head) -> RequestTarget:
         path = request.target
+        target = known.get(path)
+        if target is not None:
+            return target
         if not path.startswith(b"/"):
             raise BadRequest("egress: requests inside a tunnel must use a /path target")
         url = base + path.decode("ascii", "replace")
-        return RequestTarget(scheme, host, port, url, path, None)
+        target = RequestTarget(scheme, host, port, url, path, None)
+        if len(path) <= _CACHED_URL_LIMIT:
+            if len(known) >= _KNOWN_PATHS:
+                known.clear()
+            known[path] = target
+        return target
 
     return target_of
 

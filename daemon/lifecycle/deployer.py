@@ -38,6 +38,7 @@ from daemon.core.models import (
 from daemon.lifecycle.context import Context
 from daemon.serving.target import RunnerError, RunTarget
 from daemon.serving.workspace_image import WorkspaceError, ensure_mounted, release
+from daemon.store.secret_box import SecretBoxError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,11 +92,7 @@ class Deployer:
             step_spec = await ctx.db(read_step_spec, source_dir)
         except (StepSpecError, OSError) as exc:
             raise BuildError(f"step.toml: {exc}") from None
-        try:  # a secret deleted since it was granted fails the deploy, by name
-            granted = await ctx.db(ctx.store.secret_values, cfg.settings.secrets)
-        except BadRequest as exc:
-            raise BuildError(str(exc)) from None
-        secret_env = {e.key: e.value for e in cfg.settings.env if e.secret}
+        env, secrets = await self._environment(cfg)
         return RunTarget(
             script_id=version.script_id,
             script=script.name,
@@ -106,7 +103,7 @@ class Deployer:
             source_dir=source_dir,
             env_dir=ctx.builder.env_dir(version.env_key),
             workspace_dir=ctx.state.workspace(version.script_id),
-            env={**{e.key: e.value for e in cfg.settings.env}, **granted},
+            env=env,
             timeout_s=cfg.settings.timeout_s,
             functions=cfg.functions,
             min_replicas=res.min_replicas,
@@ -114,10 +111,23 @@ class Deployer:
             cpu_target=res.cpu_target,
             profile=profile,
             step_spec=step_spec,
-            secret_values=tuple(v for v in {**secret_env, **granted}.values() if v),
+            secret_values=tuple(v for v in secrets.values() if v),
             egress=cfg.settings.egress,
-            secrets={**secret_env, **granted},
+            secrets=secrets,
         )
+
+    async def _environment(self, cfg: VersionSnapshot) -> tuple[dict[str, str], dict[str, str]]:
+        """(the replica's environment, its secret values by name), sealed values opened
+        here and nowhere else. A secret deleted since it was granted, or a value the
+        key does not open, fails the deploy with the reason."""
+        store = self.ctx.store
+        try:
+            granted = await self.ctx.db(store.secret_values, cfg.settings.secrets)
+            env = await self.ctx.db(store.env_values, cfg.settings.env)
+        except (BadRequest, SecretBoxError) as exc:
+            raise BuildError(str(exc)) from None
+        secret_env = {e.key: env[e.key] for e in cfg.settings.env if e.secret}
+        return {**env, **granted}, {**secret_env, **granted}
 
     async def _mount_workspace(self, version: Version) -> None:
         """The script's workspace filesystem, sized by the version's profile (private

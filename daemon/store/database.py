@@ -23,7 +23,6 @@ from daemon.core.errors import Conflict
 from daemon.core.models import (
     ArchiveRef,
     EgressSettings,
-    EnvVar,
     Event,
     Resources,
     Script,
@@ -35,6 +34,7 @@ from daemon.store.account_tables import AccountStore
 from daemon.store.keys_table import KeysStore
 from daemon.store.retention_tables import RetentionStore
 from daemon.store.schema import MIGRATIONS
+from daemon.store.sealed_env import env_rows, env_vars, loaded_value, stored_value
 from daemon.store.secret_box import SecretBox, key_path
 from daemon.store.secrets_table import SecretsStore
 
@@ -48,8 +48,8 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def script_columns(script: Script) -> dict[str, Any]:
-    """A Script as column values (the inverse of _script)."""
+def script_columns(script: Script, box: SecretBox) -> dict[str, Any]:
+    """A Script as column values (the inverse of _script), secret values sealed."""
     return {
         "name": script.name,
         "description": script.description,
@@ -59,7 +59,7 @@ def script_columns(script: Script) -> dict[str, Any]:
         "added_by": script.added_by,
         "created_at": script.created_at,
         "updated_at": script.updated_at,
-        "env_json": _dumps([[e.key, e.value, e.secret] for e in script.settings.env]),
+        "env_json": _dumps(env_rows(box, script.settings.env)),
         "timeout_s": script.settings.timeout_s,
         "egress_json": _dumps(script.settings.egress.to_json()),
         "secrets_json": _dumps(list(script.settings.secrets)),
@@ -74,7 +74,7 @@ def script_columns(script: Script) -> dict[str, Any]:
 
 
 def _script(row: Mapping[str, Any]) -> Script:
-    env = tuple(EnvVar(k, v, bool(s)) for k, v, s in orjson.loads(row["env_json"]))
+    env = env_vars(orjson.loads(row["env_json"]))
     return Script(
         id=row["id"],
         name=row["name"],
@@ -102,9 +102,18 @@ def _script(row: Mapping[str, Any]) -> Script:
 
 def _version(row: Mapping[str, Any]) -> Version:
     fields = {k: row[k] for k in _VERSION_COLUMNS if k != "config_json"}
-    return Version(
-        id=row["id"], config=VersionSnapshot.from_json(orjson.loads(row["config_json"])), **fields
-    )
+    doc = orjson.loads(row["config_json"])
+    for item in doc["settings"]["env"]:
+        item["value"] = loaded_value(item["value"])
+    return Version(id=row["id"], config=VersionSnapshot.from_json(doc), **fields)
+
+
+def config_json(config: VersionSnapshot, box: SecretBox) -> str:
+    """A version's snapshot as stored: in full (the archive's path too), secrets sealed."""
+    doc = config.to_json(reveal=True)
+    for item, var in zip(doc["settings"]["env"], config.settings.env, strict=True):
+        item["value"] = stored_value(box, var)
+    return _dumps(doc)
 
 
 def _event(row: Mapping[str, Any]) -> Event:
@@ -123,8 +132,9 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore):
         self.path = path
         self._lock = threading.RLock()
         self.secret_box = SecretBox(key_path(path))  # the key is read or made on first use
-        # Secrets are stored in clear: the file (and so its -wal and -shm, which
-        # SQLite creates with the database's mode) is for the daemon's user only.
+        # Secret values are sealed, yet names, scripts and records are nobody else's
+        # business: the file (and so its -wal and -shm, which SQLite creates with the
+        # database's mode) is for the daemon's user only.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         os.chmod(path, 0o600)
         self._db = apsw.Connection(str(path))
@@ -140,20 +150,34 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore):
         """Apply the missing migrations in one transaction, with foreign keys off
         (a table rebuild drops a table that others refer to: with them on, the
         drop would cascade), and refuse to commit if a reference is left broken."""
-        if self._one("PRAGMA user_version")["user_version"] >= len(MIGRATIONS):
+        done = self._one("PRAGMA user_version")["user_version"]
+        if done >= len(MIGRATIONS):
             return
         self._db.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction
         try:
             with self._tx():
                 done = self._one("PRAGMA user_version")["user_version"]
-                for number, sql in enumerate(MIGRATIONS[done:], start=done + 1):
-                    self._db.execute(sql)
+                for number, step in enumerate(MIGRATIONS[done:], start=done + 1):
+                    if isinstance(step, str):
+                        self._db.execute(step)
+                    else:
+                        step(self._db, self.secret_box)
                     self._db.execute(f"PRAGMA user_version={number}")
                 broken = self._rows("PRAGMA foreign_key_check")
                 if broken:
                     raise RuntimeError(f"migration left broken references: {broken[:5]}")
         finally:
             self._db.execute("PRAGMA foreign_keys=ON")
+        if done and any(not isinstance(step, str) for step in MIGRATIONS[done:]):
+            self._scrub_free_space()
+
+    def _scrub_free_space(self) -> None:
+        """After a data step rewrote values (secrets sealed in place of clear ones), the
+        old bytes may linger in freed pages and in the WAL: rebuild the file and empty
+        the WAL, so no clear value stays anywhere on disk. Runs once per such step."""
+        with self._lock:
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
     def schema_version(self) -> int:
@@ -185,7 +209,7 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore):
 
     def insert_script(self, script: Script, event: Event | None = None) -> Script:
         """Insert a new script (its id is ignored). Conflict if the name is taken."""
-        cols = script_columns(script)
+        cols = script_columns(script, self.secret_box)
         sql = f"INSERT INTO scripts ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
         try:
             with self._tx():
@@ -199,7 +223,7 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore):
 
     def save_script(self, script: Script, event: Event | None = None) -> Script:
         """Write every column of `script` (found by id), with an optional event."""
-        cols = script_columns(script)
+        cols = script_columns(script, self.secret_box)
         sql = f"UPDATE scripts SET {','.join(f'{c}=?' for c in cols)} WHERE id=?"
         try:
             with self._tx():
@@ -252,7 +276,7 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore):
     def begin_version(self, script: Script, version: Version, event: Event) -> Version:
         """Atomically: save the script (now Deploying), add the version and an event."""
         cols = {k: getattr(version, k) for k in _VERSION_COLUMNS if k != "config_json"}
-        cols["config_json"] = _dumps(version.config.to_json(reveal=True))
+        cols["config_json"] = config_json(version.config, self.secret_box)
         sql = f"INSERT INTO versions ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
         with self._tx():
             self.save_script(script)
@@ -266,7 +290,7 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore):
     ) -> Version:
         """Write `version` (by id), and with it, atomically, `script` and `event`."""
         cols = {k: getattr(version, k) for k in _VERSION_COLUMNS if k != "config_json"}
-        cols["config_json"] = _dumps(version.config.to_json(reveal=True))
+        cols["config_json"] = config_json(version.config, self.secret_box)
         sql = f"UPDATE versions SET {','.join(f'{c}=?' for c in cols)} WHERE id=?"
         try:
             with self._tx():

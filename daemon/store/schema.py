@@ -1,7 +1,8 @@
 """The store's schema as a list of migrations, applied in order.
 
-`PRAGMA user_version` holds the number of migrations applied. A migration is
-never edited once committed: later issues append new ones (API keys gaining a
+`PRAGMA user_version` holds the number of migrations applied. A migration is SQL,
+or a Python step given the connection and the store's SecretBox. It is never edited
+once committed: later issues append new ones (API keys gaining a
 column, metering tables, ...). The tables for API keys, executions, the account
 ledger and the outbox exist from the start so those issues only add code.
 
@@ -12,7 +13,17 @@ inside a transaction, and a table rebuild must not cascade deletes) and checks
 
 from __future__ import annotations
 
-MIGRATIONS: tuple[str, ...] = (
+from collections.abc import Callable
+
+import apsw
+
+from daemon.store.sealed_env import seal_clear_env
+from daemon.store.secret_box import SecretBox
+
+# SQL, or a data step in Python (for what SQL cannot do, such as sealing values).
+Migration = str | Callable[[apsw.Connection, SecretBox], None]
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: the whole first schema.
     """
     CREATE TABLE scripts (
@@ -205,4 +216,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE scripts ADD COLUMN secrets_json TEXT NOT NULL DEFAULT '[]';
     """,
+    # 8: secret environment variables sealed at rest like integration secrets: the
+    # values stored in clear until now, in scripts and in versions' snapshots.
+    seal_clear_env,
 )

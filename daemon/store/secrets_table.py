@@ -2,8 +2,9 @@
 AES-GCM (daemon/store/secret_box.py) before they reach the database.
 
 ``SecretsStore`` is a mixin of ``daemon.store.database.Store`` like ``KeysStore``.
-Values leave only through ``secret_values``, for the deployer that builds a replica's
-environment; listings carry ``SecretInfo`` (never a value). A script grants secrets by
+Values leave only through ``secret_values`` (and a script's secret environment
+variables, sealed too, through ``env_values``), for the deployer that builds a
+replica's environment; listings carry ``SecretInfo`` (never a value). A script grants secrets by
 name in its settings (`scripts.secrets_json`); those are the secret's "used by".
 """
 
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon.core.errors import BadRequest, Conflict, NotFound
-from daemon.core.models import DEPLOYED, DEPLOYING
+from daemon.core.models import DEPLOYED, DEPLOYING, EnvVar
 from daemon.store.parts import StoreParts
+from daemon.store.sealed_env import open_env
 from daemon.store.secret_box import SecretBox
 
 __all__ = ["SecretInfo", "SecretsStore"]
@@ -93,6 +95,11 @@ class SecretsStore(StoreParts):
         if gone:
             raise BadRequest(f"unknown secret {gone[0]!r}: set it with `scriptctl secrets set`")
         return {n: self.secret_box.open(n, bytes(rows[n])) for n in wanted}
+
+    def env_values(self, env: Iterable[EnvVar]) -> dict[str, str]:
+        """key -> value in clear of environment variables, their sealed values opened:
+        for a replica's environment only."""
+        return open_env(self.secret_box, env)
 
     def delete_secret(self, name: str) -> None:
         """Remove `name`; refused (Conflict) while a Deployed script is granted it."""

@@ -146,6 +146,21 @@ def test_history_keeps_each_row_on_one_line() -> None:
     )
 
 
+def test_history_names_the_secrets_each_version_was_granted() -> None:
+    def version(number: int, secrets: list[str]) -> dict[str, object]:
+        settings = {"env": [{"key": "T", "value": "********", "secret": True}],
+                    "secrets": secrets}  # fmt: skip
+        return {"number": number, "display_name": f"hello-v{number}", "status": "Deployed",
+                "config": {"settings": settings}}  # fmt: skip
+
+    text = render_scripts.history({"versions": [version(2, ["API_TOKEN", "DB_PASSWORD"]),
+                                                version(1, [])]})  # fmt: skip
+    header, v2, v1 = text.splitlines()[:3]
+    assert "SECRETS" in header
+    assert "API_TOKEN, DB_PASSWORD" in v2 and "API_TOKEN" not in v1
+    assert "********" not in text  # env values are not history's business
+
+
 def test_validation_report_lists_every_finding() -> None:
     report = {
         "ok": False,

@@ -16,6 +16,7 @@ from daemon.core.models import (
     Event,
     Resources,
     Script,
+    Sealed,
     Settings,
     Version,
     VersionSnapshot,
@@ -75,7 +76,12 @@ def test_migrations_and_wal(tmp_path: Path) -> None:
 
 def test_round_trip_is_typed_and_frozen(store: Store) -> None:
     script = store.insert_script(a_script(), ev("created"))
-    assert script.id > 0 and script.settings.env == (EnvVar("K", "v", True),)
+    (var,) = script.settings.env  # its secret value sealed (tests/daemon/store/test_sealed_env.py)
+    assert script.id > 0 and (var.key, var.secret, isinstance(var.value, Sealed)) == (
+        "K",
+        True,
+        True,
+    )
     assert store.get_script("demo") == script
     with pytest.raises(AttributeError):
         script.name = "x"  # type: ignore[misc]
@@ -132,6 +138,7 @@ def test_migration_3_keeps_rows_ids_and_references(tmp_path: Path) -> None:
     db = apsw.Connection(str(path))
     db.execute("PRAGMA foreign_keys=ON")
     for sql in MIGRATIONS[:2]:
+        assert isinstance(sql, str)
         db.execute(sql)
     db.execute("PRAGMA user_version=2")
     for sid, name in ((4, "kept"), (9, "newest")):
