@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import logging
 import os
 import signal
@@ -57,6 +56,7 @@ from daemon.gateway.step_route import StepRoute
 from daemon.gateway.uploads_route import Uploads
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.context import Context
+from daemon.lifecycle.restore import KEY_NOTE, RestoreError, restore
 from daemon.serving.dispatcher import DispatchSettings
 from daemon.serving.egress_gate import EgressGate
 from daemon.serving.launcher import LaunchSettings
@@ -66,7 +66,7 @@ from daemon.serving.replica_runner import FailureHook, ReplicaRunner, RunnerSett
 from daemon.serving.workspace_image import unmount_all
 from daemon.store import uploads_folder
 from daemon.store.database import Store
-from daemon.store.state_dir import StateDir
+from daemon.store.state_dir import StateDir, StateDirBusy
 
 log = logging.getLogger("scriptd")
 
@@ -81,6 +81,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dev-no-sandbox",
         action="store_true",
         help="development only: start without root, namespaces or cgroups",
+    )
+    p.add_argument(
+        "--restore",
+        type=Path,
+        metavar="FILE",
+        help="restore a backup (scriptctl backup) into the state dir, then exit; the "
+        "daemon must be stopped",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --restore: replace the data a state dir holds already",
     )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p.parse_args(argv)
@@ -111,15 +123,10 @@ def sandbox_problems() -> list[str]:
 
 
 def lock_state_dir(state: StateDir) -> IO[str]:
-    lock = open(state.root / "scriptd.lock", "a+")  # noqa: SIM115 - held for the process's life
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise SystemExit(f"scriptd: another scriptd uses the state dir {state.root}") from None
-    lock.truncate(0)
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    return lock
+        return state.lock()
+    except StateDirBusy as exc:
+        raise SystemExit(f"scriptd: {exc}") from None
 
 
 def prepare_uploads_dir(path: Path) -> None:
@@ -317,6 +324,24 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def run_restore(config: Config, backup: Path, force: bool) -> int:
+    try:
+        report = restore(config, backup.resolve(), force)
+    except (RestoreError, OSError) as exc:
+        print(f"scriptd: restore: {exc}", file=sys.stderr)
+        return 1
+    m = report.manifest
+    origin = f"{m.created_at} by {m.created_by} from {m.state_dir} (scriptd {m.daemon_version})"
+    print(f"restored {backup} into {report.state_dir}: {report.files} files, taken {origin}")
+    for warning in report.warnings:
+        print(f"scriptd: WARNING: {warning}", file=sys.stderr)
+    if not m.secrets_key:
+        print(f"scriptd: WARNING: {KEY_NOTE}", file=sys.stderr)
+    print("start scriptd now: Deployed scripts start again (environments this host lacks "
+          "are built first)")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -328,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
     except (ConfigError, ValueError) as exc:
         print(f"scriptd: {exc}", file=sys.stderr)
+        return 2
+    if args.restore:
+        return run_restore(config, args.restore, args.force)
+    if args.force:
+        print("scriptd: --force goes with --restore only", file=sys.stderr)
         return 2
     return_large_blocks()  # argon2's 19 MiB per hash must not stay in every thread's arena
     if args.dev_no_sandbox and os.geteuid() == 0:

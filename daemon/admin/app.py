@@ -21,6 +21,7 @@ from aiohttp import web
 
 from daemon.admin import (
     account_routes,
+    backup_routes,
     call_routes,
     console_routes,
     log_routes,
@@ -281,6 +282,7 @@ ROUTES: tuple[Route, ...] = (
     *account_routes.ROUTES,
     *secret_routes.ROUTES,
     *console_routes.ROUTES,
+    *backup_routes.ROUTES,
 )  # fmt: skip
 
 

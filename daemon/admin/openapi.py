@@ -211,6 +211,8 @@ QUERY_SCHEMAS: dict[str, S] = {
     "replica": {**STR, "description": "one replica's logs (its name, as listed)"},
     "tail": {**INT, "minimum": 0, "maximum": 16 << 20, "description": "bytes per replica"},
     "follow": BOOL,
+    "workspaces": {**BOOL, "description": "include every script's WORKSPACE_DIR"},
+    "include_key": {**BOOL, "description": "include the integration secrets' key"},
     **ACCOUNT_QUERY,
 }
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})
@@ -269,7 +271,12 @@ SCHEMAS: dict[str, S] = {
                         "message": STR, "report": _ref("Report")}, ("type", "message"))}
     ),
 }  # fmt: skip
-MEDIA = {"binary": "application/octet-stream", "zip": "application/zip", "text": "text/plain"}
+MEDIA = {
+    "binary": "application/octet-stream",
+    "zip": "application/zip",
+    "gzip": "application/gzip",
+    "text": "text/plain",
+}
 
 
 def _content(schema: str) -> S:

@@ -129,6 +129,10 @@ class Builder:
     def env_dir(self, key: str) -> Path:
         return self.envs_dir / key
 
+    def is_built(self, key: str) -> bool:
+        """Whether environment `key` is complete on this host (blocking)."""
+        return (self.env_dir(key) / DONE_MARKER).is_file()
+
     async def build(self, language: str, runtime: Runtime, src: Path, log: Path) -> BuildResult:
         """Build (or reuse) the environment for the project unpacked at `src`."""
         started = time.monotonic()

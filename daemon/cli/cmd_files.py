@@ -82,8 +82,9 @@ def _saved(ctx: Context, result: dict[str, Any]) -> int:
     return 0
 
 
-def download(client: AdminClient, api_path: str, output: str) -> int:
-    """Stream api_path into `output` through a temp file in the same folder."""
+def download(client: AdminClient, api_path: str, output: str, mode: int = 0o644) -> int:
+    """Stream api_path into `output` (file mode `mode`, less the umask) through a temp
+    file in the same folder."""
     dest = Path(output).expanduser()
     if dest.is_dir():
         raise CliError(f"{output} is a folder: give a file name, like {output}/project.zip")
@@ -98,7 +99,7 @@ def download(client: AdminClient, api_path: str, output: str) -> int:
     try:
         with os.fdopen(fd, "wb") as sink:
             size = client.download(api_path, sink, progress)
-        tmp.chmod(0o644 & ~_umask())
+        tmp.chmod(mode & ~_umask())
         tmp.replace(dest)
     except OSError as exc:
         _discard(tmp)

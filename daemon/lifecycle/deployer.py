@@ -79,6 +79,26 @@ class Deployer:
         version = await self._update(version, env_key=built.env_key)
         return await self.target(version, runtime)
 
+    async def rebuild_if_missing(self, version: Version) -> Version:
+        """Before a Deployed version starts again: unpack its source and build its
+        environment when this host lacks them (a restored backup holds neither; an
+        emptied build cache loses the environment). Its status and phase stay."""
+        ctx, cfg = self.ctx, version.config
+        src = ctx.state.source_dir(version.script_id, version.number)
+        key = version.env_key
+        has_src = await ctx.db(src.is_dir)
+        if has_src and key is not None and await ctx.db(ctx.builder.is_built, key):
+            return version
+        log.info("v%d of script %d: source or environment missing, preparing it again",
+                 version.number, version.script_id)  # fmt: skip
+        runtime = self._runtime(cfg)
+        if not has_src:
+            await ctx.db(_fresh_dir, src.parent)
+            await self._unpack(Path(cfg.archive.path), src, cfg.language)
+        build_log = ctx.state.build_log(version.script_id, version.number)
+        built = await ctx.builder.build(cfg.language, runtime, src, build_log)
+        return await self._update(version, env_key=built.env_key)
+
     async def target(self, version: Version, runtime: Runtime | None = None) -> RunTarget:
         """What the runner needs to run `version` (built already)."""
         ctx, cfg = self.ctx, version.config

@@ -2,8 +2,9 @@
 
 `Recovery.reconcile()` runs once at start, before the daemon serves: versions a
 crash left Deploying fail as "interrupted", every Deployed script is handed to
-the runner again (side by side), and files of scripts and uploads that are no
-longer wanted are swept. One script that cannot start again never stops the
+the runner again (side by side; a version whose source or environment this host
+lacks, as after a restore, is unpacked and built first), and files of scripts and
+uploads that are no longer wanted are swept. One script that cannot start again never stops the
 others or the daemon: whatever it raises is logged and recorded on the script
 as a "restart_failed" event, and the script stays Deployed so an operator sees
 it and can undeploy or redeploy it.
@@ -17,6 +18,7 @@ from dataclasses import replace
 
 from daemon.core.errors import BuildError
 from daemon.core.models import DEPLOYED, V_DEPLOYING, Event, Script, now_iso
+from daemon.lifecycle.backup import remove_leftovers
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.deployer import INTERRUPTED, Deployer
 from daemon.serving.target import RunnerError
@@ -32,6 +34,7 @@ class Recovery:
 
     async def reconcile(self) -> None:
         ctx = self.ctx
+        await ctx.db(remove_leftovers, ctx.state)  # of a backup the last run did not finish
         for v in await ctx.db(ctx.store.versions_in_status, V_DEPLOYING):
             await self.deployer.fail(v, INTERRUPTED)
         scripts = await ctx.db(ctx.store.list_scripts, None)
@@ -62,6 +65,7 @@ class Recovery:
         try:
             if v is None:
                 raise RunnerError(f"its current version v{number} is not in the store")
+            v = await self.deployer.rebuild_if_missing(v)  # after a restore, say
             await ctx.runner.start(await self.deployer.target(v))
             if v.failure_reason:  # it was failing before the restart: it serves again
                 await ctx.db(ctx.store.save_version, replace(v, failure_reason=None))

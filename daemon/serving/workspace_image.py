@@ -25,11 +25,13 @@ Every function here blocks: call it off the event loop.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ __all__ = [
     "WorkspaceError",
     "ensure_mounted",
     "mounts_below",
+    "read_view",
     "release",
     "unmount",
     "unmount_all",
@@ -48,6 +51,9 @@ __all__ = [
 IMAGE_NAME = "workspace.img"
 MIGRATING_NAME = "workspace.migrating"
 MOUNT_OPTIONS = "loop,nodev,nosuid,noexec"
+READ_VIEW_NAME = "workspace.backup"  # where a backup mounts an unmounted image read-only
+# linux/fs.h: _IOWR('X', 119, int) and _IOWR('X', 120, int)
+FIFREEZE, FITHAW = 0xC0045877, 0xC0045878
 # lazy init: mkfs writes a few MB instead of zeroing inode tables (the kernel does it
 # in the background); -m 0: no blocks reserved for root, the script gets them all.
 MKFS_OPTIONS = ("-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard")
@@ -80,6 +86,7 @@ def ensure_mounted(workspace: Path, size_bytes: int) -> None:
                 os.rename(workspace, migrating)
             _create_image(image, size_bytes)
         if os.path.ismount(workspace):
+            _thaw(workspace)  # a backup cut short by a crash must not leave it frozen
             _grow(image, workspace, size_bytes)
         else:
             _resize_unmounted(image, size_bytes)
@@ -90,6 +97,55 @@ def ensure_mounted(workspace: Path, size_bytes: int) -> None:
             os.chmod(workspace, 0o700)  # the launcher hands it to the script's uid
         if migrating.is_dir():
             _migrate(migrating, workspace)
+
+
+@contextlib.contextmanager
+def read_view(workspace: Path) -> Iterator[Path | None]:
+    """A folder with the workspace's files as of now, unchanging while the block runs
+    (a backup reads it): a mounted workspace is frozen (FIFREEZE: the script's writes
+    wait until the block ends), an unmounted image is mounted read-only beside it, a
+    plain folder (no root) is itself. None when the script has no workspace yet. The
+    workspace's lock is held: no replica mounts or unmounts it meanwhile."""
+    with _lock_for(workspace):
+        image = image_path(workspace)
+        if os.path.ismount(workspace):
+            with _frozen(workspace):
+                yield workspace
+        elif image.exists():
+            view = workspace.with_name(READ_VIEW_NAME)
+            view.mkdir(mode=0o700, exist_ok=True)
+            options = "loop,ro,noload,nodev,nosuid,noexec"
+            _run(["mount", "-t", "ext4", "-o", options, str(image), str(view)])
+            try:
+                yield view
+            finally:
+                _unmount(view)
+                view.rmdir()
+        else:
+            yield workspace if _plain_folder(workspace) else None
+
+
+@contextlib.contextmanager
+def _frozen(mountpoint: Path) -> Iterator[None]:
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, FIFREEZE, 0)
+        try:
+            yield
+        finally:
+            fcntl.ioctl(fd, FITHAW, 0)
+    finally:
+        os.close(fd)
+
+
+def _thaw(mountpoint: Path) -> None:
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, FITHAW, 0)
+    except OSError:
+        pass  # EINVAL: it was not frozen
+    finally:
+        os.close(fd)
 
 
 def unmount(workspace: Path) -> None:

@@ -37,6 +37,7 @@ from daemon.store.schema import MIGRATIONS
 from daemon.store.sealed_env import env_rows, env_vars, loaded_value, stored_value
 from daemon.store.secret_box import SecretBox, key_path
 from daemon.store.secrets_table import SecretsStore
+from daemon.store.snapshot import SnapshotStore
 
 _VERSION_COLUMNS = (
     "script_id", "number", "display_name", "status", "phase", "deployed_by", "started_at",
@@ -121,12 +122,13 @@ def _event(row: Mapping[str, Any]) -> Event:
     return Event(row["id"], row["script_id"], row["at"], row["kind"], row["actor"], detail)
 
 
-class Store(KeysStore, AccountStore, SecretsStore, RetentionStore):
+class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore):
     """The registry of scripts, versions and their history events; API keys
     and execution records come from the KeysStore mixin (daemon/store/keys_table.py); credits,
     the usage ledger and the outbox from AccountStore (daemon/store/account_tables.py);
     integration secrets from SecretsStore (daemon/store/secrets_table.py); pruning and
-    sizes from RetentionStore (daemon/store/retention_tables.py)."""
+    sizes from RetentionStore (daemon/store/retention_tables.py); online copies for
+    backups from SnapshotStore (daemon/store/snapshot.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -15,6 +15,7 @@ Every function here blocks: call it through asyncio.to_thread.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
@@ -22,6 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from daemon.core.models import ArchiveRef
 
@@ -34,6 +36,10 @@ class StagedArchive:
     filename: str
     size: int
     path: Path
+
+
+class StateDirBusy(Exception):
+    """Another process (a running scriptd, a restore) holds the state dir's lock."""
 
 
 class StateDir:
@@ -52,6 +58,24 @@ class StateDir:
         # (sandboxes see a version's files through bind mounts, not these paths).
         for d in (self.staging, self.archives, self.scripts):
             os.chmod(d, 0o700)
+
+    def lock(self) -> IO[str]:
+        """Hold the state dir for this process (one daemon, or one restore, at a time);
+        released when the returned file closes. StateDirBusy names the holder's pid."""
+        lock = open(self.root / "scriptd.lock", "a+")  # noqa: SIM115 - the caller closes it
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            raise StateDirBusy(
+                f"another scriptd (pid {holder}) uses the state dir {self.root}"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        return lock
 
     def script_dir(self, script_id: int) -> Path:
         return self.scripts / str(script_id)

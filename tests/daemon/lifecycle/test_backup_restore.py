@@ -1,0 +1,157 @@
+"""Backup and restore without a daemon: a real apsw store and state dir written into a
+real tar.gz, restored into another state dir; the refusals leave that dir unchanged.
+(The online backup of a serving daemon is tests/e2e/test_backup_restore.py.)"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from daemon.config.daemon_config import Config
+from daemon.core.models import ArchiveRef, Settings, now_iso
+from daemon.lifecycle.backup import BackupError, BackupOptions, write_backup
+from daemon.lifecycle.restore import RestoreError, restore
+from daemon.store.backup_format import MANIFEST
+from daemon.store.database import Store
+from daemon.store.state_dir import StateDir
+from tests.daemon.store.test_database import a_script, a_version, ev
+
+ARCHIVE = b"PK\x03\x04 not really a zip, only bytes to carry"
+SECRET = "token-value-7d1f"
+
+
+def origin(root: Path) -> tuple[Config, Store, StateDir]:
+    """A state dir with one script, a version, a build log, an upload, a workspace file
+    and an integration secret."""
+    config = Config(state_dir=root)
+    state = StateDir(root)
+    state.prepare()
+    store = Store(state.db)
+    archive = state.archives / ("cd" * 32 + ".zip")
+    archive.write_bytes(ARCHIVE)
+    ref = ArchiveRef("p.zip", "cd" * 32, len(ARCHIVE), str(archive))
+    script = a_script("kept")
+    script = replace(script, archive=ref, settings=Settings(script.settings.env, 30, secrets=()))
+    script = store.insert_script(script)
+    store.begin_version(script, a_version(script), ev("deploy_started"))
+    state.build_log(script.id, 1).parent.mkdir(parents=True)
+    state.build_log(script.id, 1).write_text("built\n")
+    config.uploads_dir.mkdir()
+    (config.uploads_dir / "prices.csv").write_text("a,1\n")
+    state.workspace(script.id).mkdir(parents=True)
+    (state.workspace(script.id) / "note.txt").write_text("kept across the restore")
+    store.put_secret("PARTNER_TOKEN", SECRET, "root", now_iso())
+    return config, store, state
+
+
+def take(store: Store, state: StateDir, config: Config, dest: Path, **options: bool) -> Path:
+    with open(dest, "wb") as sink:
+        write_backup(store, state, config, sink, BackupOptions(**options), "root")
+    return dest
+
+
+@pytest.fixture
+def backup(tmp_path: Path) -> Path:
+    config, store, state = origin(tmp_path / "a")
+    try:
+        return take(store, state, config, tmp_path / "b.tar.gz", workspaces=True, include_key=True)
+    finally:
+        store.close()
+
+
+def test_a_restored_state_dir_holds_the_same_data(backup: Path, tmp_path: Path) -> None:
+    config = Config(state_dir=tmp_path / "r")
+    report = restore(config, backup, force=False)
+    assert report.manifest.workspaces and report.manifest.secrets_key
+    assert report.warnings == []
+    store = Store(config.state_dir / "scriptd.db")
+    script = store.get_script("kept")
+    assert script is not None
+    # archive paths point into the new state dir, where the archive is
+    archive = Path(script.archive.path)
+    assert archive.parent == config.state_dir / "archives" and archive.read_bytes() == ARCHIVE
+    [version] = store.list_versions(script.id)
+    assert version.config.archive.path == str(archive)
+    assert store.secret_values(["PARTNER_TOKEN"]) == {"PARTNER_TOKEN": SECRET}
+    state = StateDir(config.state_dir)
+    assert state.build_log(script.id, 1).read_text() == "built\n"
+    assert (config.uploads_dir / "prices.csv").read_text() == "a,1\n"
+    assert (state.workspace(script.id) / "note.txt").read_text() == "kept across the restore"
+    store.close()
+
+
+def test_the_manifest_lists_each_file_with_its_checksum(backup: Path) -> None:
+    with tarfile.open(backup, "r:gz") as tar:
+        names = tar.getnames()
+        body = tar.extractfile(MANIFEST)
+        assert body is not None
+        doc = json.load(body)
+    assert names[-1] == MANIFEST and names[0] == "store/scriptd.db"
+    assert doc["format"] == "scriptd-backup" and doc["format_version"] == 1
+    assert set(doc["files"]) == {n for n in names if n != MANIFEST and "." in n.split("/")[-1]}
+    assert all(len(entry["sha256"]) == 64 for entry in doc["files"].values())
+
+
+def test_without_the_key_the_restore_says_secrets_will_not_decrypt(tmp_path: Path) -> None:
+    config, store, state = origin(tmp_path / "a")
+    backup = take(store, state, config, tmp_path / "b.tar.gz")
+    store.close()
+    report = restore(Config(state_dir=tmp_path / "r"), backup, force=False)
+    assert any("NOT their key" in w for w in report.warnings), report.warnings
+    assert any("workspaces were not in the backup" in w for w in report.warnings)
+
+
+def test_a_state_dir_with_data_is_refused_unless_forced(backup: Path, tmp_path: Path) -> None:
+    config = Config(state_dir=tmp_path / "r")
+    restore(config, backup, force=False)
+    with pytest.raises(RestoreError, match=r"holds a daemon's data .*--force"):
+        restore(config, backup, force=False)
+    (config.uploads_dir / "stray.txt").write_text("replaced by --force")
+    restore(config, backup, force=True)
+    assert not (config.uploads_dir / "stray.txt").exists()
+    assert (config.uploads_dir / "prices.csv").exists()
+
+
+def test_a_running_daemons_state_dir_is_refused(backup: Path, tmp_path: Path) -> None:
+    state = StateDir(tmp_path / "r")
+    state.prepare()
+    with state.lock(), pytest.raises(RestoreError, match=r"another scriptd \(pid \d+\).*stop it"):
+        restore(Config(state_dir=state.root), backup, force=True)
+
+
+def test_a_truncated_backup_changes_nothing(backup: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(backup.read_bytes()[: backup.stat().st_size // 2])
+    config = Config(state_dir=tmp_path / "r")
+    with pytest.raises(RestoreError, match=r"damaged|incomplete"):
+        restore(config, cut, force=False)
+    assert not (config.state_dir / "scriptd.db").exists()
+    assert list((config.state_dir / "archives").iterdir()) == []
+
+
+def test_a_file_changed_after_the_backup_is_refused(backup: Path, tmp_path: Path) -> None:
+    tampered = tmp_path / "tampered.tar.gz"
+    with tarfile.open(backup, "r:gz") as src, tarfile.open(tampered, "w:gz") as out:
+        for member in src:
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name == "files/prices.csv":
+                data = b"a,2\n"
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+    with pytest.raises(RestoreError, match=r"wrong checksum: files/prices\.csv"):
+        restore(Config(state_dir=tmp_path / "r"), tampered, force=False)
+
+
+def test_a_missing_archive_fails_the_backup_before_writing(tmp_path: Path) -> None:
+    config, store, state = origin(tmp_path / "a")
+    for path in state.archives.iterdir():
+        path.unlink()
+    sink = io.BytesIO()
+    with pytest.raises(BackupError, match="archives the store refers to are missing"):
+        write_backup(store, state, config, sink, BackupOptions(), "root")
+    assert sink.getvalue() == b""
+    store.close()
