@@ -14,9 +14,11 @@ install_debian_packages() {
     # openssl: the notification tests make their TLS certificates with it;
     # e2fsprogs (mkfs.ext4, resize2fs) and util-linux (mount, losetup, unshare,
     # setpriv): workspace images and builds; chromium: the console's browser tests
-    # (Playwright drives Debian's build, it downloads no browser).
+    # (Playwright drives Debian's build, it downloads no browser); libsystemd-dev and
+    # pkg-config: systemd-python (logs to journald) builds from source; systemd:
+    # systemd-analyze checks the unit.
     local wanted=(libcap-dev libseccomp2 bubblewrap python3-venv curl gcc python3-dev openssl
-                  e2fsprogs util-linux mount chromium)
+                  e2fsprogs util-linux mount chromium libsystemd-dev pkg-config systemd)
     # Node may come from elsewhere than Debian: only ask apt for it when absent.
     command -v node >/dev/null 2>&1 || wanted+=(nodejs npm)
     local missing=()
@@ -39,7 +41,7 @@ install_virtualenv() {
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         echo "setup: installing scriptd and its tools into .venv"
         .venv/bin/python -m pip install -q --upgrade pip uv
-        .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev,bench]'
+        .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev,bench,journal]'
         touch "$stamp"
     fi
 }

@@ -44,6 +44,7 @@ from daemon.config.loader import load_config, parse_listen
 from daemon.console.app import ConsoleLinks, make_console, serve_console
 from daemon.console.signin import SignIn
 from daemon.core.errors import ConfigError
+from daemon.core.journal_log import journal_handler, wants_journal
 from daemon.core.memory import return_large_blocks
 from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
@@ -324,6 +325,24 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def log_to_journal(mode: str, level: str) -> None:
+    """Under systemd (or logs.journal = "yes"): the daemon's log goes to journald with
+    fields (script, version, replica, execution id) instead of plain lines on stderr."""
+    if not wants_journal(mode):
+        return
+    try:
+        handler = journal_handler()
+    except ImportError as exc:
+        log.warning("logs.journal = %s, but systemd-python is missing (%s): logging to "
+                    "stderr; install scriptd[journal]", mode, exc)  # fmt: skip
+        return
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler.setLevel(level)
+    root.addHandler(handler)
+
+
 def run_restore(config: Config, backup: Path, force: bool) -> int:
     try:
         report = restore(config, backup.resolve(), force)
@@ -356,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.restore:
         return run_restore(config, args.restore, args.force)
+    log_to_journal(config.log_journal, args.log_level)
     if args.force:
         print("scriptd: --force goes with --restore only", file=sys.stderr)
         return 2

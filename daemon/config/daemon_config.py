@@ -78,6 +78,9 @@ class Config:
     log_files: int = 3  # files kept per replica: the current one and rotated ones
     log_replicas_kept: int = 10  # per script: logs of this many latest replicas (+ running)
     log_rate_bytes_per_s: int = 1 << 20  # output read from one replica per second at most
+    # The daemon's own log to journald with fields: auto (when stderr is the journal),
+    # yes, no (daemon/core/journal_log.py).
+    log_journal: str = "auto"
     executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
     executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most

@@ -23,6 +23,7 @@ from daemon.config.daemon_config import Config, IPNetwork
 from daemon.config.egress import policy, ports
 from daemon.config.profiles import parse_profiles
 from daemon.core.errors import ConfigError
+from daemon.core.journal_log import JOURNAL_MODES
 
 DEFAULT_CONFIG_PATH = Path("/etc/scriptd/scriptd.toml")
 GIB = 1 << 30
@@ -47,6 +48,12 @@ def _group(key: str, value: object) -> str | None:
     if not isinstance(value, str):
         raise fail(key, value, "a group name (a string); empty means the daemon's group")
     return value or None
+
+
+def _journal_mode(key: str, value: object) -> str:
+    if value not in JOURNAL_MODES:
+        raise fail(key, value, "auto, yes or no")
+    return str(value)
 
 
 def _listen(key: str, value: object) -> tuple[str, int]:
@@ -147,6 +154,7 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "logs.files": (("log_files",), integer(1, 100)),
     "logs.replicas_kept": (("log_replicas_kept",), integer(1, 10_000)),
     "logs.rate_bytes_per_s": (("log_rate_bytes_per_s",), integer(4096, GIB)),
+    "logs.journal": (("log_journal",), _journal_mode),
     "executions.output_bytes": (("executions_output_bytes",), integer(0, 16 << 20)),
     "executions.buffer": (("executions_buffer",), integer(100, 10_000_000)),
     "executions.buffer_bytes": (("executions_buffer_bytes",), integer(1 << 20, 64 * GIB)),

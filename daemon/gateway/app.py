@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from daemon.core import log_context
 from daemon.core.models import DEPLOYED
 from daemon.gateway.openapi import EXECUTION_HEADER, ROUTES, known_paths, openapi_document
 from daemon.gateway.recorder import Call, ExecutionRecorder
@@ -211,6 +212,8 @@ class Gateway:
                       time.time(), None, None, None, 0)  # fmt: skip
         record.secrets = target.secret_values  # masked in what is recorded
         record.script = target.script
+        # the call's own task: what it logs names the call (daemon/core/log_context.py)
+        log_context.bind(script=target.script, version=target.version, execution_id=cid)
         return record
 
     def keep_inputs(self, record: Call, inputs_json: bytes) -> None:

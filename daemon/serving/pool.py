@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daemon.config.daemon_config import Config
+from daemon.core import log_context
 from daemon.core.cancel import uncancellable
 from daemon.metrics.instruments import REPLICA_START, REPLICA_START_FAILURES
 from daemon.serving.process import Launcher, UsageInfo
@@ -163,6 +164,8 @@ class Pool:
     # --- the verbs ----------------------------------------------------------
     async def _start_one(self) -> Replica:
         replica = Replica(f"{self.name}-r{next(_REPLICA_SEQ)}", self.launcher, self, self.script)
+        # a task of its own (gather's or spawn's): the replica's tasks inherit this
+        log_context.bind(replica=replica.name)
         self.starting.add(replica)
         try:
             await replica.start(self.settings.start_timeout_s)

@@ -219,6 +219,7 @@ class Replica:
         self.kills_sent.pop(number, None)
         worker = self.workers.pop(number, None)
         loss = self.loss(frame)  # read the OOM counter once per death
+        call = worker.call if worker is not None else None
         if worker is not None:
             worker.exited(loss)
         killed = frame.get("killed") is not False
@@ -227,7 +228,8 @@ class Replica:
             WORKER_RESTARTS.labels(self.script, cause).inc()
         if not killed:
             oom = " (out of memory)" if loss.oom else ""
-            log.warning("%s: worker %d %s%s", self, number, loss.describe(), oom)
+            extra = {"execution_id": call.id} if call is not None else None
+            log.warning("%s: worker %d %s%s", self, number, loss.describe(), oom, extra=extra)
 
     def _on_control_closed(self, exc: BaseException | None) -> None:
         if exc is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import sandbox
 from daemon.config.daemon_config import Config
+from daemon.core import log_context
 from daemon.core.cancel import uncancellable
 from daemon.serving.call_errors import Unavailable
 from daemon.serving.dispatcher import CallResult, Dispatcher, DispatchSettings
@@ -137,6 +138,9 @@ class ReplicaRunner:
 
     # --- Runner -------------------------------------------------------------
     async def start(self, target: RunTarget) -> None:
+        # the deploy's (or restart's) task, and the pool's tasks made from it, log
+        # with the script and version (daemon/core/log_context.py)
+        log_context.bind(script=target.script, version=target.version)
         async with self._lock(target.script):
             old = self._serving.get(target.script)
             dispatcher = old.dispatcher if old is not None else self._new_dispatcher(target)
