@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from daemon.build.builder import Builder
+from daemon.build.builder import DONE_MARKER, Builder
 from daemon.build.catalogue import Catalogue, discover_runtimes
 from daemon.config.daemon_config import Config
 from daemon.core.models import (
@@ -67,6 +67,15 @@ def deployed(store: Store, catalogue: Catalogue, name: str) -> Script:
     return script
 
 
+def on_disk(ctx: Context, script: Script) -> None:
+    """What a deployed version has on disk: its source and its built environment (a
+    version lacking either is unpacked and built again first)."""
+    ctx.state.source_dir(script.id, 1).mkdir(parents=True)
+    env = ctx.builder.env_dir("k")
+    env.mkdir(parents=True, exist_ok=True)
+    (env / DONE_MARKER).write_text("done\n")
+
+
 async def test_unexpected_error_is_recorded_and_the_others_start(tmp_path: Path) -> None:
     config = Config(state_dir=tmp_path)
     state = StateDir(tmp_path)
@@ -76,7 +85,7 @@ async def test_unexpected_error_is_recorded_and_the_others_start(tmp_path: Path)
     runner = SurprisingRunner()
     ctx = Context(config, store, state, catalogue, Builder(config), runner)
     for name in ("broken", "fine"):
-        deployed(store, catalogue, name)
+        on_disk(ctx, deployed(store, catalogue, name))
 
     await Recovery(ctx, Deployer(ctx)).reconcile()
 
