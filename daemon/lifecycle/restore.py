@@ -107,6 +107,7 @@ def _extract(backup: Path, work: Path) -> Manifest:
     """Every member into `work`, checked against the manifest (which comes last)."""
     sums: dict[str, str] = {}
     doc = None
+    checks = _MemberChecks()
     try:
         with tarfile.open(backup, "r:gz") as tar:
             for member in tar:
@@ -116,7 +117,7 @@ def _extract(backup: Path, work: Path) -> Manifest:
                     body = tar.extractfile(member)
                     doc = orjson.loads(body.read()) if body is not None else None
                     continue
-                tar.extract(member, work, filter="tar", numeric_owner=True)
+                tar.extract(member, work, filter=checks, numeric_owner=True)
                 if member.isfile():
                     sums[member.name] = file_sha256(work / member.name)
     except (tarfile.TarError, EOFError, zlib.error, OSError, orjson.JSONDecodeError) as exc:
@@ -129,6 +130,25 @@ def _extract(backup: Path, work: Path) -> Manifest:
         raise RestoreError(f"{backup}: {exc}") from None
     _verify(backup, manifest, sums)
     return manifest
+
+
+class _MemberChecks:
+    """tarfile's "tar" filter (no absolute or escaping paths or links, no setuid bits),
+    but a workspace's symlinks are its data and kept whatever they point at: they are
+    never followed, because a member below a symlink is refused."""
+
+    def __init__(self) -> None:
+        self.links: set[str] = set()
+
+    def __call__(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        parts = member.name.split("/")
+        if any("/".join(parts[:i]) in self.links for i in range(1, len(parts))):
+            raise RestoreError(f"member {member.name!r} lies below a symbolic link")
+        if not (member.issym() and parts[0] == "workspaces"):
+            return tarfile.tar_filter(member, dest)
+        self.links.add(member.name.rstrip("/"))
+        checked = tarfile.tar_filter(member.replace(linkname="."), dest)
+        return checked.replace(linkname=member.linkname)
 
 
 def _verify(backup: Path, manifest: Manifest, sums: dict[str, str]) -> None:

@@ -133,6 +133,9 @@ class BackupWriter:
             return False
         with f:
             info = self._tar.gettarinfo(arcname=name, fileobj=f)
+            if info.islnk():  # a second name of a file already in: stored again, whole
+                info.type, info.linkname = tarfile.REGTYPE, ""
+                info.size = os.fstat(f.fileno()).st_size
             reader = _HashingReader(f)
             self._tar.addfile(info, reader)  # reads exactly info.size bytes
         self.manifest.files[name] = {"size": info.size, "sha256": reader.digest.hexdigest()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +46,9 @@ def origin(root: Path) -> tuple[Config, Store, StateDir]:
     (config.uploads_dir / "prices.csv").write_text("a,1\n")
     state.workspace(script.id).mkdir(parents=True)
     (state.workspace(script.id) / "note.txt").write_text("kept across the restore")
+    # a script's own links: an absolute symlink (data, never followed) and a hard link
+    (state.workspace(script.id) / "elsewhere").symlink_to("/etc/hostname")
+    os.link(state.workspace(script.id) / "note.txt", state.workspace(script.id) / "again.txt")
     store.put_secret("PARTNER_TOKEN", SECRET, "root", now_iso())
     return config, store, state
 
@@ -81,7 +85,10 @@ def test_a_restored_state_dir_holds_the_same_data(backup: Path, tmp_path: Path) 
     state = StateDir(config.state_dir)
     assert state.build_log(script.id, 1).read_text() == "built\n"
     assert (config.uploads_dir / "prices.csv").read_text() == "a,1\n"
-    assert (state.workspace(script.id) / "note.txt").read_text() == "kept across the restore"
+    workspace = state.workspace(script.id)
+    assert (workspace / "note.txt").read_text() == "kept across the restore"
+    assert (workspace / "again.txt").read_text() == "kept across the restore"
+    assert os.readlink(workspace / "elsewhere") == "/etc/hostname"
     store.close()
 
 
@@ -155,3 +162,21 @@ def test_a_missing_archive_fails_the_backup_before_writing(tmp_path: Path) -> No
         write_backup(store, state, config, sink, BackupOptions(), "root")
     assert sink.getvalue() == b""
     store.close()
+
+
+def test_a_member_below_a_symlink_is_refused(backup: Path, tmp_path: Path) -> None:
+    crafted = tmp_path / "crafted.tar.gz"
+    with tarfile.open(backup, "r:gz") as src, tarfile.open(crafted, "w:gz") as out:
+        for member in src:
+            body = src.extractfile(member) if member.isfile() else None
+            out.addfile(member, body)
+            if member.name == "store/scriptd.db":
+                link = tarfile.TarInfo("workspaces/1/out")
+                link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path / "outside")
+                out.addfile(link)
+                planted = tarfile.TarInfo("workspaces/1/out/planted")
+                planted.size = 2
+                out.addfile(planted, io.BytesIO(b"hi"))
+    with pytest.raises(RestoreError, match="below a symbolic link"):
+        restore(Config(state_dir=tmp_path / "r"), crafted, force=False)
+    assert not (tmp_path / "outside").exists()
