@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,9 @@ def daemon_with_slow_uv(tmp_path: Path, tools: Path, build_cache: Path) -> Any:
 def test_one_script_that_cannot_restart_stops_neither_the_daemon_nor_the_others(
     daemon: DaemonProcess,
 ) -> None:
-    """The version folder of one script is removed by hand while the daemon is down:
-    its restart fails (recorded on the script), the other script serves again."""
+    """The version folder and the project archive of one script are removed by hand
+    while the daemon is down (without the folder alone it would unpack the archive
+    again): its restart fails (recorded on the script), the other script serves again."""
     admin = daemon.client()
     admin.create("fine", make_zip({"main.py": "def f():\n    return 'fine'\n"}), deploy=True)
     admin.create("broken", make_zip({"main.py": "def f():\n    return 'broken'\n"}), deploy=True)
@@ -143,6 +145,10 @@ def test_one_script_that_cannot_restart_stops_neither_the_daemon_nor_the_others(
     mains = daemon.state_dir.glob("scripts/*/versions/1/src/main.py")
     broken = next(p for p in mains if "'broken'" in p.read_text())
     shutil.rmtree(broken.parent.parent)  # versions/1: the source and the build log
+    for archive in daemon.state_dir.glob("archives/*"):
+        with zipfile.ZipFile(archive) as project:
+            if b"'broken'" in project.read("main.py"):
+                archive.unlink()
     daemon.start()
     admin = daemon.client()
     key = create_key(admin, "fine")
