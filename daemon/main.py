@@ -44,7 +44,7 @@ from daemon.config.loader import load_config, parse_listen
 from daemon.console.app import ConsoleLinks, make_console, serve_console
 from daemon.console.signin import SignIn
 from daemon.core.errors import ConfigError
-from daemon.core.journal_log import journal_handler, wants_journal
+from daemon.core.journal_log import log_to_journal
 from daemon.core.memory import return_large_blocks
 from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
@@ -57,7 +57,7 @@ from daemon.gateway.step_route import StepRoute
 from daemon.gateway.uploads_route import Uploads
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.context import Context
-from daemon.lifecycle.restore import KEY_NOTE, RestoreError, restore
+from daemon.lifecycle.restore import run_restore
 from daemon.serving.dispatcher import DispatchSettings
 from daemon.serving.egress_gate import EgressGate
 from daemon.serving.launcher import LaunchSettings
@@ -323,42 +323,6 @@ def _stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
-
-
-def log_to_journal(mode: str, level: str) -> None:
-    """Under systemd (or logs.journal = "yes"): the daemon's log goes to journald with
-    fields (script, version, replica, execution id) instead of plain lines on stderr."""
-    if not wants_journal(mode):
-        return
-    try:
-        handler = journal_handler()
-    except ImportError as exc:
-        log.warning("logs.journal = %s, but systemd-python is missing (%s): logging to "
-                    "stderr; install scriptd[journal]", mode, exc)  # fmt: skip
-        return
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    handler.setLevel(level)
-    root.addHandler(handler)
-
-
-def run_restore(config: Config, backup: Path, force: bool) -> int:
-    try:
-        report = restore(config, backup.resolve(), force)
-    except (RestoreError, OSError) as exc:
-        print(f"scriptd: restore: {exc}", file=sys.stderr)
-        return 1
-    m = report.manifest
-    origin = f"{m.created_at} by {m.created_by} from {m.state_dir} (scriptd {m.daemon_version})"
-    print(f"restored {backup} into {report.state_dir}: {report.files} files, taken {origin}")
-    for warning in report.warnings:
-        print(f"scriptd: WARNING: {warning}", file=sys.stderr)
-    if not m.secrets_key:
-        print(f"scriptd: WARNING: {KEY_NOTE}", file=sys.stderr)
-    print("start scriptd now: Deployed scripts start again (environments this host lacks "
-          "are built first)")  # fmt: skip
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,13 @@ from typing import IO, Any
 
 from daemon.core.log_context import ContextFields
 
-__all__ = ["JOURNAL_MODES", "journal_handler", "stderr_is_journal", "wants_journal"]
+__all__ = [
+    "JOURNAL_MODES",
+    "journal_handler",
+    "log_to_journal",
+    "stderr_is_journal",
+    "wants_journal",
+]
 
 JOURNAL_MODES = ("auto", "yes", "no")
 IDENTIFIER = "scriptd"
@@ -55,3 +61,23 @@ def journal_handler() -> logging.Handler:
     handler.addFilter(ContextFields())
     handler.setFormatter(logging.Formatter("%(message)s"))
     return handler
+
+
+def log_to_journal(mode: str, level: str) -> None:
+    """Under systemd (or logs.journal = "yes"): the daemon's log goes to journald with
+    fields (script, version, replica, execution id) instead of plain lines on stderr."""
+    if not wants_journal(mode):
+        return
+    try:
+        handler = journal_handler()
+    except ImportError as exc:
+        logging.getLogger("scriptd").warning(
+            "logs.journal = %s, but systemd-python is missing (%s): logging to stderr; "
+            "install scriptd[journal]", mode, exc,
+        )  # fmt: skip
+        return
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler.setLevel(level)
+    root.addHandler(handler)

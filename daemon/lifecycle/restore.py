@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from daemon.store.secret_box import SecretBox, SecretBoxError, key_path
 from daemon.store.snapshot import first_sealed_secret, relocate_archives, snapshot_problems
 from daemon.store.state_dir import StateDir, StateDirBusy
 
-__all__ = ["KEY_NOTE", "RestoreError", "RestoreReport", "restore"]
+__all__ = ["KEY_NOTE", "RestoreError", "RestoreReport", "restore", "run_restore"]
 
 KEY_NOTE = (
     "the backup did not include the secrets key: integration secrets decrypt only with "
@@ -237,3 +238,21 @@ def _place_key(work: Path, state: StateDir, report: RestoreReport) -> None:
             f"the secrets key at {path} does NOT decrypt the backup's secrets: put the "
             "original daemon's key there before starting scriptd"
         )
+
+
+def run_restore(config: Config, backup: Path, force: bool) -> int:
+    try:
+        report = restore(config, backup.resolve(), force)
+    except (RestoreError, OSError) as exc:
+        print(f"scriptd: restore: {exc}", file=sys.stderr)
+        return 1
+    m = report.manifest
+    origin = f"{m.created_at} by {m.created_by} from {m.state_dir} (scriptd {m.daemon_version})"
+    print(f"restored {backup} into {report.state_dir}: {report.files} files, taken {origin}")
+    for warning in report.warnings:
+        print(f"scriptd: WARNING: {warning}", file=sys.stderr)
+    if not m.secrets_key:
+        print(f"scriptd: WARNING: {KEY_NOTE}", file=sys.stderr)
+    print("start scriptd now: Deployed scripts start again (environments this host lacks "
+          "are built first)")  # fmt: skip
+    return 0

@@ -36,7 +36,7 @@ BIG = 300_000  # past a unix datagram's limit: libsystemd sends a memfd instead
 CHILD = f"""
 import asyncio, logging
 from daemon.core import log_context
-from daemon.main import log_to_journal
+from daemon.core.journal_log import log_to_journal
 
 logging.basicConfig(level="INFO")  # as scriptd's main() does first
 log_to_journal("yes", "INFO")
