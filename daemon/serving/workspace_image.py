@@ -287,6 +287,7 @@ def _migrate(old: Path, workspace: Path) -> None:
 def _unmount(workspace: Path) -> None:
     if not os.path.ismount(workspace):
         return
+    _thaw(workspace)  # a frozen filesystem would hang its unmount
     try:
         _run(["umount", str(workspace)])
     except WorkspaceError:

@@ -5,6 +5,7 @@ and unmounting what no live script owns."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import subprocess
 from pathlib import Path
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from daemon.serving.workspace_image import (
+    FIFREEZE,
     ensure_mounted,
     mounts_below,
+    read_view,
     unmount,
     unmount_all,
     unmount_stale,
@@ -121,3 +124,38 @@ def test_nothing_in_a_workspace_can_be_executed(scripts: Path) -> None:
     tool.chmod(0o755)
     with pytest.raises(PermissionError):
         subprocess.run([str(tool)], check=False)
+
+
+def test_a_backup_reads_a_frozen_or_read_only_view(scripts: Path) -> None:
+    ws = scripts / "5" / "workspace"
+    ensure_mounted(ws, 32 * MIB)
+    (ws / "note").write_text("as of the backup")
+    with read_view(ws) as view:  # mounted: frozen in place
+        assert view == ws and (view / "note").read_text() == "as of the backup"
+    (ws / "note").write_text("written after")  # thawed: writes go on
+    unmount(ws)
+    with read_view(ws) as view:  # not mounted: the image read-only beside it
+        assert view is not None and view != ws and (view / "note").read_text() == "written after"
+        with pytest.raises(OSError) as exc:
+            (view / "new").write_text("refused")
+        assert exc.value.errno == errno.EROFS
+    assert mounts_below(scripts) == []
+
+
+def test_a_workspace_left_frozen_is_thawed_on_reuse_and_unmount(scripts: Path) -> None:
+    ws = scripts / "6" / "workspace"
+    ensure_mounted(ws, 32 * MIB)
+    freeze(ws)  # as a backup cut short by a crash leaves it
+    ensure_mounted(ws, 32 * MIB)
+    (ws / "note").write_text("writes work again")
+    freeze(ws)
+    unmount(ws)  # would hang on a frozen filesystem
+    assert not os.path.ismount(ws)
+
+
+def freeze(mountpoint: Path) -> None:
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, FIFREEZE, 0)
+    finally:
+        os.close(fd)
