@@ -40,11 +40,18 @@ class SnapshotStore(StoreParts):
         os.close(fd)
         copy = apsw.Connection(str(dest))
         try:
-            with copy.backup("main", self._db, "main") as backup:
+            # apsw refuses a source connection that another thread uses at the same
+            # moment: every touch of it (start, each step, finish) holds the store's lock
+            with self._lock:
+                backup = copy.backup("main", self._db, "main")
+            try:
                 done = False
                 while not done:
                     with self._lock:
                         done = backup.step(PAGES_PER_STEP)
+            finally:
+                with self._lock:
+                    backup.finish()
             copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         finally:
             copy.close()
