@@ -219,8 +219,10 @@ class Replica:
         self.kills_sent.pop(number, None)
         worker = self.workers.pop(number, None)
         loss = self.loss(frame)  # read the OOM counter once per death
-        call = worker.call if worker is not None else None
+        # the call it died in: still on it, or ended when its socket closed first
+        call_id = None
         if worker is not None:
+            call_id = worker.call.id if worker.call is not None else worker.lost_call_id
             worker.exited(loss)
         killed = frame.get("killed") is not False
         if self.state == READY:  # the supervisor starts it again
@@ -228,7 +230,7 @@ class Replica:
             WORKER_RESTARTS.labels(self.script, cause).inc()
         if not killed:
             oom = " (out of memory)" if loss.oom else ""
-            extra = {"execution_id": call.id} if call is not None else None
+            extra = {"execution_id": call_id} if call_id is not None else None
             log.warning("%s: worker %d %s%s", self, number, loss.describe(), oom, extra=extra)
 
     def _on_control_closed(self, exc: BaseException | None) -> None:

@@ -102,6 +102,7 @@ class Worker:
         "call",
         "channel",
         "lane",
+        "lost_call_id",
         "number",
         "owner",
         "pid",
@@ -118,6 +119,7 @@ class Worker:
         self.lane = lane  # its own socket to the egress proxy (its calls' HTTP logs)
         self.alive = True
         self.call: PendingCall | None = None
+        self.lost_call_id: str | None = None  # the call in flight when its socket closed
         self.channel: wire.FrameProtocol | None = None
         self._exit: asyncio.Future[WorkerLoss | None] = asyncio.get_running_loop().create_future()
         self._explainer: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
@@ -177,6 +179,7 @@ class Worker:
             log.warning("%s: worker %d socket closed: %s", self.owner, self.number, exc)
         call = self.call
         if call is not None:
+            self.lost_call_id = call.id
             self._finish(call)
             if not call.future.done():
                 self._explainer = asyncio.get_running_loop().create_task(self._explain(call))
