@@ -74,7 +74,8 @@ def build_parser() -> Parser:
     )
     for module in (
         cmd_scripts, cmd_deploy, cmd_files, cmd_info, cmd_keys, cmd_endpoint, cmd_executions,
-        cmd_uploads, cmd_account, cmd_events, cmd_try, cmd_logs, cmd_secrets, cmd_console, cmd_backup,
+        cmd_uploads, cmd_account, cmd_events, cmd_try, cmd_logs, cmd_secrets, cmd_console,
+        cmd_backup,
     ):  # fmt: skip
         module.register(commands, common)
     return parser
