@@ -45,9 +45,9 @@ from daemon.store.state_dir import StateDir, StateDirBusy
 __all__ = ["KEY_NOTE", "RestoreError", "RestoreReport", "restore", "run_restore"]
 
 KEY_NOTE = (
-    "the backup did not include the secrets key: integration secrets decrypt only with "
-    "the key of the daemon that sealed them (secrets.key beside scriptd.db, or the systemd "
-    "credential scriptd-secrets-key)"
+    "the backup did not include the secrets key: integration secrets and secret env "
+    "values decrypt only with the key of the daemon that sealed them (secrets.key "
+    "beside scriptd.db, or the systemd credential scriptd-secrets-key)"
 )
 
 
