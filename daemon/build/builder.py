@@ -6,6 +6,13 @@ options: an unchanged redeploy builds nothing. A build happens in a temp folder
 beside its final place and is renamed in only once complete, so a crash never
 leaves a half environment that looks finished.
 
+Python code steps without a requirements.txt share one base environment per
+interpreter (`<cache>/envs/base-<hash of interpreter and steps.base_packages>`),
+built the first time a step needs it; a step with a requirements.txt gets its
+own environment with the base packages resolved together with its requirements.
+One build per key at a time, in this daemon and across daemons sharing the
+cache (daemon/build/env_lock.py): the others wait, then reuse it.
+
 Every tool runs as a subprocess (never on the event loop) in its own process
 group, with a minimal environment, under one time limit for the whole build;
 its output goes to the version's build log. The tools run as the unprivileged
@@ -28,6 +35,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +53,7 @@ from daemon.build.build_user import (
 )
 from daemon.build.catalogue import Runtime
 from daemon.build.cgroup import BuildCgroup, BuildCgroups, guarded
+from daemon.build.env_lock import host_lock
 from daemon.build.sweep import sweep_envs, trim_caches
 from daemon.config.daemon_config import Config
 from daemon.core.cancel import uncancellable
@@ -63,6 +72,10 @@ PASS_ENV = (
     "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_SYSTEM_CERTS",
     "UV_NATIVE_TLS", "npm_config_registry", "npm_config_cafile",
 )  # fmt: skip
+
+
+# Fills a build's temp folder (its path, the build's monotonic deadline).
+Make = Callable[[Path, float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -86,17 +99,31 @@ def dependency_files(language: str) -> tuple[str, ...]:
     return ("requirements.txt",) if language == "python" else NODE_DEP_FILES
 
 
-def env_key(config: Config, language: str, runtime: Runtime, src: Path) -> str:
-    """The cache key of the environment `src` needs (blocking: reads small files)."""
+def env_key(
+    config: Config, language: str, runtime: Runtime, src: Path, base: tuple[str, ...] = ()
+) -> str:
+    """The cache key of the environment `src` needs, with the `base` packages installed
+    beside its requirements (a code step's; blocking: reads small files)."""
     h = hashlib.sha256()
     options = [BUILD_FORMAT, config.build_allow_source_builds, config.build_npm_ignore_scripts]
-    h.update(json.dumps([language, runtime.path, runtime.version, options]).encode())
+    what: list[object] = [language, runtime.path, runtime.version, options]
+    if base:  # only then: the keys of environments built before base packages stay valid
+        what.append(sorted(base))
+    h.update(json.dumps(what).encode())
     for name in dependency_files(language):
         path = src / name
         h.update(name.encode() + b"\0")
         h.update(path.read_bytes() if path.is_file() else b"<absent>")
         h.update(b"\0")
     return h.hexdigest()[:32]
+
+
+def base_env_key(config: Config, runtime: Runtime, base: tuple[str, ...]) -> str:
+    """The key of the base environment of code steps for `runtime`: the interpreter,
+    the package list (order aside) and the build options."""
+    what = ["base", BUILD_FORMAT, config.build_allow_source_builds, runtime.path,
+            runtime.version, sorted(base)]  # fmt: skip
+    return "base-" + hashlib.sha256(json.dumps(what).encode()).hexdigest()[:27]
 
 
 def _has_requirements(src: Path) -> bool:
@@ -125,6 +152,7 @@ class Builder:
         self.uid, self.gid = build_ids(config)
         self.tools = tools_dir(config)
         self._tools_ready = False
+        self.building: set[str] = set()  # keys of the environments being built now
 
     def env_dir(self, key: str) -> Path:
         return self.envs_dir / key
@@ -133,29 +161,83 @@ class Builder:
         """Whether environment `key` is complete on this host (blocking)."""
         return (self.env_dir(key) / DONE_MARKER).is_file()
 
-    async def build(self, language: str, runtime: Runtime, src: Path, log: Path) -> BuildResult:
-        """Build (or reuse) the environment for the project unpacked at `src`."""
+    async def build(
+        self, language: str, runtime: Runtime, src: Path, log: Path, base: tuple[str, ...] = ()
+    ) -> BuildResult:
+        """Build (or reuse) the environment for the project unpacked at `src`. `base`:
+        a Python code step's base packages; without a requirements.txt the step runs
+        on the shared base environment, with one they are installed beside it."""
+        base = base if language == "python" else ()
+        if base and not await asyncio.to_thread(_has_requirements, src):
+            return await self.base_env(runtime, base, log)
+        key = await asyncio.to_thread(env_key, self.config, language, runtime, src, base)
+        what = f"environment {key} ({language} {runtime.version} at {runtime.path})"
+        if base:
+            what += f" with the base packages of steps: {', '.join(base)}"
+        return await self._ensure(key, what, log, lambda tmp, deadline: self._install(
+            language, runtime, src, tmp, log, deadline, base), language)  # fmt: skip
+
+    async def base_env(self, runtime: Runtime, base: tuple[str, ...], log: Path) -> BuildResult:
+        """The base environment of code steps on `runtime` (built once, shared)."""
+        key = base_env_key(self.config, runtime, base)
+        what = f"base environment {key} (python {runtime.version}: {', '.join(base)})"
+        return await self._ensure(key, what, log, lambda tmp, deadline: self._python(
+            runtime, None, tmp, log, deadline, base))  # fmt: skip
+
+    def base_env_state(self, runtime: Runtime, base: tuple[str, ...]) -> dict[str, object]:
+        """The base environment of `runtime`: key, packages, and its state (ready,
+        building, or absent: it is built when a step first needs it). Blocking."""
+        key = base_env_key(self.config, runtime, base)
+        ready = (self.env_dir(key) / DONE_MARKER).is_file()
+        state = "ready" if ready else "building" if key in self.building else "absent"
+        return {"key": key, "packages": list(base), "state": state}
+
+    async def _ensure(
+        self, key: str, what: str, log: Path, make: Make, language: str = "python"
+    ) -> BuildResult:
+        """Reuse the environment `key` if it is built, else build it with `make` into a
+        temp folder renamed into place: one build per key, in this daemon and across
+        daemons sharing the cache; the others wait, then reuse it."""
         started = time.monotonic()
-        key = await asyncio.to_thread(env_key, self.config, language, runtime, src)
         final = self.env_dir(key)
         lock = self._key_locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            await _append(log, f"{what}: another deploy is building it, waiting\n")
         async with lock:
             if await asyncio.to_thread(_touch_if_built, final):
                 BUILD_CACHE_HITS.labels(language).inc()
-                await _append(log, f"environment {key} is already built: reused\n")
+                await _append(log, f"{what} is already built: reused\n")
                 return BuildResult(key, final, True, time.monotonic() - started)
-            BUILD_CACHE_MISSES.labels(language).inc()
-            what = f"{language} {runtime.version} at {runtime.path}"
-            await _append(log, f"environment {key}: building for {what}\n")
+
+            async def waiting() -> None:
+                await _append(log, f"{what}: another daemon is building it, waiting\n")
+
+            deadline = started + self.config.build_timeout_s
+            async with host_lock(self.config.cache_dir / "locks" / key, deadline, waiting):
+                if await asyncio.to_thread(_touch_if_built, final):
+                    BUILD_CACHE_HITS.labels(language).inc()
+                    await _append(log, f"{what} was built meanwhile: reused\n")
+                    return BuildResult(key, final, True, time.monotonic() - started)
+                BUILD_CACHE_MISSES.labels(language).inc()
+                await _append(log, f"{what}: building\n")
+                await self._build_counted(make, log, final, started, key, language)
+        seconds = time.monotonic() - started
+        await _append(log, f"{what}: built in {seconds:.1f} s\n")
+        return BuildResult(key, final, False, seconds)
+
+    async def _build_counted(
+        self, make: Make, log: Path, final: Path, started: float, key: str, language: str
+    ) -> None:
+        """One build in a build slot, shown as building meanwhile, its time measured."""
+        self.building.add(key)
+        outcome = "failed"
+        try:
             async with self._slots:
-                outcome = "failed"
-                try:
-                    await self._build_into(language, runtime, src, log, final, started)
-                    outcome = "ok"
-                finally:
-                    seconds = time.monotonic() - started
-                    BUILD_DURATION.labels(language, outcome).observe(seconds)
-        return BuildResult(key, final, False, time.monotonic() - started)
+                await self._build_into(make, log, final, started)
+                outcome = "ok"
+        finally:
+            self.building.discard(key)
+            BUILD_DURATION.labels(language, outcome).observe(time.monotonic() - started)
 
     async def sweep(self, in_use: set[str]) -> None:
         """Remove environments no version needs and bound the tools' caches
@@ -175,38 +257,50 @@ class Builder:
             for _ in range(held):
                 self._slots.release()
 
-    async def _build_into(
-        self, language: str, runtime: Runtime, src: Path, log: Path, final: Path, t0: float
-    ) -> None:
+    async def _build_into(self, make: Make, log: Path, final: Path, t0: float) -> None:
         tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
         if not self._tools_ready:  # once per daemon: the caches may be root's from before
             await asyncio.to_thread(prepare_tools, self.tools, self.uid, self.gid)
             self._tools_ready = True
         await asyncio.to_thread(make_work_dir, tmp, self.uid, self.gid)
         try:
-            deadline = t0 + self.config.build_timeout_s
-            if language == "python":
-                await self._python(runtime, src, tmp, log, deadline)
-            else:
-                await self._node(runtime, src, tmp, log, deadline)
+            await make(tmp, t0 + self.config.build_timeout_s)
             await asyncio.to_thread(seal, tmp)
             await asyncio.to_thread(_finish, tmp, final)
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
-    async def _python(self, rt: Runtime, src: Path, tmp: Path, log: Path, deadline: float) -> None:
+    async def _install(
+        self, language: str, runtime: Runtime, src: Path, tmp: Path, log: Path, deadline: float,
+        base: tuple[str, ...],
+    ) -> None:  # fmt: skip
+        if language == "python":
+            await self._python(runtime, src, tmp, log, deadline, base)
+        else:
+            await self._node(runtime, src, tmp, log, deadline)
+
+    async def _python(
+        self, rt: Runtime, src: Path | None, tmp: Path, log: Path, deadline: float,
+        base: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        """A venv of `rt` with the requirements of `src` (None: none) and `base`,
+        resolved together."""
         uv = find_uv(self.config)
         venv = [uv, "venv", "--quiet", "--relocatable", "--python", rt.path, WORK_MOUNT]
         await self._run(venv, tmp, log, deadline)
-        if await asyncio.to_thread(_has_requirements, src):
+        wanted: list[str] = list(base)
+        if src is not None and await asyncio.to_thread(_has_requirements, src):
             await asyncio.to_thread(
                 self._hand_over, src / "requirements.txt", tmp / REQUIREMENTS_COPY
             )
-            argv = [uv, "pip", "install", "--python", f"{WORK_MOUNT}/bin/python"]
-            if not self.config.build_allow_source_builds:
-                argv.append("--no-build")
-            await self._run([*argv, "-r", f"{WORK_MOUNT}/{REQUIREMENTS_COPY}"], tmp, log, deadline)
-            await asyncio.to_thread((tmp / REQUIREMENTS_COPY).unlink)
+            wanted += ["-r", f"{WORK_MOUNT}/{REQUIREMENTS_COPY}"]
+        if not wanted:
+            return
+        argv = [uv, "pip", "install", "--python", f"{WORK_MOUNT}/bin/python"]
+        if not self.config.build_allow_source_builds:
+            argv.append("--no-build")
+        await self._run([*argv, *wanted], tmp, log, deadline)
+        await asyncio.to_thread((tmp / REQUIREMENTS_COPY).unlink, True)
 
     async def _node(self, rt: Runtime, src: Path, tmp: Path, log: Path, deadline: float) -> None:
         names = [n for n in NODE_DEP_FILES if (src / n).is_file()]

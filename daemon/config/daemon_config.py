@@ -17,6 +17,11 @@ from daemon.config.egress import (
     DEFAULT_MAX_CONNECTIONS_PER_REPLICA,
 )
 from daemon.config.profiles import DEFAULT_PROFILES, Profile
+from daemon.config.steps import (
+    DEFAULT_BASE_PACKAGES,
+    DEFAULT_STEP_MEMORY_MIB,
+    DEFAULT_STEP_TIMEOUT_S,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 GIB = 1 << 30
@@ -106,6 +111,10 @@ class Config:
     console_link_ttl_s: int = 600  # a sign-in link from `scriptctl console` lives this long
     console_tls_cert: Path | None = None  # both set: the console is served over HTTPS
     console_tls_key: Path | None = None
+    # [steps]: code steps' base environment and default limits (daemon/config/steps.py)
+    steps_base_packages: tuple[str, ...] = DEFAULT_BASE_PACKAGES
+    steps_timeout_s: int = DEFAULT_STEP_TIMEOUT_S  # a step's timeout when none is given
+    steps_memory_mib: int = DEFAULT_STEP_MEMORY_MIB  # its memory limit, at most the profile's
     # [autoscale], [credits], [notify]: daemon/config/account.py
     account: AccountConfig = field(default_factory=AccountConfig)
     source: str = "built-in defaults"
@@ -144,6 +153,11 @@ class Config:
             max_unpacked_bytes=self.max_unpacked_bytes,
             max_file_bytes=self.max_file_bytes,
         )
+
+    @property
+    def step_timeout_s(self) -> int:
+        """A step's default timeout (`steps.timeout_s`) within the allowed range."""
+        return min(max(self.steps_timeout_s, self.timeout_min_s), self.timeout_max_s)
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

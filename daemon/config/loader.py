@@ -22,6 +22,7 @@ from daemon.config.checks import Checker, abs_path, boolean, fail, flatten, inte
 from daemon.config.daemon_config import Config, IPNetwork
 from daemon.config.egress import policy, ports
 from daemon.config.profiles import parse_profiles
+from daemon.config.steps import base_packages
 from daemon.core.errors import ConfigError
 from daemon.core.journal_log import JOURNAL_MODES
 
@@ -176,6 +177,9 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "console.link_ttl_s": (("console_link_ttl_s",), integer(1, 86400)),
     "console.tls_cert": (("console_tls_cert",), abs_path),
     "console.tls_key": (("console_tls_key",), abs_path),
+    "steps.base_packages": (("steps_base_packages",), base_packages),
+    "steps.timeout_s": (("steps_timeout_s",), integer(1, 86400)),
+    "steps.memory_mib": (("steps_memory_mib",), integer(16, 1 << 24)),
 }
 
 

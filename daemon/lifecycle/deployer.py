@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from daemon.archive.steps import StepSpecError, read_step_spec
+from daemon.archive.steps import STEP_FILE, StepSpecError, read_step_spec
 from daemon.build.catalogue import Runtime
 from daemon.core.errors import BadRequest, BuildError
 from daemon.core.models import (
@@ -75,7 +75,8 @@ class Deployer:
         await self._unpack(Path(cfg.archive.path), src, cfg.language)
         await self._mount_workspace(version)
         await self._set_phase(version, "building")
-        built = await ctx.builder.build(cfg.language, runtime, src, build_log)
+        base = ctx.config.steps_base_packages if await ctx.db(_is_step, src) else ()
+        built = await ctx.builder.build(cfg.language, runtime, src, build_log, base)
         version = await self._update(version, env_key=built.env_key)
         return await self.target(version, runtime)
 
@@ -107,6 +108,8 @@ class Deployer:
         assert script is not None and version.env_key is not None
         profile = ctx.config.profile(cfg.resources.profile) or ctx.config.default_profile
         res = cfg.resources
+        if res.memory_bytes is not None:  # a step's default limit, below the profile's
+            profile = replace(profile, memory_bytes=min(res.memory_bytes, profile.memory_bytes))
         source_dir = ctx.state.source_dir(version.script_id, version.number)
         try:  # the source of the version decides its kind: a step.toml makes a step
             step_spec = await ctx.db(read_step_spec, source_dir)
@@ -234,6 +237,11 @@ class Deployer:
         await ctx.db(shutil.rmtree, src, True)
         log.warning("%s v%d failed: %s", script.name, v.number, reason)
         await ctx.hooks.deploy_failed(script, failed, reason)
+
+
+def _is_step(src: Path) -> bool:
+    """A code step (a step.toml): it builds on the base packages of steps."""
+    return (src / STEP_FILE).is_file()
 
 
 def _fresh_dir(path: Path) -> None:
