@@ -77,6 +77,10 @@ async def script_view(lc: Lifecycle, name: str) -> dict[str, Any]:
     view["autoscaling"] = await account_routes.autoscaling_json(lc, script)
     view["workspace"] = await workspace_json(lc, script)
     view["replicas"] = account_routes.replicas_json(lc, script)
+    config = lc.ctx.config
+    profile = config.profile(script.resources.profile) or config.default_profile
+    own = script.resources.memory_bytes
+    view["resources"]["memory_limit_bytes"] = min(own or profile.memory_bytes, profile.memory_bytes)
     return view
 
 
@@ -109,7 +113,15 @@ async def get_profiles(request: web.Request) -> web.Response:
 
 
 async def get_runtimes(request: web.Request) -> web.Response:
-    runtimes = [r.to_json() for r in request.app[CATALOGUE].runtimes]
+    """The interpreters; each Python's with the state of its code steps' base
+    environment (when steps.base_packages lists any)."""
+    builder, base = lifecycle(request).ctx.builder, request.app[CONFIG].steps_base_packages
+    runtimes = []
+    for r in request.app[CATALOGUE].runtimes:
+        doc = r.to_json()
+        if r.language == "python" and base:
+            doc["base_env"] = await asyncio.to_thread(builder.base_env_state, r, base)
+        runtimes.append(doc)
     return json_response({"runtimes": runtimes})
 
 

@@ -88,4 +88,5 @@ def _report(result: ScanResult, language: str | None) -> ValidationReport:
         functions=project.functions,
         entries=result.entries,
         unpacked_bytes=result.unpacked_bytes,
+        step=project.step,
     )

@@ -15,7 +15,7 @@ from typing import Any
 from daemon.archive.functions import list_functions_javascript, list_functions_python
 from daemon.archive.requirements import check_requirements
 from daemon.archive.scan import KEEP_MAX, ScanResult
-from daemon.archive.steps import STEP_FILE, StepSpecError, parse_step_toml
+from daemon.archive.steps import STEP_FILE, StepSpec, StepSpecError, parse_step_toml
 from daemon.archive.types import Findings
 from daemon.core.models import MAIN_FILES
 
@@ -34,6 +34,7 @@ BUNDLED_DEPENDENCIES = {
 class ProjectResult:
     language: str | None
     functions: tuple[str, ...]
+    step: StepSpec | None = None  # a code step's declaration (a valid step.toml)
 
 
 def check_project(scan: ScanResult, language: str | None, out: Findings) -> ProjectResult:
@@ -53,8 +54,7 @@ def check_project(scan: ScanResult, language: str | None, out: Findings) -> Proj
     check = _check_python if chosen == "python" else _check_javascript
     functions = check(scan, out)
     if STEP_FILE in scan.kept:  # a code step: main is its body, it exposes no function
-        _check_step(scan.kept[STEP_FILE], out)
-        return ProjectResult(chosen, ())
+        return ProjectResult(chosen, (), _check_step(scan.kept[STEP_FILE], out))
     if not out.has_errors() and not functions:
         main = MAIN_FILES[chosen]
         out.warning(
@@ -66,9 +66,9 @@ def check_project(scan: ScanResult, language: str | None, out: Findings) -> Proj
     return ProjectResult(chosen, functions)
 
 
-def _check_step(data: bytes, out: Findings) -> None:
+def _check_step(data: bytes, out: Findings) -> StepSpec | None:
     try:
-        parse_step_toml(data)
+        return parse_step_toml(data)
     except StepSpecError as exc:
         for problem in exc.problems:
             out.error(
@@ -77,6 +77,7 @@ def _check_step(data: bytes, out: Findings) -> None:
                 STEP_FILE,
                 'Declare [inputs] and [outputs] as name = "type code" (see the step sample).',
             )
+        return None
 
 
 def _has_file(scan: ScanResult, path: str) -> bool:

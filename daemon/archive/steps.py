@@ -18,12 +18,12 @@ than at the replica's start.
 
 from __future__ import annotations
 
-import json
 import keyword
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
+
+from daemon.core.models import StepSpec
 
 __all__ = ["STEP_FILE", "StepSpec", "StepSpecError", "parse_step_toml", "read_step_spec"]
 
@@ -42,20 +42,6 @@ class StepSpecError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """Declared inputs and outputs, (name, type code) in declaration order."""
-
-    inputs: tuple[tuple[str, str], ...]
-    outputs: tuple[tuple[str, str], ...]
-
-    def to_json(self) -> dict[str, dict[str, str]]:
-        return {"inputs": dict(self.inputs), "outputs": dict(self.outputs)}
-
-    def json_text(self) -> str:
-        return json.dumps(self.to_json(), separators=(",", ":"))
 
 
 def name_problem(name: str, side: str) -> str | None:

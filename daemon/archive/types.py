@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from daemon.core.models import StepSpec
+
 Level = Literal["error", "warning"]
 
 
@@ -39,9 +41,12 @@ class ValidationReport:
     functions: tuple[str, ...]
     entries: int
     unpacked_bytes: int
+    step: StepSpec | None = None  # a code step's declared inputs and outputs
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "kind": "functions" if self.step is None else "step",
+            "step": self.step.to_json() if self.step else None,
             "ok": self.ok,
             "language": self.language,
             "errors": [f.to_json() for f in self.errors],

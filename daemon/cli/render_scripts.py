@@ -52,6 +52,8 @@ def overview(script: dict[str, Any]) -> str:
         ("Functions", ", ".join(script.get("functions") or ()) or NONE),
     ]
     runtime = [
+        ("Kind", settings.get("kind") or "functions"),
+        *_step_fields(settings.get("step")),
         ("Execution timeout", _seconds(settings.get("timeout_s"))),
         ("Environment", env_text(settings.get("env") or [])),
         ("Egress", egress_text(settings.get("egress") or {})),
@@ -141,6 +143,8 @@ def history(data: dict[str, Any]) -> str:
             "FAILURE REASON",
         )
         text = render_table(headers, [_one_line(row) for row in rows])
+        lines = [f"v{v.get('number')}: {version_settings(v)}" for v in versions]
+        text += "\n\nSettings of each version\n" + "\n".join("  " + ln for ln in lines)
     events = data.get("events") or []
     if events:
         event_rows = [
@@ -200,10 +204,15 @@ def profiles_table(profiles: list[dict[str, Any]]) -> str:
 
 def runtimes_table(runtimes: list[dict[str, Any]]) -> str:
     rows = [
-        (r.get("language"), r.get("version"), r.get("path"), "yes" if r.get("default") else "")
+        (r.get("language"), r.get("version"), r.get("path"), "yes" if r.get("default") else "",
+         (r.get("base_env") or {}).get("state", ""))
         for r in runtimes
-    ]
-    return render_table(("LANGUAGE", "VERSION", "PATH", "DEFAULT"), rows)
+    ]  # fmt: skip
+    table = render_table(("LANGUAGE", "VERSION", "PATH", "DEFAULT", "STEPS BASE ENV"), rows)
+    packages = next((r["base_env"]["packages"] for r in runtimes if r.get("base_env")), None)
+    if packages:
+        table += "\nBase packages of code steps: " + ", ".join(packages)
+    return table
 
 
 def validation_report(report: dict[str, Any]) -> str:
@@ -250,8 +259,44 @@ def _resource_fields(
         ("Replicas", f"min {low}, max {high}"),
         ("CPU target", target_text),
         ("Hardware profile", resources.get("profile")),
+        ("Memory limit", memory_text(resources)),
         ("Workspace", _workspace_text(workspace or {})),
     ]
+
+
+def memory_text(resources: dict[str, Any]) -> str:
+    """`1.0 GB (a step's default)` or `the profile's` (with its size when the API gave it)."""
+    own = resources.get("memory_bytes")
+    if own is not None:
+        return f"{fmt_bytes(own)} (a step's default, steps.memory_mib)"
+    limit = resources.get("memory_limit_bytes")
+    return "the profile's" if limit is None else f"{fmt_bytes(limit)} (the profile's)"
+
+
+def _step_fields(step: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    if not step:
+        return []
+    return [("Inputs", _declared(step.get("inputs"))), ("Outputs", _declared(step.get("outputs")))]
+
+
+def _declared(names: dict[str, str] | None) -> str:
+    return ", ".join(f"{name}:{code}" for name, code in (names or {}).items()) or NONE
+
+
+def version_settings(version: dict[str, Any]) -> str:
+    """One line of what a version runs with: `timeout 30 s, memory 1.0 GB (a step's
+    default), profile tiny; step: inputs name:s; outputs greeting:s`."""
+    config = version.get("config") or {}
+    settings, resources = config.get("settings") or {}, config.get("resources") or {}
+    own = resources.get("memory_bytes")
+    memory = f"{fmt_bytes(own)} (a step's default)" if own is not None else "the profile's"
+    text = (f"timeout {_seconds(settings.get('timeout_s'))}, memory {memory}, "
+            f"profile {resources.get('profile')}")  # fmt: skip
+    step = settings.get("step")
+    if step:
+        text += f"; step: inputs {_declared(step.get('inputs'))}; "
+        text += f"outputs {_declared(step.get('outputs'))}"
+    return text
 
 
 def _workspace_text(workspace: dict[str, Any]) -> str:

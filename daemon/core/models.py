@@ -6,6 +6,7 @@ seed's words, written exactly. Times are ISO-8601 UTC strings ending in Z.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -91,12 +92,39 @@ class EgressSettings:
 
 
 @dataclass(frozen=True)
+class StepSpec:
+    """A code step's declared inputs and outputs, (name, type code) in declaration
+    order (from its step.toml: daemon/archive/steps.py checks them)."""
+
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str], ...]
+
+    def to_json(self) -> dict[str, dict[str, str]]:
+        return {"inputs": dict(self.inputs), "outputs": dict(self.outputs)}
+
+    def json_text(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any] | None) -> StepSpec | None:
+        if doc is None:
+            return None
+        return cls(tuple(doc.get("inputs", {}).items()), tuple(doc.get("outputs", {}).items()))
+
+
+@dataclass(frozen=True)
 class Settings:
     env: tuple[EnvVar, ...]
     timeout_s: int
     egress: EgressSettings = field(default_factory=EgressSettings)
     # names of the account's secrets granted to the script (its env vars of those names)
     secrets: tuple[str, ...] = ()
+    # a code step's declared inputs and outputs (its step.toml); None: functions
+    step: StepSpec | None = None
+
+    @property
+    def kind(self) -> str:
+        return "functions" if self.step is None else "step"
 
     def to_json(self, reveal: bool = False) -> dict[str, Any]:
         return {
@@ -104,6 +132,8 @@ class Settings:
             "timeout_s": self.timeout_s,
             "egress": self.egress.to_json(),
             "secrets": list(self.secrets),
+            "kind": self.kind,
+            "step": self.step.to_json() if self.step else None,
         }
 
     @classmethod
@@ -111,7 +141,8 @@ class Settings:
         env = tuple(EnvVar(e["key"], e["value"], e["secret"]) for e in doc["env"])
         egress = EgressSettings.from_json(doc.get("egress"))  # absent in older snapshots
         secrets = tuple(doc.get("secrets", ()))  # absent in older snapshots too
-        return cls(env=env, timeout_s=doc["timeout_s"], egress=egress, secrets=secrets)
+        step = StepSpec.from_json(doc.get("step"))  # and this one
+        return cls(env, doc["timeout_s"], egress, secrets, step)
 
 
 @dataclass(frozen=True)
@@ -120,6 +151,9 @@ class Resources:
     max_replicas: int = 1
     cpu_target: int = 75
     profile: str = ""
+    # a replica's memory limit below its profile's (a code step's default limit,
+    # steps.memory_mib); None: the profile's memory
+    memory_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +161,7 @@ class Resources:
             "max_replicas": self.max_replicas,
             "cpu_target": self.cpu_target,
             "profile": self.profile,
+            "memory_bytes": self.memory_bytes,
         }
 
 

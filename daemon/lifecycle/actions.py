@@ -138,6 +138,7 @@ class Lifecycle:
         if await self.ctx.db(self.ctx.store.get_script, name) is not None:
             raise Conflict(f"a script named {name!r} already exists")
         archive, report = await self._checked_archive(body["archive_id"], language)
+        settings, resources = request_checks.with_step(settings, resources, report.step, body, cfg)
         now = now_iso()
         script = Script(
             0, name, description, language, version, DRAFT, actor, now, now,
@@ -201,7 +202,13 @@ class Lifecycle:
         await self._check_granted(new.settings.secrets if "secrets" in body else ())
         if "archive_id" in body:
             archive, report = await self._checked_archive(body["archive_id"], new.language)
-            new = replace(new, archive=archive, functions=tuple(report.functions))
+            settings, res = request_checks.with_step(
+                new.settings, new.resources, report.step, body, cfg
+            )
+            new = replace(
+                new, archive=archive, functions=tuple(report.functions), settings=settings,
+                resources=res,
+            )  # fmt: skip
         elif new.language != script.language:
             raise request_checks.BadRequest("changing the language needs a new archive_id as well")
         return new

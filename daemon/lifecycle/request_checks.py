@@ -23,6 +23,7 @@ from daemon.core.models import (
     EnvVar,
     Resources,
     Settings,
+    StepSpec,
 )
 from daemon.egress.policy import HostPattern
 
@@ -186,13 +187,33 @@ def resources(body: dict[str, Any], base: Resources, config: Config) -> Resource
         if not isinstance(body["profile"], str) or config.profile(body["profile"]) is None:
             names = ", ".join(p.name for p in config.profiles)
             raise _bad("profile", body["profile"], f"one of {names}")
-        out = replace(out, profile=body["profile"])
+        # a profile chosen sets the memory too (a step's default limit goes)
+        out = replace(out, profile=body["profile"], memory_bytes=None)
     if out.min_replicas > out.max_replicas:
         raise BadRequest(
             f"min_replicas ({out.min_replicas}) must be at most max_replicas ({out.max_replicas})",
             field="min_replicas",
         )
     return out
+
+
+def with_step(
+    settings: Settings, res: Resources, step: StepSpec | None, body: dict[str, Any], config: Config
+) -> tuple[Settings, Resources]:
+    """The settings with the project's step declaration (None: functions). A script
+    that becomes a step gets the seed's limits of steps (`steps.timeout_s`,
+    `steps.memory_mib`, never above its profile's memory) for those the request does
+    not set; one that stops being a step gets its profile's memory back."""
+    became_step = step is not None and settings.step is None
+    settings = replace(settings, step=step)
+    if step is None:
+        return settings, replace(res, memory_bytes=None)
+    if became_step and "timeout_s" not in body:
+        settings = replace(settings, timeout_s=config.step_timeout_s)
+    if became_step and "profile" not in body:
+        profile = config.profile(res.profile) or config.default_profile
+        res = replace(res, memory_bytes=min(config.steps_memory_mib << 20, profile.memory_bytes))
+    return settings, res
 
 
 def default_settings(config: Config) -> Settings:

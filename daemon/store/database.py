@@ -27,6 +27,7 @@ from daemon.core.models import (
     Resources,
     Script,
     Settings,
+    StepSpec,
     Version,
     VersionSnapshot,
 )
@@ -68,6 +69,8 @@ def script_columns(script: Script, box: SecretBox) -> dict[str, Any]:
         "max_replicas": script.resources.max_replicas,
         "cpu_target": script.resources.cpu_target,
         "profile": script.resources.profile,
+        "step_json": _dumps(script.settings.step.to_json()) if script.settings.step else None,
+        "memory_bytes": script.resources.memory_bytes,
         "archive_json": _dumps(script.archive.__dict__),
         "functions_json": _dumps(list(script.functions)),
         "current_version": script.current_version,
@@ -91,9 +94,14 @@ def _script(row: Mapping[str, Any]) -> Script:
             timeout_s=row["timeout_s"],
             egress=EgressSettings.from_json(orjson.loads(row["egress_json"])),
             secrets=tuple(orjson.loads(row["secrets_json"])),
+            step=StepSpec.from_json(orjson.loads(row["step_json"]) if row["step_json"] else None),
         ),
         resources=Resources(
-            row["min_replicas"], row["max_replicas"], row["cpu_target"], row["profile"]
+            row["min_replicas"],
+            row["max_replicas"],
+            row["cpu_target"],
+            row["profile"],
+            row["memory_bytes"],
         ),
         archive=ArchiveRef(**orjson.loads(row["archive_json"])),
         functions=tuple(orjson.loads(row["functions_json"])),

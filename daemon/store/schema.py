@@ -219,4 +219,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 8: secret environment variables sealed at rest like integration secrets: the
     # values stored in clear until now, in scripts and in versions' snapshots.
     seal_clear_env,
+    # 9: a code step's declared inputs and outputs (a runtime setting, JSON; NULL for
+    # functions) and a memory limit below the profile's (a step's default limit).
+    """
+    ALTER TABLE scripts ADD COLUMN step_json TEXT;
+    ALTER TABLE scripts ADD COLUMN memory_bytes INTEGER;
+    """,
 )

@@ -64,7 +64,8 @@ if (inputs.name === 'wrong') outputs.total = 'many';
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[DaemonProcess]:
     require_root()
-    with running_daemon(tmp_path_factory.mktemp("steps"), TINY_PROFILES, build_cache) as d:
+    config = {**TINY_PROFILES, "steps": {"memory_mib": 128, "timeout_s": 45}}
+    with running_daemon(tmp_path_factory.mktemp("steps"), config, build_cache) as d:
         yield d
 
 
@@ -200,8 +201,11 @@ def test_scriptctl_run_prints_outputs_logs_and_the_execution_id(
     done = scriptctl(daemon, "run", "greet", "--input", "name=s:Ada", "--input", "amount=n:1.10")
     assert done.returncode == 0, done.stderr
     assert 'greeting = {"s": "Hello, Ada!"}' in done.stdout
-    assert 'total = {"n": 1.1}' in done.stdout  # the CLI shows numbers through a float
+    assert 'total = {"n": 1.10}' in done.stdout  # every digit, as the step answered
     assert "greeting Ada" in done.stdout and "Execution: " in done.stdout
+    digits = "amount=n:12345678901234567890.123456789"
+    exact = scriptctl(daemon, "--json", "run", "greet", "--input", "name=s:Bo", "--input", digits)
+    assert '"n": 12345678901234567890.123456789' in exact.stdout, exact.stdout
     as_json = json.loads(scriptctl(daemon, "--json", "run", "greet", "--input", "name=s:Bo").stdout)
     assert as_json["outputs"]["greeting"] == {"s": "Hello, Bo!"}
     assert [entry["message"] for entry in as_json["logs"]] == ["greeting Bo"]
@@ -363,3 +367,60 @@ def test_secret_values_are_masked_in_the_execution_record(
     assert record["details"]["inputs"] == {"name": {"s": "********"}}
     assert record["details"]["logs"][0]["message"] == "log ********"
     assert "stdout ********" in record["logs"]
+
+
+def test_a_step_gets_the_step_limits_and_shows_its_declaration(
+    daemon: DaemonProcess, admin: AdminClient
+) -> None:
+    """No profile and no timeout given: steps.memory_mib (128 here, below the tiny
+    profile's 256 MiB) and steps.timeout_s; the declaration is a runtime setting."""
+    script = admin.script("greet")
+    assert script["settings"]["kind"] == "step"
+    assert script["settings"]["step"] == {
+        "inputs": {"name": "s", "amount": "n"},
+        "outputs": {"greeting": "s", "total": "n"},
+    }
+    assert script["settings"]["timeout_s"] == 45
+    assert script["resources"]["memory_bytes"] == 128 << 20
+    assert script["resources"]["memory_limit_bytes"] == 128 << 20
+    version = admin.history("greet")["versions"][0]["config"]
+    assert version["resources"]["memory_bytes"] == 128 << 20
+    assert version["settings"]["step"]["outputs"] == {"greeting": "s", "total": "n"}
+    shown = scriptctl(daemon, "show", "greet").stdout
+    for text in ("Kind", "step", "name:s, amount:n", "greeting:s, total:n", "45 s",
+                 "128.0 MB (a step's default"):  # fmt: skip
+        assert text in shown, shown
+    history = scriptctl(daemon, "history", "greet").stdout
+    assert "timeout 45 s, memory 128.0 MB (a step's default)" in history, history
+    assert "step: inputs name:s, amount:n; outputs greeting:s, total:n" in history
+    functions = admin.script("fns")
+    assert functions["settings"]["kind"] == "functions" and functions["settings"]["step"] is None
+    assert functions["resources"]["memory_bytes"] is None
+    assert functions["resources"]["memory_limit_bytes"] == 256 << 20
+
+
+def test_the_step_memory_limit_is_the_replicas(daemon: DaemonProcess, admin: AdminClient) -> None:
+    """200 MiB fit the tiny profile (256 MiB) but not a step's default limit (128)."""
+    body = "data = bytearray(200 << 20)\nfor i in range(0, len(data), 4096):\n    data[i] = 1\n"
+    toml = '[outputs]\nok = "b"\n'
+    admin.create("hungry", make_zip({"main.py": body, "step.toml": toml}), deploy=True)
+    assert admin.wait_status("hungry")["status"] == "Deployed", admin.script("hungry")
+    client = daemon.gateway(create_key(admin, "hungry"))
+    try:
+        r = run(client, "hungry", {})
+    finally:
+        client.close()
+    assert r.status == 502 and r.json()["error"]["type"] == "out_of_memory", r.body
+    assert "128" in r.json()["error"]["message"], r.body
+
+
+def test_a_profile_or_a_timeout_given_wins_over_the_step_defaults(admin: AdminClient) -> None:
+    files = {"main.py": "outputs.x = 1\n", "step.toml": '[outputs]\nx = "n"\n'}
+    admin.create("chosen", make_zip(files), profile="tiny", timeout_s=5)
+    script = admin.script("chosen")
+    assert script["settings"]["timeout_s"] == 5 and script["resources"]["memory_bytes"] is None
+    assert script["resources"]["memory_limit_bytes"] == 256 << 20
+    default = admin.create("defaulted", make_zip(files))
+    assert default["resources"]["memory_bytes"] == 128 << 20
+    changed = admin.call("PATCH", "/v1/scripts/defaulted", {"profile": "tiny"})
+    assert changed["resources"]["memory_bytes"] is None
