@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urlencode
@@ -68,10 +69,12 @@ class AdminClient:
         return self.call("GET", path)
 
     def call(
-        self, method: str, path: str, payload: Any = None, *, json_text: bytes | None = None
-    ) -> Any:
+        self, method: str, path: str, payload: Any = None, *, json_text: bytes | None = None,
+        exact: bool = False,
+    ) -> Any:  # fmt: skip
         """Send a JSON request (body only when payload is not None), return its JSON.
-        `json_text`: a body already written as JSON (numbers with all their digits)."""
+        `json_text`: a body already written as JSON (numbers with all their digits).
+        `exact`: the answer's non-integer numbers are Decimals (all their digits)."""
         body = json_text if json_text is not None else None
         if body is None and payload is not None:
             body = json.dumps(payload).encode()
@@ -79,7 +82,7 @@ class AdminClient:
         if body is not None:
             headers["Content-Type"] = "application/json"
         with self._exchange(method, path, body, headers) as response:
-            return _decode_json(response.read())
+            return _decode_json(response.read(), exact)
 
     def lines(self, path: str) -> Iterator[Any]:
         """The JSON objects of a stream of JSON lines (`logs --follow`), as they come;
@@ -187,8 +190,8 @@ class _ProgressReader:
 
 def _api_error(response: http.client.HTTPResponse) -> ApiError:
     raw = response.read()
-    try:
-        body: Any = json.loads(raw)
+    try:  # printed, never computed on: numbers keep their digits (a step's outputs)
+        body: Any = json.loads(raw, parse_float=Decimal)
     except ValueError:
         body = None
     text = raw.decode("utf-8", errors="replace").strip().splitlines()
@@ -198,9 +201,9 @@ def _api_error(response: http.client.HTTPResponse) -> ApiError:
     return ApiError(response.status, body, fallback)
 
 
-def _decode_json(raw: bytes) -> Any:
+def _decode_json(raw: bytes, exact: bool = False) -> Any:
     try:
-        return json.loads(raw) if raw else None
+        return json.loads(raw, parse_float=Decimal if exact else float) if raw else None
     except ValueError as exc:
         raise CliError(f"scriptd answered something that is not JSON: {raw[:80]!r}") from exc
 

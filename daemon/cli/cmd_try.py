@@ -1,9 +1,9 @@
 """`scriptctl run NAME --input name=CODE:VALUE ...` (a code step) and
 `scriptctl call NAME FUNCTION '{...}'` (a function; --json prints the answer as JSON):
 try a Deployed script through the admin API, without a key. Both print what came
-back and the execution id; a step's logs and captured output too. What is sent
-keeps every digit of its numbers; what is shown goes through the client's JSON
-parser (floats).
+back and the execution id; a step's logs and captured output too. Numbers keep
+every digit both ways: what is sent and what is shown (the answer is parsed with
+Decimals, and printed as it came).
 
 --input values: for b `true`/`false`, for n a JSON number (its digits are kept),
 for arrays (a[T], l, a["f"]) a JSON array, for every other code the text itself
@@ -22,6 +22,7 @@ from typing import Any
 from daemon.cli.client import path_of
 from daemon.cli.context import Context
 from daemon.cli.errors import EXIT_ERROR, ApiError, CliError
+from daemon.cli.output import exact_json
 
 JSON_CODES = ("a[", "l")
 
@@ -45,7 +46,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     text = dumps_exact({"inputs": inputs}).encode()
     try:
-        data = ctx.client.call("POST", path_of("v1", "scripts", args.name, "run"), json_text=text)
+        path = path_of("v1", "scripts", args.name, "run")
+        data = ctx.client.call("POST", path, json_text=text, exact=True)
     except ApiError as exc:
         if exc.status != 422 or not isinstance(exc.body, dict):
             raise
@@ -65,13 +67,13 @@ def call(ctx: Context, args: argparse.Namespace) -> int:
     path = path_of("v1", "scripts", args.name, "functions", args.function)
     text = dumps_exact(payload).encode()
     try:
-        data = ctx.client.call("POST", path, json_text=text)
+        data = ctx.client.call("POST", path, json_text=text, exact=True)
     except ApiError as exc:
         if exc.status != 422 or not isinstance(exc.body, dict):
             raise
         ctx.show(exc.body, render_error)
         return EXIT_ERROR
-    ctx.show(data, lambda d: json.dumps(d.get("result"), indent=2, ensure_ascii=False))
+    ctx.show(data, lambda d: exact_json(d.get("result"), indent=2))
     return 0
 
 
@@ -117,18 +119,11 @@ def parse_input(item: str) -> tuple[str, dict[str, Any]]:
 
 
 def dumps_exact(value: Any) -> str:
-    """JSON where a Decimal (numbers read with parse_float=Decimal) keeps its digits:
-    json.dumps would refuse it, or lose digits through a float."""
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise CliError(f"{value} is not a JSON number")
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ",".join(dumps_exact(x) for x in value) + "]"
-    if isinstance(value, dict):
-        pairs = (json.dumps(str(k)) + ":" + dumps_exact(v) for k, v in value.items())
-        return "{" + ",".join(pairs) + "}"
-    return json.dumps(value, ensure_ascii=False)
+    """JSON where a Decimal (numbers read with parse_float=Decimal) keeps its digits."""
+    try:
+        return exact_json(value)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def render_run(data: dict[str, Any]) -> str:
@@ -138,9 +133,7 @@ def render_run(data: dict[str, Any]) -> str:
     else:
         lines.append("Outputs:")
     outputs = data.get("outputs") or {}
-    lines += [
-        f"  {name} = {json.dumps(value, ensure_ascii=False)}" for name, value in outputs.items()
-    ]
+    lines += [f"  {name} = {exact_json(value)}" for name, value in outputs.items()]
     if not outputs:
         lines.append("  (none)")
     logs = data.get("logs") or []

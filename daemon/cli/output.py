@@ -7,10 +7,12 @@ and `Ticker` write, and they write to the streams they are given.
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TextIO
 
 NONE = "-"
@@ -80,7 +82,33 @@ def fmt_bytes(size: float | None) -> str:
 
 def emit_json(value: Any, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
-    stream.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    stream.write(exact_json(value, indent=2) + "\n")
+
+
+def exact_json(value: Any, indent: int | None = None) -> str:
+    """JSON text in which a Decimal (a number parsed with parse_float=Decimal) is
+    written with exactly its digits: json.dumps refuses Decimals, and a float would
+    round them. Each Decimal is dumped as a unique placeholder string first, then
+    the quoted placeholder is replaced by the number's text."""
+    numbers: dict[str, str] = {}
+
+    def swap(item: Any) -> Any:
+        if isinstance(item, Decimal):
+            if not item.is_finite():
+                raise ValueError(f"{item} is not a JSON number")
+            mark = f"@@exact-{secrets.token_hex(8)}@@"
+            numbers[f'"{mark}"'] = str(item)
+            return mark
+        if isinstance(item, list | tuple):
+            return [swap(x) for x in item]
+        if isinstance(item, dict):
+            return {k: swap(v) for k, v in item.items()}
+        return item
+
+    text = json.dumps(swap(value), indent=indent, ensure_ascii=False)
+    for mark, digits in numbers.items():
+        text = text.replace(mark, digits, 1)
+    return text
 
 
 def progress_bar(done: int, total: int | None, width: int = 30) -> str:

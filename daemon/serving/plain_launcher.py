@@ -76,6 +76,9 @@ class PlainProcess:
     def usage(self) -> PlainUsage:
         return PlainUsage()
 
+    def track_memory(self, name: str, ns_pid: int) -> None:
+        return None  # no cgroup of its own: a call's peak memory is not measured
+
     def cleanup(self) -> None:
         if self._pidfd >= 0:
             os.close(self._pidfd)
@@ -111,6 +114,7 @@ class PlainLauncher:
         self.label = label
         self.runtimes_dir = runtimes_dir
         self.memory_bytes: int | None = None
+        self.step_spec: str | None = None  # a code step's --step-spec (None: functions)
         self.logs: LogWriter | None = None  # where output goes (None: the daemon's stderr)
         self.script_id = 0
 
@@ -137,6 +141,7 @@ class PlainLauncher:
             runtimes_dir=settings.runtimes_dir,
         )
         launcher.memory_bytes = target.profile.memory_bytes
+        launcher.step_spec = target.step_spec
         launcher.logs, launcher.script_id = logs, target.script_id
         return launcher
 
@@ -146,7 +151,7 @@ class PlainLauncher:
     def launch(self, name: str, control_fd: int, output_fd: int) -> PlainProcess:
         rt = str(self.runtimes_dir)
         command = SupervisorCommand(
-            self.language, self.workers, str(self.source_dir), rt, self.node
+            self.language, self.workers, str(self.source_dir), rt, self.node, self.step_spec
         )
         argv = command.argv(self.python, "--control-fd", str(control_fd))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.extra_env}
