@@ -7,7 +7,7 @@ dropped privileges, rlimits and seccomp. Knows nothing about scripts.
     exit = await box.wait(); box.cleanup()
 """
 
-from .cgroups import CgroupRoot, Limits, SandboxCgroup
+from .cgroups import CgroupRoot, Limits, MemoryProbe, SandboxCgroup
 from .fsutil import remove_tree
 from .handle import Exit, Sandbox, Usage
 from .launcher import start
@@ -19,6 +19,7 @@ __all__ = [
     "CgroupRoot",
     "Exit",
     "Limits",
+    "MemoryProbe",
     "Rlimits",
     "Sandbox",
     "SandboxCgroup",

@@ -205,7 +205,7 @@ def kill_cgroup(fs: CgroupFS, dirs: list[str]) -> None:
             return
     for _ in range(100):  # a fork bomb may add pids while we kill; pids.max bounds it
         pids = set()
-        for d in dirs:
+        for d in _with_children(dirs):  # v1 lists only a cgroup's own members
             with contextlib.suppress(FileNotFoundError):
                 pids |= {int(p) for p in fs.read(os.path.join(d, "cgroup.procs")).split()}
         if not pids:
@@ -214,6 +214,35 @@ def kill_cgroup(fs: CgroupFS, dirs: list[str]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.005)
+
+
+def _with_children(dirs: list[str]) -> list[str]:
+    """`dirs` and the cgroups below them (a process's memory cgroup, process_memory)."""
+    out = []
+    for d in dirs:
+        out.append(d)
+        with contextlib.suppress(OSError):
+            out += [e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+    return out
+
+
+class MemoryProbe:
+    """The peak memory of one process's own cgroup between reset() and peak() (v1:
+    writing to memory.max_usage_in_bytes resets it to the current usage)."""
+
+    def __init__(self, fs: CgroupFS, path: str) -> None:
+        self.fs = fs
+        self.path = os.path.join(path, "memory.max_usage_in_bytes")
+
+    def reset(self) -> None:
+        with contextlib.suppress(OSError):
+            self.fs.write(self.path, "0")
+
+    def peak(self) -> int | None:
+        try:
+            return int(self.fs.read(self.path))
+        except (OSError, ValueError):
+            return None
 
 
 def remove_dirs(fs: CgroupFS, dirs: list[str], timeout: float = 2.0) -> None:
@@ -336,7 +365,32 @@ class SandboxCgroup:
 
     def oom_kills(self) -> int:
         text = self._read("memory", "memory.oom_control", "memory.events")
-        return self._key(text, "oom_kill") or 0
+        kills = self._key(text, "oom_kill") or 0
+        mem = self.by_controller.get("memory")
+        if mem is None or "memory" in self.v2:  # v2 counts its children's kills itself
+            return kills
+        for child in _with_children([mem])[1:]:  # v1 counts a kill in the victim's cgroup
+            with contextlib.suppress(OSError):
+                kills += self._key(self.fs.read(os.path.join(child, "memory.oom_control")),
+                                   "oom_kill") or 0  # fmt: skip
+        return kills
+
+    def process_memory(self, name: str, pid: int) -> MemoryProbe | None:
+        """Move `pid` (a process of this sandbox) into a memory cgroup of its own,
+        `name` below this one, whose peak can be reset and read per unit of work; the
+        sandbox's limit still holds for it (hierarchical). v1 only: on v2 this cgroup
+        holds the sandbox's pid 1, and the "no internal processes" rule forbids memory
+        children beside it, so None (and on any failure: the caller goes without)."""
+        mem = self.by_controller.get("memory")
+        if mem is None or "memory" in self.v2:
+            return None
+        child = os.path.join(mem, name)
+        try:
+            self.fs.mkdir(child)
+            self.fs.write(os.path.join(child, "cgroup.procs"), str(pid))
+        except OSError:
+            return None
+        return MemoryProbe(self.fs, child)
 
     def kill(self) -> None:
         kill_cgroup(self.fs, self.dirs)

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 
 from . import libc
-from .cgroups import SandboxCgroup
+from .cgroups import MemoryProbe, SandboxCgroup
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,13 @@ class Sandbox:
         now, peak = self.cgroup.memory()
         return Usage(self.cgroup.cpu_seconds(), now, peak, self.cgroup.oom_kills())
 
+    def track_memory(self, name: str, ns_pid: int) -> MemoryProbe | None:
+        """Measure the peak memory of one child of pid 1 (named by its pid inside the
+        sandbox) in a memory cgroup of its own (SandboxCgroup.process_memory); None
+        when it cannot be found or measured."""
+        host = child_host_pid(self.pid, ns_pid)
+        return None if host is None else self.cgroup.process_memory(name, host)
+
     def cleanup(self) -> None:
         """Kill anything left, reap pid 1 and remove the cgroups. Idempotent.
 
@@ -140,3 +147,33 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.name} pid={self.pid} exit={self._exit}>"
+
+
+def child_host_pid(parent: int, ns_pid: int) -> int | None:
+    """The pid, in our namespace, of the child of `parent` whose pid in its own (the
+    sandbox's) namespace is `ns_pid`: the last NSpid of /proc/<child>/status."""
+    try:
+        tasks = os.listdir(f"/proc/{parent}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{parent}/task/{task}/children") as f:
+                children = f.read().split()
+        except OSError:
+            continue
+        for child in children:
+            if _ns_pid(child) == ns_pid:
+                return int(child)
+    return None
+
+
+def _ns_pid(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None

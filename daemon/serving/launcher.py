@@ -284,6 +284,9 @@ class _Released:
     def usage(self) -> sandbox.Usage:
         return self._box.usage()
 
+    def track_memory(self, name: str, ns_pid: int) -> sandbox.MemoryProbe | None:
+        return self._box.track_memory(name, ns_pid)
+
     def cleanup(self) -> None:
         try:
             self._box.cleanup()

@@ -33,6 +33,13 @@ class ExitInfo(Protocol):
     def reason(self) -> str: ...
 
 
+class MemoryProbe(Protocol):
+    """The peak memory of one worker between reset() and peak() (sandbox.MemoryProbe)."""
+
+    def reset(self) -> None: ...
+    def peak(self) -> int | None: ...
+
+
 class Process(Protocol):
     """What a replica needs from its process tree; sandbox.Sandbox is one."""
 
@@ -43,6 +50,8 @@ class Process(Protocol):
     def kill(self) -> None: ...
     def usage(self) -> UsageInfo: ...
     def cleanup(self) -> None: ...
+    def track_memory(self, name: str, ns_pid: int) -> MemoryProbe | None:
+        """Measure one worker's memory per call (None: not measured here)."""
 
 
 class Launcher(Protocol):

@@ -191,6 +191,8 @@ class Replica:
         lane = frame.get("lane")
         worker = Worker(self, int(frame["worker"]), int(frame.get("slot", 0)), int(frame["pid"]),
                         lane if isinstance(lane, int) else None)  # fmt: skip
+        if self.process is not None:  # before its first call: a cgroup of its slot
+            worker.memory = self.process.track_memory(f"slot{worker.slot}", worker.pid)
         task = asyncio.get_running_loop().create_task(self._connect(worker, sock))
         self._connecting.add(task)  # held: the loop keeps only weak references to tasks
         task.add_done_callback(self._connecting.discard)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daemon.serving import wire
+from daemon.serving.process import MemoryProbe
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Worker:
         "channel",
         "lane",
         "lost_call_id",
+        "memory",
         "number",
         "owner",
         "pid",
@@ -121,6 +123,7 @@ class Worker:
         self.call: PendingCall | None = None
         self.lost_call_id: str | None = None  # the call in flight when its socket closed
         self.channel: wire.FrameProtocol | None = None
+        self.memory: MemoryProbe | None = None  # its peak memory per call, where measured
         self._exit: asyncio.Future[WorkerLoss | None] = asyncio.get_running_loop().create_future()
         self._explainer: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
@@ -138,6 +141,8 @@ class Worker:
             return False
         self.call = call
         self.owner.call_started(self)
+        if self.memory is not None:
+            self.memory.reset()
         channel.send_bytes(data)
         return True
 
@@ -166,6 +171,8 @@ class Worker:
             log.warning("%s: worker %d answered a call it was not given", self.owner, self.number)
             return
         self._finish(call)
+        if self.memory is not None:  # the call's peak, for its execution record
+            frame["peak_memory_bytes"] = self.memory.peak()
         if not call.future.done():
             call.future.set_result(frame)
         if self.alive:
