@@ -255,6 +255,8 @@ async def _serve(
         max_buffer=config.executions_buffer,
         max_buffer_bytes=config.executions_buffer_bytes,
         output_bytes=config.executions_output_bytes,
+        inputs_bytes=config.executions_inputs_bytes,
+        outputs_bytes=config.executions_outputs_bytes,
     )
     recorder.start()
     teardown.add(RECORDS, "execution records", recorder.close)

@@ -112,10 +112,13 @@ def execution(e: dict[str, Any]) -> str:
         parts.append(head + ("\n" + _indent(traceback) if traceback else ""))
     details = e.get("details") or {}
     step = e.get("function") == "(step)"
+    cut = details.get("cut") or {}
     if "inputs" in details:
-        parts.append(("Inputs\n" if step else "Payload\n") + _json_block(details["inputs"]))
+        title = ("Inputs" if step else "Payload") + _cut_note(cut.get("inputs"))
+        parts.append(title + "\n" + _json_block(details["inputs"]))
     if e.get("result") is not None:
-        parts.append(("Outputs\n" if step else "Result\n") + _json_block(e["result"]))
+        title = ("Outputs" if step else "Result") + _cut_note(cut.get("outputs"))
+        parts.append(title + "\n" + _json_block(e["result"]))
     if details.get("logs") or details.get("logs_discarded"):
         lines = [f"{x.get('ts')}  {x.get('message')}" for x in details.get("logs") or ()]
         if details.get("logs_discarded"):
@@ -126,6 +129,15 @@ def execution(e: dict[str, Any]) -> str:
     if isinstance(e.get("http_log"), dict):
         parts.append(render_http.http_log(e["http_log"]))
     return "\n\n".join(parts)
+
+
+def _cut_note(cut: dict[str, Any] | None) -> str:
+    """` (cut: 70.0 KB of JSON, 64.0 KB kept at most)` when the record left it out."""
+    if not cut:
+        return ""
+    return (
+        f" (cut: {fmt_bytes(cut.get('bytes'))} of JSON, {fmt_bytes(cut.get('limit'))} kept at most)"
+    )
 
 
 def _json_block(value: Any) -> str:

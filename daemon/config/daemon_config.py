@@ -87,6 +87,8 @@ class Config:
     # yes, no (daemon/core/journal_log.py).
     log_journal: str = "auto"
     executions_output_bytes: int = 64 << 10  # stdout/stderr kept per record and stream
+    executions_inputs_bytes: int = 64 << 10  # a record's inputs (payload), as JSON
+    executions_outputs_bytes: int = 64 << 10  # its result (a step's outputs), as JSON
     executions_buffer: int = 20_000  # records waiting for the store; past it the oldest drop
     executions_buffer_bytes: int = 64 << 20  # and their outputs and results, at most
     # Retention (daemon/account/retention_loop.py): execution records, sent or failed

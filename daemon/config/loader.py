@@ -157,6 +157,8 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "logs.rate_bytes_per_s": (("log_rate_bytes_per_s",), integer(4096, GIB)),
     "logs.journal": (("log_journal",), _journal_mode),
     "executions.output_bytes": (("executions_output_bytes",), integer(0, 16 << 20)),
+    "executions.inputs_bytes": (("executions_inputs_bytes",), integer(0, 16 << 20)),
+    "executions.outputs_bytes": (("executions_outputs_bytes",), integer(0, 16 << 20)),
     "executions.buffer": (("executions_buffer",), integer(100, 10_000_000)),
     "executions.buffer_bytes": (("executions_buffer_bytes",), integer(1 << 20, 64 * GIB)),
     "executions.retention_days": (("executions_retention_days",), number(0.001, 36500.0)),

@@ -218,8 +218,7 @@ class Gateway:
 
     def keep_inputs(self, record: Call, inputs_json: bytes) -> None:
         """The record's details start with the call's inputs (a function's payload)."""
-        record.details = {"inputs": self.recorder.keep_result(orjson.Fragment(inputs_json),
-                                                              len(inputs_json))}  # fmt: skip
+        self.recorder.keep_inputs(record, orjson.Fragment(inputs_json), len(inputs_json))
 
     def record_answer(self, record: Call, result: CallResult) -> bytes:
         """Record a call that returned; the answer's body."""
@@ -227,7 +226,8 @@ class Gateway:
         record.status = "ok"
         record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
         record.cpu_ms = result.cpu_ms
-        record.result = self.recorder.keep_result(result.value, len(body) - 11)  # {"result":}
+        record.peak_memory_bytes = result.frame.get("peak_memory_bytes")
+        self.recorder.keep_result(record, result.value, len(body) - 11)  # {"result":}
         record.stdout, record.stderr = result.stdout, result.stderr
         record.http_log = self.http_log(result.replica, result.egress_lane)
         self.recorder.record(record)
@@ -250,6 +250,7 @@ class Gateway:
         record.error = error
         if isinstance(exc, FunctionError):
             record.cpu_ms = exc.frame.get("cpu_ms")
+            record.peak_memory_bytes = exc.frame.get("peak_memory_bytes")
         elif isinstance(exc, OutOfMemory):
             record.peak_memory_bytes = exc.extra.get("memory_limit_bytes")
         if exc.status in KILLED and self.close_connections and exc.replica is not None:

@@ -10,8 +10,9 @@ and results, the oldest records are dropped and counted (`dropped`), so memory s
 bounded whatever the store does. `close()` writes what is left (on shutdown).
 
 Captured stdout/stderr are cut to `output_bytes` characters per stream as they are
-recorded (a marker says so), and a result is kept only when its JSON fits in as many
-bytes (the gateway knows its size: it just encoded it). The writing thread runs no
+recorded (a marker says so); inputs and a result (a step's outputs) are kept only when
+their JSON fits in `inputs_bytes` / `outputs_bytes` (the gateway knows the size: it
+just encoded it), else a note stands in and the details' "cut" says so. The writing thread runs no
 Python per record, only the store's one executemany: a thread that formats rows holds
 the GIL, and the loop waits for it (up to the 5 ms switch interval). `Values` holds the
 fields of `ExecutionRow` in its order (a test checks it).
@@ -186,12 +187,16 @@ class ExecutionRecorder:
         max_buffer: int = Config.executions_buffer,
         max_buffer_bytes: int = Config.executions_buffer_bytes,
         output_bytes: int = Config.executions_output_bytes,
+        inputs_bytes: int = Config.executions_inputs_bytes,
+        outputs_bytes: int = Config.executions_outputs_bytes,
     ) -> None:
         self.store = store
         self.keys = keys
         self.every_s = every_s
         self.batch = batch
-        self.output_bytes = output_bytes
+        self.output_bytes = output_bytes  # stdout, stderr, a traceback
+        self.inputs_bytes = inputs_bytes  # a call's payload, a step's inputs (JSON)
+        self.outputs_bytes = outputs_bytes  # a function's result, a step's outputs (JSON)
         self.max_buffer = max_buffer
         self.max_buffer_bytes = max_buffer_bytes
         self._buffer: deque[Call] = deque()
@@ -223,13 +228,25 @@ class ExecutionRecorder:
         if len(buffer) >= self.batch:
             self._wake.set()
 
-    def keep_result(self, value: Any, encoded_bytes: int) -> Any:
-        """What to record of a result whose JSON is `encoded_bytes` long."""
-        if encoded_bytes <= self.output_bytes:
+    def keep_inputs(self, call: Call, value: Any, encoded_bytes: int) -> None:
+        """The call's inputs into its details, if their JSON (`encoded_bytes` long)
+        fits `inputs_bytes`; else a note, and the details say they were cut."""
+        kept = self._kept(call, "inputs", value, encoded_bytes, self.inputs_bytes)
+        call.details = {**(call.details or {}), "inputs": kept}
+
+    def keep_result(self, call: Call, value: Any, encoded_bytes: int) -> None:
+        """The call's result (a step's outputs) as for keep_inputs, within `outputs_bytes`."""
+        call.result = self._kept(call, "outputs", value, encoded_bytes, self.outputs_bytes)
+
+    @staticmethod
+    def _kept(call: Call, what: str, value: Any, size: int, limit: int) -> Any:
+        if size <= limit:
             return value
-        return {
-            "not_kept": f"the result was {encoded_bytes} bytes of JSON, over {self.output_bytes}"
-        }
+        details = call.details if call.details is not None else {}
+        details.setdefault("cut", {})[what] = {"bytes": size, "limit": limit}
+        call.details = details
+        return {"not_kept": f"the {what} were {size} bytes of JSON, over the {limit} kept "
+                            f"(executions.{what}_bytes)"}  # fmt: skip
 
     @property
     def pending(self) -> int:

@@ -102,6 +102,7 @@ def _record_answer(gateway: Gateway, record: Call, result: CallResult, details: 
     outputs = _outputs(frame)
     record.status = "ok"
     record.queue_ms, record.run_ms, record.cpu_ms = result.queue_ms, result.run_ms, result.cpu_ms
+    record.peak_memory_bytes = frame.get("peak_memory_bytes")
     _keep_step_details(gateway, record, frame, outputs)
     record.stdout, record.stderr = result.stdout, result.stderr
     record.http_log = gateway.http_log(result.replica, result.egress_lane)
@@ -123,7 +124,7 @@ def _keep_step_details(
 ) -> None:
     """The record's result is the outputs (partial after an error), with their
     exact digits; its details gain the logs."""
-    record.result = gateway.recorder.keep_result(orjson.Fragment(outputs), len(outputs))
+    gateway.recorder.keep_result(record, orjson.Fragment(outputs), len(outputs))
     kept = record.details if record.details is not None else {}
     kept.update(logs=frame.get("logs", []), logs_discarded=frame.get("logs_discarded", 0))
     record.details = kept

@@ -64,7 +64,11 @@ if (inputs.name === 'wrong') outputs.total = 'many';
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[DaemonProcess]:
     require_root()
-    config = {**TINY_PROFILES, "steps": {"memory_mib": 128, "timeout_s": 45}}
+    config = {
+        **TINY_PROFILES,
+        "steps": {"memory_mib": 128, "timeout_s": 45},
+        "executions": {"inputs_bytes": 300, "outputs_bytes": 200},
+    }
     with running_daemon(tmp_path_factory.mktemp("steps"), config, build_cache) as d:
         yield d
 
@@ -424,3 +428,60 @@ def test_a_profile_or_a_timeout_given_wins_over_the_step_defaults(admin: AdminCl
     assert default["resources"]["memory_bytes"] == 128 << 20
     changed = admin.call("PATCH", "/v1/scripts/defaulted", {"profile": "tiny"})
     assert changed["resources"]["memory_bytes"] is None
+
+
+MEMORY_MAIN = """\
+def grab(mb):
+    data = bytearray(mb << 20)
+    for i in range(0, len(data), 4096):
+        data[i] = 1
+    return len(data)
+"""
+
+
+def test_each_record_has_the_peak_memory_of_its_own_call(
+    daemon: DaemonProcess, admin: AdminClient, gw: GatewayClient
+) -> None:
+    """The worker's own memory cgroup is reset before each call (cgroup v1): a small
+    call after a big one shows its own peak, not the worker's high-water mark."""
+    if not sandbox_memory_is_v1():  # not a missing feature: v2 hosts record none (README)
+        pytest.skip("per-call peak memory is measured where memory is a cgroup v1 hierarchy")
+    admin.create("memory", make_zip({"main.py": MEMORY_MAIN}), deploy=True)
+    assert admin.wait_status("memory")["status"] == "Deployed", admin.script("memory")
+    client = daemon.gateway(create_key(admin, "memory"))
+    try:
+        ids = [client.call("memory", "grab", {"mb": mb}).headers["X-Scriptd-Execution-Id"]
+               for mb in (100, 1)]  # fmt: skip
+    finally:
+        client.close()
+    big, small = (wait_for_record(admin, cid)["peak_memory_bytes"] for cid in ids)
+    assert big >= 100 << 20 and small < 50 << 20, (big, small)
+    step = run(gw, "greet", {"name": {"s": "Ada"}}).headers["X-Scriptd-Execution-Id"]
+    assert wait_for_record(admin, step)["peak_memory_bytes"] > 0
+    shown = scriptctl(daemon, "execution", ids[0]).stdout
+    assert "Peak memory" in shown and "100." in shown, shown
+
+
+def sandbox_memory_is_v1() -> bool:
+    """The memory controller is a v1 hierarchy here (a line "N:memory:/...")."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    return any(line.split(":")[1] == "memory" for line in lines if line.count(":") >= 2)
+
+
+def test_inputs_and_outputs_over_their_caps_are_cut_and_the_record_says_so(
+    daemon: DaemonProcess, admin: AdminClient, gw: GatewayClient
+) -> None:
+    """executions.inputs_bytes = 300 and outputs_bytes = 200 in this module."""
+    r = run(gw, "greet", {"name": {"s": "x" * 400}})
+    assert r.status == 200, r.body
+    record = wait_for_record(admin, r.headers["X-Scriptd-Execution-Id"])
+    cut = record["details"]["cut"]
+    assert cut["inputs"]["limit"] == 300 and cut["inputs"]["bytes"] > 400
+    assert cut["outputs"]["limit"] == 200 and cut["outputs"]["bytes"] > 400
+    assert "executions.inputs_bytes" in record["details"]["inputs"]["not_kept"]
+    assert "executions.outputs_bytes" in record["result"]["not_kept"]
+    assert r.json()["outputs"]["greeting"]["s"].startswith("Hello, xxx")  # the caller's: whole
+    shown = scriptctl(daemon, "execution", record["id"]).stdout
+    assert "Inputs (cut: " in shown and "Outputs (cut: " in shown, shown
+    small = run(gw, "greet", {"name": {"s": "Ada"}}).headers["X-Scriptd-Execution-Id"]
+    assert "cut" not in wait_for_record(admin, small)["details"]

@@ -105,8 +105,23 @@ async def test_outputs_are_cut_when_recorded_and_big_results_not_kept() -> None:
     c = call(1, stdout="a" * 50, stderr="b" * 5)
     rec.record(c)
     assert c.stdout.startswith("a" * 10 + "\n[cut: 40 more") and c.stderr == "b" * 5
-    assert rec.keep_result([1], 3) == [1]
-    assert "not_kept" in rec.keep_result("z" * 100, 102)
+
+
+async def test_inputs_and_results_have_caps_of_their_own_and_say_when_cut() -> None:
+    rec = ExecutionRecorder(FakeStore(), None, output_bytes=10, inputs_bytes=5, outputs_bytes=8)
+    small = call(1)
+    rec.keep_inputs(small, [1], 3)
+    rec.keep_result(small, [2], 3)
+    assert small.details == {"inputs": [1]} and small.result == [2]
+    big = call(2)
+    rec.keep_inputs(big, "y" * 10, 12)
+    rec.keep_result(big, "z" * 10, 12)
+    assert big.details is not None and big.details["cut"] == {
+        "inputs": {"bytes": 12, "limit": 5},
+        "outputs": {"bytes": 12, "limit": 8},
+    }
+    assert "executions.inputs_bytes" in big.details["inputs"]["not_kept"]
+    assert "executions.outputs_bytes" in big.result["not_kept"]
 
 
 async def test_buffer_bytes_are_bounded() -> None:
