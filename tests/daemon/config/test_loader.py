@@ -93,6 +93,13 @@ def test_a_profile_without_workspace_bytes_gets_one_gib() -> None:
                         "memory_gib": 1, "default": True, "workspace_bytes": 1024}]},
          ["profiles[0].workspace_bytes", "= 1024", "from 16777216"]),
         ({"build": {"cache_max_bytes": True}}, ["build.cache_max_bytes", "integer"]),
+        ({"steps": {"base_packages": "numpy"}}, ["steps.base_packages", "a list"]),
+        ({"steps": {"base_packages": ["numpy", "x @ https://e.test/x.whl"]}},
+         ["steps.base_packages[1]", "not a URL"]),
+        ({"steps": {"base_packages": ["--index-url=x"]}}, ["base_packages[0]", "option"]),
+        ({"steps": {"base_packages": ["num py"]}}, ["base_packages[0]", "PEP 508"]),
+        ({"steps": {"memory_mib": 0}}, ["steps.memory_mib", "from 16"]),
+        ({"executions": {"inputs_bytes": -1}}, ["executions.inputs_bytes", "from 0"]),
         ({"profiles": [{"name": "a", "nominal_vcpus": 1, "nominal_memory_gib": 1, "vcpus": 2,
                         "memory_gib": 1, "default": True}]}, ["profiles[0].vcpus", "at most"]),
     ],
@@ -222,3 +229,22 @@ def test_console_tls_needs_both_files() -> None:
         config_from_mapping({"console": {"tls_cert": "/etc/scriptd/console.pem"}})
     both = {"tls_cert": "/etc/scriptd/console.pem", "tls_key": "/etc/scriptd/console.key"}
     assert config_from_mapping({"console": both}).console_tls_key == Path(both["tls_key"])
+
+
+def test_steps_keys_and_the_step_timeout_within_the_allowed_range() -> None:
+    config = config_from_mapping(
+        {
+            "steps": {
+                "base_packages": ["numpy>=2", "requests[socks]"],
+                "timeout_s": 900,
+                "memory_mib": 512,
+            },
+            "executions": {"inputs_bytes": 10, "outputs_bytes": 20},
+        }
+    )
+    assert config.steps_base_packages == ("numpy>=2", "requests[socks]")
+    assert config.steps_memory_mib == 512 and config.step_timeout_s == 600  # timeout_max_s
+    assert (config.executions_inputs_bytes, config.executions_outputs_bytes) == (10, 20)
+    defaults = Config()
+    assert len(defaults.steps_base_packages) == 11 and "numpy" in defaults.steps_base_packages
+    assert (defaults.step_timeout_s, defaults.steps_memory_mib) == (30, 1024)
