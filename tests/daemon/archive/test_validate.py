@@ -64,7 +64,10 @@ def test_to_json_has_every_field(tmp_path: Path) -> None:
         "functions",
         "entries",
         "unpacked_bytes",
+        "kind",
+        "step",
     }
+    assert doc["kind"] == "functions" and doc["step"] is None
     assert set(doc["errors"][0]) == {"level", "code", "message", "where", "fix"}
 
 
