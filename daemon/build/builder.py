@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import signal
@@ -53,6 +51,13 @@ from daemon.build.build_user import (
 )
 from daemon.build.catalogue import Runtime
 from daemon.build.cgroup import BuildCgroup, BuildCgroups, guarded
+from daemon.build.env_keys import (
+    NODE_DEP_FILES,
+    base_env_key,
+    env_key,
+    has_node_dependencies,
+    has_requirements,
+)
 from daemon.build.env_lock import host_lock
 from daemon.build.sweep import sweep_envs, trim_caches
 from daemon.config.daemon_config import Config
@@ -60,9 +65,7 @@ from daemon.core.cancel import uncancellable
 from daemon.core.errors import BuildError
 from daemon.metrics.instruments import BUILD_CACHE_HITS, BUILD_CACHE_MISSES, BUILD_DURATION
 
-BUILD_FORMAT = 1  # bump when the layout of a built environment changes
 DONE_MARKER = ".scriptd-built"
-NODE_DEP_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json")
 REQUIREMENTS_COPY = ".scriptd-requirements.txt"  # in the temp folder while uv reads it
 # The daemon's own settings for reaching package indexes (proxies, CA bundles,
 # mirrors) go through to the tools; nothing else of its environment does.
@@ -95,53 +98,6 @@ def find_uv(config: Config) -> str:
     return str(beside) if beside.exists() else (shutil.which("uv") or "uv")
 
 
-def dependency_files(language: str) -> tuple[str, ...]:
-    return ("requirements.txt",) if language == "python" else NODE_DEP_FILES
-
-
-def env_key(
-    config: Config, language: str, runtime: Runtime, src: Path, base: tuple[str, ...] = ()
-) -> str:
-    """The cache key of the environment `src` needs, with the `base` packages installed
-    beside its requirements (a code step's; blocking: reads small files)."""
-    h = hashlib.sha256()
-    options = [BUILD_FORMAT, config.build_allow_source_builds, config.build_npm_ignore_scripts]
-    what: list[object] = [language, runtime.path, runtime.version, options]
-    if base:  # only then: the keys of environments built before base packages stay valid
-        what.append(sorted(base))
-    h.update(json.dumps(what).encode())
-    for name in dependency_files(language):
-        path = src / name
-        h.update(name.encode() + b"\0")
-        h.update(path.read_bytes() if path.is_file() else b"<absent>")
-        h.update(b"\0")
-    return h.hexdigest()[:32]
-
-
-def base_env_key(config: Config, runtime: Runtime, base: tuple[str, ...]) -> str:
-    """The key of the base environment of code steps for `runtime`: the interpreter,
-    the package list (order aside) and the build options."""
-    what = ["base", BUILD_FORMAT, config.build_allow_source_builds, runtime.path,
-            runtime.version, sorted(base)]  # fmt: skip
-    return "base-" + hashlib.sha256(json.dumps(what).encode()).hexdigest()[:27]
-
-
-def _has_requirements(src: Path) -> bool:
-    req = src / "requirements.txt"
-    if not req.is_file():
-        return False
-    lines = (ln.split("#", 1)[0].strip() for ln in req.read_text(errors="replace").splitlines())
-    return any(lines)
-
-
-def _has_node_dependencies(src: Path) -> bool:
-    try:
-        doc = json.loads((src / "package.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and bool(doc.get("dependencies"))
-
-
 class Builder:
     def __init__(self, config: Config, cgroup_root: sandbox.CgroupRoot | None = None) -> None:
         self.config = config
@@ -168,7 +124,7 @@ class Builder:
         a Python code step's base packages; without a requirements.txt the step runs
         on the shared base environment, with one they are installed beside it."""
         base = base if language == "python" else ()
-        if base and not await asyncio.to_thread(_has_requirements, src):
+        if base and not await asyncio.to_thread(has_requirements, src):
             return await self.base_env(runtime, base, log)
         key = await asyncio.to_thread(env_key, self.config, language, runtime, src, base)
         what = f"environment {key} ({language} {runtime.version} at {runtime.path})"
@@ -289,7 +245,7 @@ class Builder:
         venv = [uv, "venv", "--quiet", "--relocatable", "--python", rt.path, WORK_MOUNT]
         await self._run(venv, tmp, log, deadline)
         wanted: list[str] = list(base)
-        if src is not None and await asyncio.to_thread(_has_requirements, src):
+        if src is not None and await asyncio.to_thread(has_requirements, src):
             await asyncio.to_thread(
                 self._hand_over, src / "requirements.txt", tmp / REQUIREMENTS_COPY
             )
@@ -308,7 +264,7 @@ class Builder:
             await asyncio.to_thread(self._hand_over, src / name, tmp / name)
         await asyncio.to_thread((tmp / "node_modules").mkdir, exist_ok=True)
         await asyncio.to_thread(chown_tree, tmp, self.uid, self.gid)
-        if not await asyncio.to_thread(_has_node_dependencies, src):
+        if not await asyncio.to_thread(has_node_dependencies, src):
             await _append(log, "package.json lists no dependencies: nothing to install\n")
             return
         npm = str(Path(rt.path).parent / "npm")
