@@ -117,6 +117,15 @@ class Config:
     steps_base_packages: tuple[str, ...] = DEFAULT_BASE_PACKAGES
     steps_timeout_s: int = DEFAULT_STEP_TIMEOUT_S  # a step's timeout when none is given
     steps_memory_mib: int = DEFAULT_STEP_MEMORY_MIB  # its memory limit, at most the profile's
+    # [async]: calls answered 202 and run from the store's queue (daemon/account/async_loop.py)
+    async_max_worker_share: float = 0.5  # of a script's workers, async calls hold at most this
+    async_max_concurrency: int = 16  # async calls running at once, all scripts; 0 pauses them
+    async_retry_backoff_s: float = 10.0  # before the first retry; doubles for the next
+    async_idempotency_window_s: float = 86400.0  # an Idempotency-Key names one call this long
+    async_poll_s: float = 1.0  # a waiting call (script busy or not serving) is tried this often
+    async_callback_attempts: int = 5  # POSTs of a result to its callback URL at most
+    async_callback_backoff_s: float = 10.0  # before the second POST; doubles for the next
+    async_callback_timeout_s: float = 10.0  # one POST, connection to answer
     # [autoscale], [credits], [notify]: daemon/config/account.py
     account: AccountConfig = field(default_factory=AccountConfig)
     source: str = "built-in defaults"

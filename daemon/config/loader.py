@@ -182,6 +182,14 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "steps.base_packages": (("steps_base_packages",), base_packages),
     "steps.timeout_s": (("steps_timeout_s",), integer(1, 86400)),
     "steps.memory_mib": (("steps_memory_mib",), integer(16, 1 << 24)),
+    "async.max_worker_share": (("async_max_worker_share",), number(0.01, 1.0)),
+    "async.max_concurrency": (("async_max_concurrency",), integer(0, 10_000)),
+    "async.retry_backoff_s": (("async_retry_backoff_s",), number(0.0, 86400.0)),
+    "async.idempotency_window_s": (("async_idempotency_window_s",), number(1.0, 30 * 86400.0)),
+    "async.poll_s": (("async_poll_s",), number(0.05, 3600.0)),
+    "async.callback_attempts": (("async_callback_attempts",), integer(1, 100)),
+    "async.callback_backoff_s": (("async_callback_backoff_s",), number(0.0, 86400.0)),
+    "async.callback_timeout_s": (("async_callback_timeout_s",), number(0.1, 3600.0)),
 }
 
 

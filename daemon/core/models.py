@@ -91,6 +91,30 @@ class EgressSettings:
         return cls(doc.get("policy"), tuple(doc.get("allow_hosts", ())), doc.get("inspect", True))
 
 
+MAX_ASYNC_RETRIES = 2
+DEFAULT_MAX_EVENT_AGE_S = 6 * 3600
+MAX_EVENT_AGE_RANGE_S = (1, 7 * 86400)
+
+
+@dataclass(frozen=True)
+class AsyncSettings:
+    """Asynchronous calls of a script (`Prefer: respond-async`): how many times a
+    failed attempt is tried again (0-2: these scripts call other systems, so none by
+    default), and how long an accepted call may wait before it is marked expired."""
+
+    retries: int = 0
+    max_event_age_s: int = DEFAULT_MAX_EVENT_AGE_S
+
+    def to_json(self) -> dict[str, Any]:
+        return {"retries": self.retries, "max_event_age_s": self.max_event_age_s}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any] | None) -> AsyncSettings:
+        if not doc:
+            return cls()
+        return cls(doc.get("retries", 0), doc.get("max_event_age_s", DEFAULT_MAX_EVENT_AGE_S))
+
+
 @dataclass(frozen=True)
 class StepSpec:
     """A code step's declared inputs and outputs, (name, type code) in declaration
@@ -121,6 +145,7 @@ class Settings:
     secrets: tuple[str, ...] = ()
     # a code step's declared inputs and outputs (its step.toml); None: functions
     step: StepSpec | None = None
+    async_calls: AsyncSettings = field(default_factory=AsyncSettings)
 
     @property
     def kind(self) -> str:
@@ -134,6 +159,7 @@ class Settings:
             "secrets": list(self.secrets),
             "kind": self.kind,
             "step": self.step.to_json() if self.step else None,
+            "async": self.async_calls.to_json(),
         }
 
     @classmethod
@@ -142,7 +168,8 @@ class Settings:
         egress = EgressSettings.from_json(doc.get("egress"))  # absent in older snapshots
         secrets = tuple(doc.get("secrets", ()))  # absent in older snapshots too
         step = StepSpec.from_json(doc.get("step"))  # and this one
-        return cls(env, doc["timeout_s"], egress, secrets, step)
+        async_calls = AsyncSettings.from_json(doc.get("async"))  # and this one
+        return cls(env, doc["timeout_s"], egress, secrets, step, async_calls)
 
 
 @dataclass(frozen=True)

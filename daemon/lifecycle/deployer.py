@@ -137,6 +137,7 @@ class Deployer:
             secret_values=tuple(v for v in secrets.values() if v),
             egress=cfg.settings.egress,
             secrets=secrets,
+            async_calls=cfg.settings.async_calls,
         )
 
     async def _environment(self, cfg: VersionSnapshot) -> tuple[dict[str, str], dict[str, str]]:

@@ -18,7 +18,10 @@ from daemon.core.models import (
     ENV_KEY_RE,
     LANGUAGES,
     MASK,
+    MAX_ASYNC_RETRIES,
+    MAX_EVENT_AGE_RANGE_S,
     SCRIPT_NAME_RE,
+    AsyncSettings,
     EgressSettings,
     EnvVar,
     Resources,
@@ -32,7 +35,8 @@ MAX_ENV_VARS = 200
 MAX_ENV_VALUE = 32 * 1024
 SCRIPT_FIELDS = frozenset(
     ("name", "description", "language", "language_version", "archive_id", "env", "timeout_s",
-     "min_replicas", "max_replicas", "cpu_target", "profile", "deploy", "egress", "secrets")
+     "min_replicas", "max_replicas", "cpu_target", "profile", "deploy", "egress", "secrets",
+     "async")
 )  # fmt: skip
 FIXED_AFTER_DRAFT = ("name", "language", "language_version")
 
@@ -125,6 +129,8 @@ def settings(body: dict[str, Any], base: Settings, config: Config) -> Settings:
         out = replace(out, egress=egress_settings(body["egress"], base.egress))
     if "secrets" in body:
         out = replace(out, secrets=secret_names(body["secrets"]))
+    if "async" in body:
+        out = replace(out, async_calls=async_settings(body["async"], base.async_calls))
     clash = sorted({e.key for e in out.env} & set(out.secrets))
     if clash:
         raise BadRequest(
@@ -143,6 +149,20 @@ def secret_names(value: object) -> tuple[str, ...]:
         if not isinstance(name, str) or not ENV_KEY_RE.fullmatch(name):
             raise _bad("secrets", name, "a secret name: a letter or _, then letters, digits, _")
     return tuple(dict.fromkeys(value))
+
+
+def async_settings(doc: object, base: AsyncSettings) -> AsyncSettings:
+    """`{"retries", "max_event_age_s"}`, each optional (the other stays)."""
+    if not isinstance(doc, dict) or set(doc) - {"retries", "max_event_age_s"}:
+        raise _bad("async", doc, 'an object {"retries", "max_event_age_s"}')
+    out = base
+    if "retries" in doc:
+        out = replace(out, retries=_int("async.retries", doc["retries"], 0, MAX_ASYNC_RETRIES))
+    if "max_event_age_s" in doc:
+        lo, hi = MAX_EVENT_AGE_RANGE_S
+        age = _int("async.max_event_age_s", doc["max_event_age_s"], lo, hi)
+        out = replace(out, max_event_age_s=age)
+    return out
 
 
 def egress_settings(doc: object, base: EgressSettings) -> EgressSettings:

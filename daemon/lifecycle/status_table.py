@@ -25,7 +25,7 @@ ALLOWS: dict[str, tuple[str, ...]] = {
 
 
 REDEPLOY_FIELDS = frozenset(
-    {"description", "archive_id", "env", "timeout_s", "secrets", "egress"}
+    {"description", "archive_id", "env", "timeout_s", "secrets", "egress", "async"}
     | {"min_replicas", "max_replicas", "cpu_target", "profile"}
 )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from daemon.config.profiles import Profile
-from daemon.core.models import EgressSettings
+from daemon.core.models import AsyncSettings, EgressSettings
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class RunTarget:
     egress: EgressSettings = field(default_factory=EgressSettings)  # outbound HTTP
     # The env's secret variables (name -> value): the egress log replaces their values.
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    async_calls: AsyncSettings = field(default_factory=AsyncSettings)  # retries, event age
 
 
 class RunnerError(Exception):

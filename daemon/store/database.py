@@ -22,6 +22,7 @@ import orjson
 from daemon.core.errors import Conflict
 from daemon.core.models import (
     ArchiveRef,
+    AsyncSettings,
     EgressSettings,
     Event,
     Resources,
@@ -32,6 +33,7 @@ from daemon.core.models import (
     VersionSnapshot,
 )
 from daemon.store.account_tables import AccountStore
+from daemon.store.async_calls_table import AsyncCallsStore
 from daemon.store.keys_table import KeysStore
 from daemon.store.retention_tables import RetentionStore
 from daemon.store.schema import MIGRATIONS
@@ -65,6 +67,7 @@ def script_columns(script: Script, box: SecretBox) -> dict[str, Any]:
         "timeout_s": script.settings.timeout_s,
         "egress_json": _dumps(script.settings.egress.to_json()),
         "secrets_json": _dumps(list(script.settings.secrets)),
+        "async_json": _dumps(script.settings.async_calls.to_json()),
         "min_replicas": script.resources.min_replicas,
         "max_replicas": script.resources.max_replicas,
         "cpu_target": script.resources.cpu_target,
@@ -95,6 +98,7 @@ def _script(row: Mapping[str, Any]) -> Script:
             egress=EgressSettings.from_json(orjson.loads(row["egress_json"])),
             secrets=tuple(orjson.loads(row["secrets_json"])),
             step=StepSpec.from_json(orjson.loads(row["step_json"]) if row["step_json"] else None),
+            async_calls=AsyncSettings.from_json(orjson.loads(row["async_json"])),
         ),
         resources=Resources(
             row["min_replicas"],
@@ -130,13 +134,15 @@ def _event(row: Mapping[str, Any]) -> Event:
     return Event(row["id"], row["script_id"], row["at"], row["kind"], row["actor"], detail)
 
 
-class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore):
+class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore,
+            AsyncCallsStore):  # fmt: skip
     """The registry of scripts, versions and their history events; API keys
     and execution records come from the KeysStore mixin (daemon/store/keys_table.py); credits,
     the usage ledger and the outbox from AccountStore (daemon/store/account_tables.py);
     integration secrets from SecretsStore (daemon/store/secrets_table.py); pruning and
     sizes from RetentionStore (daemon/store/retention_tables.py); online copies for
-    backups from SnapshotStore (daemon/store/snapshot.py)."""
+    backups from SnapshotStore (daemon/store/snapshot.py); the queue of asynchronous
+    calls from AsyncCallsStore (daemon/store/async_calls_table.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -225,4 +225,55 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE scripts ADD COLUMN step_json TEXT;
     ALTER TABLE scripts ADD COLUMN memory_bytes INTEGER;
     """,
+    # 10: asynchronous calls (Prefer: respond-async). The queue itself, so an accepted
+    # call survives a restart; the callback deliveries of each; the per-script callback
+    # secret, sealed like integration secrets; and a script's async settings.
+    """
+    CREATE TABLE async_calls (
+        id              TEXT PRIMARY KEY,
+        script_id       INTEGER NOT NULL REFERENCES scripts(id) ON DELETE CASCADE,
+        function        TEXT NOT NULL,          -- '(step)' for a code step's run
+        key_name        TEXT,
+        body            BLOB NOT NULL,          -- the request body, as received
+        details         INTEGER NOT NULL DEFAULT 0,
+        status          TEXT NOT NULL,          -- queued running succeeded failed ...
+        dead            INTEGER NOT NULL DEFAULT 0,
+        idempotency_key TEXT,
+        callback_url    TEXT,
+        max_retries     INTEGER NOT NULL,
+        max_age_ms      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        received_ms     INTEGER NOT NULL,
+        next_ms         INTEGER NOT NULL,       -- when the next attempt is due
+        started_ms      INTEGER,
+        ended_ms        INTEGER,
+        result_json     TEXT,
+        error_json      TEXT,
+        attempts_json   TEXT NOT NULL DEFAULT '[]',
+        callback_state  TEXT,                   -- pending, delivered, failed (NULL: none)
+        callback_next_ms INTEGER,
+        callback_tries  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX async_calls_due ON async_calls (status, next_ms);
+    CREATE INDEX async_calls_callbacks ON async_calls (callback_state, callback_next_ms);
+    CREATE INDEX async_calls_script ON async_calls (script_id, received_ms);
+    CREATE UNIQUE INDEX async_calls_idempotency ON async_calls (script_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE callback_deliveries (
+        id              INTEGER PRIMARY KEY,
+        call_id         TEXT NOT NULL REFERENCES async_calls(id) ON DELETE CASCADE,
+        at              TEXT NOT NULL,
+        attempt         INTEGER NOT NULL,
+        status_code     INTEGER,
+        error           TEXT,
+        duration_ms     REAL NOT NULL
+    );
+    CREATE INDEX callback_deliveries_call ON callback_deliveries (call_id, id);
+    CREATE TABLE callback_secrets (
+        script_id       INTEGER PRIMARY KEY REFERENCES scripts(id) ON DELETE CASCADE,
+        sealed          BLOB NOT NULL,
+        created_at      TEXT NOT NULL
+    );
+    ALTER TABLE scripts ADD COLUMN async_json TEXT NOT NULL DEFAULT '{}';
+    """,
 )
