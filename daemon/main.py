@@ -32,6 +32,7 @@ from typing import IO
 from aiohttp import web
 
 import sandbox
+from daemon.account.async_loop import AsyncLoop
 from daemon.account.metrics_wiring import metric_readings, serve_metrics
 from daemon.account.services import AccountServices
 from daemon.admin.app import make_app, serve_unix
@@ -48,8 +49,11 @@ from daemon.core.journal_log import log_to_journal
 from daemon.core.memory import return_large_blocks
 from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
+from daemon.egress.callback import CallbackSender
 from daemon.egress.gate import ReplicaEgress, make_gate
 from daemon.gateway.app import Gateway, make_gateway
+from daemon.gateway.async_intake import AsyncIntake
+from daemon.gateway.async_routes import AsyncRoutes
 from daemon.gateway.front_serve import serve_front
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes, ServingRunner
@@ -209,7 +213,7 @@ async def serve(
 # write their last output, charge their last seconds, close the gateway, unmount the
 # workspaces, remove cgroups, write the last execution records, then close the store
 # and release the state dir.
-SWEEPER, ADMIN, DEPLOYS, REPLICAS, EGRESS, LOGS = 10, 20, 30, 40, 45, 47
+SWEEPER, ADMIN, ASYNC, DEPLOYS, REPLICAS, EGRESS, LOGS = 10, 20, 25, 30, 40, 45, 47
 ACCOUNT, GATEWAY = 50, 60
 WORKSPACES, CGROUPS, RECORDS, KEYS, STORE, SOCKET, LOCK = 65, 70, 80, 90, 100, 110, 120
 
@@ -290,10 +294,11 @@ async def _serve(
     uploads = Uploads(
         gw, config.uploads_dir, config.max_upload_file_bytes, config.max_upload_total_bytes
     )
-    app = make_gateway(gw, uploads, steps)
+    intake = AsyncIntake(gw, config)
+    app = make_gateway(gw, uploads, steps, AsyncRoutes(gw, steps, intake))
     gateway = web.AppRunner(app, access_log=None, handle_signals=False)
     await gateway.setup()
-    front = serve_front(gw, gateway, config)
+    front = serve_front(gw, gateway, config, intake)
     teardown.add(GATEWAY, "gateway", front.close)  # first: no new request reaches either
     teardown.add(GATEWAY, "gateway's other routes", gateway.cleanup)
     await front.start(config.listen_host, config.listen_port)
@@ -302,6 +307,9 @@ async def _serve(
     metrics = await serve_metrics(config, readings)
     if metrics is not None:
         teardown.add(GATEWAY, "metrics", metrics.close)
+    async_calls = AsyncLoop(config, gw, intake, CallbackSender(config))
+    await async_calls.start()
+    teardown.add(ASYNC, "async calls", async_calls.close)  # before the replicas drain
     log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,
              config.listen_port)  # fmt: skip
     notify("READY=1")

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from daemon.admin import (
     account_routes,
+    async_routes,
     backup_routes,
     call_routes,
     console_routes,
@@ -295,6 +296,7 @@ ROUTES: tuple[Route, ...] = (
     *secret_routes.ROUTES,
     *console_routes.ROUTES,
     *backup_routes.ROUTES,
+    *async_routes.ROUTES,
 )  # fmt: skip
 
 

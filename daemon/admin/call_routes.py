@@ -15,6 +15,7 @@ import unicodedata
 
 from aiohttp import web
 
+from daemon.admin.async_routes import async_call_json
 from daemon.admin.http import CHUNK, CONFIG, body_json, caller, json_response, lifecycle
 from daemon.admin.openapi import Route
 from daemon.core.errors import BadRequest, PayloadTooLarge
@@ -129,7 +130,11 @@ async def list_executions(request: web.Request) -> web.Response:
 
 
 async def get_execution(request: web.Request) -> web.Response:
-    script, row = await call_services.execution(lifecycle(request), request.match_info["id"])
+    lc, execution_id = lifecycle(request), request.match_info["id"]
+    call = await lc.ctx.db(lc.ctx.store.get_async_call, execution_id)
+    if call is not None:  # an asynchronous call's id
+        return async_call_json(call)
+    script, row = await call_services.execution(lc, execution_id)
     return json_response(row.to_json(script.name))
 
 
@@ -191,7 +196,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/scripts/{name}/executions", list_executions,
           "A script's execution records, newest first (no results, logs or details)", None,
           "ExecutionList", query=("limit", "before", "status", "since")),
-    Route("GET", "/v1/executions/{id}", get_execution, "One execution record", None,
+    Route("GET", "/v1/executions/{id}", get_execution,
+          "One execution record, or an asynchronous call (with async: true)", None,
           "Execution"),
     Route("GET", "/v1/uploads", list_uploads,
           "The account's files (UPLOADS_DIR, read-only in every replica)", None, "FileList"),

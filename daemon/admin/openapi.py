@@ -12,7 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.admin.schemas import ACCOUNT_QUERY, ACCOUNT_SCHEMAS, SECRET_SCHEMAS
+from daemon.admin.schemas import (
+    ACCOUNT_QUERY,
+    ACCOUNT_SCHEMAS,
+    ASYNC_QUERY,
+    ASYNC_SCHEMAS,
+    SECRET_SCHEMAS,
+)
 
 S = dict[str, Any]
 
@@ -214,6 +220,7 @@ QUERY_SCHEMAS: dict[str, S] = {
     "workspaces": {**BOOL, "description": "include every script's WORKSPACE_DIR"},
     "include_key": {**BOOL, "description": "include the integration secrets' key"},
     **ACCOUNT_QUERY,
+    **ASYNC_QUERY,
 }
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})
 SCHEMAS: dict[str, S] = {
@@ -265,6 +272,7 @@ SCHEMAS: dict[str, S] = {
     **CALL_SCHEMAS,
     **ACCOUNT_SCHEMAS,
     **SECRET_SCHEMAS,
+    **ASYNC_SCHEMAS,
     "Error": _obj(
         {"error": _obj({"type": {"enum": ["bad_request", "not_found", "conflict",
                                           "invalid_archive", "payload_too_large", "internal"]},

@@ -111,3 +111,36 @@ ACCOUNT_QUERY: dict[str, S] = {
     "notifications.status": {"enum": ["queued", "sent", "retrying", "failed"]},
     "script": STR,
 }
+
+ASYNC_CALL = _obj(
+    {
+        "async": BOOL, "execution_id": STR, "script": STR, "function": STR,
+        "status": {"enum": ["queued", "running", "succeeded", "failed", "timed_out",
+                            "expired", "canceled"]},
+        "dead": BOOL, "attempts": INT, "max_retries": INT,
+        "attempt_log": {"type": "array", "items": {"type": "object"}},
+        "received_at": STR, "started_at": NULL_STR, "ended_at": NULL_STR,
+        "duration_ms": NULL_INT, "key_name": NULL_STR, "idempotency_key": NULL_STR,
+        "result": {}, "error": {"type": "object"}, "callback": {"type": "object"},
+    },
+    ("execution_id", "status", "attempts"),
+)  # fmt: skip
+ASYNC_SCHEMAS: dict[str, S] = {
+    "AsyncCall": ASYNC_CALL,
+    "AsyncCallList": _obj({"script": STR, "calls": {"type": "array", "items": {"type": "object"}}}),
+    "CallbackSecret": _obj({"script": STR, "secret": STR, "rotated": BOOL}, ("script", "secret")),
+}
+ASYNC_QUERY: dict[str, S] = {
+    "filter": {
+        "enum": [
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "timed_out",
+            "expired",
+            "canceled",
+            "dead",
+        ]
+    },
+}

@@ -1,31 +1,39 @@
 """`scriptctl executions NAME [--limit N]` and `scriptctl execution ID`: the
-records of calls (status, timings, CPU, memory, error), newest first."""
+records of calls (status, timings, CPU, memory, error), newest first.
+`--status` with an asynchronous call's status (queued ... canceled) or `dead` lists the
+script's asynchronous calls instead; `scriptctl executions retry ID` queues a dead
+letter again."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from daemon.cli import render_calls
+from daemon.cli import render_async, render_calls
 from daemon.cli.client import path_of
 from daemon.cli.context import Context
+from daemon.cli.errors import CliError
 
 LIMIT_MAX = 1000
+RECORD_STATUSES = ("ok", "error", "timeout", "oom", "crashed", "rejected")
+ASYNC_FILTERS = ("queued", "running", "succeeded", "failed", "timed_out", "expired",
+                 "canceled", "dead")  # fmt: skip
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "executions", parents=[common], help="a script's recent calls, newest first"
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the script (or retry, then the call's ID)")
+    p.add_argument("id", metavar="ID", nargs="?", help="with retry: the dead letter to run again")
     p.add_argument(
         "--limit", type=limit, default=None, metavar="N", help="at most N records (default 50)"
     )
     p.add_argument(
         "--before", metavar="TIME", help="only calls received before TIME (an ISO time as listed)"
     )
-    p.add_argument("--status", choices=("ok", "error", "timeout", "oom", "crashed", "rejected"),
-                   help="only calls that ended so")  # fmt: skip
+    what = "only calls that ended so; an async call's status, or dead: async calls"
+    p.add_argument("--status", choices=(*RECORD_STATUSES, *ASYNC_FILTERS), help=what)
     since = "only calls received since WHEN: 30s, 15m, 1h, 2d or an ISO time"
     p.add_argument("--since", metavar="WHEN", help=since)
     p.set_defaults(handler=executions)
@@ -42,6 +50,14 @@ def limit(text: str) -> int:
 
 
 def executions(ctx: Context, args: argparse.Namespace) -> int:
+    if args.id is not None:
+        if args.name != "retry":
+            raise CliError(f"unexpected {args.id!r}: did you mean scriptctl executions retry ID?")
+        again = ctx.client.call("POST", path_of("v1", "executions", args.id, "retry"), {})
+        ctx.show(again, render_async.call)
+        return 0
+    if args.status in ASYNC_FILTERS:
+        return async_calls(ctx, args)
     query = {}
     if args.limit is not None:
         query["limit"] = str(args.limit)
@@ -53,6 +69,16 @@ def executions(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def async_calls(ctx: Context, args: argparse.Namespace) -> int:
+    query = {"filter": args.status}
+    if args.limit is not None:
+        query["limit"] = str(args.limit)
+    data = ctx.client.get(path_of("v1", "scripts", args.name, "async-calls"), query)
+    ctx.show(data, render_async.calls_table)
+    return 0
+
+
 def execution(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show(ctx.client.get(path_of("v1", "executions", args.id)), render_calls.execution)
+    data = ctx.client.get(path_of("v1", "executions", args.id))
+    ctx.show(data, render_async.call if data.get("async") else render_calls.execution)
     return 0

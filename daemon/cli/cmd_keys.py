@@ -1,4 +1,5 @@
-"""`scriptctl keys create|list|delete`: a script's API keys.
+"""`scriptctl keys create|list|delete`: a script's API keys; `keys callback-secret`:
+the secret that signs its asynchronous calls' callbacks.
 
 The whole key appears once, in the answer to `keys create`; listings show its
 name, dates and public id, never the secret."""
@@ -36,6 +37,14 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("key_name", metavar="KEYNAME", help="the key's name, as `keys list` shows it")
     p.set_defaults(handler=delete)
 
+    p = actions.add_parser(
+        "callback-secret", parents=[common],
+        help="the secret that signs the script's async callbacks (--rotate: a new one)",
+    )  # fmt: skip
+    p.add_argument("name", metavar="NAME", help="the script")
+    p.add_argument("--rotate", action="store_true", help="make a new one; the old stops signing")
+    p.set_defaults(handler=callback_secret)
+
 
 def create(ctx: Context, args: argparse.Namespace) -> int:
     body = {} if args.key_name is None else {"name": args.key_name}
@@ -57,4 +66,11 @@ def delete(ctx: Context, args: argparse.Namespace) -> int:
     api = path_of("v1", "scripts", args.name, "keys", args.key_name)
     result = ctx.client.call("DELETE", api)
     ctx.show(result, lambda r: f"Deleted API key {r.get('deleted')!r} of {args.name}")
+    return 0
+
+
+def callback_secret(ctx: Context, args: argparse.Namespace) -> int:
+    api = path_of("v1", "scripts", args.name, "callback-secret")
+    data = ctx.client.call("POST", api, {}) if args.rotate else ctx.client.get(api)
+    ctx.show(data, lambda d: str(d.get("secret")))
     return 0

@@ -121,6 +121,18 @@ def add_script_options(
         "--clear-secrets", action="store_true", help="grant no secrets (revoke all)"
     )
     parser.add_argument(
+        "--retries",
+        metavar="N",
+        type=int,
+        help="asynchronous calls: attempts after a failed one, 0 to 2 (default 0)",
+    )
+    parser.add_argument(
+        "--max-event-age",
+        metavar="S",
+        type=int,
+        help="asynchronous calls: seconds a call may wait before it expires (default 21600)",
+    )
+    parser.add_argument(
         "--egress-inspect",
         choices=("on", "off"),
         help="off: HTTPS is not intercepted, and logged as host, port, bytes, duration",
@@ -183,9 +195,22 @@ def script_body(
     egress = egress_body(args)
     if egress:
         body["egress"] = egress
+    async_calls = async_body(args)
+    if async_calls:
+        body["async"] = async_calls
     if getattr(args, "grant_secret", None) or getattr(args, "clear_secrets", False):
         body["secrets"] = list(args.grant_secret)
     return body
+
+
+def async_body(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the async-call options given (the daemon keeps the other as it is)."""
+    doc: dict[str, Any] = {}
+    if getattr(args, "retries", None) is not None:
+        doc["retries"] = args.retries
+    if getattr(args, "max_event_age", None) is not None:
+        doc["max_event_age_s"] = args.max_event_age
+    return doc
 
 
 def egress_body(args: argparse.Namespace) -> dict[str, Any]:

@@ -58,6 +58,7 @@ def overview(script: dict[str, Any]) -> str:
         ("Environment", env_text(settings.get("env") or [])),
         ("Egress", egress_text(settings.get("egress") or {})),
         ("Secrets", ", ".join(settings.get("secrets") or []) or NONE),
+        ("Async calls", async_text(settings.get("async") or {})),
     ]
     parts = [
         render_fields(general),
@@ -89,6 +90,13 @@ def replicas_table(replicas: list[dict[str, Any]], indent: str = "") -> str:
         rows.append((r.get("name"), r.get("state"), r.get("busy"), *traffic))
     table = render_table(("REPLICA", "STATE", "BUSY", "SENT", "RECEIVED", "CONNECTIONS"), rows)
     return "\n".join(indent + line for line in table.splitlines())
+
+
+def async_text(doc: dict[str, Any]) -> str:
+    """`retries 1, max event age 6h`."""
+    age = doc.get("max_event_age_s", 21600)
+    shown = f"{age // 3600}h" if age % 3600 == 0 else f"{age} s"
+    return f"retries {doc.get('retries', 0)}, max event age {shown}"
 
 
 def egress_text(egress: dict[str, Any]) -> str:
@@ -127,6 +135,7 @@ def history(data: dict[str, Any]) -> str:
                 fmt_time(v.get("ended_at")),
                 fmt_duration(v.get("duration_s")),
                 _granted(v),
+                async_text(((v.get("config") or {}).get("settings") or {}).get("async") or {}),
                 v.get("failure_reason"),
             )
             for v in versions
@@ -140,6 +149,7 @@ def history(data: dict[str, Any]) -> str:
             "ENDED (UTC)",
             "DURATION",
             "SECRETS",
+            "ASYNC CALLS",
             "FAILURE REASON",
         )
         text = render_table(headers, [_one_line(row) for row in rows])

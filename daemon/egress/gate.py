@@ -27,7 +27,7 @@ from daemon.config.daemon_config import Config
 from daemon.core.models import EgressSettings
 from daemon.egress.ca import CertificateAuthority
 from daemon.egress.httplog import DETAILED_LIMIT, REFUSAL_LIMIT
-from daemon.egress.policy import EgressPolicy, HostPattern, Mode
+from daemon.egress.policy import EgressPolicy, HostPattern, IPAddress, Mode
 from daemon.egress.proxy import ChannelSettings, EgressProxy
 from daemon.egress.resolver import host_addresses
 from daemon.egress.upstream import upstream_context
@@ -50,22 +50,26 @@ SYSTEM_BUNDLES = (
 SettingsFor = Callable[[EgressSettings, Mapping[str, str]], ChannelSettings | None]
 
 
+def policy_for(script: EgressSettings, config: Config, own: frozenset[IPAddress]) -> EgressPolicy:
+    """A script's policy over the daemon's: its mode (else egress.default_policy) and
+    allowlist, the daemon's ports and opened networks, the host's own addresses."""
+    return EgressPolicy(
+        mode=Mode(script.policy or config.egress_default_policy),
+        allow_hosts=tuple(HostPattern.parse(h) for h in script.allow_hosts),
+        ports=config.egress_ports,
+        allowed_networks=config.egress_allowed_networks,
+        own_addresses=own,
+    )
+
+
 def settings_from_config(config: Config) -> SettingsFor:
-    """A script's settings over the daemon's: its policy (else egress.default_policy)
-    and allowlist, the daemon's ports, opened networks and connection limit."""
+    """A script's settings over the daemon's (policy_for), with the connection limit."""
     own = host_addresses()
 
     def settings_for(script: EgressSettings, secrets: Mapping[str, str]) -> ChannelSettings | None:
-        mode = Mode(script.policy or config.egress_default_policy)
-        if mode is Mode.OFF:
+        policy = policy_for(script, config, own)
+        if policy.mode is Mode.OFF:
             return None
-        policy = EgressPolicy(
-            mode=mode,
-            allow_hosts=tuple(HostPattern.parse(h) for h in script.allow_hosts),
-            ports=config.egress_ports,
-            allowed_networks=config.egress_allowed_networks,
-            own_addresses=own,
-        )
         limit = config.egress_max_connections_per_replica
         return ChannelSettings(policy, script.inspect, secrets, max_connections=limit)
 

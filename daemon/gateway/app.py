@@ -205,7 +205,11 @@ class Gateway:
         return web.Response(body=body, headers={"Content-Type": JSON, EXECUTION_HEADER: cid})
 
     # --- the execution record of a call: one implementation for both HTTP fronts ---
-    def new_record(self, target: RunTarget, function: str, key: str) -> Call:
+    def new_id(self) -> str:
+        """A fresh execution id (of a call, or of an asynchronous call)."""
+        return f"{self._prefix}{next(self._ids):x}"
+
+    def new_record(self, target: RunTarget, function: str, key: str | None) -> Call:
         """A call's record, "rejected" until it is answered; its id is the call's."""
         cid = f"{self._prefix}{next(self._ids):x}"
         record = Call(cid, target.script_id, target.version, function, key, "rejected",
@@ -326,20 +330,31 @@ GATEWAY = web.AppKey("gateway", Gateway)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_gateway(gateway: Gateway, uploads: Any = None, steps: Any = None) -> web.Application:
+def make_gateway(
+    gateway: Gateway, uploads: Any = None, steps: Any = None, async_routes: Any = None
+) -> web.Application:
     """The aiohttp app, its routes taken from the table of daemon/gateway/openapi.py.
     `uploads` is the account uploads handler (uploads_route.py), `steps` the code
-    steps' run route (step_route.py); without them their routes are not served."""
+    steps' run route (step_route.py), `async_routes` the asynchronous calls'
+    (async_routes.py: it wraps the two call routes and serves /v1/executions/{id});
+    without them their routes are not served."""
     # read() stops at the body limit; uploads stream past it on their own route.
     app = web.Application(client_max_size=gateway.max_body_bytes)
     app[GATEWAY] = gateway
+    run = steps.run if steps is not None else None
     handlers: dict[str, Handler | None] = {
         "healthz": gateway.healthz,
         "call": gateway.call,
         "script_openapi": gateway.script_openapi,
-        "run": steps.run if steps is not None else None,
+        "run": run,
         "upload": uploads.put if uploads is not None else None,
+        "execution": None,
+        "cancel_execution": None,
     }
+    if async_routes is not None:
+        handlers.update(call=async_routes.call, execution=async_routes.get,
+                        cancel_execution=async_routes.delete)  # fmt: skip
+        handlers["run"] = async_routes.run if run is not None else None
     served = tuple(route for route in ROUTES if route.operation == "openapi"
                    or handlers[route.operation] is not None)  # fmt: skip
     document = orjson.dumps(openapi_document(served))

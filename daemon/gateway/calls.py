@@ -6,6 +6,7 @@ compares the two):
 
     POST /v1/scripts/{script}/functions/{function}   the call
     POST /v1/scripts/{script}/run                     a code step (step_calls.py)
+    either with Prefer: respond-async                an asynchronous call (async_intake.py)
     GET|HEAD /healthz
     .../openapi.json and below /v1/uploads/          handed to the aiohttp app (bridge.py)
     anything else                                    405 on a known path, else 404
@@ -28,6 +29,7 @@ from yarl import URL
 
 from daemon.core.models import DEPLOYED
 from daemon.gateway.app import _KNOWN, EXECUTION_HEADER, QUEUE_RETRY_AFTER_S, Gateway, _is_ip
+from daemon.gateway.async_intake import AsyncIntake, wants_async
 from daemon.gateway.bridge import AiohttpBridge
 from daemon.gateway.front_types import (
     JSON,
@@ -51,8 +53,10 @@ from daemon.serving.replica_runner import ServingVersion
 
 __all__ = ["FrontCalls"]
 
-_UPLOADS_TEXT = "/v1/uploads/"
-_UPLOADS = _UPLOADS_TEXT.encode()
+# Served by the aiohttp app: uploads, the asynchronous calls' /v1/executions/{id}, and
+# the documents (_is_document).
+_BRIDGED_TEXT = ("/v1/uploads/", "/v1/executions/")
+_BRIDGED = tuple(prefix.encode() for prefix in _BRIDGED_TEXT)
 _OPENAPI_TEXT = "/openapi.json"
 
 
@@ -63,9 +67,15 @@ _CT = ("Content-Type", JSON)
 class FrontCalls:
     """The front's App: routes a request, runs the call path of `gateway`."""
 
-    def __init__(self, gateway: Gateway, fallback: AiohttpBridge | None = None) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        fallback: AiohttpBridge | None = None,
+        intake: AsyncIntake | None = None,
+    ) -> None:
         self.gateway = gateway
-        self.fallback = fallback  # aiohttp for /v1/uploads/...
+        self.fallback = fallback  # aiohttp for /v1/uploads/... and /v1/executions/...
+        self.intake = intake  # Prefer: respond-async (None: every call is synchronous)
         self.max_body_bytes = gateway.max_body_bytes
         self._loop = asyncio.get_running_loop()
 
@@ -75,13 +85,13 @@ class FrontCalls:
         raw = request.url
         if b"%" not in raw:
             path = raw.split(b"?", 1)[0]
-            bridged = path.startswith(_UPLOADS) or _is_document(path.decode("latin-1"))
+            bridged = path.startswith(_BRIDGED) or _is_document(path.decode("latin-1"))
             return self.fallback.open(request, out) if bridged else None
         try:
             path_safe, _ = _paths(request)
         except ValueError:
             return None
-        if not (path_safe.startswith(_UPLOADS_TEXT) or _is_document(path_safe)):
+        if not (path_safe.startswith(_BRIDGED_TEXT) or _is_document(path_safe)):
             return None  # the call routes and /healthz: the front's own
         return self.fallback.open(request, out)
 
@@ -125,9 +135,28 @@ class FrontCalls:
             return error_answer(
                 403, "forbidden", f"this API key belongs to another script, not {name!r}"
             )
+        # Without a Prefer header this costs one dict lookup.
+        if (
+            b"prefer" in request.watched
+            and self.intake is not None
+            and wants_async(request.header(b"prefer"))
+        ):
+            return await self.accept_async(request, serving, function, check.key_name)
         if function is None:
             return await self.run_step(request, serving, check.key_name)
         return await self.dispatch(request, serving, function, check.key_name)
+
+    async def accept_async(
+        self, request: Request, serving: ServingVersion, function: str | None, key: str
+    ) -> Answer:
+        assert self.intake is not None
+        raw = request.body
+        reply = await self.intake.accept(
+            serving, function, key, None if raw is None else bytes(raw),
+            request.header(b"idempotency-key"), request.header(b"x-callback-url"),
+            _details(request),
+        )  # fmt: skip
+        return Answer(reply.status, reply.body, reply.headers)
 
     def client(self, request: Request) -> str | None:
         """The caller's address, for the key-failure throttle (as Gateway.client)."""

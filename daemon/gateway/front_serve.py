@@ -9,6 +9,7 @@ from aiohttp import web
 
 from daemon.config.daemon_config import Config
 from daemon.gateway.app import Gateway
+from daemon.gateway.async_intake import AsyncIntake
 from daemon.gateway.bridge import AiohttpBridge
 from daemon.gateway.calls import FrontCalls
 from daemon.gateway.front import FrontServer
@@ -25,10 +26,12 @@ def front_limits(config: Config) -> FrontLimits:
     )
 
 
-def serve_front(gateway: Gateway, behind: web.AppRunner, config: Config) -> FrontServer:
-    """The front over `gateway`, with `behind` (set up, no site) for the other routes.
-    Call `start(host, port)` on it."""
+def serve_front(
+    gateway: Gateway, behind: web.AppRunner, config: Config, intake: AsyncIntake | None = None
+) -> FrontServer:
+    """The front over `gateway`, with `behind` (set up, no site) for the other routes
+    and `intake` for asynchronous calls. Call `start(host, port)` on it."""
     if behind.server is None:
         raise RuntimeError("call setup() on the gateway's AppRunner before serve_front")
-    calls = FrontCalls(gateway, AiohttpBridge(behind.server))
+    calls = FrontCalls(gateway, AiohttpBridge(behind.server), intake)
     return FrontServer(calls, front_limits(config))

@@ -67,7 +67,7 @@ def error_answer(status: int, kind: str, message: str, *headers: tuple[str, str]
 
 
 # The headers the front and the call path read on every request.
-WATCHED = frozenset((b"authorization", b"content-length", b"expect", b"host"))
+WATCHED = frozenset((b"authorization", b"content-length", b"expect", b"host", b"prefer"))
 
 
 class Request:

@@ -33,6 +33,7 @@ class GatewayRoute:
     answers: Mapping[int, str]  # status -> schema name (or "binary"); see STATUSES
     keyed: bool = True  # needs `Authorization: Bearer <key>`
     query: tuple[str, ...] = ()  # optional query parameters (QUERY gives their type)
+    headers: tuple[str, ...] = ()  # optional request headers (HEADERS gives their type)
 
 
 def _obj(props: S, required: tuple[str, ...] = (), **more: Any) -> S:
@@ -70,6 +71,8 @@ TYPED = {
     "description": 'typed values by name, e.g. {"name": {"s": "Ada"}}',
 }
 LOG = _obj({"ts": STR, "message": STR}, ("ts", "message"))
+ASYNC_STATUSES = ["queued", "running", "succeeded", "failed", "timed_out", "expired",
+                  "canceled"]  # fmt: skip
 SCHEMAS: dict[str, S] = {
     "Health": _obj({"ok": BOOL}, ("ok",)),
     "OpenAPI": {"type": "object"},
@@ -107,17 +110,39 @@ SCHEMAS: dict[str, S] = {
         ("type", "message"),
     ),
     "Error": _obj({"error": _ref("ErrorDetail")}, ("error",)),
+    "Accepted": _obj({"execution_id": STR, "status": {"enum": ASYNC_STATUSES}},
+                     ("execution_id", "status")),
+    "AsyncCall": _obj(
+        {
+            "execution_id": STR, "script": STR, "function": STR,
+            "status": {"enum": ASYNC_STATUSES},
+            "dead": {**BOOL, "description": "failed every attempt, or expired"},
+            "attempts": INT, "max_retries": INT,
+            "attempt_log": {"type": "array", "items": _obj(
+                {"execution_id": NULL_STR, "status": STR, "started_at": STR, "ended_at": STR,
+                 "error_type": NULL_STR})},
+            "received_at": STR, "started_at": NULL_STR, "ended_at": NULL_STR,
+            "duration_ms": {"type": ["integer", "null"]}, "key_name": NULL_STR,
+            "idempotency_key": NULL_STR,
+            "result": {"description": "a function's return value; a step's whole answer"},
+            "error": {"type": "object"},
+            "callback": _obj({"url": STR, "state": NULL_STR,
+                              "deliveries": {"type": "array", "items": {"type": "object"}}}),
+        },
+        ("execution_id", "status", "attempts"),
+    ),
 }  # fmt: skip
 
 # What each status means on the gateway, whichever route answers it.
 STATUSES: dict[int, str] = {
     200: "success",
     201: "stored",
+    202: "accepted (Prefer: respond-async): queued, see Location",
     400: "bad body: not JSON, not an object, or fields the route does not take",
     401: "no API key, or not a valid one",
     403: "a key of another script (uploads: a key of a script that is not Deployed)",
     404: "unknown script, function or route; a step's /run on a script that is not a step",
-    409: "a folder is in the way of the file's name",
+    409: "a folder is in the way of the file's name; an async call that is not queued",
     413: "the body is larger than the limit (gateway.max_body_bytes, uploads.max_file_bytes)",
     422: "the function (step) raised, or a typed value had the wrong type",
     429: "too many failed keys from this address, or the script's queue is full",
@@ -130,12 +155,24 @@ QUERY: dict[str, S] = {
     "details": {**STR, "description": "1, true or yes: the answer adds logs, stdout and "
                 "stderr (any other value: it does not)"},
 }  # fmt: skip
+HEADERS: dict[str, S] = {
+    "Prefer": {**STR, "description": "respond-async: answer 202 at once and run the call "
+               "from the queue (GET /v1/executions/{id})"},
+    "Idempotency-Key": {**STR, "description": "with respond-async: the same key again "
+                        "within 24 h answers the first call"},
+    "X-Callback-Url": {**STR, "description": "with respond-async: the ended call is POSTed "
+                       "there, signed (X-Scriptd-Signature)"},
+}  # fmt: skip
 # Response headers: which statuses carry them.
 EXECUTION_ID = {"description": "the execution's id (scriptctl executions)", "schema": STR}
 RESPONSE_HEADERS: dict[int, dict[str, S]] = {
+    202: {"Location": {"description": "/v1/executions/{id}", "schema": STR, "required": True}},
     401: {"WWW-Authenticate": {"schema": {"const": "Bearer"}, "required": True}},
     429: {"Retry-After": {"description": "seconds", "schema": {**STR, "pattern": "^[0-9]+$"}}},
 }
+
+
+ASYNC = ("Prefer", "Idempotency-Key", "X-Callback-Url")
 
 
 def _answers(ok: Mapping[int, str], errors: tuple[int, ...]) -> dict[int, str]:
@@ -149,10 +186,10 @@ ROUTES: tuple[GatewayRoute, ...] = (
                  keyed=False),
     GatewayRoute("POST", "/v1/scripts/{script}/functions/{function}", "call",
                  "Call a function of a Deployed script", "Payload",
-                 _answers({200: "CallResult"}, CALL_ERRORS)),
+                 _answers({200: "CallResult", 202: "Accepted"}, CALL_ERRORS), headers=ASYNC),
     GatewayRoute("POST", "/v1/scripts/{script}/run", "run", "Run a code step with typed inputs",
-                 "StepRun", _answers({200: "StepResult"}, CALL_ERRORS) | {422: "StepResult"},
-                 query=("details",)),
+                 "StepRun", _answers({200: "StepResult", 202: "Accepted"}, CALL_ERRORS)
+                 | {422: "StepResult"}, query=("details",), headers=ASYNC),
     GatewayRoute("GET", "/v1/scripts/{script}/openapi.json", "script_openapi",
                  "This script's own document: its functions with their parameters (from "
                  "main.py's annotations and defaults), or its step's typed inputs and outputs",
@@ -160,12 +197,19 @@ ROUTES: tuple[GatewayRoute, ...] = (
     GatewayRoute("PUT", "/v1/uploads/{filename}", "upload",
                  "Add or replace a file of the account's uploads (UPLOADS_DIR)", "binary",
                  _answers({201: "File"}, (400, 401, 403, 409, 413, 429))),
+    GatewayRoute("GET", "/v1/executions/{id}", "execution",
+                 "An asynchronous call of the key's script: status, attempts, times, result or "
+                 "error, callback deliveries", None, _answers({200: "AsyncCall"}, (401, 404, 429))),
+    GatewayRoute("DELETE", "/v1/executions/{id}", "cancel_execution",
+                 "Cancel a queued asynchronous call (409 once it runs or ended)", None,
+                 _answers({200: "AsyncCall"}, (401, 404, 409, 429))),
 )  # fmt: skip
 
 PATH_PARAMETERS: dict[str, S] = {
     "script": SCRIPT_NAME,
     "function": {**STR, "description": "a function defined in the main file"},
     "filename": {**STR, "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"},
+    "id": {**STR, "description": "the execution_id of an asynchronous call"},
 }
 MEDIA = {"binary": "application/octet-stream"}
 
@@ -194,6 +238,8 @@ def _parameters(route: GatewayRoute) -> list[S]:
     ]
     params += [{"name": q, "in": "query", "required": False, "schema": QUERY[q]}
                for q in route.query]  # fmt: skip
+    params += [{"name": h, "in": "header", "required": False, "schema": HEADERS[h]}
+               for h in route.headers]  # fmt: skip
     return params
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "STEP_FUNCTION",
     "StepAnswer",
     "StepRefusal",
+    "inputs_json",
     "not_a_step",
     "run_step",
     "wants_details",
@@ -84,7 +85,7 @@ async def run_step(
 ) -> StepAnswer | StepRefusal | CallError:
     """Run the step with the request body `raw`: its answer (recorded), the refusal of
     the body, or the dispatcher's error for the front to answer with Gateway.record_failure."""
-    inputs = _inputs_json(raw)
+    inputs = inputs_json(raw)
     if isinstance(inputs, str):
         return StepRefusal(400, "bad_request", inputs)
     gateway.keep_inputs(record, inputs)
@@ -155,7 +156,7 @@ _MAYBE_FLOAT = re.compile(rb"[0-9][.eE]|[0-9]{19}")
 _NESTED = 256  # brackets: below this, json (limit ~1000 levels) parses what orjson does
 
 
-def _inputs_json(raw: bytes) -> bytes | str:
+def inputs_json(raw: bytes) -> bytes | str:
     """The inputs' JSON text with their numbers' own digits, or why the body is refused."""
     try:
         body = _parsed(raw)

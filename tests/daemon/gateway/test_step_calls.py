@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.gateway.step_calls import _exact, _inputs_json, _no_constant
+from daemon.gateway.step_calls import _exact, _no_constant, inputs_json
 
 SCALARS = (
     st.none()
@@ -42,15 +42,15 @@ def exact(raw: bytes) -> bytes | str:
 @given(inputs=st.dictionaries(st.text(max_size=6), VALUES, max_size=5))
 def test_the_inputs_keep_every_digit(inputs: dict[str, Any]) -> None:
     raw = orjson.dumps({"inputs": inputs})
-    assert _inputs_json(raw) == exact(raw)
+    assert inputs_json(raw) == exact(raw)
 
 
 def test_wide_integers_and_exponents_keep_their_text() -> None:
     raw = b'{"inputs": {"a": {"n": 123456789012345678901234567890}, "b": {"n": 1E+2}}}'
-    assert _inputs_json(raw) == b'{"a":{"n":123456789012345678901234567890},"b":{"n":1E+2}}'
+    assert inputs_json(raw) == b'{"a":{"n":123456789012345678901234567890},"b":{"n":1E+2}}'
 
 
 def test_what_is_not_json_is_named_as_json_names_it() -> None:
     for raw in (b"", b"nope", b'{"inputs": {"x": NaN}}', b"{" * 2000 + b"}" * 2000):
-        message = _inputs_json(raw)
+        message = inputs_json(raw)
         assert isinstance(message, str) and message.startswith("the body is not valid JSON:")
