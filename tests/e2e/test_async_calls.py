@@ -61,6 +61,8 @@ def slow(seconds):
     return seconds
 """
 
+STEP = {"main.py": 'outputs.greeting = "Hello, " + inputs.name\n',
+        "step.toml": '[inputs]\nname = "s"\n\n[outputs]\ngreeting = "s"\n'}  # fmt: skip
 ASYNC = {"Prefer": "respond-async", "Content-Type": "application/json"}
 
 
@@ -125,7 +127,8 @@ def daemon(
         admin.create("jobs", project, deploy=True, **{"async": {"retries": 2}})
         admin.create("quick", project, deploy=True, **{"async": {"max_event_age_s": 1}})
         admin.create("closed", project, deploy=True, egress={"policy": "off"})
-        for name in ("jobs", "quick", "closed"):
+        admin.create("greeter", make_zip(STEP), deploy=True)
+        for name in ("jobs", "quick", "closed", "greeter"):
             assert admin.wait_status(name)["status"] == "Deployed"
         yield started
 
@@ -133,7 +136,7 @@ def daemon(
 @pytest.fixture(scope="module")
 def keys(daemon: DaemonProcess) -> dict[str, str]:
     admin = daemon.client()
-    return {name: create_key(admin, name) for name in ("jobs", "quick", "closed")}
+    return {name: create_key(admin, name) for name in ("jobs", "quick", "closed", "greeter")}
 
 
 def submit(
@@ -199,7 +202,23 @@ def test_an_async_call_answers_202_then_its_result(
     assert daemon.gateway().request("GET", f"/v1/executions/{call_id}").status == 401
 
 
-def test_a_step_of_the_checks_refuses_before_queueing(
+def test_a_code_steps_run_is_asynchronous_too(daemon: DaemonProcess, keys: dict[str, str]) -> None:
+    gw = daemon.gateway(keys["greeter"])
+    body = json.dumps({"inputs": {"name": {"s": "Ada"}}}).encode()
+    r = gw.request("POST", "/v1/scripts/greeter/run", body, ASYNC)
+    assert r.status == 202, r.body
+    doc = wait_for(gw, r.json()["execution_id"], ended)
+    assert doc["status"] == "succeeded" and doc["function"] == "(step)", doc
+    assert doc["result"]["outputs"] == {"greeting": {"s": "Hello, Ada"}}
+    bad = gw.request("POST", "/v1/scripts/greeter/run", b'{"inputs": 1}', ASYNC)
+    assert bad.status == 400
+    wrong = gw.request("POST", "/v1/scripts/greeter/run", b'{"inputs": {"name": {"n": 1}}}',
+                       ASYNC)  # fmt: skip
+    doc = wait_for(gw, wrong.json()["execution_id"], ended)
+    assert doc["status"] == "failed" and doc["error"]["type"] == "InputError", doc
+
+
+def test_the_synchronous_checks_refuse_before_queueing(
     daemon: DaemonProcess, keys: dict[str, str]
 ) -> None:
     gw = daemon.gateway(keys["jobs"])
