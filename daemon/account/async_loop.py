@@ -123,8 +123,11 @@ class AsyncLoop:
 
     async def _pass(self) -> None:
         now = self._now_ms()
+        await asyncio.to_thread(self.store.expire_async_calls, now)
         if len(self._tasks) < self.config.async_max_concurrency:
-            for call in await asyncio.to_thread(self.store.due_async_calls, now, _BATCH):
+            full = self._full_scripts()
+            due = await asyncio.to_thread(self.store.due_async_calls, now, _BATCH, full)
+            for call in due:
                 if len(self._tasks) >= self.config.async_max_concurrency:
                     break
                 await self._consider(call, now)
@@ -146,6 +149,15 @@ class AsyncLoop:
             return  # the script's share of workers is taken: a finishing attempt wakes us
         self._running[call.script] = self._running.get(call.script, 0) + 1
         self._spawn(call.id, self._attempt(call, serving), call.script)
+
+    def _full_scripts(self) -> list[str]:
+        """Scripts whose async calls hold their whole share of workers now."""
+        full = []
+        for script, running in self._running.items():
+            serving = self.gateway.routes.serving(script)
+            if running and (serving is None or running >= self.share(serving)):
+                full.append(script)
+        return full
 
     def share(self, serving: ServingVersion) -> int:
         """How many async calls of the script may run at once."""

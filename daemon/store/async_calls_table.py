@@ -11,6 +11,7 @@ loop and a DELETE never both win.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 import apsw
@@ -19,6 +20,7 @@ import orjson
 from daemon.core.async_calls import (
     CANCELED,
     DEAD,
+    EXPIRED,
     QUEUED,
     RUNNING,
     AsyncCall,
@@ -115,14 +117,34 @@ class AsyncCallsStore(StoreParts):
         with self._lock:
             return [_call(r) for r in self._rows(sql, (*args, limit))]
 
-    def due_async_calls(self, now_ms: int, limit: int) -> list[AsyncCall]:
-        """Queued calls whose next attempt is due, oldest first."""
+    def due_async_calls(self, now_ms: int, limit: int, skip: Iterable[str] = ()) -> list[AsyncCall]:
+        """Queued calls whose next attempt is due, oldest first; none of the scripts
+        named in `skip` (those whose share of workers is taken: their calls must not
+        fill the batch and hold back the other scripts')."""
+        names = list(skip)
+        marks = ",".join("?" * len(names))
+        where = f" AND s.name NOT IN ({marks})" if names else ""
         with self._lock:
             rows = self._rows(
-                f"{_SELECT} WHERE c.status=? AND c.next_ms<=? ORDER BY c.next_ms LIMIT ?",
-                (QUEUED, now_ms, limit),
+                f"{_SELECT} WHERE c.status=? AND c.next_ms<=?{where} ORDER BY c.next_ms LIMIT ?",
+                (QUEUED, now_ms, *names, limit),
             )
         return [_call(r) for r in rows]
+
+    def expire_async_calls(self, now_ms: int) -> int:
+        """Queued calls past their maximum event age end as expired dead letters (their
+        callback, if any, becomes due); how many."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE async_calls SET status=?2, dead=1, ended_ms=?1, error_json=json_object("
+                "'type', 'expired', 'message', 'the call waited past the script''s maximum "
+                "event age of ' || (max_age_ms / 1000) || ' s without succeeding'), "
+                "callback_state=CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END, "
+                "callback_next_ms=CASE WHEN callback_url IS NULL THEN NULL ELSE ?1 END "
+                "WHERE status=?3 AND received_ms + max_age_ms < ?1",
+                (now_ms, EXPIRED, QUEUED),
+            )
+            return self._db.changes()
 
     def next_async_due_ms(self) -> int | None:
         """When the next queued call or pending callback is due (None: nothing waits)."""

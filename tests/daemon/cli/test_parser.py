@@ -219,6 +219,18 @@ def test_egress_options_become_the_egress_body() -> None:
     assert "egress" not in script_body(parse("update", "hi", "--timeout", "40"))
 
 
+def test_async_options_become_the_async_body() -> None:
+    args = parse("create", "hi", "--language", "python", "--archive", "x.zip",
+                 "--retries", "2", "--max-event-age", "600")  # fmt: skip
+    assert script_body(args)["async"] == {"retries": 2, "max_event_age_s": 600}
+    for command in (("update", "hi"), ("redeploy", "hi"), ("up", "dir", "--name", "hi")):
+        assert script_body(parse(*command, "--retries", "0"))["async"] == {"retries": 0}
+    assert "async" not in script_body(parse("update", "hi", "--timeout", "40"))
+    assert parse("keys", "callback-secret", "hi", "--rotate").rotate
+    assert parse("executions", "retry", "abc-1").id == "abc-1"
+    assert parse("executions", "hi", "--status", "dead").status == "dead"
+
+
 def test_secret_grants_become_the_secrets_body() -> None:
     args = parse("create", "hi", "--language", "python", "--archive", "x.zip",
                  "--secret", "API_TOKEN", "--secret", "DB_URL")  # fmt: skip

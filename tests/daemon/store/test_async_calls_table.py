@@ -133,3 +133,18 @@ def test_deleting_the_script_removes_its_calls(store: Store, script: Script) -> 
     store.callback_secret(script.id)
     store.delete_script(script.id)
     assert store.get_async_call("c1") is None
+
+
+def test_calls_past_their_event_age_expire_as_dead_letters(store: Store, script: Script) -> None:
+    store.enqueue_async_call(new(script, "old", at=1_000), DAY_MS)  # max age 60 s
+    store.enqueue_async_call(replace(new(script, "cb", at=1_000), callback_url="http://x/"),
+                             DAY_MS)  # fmt: skip
+    store.enqueue_async_call(new(script, "young", at=50_000), DAY_MS)
+    assert store.expire_async_calls(61_000) == 0
+    assert store.expire_async_calls(61_001) == 2
+    old, cb = store.get_async_call("old"), store.get_async_call("cb")
+    assert old is not None and old.status == "expired" and old.dead and old.ended_ms == 61_001
+    assert old.callback_state is None and "60 s" in (old.error_json or "")
+    assert cb is not None and cb.callback_state == "pending" and cb.callback_next_ms == 61_001
+    assert [c.id for c in store.due_async_calls(61_001, 10)] == ["young"]
+    assert store.due_async_calls(61_001, 10, skip=["jobs"]) == []
