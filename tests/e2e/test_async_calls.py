@@ -128,7 +128,8 @@ def daemon(
         admin.create("quick", project, deploy=True, **{"async": {"max_event_age_s": 1}})
         admin.create("closed", project, deploy=True, egress={"policy": "off"})
         admin.create("greeter", make_zip(STEP), deploy=True)
-        for name in ("jobs", "quick", "closed", "greeter"):
+        admin.create("shared", project, deploy=True, min_replicas=2, max_replicas=2)
+        for name in ("jobs", "quick", "closed", "greeter", "shared"):
             assert admin.wait_status(name)["status"] == "Deployed"
         yield started
 
@@ -136,7 +137,8 @@ def daemon(
 @pytest.fixture(scope="module")
 def keys(daemon: DaemonProcess) -> dict[str, str]:
     admin = daemon.client()
-    return {name: create_key(admin, name) for name in ("jobs", "quick", "closed", "greeter")}
+    names = ("jobs", "quick", "closed", "greeter", "shared")
+    return {name: create_key(admin, name) for name in names}
 
 
 def submit(
@@ -284,11 +286,28 @@ def test_cancel_and_expiry_of_calls_waiting_for_a_worker(
     again = gw.request("DELETE", f"/v1/executions/{canceled_id}")
     assert again.status == 409
     assert gw.request("DELETE", f"/v1/executions/{slow_id}").status == 409  # running
-    # a synchronous call is not starved by the async one holding its share
     assert wait_for(gw, slow_id, ended)["status"] == "succeeded"
     doc = wait_for(gw, waiting_id, ended)
     assert doc["status"] == "expired" and doc["dead"] and doc["attempts"] == 0, doc
     assert wait_for(gw, canceled_id, ended)["status"] == "canceled"
+
+
+def test_async_calls_leave_synchronous_callers_their_workers(
+    daemon: DaemonProcess, keys: dict[str, str]
+) -> None:
+    # shared has two one-worker replicas; async.max_worker_share 0.5: one async call
+    # runs at a time, the other worker stays free for synchronous calls.
+    gw = daemon.gateway(keys["shared"])
+    ids = [submit(gw, "shared", "slow", {"seconds": 3})[0] for _ in range(3)]
+    wait_for(gw, ids[0], lambda d: d["status"] == "running")
+    statuses = [gw.request("GET", f"/v1/executions/{i}").json()["status"] for i in ids]
+    assert statuses.count("running") == 1, statuses
+    started = time.monotonic()
+    r = gw.call("shared", "hello", {"name": "sync"})
+    assert r.status == 200 and r.json()["result"] == {"message": "hello sync"}
+    assert time.monotonic() - started < 2.5  # not behind a 3 s async call
+    for call_id in ids:
+        assert wait_for(gw, call_id, ended)["status"] == "succeeded"
 
 
 def test_a_callback_is_signed_and_recorded(
