@@ -215,15 +215,15 @@ class AsyncCallsStore(StoreParts):
             )
             return self._db.changes() == 1
 
-    def async_queue_depth(self) -> dict[str, int]:
-        """Queued calls per script name."""
+    def async_queue_stats(self) -> dict[str, tuple[int, int]]:
+        """Per script name: (queued calls, received_ms of the oldest), for metrics."""
         with self._lock:
             rows = self._rows(
-                "SELECT s.name, count(*) AS n FROM async_calls c JOIN scripts s "
-                "ON s.id=c.script_id WHERE c.status=? GROUP BY s.name",
+                "SELECT s.name, count(*) AS n, min(c.received_ms) AS oldest FROM async_calls c "
+                "JOIN scripts s ON s.id=c.script_id WHERE c.status=? GROUP BY s.name",
                 (QUEUED,),
             )
-        return {r["name"]: r["n"] for r in rows}
+        return {r["name"]: (r["n"], r["oldest"]) for r in rows}
 
     # --- callbacks -------------------------------------------------------------------
 

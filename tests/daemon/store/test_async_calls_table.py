@@ -38,6 +38,8 @@ def test_a_call_is_queued_and_found_with_its_script(store: Store, script: Script
     assert [c.id for c in store.due_async_calls(1_000, 10)] == ["c1"]
     assert store.due_async_calls(999, 10) == []
     assert store.next_async_due_ms() == 1_000
+    store.enqueue_async_call(new(script, "c2", at=2_000), DAY_MS)
+    assert store.async_queue_stats() == {"jobs": (2, 1_000)}
 
 
 def test_an_idempotency_key_returns_the_first_call_within_the_window(
