@@ -136,6 +136,22 @@ def test_egress_keys() -> None:
     assert config.egress_upstream_ca_file == Path("/etc/ca.pem")
 
 
+def test_async_keys() -> None:
+    default = Config()
+    assert default.async_max_worker_share == 0.5 and default.async_max_concurrency == 16
+    assert default.async_idempotency_window_s == 86400
+    config = config_from_mapping(
+        {"async": {"max_worker_share": 0.25, "max_concurrency": 0, "retry_backoff_s": 1,
+                   "idempotency_window_s": 3600, "poll_s": 0.5, "callback_attempts": 3,
+                   "callback_backoff_s": 2, "callback_timeout_s": 5}}
+    )  # fmt: skip
+    assert config.async_max_worker_share == 0.25 and config.async_max_concurrency == 0
+    assert config.async_retry_backoff_s == 1.0 and config.async_callback_attempts == 3
+    for bad in ({"max_worker_share": 0}, {"max_worker_share": 1.5}, {"callback_attempts": 0}):
+        with pytest.raises(ConfigError, match=r"async\."):
+            config_from_mapping({"async": bad})
+
+
 def test_daemon_refuses_a_bad_config_at_start(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[build]\ntimeout_s = -1\n")
