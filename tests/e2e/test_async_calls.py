@@ -31,7 +31,6 @@ from tests.helpers import (
     free_port,
     make_zip,
     running_daemon,
-    start_daemon,
 )
 
 MAIN = """\
@@ -365,7 +364,8 @@ def test_an_accepted_call_survives_a_restart(tmp_path: Path, build_cache: Path) 
     require_root()
     # async.max_concurrency = 0: the queue is paused, the call stays queued.
     paused = {**TINY_PROFILES, "async": {"max_concurrency": 0}}
-    daemon = start_daemon(tmp_path / "scriptd", paused, build_cache)
+    (tmp_path / "scriptd").mkdir()
+    daemon = DaemonProcess(tmp_path / "scriptd", paused, build_cache).start(timeout=90)
     try:
         admin = daemon.client()
         admin.create("later", make_zip({"main.py": MAIN}), deploy=True)
@@ -377,9 +377,18 @@ def test_an_accepted_call_survives_a_restart(tmp_path: Path, build_cache: Path) 
         assert daemon.stop() == 0
         daemon._config = TINY_PROFILES  # the queue runs again
         daemon._new_port()
-        daemon.start(timeout=60)
-        doc = wait_for(daemon.gateway(gw.key), call_id, ended)
+        daemon.start(timeout=90)
+        gw = daemon.gateway(gw.key)
+        doc = wait_for(gw, call_id, ended)
         assert doc["status"] == "succeeded", doc
         assert doc["result"] == {"message": "hello after restart"}
+        # A call running when the daemon dies runs again at the next start.
+        running_id, _ = submit(gw, "later", "slow", {"seconds": 2})
+        wait_for(gw, running_id, lambda d: d["status"] == "running")
+        gw.close()
+        daemon.kill()
+        daemon.start(timeout=90)
+        doc = wait_for(daemon.gateway(gw.key), running_id, ended)
+        assert doc["status"] == "succeeded" and doc["result"] == 2, doc
     finally:
         daemon.stop()
