@@ -124,7 +124,7 @@ def daemon(
         admin = started.client()
         project = make_zip({"main.py": MAIN})
         admin.create("jobs", project, deploy=True, **{"async": {"retries": 2}})
-        admin.create("quick", project, deploy=True, **{"async": {"max_event_age_s": 1}})
+        admin.create("quick", project, deploy=True, **{"async": {"max_event_age_s": 2}})
         admin.create("closed", project, deploy=True, egress={"policy": "off"})
         admin.create("greeter", make_zip(STEP), deploy=True)
         admin.create("shared", project, deploy=True, min_replicas=2, max_replicas=2)
@@ -274,9 +274,9 @@ def test_cancel_and_expiry_of_calls_waiting_for_a_worker(
     daemon: DaemonProcess, keys: dict[str, str]
 ) -> None:
     # quick has one worker, so async calls hold at most one at a time: the calls
-    # behind a slow one wait in the queue, past quick's maximum event age of 1 s.
+    # behind a slow one wait in the queue, past quick's maximum event age of 2 s.
     gw = daemon.gateway(keys["quick"])
-    slow_id, _ = submit(gw, "quick", "slow", {"seconds": 3})
+    slow_id, _ = submit(gw, "quick", "slow", {"seconds": 4})
     wait_for(gw, slow_id, lambda d: d["status"] == "running")
     waiting_id, _ = submit(gw, "quick", "hello", {})
     canceled_id, _ = submit(gw, "quick", "hello", {})
