@@ -128,7 +128,8 @@ def daemon(
         admin.create("closed", project, deploy=True, egress={"policy": "off"})
         admin.create("greeter", make_zip(STEP), deploy=True)
         admin.create("shared", project, deploy=True, min_replicas=2, max_replicas=2)
-        for name in ("jobs", "quick", "closed", "greeter", "shared"):
+        admin.create("sleepy", project, deploy=True, timeout_s=1, **{"async": {"retries": 1}})
+        for name in ("jobs", "quick", "closed", "greeter", "shared", "sleepy"):
             assert admin.wait_status(name)["status"] == "Deployed"
         yield started
 
@@ -136,7 +137,7 @@ def daemon(
 @pytest.fixture(scope="module")
 def keys(daemon: DaemonProcess) -> dict[str, str]:
     admin = daemon.client()
-    names = ("jobs", "quick", "closed", "greeter", "shared")
+    names = ("jobs", "quick", "closed", "greeter", "shared", "sleepy")
     return {name: create_key(admin, name) for name in names}
 
 
@@ -252,6 +253,17 @@ def test_retries_then_success_and_a_dead_letter_run_again(
     doc = wait_for(gw, dead_id, lambda d: ended(d) and d["attempts"] == 3)
     assert doc["status"] == "failed" and doc["dead"]
     assert len(doc["attempt_log"]) == 6  # the log keeps the first run's attempts
+
+
+def test_a_timeout_is_tried_again_then_ends_timed_out(
+    daemon: DaemonProcess, keys: dict[str, str]
+) -> None:
+    gw = daemon.gateway(keys["sleepy"])  # execution timeout 1 s, one retry
+    call_id, _ = submit(gw, "sleepy", "slow", {"seconds": 5})
+    doc = wait_for(gw, call_id, ended)
+    assert doc["status"] == "timed_out" and doc["dead"] and doc["attempts"] == 2, doc
+    assert [a["status"] for a in doc["attempt_log"]] == ["timeout", "timeout"]
+    assert doc["error"]["type"] == "timeout"
 
 
 def test_idempotency_key_returns_the_first_execution(
