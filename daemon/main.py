@@ -308,6 +308,7 @@ async def _serve(
     if metrics is not None:
         teardown.add(GATEWAY, "metrics", metrics.close)
     async_calls = AsyncLoop(config, gw, intake, CallbackSender(config))
+    readings.async_queue = async_calls.queue_reading
     await async_calls.start()
     teardown.add(ASYNC, "async calls", async_calls.close)  # before the replicas drain
     log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,

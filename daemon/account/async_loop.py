@@ -48,6 +48,7 @@ from daemon.egress.callback import CallbackSender
 from daemon.gateway.app import EXECUTION_HEADER, Gateway
 from daemon.gateway.async_attempt import BUSY, Attempt, run_attempt
 from daemon.gateway.async_intake import AsyncIntake
+from daemon.metrics.readings import AsyncQueueReading
 from daemon.serving.replica_runner import ServingVersion
 
 __all__ = ["AsyncLoop"]
@@ -81,6 +82,7 @@ class AsyncLoop:
         self._busy: set[str] = set()  # call ids of attempts and deliveries in flight
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
+        self._queued: tuple[int, int | None] = (0, None)  # calls queued, oldest received_ms
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -121,9 +123,19 @@ class AsyncLoop:
             return poll
         return min(poll, (due - now) / 1000)
 
+    def queue_reading(self) -> AsyncQueueReading:
+        """The queue as of the loop's last pass, for metrics (no SQL on the loop)."""
+        depth, oldest = self._queued
+        if oldest is None:
+            return AsyncQueueReading(depth)
+        return AsyncQueueReading(depth, max(0.0, self.clock() - oldest / 1000))
+
     async def _pass(self) -> None:
         now = self._now_ms()
         await asyncio.to_thread(self.store.expire_async_calls, now)
+        stats = await asyncio.to_thread(self.store.async_queue_stats)
+        oldest = min((at for _, at in stats.values()), default=None)
+        self._queued = (sum(n for n, _ in stats.values()), oldest)
         if len(self._tasks) < self.config.async_max_concurrency:
             full = self._full_scripts()
             due = await asyncio.to_thread(self.store.due_async_calls, now, _BATCH, full)

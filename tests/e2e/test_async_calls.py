@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import require_root
+from tests.e2e.test_metrics import scrape, value
 from tests.helpers import (
     REPO,
     TINY_PROFILES,
@@ -375,7 +376,9 @@ def scriptctl(daemon: DaemonProcess, *args: str) -> Any:
 def test_an_accepted_call_survives_a_restart(tmp_path: Path, build_cache: Path) -> None:
     require_root()
     # async.max_concurrency = 0: the queue is paused, the call stays queued.
-    paused = {**TINY_PROFILES, "async": {"max_concurrency": 0}}
+    metrics_port = free_port()
+    paused = {**TINY_PROFILES, "async": {"max_concurrency": 0},
+              "metrics": {"listen": f"127.0.0.1:{metrics_port}"}}  # fmt: skip
     (tmp_path / "scriptd").mkdir()
     daemon = DaemonProcess(tmp_path / "scriptd", paused, build_cache).start(timeout=90)
     try:
@@ -385,6 +388,12 @@ def test_an_accepted_call_survives_a_restart(tmp_path: Path, build_cache: Path) 
         gw = daemon.gateway(create_key(admin, "later"))
         call_id, _ = submit(gw, "later", "hello", {"name": "after restart"})
         assert gw.request("GET", f"/v1/executions/{call_id}").json()["status"] == "queued"
+        # the queue's depth and its oldest call's age, as metrics
+        deadline = time.monotonic() + 30
+        while value(scrape(metrics_port)[1], "scriptd_async_queue_depth") != 1:
+            assert time.monotonic() < deadline, "the queue's depth is not scraped"
+            time.sleep(0.2)
+        assert value(scrape(metrics_port)[1], "scriptd_async_queue_oldest_age_seconds") > 0
         gw.close()
         assert daemon.stop() == 0
         daemon._config = TINY_PROFILES  # the queue runs again
