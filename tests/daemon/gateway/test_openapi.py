@@ -15,7 +15,7 @@ from daemon.gateway.app import Gateway, make_gateway
 from daemon.gateway.openapi import ROUTES, STATUSES, openapi_document
 from tests.helpers import DaemonProcess, running_daemon
 
-SAMPLE = {"script": "no-such-script", "function": "f", "filename": "a.txt"}
+SAMPLE = {"script": "no-such-script", "function": "f", "filename": "a.txt", "id": "no-such-id"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -45,11 +45,14 @@ def test_every_route_has_its_statuses_and_error_body() -> None:
 class _Handlers:
     async def put(self, request: Any) -> Any: ...
     async def run(self, request: Any) -> Any: ...
+    async def call(self, request: Any) -> Any: ...
+    async def get(self, request: Any) -> Any: ...
+    async def delete(self, request: Any) -> Any: ...
 
 
 def test_every_aiohttp_route_is_in_the_document() -> None:
     gateway = Gateway(None, None, None, None, 4096)  # type: ignore[arg-type]
-    app = make_gateway(gateway, _Handlers(), _Handlers())
+    app = make_gateway(gateway, _Handlers(), _Handlers(), _Handlers())
     paths = openapi_document()["paths"]
     served = {
         (r.method, r.resource.canonical)
