@@ -5,8 +5,6 @@ the HTTPS one's test CA through egress.upstream_ca_file."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_root
-from tests.daemon.egress.support import Servers, start_servers
+from tests.daemon.egress.support import Servers, servers_in_thread
 from tests.helpers import TINY_PROFILES, DaemonProcess, running_daemon
 
 # A profile of two whole vCPUs: its replicas run two workers.
@@ -27,17 +25,8 @@ DUO_PROFILE = {"name": "duo", "label": "duo (tests)", "nominal_vcpus": 2,
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     """The servers run on a loop of their own in a thread, beside the daemon."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    directory = tmp_path_factory.mktemp("egress-servers")
-    started = asyncio.run_coroutine_threadsafe(start_servers(directory, "127.0.0.2"), loop)
-    found, runners = started.result(30)
-    yield found
-    for runner in runners:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with servers_in_thread(tmp_path_factory.mktemp("egress-servers"), "127.0.0.2") as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ own parser and its values checked."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require_root
-from tests.daemon.egress.support import Servers, start_servers
+from tests.daemon.egress.support import Servers, servers_in_thread
 from tests.helpers import (
     TINY_PROFILES,
     DaemonProcess,
@@ -62,17 +60,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    directory = tmp_path_factory.mktemp("metrics-servers")
-    started = asyncio.run_coroutine_threadsafe(start_servers(directory, "127.0.0.2"), loop)
-    found, runners = started.result(30)
-    yield found
-    for runner in runners:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with servers_in_thread(tmp_path_factory.mktemp("metrics-servers"), "127.0.0.2") as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

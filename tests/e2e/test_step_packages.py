@@ -8,9 +8,7 @@ run reuses it, so this costs one build per session."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_root
-from tests.daemon.egress.support import Servers, start_servers
+from tests.daemon.egress.support import Servers, servers_in_thread
 from tests.helpers import (
     TINY_PROFILES,
     AdminClient,
@@ -58,18 +56,8 @@ OWN_REQS_TOML = '[outputs]\nversions = "s"\n'
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    directory = tmp_path_factory.mktemp("step-servers")
-    found, runners = asyncio.run_coroutine_threadsafe(
-        start_servers(directory, "127.0.0.2"), loop
-    ).result(30)
-    yield found
-    for runner in runners:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with servers_in_thread(tmp_path_factory.mktemp("step-servers"), "127.0.0.2") as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

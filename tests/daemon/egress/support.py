@@ -11,6 +11,9 @@ import hashlib
 import ipaddress
 import json
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +173,24 @@ async def start_servers(
         ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
         runners.append(runner)
     return Servers(ports[0], ports[1], ca_file, hits, host), runners
+
+
+@contextmanager
+def servers_in_thread(directory: Path, host: str = "127.0.0.1") -> Iterator[Servers]:
+    """The HTTP and HTTPS servers on an event loop of their own in a thread, beside a
+    daemon that the test drives synchronously; stopped on exit."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    started = asyncio.run_coroutine_threadsafe(start_servers(directory, host), loop)
+    found, runners = started.result(30)
+    try:
+        yield found
+    finally:
+        for runner in runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
 
 
 class LoopbackRelay:
