@@ -4,12 +4,14 @@ would otherwise keep for ever, by age and by count per script.
     executions.retention_days   records older than this go (default 30)
     executions.max_per_script   a script keeps its newest this many (default 100,000)
 
-The same two limits hold for the email outbox (sent and failed emails only: one still
-queued or retrying stays whatever its age) and for the build logs of versions (by the
-file's time; the log of a script's current version always stays). A pass runs at
-start and every `executions.prune_interval_s`, off the hot path: the deletes go in
-batches of `executions.prune_batch` rows, each one short transaction in a thread,
-so the gateway's record writer never waits for more than one batch.
+The same two limits hold for finished asynchronous calls (a queued or running one,
+or one whose callback is still due, stays), for the email outbox (sent and failed
+emails only: one still queued or retrying stays whatever its age) and for the build
+logs of versions (by the file's time; the log of a script's current version always
+stays). A pass runs at start and every `executions.prune_interval_s`, off the hot
+path: the deletes go in batches of `executions.prune_batch` rows, each one short
+transaction in a thread, so the gateway's record writer never waits for more than
+one batch.
 
 The clock is injectable (`clock`, unix seconds): tests age records without sleeping.
 """
@@ -44,10 +46,11 @@ class Pruned:
     executions: int = 0
     outbox: int = 0
     build_logs: int = 0
+    async_calls: int = 0
 
     @property
     def total(self) -> int:
-        return self.executions + self.outbox + self.build_logs
+        return self.executions + self.outbox + self.build_logs + self.async_calls
 
 
 class Retention:
@@ -77,17 +80,19 @@ class Retention:
             await asyncio.sleep(self.every_s)
 
     async def prune(self) -> Pruned:
-        """One pass over executions, the outbox and build logs."""
+        """One pass over executions, async calls, the outbox and build logs."""
         cutoff = self.clock() - self.max_age_s
         executions = await self._executions(iso_from_unix(cutoff))
+        async_calls = await self._async_calls(int(cutoff * 1000))
         outbox = await self._batches(self._store.prune_outbox, iso_from_unix(cutoff), self.keep)
         scripts = await asyncio.to_thread(self._store.list_scripts)
         logs = await asyncio.to_thread(self._build_logs, scripts, cutoff)
-        pruned = Pruned(executions, outbox, logs)
+        pruned = Pruned(executions, outbox, logs, async_calls)
         self.passes += 1
         if pruned.total:
-            log.info("retention: pruned %d execution records, %d emails, %d build logs",
-                     pruned.executions, pruned.outbox, pruned.build_logs)  # fmt: skip
+            log.info("retention: pruned %d execution records, %d async calls, %d emails, "
+                     "%d build logs", pruned.executions, pruned.async_calls, pruned.outbox,
+                     pruned.build_logs)  # fmt: skip
         return pruned
 
     async def _executions(self, cutoff: str) -> int:
@@ -95,6 +100,13 @@ class Retention:
         for script_id in await asyncio.to_thread(store.script_ids):
             removed += await self._batches(store.prune_executions_before, script_id, cutoff)
             removed += await self._batches(store.prune_executions_over, script_id, self.keep)
+        return removed
+
+    async def _async_calls(self, cutoff_ms: int) -> int:
+        store, removed = self._store, 0
+        for script_id in await asyncio.to_thread(store.script_ids):
+            removed += await self._batches(store.prune_async_calls_before, script_id, cutoff_ms)
+            removed += await self._batches(store.prune_async_calls_over, script_id, self.keep)
         return removed
 
     async def _batches(self, prune: Callable[..., int], *args: object) -> int:

@@ -22,6 +22,11 @@ __all__ = ["RetentionStore", "StoreSize"]
 
 # An email that is still queued or retrying is never pruned: only sent or failed ones.
 _FINISHED = "(sent_at IS NOT NULL OR next_attempt_at IS NULL)"
+# An async call that is over: neither waiting nor running, with no callback still due.
+_CALL_OVER = (
+    "status NOT IN ('queued', 'running') "
+    "AND (callback_state IS NULL OR callback_state != 'pending')"
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,38 @@ class RetentionStore(StoreParts):
                 "DELETE FROM executions WHERE rowid IN (SELECT rowid FROM executions "
                 "WHERE script_id = ?1 AND (received_at < ?2 OR (received_at = ?2 AND "
                 "rowid <= ?3)) ORDER BY received_at, rowid LIMIT ?4)",
+                (script_id, edge["at"], edge["id"], batch),
+            )
+            return int(self._db.changes())
+
+    def prune_async_calls_before(self, script_id: int, cutoff_ms: int, batch: int) -> int:
+        """Delete up to `batch` of the script's finished async calls received before
+        `cutoff_ms` (unix ms), with their callback deliveries; how many went. A queued
+        or running call, or one whose callback is still due, stays whatever its age."""
+        with self._tx():
+            self._db.execute(
+                "DELETE FROM async_calls WHERE rowid IN (SELECT rowid FROM async_calls "
+                f"WHERE script_id = ?1 AND {_CALL_OVER} AND received_ms < ?2 "
+                "ORDER BY received_ms LIMIT ?3)",
+                (script_id, cutoff_ms, batch),
+            )
+            return int(self._db.changes())
+
+    def prune_async_calls_over(self, script_id: int, keep: int, batch: int) -> int:
+        """Delete up to `batch` of the script's oldest finished async calls beyond its
+        newest `keep` calls (unfinished ones count toward `keep` but always stay)."""
+        with self._tx():
+            edge = self._one(
+                "SELECT received_ms AS at, rowid AS id FROM async_calls WHERE script_id = ? "
+                "ORDER BY received_ms DESC, rowid DESC LIMIT 1 OFFSET ?",
+                (script_id, keep),
+            )
+            if not edge:
+                return 0
+            self._db.execute(
+                "DELETE FROM async_calls WHERE rowid IN (SELECT rowid FROM async_calls "
+                f"WHERE script_id = ?1 AND {_CALL_OVER} AND (received_ms < ?2 OR "
+                "(received_ms = ?2 AND rowid <= ?3)) ORDER BY received_ms, rowid LIMIT ?4)",
                 (script_id, edge["at"], edge["id"], batch),
             )
             return int(self._db.changes())

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.core.async_calls import Delivery, NewAsyncCall
 from daemon.core.outbox import Email
 from daemon.store.database import Store
 from daemon.store.keys_table import ExecutionRow, iso_from_unix
@@ -13,6 +14,7 @@ from tests.daemon.store.test_database import a_script
 
 T0 = 1_780_000_000.0  # a fixed unix time: every row's age is known exactly
 DAY = 86_400.0
+DAY_MS = 86_400_000
 
 
 @pytest.fixture
@@ -89,3 +91,47 @@ def test_the_size_counts_pages_the_log_and_rows(store: Store) -> None:
     assert size.executions == 50 and size.outbox == 0
     assert store.store_size(count_rows=False).executions == 0
     assert set(size.to_json()) >= {"total_bytes", "wal_bytes", "free_bytes", "execution_records"}
+
+
+def add_async_calls(store: Store, script_id: int, times_ms: list[int], prefix: str) -> None:
+    for i, at in enumerate(times_ms):
+        store.enqueue_async_call(
+            NewAsyncCall(f"{prefix}{i}", script_id, "f", "k", b"{}", False, None, None, 0,
+                         60_000, at),
+            DAY_MS,
+        )  # fmt: skip
+
+
+def finish(store: Store, call_id: str, status: str = "succeeded") -> None:
+    store.start_async_attempt(call_id, 0)
+    store.end_async_attempt(call_id, {"n": 1}, status=status)
+
+
+def async_ids(store: Store) -> set[str]:
+    return {r["id"] for r in store._rows("SELECT id FROM async_calls")}
+
+
+def test_finished_async_calls_before_the_cutoff_go_with_their_deliveries(store: Store) -> None:
+    s = store.insert_script(a_script("jobs"))
+    old, cutoff = int(T0 * 1000) - 40 * DAY_MS, int(T0 * 1000) - 30 * DAY_MS
+    add_async_calls(store, s.id, [old] * 5 + [cutoff + 1], "c")
+    for call_id in ("c0", "c1", "c5"):
+        finish(store, call_id)
+    finish(store, "c2", "failed")
+    store.record_delivery("c1", Delivery(iso_from_unix(T0), 1, 200, None, 3.0), "delivered", None)
+    finish(store, "c3")
+    store.record_delivery("c3", Delivery(iso_from_unix(T0), 1, 500, "500", 3.0), "pending", 1)
+    # c3's callback is still due and c4 is still queued: both stay whatever their age.
+    assert prune_all(store.prune_async_calls_before, s.id, cutoff, batch=2) == [2, 1]
+    assert async_ids(store) == {"c3", "c4", "c5"}
+    assert store._rows("SELECT call_id FROM callback_deliveries") == [{"call_id": "c3"}]
+
+
+def test_only_the_newest_async_calls_of_a_script_stay(store: Store) -> None:
+    s = store.insert_script(a_script("jobs"))
+    add_async_calls(store, s.id, [1, 2, 3, 3, 4], "c")
+    for call_id in ("c1", "c2", "c3", "c4"):
+        finish(store, call_id)
+    # c0 is the oldest but still queued: it counts toward the newest 3 and stays.
+    assert prune_all(store.prune_async_calls_over, s.id, 3, batch=1) == [1, 0]
+    assert async_ids(store) == {"c0", "c2", "c3", "c4"}
