@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
@@ -19,18 +18,17 @@ from aiohttp import web
 from daemon.account.services import AccountServices
 from daemon.admin.http import CONFIG, body_json, json_response, lifecycle
 from daemon.admin.openapi import Route
-from daemon.core.credits import MICRO, Account, low_threshold, to_micro
+from daemon.core.credits import MICRO, Account, low_threshold
 from daemon.core.errors import BadRequest
 from daemon.core.models import Script, now_iso
 from daemon.core.outbox import OutboxMessage
 from daemon.lifecycle.actions import Lifecycle
-from daemon.lifecycle.request_checks import check_object
+from daemon.lifecycle.request_checks import allocation_micro, check_object
 from daemon.store.keys_table import iso_from_unix
 
 __all__ = ["ROUTES", "autoscaling_json", "parse_since"]
 
 LIMIT_MAX = 1000
-MAX_ALLOCATION = Decimal(10**9)
 RECENT_SCALED = 5
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -103,21 +101,11 @@ async def get_account(request: web.Request) -> web.Response:
 async def put_account(request: web.Request) -> web.Response:
     lc = lifecycle(request)
     body = check_object(await body_json(request), frozenset({"allocation", "reset"}))
-    raw, reset = body.get("allocation"), body.get("reset", False)
-    try:
-        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-            raise InvalidOperation
-        amount = Decimal(str(raw))
-        if not amount.is_finite() or not 0 <= amount <= MAX_ALLOCATION:
-            raise InvalidOperation
-    except InvalidOperation:
-        raise BadRequest(
-            f"allocation = {raw!r} is not allowed: a number of credits from 0 to 1e9",
-            field="allocation",
-        ) from None
+    allocation = allocation_micro(body.get("allocation"))
+    reset = body.get("reset", False)
     if not isinstance(reset, bool):
         raise BadRequest(f"reset = {reset!r} is not allowed: true or false", field="reset")
-    _, after = await lc.ctx.db(lc.ctx.store.set_allocation, to_micro(amount), reset, now_iso())
+    _, after = await lc.ctx.db(lc.ctx.store.set_allocation, allocation, reset, now_iso())
     return json_response(account_json(request, after))
 
 

@@ -50,6 +50,7 @@ from daemon.core.errors import BadRequest, NotFound, PayloadTooLarge, ScriptdErr
 from daemon.core.models import Script
 from daemon.lifecycle import request_checks
 from daemon.lifecycle.actions import Lifecycle
+from daemon.lifecycle.staging import stage_archive
 from daemon.serving import workspace_image
 from daemon.serving.replica_logs import LogWriter
 
@@ -130,25 +131,9 @@ async def post_archive(request: web.Request) -> web.Response:
     lc, limit = lifecycle(request), request.app[CONFIG].max_archive_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the archive is larger than the limit of {limit} bytes")
-    filename = request_checks.upload_filename(request.headers.get("X-Filename"))
-    upload = await lc.ctx.db(lc.ctx.state.stage_archive, filename)
-    size = 0
-    try:
-        with await asyncio.to_thread(open, upload.path, "wb") as f:
-            buffer = bytearray()
-            async for chunk in request.content.iter_chunked(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"the archive is larger than the limit of {limit} bytes")
-                buffer += chunk
-                if len(buffer) >= CHUNK:  # one thread hop per MiB, not per read
-                    await asyncio.to_thread(f.write, bytes(buffer))
-                    buffer.clear()
-            await asyncio.to_thread(f.write, bytes(buffer))
-    except BaseException:
-        await lc.ctx.db(lc.ctx.state.drop_staged_archive, upload.archive_id)
-        raise
-    body = {"archive_id": upload.archive_id, "size": size, "filename": filename}
+    chunks = request.content.iter_chunked(CHUNK)
+    staged = await stage_archive(lc, request.headers.get("X-Filename"), chunks)
+    body = {"archive_id": staged.archive_id, "size": staged.size, "filename": staged.filename}
     return json_response(body, 201)
 
 

@@ -22,6 +22,7 @@ from daemon.core.errors import BadRequest, PayloadTooLarge
 from daemon.gateway.snippets import FORMATS, Format
 from daemon.lifecycle import call_services
 from daemon.lifecycle.request_checks import check_object
+from daemon.lifecycle.staging import store_upload
 from daemon.store import uploads_folder
 from daemon.store.keys_table import iso_from_unix
 
@@ -148,31 +149,13 @@ async def list_uploads(request: web.Request) -> web.Response:
 
 async def post_upload(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    root, limit = config.uploads_dir, config.max_upload_file_bytes
-    name = uploads_folder.file_name(request.headers.get("X-Filename"), quoted=True)
-    replace = request.query.get("replace", "") in ("1", "true", "yes")
-    too_large = f"the file is larger than the upload limit of {limit} bytes"
+    limit = config.max_upload_file_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(too_large)
-    temporary, sink = await asyncio.to_thread(uploads_folder.open_temporary, root)
-    try:
-        with sink:
-            size, buffer = 0, bytearray()
-            async for chunk in request.content.iter_chunked(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(too_large)
-                buffer += chunk
-                if len(buffer) >= CHUNK:  # one thread hop per MiB, not per read
-                    await asyncio.to_thread(sink.write, bytes(buffer))
-                    buffer.clear()
-            await asyncio.to_thread(sink.write, bytes(buffer))
-        stored = await asyncio.to_thread(
-            uploads_folder.commit, temporary, root, name, replace, config.max_upload_total_bytes
-        )
-    except BaseException:
-        await asyncio.to_thread(uploads_folder.abandon, temporary)
-        raise
+        raise PayloadTooLarge(f"the file is larger than the upload limit of {limit} bytes")
+    replace = request.query.get("replace", "") in ("1", "true", "yes")
+    chunks = request.content.iter_chunked(CHUNK)
+    filename = request.headers.get("X-Filename")
+    stored = await store_upload(config, filename, chunks, replace, quoted=True)
     return json_response(stored.to_json(), 201)
 
 

@@ -7,11 +7,13 @@ value given and what is allowed, before anything is changed anywhere.
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
 from daemon.config.daemon_config import Config
 from daemon.config.egress import EGRESS_POLICIES
+from daemon.core.credits import to_micro
 from daemon.core.errors import BadRequest
 from daemon.core.models import (
     DISPLAY_NAME_RE,
@@ -39,6 +41,7 @@ SCRIPT_FIELDS = frozenset(
      "async")
 )  # fmt: skip
 FIXED_AFTER_DRAFT = ("name", "language", "language_version")
+MAX_ALLOCATION = Decimal(10**9)
 
 
 def _bad(field: str, value: object, allowed: str) -> BadRequest:
@@ -261,3 +264,45 @@ def upload_filename(raw: str | None) -> str:
     name = unquote(raw or "project.zip").replace("\\", "/").rsplit("/", 1)[-1]
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
     return safe[-200:] or "project.zip"
+
+
+KINDS = ("functions", "step")
+
+
+def kind(value: object) -> str:
+    """What a project is: `functions` (main.py / main.js export functions) or `step`
+    (a code step: a step.toml at the root declares its inputs and outputs)."""
+    if value not in KINDS:
+        raise _bad("kind", value, " or ".join(KINDS))
+    return str(value)
+
+
+def kind_mismatch(wanted: str, found: str) -> dict[str, str] | None:
+    """The validation finding when the project is not the kind chosen, else None."""
+    if wanted == found:
+        return None
+    if wanted == "step":
+        return {
+            "level": "error", "code": "kind", "where": "step.toml",
+            "message": "the project is not a code step: it has no step.toml at its root",
+            "fix": "add a step.toml declaring [inputs] and [outputs] (see the sample "
+            "project), or choose the kind functions",
+        }  # fmt: skip
+    return {
+        "level": "error", "code": "kind", "where": "step.toml",
+        "message": "the project is a code step (it has a step.toml), not functions",
+        "fix": "remove step.toml to expose main's functions, or choose the kind step",
+    }  # fmt: skip
+
+
+def allocation_micro(raw: object) -> int:
+    """The account's total allocation in micro-credits: a number of credits, 0 to 1e9."""
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise InvalidOperation
+        amount = Decimal(str(raw).strip())
+        if not amount.is_finite() or not 0 <= amount <= MAX_ALLOCATION:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise _bad("allocation", raw, "a number of credits from 0 to 1e9") from None
+    return to_micro(amount)

@@ -47,12 +47,17 @@ async def stage_archive(
 
 
 async def store_upload(
-    config: Config, raw_name: str | None, chunks: AsyncIterator[bytes], replace: bool
+    config: Config,
+    raw_name: str | None,
+    chunks: AsyncIterator[bytes],
+    replace: bool,
+    quoted: bool = False,
 ) -> StoredFile:
     """Write `chunks` as the account upload `raw_name` (UPLOADS_DIR): whole or not at
-    all, within `uploads.max_file_bytes` and `uploads.max_total_bytes`."""
+    all, within `uploads.max_file_bytes` and `uploads.max_total_bytes`. `quoted`: the
+    name is URL-quoted (an X-Filename header)."""
     root, limit = config.uploads_dir, config.max_upload_file_bytes
-    name = uploads_folder.file_name(raw_name)
+    name = uploads_folder.file_name(raw_name, quoted=quoted)
     temporary, sink = await asyncio.to_thread(uploads_folder.open_temporary, root)
     try:
         with sink:
