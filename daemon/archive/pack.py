@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from daemon.archive.types import ArchiveError, Findings, ValidationReport
@@ -24,9 +25,13 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP64_FROM = 2**31
 
 
-def pack_directory(src: Path, out: Path) -> None:
+def pack_directory(
+    src: Path, out: Path, progress: Callable[[int, int], None] | None = None
+) -> None:
     """Zips the contents of `src` (not the folder itself) into `out`, atomically.
-    Raises ArchiveError (report of every problem) or OSError."""
+    Raises ArchiveError (report of every problem) or OSError. `progress(done, total)`
+    hears the bytes of files packed after each file; what it raises stops the packing
+    (nothing is left behind), which is how an export is cancelled."""
     src = src.resolve()
     out = out.absolute()
     if not src.is_dir():
@@ -37,10 +42,14 @@ def pack_directory(src: Path, out: Path) -> None:
     if errors:
         raise ArchiveError(ValidationReport(False, None, errors, warnings, (), 0, 0))
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    total = sum(path.stat().st_size for _, path in entries if path is not None)
+    done = 0
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             for rel, path in entries:
-                _add(zf, rel, path)
+                done += _add(zf, rel, path)
+                if progress is not None:
+                    progress(done, total)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -96,15 +105,17 @@ def _refuse(findings: Findings, src: Path, path: Path, what: str) -> None:
     )
 
 
-def _add(zf: zipfile.ZipFile, name: str, path: Path | None) -> None:
+def _add(zf: zipfile.ZipFile, name: str, path: Path | None) -> int:
+    """Add one entry; the bytes of the file added (0 for a folder)."""
     info = zipfile.ZipInfo(name, FIXED_TIME)
     info.create_system = 3  # unix, so the modes below are read back
     if path is None:
         info.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10
         zf.writestr(info, b"")
-        return
+        return 0
     info.external_attr = (stat.S_IFREG | 0o644) << 16
     info.compress_type = zipfile.ZIP_DEFLATED
     size = path.stat().st_size
     with open(path, "rb") as f, zf.open(info, "w", force_zip64=size >= ZIP64_FROM) as w:
         shutil.copyfileobj(f, w, 1024 * 1024)
+    return size

@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from daemon.archive.intake import unpack_archive
@@ -18,17 +19,35 @@ from daemon.archive.pack import pack_directory
 from daemon.config.archive_limits import ArchiveLimits
 from daemon.core.models import Script
 
-__all__ = ["export_zip", "sample_zip"]
+__all__ = ["Progress", "export_zip", "export_zip_now", "sample_zip"]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "runtimes" / "samples"
 
 
-async def export_zip(script: Script, limits: ArchiveLimits) -> tuple[Path, bool]:
-    """(path of a zip of the project, whether it is a temp file to remove)."""
+Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes in all)
+
+
+async def export_zip(
+    script: Script, limits: ArchiveLimits, progress: Progress | None = None
+) -> tuple[Path, bool]:
+    """(path of a zip of the project, whether it is a temp file to remove).
+    `progress` hears the phases ("unpacking", "packing") of a tar made into a zip;
+    what it raises stops the export and leaves nothing behind."""
+    return await asyncio.to_thread(export_zip_now, script, limits, progress)
+
+
+def export_zip_now(
+    script: Script, limits: ArchiveLimits, progress: Progress | None = None
+) -> tuple[Path, bool]:
+    """export_zip in the calling thread."""
     path = Path(script.archive.path)
-    if await asyncio.to_thread(_is_zip, path):
+    if _is_zip(path):
         return path, False
-    return await asyncio.to_thread(_repack, path, script.language, limits), True
+    return _repack(path, script.language, limits, progress or _silent), True
+
+
+def _silent(phase: str, done: int, total: int) -> None:
+    pass
 
 
 def _is_zip(path: Path) -> bool:
@@ -36,13 +55,19 @@ def _is_zip(path: Path) -> bool:
         return f.read(4) == b"PK\x03\x04"
 
 
-def _repack(archive: Path, language: str, limits: ArchiveLimits) -> Path:
+def _repack(archive: Path, language: str, limits: ArchiveLimits, progress: Progress) -> Path:
     work = Path(tempfile.mkdtemp(prefix="scriptd-export-"))
     try:
-        unpack_archive(archive, work / "src", language, limits)
+        progress("unpacking", 0, 0)
+        report = unpack_archive(archive, work / "src", language, limits)
+        progress("packing", 0, report.unpacked_bytes)
         fd, out = tempfile.mkstemp(prefix="scriptd-export-", suffix=".zip")
         os.close(fd)
-        pack_directory(work / "src", Path(out))
+        try:
+            pack_directory(work / "src", Path(out), lambda d, t: progress("packing", d, t))
+        except BaseException:
+            os.unlink(out)
+            raise
         return Path(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
