@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
 
-from daemon.console.web import act, form, lifecycle, render, session
+from daemon.console.web import act, form, lifecycle, multipart, render, session
 from daemon.core.credits import MICRO, low_threshold
 from daemon.core.errors import ScriptdError
+from daemon.core.models import now_iso
+from daemon.lifecycle import request_checks
 from daemon.lifecycle.staging import store_upload
 from daemon.store import uploads_folder
 
@@ -67,6 +69,22 @@ async def account(request: web.Request) -> web.Response:
     return render(request, "account.html", context)
 
 
+async def set_allocation(request: web.Request) -> web.StreamResponse:
+    """The total allocation, as `scriptctl account set --allocation N [--reset]` sets it:
+    the balance moves by the change (what was spent stays spent), or starts again."""
+    lc, fields = lifecycle(request), await form(request)
+    reset = fields.get("reset") == "on"
+
+    async def apply() -> None:
+        micro = request_checks.allocation_micro(fields.get("allocation", ""))
+        await lc.ctx.db(lc.ctx.store.set_allocation, micro, reset, now_iso())
+
+    said = "The total allocation is now {} credits{}.".format(
+        fields.get("allocation", "").strip(), " and the balance starts again" if reset else ""
+    )
+    return await act(request, apply(), said, "/account")
+
+
 async def uploads(request: web.Request) -> web.Response:
     root = lifecycle(request).ctx.config.uploads_dir
     files = await asyncio.to_thread(uploads_folder.list_files, root)
@@ -76,7 +94,7 @@ async def uploads(request: web.Request) -> web.Response:
 
 async def add_upload(request: web.Request) -> web.StreamResponse:
     config = lifecycle(request).ctx.config
-    reader = await request.multipart()
+    reader = await multipart(request)
     replace, stored = False, None
     try:
         while (part := await reader.next()) is not None:
@@ -113,6 +131,7 @@ async def delete_upload(request: web.Request) -> web.StreamResponse:
 
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/account", account)
+    router.add_post("/account/allocation", set_allocation)
     router.add_get("/uploads", uploads)
     router.add_post("/uploads", add_upload)
     router.add_post("/uploads/delete", delete_upload)

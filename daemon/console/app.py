@@ -19,12 +19,12 @@ from typing import Any
 
 import aiohttp_jinja2
 import jinja2
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from daemon.config.daemon_config import Config
-from daemon.console import account_pages, filters, pages, script_pages, tabs, wizard
+from daemon.console import account_pages, export_pages, filters, pages, script_pages, tabs, wizard
 from daemon.console.signin import Session, SignIn, SignInRefused
-from daemon.console.web import LIFECYCLE, SESSION, SIGNIN, render_message
+from daemon.console.web import LIFECYCLE, MULTIPART, SESSION, SIGNIN, render, render_message
 from daemon.core.errors import ScriptdError
 from daemon.lifecycle.actions import Lifecycle
 
@@ -87,8 +87,7 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
 async def _csrf_ok(request: web.Request, session: Session) -> bool:
     given = request.headers.get("X-CSRF-Token")
     if given is None and request.content_type == "multipart/form-data":
-        # An upload streams to disk in its handler: the token comes in the query.
-        given = request.query.get("csrf_token")
+        given = await _multipart_token(request)
     elif given is None and request.content_type == "application/x-www-form-urlencoded":
         form = await request.post()
         value = form.get("csrf_token")
@@ -96,17 +95,44 @@ async def _csrf_ok(request: web.Request, session: Session) -> bool:
     return session.csrf_matches(given)
 
 
-async def sign_in(request: web.Request) -> web.StreamResponse:
+async def _multipart_token(request: web.Request) -> str | None:
+    """An upload's token is the form's first part (its hidden field comes first), read
+    before any file byte; the handler reads the rest from the same reader."""
+    reader = await request.multipart()
+    request[MULTIPART] = reader
+    part = await reader.next()
+    if not isinstance(part, BodyPartReader) or part.name != "csrf_token":
+        return None
+    return (await part.read_chunk(256)).decode("ascii", "replace")
+
+
+async def sign_in_page(request: web.Request) -> web.StreamResponse:
+    """The link opens a page that asks to sign in: only its POST spends the token, so
+    a link preview or a prefetch of the URL does not use it up."""
+    token = request.query.get("token", "")
     try:
-        session_id, _ = request.app[SIGNIN].redeem(request.query.get("token", ""))
+        who = request.app[SIGNIN].peek(token)
     except SignInRefused as exc:
-        text = f"{str(exc).capitalize()}. Ask for a new one with `scriptctl console`."
-        return render_message(request, "Sign-in link not valid", text, 403)
+        return _refused_link(request, exc)
+    return render(request, "signin.html", {"token": token, "who": who})
+
+
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    token = (await request.post()).get("token", "")
+    try:
+        session_id, _ = request.app[SIGNIN].redeem(token if isinstance(token, str) else "")
+    except SignInRefused as exc:
+        return _refused_link(request, exc)
     response = web.HTTPSeeOther("/")
     response.set_cookie(
         COOKIE, session_id, path="/", httponly=True, samesite="Strict", secure=request.secure
     )
     return response
+
+
+def _refused_link(request: web.Request, exc: SignInRefused) -> web.Response:
+    text = f"{str(exc).capitalize()}. Ask for a new one with `scriptctl console`."
+    return render_message(request, "Sign-in link not valid", text, 403)
 
 
 async def sign_out(request: web.Request) -> web.StreamResponse:
@@ -129,7 +155,8 @@ def make_console(lc: Lifecycle, signin: SignIn) -> web.Application:
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
     )
-    app.router.add_get("/signin", sign_in)
+    app.router.add_get("/signin", sign_in_page)
+    app.router.add_post("/signin", sign_in)
     app.router.add_post("/signout", sign_out)
     filters.install(env, app)
     app.router.add_static("/static/", HERE / "static", append_version=True, name="static")
@@ -138,6 +165,7 @@ def make_console(lc: Lifecycle, signin: SignIn) -> web.Application:
     tabs.add_routes(app.router)
     wizard.add_routes(app.router)
     account_pages.add_routes(app.router)
+    export_pages.add_routes(app)
     return app
 
 

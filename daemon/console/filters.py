@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 
 from daemon.console.pages import STATUS_CLASSES
+from daemon.lifecycle.status_table import allows
 
 __all__ = ["install"]
 
@@ -56,6 +57,6 @@ def install(env: jinja2.Environment, app: web.Application) -> None:
     def static(name: str) -> str:
         return str(app.router["static"].url_for(filename=name))
 
-    env.globals.update(static=static, status_classes=STATUS_CLASSES)
+    env.globals.update(static=static, status_classes=STATUS_CLASSES, allows=allows)
     env.filters.update(when=when, unix_time=unix_time, bytes=size, ms=ms, pretty=pretty)
     env.filters["language"] = lambda x: LANGUAGES.get(x, x)

@@ -1,5 +1,6 @@
 """The Manage Custom Scripts list: search, the status labels, the Actions menu, the
-confirmation dialogs and the actions themselves (deploy, undeploy, export, delete).
+confirmation dialogs and the actions themselves (deploy, undeploy, delete; export is
+export_pages.py).
 
 A dialog is a page of its own (`?confirm=ACTION&script=NAME` on the list, or on the
 script's overview) rendered with the dialog open over it, so every action works
@@ -8,23 +9,18 @@ with the keyboard and without JavaScript; Cancel goes back to where it was opene
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from daemon.console import messages
 from daemon.console.web import act, back_to, form, lifecycle, render, session, user
-from daemon.core.errors import ScriptdError
 from daemon.core.models import DEPLOYED, DEPLOYING, DRAFT, FAILED, READY, Script
 from daemon.lifecycle.actions import Lifecycle
-from daemon.lifecycle.project_zips import export_zip
 from daemon.lifecycle.status_table import allows
 
 __all__ = ["add_routes", "confirmation", "menu", "status_class"]
 
-CHUNK = 1 << 20
 MENU = ("deploy", "undeploy", "export", "delete")
 # The seed's five statuses, each its own colour (console.css .badge.*).
 STATUS_CLASSES = {
@@ -107,43 +103,8 @@ async def _back(request: web.Request) -> str:
     return back if back.startswith("/") and not back.startswith("//") else "/"
 
 
-async def export(request: web.Request) -> web.StreamResponse:
-    lc = lifecycle(request)
-    try:
-        script = await lc.get(request.match_info["name"])
-        path, temporary = await export_zip(script, lc.ctx.config.archive_limits())
-    except ScriptdError as exc:
-        session(request).flash(exc.message, "error")
-        return back_to("/")
-    return await send_zip(request, path, f"{script.name}.zip", temporary)
-
-
-async def send_zip(
-    request: web.Request, path: Path, filename: str, temporary: bool
-) -> web.StreamResponse:
-    """Stream the zip in chunks read in a thread; a temporary one is removed after."""
-    try:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "application/zip",
-                "Content-Disposition": f'attachment; filename="{filename}"',
-            }
-        )
-        response.content_length = (await asyncio.to_thread(path.stat)).st_size
-        await response.prepare(request)
-        with await asyncio.to_thread(open, path, "rb") as f:
-            while chunk := await asyncio.to_thread(f.read, CHUNK):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
-    finally:
-        if temporary:
-            await asyncio.to_thread(path.unlink, True)
-
-
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", list_page)
     router.add_post("/scripts/{name}/deploy", post_deploy)
     router.add_post("/scripts/{name}/undeploy", post_undeploy)
     router.add_post("/scripts/{name}/delete", post_delete)
-    router.add_get("/scripts/{name}/export", export)

@@ -70,6 +70,16 @@ class SignIn:
         self._links[_digest(token)] = (user, self._clock() + self.link_ttl_s)
         return token
 
+    def peek(self, token: str) -> str:
+        """The user a link's token is for, without spending it (the confirm page that
+        a GET shows: a link preview or a prefetch must not use the link up)."""
+        entry = self._links.get(_digest(token))
+        if entry is None:
+            raise SignInRefused("this sign-in link is unknown or was used already")
+        if self._clock() >= entry[1]:
+            raise SignInRefused("this sign-in link has expired")
+        return entry[0]
+
     def redeem(self, token: str) -> tuple[str, Session]:
         """Spend the link's token: (the new session's id, the session)."""
         entry = self._links.pop(_digest(token), None)

@@ -7,20 +7,22 @@ from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp_jinja2
-from aiohttp import web
+from aiohttp import MultipartReader, web
 
 from daemon.console.signin import Session, SignIn
 from daemon.core.errors import ScriptdError
 from daemon.lifecycle.actions import Lifecycle
 
 __all__ = [
-    "LIFECYCLE", "SESSION", "SIGNIN", "act", "back_to", "form", "lifecycle", "render",
-    "render_message", "session", "user",
+    "LIFECYCLE", "MULTIPART", "SESSION", "SIGNIN", "act", "back_to", "form", "lifecycle",
+    "multipart", "render", "render_message", "session", "user",
 ]  # fmt: skip
 
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SIGNIN = web.AppKey("signin", SignIn)
 SESSION = "console_session"
+# the multipart reader the CSRF check began (it read the token, the form's first part)
+MULTIPART = "console_multipart"
 
 
 def lifecycle(request: web.Request) -> Lifecycle:
@@ -35,6 +37,12 @@ def session(request: web.Request) -> Session:
 def user(request: web.Request) -> str:
     """The unix user who asked for the sign-in link: "added by", "deployed by"."""
     return session(request).user
+
+
+async def multipart(request: web.Request) -> MultipartReader:
+    """The upload form's reader: the one the CSRF check started, or a new one."""
+    reader: MultipartReader | None = request.get(MULTIPART)
+    return reader if reader is not None else await request.multipart()
 
 
 async def form(request: web.Request) -> dict[str, str]:

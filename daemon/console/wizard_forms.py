@@ -12,10 +12,13 @@ from typing import Any
 from multidict import MultiDictProxy
 
 from daemon.config.daemon_config import Config
-from daemon.core.models import MASK, Script
+from daemon.core.models import DRAFT, MASK, Script
 from daemon.lifecycle import request_checks
 
-__all__ = ["STEPS", "env_rows", "from_script", "resources_body", "runtime_body"]
+__all__ = [
+    "STEPS", "env_rows", "from_script", "general_fields", "resources_body", "runtime_body",
+    "script_body",
+]  # fmt: skip
 
 # In order; the seed: "perform each step in order without skipping any".
 STEPS = (
@@ -49,9 +52,8 @@ def runtime_body(
     hosts = [h.strip() for h in str(form.get("allow_hosts", "")).splitlines() if h.strip()]
     if policy:
         body["egress"] = {"policy": policy, "allow_hosts": hosts}
-    secrets = [str(s) for s in form.getall("secrets", [])]
-    if secrets:
-        body["secrets"] = secrets
+    # always sent: unticking every secret of a script revokes them
+    body["secrets"] = [str(s) for s in form.getall("secrets", [])]
     request_checks.settings(body, request_checks.default_settings(config), config)
     return body
 
@@ -78,21 +80,49 @@ def _number(field: str, text: object) -> int:
     return int(raw)
 
 
-def from_script(script: Script) -> dict[str, Any]:
-    """The wizard's answers for a redeploy: the script's configuration, its secret
-    values masked (sent back masked, they keep their stored value)."""
+def general_fields(fields: dict[str, str], locked: bool) -> dict[str, str]:
+    """The General Details a person may change: not name, language and version when
+    they are locked (a redeploy, or an edit of a script that was deployed once)."""
+    keys = ["description", "kind"] + ([] if locked else ["name", "language", "version"])
+    return {k: fields.get(k, "").strip() for k in keys}
+
+
+def script_body(state: dict[str, Any]) -> dict[str, Any]:
+    """The wizard's answers as the admin API's create / update / redeploy body."""
+    general = state["general"]
+    body: dict[str, Any] = {
+        "description": general["description"], **state["runtime"], **state["resources"],
+    }  # fmt: skip
+    if "archive_id" in general:
+        body["archive_id"] = general["archive_id"]
+    if state.get("locked"):
+        return body
+    body.update(name=general["name"], language=general["language"])
+    if general.get("version"):
+        body["language_version"] = general["version"]
+    return body
+
+
+def from_script(script: Script, mode: str) -> dict[str, Any]:
+    """The wizard's answers for a redeploy or an edit (`mode`): the script's
+    configuration, its secret values masked (sent back masked, they keep their value).
+    Name, language and version stay locked unless an edit of a Draft."""
     settings, res = script.settings, script.resources
     rows = [{"key": e.key, "value": MASK if e.secret else e.value, "secret": e.secret}
             for e in settings.env] or [{"key": "", "value": "", "secret": False}]  # fmt: skip
     egress = settings.egress
     return {
-        "redeploy": script.name,
+        "mode": mode, "target": script.name, "status": script.status,
+        "locked": mode == "redeploy" or script.status != DRAFT,
         "general": {
             "name": script.name, "description": script.description,
             "language": script.language, "version": script.language_version,
+            "kind": settings.kind, "kept_kind": settings.kind, "kept_language": script.language,
             "filename": script.archive.filename, "size": script.archive.size,
         },
+        "step": settings.step.to_json() if settings.step else None,
         "rows": rows,
+        "secrets": list(settings.secrets),
         "runtime_form": {
             "timeout_s": str(settings.timeout_s), "egress_policy": egress.policy or "",
             "allow_hosts": "\n".join(egress.allow_hosts),

@@ -45,6 +45,8 @@ GREET = (
     "    return {'message': 'Hello, ' + name + '!'}\n"
 )
 BROKEN = "raise RuntimeError('the main file fails at import')\n"
+STEP_MAIN = "outputs.greeting = 'Hello, ' + inputs.name\n"
+STEP_TOML = '[inputs]\nname = "s"\n\n[outputs]\ngreeting = "s"\n'
 
 
 def _playwright() -> Any:
@@ -65,6 +67,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonPr
         admin.create("hello", make_zip({"main.py": GREET}), deploy=True, description="Greets")
         admin.create("broken", make_zip({"main.py": BROKEN}), deploy=True)
         admin.create("draft-one", make_zip({"main.py": GREET}), description="Not yet")
+        admin.call("PUT", "/v1/secrets/API_TOKEN", {"value": "never-shown"})
         assert admin.wait_status("hello")["status"] == "Deployed"
         assert admin.wait_status("broken")["status"] == "Deployment Failed"
         yield daemon, port
@@ -105,6 +108,22 @@ def sign_in_link(daemon: DaemonProcess) -> str:
     return url
 
 
+def sign_in(page: Any, daemon: DaemonProcess) -> None:
+    """Open the link: its page asks to sign in; only that POST spends the token."""
+    page.goto(sign_in_link(daemon))
+    assert "Sign in to the scriptd console as root" in page.locator("main").inner_text()
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/$"))
+
+
+def validate(page: Any) -> None:
+    """Validate on General Details: the form is sent with its upload's progress, and
+    the Validate page's content replaces this one's."""
+    page.get_by_role("button", name="Validate").click()
+    page.wait_for_url(re.compile(r".*/import/validate$"))
+    page.get_by_role("heading", name="Validate", exact=True).wait_for()
+
+
 def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -141,7 +160,7 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     from playwright.sync_api import expect
 
     daemon, port = console
-    page.goto(sign_in_link(daemon))
+    sign_in(page, daemon)
     assert page.url == _base(port) + "/"
     cookie = next(c for c in page.context.cookies() if c["name"] == "scriptd_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]
@@ -183,11 +202,16 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     assert page.get_by_role("heading", name="General Details").is_visible()
     assert "Greets" in page.locator("main").inner_text()
     shot(page, "02-overview")
+    page.get_by_role("link", name="Export").click()  # the export's page follows it
+    expect(page.locator("#export-status")).to_contain_text("Export complete")
+    shot(page, "02-export")
+    assert page.locator("#export-bar").get_attribute("value") == "100"
     with page.expect_download() as download:
-        page.get_by_role("link", name="Export").click()
+        page.get_by_role("link", name="Download hello.zip").click()
     assert download.value.suggested_filename == "hello.zip"
     with zipfile.ZipFile(download.value.path()) as exported:
         assert exported.read("main.py").decode() == GREET
+    page.get_by_role("link", name="Back to hello").click()
     page.get_by_role("link", name="Deployment History").click()
     assert page.locator("table.history .check").count() == 1
     assert "hello-v1" in page.locator("table.history").inner_text()
@@ -288,7 +312,10 @@ def test_a_used_link_and_a_post_without_csrf_are_refused(
 ) -> None:
     daemon, port = console
     link = sign_in_link(daemon)
+    page.goto(link)  # a preview or a prefetch of the link does not spend it
     page.goto(link)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(_base(port) + "/")
     answer = page.goto(link)
     assert answer.status == 403 and "used already" in page.locator("main").inner_text()
     page.goto(_base(port) + "/")  # still signed in from the first use
@@ -321,27 +348,51 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
 ) -> None:
     daemon, port = console
     broken, good = tmp_path / "broken.zip", tmp_path / "project.zip"
+    step = tmp_path / "step.zip"
     broken.write_bytes(make_zip({"main.py": ""}))
+    step.write_bytes(make_zip({"main.py": STEP_MAIN, "step.toml": STEP_TOML}))
     good.write_bytes(make_zip({"main.py": GREET}))
-    page.goto(sign_in_link(daemon))
+    sign_in(page, daemon)
     page.get_by_role("link", name="+ Import new").first.click()
     page.goto(_base(port) + "/import/review")  # no skipping: back to the first open step
     assert page.url.endswith("/import/general")
 
     page.get_by_label("Script Name").fill("wizard-app")
     page.get_by_label("Description").fill("Made in the wizard")
+    # The versions listed are the chosen base language's.
+    page.get_by_label("Base Language").select_option("javascript")
+    assert page.locator("#version option[data-language=python]").first.is_disabled()
     page.get_by_label("Base Language").select_option("python")
+    assert page.locator("#version option[data-language=javascript]").first.is_disabled()
+    assert page.locator("#version option[data-language=python]").first.is_enabled()
+    page.get_by_role("radio", name="Step").check()  # a code step, but the project has no step.toml
     page.get_by_label("Project File").set_input_files(str(broken))
-    page.get_by_role("button", name="Validate").click()
-    assert page.url.endswith("/import/validate")
+    watch_progress = """() => { window.uploadSeen = [];
+        const bar = document.getElementById("upload-progress");
+        new MutationObserver(() => window.uploadSeen.push(bar.value))
+            .observe(bar, {attributes: true}); }"""
+    page.evaluate(watch_progress)
+    validate(page)
+    assert 100 in page.evaluate("window.uploadSeen")  # sent with its progress shown
     findings = page.locator(".findings").inner_text()
     assert "Error" in findings and "main.py" in findings and "How to fix" in findings
+    assert "not a code step" in findings and "step.toml" in findings
     assert page.get_by_role("link", name="Download sample project").is_visible()
     assert page.get_by_role("button", name="Next").count() == 0
     shot(page, "13-wizard-validate-error")
+    # A code step: Runtime Settings show what its step.toml declares.
     page.get_by_role("link", name="Back to General Details").click()
+    page.get_by_label("Project File").set_input_files(str(step))
+    validate(page)
+    assert "a code step with 1 input(s) and 1 output(s)" in page.locator("main").inner_text()
+    page.get_by_role("button", name="Next").click()
+    inputs = page.get_by_role("table", name="Declared inputs").inner_text()
+    assert "name" in inputs and "s" in inputs
+    assert "greeting" in page.get_by_role("table", name="Declared outputs").inner_text()
+    page.get_by_role("link", name="1. General Details").click()
+    page.get_by_role("radio", name="Functions").check()
     page.get_by_label("Project File").set_input_files(str(good))
-    page.get_by_role("button", name="Validate").click()
+    validate(page)
     assert "The project file is valid: functions greet" in page.locator("main").inner_text()
     page.get_by_role("button", name="Next").click()
 
@@ -352,6 +403,7 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     page.get_by_label("Value 2").fill("s3cret-value")
     page.get_by_label("Secret 2").check()
     page.get_by_label("Execution Timeout").fill("45")
+    page.get_by_label("API_TOKEN").check()  # an integration secret granted
     shot(page, "14-wizard-runtime")
     page.get_by_role("button", name="Next").click()
 
@@ -364,6 +416,7 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
 
     main = page.locator("main").inner_text()
     assert "GREETING=hi" in main and "TOKEN=********" in main and "s3cret" not in main
+    assert "API_TOKEN" in main and "never-shown" not in main
     page.get_by_role("link", name="Edit Runtime Settings").click()  # one click back
     assert page.get_by_label("Key 2").input_value() == "TOKEN"
     page.get_by_role("button", name="Next").click()
@@ -380,7 +433,28 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     assert env["GREETING"]["value"] == "hi" and env["TOKEN"]["secret"]
     assert script["settings"]["timeout_s"] == 45
     assert (script["resources"]["max_replicas"], script["resources"]["cpu_target"]) == (2, 60)
-    daemon.client().call("DELETE", "/v1/scripts/wizard-app")
+    assert script["settings"]["secrets"] == ["API_TOKEN"]
+
+    # The Draft opens in the wizard with what it saved; a Draft may even be renamed.
+    page.get_by_role("link", name="Edit configuration").click()
+    assert page.get_by_label("Description").input_value() == "Made in the wizard"
+    page.get_by_label("Script Name").fill("wizard-app2")
+    page.get_by_label("Description").fill("Edited as a draft")
+    validate(page)
+    assert "The current project file is kept" in page.locator("main").inner_text()
+    page.get_by_role("button", name="Next").click()
+    assert page.get_by_label("Key 2").input_value() == "TOKEN"
+    assert page.get_by_label("API_TOKEN").is_checked()
+    page.get_by_role("button", name="Next").click()
+    assert page.get_by_label("Max Replicas").input_value() == "2"
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Save as Draft").click()
+    expect_flash(page, "saved as a draft")
+    edited = daemon.client().script("wizard-app2")
+    assert edited["description"] == "Edited as a draft" and edited["status"] == "Draft"
+    assert edited["settings"]["env"] == script["settings"]["env"]  # the secret kept
+    assert edited["settings"]["secrets"] == ["API_TOKEN"]
+    daemon.client().call("DELETE", "/v1/scripts/wizard-app2")
 
 
 def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
@@ -389,7 +463,7 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     from playwright.sync_api import expect
 
     daemon, port = console
-    page.goto(sign_in_link(daemon))
+    sign_in(page, daemon)
     page.get_by_role("link", name="draft-one").click()
     page.get_by_role("link", name="Deployment History").click()
     assert "no deployment history yet" in page.locator("main").inner_text()
@@ -415,7 +489,7 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     assert page.get_by_label("Script Name").input_value() == "draft-one"
     page.get_by_label("Description").fill("Second version")
     page.get_by_label("Project File").set_input_files(str(second))
-    page.get_by_role("button", name="Validate").click()
+    validate(page)
     assert "functions greet, bye" in page.locator("main").inner_text()
     page.get_by_role("button", name="Next").click()
     page.get_by_role("button", name="Next").click()
@@ -441,6 +515,10 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     shot(page, "18-notifications")
     page.get_by_role("link", name="Account").click()
     assert "Total allocation" in page.locator("main").inner_text()
+    page.get_by_label("Total allocation (credits)").fill("500")
+    page.get_by_role("button", name="Set allocation").click()
+    expect_flash(page, "The total allocation is now 500 credits")
+    assert daemon.client().get("/v1/account")["allocation"] == 500
     page.get_by_label("Period").select_option("all")
     page.get_by_role("button", name="Show").click()
     assert page.url.endswith("/account?period=all")
@@ -478,7 +556,7 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
 
 def test_sign_out_ends_the_session(page: Any, console: tuple[DaemonProcess, int]) -> None:
     daemon, port = console
-    page.goto(sign_in_link(daemon))
+    sign_in(page, daemon)
     cookie = next(c for c in page.context.cookies() if c["name"] == "scriptd_console")
     page.get_by_role("button", name="Sign out").click()
     assert "You are signed out" in page.locator("main").inner_text()

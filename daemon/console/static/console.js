@@ -61,3 +61,88 @@ document.addEventListener("DOMContentLoaded", () => {
   max.addEventListener("input", sync);
   sync();
 });
+
+// General Details: the version list shows the chosen base language's versions only
+// (without JavaScript all are listed, grouped by language, and the server checks).
+function filterVersions() {
+  const language = document.getElementById("language");
+  const version = document.getElementById("version");
+  if (!language || !version) return;
+  const sync = () => {
+    version.querySelectorAll("[data-language]").forEach((item) => {
+      const other = item.dataset.language !== language.value;
+      item.hidden = other;
+      item.disabled = other;
+    });
+    const chosen = version.selectedOptions[0];
+    if (chosen && chosen.disabled) version.value = "";
+  };
+  language.addEventListener("change", sync);
+  sync();
+}
+
+// Uploads (the project file, an account file): sent with XMLHttpRequest so a
+// progress bar can follow them; the answer's page replaces this one's content.
+function sendWithProgress(form, event) {
+  const box = form.querySelector(".upload-progress");
+  if (!box || typeof XMLHttpRequest === "undefined") return;
+  event.preventDefault();
+  const bar = box.querySelector("progress");
+  const text = box.querySelector(".progress-text");
+  const buttons = form.querySelectorAll("button");
+  box.hidden = false;
+  buttons.forEach((b) => { b.disabled = true; });
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", form.action);
+  xhr.upload.addEventListener("progress", (e) => {
+    if (!e.lengthComputable) return;
+    const percent = Math.floor((100 * e.loaded) / e.total);
+    bar.value = percent;
+    text.textContent = `${percent} % of ${(e.total / 1048576).toFixed(1)} MiB`;
+  });
+  xhr.upload.addEventListener("load", () => {
+    bar.value = 100;
+    text.textContent = "100 %: uploaded, checking";
+  });
+  xhr.addEventListener("load", () => showAnswer(xhr));
+  xhr.addEventListener("error", () => {
+    buttons.forEach((b) => { b.disabled = false; });
+    text.textContent = "The upload failed: the connection was lost. Try again.";
+  });
+  xhr.send(new FormData(form));
+}
+
+function showAnswer(xhr) {
+  const page = new DOMParser().parseFromString(xhr.responseText, "text/html");
+  const main = page.getElementById("main");
+  if (!main) {
+    window.location.assign(xhr.responseURL || window.location.href);
+    return;
+  }
+  document.title = page.title;
+  document.getElementById("main").replaceChildren(...main.childNodes);
+  if (xhr.responseURL && xhr.responseURL !== window.location.href) {
+    window.history.pushState(null, "", xhr.responseURL);
+  }
+  enhance();
+  const first = document.querySelector("#main [autofocus]") || document.querySelector("#main h1");
+  if (first) {
+    if (!first.hasAttribute("tabindex")) first.setAttribute("tabindex", "-1");
+    first.focus();
+  }
+}
+
+function enhance() {
+  document.querySelectorAll("dialog.dialog[open]").forEach(makeModal);
+  document.querySelectorAll(".backdrop").forEach((b) => b.remove());
+  filterVersions();
+}
+
+window.addEventListener("popstate", () => window.location.reload());
+document.addEventListener("DOMContentLoaded", () => {
+  filterVersions();
+  document.body.addEventListener("submit", (event) => {
+    const form = event.target.closest("form[data-progress]");
+    if (form) sendWithProgress(form, event);
+  });
+});

@@ -84,3 +84,18 @@ def test_flashes_are_shown_once() -> None:
     session.flash("done")
     assert session.take_flashes() == [("success", "done")]
     assert session.take_flashes() == []
+
+
+def test_peeking_at_a_link_does_not_spend_it() -> None:
+    clock = Clock()
+    signin = SignIn(600, clock)
+    token = signin.issue_link_token("alice")
+    assert signin.peek(token) == "alice"
+    assert signin.peek(token) == "alice"
+    assert signin.redeem(token)[1].user == "alice"
+    with pytest.raises(SignInRefused, match="used already"):
+        signin.peek(token)
+    expiring = signin.issue_link_token("bob")
+    clock.now += 600
+    with pytest.raises(SignInRefused, match="expired"):
+        signin.peek(expiring)
