@@ -18,6 +18,7 @@ from daemon.lifecycle.status_table import allows, refuse
 __all__ = ["EXPORTS", "add_routes", "send_zip"]
 
 CHUNK = 1 << 20
+CANCEL_WAIT_S = 5.0
 EXPORTS = web.AppKey("exports", ExportJobs)
 
 
@@ -43,7 +44,9 @@ async def export_status(request: web.Request) -> web.Response:
 async def cancel_export(request: web.Request) -> web.StreamResponse:
     jobs = request.app[EXPORTS]
     job = jobs.cancel(request.match_info["id"], user(request))
-    await jobs.wait(job.id)  # a check comes after each file: this is short
+    # It stops at its next check (after each file packed): usually at once; a file
+    # that reads slowly shows "Cancelling" until then.
+    await jobs.wait(job.id, CANCEL_WAIT_S)
     raise web.HTTPSeeOther(f"/exports/{job.id}")
 
 
@@ -56,7 +59,11 @@ async def download_export(request: web.Request) -> web.StreamResponse:
     path, temporary = job.path, job.temporary
     job.temporary = False  # send_zip removes it now
     jobs.downloaded(job)
-    return await send_zip(request, path, f"{job.script}.zip", temporary)
+    try:
+        return await send_zip(request, path, f"{job.script}.zip", temporary)
+    except FileNotFoundError:  # the script was deleted meanwhile, its archive with it
+        session(request).flash(f"The project of {job.script} is gone: export it again.", "error")
+        raise web.HTTPSeeOther("/") from None
 
 
 async def send_zip(

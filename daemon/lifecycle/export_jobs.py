@@ -54,6 +54,10 @@ class ExportJob:
     cancel_asked: threading.Event = field(default_factory=threading.Event)
 
     @property
+    def cancelling(self) -> bool:
+        return self.status == RUNNING and self.cancel_asked.is_set()
+
+    @property
     def percent(self) -> int:
         if self.status == DONE:
             return 100
@@ -112,10 +116,11 @@ class ExportJobs:
             job.cancel_asked.set()
         return job
 
-    async def wait(self, job_id: str) -> None:
+    async def wait(self, job_id: str, timeout_s: float | None = None) -> None:
+        """Until the job ends, or `timeout_s` passed (it goes on then)."""
         task = self._tasks.get(job_id)
         if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait([task], timeout=timeout_s)
 
     def downloaded(self, job: ExportJob) -> None:
         """The zip was sent: its temp file goes, and the job with it."""
