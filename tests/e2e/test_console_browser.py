@@ -10,6 +10,7 @@ session after sign-out. Screenshots of each page go to test-artifacts/console/.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -377,6 +378,10 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     findings = page.locator(".findings").inner_text()
     assert "Error" in findings and "main.py" in findings and "How to fix" in findings
     assert "not a code step" in findings and "step.toml" in findings
+    sample = page.get_by_role("link", name="Download sample project").get_attribute("href")
+    assert sample == "/samples/python?kind=step"  # the sample of the kind chosen
+    with zipfile.ZipFile(io.BytesIO(page.request.get(_base(port) + sample).body())) as z:
+        assert "step.toml" in z.namelist()
     assert page.get_by_role("link", name="Download sample project").is_visible()
     assert page.get_by_role("button", name="Next").count() == 0
     shot(page, "13-wizard-validate-error")
