@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from daemon.console.web import lifecycle, render, session, user
+from daemon.core.errors import ScriptdError
 from daemon.lifecycle.export_jobs import ExportJobs
 from daemon.lifecycle.status_table import allows, refuse
 
@@ -29,7 +30,11 @@ async def start_export(request: web.Request) -> web.StreamResponse:
     if not allows(script.status, "export"):
         session(request).flash(refuse(script, "export").message, "error")
         raise web.HTTPSeeOther(f"/scripts/{script.name}")
-    job = request.app[EXPORTS].start(script, user(request), lc.ctx.config.archive_limits())
+    try:
+        job = request.app[EXPORTS].start(script, user(request), lc.ctx.config.archive_limits())
+    except ScriptdError as exc:  # too many running
+        session(request).flash(exc.message, "error")
+        raise web.HTTPSeeOther(f"/scripts/{script.name}") from None
     raise web.HTTPSeeOther(f"/exports/{job.id}")
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.config.archive_limits import ArchiveLimits
-from daemon.core.errors import NotFound
+from daemon.core.errors import Conflict, NotFound
 from daemon.core.models import Script
 from daemon.lifecycle.project_zips import export_zip_now
 
@@ -29,6 +29,7 @@ __all__ = ["ExportCancelled", "ExportJob", "ExportJobs"]
 
 KEEP_S = 600.0  # a finished export's zip waits this long for its download
 MAX_JOBS = 32  # the oldest finished ones go first beyond this
+MAX_RUNNING = 4  # each holds a thread of the default pool while it packs
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 
@@ -81,6 +82,10 @@ class ExportJobs:
     def start(self, script: Script, user: str, limits: ArchiveLimits) -> ExportJob:
         """A new job for `script`'s project, running from the next turn of the loop."""
         self._forget_old()
+        if sum(j.status == RUNNING for j in self._jobs.values()) >= MAX_RUNNING:
+            raise Conflict(
+                f"{MAX_RUNNING} exports are running already: wait for one to end, or cancel one"
+            )
         job = ExportJob(secrets.token_urlsafe(12), script.name, user)
         self._jobs[job.id] = job
         task = asyncio.create_task(self._run(job, script, limits), name=f"export-{script.name}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config.archive_limits import ArchiveLimits
-from daemon.core.errors import NotFound
+from daemon.core.errors import Conflict, NotFound
 from daemon.core.models import DRAFT, ArchiveRef, Resources, Script, Settings, now_iso
 from daemon.lifecycle.export_jobs import ExportCancelled, ExportJobs
 from daemon.lifecycle.project_zips import export_zip_now
@@ -108,3 +108,14 @@ async def test_a_failed_export_says_why(tmp_path: Path) -> None:
     job = jobs.start(a_script(broken), "alice", ArchiveLimits())
     await jobs.wait(job.id)
     assert job.status == "failed" and job.error and job.path is None
+
+
+async def test_at_most_a_few_exports_run_at_once(tar_project: Path) -> None:
+    jobs = ExportJobs()
+    started = [jobs.start(a_script(tar_project), "alice", ArchiveLimits()) for _ in range(4)]
+    with pytest.raises(Conflict, match="4 exports are running already"):
+        jobs.start(a_script(tar_project), "alice", ArchiveLimits())
+    for job in started:
+        await jobs.wait(job.id)
+    assert jobs.start(a_script(tar_project), "alice", ArchiveLimits()).status == "running"
+    await jobs.close()
