@@ -61,7 +61,13 @@ def test_over_tls_the_link_is_https_and_the_cookie_secure(tmp_path: Path) -> Non
     with running_daemon(tmp_path / "tls", {"console": {"enabled": True, **console}}) as daemon:
         link = scriptctl(daemon, "console").stdout.split()[-1]
         assert link.startswith(f"https://127.0.0.1:{port}/signin?token=")
-        answer = requests.get(link, verify=str(cert), allow_redirects=False, timeout=30)
+        asked = requests.get(link, verify=str(cert), allow_redirects=False, timeout=30)
+        assert asked.status_code == 200 and "Sign in" in asked.text  # not spent by a GET
+        token = link.split("token=", 1)[1]
+        answer = requests.post(
+            f"https://127.0.0.1:{port}/signin", data={"token": token}, verify=str(cert),
+            allow_redirects=False, timeout=30,
+        )  # fmt: skip
         assert answer.status_code == 303
         cookie = answer.headers["Set-Cookie"]
         for attribute in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
