@@ -513,6 +513,16 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     page.get_by_role("link", name="Proceed to Undeploy").click()
     page.get_by_role("dialog").get_by_role("button", name="Undeploy").click()
     expect_flash(page, "Your custom script has been undeployed successfully")
+    # Ready to Deploy: its configuration is edited in the wizard, the name locked.
+    page.get_by_role("link", name="Edit configuration").click()
+    assert page.get_by_label("Script Name").is_disabled()
+    page.get_by_label("Description").fill("Third description")
+    validate(page)
+    for _ in range(3):
+        page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Save changes").click()
+    expect_flash(page, "The changes to draft-one have been saved")
+    assert daemon.client().script("draft-one")["description"] == "Third description"
     page.get_by_role("link", name="Notifications").click()
     outbox = page.locator("table.outbox").inner_text()
     assert "Your custom script has been undeployed successfully" in outbox
