@@ -96,7 +96,8 @@ def replicas_table(replicas: list[dict[str, Any]], indent: str = "") -> str:
 def concurrency_text(settings: dict[str, Any]) -> str:
     """`8 calls per worker, 2 workers per replica` (or `..., workers: one per vCPU`)."""
     workers = settings.get("workers_per_replica")
-    shown = f"{workers} workers per replica" if workers else "workers: one per whole vCPU"
+    plural = "" if workers == 1 else "s"
+    shown = f"{workers} worker{plural} per replica" if workers else "workers: one per whole vCPU"
     return f"{settings.get('concurrency', 1)} calls per worker, {shown}"
 
 
