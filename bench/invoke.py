@@ -14,6 +14,9 @@ Rows, each with its baseline beside it and the target:
 (e)     the Prometheus metrics' cost (bench/metrics_overhead.py): two daemons, metrics
         off and on (scraped every second), alternating load runs at the highest
         connection count: throughput with metrics >= 0.97 x without.
+(f)/(g) concurrency (bench/invoke_concurrency.py): an async no-op at concurrency 8
+        (>= 2.0 x bare), and `await asyncio.sleep(0.5)` at concurrency 32 under 64
+        connections against the ideal replicas x workers x concurrency / 0.5 s.
 Medians everywhere. Prints a table, writes bench/results/invoke.json.
 Run as root (sandboxes):  .venv/bin/python -m bench.invoke [--seconds 10] [--runs 20]
 """
@@ -35,6 +38,7 @@ from typing import Any
 
 import uvloop
 
+from bench import invoke_concurrency
 from bench.invoke_replica import BWRAP_ARGV, measure_replicas
 from bench.loadgen import LoadResult, run_load
 from bench.metrics_overhead import measure as measure_metrics
@@ -225,6 +229,23 @@ def metrics_rows(m: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def concurrency_rows(c: dict[str, Any], bare: LoadResult) -> list[Row]:
+    noop, io = c["noop"], c["io"]
+    rps, many = noop["load"]["rps"], noop["load"]["connections"]
+    ideal, got = io["ideal_rps"], io["load"]["rps"]
+    need = 30 / io["concurrency"]  # the issue: >= 30 of the 32 calls in flight
+    return [
+        Row(f"(f) async no-op, conc {noop['concurrency']}, {many} conn", rps, bare.rps,
+            "req/s", ">= 2.00 x bare", rps >= 2.0 * bare.rps),
+        Row("(f) daemon CPU per call", noop["cpu_us"], 40.0, "us", "<= 40 us",
+            noop["cpu_us"] <= 40.0, "baseline column = the target"),
+        Row(f"(g) sleep 0.5 s, conc {io['concurrency']}, {io['load']['connections']} conn",
+            got, ideal, "calls/s", f">= {need:.2f} x ideal", got >= need * ideal,
+            f"ideal = {c['workers']} worker x {io['concurrency']} / 0.5 s; "
+            f"{io['in_flight']:.1f} calls in flight on average"),
+    ]  # fmt: skip
+
+
 def print_table(rows: list[Row]) -> None:
     print(f"{'row':36} {'scriptd':>10} {'baseline':>10} {'ratio':>6}  {'target':18} result")
     for row in rows:
@@ -253,6 +274,7 @@ def main() -> int:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-replica", action="store_true")
     parser.add_argument("--skip-metrics", action="store_true")
+    parser.add_argument("--skip-concurrency", action="store_true")
     parser.add_argument("--metrics-rounds", type=int, default=30, help="run pairs for (e)")
     parser.add_argument("--metrics-seconds", type=int, default=2, help="per run of (e)")
     parser.add_argument("--metrics-scrape-s", type=float, default=15.0, help="(e)'s scrapes")
@@ -272,6 +294,12 @@ def main() -> int:
                        "bare_cpu_us_per_request": bare_cpu,
                        "nginx": nginx.to_json() if nginx else None}  # fmt: skip
         rows += http_rows(bare, ours, info["daemon_cpu_us_per_call"], bare_cpu, nginx)
+    if not args.skip_concurrency:
+        many = max(conns)
+        base = bare[many] if "http" in out else load_bare([many], args.seconds)[0][many]
+        out["concurrency"] = invoke_concurrency.measure(many, args.seconds, args.profile)
+        out["concurrency"]["bare"] = base.to_json()
+        rows += concurrency_rows(out["concurrency"], base)
     if not args.skip_replica:
         figs, bwrap = uvloop.run(measure_replicas(args.runs))
         out["replica"] = {**asdict(figs), "bwrap_ms": bwrap, "bwrap_argv": BWRAP_ARGV}
@@ -310,6 +338,12 @@ def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> N
         print(f"(d) medians of {args.runs}: Timeout -> next call answered "
               f"{med(rep['respawn_ms']):.2f} ms; kill_worker sent -> new worker frame "
               f"{med(rep['respawn_announce_ms']):.2f} ms (K=1, timeout 0.3 s)")  # fmt: skip
+    if "concurrency" in out:
+        c = out["concurrency"]
+        print(f"(f)/(g) one replica of {c['profile']} ({c['workers']} worker(s)) per script")
+        print(_loads_line("bare", LoadResult(**c["bare"])))
+        print(_loads_line("async", LoadResult(**c["noop"]["load"])))
+        print(_loads_line("sleep", LoadResult(**c["io"]["load"])))
     if "metrics" in out:
         m = out["metrics"]
         rps = " ".join(
