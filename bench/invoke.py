@@ -275,6 +275,7 @@ def main() -> int:
     parser.add_argument("--skip-replica", action="store_true")
     parser.add_argument("--skip-metrics", action="store_true")
     parser.add_argument("--skip-concurrency", action="store_true")
+    parser.add_argument("--io-seconds", type=int, default=30, help="the run of (g)")
     parser.add_argument("--metrics-rounds", type=int, default=30, help="run pairs for (e)")
     parser.add_argument("--metrics-seconds", type=int, default=2, help="per run of (e)")
     parser.add_argument("--metrics-scrape-s", type=float, default=15.0, help="(e)'s scrapes")
@@ -297,7 +298,9 @@ def main() -> int:
     if not args.skip_concurrency:
         many = max(conns)
         base = bare[many] if "http" in out else load_bare([many], args.seconds)[0][many]
-        out["concurrency"] = invoke_concurrency.measure(many, args.seconds, args.profile)
+        out["concurrency"] = invoke_concurrency.measure(
+            many, args.seconds, args.profile, args.io_seconds
+        )
         out["concurrency"]["bare"] = base.to_json()
         rows += concurrency_rows(out["concurrency"], base)
     if not args.skip_replica:
