@@ -114,6 +114,10 @@ function getting a second argument {signal, deadline}. Then also:
       task is cancelled; a sync call's thread cannot be stopped, so no answer comes
       until it ends; javascript: answered at once, the signal aborted, a later value
       dropped). The daemon kills the worker when no answer comes within its grace.
+  {"t":"started","ids":["...",...]}  worker -> daemon: the calls a read brought, sent
+      as soon as they are read and before any of them runs. When the daemon loses
+      a worker, the calls it had sent that were never acknowledged so are sent to
+      another worker: they did not start.
 daemon -> worker:
   {"t":"call","id":"...","function":"f","payload":{...},"deadline":1700000000.5}
       payload: python: a JSON object passed as keyword arguments (missing

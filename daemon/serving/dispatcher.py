@@ -9,7 +9,9 @@ and kills the worker (concurrency 1), or first cancels the call in its worker an
 kills the worker only when that cancel is not answered within `cancel_grace_s`, the
 calls beside it then failing with WorkerCrashed naming the call that would not end
 (concurrency > 1); a worker that dies under a call answers WorkerCrashed or
-OutOfMemory; a queue that is full or too slow answers QueueFull.
+OutOfMemory, unless it had not read the call yet (concurrency > 1: it acknowledges the
+calls it reads), which is then sent to another worker within its own deadline; a
+queue that is full or too slow answers QueueFull.
 
 A worker is free while it has fewer calls in flight than the script's concurrency:
 `offer` hands over one free slot, and `_idle` holds one entry per free slot.
@@ -45,7 +47,7 @@ from daemon.serving.call_errors import (
     UnknownFunction,
     WorkerCrashed,
 )
-from daemon.serving.worker import PendingCall, StoppedFor, Worker, WorkerLoss
+from daemon.serving.worker import NOT_STARTED, PendingCall, StoppedFor, Worker, WorkerLoss
 
 __all__ = [
     "CallResult",
@@ -203,14 +205,17 @@ class Dispatcher:
         arrived = time.perf_counter()  # for figures; loop.time() is coarse under uvloop
         t0 = loop.time()
         deadline = t0 + self.timeout_s
-        call = PendingCall(cid, loop.create_future())
-        worker = self._take()
-        while worker is not None and not self._start(worker, call, data, deadline):
-            worker = self._take()  # that one's socket had closed
-        if worker is None:
-            waiter = _Waiter(loop.create_future(), call, data, deadline, arrived)
-            worker = await self._wait_for_worker(waiter, t0)
-        outcome = await call.future
+        while True:
+            call = PendingCall(cid, loop.create_future())
+            worker = self._take()
+            while worker is not None and not self._start(worker, call, data, deadline):
+                worker = self._take()  # that one's socket had closed
+            if worker is None:
+                waiter = _Waiter(loop.create_future(), call, data, deadline, arrived)
+                worker = await self._wait_for_worker(waiter, t0)
+            outcome = await call.future
+            if outcome is not NOT_STARTED:
+                break  # else its worker was lost before reading it: again, same deadline
         done = time.perf_counter()
         queue_ms, run_ms = (call.sent - arrived) * 1000, (done - call.sent) * 1000
         return self._outcome(outcome, call, worker, queue_ms, run_ms)

@@ -5,7 +5,9 @@ A `Worker` carries up to `capacity` `PendingCall`s (the script's concurrency: 1 
 set) and resolves each one's future with the worker's result frame (matched by call
 id: results may come in any order), with a WorkerLoss, or with `StoppedFor` when the
 worker was killed because another of its calls would not end; the call's state
-machine (deadline, errors) is the dispatcher's.
+machine (deadline, errors) is the dispatcher's. A call the worker never acknowledged
+(capacity > 1: its "started" frame) gets NOT_STARTED when the worker is lost, and the
+dispatcher sends it to another worker.
 
 With capacity > 1, calls are written back to back: the frames of one loop iteration
 leave in one write. A call past its deadline is first cancelled in the worker
@@ -27,7 +29,19 @@ from daemon.serving.process import MemoryProbe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LOSS_GRACE_S", "PendingCall", "StoppedFor", "Worker", "WorkerLoss", "WorkerOwner"]
+__all__ = [
+    "LOSS_GRACE_S",
+    "NOT_STARTED",
+    "PendingCall",
+    "StoppedFor",
+    "Worker",
+    "WorkerLoss",
+    "WorkerOwner",
+]
+
+# A lost worker's call that it never read (it did not acknowledge it as started): the
+# dispatcher sends it to another worker.
+NOT_STARTED = object()
 
 LOSS_GRACE_S = 0.5  # how long a lost worker's call waits for "worker_exit" to name the cause
 
@@ -99,7 +113,7 @@ class PendingCall:
     The future's result is the worker's result frame, a WorkerLoss, StoppedFor, or
     whatever the dispatcher's deadline handler puts there."""
 
-    __slots__ = ("cancelled", "future", "id", "sent", "shared", "timer")
+    __slots__ = ("cancelled", "future", "id", "sent", "shared", "started", "timer")
 
     def __init__(self, call_id: str, future: asyncio.Future[Any]) -> None:
         self.id = call_id
@@ -108,6 +122,7 @@ class PendingCall:
         self.sent = 0.0  # perf_counter when the call was written to its worker
         self.cancelled = False  # past its deadline: the worker was asked to end it
         self.shared = False  # another call ran on the same worker at the same time
+        self.started = True  # read by its worker (capacity > 1: once it says so)
 
 
 class Worker:
@@ -191,6 +206,7 @@ class Worker:
             self.memory.reset()
         calls[call.id] = call
         self.owner.call_started(self)
+        call.started = self.capacity == 1  # else the worker's "started" frame says so
         if self.capacity == 1:
             channel.send_bytes(data)
         else:
@@ -233,7 +249,14 @@ class Worker:
             self.channel.close()
 
     def on_frame(self, frame: dict[str, Any]) -> None:
-        if frame.get("t") != "result":
+        kind = frame.get("t")
+        if kind == "started":
+            for cid in frame.get("ids") or ():
+                started = self.calls.get(str(cid))
+                if started is not None:
+                    started.started = True
+            return
+        if kind != "result":
             return  # pongs: nothing waits for them on this socket yet
         call = self.calls.get(str(frame.get("id")))
         if call is None:
@@ -265,7 +288,9 @@ class Worker:
             self._finish(call)
             if call.future.done():
                 continue
-            if self.stopped_for is not None:
+            if not call.started:  # never read: it can run elsewhere
+                call.future.set_result(NOT_STARTED)
+            elif self.stopped_for is not None:
                 call.future.set_result(StoppedFor(self.stopped_for))
             else:
                 lost.append(call)

@@ -481,6 +481,15 @@ Worker.prototype.serveConcurrently = function serveConcurrently(sock) {
       process.stderr.write(`scriptd worker: ${err.message}\n`);
       process.exit(2);
     }
+    // Written now, before any of these calls runs (see `started` in protocol.py).
+    const ids = messages.filter((m) => m.t === 'call').map((m) => m.id ?? null);
+    if (ids.length) {
+      if (this.corked) {
+        this.corked = false;
+        sock.uncork();
+      }
+      sock.write(encode({ t: 'started', ids }));
+    }
     for (const message of messages) {
       let reply;
       if (message.t === 'call') reply = this.callConcurrently(message);

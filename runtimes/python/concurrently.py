@@ -8,6 +8,10 @@ daemon matches results by id and never sends more than N calls at a time):
 - a sync function runs in a thread pool of N threads (so a call never waits for a
   thread); a value it returns that is awaitable is awaited on the loop.
 
+Every read that brings calls is answered at once with `{"t":"started","ids":[...]}`,
+before any of those calls runs: the daemon then knows which calls a worker it has to
+kill never read (they are sent to another worker instead of failing).
+
 `{"t":"cancel","id":X}` cancels call X: a task gets CancelledError where it awaits and
 the result says Cancelled. A thread cannot be stopped from outside in Python, so the
 cancel of a sync call is ignored: the call runs on, and the daemon kills the whole
@@ -124,6 +128,9 @@ class Server(asyncio.Protocol):
             sys.__stderr__.write(f"scriptd worker: {exc}\n")
             self.done.set_result(2)
             return
+        ids = [frame.get("id") for frame in frames if frame["t"] == "call"]
+        if ids:  # written now, before any of them runs: see `started` in protocol.py
+            self.transport.write(self.protocol.encode({"t": "started", "ids": ids}))
         for frame in frames:
             self.handle(frame)
 

@@ -47,6 +47,10 @@ def block(ms, tag=""):
 
 async def hang():
     await asyncio.sleep(3600)
+
+
+async def stall(s):
+    time.sleep(s)  # blocks the worker's event loop: it reads nothing meanwhile
 """
 
 MAIN_JS = """
@@ -132,6 +136,27 @@ async def test_a_call_that_ignores_its_cancel_stops_the_worker_and_names_itself(
             assert info.value.extra["stopped_for"] == "stuck-1"
         fresh = await asyncio.wait_for(d.call("nap", {"ms": 1}), 20)
         assert fresh.value != pid
+
+
+async def test_calls_a_lost_worker_never_read_run_on_another(tmp_path: Path) -> None:
+    src = write_project(tmp_path, MAIN_PY)
+    settings = DispatchSettings(cancel_grace_s=0.3)
+    async with started(src, timeout_s=5, concurrency=4, dispatch=settings) as (d, pool):
+        pid = (await d.call("nap", {"ms": 1})).value
+        (worker,) = next(iter(pool.ready)).workers.values()
+        stalled = asyncio.ensure_future(d.call("stall", {"s": 60}, call_id="stall-1"))
+        deadline = time.monotonic() + 10
+        while not ("stall-1" in worker.calls and worker.calls["stall-1"].started):
+            assert time.monotonic() < deadline, "the worker never acknowledged the call"
+            await asyncio.sleep(0.01)
+        # Sent while its loop is blocked (so never read), and 1.5 s after the stalled
+        # call, so that their deadlines come after its deadline plus the grace period.
+        await asyncio.sleep(1.5)
+        unread = [asyncio.ensure_future(d.call("nap", {"ms": 100})) for _ in range(2)]
+        with pytest.raises(Timeout):
+            await asyncio.wait_for(stalled, 10)
+        moved = await asyncio.wait_for(asyncio.gather(*unread), 10)
+        assert {r.value for r in moved} != {pid}  # answered by the fresh worker
 
 
 async def test_node_calls_run_side_by_side(tmp_path: Path) -> None:
