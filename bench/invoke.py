@@ -15,8 +15,9 @@ Rows, each with its baseline beside it and the target:
         off and on (scraped every second), alternating load runs at the highest
         connection count: throughput with metrics >= 0.97 x without.
 (f)/(g) concurrency (bench/invoke_concurrency.py): an async no-op at concurrency 8
-        (>= 2.0 x bare), and `await asyncio.sleep(0.5)` at concurrency 32 under 64
-        connections against the ideal replicas x workers x concurrency / 0.5 s.
+        (>= 2.0 x bare, in alternating rounds with the bare handler and the sync no-op),
+        and `await asyncio.sleep(0.5)` at concurrency 32 under 64 connections against
+        the ideal replicas x workers x concurrency / 0.5 s.
 Medians everywhere. Prints a table, writes bench/results/invoke.json.
 Run as root (sandboxes):  .venv/bin/python -m bench.invoke [--seconds 10] [--runs 20]
 """
@@ -229,16 +230,22 @@ def metrics_rows(m: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
-def concurrency_rows(c: dict[str, Any], bare: LoadResult) -> list[Row]:
+def concurrency_rows(c: dict[str, Any]) -> list[Row]:
     noop, io = c["noop"], c["io"]
-    rps, many = noop["load"]["rps"], noop["load"]["connections"]
     ideal, got = io["ideal_rps"], io["load"]["rps"]
     need = 30 / io["concurrency"]  # the issue: >= 30 of the 32 calls in flight
+    rounds = len(c["rounds"]["bare"])
     return [
-        Row(f"(f) async no-op, conc {noop['concurrency']}, {many} conn", rps, bare.rps,
-            "req/s", ">= 2.00 x bare", rps >= 2.0 * bare.rps),
-        Row("(f) daemon CPU per call", noop["cpu_us"], 40.0, "us", "<= 40 us",
-            noop["cpu_us"] <= 40.0, "baseline column = the target"),
+        Row(f"(f) async no-op, conc {noop['concurrency']}, {noop['connections']} conn",
+            noop["rps"], noop["bare_rps"], "req/s", ">= 2.00 x bare",
+            noop["ratio_to_bare"] >= 2.0,
+            f"median of {rounds} rounds' ratios to bare: {noop['ratio_to_bare']:.2f}"),
+        Row("(f) same, against sync no-op conc 1", noop["rps"], noop["sync_c1_rps"], "req/s",
+            "(no target)", True,
+            f"median of the rounds' ratios {noop['ratio_to_sync_c1']:.2f}; sync conc 1 to "
+            f"bare {noop['sync_c1_ratio_to_bare']:.2f}"),
+        Row("(f) daemon CPU per call, conc 8", noop["cpu_us"], noop["sync_c1_cpu_us"], "us",
+            "<= 40 us", noop["cpu_us"] <= 40.0, "baseline = the sync no-op at conc 1"),
         Row(f"(g) sleep 0.5 s, conc {io['concurrency']}, {io['load']['connections']} conn",
             got, ideal, "calls/s", f">= {need:.2f} x ideal", got >= need * ideal,
             f"ideal = {c['workers']} worker x {io['concurrency']} / 0.5 s; "
@@ -276,6 +283,8 @@ def main() -> int:
     parser.add_argument("--skip-metrics", action="store_true")
     parser.add_argument("--skip-concurrency", action="store_true")
     parser.add_argument("--io-seconds", type=int, default=30, help="the run of (g)")
+    parser.add_argument("--conc-rounds", type=int, default=5, help="alternating rounds of (f)")
+    parser.add_argument("--conc-seconds", type=int, default=3, help="per run of (f)")
     parser.add_argument("--metrics-rounds", type=int, default=30, help="run pairs for (e)")
     parser.add_argument("--metrics-seconds", type=int, default=2, help="per run of (e)")
     parser.add_argument("--metrics-scrape-s", type=float, default=15.0, help="(e)'s scrapes")
@@ -296,13 +305,10 @@ def main() -> int:
                        "nginx": nginx.to_json() if nginx else None}  # fmt: skip
         rows += http_rows(bare, ours, info["daemon_cpu_us_per_call"], bare_cpu, nginx)
     if not args.skip_concurrency:
-        many = max(conns)
-        base = bare[many] if "http" in out else load_bare([many], args.seconds)[0][many]
         out["concurrency"] = invoke_concurrency.measure(
-            many, args.seconds, args.profile, args.io_seconds
+            max(conns), args.conc_seconds, args.profile, args.io_seconds, args.conc_rounds
         )
-        out["concurrency"]["bare"] = base.to_json()
-        rows += concurrency_rows(out["concurrency"], base)
+        rows += concurrency_rows(out["concurrency"])
     if not args.skip_replica:
         figs, bwrap = uvloop.run(measure_replicas(args.runs))
         out["replica"] = {**asdict(figs), "bwrap_ms": bwrap, "bwrap_argv": BWRAP_ARGV}
@@ -343,9 +349,11 @@ def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> N
               f"{med(rep['respawn_announce_ms']):.2f} ms (K=1, timeout 0.3 s)")  # fmt: skip
     if "concurrency" in out:
         c = out["concurrency"]
-        print(f"(f)/(g) one replica of {c['profile']} ({c['workers']} worker(s)) per script")
-        print(_loads_line("bare", LoadResult(**c["bare"])))
-        print(_loads_line("async", LoadResult(**c["noop"]["load"])))
+        print(f"(f) {args.conc_rounds} rounds of a {args.conc_seconds} s run each, back to "
+              f"back: bare, sync no-op conc 1, async no-op conc 8; req/s per round:")  # fmt: skip
+        for name, runs in c["rounds"].items():
+            print(f"  {name:9} " + " ".join(f"{r['rps']:7.0f}" for r in runs))
+        print(f"(g) one replica of {c['profile']} ({c['workers']} worker(s)), concurrency 32")
         print(_loads_line("sleep", LoadResult(**c["io"]["load"])))
     if "metrics" in out:
         m = out["metrics"]
