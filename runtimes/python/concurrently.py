@@ -22,7 +22,8 @@ here. `sys.stdout` and `sys.stderr` are replaced by streams that send a call's w
 (print, sys.stdout.write, logging handlers that look up sys.stderr when they write)
 to that call's own buffer, found through a context variable: a task and the threads
 of its sync call see their own. Writes straight to fd 1/2 (C code, os.write, child
-processes) and through a stream object taken before the call go to the replica's log.
+processes, sys.stdout.buffer) and through a stream object taken before the call go to
+the replica's log.
 
 cpu_ms: a sync call's thread CPU time; an async call's is the worker's CPU time while
 it ran, which includes the other calls running at the same time.
