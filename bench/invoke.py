@@ -14,6 +14,10 @@ Rows, each with its baseline beside it and the target:
 (e)     the Prometheus metrics' cost (bench/metrics_overhead.py): two daemons, metrics
         off and on (scraped every second), alternating load runs at the highest
         connection count: throughput with metrics >= 0.97 x without.
+(f)/(g) concurrency (bench/invoke_concurrency.py): an async no-op at concurrency 8
+        (>= 2.0 x bare, in alternating rounds with the bare handler and the sync no-op),
+        and `await asyncio.sleep(0.5)` at concurrency 32 under 64 connections against
+        the ideal replicas x workers x concurrency / 0.5 s.
 Medians everywhere. Prints a table, writes bench/results/invoke.json.
 Run as root (sandboxes):  .venv/bin/python -m bench.invoke [--seconds 10] [--runs 20]
 """
@@ -35,6 +39,7 @@ from typing import Any
 
 import uvloop
 
+from bench import invoke_concurrency
 from bench.invoke_replica import BWRAP_ARGV, measure_replicas
 from bench.loadgen import LoadResult, run_load
 from bench.metrics_overhead import measure as measure_metrics
@@ -225,6 +230,29 @@ def metrics_rows(m: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def concurrency_rows(c: dict[str, Any]) -> list[Row]:
+    noop, io = c["noop"], c["io"]
+    ideal, got = io["ideal_rps"], io["load"]["rps"]
+    need = 30 / io["concurrency"]  # the issue: >= 30 of the 32 calls in flight
+    rounds = len(c["rounds"]["bare"])
+    return [
+        Row(f"(f) async no-op, conc {noop['concurrency']}, {noop['connections']} conn",
+            noop["rps"], noop["bare_rps"], "req/s", ">= 2.00 x bare",
+            noop["ratio_to_bare"] >= 2.0,
+            f"median of {rounds} rounds' ratios to bare: {noop['ratio_to_bare']:.2f}"),
+        Row("(f) same, against sync no-op conc 1", noop["rps"], noop["sync_c1_rps"], "req/s",
+            "(no target)", True,
+            f"median of the rounds' ratios {noop['ratio_to_sync_c1']:.2f}; sync conc 1 to "
+            f"bare {noop['sync_c1_ratio_to_bare']:.2f}"),
+        Row("(f) daemon CPU per call, conc 8", noop["cpu_us"], noop["sync_c1_cpu_us"], "us",
+            "<= 40 us", noop["cpu_us"] <= 40.0, "baseline = the sync no-op at conc 1"),
+        Row(f"(g) sleep 0.5 s, conc {io['concurrency']}, {io['load']['connections']} conn",
+            got, ideal, "calls/s", f">= {need:.2f} x ideal", got >= need * ideal,
+            f"ideal = {c['workers']} worker x {io['concurrency']} / 0.5 s; "
+            f"{io['in_flight']:.1f} calls in flight on average"),
+    ]  # fmt: skip
+
+
 def print_table(rows: list[Row]) -> None:
     print(f"{'row':36} {'scriptd':>10} {'baseline':>10} {'ratio':>6}  {'target':18} result")
     for row in rows:
@@ -253,6 +281,10 @@ def main() -> int:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-replica", action="store_true")
     parser.add_argument("--skip-metrics", action="store_true")
+    parser.add_argument("--skip-concurrency", action="store_true")
+    parser.add_argument("--io-seconds", type=int, default=30, help="the run of (g)")
+    parser.add_argument("--conc-rounds", type=int, default=5, help="alternating rounds of (f)")
+    parser.add_argument("--conc-seconds", type=int, default=3, help="per run of (f)")
     parser.add_argument("--metrics-rounds", type=int, default=30, help="run pairs for (e)")
     parser.add_argument("--metrics-seconds", type=int, default=2, help="per run of (e)")
     parser.add_argument("--metrics-scrape-s", type=float, default=15.0, help="(e)'s scrapes")
@@ -272,6 +304,11 @@ def main() -> int:
                        "bare_cpu_us_per_request": bare_cpu,
                        "nginx": nginx.to_json() if nginx else None}  # fmt: skip
         rows += http_rows(bare, ours, info["daemon_cpu_us_per_call"], bare_cpu, nginx)
+    if not args.skip_concurrency:
+        out["concurrency"] = invoke_concurrency.measure(
+            max(conns), args.conc_seconds, args.profile, args.io_seconds, args.conc_rounds
+        )
+        rows += concurrency_rows(out["concurrency"])
     if not args.skip_replica:
         figs, bwrap = uvloop.run(measure_replicas(args.runs))
         out["replica"] = {**asdict(figs), "bwrap_ms": bwrap, "bwrap_argv": BWRAP_ARGV}
@@ -310,6 +347,14 @@ def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> N
         print(f"(d) medians of {args.runs}: Timeout -> next call answered "
               f"{med(rep['respawn_ms']):.2f} ms; kill_worker sent -> new worker frame "
               f"{med(rep['respawn_announce_ms']):.2f} ms (K=1, timeout 0.3 s)")  # fmt: skip
+    if "concurrency" in out:
+        c = out["concurrency"]
+        print(f"(f) {args.conc_rounds} rounds of a {args.conc_seconds} s run each, back to "
+              f"back: bare, sync no-op conc 1, async no-op conc 8; req/s per round:")  # fmt: skip
+        for name, runs in c["rounds"].items():
+            print(f"  {name:9} " + " ".join(f"{r['rps']:7.0f}" for r in runs))
+        print(f"(g) one replica of {c['profile']} ({c['workers']} worker(s)), concurrency 32")
+        print(_loads_line("sleep", LoadResult(**c["io"]["load"])))
     if "metrics" in out:
         m = out["metrics"]
         rps = " ".join(

@@ -116,7 +116,7 @@ class Supervisor:
             else:
                 module = self.harness.load_project(self.args.source, self.args.main)
                 self.functions = self.harness.list_functions(module)
-                self.harness.warm_up(self.functions)
+                self.harness.warm_up(self.functions, self.args.concurrency)
         except BaseException as exc:
             self.load_failed(self.harness.error_info(exc), _ms_since(t0))
         load_ms = _ms_since(t0)
@@ -216,6 +216,8 @@ class Supervisor:
         worker = self.harness.Worker(
             worker_end, self.functions, self.args.max_output, self.args.max_frame, self.step
         )
+        if self.args.concurrency > 1 and self.step is None:
+            return self.harness.serve_concurrently(worker, self.args.concurrency)
         return worker.serve()
 
     def _free_lane(self) -> int | None:

@@ -111,6 +111,8 @@ def worker_argv(args: Any) -> list[str]:
               "--kind", args.kind]  # fmt: skip
     if args.step_spec is not None:
         common += ["--step-spec", args.step_spec]
+    if args.concurrency > 1:
+        common += ["--concurrency", str(args.concurrency)]
     if args.language == "python":
         harness = os.path.join(args.harness_dir, "python", "harness.py")
         return [sys.executable, "-I", harness, *common]

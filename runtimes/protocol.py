@@ -21,7 +21,7 @@ Supervisor command line
       [--max-output BYTES=1048576] [--max-frame BYTES=16777216]
       [--mode auto|fork|spawn] [--spares N] [--control-fd N=3]
       [--egress-socket PATH] [--egress-port N=3128] [--node-heap-mb MB]
-      [--kind functions|step=functions] [--step-spec JSON]
+      [--kind functions|step=functions] [--step-spec JSON] [--concurrency N=1]
   python: run it on the script's venv python (with -S it puts the venv's
   site-packages on sys.path itself: faster than site). javascript: on the
   runtime catalogue's python3, with --node naming the node binary and
@@ -103,12 +103,27 @@ daemon -> supervisor:
 Worker socket (one per worker, received in "worker"; a worker serves one
 frame at a time, in order; it exits when the daemon closes its end)
 ----------------------------------------------------------------------
+With --concurrency N > 1 (functions only, never a code step) a worker serves up to
+N calls at once: the daemon may write N calls back to back without waiting, and
+results come back as calls end, in any order, matched by "id". python: `async def`
+functions run as tasks on the worker's loop, sync ones in a pool of N threads
+(runtimes/python/concurrently.py); javascript: side by side on the event loop, the
+function getting a second argument {signal, deadline}. Then also:
+  {"t":"cancel","id":"..."}  daemon -> worker: the call passed its deadline. The
+      worker ends it and answers its result with error.type "Cancelled" (python: the
+      task is cancelled; a sync call's thread cannot be stopped, so no answer comes
+      until it ends; javascript: answered at once, the signal aborted, a later value
+      dropped). The daemon kills the worker when no answer comes within its grace.
+  {"t":"started","ids":["...",...]}  worker -> daemon: the calls a read brought, sent
+      as soon as they are read and before any of them runs. When the daemon loses
+      a worker, the calls it had sent that were never acknowledged so are sent to
+      another worker: they did not start.
 daemon -> worker:
   {"t":"call","id":"...","function":"f","payload":{...},"deadline":1700000000.5}
       payload: python: a JSON object passed as keyword arguments (missing
       payload = {}); javascript: any JSON value passed as the one argument.
       deadline: unix seconds (informational; the daemon enforces it with
-      kill_worker).
+      kill_worker, or first with "cancel" at concurrency > 1).
   {"t":"ping","id":X}               answered between calls, in order
 worker -> daemon:
   {"t":"result","id":"...","ok":true,"value":<json>,"stdout":"...",

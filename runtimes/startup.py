@@ -30,7 +30,7 @@ USAGE = (
     "       [--harness-dir DIR] [--node PATH] [--main FILE] [--max-output BYTES]\n"
     "       [--max-frame BYTES] [--mode auto|fork|spawn] [--spares N] [--control-fd N]\n"
     "       [--egress-socket PATH] [--egress-port N] [--node-heap-mb MB]\n"
-    "       [--kind functions|step] [--step-spec JSON]\n"
+    "       [--kind functions|step] [--step-spec JSON] [--concurrency N]\n"
 )
 # option -> (attribute, type, default); choices are checked in parse_args.
 OPTIONS = {
@@ -50,6 +50,7 @@ OPTIONS = {
     "--kind": ("kind", str, "functions"),
     "--step-spec": ("step_spec", str, None),
     "--node-heap-mb": ("node_heap_mb", int, None),  # node --max-old-space-size
+    "--concurrency": ("concurrency", int, 1),  # calls in flight per worker
 }
 
 
@@ -99,6 +100,7 @@ def _check(args: Any) -> None:
     if args.kind not in ("functions", "step"):
         _usage_error(f"argument --kind: invalid choice: {args.kind!r}")
     args.workers = max(1, args.workers)
+    args.concurrency = max(1, args.concurrency)
     args.harness_dir = os.path.abspath(args.harness_dir)
     args.source = os.path.abspath(args.source)
     if args.main is None:

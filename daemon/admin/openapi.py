@@ -54,7 +54,22 @@ STR, INT, NUM, BOOL = (
 NULL_STR = {"type": ["string", "null"]}
 ENV = _obj({"key": STR, "value": STR, "secret": BOOL}, ("key",))
 SECRET_NAMES = {"type": "array", "items": STR, "description": "granted secrets, by name"}
-SETTINGS = _obj({"env": {"type": "array", "items": ENV}, "timeout_s": INT, "secrets": SECRET_NAMES})
+CONCURRENCY = {**INT, "minimum": 1, "maximum": 64, "description": "calls in flight per worker"}
+WORKERS_PER_REPLICA = {
+    "type": ["integer", "null"],
+    "minimum": 1,
+    "maximum": 16,
+    "description": "worker processes per replica; null: one per whole vCPU",
+}
+SETTINGS = _obj(
+    {
+        "env": {"type": "array", "items": ENV},
+        "timeout_s": INT,
+        "secrets": SECRET_NAMES,
+        "concurrency": CONCURRENCY,
+        "workers_per_replica": WORKERS_PER_REPLICA,
+    }
+)
 RESOURCES = _obj(
     {
         "min_replicas": {**INT, "minimum": 1, "maximum": 10},
@@ -253,6 +268,8 @@ SCHEMAS: dict[str, S] = {
             "env": {"type": "array", "items": ENV},
             "timeout_s": INT,
             "secrets": SECRET_NAMES,
+            "concurrency": CONCURRENCY,
+            "workers_per_replica": WORKERS_PER_REPLICA,
             **RESOURCES["properties"],
             "deploy": BOOL,
         }

@@ -23,6 +23,8 @@ PLAIN_FIELDS = {
     "max_replicas": "max_replicas",
     "cpu_target": "cpu_target",
     "profile": "profile",
+    "concurrency": "concurrency",
+    "workers_per_replica": "workers_per_replica",
 }
 
 
@@ -84,6 +86,12 @@ def add_script_options(
         "--cpu-target", metavar="P", type=int, help="average CPU utilization target in percent"
     )
     parser.add_argument("--profile", metavar="P", help="hardware profile (see `profiles`)")
+    parser.add_argument("--concurrency", metavar="N", type=int,
+                        help="calls in flight per worker, 1 to 64 (default 1): async functions "
+                        "run as tasks, sync ones in a thread pool of N")  # fmt: skip
+    parser.add_argument("--workers-per-replica", metavar="N", type=int,
+                        help="worker processes per replica, 1 to 16 (default: one per whole "
+                        "vCPU of the profile)")  # fmt: skip
     parser.add_argument("--kind", choices=("functions", "step"),
                         help="step: main is a code step's body (needs step.toml or --input/"
                         "--output); default: what the project says")  # fmt: skip

@@ -59,6 +59,7 @@ def overview(script: dict[str, Any]) -> str:
         ("Egress", egress_text(settings.get("egress") or {})),
         ("Secrets", ", ".join(settings.get("secrets") or []) or NONE),
         ("Async calls", async_text(settings.get("async") or {})),
+        ("Concurrency", concurrency_text(settings)),
     ]
     parts = [
         render_fields(general),
@@ -90,6 +91,14 @@ def replicas_table(replicas: list[dict[str, Any]], indent: str = "") -> str:
         rows.append((r.get("name"), r.get("state"), r.get("busy"), *traffic))
     table = render_table(("REPLICA", "STATE", "BUSY", "SENT", "RECEIVED", "CONNECTIONS"), rows)
     return "\n".join(indent + line for line in table.splitlines())
+
+
+def concurrency_text(settings: dict[str, Any]) -> str:
+    """`8 calls per worker, 2 workers per replica` (or `..., workers: one per vCPU`)."""
+    workers = settings.get("workers_per_replica")
+    plural = "" if workers == 1 else "s"
+    shown = f"{workers} worker{plural} per replica" if workers else "workers: one per whole vCPU"
+    return f"{settings.get('concurrency', 1)} calls per worker, {shown}"
 
 
 def async_text(doc: dict[str, Any]) -> str:
@@ -301,7 +310,7 @@ def version_settings(version: dict[str, Any]) -> str:
     own = resources.get("memory_bytes")
     memory = f"{fmt_bytes(own)} (a step's default)" if own is not None else "the profile's"
     text = (f"timeout {_seconds(settings.get('timeout_s'))}, memory {memory}, "
-            f"profile {resources.get('profile')}")  # fmt: skip
+            f"profile {resources.get('profile')}, {concurrency_text(settings)}")  # fmt: skip
     step = settings.get("step")
     if step:
         text += f"; step: inputs {_declared(step.get('inputs'))}; "

@@ -136,6 +136,10 @@ class StepSpec:
         return cls(tuple(doc.get("inputs", {}).items()), tuple(doc.get("outputs", {}).items()))
 
 
+CONCURRENCY_RANGE = (1, 64)  # calls in flight per worker
+WORKERS_PER_REPLICA_RANGE = (1, 16)  # None: one per whole vCPU of the profile
+
+
 @dataclass(frozen=True)
 class Settings:
     env: tuple[EnvVar, ...]
@@ -146,6 +150,8 @@ class Settings:
     # a code step's declared inputs and outputs (its step.toml); None: functions
     step: StepSpec | None = None
     async_calls: AsyncSettings = field(default_factory=AsyncSettings)
+    concurrency: int = 1  # calls in flight per worker (a code step's workers run one)
+    workers_per_replica: int | None = None  # None: one per whole vCPU of the profile
 
     @property
     def kind(self) -> str:
@@ -160,6 +166,8 @@ class Settings:
             "kind": self.kind,
             "step": self.step.to_json() if self.step else None,
             "async": self.async_calls.to_json(),
+            "concurrency": self.concurrency,
+            "workers_per_replica": self.workers_per_replica,
         }
 
     @classmethod
@@ -169,7 +177,9 @@ class Settings:
         secrets = tuple(doc.get("secrets", ()))  # absent in older snapshots too
         step = StepSpec.from_json(doc.get("step"))  # and this one
         async_calls = AsyncSettings.from_json(doc.get("async"))  # and this one
-        return cls(env, doc["timeout_s"], egress, secrets, step, async_calls)
+        concurrency = doc.get("concurrency", 1)  # and these two
+        workers = doc.get("workers_per_replica")
+        return cls(env, doc["timeout_s"], egress, secrets, step, async_calls, concurrency, workers)
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ class Gateway:
         record.peak_memory_bytes = result.frame.get("peak_memory_bytes")
         self.recorder.keep_result(record, result.value, len(body) - 11)  # {"result":}
         record.stdout, record.stderr = result.stdout, result.stderr
-        record.http_log = self.http_log(result.replica, result.egress_lane)
+        record.http_log = self.http_log(result.replica, result.egress_lane, result.shared)
         self.recorder.record(record)
         return body
 
@@ -259,16 +259,22 @@ class Gateway:
             record.peak_memory_bytes = exc.extra.get("memory_limit_bytes")
         if exc.status in KILLED and self.close_connections and exc.replica is not None:
             self.close_connections(exc.replica, exc.egress_lane)
-        record.http_log = self.http_log(exc.replica, exc.egress_lane)
+        record.http_log = self.http_log(exc.replica, exc.egress_lane, exc.shared)
         self.recorder.record(record)
         return doc
 
-    def http_log(self, replica: str | None, lane: int | None = None) -> dict[str, Any] | None:
+    def http_log(
+        self, replica: str | None, lane: int | None = None, shared: bool = False
+    ) -> dict[str, Any] | None:
         """The outbound HTTP log the worker (of `replica`, on egress `lane`) gathered
-        since it was last asked."""
+        since it was last asked; `shared`: other calls ran on that worker meanwhile
+        (concurrency > 1), so some of its requests may be theirs, and it says so."""
         if self.http_logs is None or replica is None:
             return None
-        return self.http_logs(replica, lane)
+        log = self.http_logs(replica, lane)
+        if shared and log is not None:
+            log["shared"] = True
+        return log
 
     def _too_large(self) -> str:
         return f"the body is larger than {self.max_body_bytes} bytes (gateway.max_body_bytes)"

@@ -138,6 +138,8 @@ class Deployer:
             egress=cfg.settings.egress,
             secrets=secrets,
             async_calls=cfg.settings.async_calls,
+            concurrency=cfg.settings.concurrency,
+            workers_per_replica=cfg.settings.workers_per_replica,
         )
 
     async def _environment(self, cfg: VersionSnapshot) -> tuple[dict[str, str], dict[str, str]]:

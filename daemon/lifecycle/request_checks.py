@@ -16,6 +16,7 @@ from daemon.config.egress import EGRESS_POLICIES
 from daemon.core.credits import to_micro
 from daemon.core.errors import BadRequest
 from daemon.core.models import (
+    CONCURRENCY_RANGE,
     DISPLAY_NAME_RE,
     ENV_KEY_RE,
     LANGUAGES,
@@ -23,6 +24,7 @@ from daemon.core.models import (
     MAX_ASYNC_RETRIES,
     MAX_EVENT_AGE_RANGE_S,
     SCRIPT_NAME_RE,
+    WORKERS_PER_REPLICA_RANGE,
     AsyncSettings,
     EgressSettings,
     EnvVar,
@@ -38,7 +40,7 @@ MAX_ENV_VALUE = 32 * 1024
 SCRIPT_FIELDS = frozenset(
     ("name", "description", "language", "language_version", "archive_id", "env", "timeout_s",
      "min_replicas", "max_replicas", "cpu_target", "profile", "deploy", "egress", "secrets",
-     "async")
+     "async", "concurrency", "workers_per_replica")
 )  # fmt: skip
 FIXED_AFTER_DRAFT = ("name", "language", "language_version")
 MAX_ALLOCATION = Decimal(10**9)
@@ -134,6 +136,10 @@ def settings(body: dict[str, Any], base: Settings, config: Config) -> Settings:
         out = replace(out, secrets=secret_names(body["secrets"]))
     if "async" in body:
         out = replace(out, async_calls=async_settings(body["async"], base.async_calls))
+    if "concurrency" in body:
+        out = replace(out, concurrency=_int("concurrency", body["concurrency"], *CONCURRENCY_RANGE))
+    if "workers_per_replica" in body:
+        out = replace(out, workers_per_replica=workers_per_replica(body["workers_per_replica"]))
     clash = sorted({e.key for e in out.env} & set(out.secrets))
     if clash:
         raise BadRequest(
@@ -141,6 +147,17 @@ def settings(body: dict[str, Any], base: Settings, config: Config) -> Settings:
             field="secrets",
         )
     return out
+
+
+def workers_per_replica(value: object) -> int | None:
+    """null: one worker per whole vCPU of the profile (the default)."""
+    if value is None:
+        return None
+    lo, hi = WORKERS_PER_REPLICA_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        allowed = f"an integer from {lo} to {hi}, or null for one per whole vCPU of the profile"
+        raise _bad("workers_per_replica", value, allowed)
+    return value
 
 
 def secret_names(value: object) -> tuple[str, ...]:

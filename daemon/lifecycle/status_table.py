@@ -26,6 +26,7 @@ ALLOWS: dict[str, tuple[str, ...]] = {
 
 REDEPLOY_FIELDS = frozenset(
     {"description", "archive_id", "env", "timeout_s", "secrets", "egress", "async"}
+    | {"concurrency", "workers_per_replica"}
     | {"min_replicas", "max_replicas", "cpu_target", "profile"}
 )
 

@@ -22,6 +22,7 @@ class CallError(Exception):
         self.run_ms = 0.0
         self.replica: str | None = None  # the replica whose worker had the call
         self.egress_lane: int | None = None  # that worker's socket to the egress proxy
+        self.shared = False  # other calls ran on the same worker meanwhile
 
     def to_json(self) -> dict[str, Any]:
         return {"error": {"type": self.error_type, "message": self.message, **self.extra}}

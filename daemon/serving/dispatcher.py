@@ -4,9 +4,17 @@ authoritative deadline per call.
 `Dispatcher.call` is what the gateway awaits. It returns a `CallResult` or raises a
 `CallError` subclass that carries the HTTP status and the JSON error body, so the gateway
 maps every outcome at one place. Whatever the script does, every call ends: the
-deadline timer (the script's execution timeout, counted from arrival) kills the worker
-and answers Timeout; a worker that dies under a call answers WorkerCrashed or
-OutOfMemory; a queue that is full or too slow answers QueueFull.
+deadline timer (the script's execution timeout, counted from arrival) answers Timeout
+and kills the worker (concurrency 1), or first cancels the call in its worker and
+kills the worker only when that cancel is not answered within `cancel_grace_s`, the
+calls beside it then failing with WorkerCrashed naming the call that would not end
+(concurrency > 1); a worker that dies under a call answers WorkerCrashed or
+OutOfMemory, unless it had not read the call yet (concurrency > 1: it acknowledges the
+calls it reads), which is then sent to another worker within its own deadline; a
+queue that is full or too slow answers QueueFull.
+
+A worker is free while it has fewer calls in flight than the script's concurrency:
+`offer` hands over one free slot, and `_idle` holds one entry per free slot.
 
 The hot path is one pop from the idle deque, one orjson dump, one socket write,
 one timer and one future: no tasks, no threads, no I/O besides the worker socket.
@@ -39,7 +47,7 @@ from daemon.serving.call_errors import (
     UnknownFunction,
     WorkerCrashed,
 )
-from daemon.serving.worker import PendingCall, Worker, WorkerLoss
+from daemon.serving.worker import NOT_STARTED, PendingCall, StoppedFor, Worker, WorkerLoss
 
 __all__ = [
     "CallResult",
@@ -52,6 +60,8 @@ __all__ = [
 class DispatchSettings:
     max_queue: int = Config.queue_max  # calls waiting for a free worker, per script
     max_wait_s: float = Config.queue_max_wait_s  # longest a call waits for a free worker
+    # concurrency > 1: how long a worker has to end a cancelled call before it is killed
+    cancel_grace_s: float = 2.0
 
 
 @dataclass(slots=True)
@@ -69,6 +79,7 @@ class CallResult:
     replica: str
     frame: dict[str, Any] = field(default_factory=dict)  # the worker's whole result
     egress_lane: int | None = None  # the worker's socket to the egress proxy, if its own
+    shared: bool = False  # other calls ran on the same worker meanwhile (its HTTP log too)
 
 
 _TIMED_OUT = object()
@@ -194,17 +205,20 @@ class Dispatcher:
         arrived = time.perf_counter()  # for figures; loop.time() is coarse under uvloop
         t0 = loop.time()
         deadline = t0 + self.timeout_s
-        call = PendingCall(cid, loop.create_future())
-        worker = self._take()
-        while worker is not None and not self._start(worker, call, data, deadline):
-            worker = self._take()  # that one's socket had closed
-        if worker is None:
-            waiter = _Waiter(loop.create_future(), call, data, deadline, arrived)
-            worker = await self._wait_for_worker(waiter, t0)
-        outcome = await call.future
+        while True:
+            call = PendingCall(cid, loop.create_future())
+            worker = self._take()
+            while worker is not None and not self._start(worker, call, data, deadline):
+                worker = self._take()  # that one's socket had closed
+            if worker is None:
+                waiter = _Waiter(loop.create_future(), call, data, deadline, arrived)
+                worker = await self._wait_for_worker(waiter, t0)
+            outcome = await call.future
+            if outcome is not NOT_STARTED:
+                break  # else its worker was lost before reading it: again, same deadline
         done = time.perf_counter()
         queue_ms, run_ms = (call.sent - arrived) * 1000, (done - call.sent) * 1000
-        return self._outcome(outcome, cid, worker, queue_ms, run_ms)
+        return self._outcome(outcome, call, worker, queue_ms, run_ms)
 
     def _start(self, worker: Worker, call: PendingCall, data: bytes, deadline: float) -> bool:
         """Send the call to the worker and arm its deadline; False if the worker's
@@ -271,15 +285,20 @@ class Dispatcher:
         return exc
 
     def _expire(self, worker: Worker, call: PendingCall) -> None:
-        """The deadline passed while the worker ran the call: kill that worker only."""
-        if worker.call is call:
-            worker.expire()
+        """The deadline passed while the worker ran the call: kill that worker only
+        (concurrency 1), or cancel the call in it first (concurrency > 1)."""
+        if worker.calls.get(call.id) is call:
+            if worker.capacity == 1:
+                worker.expire()
+            else:
+                worker.cancel(call, self.settings.cancel_grace_s)
         if not call.future.done():
             call.future.set_result(_TIMED_OUT)
 
     def _outcome(
-        self, outcome: Any, cid: str, worker: Worker, queue_ms: float, run_ms: float
+        self, outcome: Any, call: PendingCall, worker: Worker, queue_ms: float, run_ms: float
     ) -> CallResult:
+        cid = call.id
         if type(outcome) is dict:
             if outcome.get("ok"):
                 return CallResult(
@@ -296,19 +315,40 @@ class Dispatcher:
                     worker.owner.name,
                     outcome,
                     worker.lane,
+                    call.shared,
                 )
             exc: CallError = FunctionError(outcome)
         elif outcome is _TIMED_OUT:
-            exc = Timeout(
-                f"the call did not finish within the script's execution timeout of "
-                f"{self.timeout_s:g} s; its worker was stopped"
-            )
+            exc = self._timeout_error(worker)
+        elif isinstance(outcome, StoppedFor):
+            exc = self._stopped_error(worker, outcome)
         else:
             exc = self._loss_error(outcome)
         exc.queue_ms, exc.run_ms = queue_ms, run_ms
         exc.replica = worker.owner.name
         exc.egress_lane = worker.lane
+        exc.shared = call.shared
         raise exc
+
+    def _timeout_error(self, worker: Worker) -> Timeout:
+        ended = "its worker was stopped"
+        if worker.capacity > 1:
+            grace = self.settings.cancel_grace_s
+            ended = (f"it was cancelled in its worker (which is stopped if the call does "
+                     f"not end within {grace:g} s)")  # fmt: skip
+        return Timeout(
+            f"the call did not finish within the script's execution timeout of "
+            f"{self.timeout_s:g} s; {ended}"
+        )
+
+    def _stopped_error(self, worker: Worker, stopped: StoppedFor) -> WorkerCrashed:
+        return WorkerCrashed(
+            f"the worker running the call was stopped: call {stopped.call_id}, running on "
+            f"the same worker (concurrency {worker.capacity}), passed the script's execution "
+            f"timeout of {self.timeout_s:g} s and did not end within "
+            f"{self.settings.cancel_grace_s:g} s of being cancelled",
+            stopped_for=stopped.call_id,
+        )
 
     def _loss_error(self, loss: WorkerLoss) -> CallError:
         if loss.heap_limit_bytes is not None:

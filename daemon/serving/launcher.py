@@ -35,6 +35,7 @@ __all__ = [
     "LaunchSettings",
     "SandboxLauncher",
     "SupervisorCommand",
+    "concurrency_of",
     "node_heap_mb",
     "output_pump",
     "workers_for",
@@ -77,6 +78,7 @@ class SupervisorCommand:
     runtimes: str  # runtimes/, as the supervisor sees it
     node: str | None = None  # the node binary (javascript)
     step_spec: str | None = None  # a code step: --kind step with this --step-spec
+    concurrency: int = 1  # calls in flight per worker
 
     def argv(self, python: str, *extra: str) -> tuple[str, ...]:
         """`extra`: interpreter flags first (each starting with one "-", such as -S),
@@ -90,12 +92,21 @@ class SupervisorCommand:
             argv += ["--node", self.node]
         if self.step_spec is not None:
             argv += ["--kind", "step", "--step-spec", self.step_spec]
+        if self.concurrency > 1:
+            argv += ["--concurrency", str(self.concurrency)]
         return tuple(argv)
 
 
-def workers_for(vcpus: float) -> int:
-    """K: one worker per whole vCPU of the profile, at least one."""
-    return max(1, int(vcpus))
+def workers_for(vcpus: float, per_replica: int | None = None) -> int:
+    """K: the script's workers_per_replica, else one worker per whole vCPU of the
+    profile, at least one."""
+    return per_replica if per_replica is not None else max(1, int(vcpus))
+
+
+def concurrency_of(target: RunTarget) -> int:
+    """Calls in flight per worker: the script's setting; a code step's workers run one
+    execution at a time."""
+    return 1 if target.step_spec is not None else target.concurrency
 
 
 NODE_YOUNG_MB = 48  # V8's young generation (3 semi-spaces of 16 MiB) beside the old space
@@ -141,7 +152,8 @@ class SandboxLauncher:
         self.settings = settings
         self.root = root
         self.logs = logs
-        self.workers = workers_for(target.profile.vcpus)
+        self.workers = workers_for(target.profile.vcpus, target.workers_per_replica)
+        self.concurrency = concurrency_of(target)
         self.memory_bytes: int | None = target.profile.memory_bytes
         self.label = f"{target.script} v{target.version}"
         self.uid = settings.uid_base + target.script_id
@@ -212,7 +224,7 @@ class SandboxLauncher:
         python = f"{VENV_IN}/bin/python" if t.language == "python" else self.supervisor_python()
         node = os.path.realpath(t.runtime_path) if t.language == "javascript" else None
         command = SupervisorCommand(
-            t.language, self.workers, APP_DIR, RUNTIMES_IN, node, t.step_spec
+            t.language, self.workers, APP_DIR, RUNTIMES_IN, node, t.step_spec, self.concurrency
         )
         extra = ("--egress-socket", egress.socket) if egress is not None else ()
         # -S: the supervisor adds the venv's site-packages itself (runtimes/supervisor.py)

@@ -17,6 +17,7 @@ from daemon.serving.launcher import (
     RUNTIMES_DIR,
     LaunchSettings,
     SupervisorCommand,
+    concurrency_of,
     output_pump,
     workers_for,
 )
@@ -109,6 +110,7 @@ class PlainLauncher:
         self.python = python
         self.source_dir = source_dir
         self.workers = workers
+        self.concurrency = 1  # calls in flight per worker
         self.node = node
         self.extra_env = dict(env or {})
         self.label = label
@@ -134,7 +136,7 @@ class PlainLauncher:
             target.language,
             python,
             target.source_dir,
-            workers=workers_for(target.profile.vcpus),
+            workers=workers_for(target.profile.vcpus, target.workers_per_replica),
             node=node,
             env=env,
             label=f"{target.script} v{target.version}",
@@ -142,6 +144,7 @@ class PlainLauncher:
         )
         launcher.memory_bytes = target.profile.memory_bytes
         launcher.step_spec = target.step_spec
+        launcher.concurrency = concurrency_of(target)
         launcher.logs, launcher.script_id = logs, target.script_id
         return launcher
 
@@ -151,7 +154,13 @@ class PlainLauncher:
     def launch(self, name: str, control_fd: int, output_fd: int) -> PlainProcess:
         rt = str(self.runtimes_dir)
         command = SupervisorCommand(
-            self.language, self.workers, str(self.source_dir), rt, self.node, self.step_spec
+            self.language,
+            self.workers,
+            str(self.source_dir),
+            rt,
+            self.node,
+            self.step_spec,
+            self.concurrency,
         )
         argv = command.argv(self.python, "--control-fd", str(control_fd))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.extra_env}

@@ -58,6 +58,7 @@ class Launcher(Protocol):
     """Starts replicas of one version. `launch` blocks (run it in a thread)."""
 
     workers: int  # K: worker processes per replica
+    concurrency: int  # calls in flight per worker
     memory_bytes: int | None  # the memory limit of one replica, for error messages
     label: str  # "<script> v<N>", for logs and errors
 

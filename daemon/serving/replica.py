@@ -8,8 +8,9 @@ ReplicaStartError with the reason (and the traceback of the script's import).
 
 Once ready, every worker that is free is handed to the replica's `Listener` (the pool),
 which passes it on to the dispatcher. The call state machine lives in the dispatcher;
-a `Worker` only carries one `PendingCall` and resolves its future with the result frame
-or, when the worker dies under it, with a `WorkerLoss` saying how it died.
+a `Worker` carries its `PendingCall`s (up to the script's concurrency) and resolves each
+one's future with its result frame or, when the worker dies under it, with a
+`WorkerLoss` saying how it died. The listener hears of a worker once per free slot.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Replica:
         self.state = STARTING
         self.hello: dict[str, Any] | None = None
         self.workers: dict[int, Worker] = {}
-        self.busy = 0  # workers serving a call
+        self.busy = 0  # calls in flight on its workers
         self.process: Process | None = None
         self.exit: ExitInfo | None = None
         self.started_at = time.monotonic()
@@ -142,8 +143,10 @@ class Replica:
         self.state = READY
         self.ready_at = time.monotonic()
         self._oom_seen = self._oom_kills()
-        for worker in list(self.workers.values()):
-            self.worker_free(worker)
+        workers = list(self.workers.values())
+        for _ in range(self.launcher.concurrency):  # a turn of every worker per slot
+            for worker in workers:
+                self.worker_free(worker)
 
     async def _launch(self, control_fd: int, output_fd: int) -> Process:
         """launcher.launch in a thread. A cancel cannot stop that thread: the sandbox it
@@ -190,7 +193,8 @@ class Replica:
         sock = socket.socket(fileno=fd)
         lane = frame.get("lane")
         worker = Worker(self, int(frame["worker"]), int(frame.get("slot", 0)), int(frame["pid"]),
-                        lane if isinstance(lane, int) else None)  # fmt: skip
+                        lane if isinstance(lane, int) else None,
+                        self.launcher.concurrency)  # fmt: skip
         if self.process is not None:  # before its first call: a cgroup of its slot
             worker.memory = self.process.track_memory(f"slot{worker.slot}", worker.pid)
         task = asyncio.get_running_loop().create_task(self._connect(worker, sock))
@@ -208,7 +212,8 @@ class Replica:
         if self.state == STARTING:
             self._check_ready()
         else:
-            self.worker_free(worker)
+            for _ in range(worker.capacity):  # each of its free slots
+                self.worker_free(worker)
 
     def _check_ready(self) -> None:
         alive = sum(1 for w in self.workers.values() if w.alive)

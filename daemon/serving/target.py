@@ -54,6 +54,8 @@ class RunTarget:
     # The env's secret variables (name -> value): the egress log replaces their values.
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     async_calls: AsyncSettings = field(default_factory=AsyncSettings)  # retries, event age
+    concurrency: int = 1  # calls in flight per worker (a code step's workers run one)
+    workers_per_replica: int | None = None  # None: one per whole vCPU of the profile
 
 
 class RunnerError(Exception):

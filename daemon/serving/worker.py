@@ -1,9 +1,18 @@
-"""One worker of a replica as the daemon sees it: its socket, the call it serves, and
-how it died (`WorkerLoss`) when it dies under a call.
+"""One worker of a replica as the daemon sees it: its socket, the calls it serves, and
+how it died (`WorkerLoss`) when it dies under them.
 
-A `Worker` carries at most one `PendingCall` (a worker serves one call at a time) and
-resolves its future with the worker's result frame or with a WorkerLoss; the call's
-state machine (deadline, errors) is the dispatcher's.
+A `Worker` carries up to `capacity` `PendingCall`s (the script's concurrency: 1 unless
+set) and resolves each one's future with the worker's result frame (matched by call
+id: results may come in any order), with a WorkerLoss, or with `StoppedFor` when the
+worker was killed because another of its calls would not end; the call's state
+machine (deadline, errors) is the dispatcher's. A call the worker never acknowledged
+(capacity > 1: its "started" frame) gets NOT_STARTED when the worker is lost, and the
+dispatcher sends it to another worker.
+
+With capacity > 1, calls are written back to back: the frames of one loop iteration
+leave in one write. A call past its deadline is first cancelled in the worker
+(`cancel`); the worker takes no new call until that call's answer comes, and is killed
+if it does not come within the grace period.
 """
 
 from __future__ import annotations
@@ -20,7 +29,19 @@ from daemon.serving.process import MemoryProbe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LOSS_GRACE_S", "PendingCall", "Worker", "WorkerLoss", "WorkerOwner"]
+__all__ = [
+    "LOSS_GRACE_S",
+    "NOT_STARTED",
+    "PendingCall",
+    "StoppedFor",
+    "Worker",
+    "WorkerLoss",
+    "WorkerOwner",
+]
+
+# A lost worker's call that it never read (it did not acknowledge it as started): the
+# dispatcher sends it to another worker.
+NOT_STARTED = object()
 
 LOSS_GRACE_S = 0.5  # how long a lost worker's call waits for "worker_exit" to name the cause
 
@@ -44,6 +65,14 @@ class WorkerLoss:
         if self.code is not None:
             return f"exited with code {self.code}"
         return self.detail or "its connection closed"
+
+
+@dataclass(frozen=True)
+class StoppedFor:
+    """A call's worker was killed because call `call_id`, running beside it, passed its
+    deadline and did not end when cancelled."""
+
+    call_id: str
 
 
 class WorkerOwner(Protocol):
@@ -81,16 +110,19 @@ class WorkerOwner(Protocol):
 class PendingCall:
     """One call on a worker: the future the caller awaits and its deadline timer.
 
-    The future's result is the worker's result frame, a WorkerLoss, or whatever the
-    dispatcher's deadline handler puts there."""
+    The future's result is the worker's result frame, a WorkerLoss, StoppedFor, or
+    whatever the dispatcher's deadline handler puts there."""
 
-    __slots__ = ("future", "id", "sent", "timer")
+    __slots__ = ("cancelled", "future", "id", "sent", "shared", "started", "timer")
 
     def __init__(self, call_id: str, future: asyncio.Future[Any]) -> None:
         self.id = call_id
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
         self.sent = 0.0  # perf_counter when the call was written to its worker
+        self.cancelled = False  # past its deadline: the worker was asked to end it
+        self.shared = False  # another call ran on the same worker at the same time
+        self.started = True  # read by its worker (capacity > 1: once it says so)
 
 
 class Worker:
@@ -99,8 +131,12 @@ class Worker:
     __slots__ = (
         "_exit",
         "_explainer",
+        "_loop",
+        "_out",
         "alive",
-        "call",
+        "calls",
+        "cancelling",
+        "capacity",
         "channel",
         "lane",
         "lost_call_id",
@@ -109,28 +145,50 @@ class Worker:
         "owner",
         "pid",
         "slot",
+        "stopped_for",
     )
 
     def __init__(
-        self, owner: WorkerOwner, number: int, slot: int, pid: int, lane: int | None = None
+        self,
+        owner: WorkerOwner,
+        number: int,
+        slot: int,
+        pid: int,
+        lane: int | None = None,
+        capacity: int = 1,
     ) -> None:
         self.owner = owner
         self.number = number
         self.slot = slot
         self.pid = pid
         self.lane = lane  # its own socket to the egress proxy (its calls' HTTP logs)
+        self.capacity = capacity  # calls in flight at most (the script's concurrency)
         self.alive = True
-        self.call: PendingCall | None = None
-        self.lost_call_id: str | None = None  # the call in flight when its socket closed
+        self.calls: dict[str, PendingCall] = {}  # in flight, by id
+        self.cancelling = 0  # calls cancelled whose answer has not come yet
+        self.stopped_for: str | None = None  # the call it was killed for, if any
+        self.lost_call_id: str | None = None  # a call in flight when its socket closed
         self.channel: wire.FrameProtocol | None = None
         self.memory: MemoryProbe | None = None  # its peak memory per call, where measured
-        self._exit: asyncio.Future[WorkerLoss | None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._out: list[bytes] = []  # frames to write at the end of this loop iteration
+        self._exit: asyncio.Future[WorkerLoss | None] = self._loop.create_future()
         self._explainer: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
     @property
     def usable(self) -> bool:
-        """Free, alive, and its replica takes calls."""
-        return self.alive and self.call is None and self.owner.accepting
+        """Alive, a call short of its capacity, no cancel pending, its replica takes calls."""
+        return (
+            self.alive
+            and len(self.calls) < self.capacity
+            and not self.cancelling
+            and self.owner.accepting
+        )
+
+    @property
+    def call(self) -> PendingCall | None:
+        """The oldest call in flight (the only one at capacity 1)."""
+        return next(iter(self.calls.values()), None)
 
     def send_call(self, data: bytes, call: PendingCall) -> bool:
         """Hand one encoded call frame to the worker; its answer resolves call.future.
@@ -139,20 +197,47 @@ class Worker:
         if channel is None or channel.transport is None or channel.transport.is_closing():
             self.alive = False
             return False
-        self.call = call
-        self.owner.call_started(self)
-        if self.memory is not None:
+        calls = self.calls
+        if calls:
+            call.shared = True
+            for other in calls.values():
+                other.shared = True
+        elif self.memory is not None:  # the peak of the calls until the worker is idle again
             self.memory.reset()
-        channel.send_bytes(data)
+        calls[call.id] = call
+        self.owner.call_started(self)
+        call.started = self.capacity == 1  # else the worker's "started" frame says so
+        if self.capacity == 1:
+            channel.send_bytes(data)
+        else:
+            self._write_soon(data)
         return True
 
     def expire(self) -> PendingCall | None:
-        """The running call passed its deadline: end it here and kill the worker."""
+        """The running call passed its deadline: end it here and kill the worker
+        (capacity 1: the worker has nothing else to lose)."""
         call = self.call
         if call is not None:
             self._finish(call)
         self.kill()
         return call
+
+    def cancel(self, call: PendingCall, grace_s: float) -> None:
+        """The call passed its deadline: ask the worker to end it, and kill the worker
+        if its answer has not come within grace_s (calls beside it are lost then)."""
+        if call.cancelled or self.calls.get(call.id) is not call:
+            return
+        call.cancelled = True
+        self.cancelling += 1
+        self._write_soon(wire.encode({"t": "cancel", "id": call.id}))
+        call.timer = self._loop.call_later(grace_s, self._cancel_unanswered, call)
+
+    def _cancel_unanswered(self, call: PendingCall) -> None:
+        if self.calls.get(call.id) is call and self.alive:
+            log.warning("%s: worker %d did not end call %s when cancelled: killing it",
+                        self.owner, self.number, call.id)  # fmt: skip
+            self.stopped_for = call.id
+            self.kill()
 
     def kill(self) -> None:
         """Stop this worker: the supervisor SIGKILLs it and starts a fresh one in its
@@ -164,18 +249,31 @@ class Worker:
             self.channel.close()
 
     def on_frame(self, frame: dict[str, Any]) -> None:
-        if frame.get("t") != "result":
+        kind = frame.get("t")
+        if kind == "started":
+            for cid in frame.get("ids") or ():
+                started = self.calls.get(str(cid))
+                if started is not None:
+                    started.started = True
+            return
+        if kind != "result":
             return  # pongs: nothing waits for them on this socket yet
-        call = self.call
-        if call is None or frame.get("id") != call.id:
+        call = self.calls.get(str(frame.get("id")))
+        if call is None:
             log.warning("%s: worker %d answered a call it was not given", self.owner, self.number)
             return
         self._finish(call)
+        if call.cancelled:  # its caller had its timeout already: the cancel worked
+            self.cancelling -= 1
+            if self.alive and not self.cancelling:
+                for _ in range(self.capacity - len(self.calls)):  # slots refused meanwhile
+                    self.owner.worker_free(self)
+            return
         if self.memory is not None:  # the call's peak, for its execution record
             frame["peak_memory_bytes"] = self.memory.peak()
         if not call.future.done():
             call.future.set_result(frame)
-        if self.alive:
+        if self.alive and not self.cancelling:
             self.owner.worker_free(self)
 
     def on_close(self, exc: BaseException | None) -> None:
@@ -184,12 +282,20 @@ class Worker:
         self.channel = None
         if exc is not None and was_alive:
             log.warning("%s: worker %d socket closed: %s", self.owner, self.number, exc)
-        call = self.call
-        if call is not None:
-            self.lost_call_id = call.id
+        lost = []
+        for call in list(self.calls.values()):
+            self.lost_call_id = self.lost_call_id or call.id
             self._finish(call)
-            if not call.future.done():
-                self._explainer = asyncio.get_running_loop().create_task(self._explain(call))
+            if call.future.done():
+                continue
+            if not call.started:  # never read: it can run elsewhere
+                call.future.set_result(NOT_STARTED)
+            elif self.stopped_for is not None:
+                call.future.set_result(StoppedFor(self.stopped_for))
+            else:
+                lost.append(call)
+        if lost:
+            self._explainer = self._loop.create_task(self._explain(lost))
         self.owner.worker_closed(self)
 
     def exited(self, loss: WorkerLoss | None) -> None:
@@ -198,19 +304,34 @@ class Worker:
             self._exit.set_result(loss)
 
     def _finish(self, call: PendingCall) -> None:
-        self.call = None
+        if self.calls.pop(call.id, None) is None:
+            return
         self.owner.call_ended(self)
         if call.timer is not None:
             call.timer.cancel()
 
-    async def _explain(self, call: PendingCall) -> None:
+    def _write_soon(self, data: bytes) -> None:
+        """Queue a frame: the frames of one loop iteration leave in one write."""
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        data = b"".join(self._out)
+        self._out.clear()
+        channel = self.channel
+        if channel is not None and channel.transport is not None:
+            channel.send_bytes(data)  # a closed socket: on_close answers the calls
+
+    async def _explain(self, calls: list[PendingCall]) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._exit), LOSS_GRACE_S)
         loss = self._exit.result() if self._exit.done() else None
         if loss is None:
             loss = self.owner.loss(None)
-        if not call.future.done():
-            call.future.set_result(loss)
+        for call in calls:
+            if not call.future.done():
+                call.future.set_result(loss)
 
     def __repr__(self) -> str:
         return f"<Worker {self.owner.name}#{self.number} pid={self.pid}>"

@@ -68,6 +68,8 @@ def script_columns(script: Script, box: SecretBox) -> dict[str, Any]:
         "egress_json": _dumps(script.settings.egress.to_json()),
         "secrets_json": _dumps(list(script.settings.secrets)),
         "async_json": _dumps(script.settings.async_calls.to_json()),
+        "concurrency": script.settings.concurrency,
+        "workers_per_replica": script.settings.workers_per_replica,
         "min_replicas": script.resources.min_replicas,
         "max_replicas": script.resources.max_replicas,
         "cpu_target": script.resources.cpu_target,
@@ -99,6 +101,8 @@ def _script(row: Mapping[str, Any]) -> Script:
             secrets=tuple(orjson.loads(row["secrets_json"])),
             step=StepSpec.from_json(orjson.loads(row["step_json"]) if row["step_json"] else None),
             async_calls=AsyncSettings.from_json(orjson.loads(row["async_json"])),
+            concurrency=row["concurrency"],
+            workers_per_replica=row["workers_per_replica"],
         ),
         resources=Resources(
             row["min_replicas"],

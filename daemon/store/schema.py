@@ -276,4 +276,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     ALTER TABLE scripts ADD COLUMN async_json TEXT NOT NULL DEFAULT '{}';
     """,
+    # per-script concurrency: calls in flight per worker, workers per replica (NULL: the
+    # profile's whole vCPUs)
+    """
+    ALTER TABLE scripts ADD COLUMN concurrency INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE scripts ADD COLUMN workers_per_replica INTEGER;
+    """,
 )

@@ -25,6 +25,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Step, describeSpec, resultText } from './step.mjs';
 import { parseExact } from './typed.mjs';
 
@@ -37,11 +38,12 @@ function parseArgs(argv) {
   const args = {
     fd: 3, statusFd: 4, source: null, main: 'main.js',
     maxOutput: 1024 * 1024, maxFrame: 16 * 1024 * 1024, kind: 'functions', stepSpec: null,
+    concurrency: 1,
   };
   const names = {
     '--fd': 'fd', '--status-fd': 'statusFd', '--source': 'source', '--main': 'main',
     '--max-output': 'maxOutput', '--max-frame': 'maxFrame', '--kind': 'kind',
-    '--step-spec': 'stepSpec',
+    '--step-spec': 'stepSpec', '--concurrency': 'concurrency',
   };
   for (let i = 0; i < argv.length; i += 2) {
     const key = names[argv[i]];
@@ -168,15 +170,19 @@ const harnessError = (type, message) => ({ type, message, traceback: '' });
 
 // --- output capture ---------------------------------------------------------
 
+// With calls running concurrently (`als` given), each call's writes go to its own
+// sinks, found through the async context the write runs in.
 class Capture {
-  constructor(limit) {
+  constructor(limit, als = null) {
     this.limit = limit;
     this.current = null;
+    this.als = als;
     for (const [name, stream] of [['stdout', process.stdout], ['stderr', process.stderr]]) {
       const original = stream.write.bind(stream);
       stream.write = (chunk, encoding, callback) => {
-        if (!this.current) return original(chunk, encoding, callback);
-        this.take(this.current[name], chunk, encoding);
+        const sinks = this.als ? this.als.getStore() : this.current;
+        if (!sinks) return original(chunk, encoding, callback);
+        this.take(sinks[name], chunk, encoding);
         const done = typeof encoding === 'function' ? encoding : callback;
         if (typeof done === 'function') process.nextTick(done);
         return true;
@@ -194,14 +200,18 @@ class Capture {
     sink.dropped += Math.max(0, data.length - room);
   }
 
-  start() {
+  static sinks() {
     const sink = () => ({ parts: [], kept: 0, dropped: 0 });
-    this.current = { stdout: sink(), stderr: sink() };
+    return { stdout: sink(), stderr: sink() };
   }
 
-  stop() {
-    const { stdout, stderr } = this.current;
-    this.current = null;
+  start() {
+    this.current = Capture.sinks();
+  }
+
+  stop(sinks = null) {
+    const { stdout, stderr } = sinks || this.current;
+    if (!sinks) this.current = null;
     const text = (s) => Buffer.concat(s.parts).toString('utf8')
       + (s.dropped ? MARKER.replace('{dropped}', String(s.dropped)) : '');
     return { stdout: text(stdout), stderr: text(stderr), truncated: !!(stdout.dropped || stderr.dropped) };
@@ -258,6 +268,8 @@ function strictJson(key, value) {
   return value;
 }
 
+const CANCELLED = "the call was cancelled: it passed the script's execution timeout";
+
 const WRONG_KIND = {
   run: 'this script is a set of functions: call one of them (a `call` frame), not `run`',
   call: 'this script is a code step: run it (a `run` frame), it has no functions',
@@ -269,7 +281,13 @@ class Worker {
     this.functions = functions;
     this.step = step;
     this.maxFrame = args.maxFrame;
-    this.capture = new Capture(args.maxOutput);
+    // --concurrency N > 1: calls run side by side on the event loop (a code step's
+    // executions never do); each call's output is found through its async context.
+    this.concurrency = step ? 1 : Math.max(1, args.concurrency || 1);
+    this.als = this.concurrency > 1 ? new AsyncLocalStorage() : null;
+    this.capture = new Capture(args.maxOutput, this.als);
+    this.inFlight = new Map(); // concurrent calls by id
+    this.corked = false;
   }
 
   async handle(message) {
@@ -321,19 +339,73 @@ class Worker {
     return this.finish(result, null, wall0, cpu0);
   }
 
-  finish(result, name, wall0, cpu0) {
+  finish(result, name, wall0, cpu0, sinks = null) {
     const cpu = process.cpuUsage(cpu0);
-    Object.assign(result, { ok: !result.error }, this.capture.stop(), {
+    Object.assign(result, { ok: !result.error }, this.capture.stop(sinks), {
       cpu_ms: Math.round((cpu.user + cpu.system)) / 1000,
       wall_ms: Math.round((performance.now() - wall0) * 1000) / 1000,
     });
     return this.encodeResult(result, name);
   }
 
+  // One call among others (concurrency > 1). The function gets a second argument,
+  // { signal, deadline }: signal is an AbortSignal aborted when the daemon cancels the
+  // call (past its timeout). The cancel is answered at once; whatever the function
+  // still does runs on, and its late answer is dropped.
+  async callConcurrently(message) {
+    const name = message.function;
+    const id = message.id ?? null;
+    const result = { t: 'result', id };
+    const call = {
+      result, name, wall0: performance.now(), cpu0: process.cpuUsage(),
+      sinks: Capture.sinks(), controller: new AbortController(), answered: false,
+    };
+    this.inFlight.set(id, call);
+    const fn = typeof name === 'string' && this.functions.has(name) ? this.functions.get(name) : null;
+    try {
+      if (!fn) {
+        const known = [...this.functions.keys()].join(', ') || 'none';
+        result.error = harnessError('FunctionNotFound',
+          `main.js has no function ${JSON.stringify(name)} (has: ${known})`);
+      } else {
+        const payload = message.payload === undefined ? {} : message.payload;
+        const context = { signal: call.controller.signal, deadline: message.deadline };
+        const value = await this.als.run(call.sinks, () => fn(payload, context));
+        result.value = value === undefined ? null : value;
+      }
+    } catch (err) {
+      result.error = errorInfo(err);
+    }
+    return this.answer(call);
+  }
+
+  cancel(id) {
+    const call = this.inFlight.get(id);
+    if (!call) return null;
+    call.controller.abort(new Error(CANCELLED));
+    call.result.error = harnessError('Cancelled', CANCELLED);
+    return this.answer(call);
+  }
+
+  answer(call) {
+    if (call.answered) return null;
+    call.answered = true;
+    this.inFlight.delete(call.result.id);
+    return this.finish(call.result, call.name, call.wall0, call.cpu0, call.sinks);
+  }
+
   // An exception no promise of the call catches (a throwing timer callback, an
   // unhandled rejection) leaves the process in an unknown state, as node says:
   // the call gets it as its error, then the worker exits and is replaced.
   crash(err) {
+    if (this.inFlight.size && this.sock) { // concurrent calls: each of them gets it
+      const frames = [...this.inFlight.values()].map((call) => {
+        call.result.error = errorInfo(err);
+        return this.answer(call);
+      });
+      this.sock.write(Buffer.concat(frames), () => process.exit(1));
+      return;
+    }
     if (this.current && this.sock) {
       const { result, name, wall0, cpu0 } = this.current;
       this.current = null;
@@ -368,11 +440,16 @@ class Worker {
     return frameOf(frame);
   }
 
-  // Frames are handled one at a time, in order, like the Python worker.
+  // Frames are handled one at a time, in order, like the Python worker (concurrency
+  // 1), or each call as it comes, its answer written when it ends (concurrency > 1).
   serve(fd) {
     const sock = new net.Socket({ fd, readable: true, writable: true });
     this.sock = sock;
     process.on('uncaughtException', (err) => this.crash(err));
+    if (this.concurrency > 1) {
+      this.serveConcurrently(sock);
+      return;
+    }
     const decoder = new FrameDecoder(this.maxFrame, this.step ? parseExact : JSON.parse);
     let chain = Promise.resolve();
     sock.on('data', (chunk) => {
@@ -393,6 +470,52 @@ class Worker {
     sock.on('error', () => process.exit(0));
   }
 }
+
+Worker.prototype.serveConcurrently = function serveConcurrently(sock) {
+  const decoder = new FrameDecoder(this.maxFrame);
+  sock.on('data', (chunk) => {
+    let messages;
+    try {
+      messages = decoder.feed(chunk);
+    } catch (err) {
+      process.stderr.write(`scriptd worker: ${err.message}\n`);
+      process.exit(2);
+    }
+    // Written now, before any of these calls runs (see `started` in protocol.py).
+    const ids = messages.filter((m) => m.t === 'call').map((m) => m.id ?? null);
+    if (ids.length) {
+      if (this.corked) {
+        this.corked = false;
+        sock.uncork();
+      }
+      sock.write(encode({ t: 'started', ids }));
+    }
+    for (const message of messages) {
+      let reply;
+      if (message.t === 'call') reply = this.callConcurrently(message);
+      else if (message.t === 'cancel') reply = this.cancel(message.id ?? null);
+      else reply = this.handle(message);
+      Promise.resolve(reply).then((frame) => this.write(frame));
+    }
+  });
+  sock.on('end', () => process.exit(0));
+  sock.on('error', () => process.exit(0));
+};
+
+// Answers are written back to back: the socket is corked until the loop's next turn,
+// so the answers of one turn leave in one write.
+Worker.prototype.write = function write(frame) {
+  if (!frame) return;
+  if (!this.corked) {
+    this.corked = true;
+    this.sock.cork();
+    setImmediate(() => {
+      this.corked = false;
+      this.sock.uncork();
+    });
+  }
+  this.sock.write(frame);
+};
 
 function frameOf(body) {
   const header = Buffer.alloc(4);

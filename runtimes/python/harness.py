@@ -68,6 +68,7 @@ _HIDDEN_FILES = {
     os.path.join(os.path.dirname(HERE), "startup.py"),
     os.path.join(os.path.dirname(HERE), "protocol.py"),
     os.path.join(HERE, "capture.py"),
+    os.path.join(HERE, "concurrently.py"),
     os.path.join(HERE, "step.py"),
     os.path.join(HERE, "typed.py"),
 }
@@ -148,12 +149,25 @@ def _unwrap(obj: Any) -> Any:
     return obj
 
 
-def warm_up(functions: dict[str, Any]) -> None:
-    """Import asyncio before forking when main has async functions, so the
-    first async call in each worker does not pay for the import."""
-    codes = [getattr(_unwrap(fn), "__code__", None) for fn in functions.values()]
-    if any(code is not None and code.co_flags & CO_COROUTINE for code in codes):
+def warm_up(functions: dict[str, Any], concurrency: int = 1) -> None:
+    """Import asyncio before forking when main has async functions (or calls run
+    concurrently), so the first call in each worker does not pay for the import."""
+    if concurrency > 1:
+        _sibling(os.path.join(HERE, "concurrently.py"), "_scriptd_concurrently")
+    elif any(is_async(fn) for fn in functions.values()):
         import asyncio  # noqa: F401
+
+
+def is_async(fn: Any) -> bool:
+    """An `async def` function (behind decorators that keep __wrapped__ too)."""
+    code = getattr(_unwrap(fn), "__code__", None)
+    return code is not None and bool(code.co_flags & CO_COROUTINE)
+
+
+def serve_concurrently(worker: Worker, concurrency: int) -> int:
+    """Serve up to `concurrency` calls at once (runtimes/python/concurrently.py)."""
+    module = _sibling(os.path.join(HERE, "concurrently.py"), "_scriptd_concurrently")
+    return int(module.serve(worker, concurrency, sys.modules[__name__]))
 
 
 CO_COROUTINE = 0x80
@@ -269,7 +283,7 @@ class Worker:
             result["ok"] = True
         except BaseException as exc:  # the user's SystemExit is an error too
             result["ok"] = False
-            result["error"] = exc.args[0] if isinstance(exc, _HarnessError) else error_info(exc)
+            result["error"] = call_error(exc)
         finally:
             stdout, stderr, truncated = self.capture.stop()
         result.update(
@@ -305,6 +319,14 @@ class Worker:
         return protocol.encode_text(text)
 
     def _run(self, name: Any, payload: Any) -> Any:
+        fn, payload = self.resolve(name, payload)
+        value = fn(**payload)
+        if hasattr(value, "__await__"):
+            value = self._event_loop().run_until_complete(value)
+        return value
+
+    def resolve(self, name: Any, payload: Any) -> tuple[Any, dict[str, Any]]:
+        """The function a call names and its keyword arguments; raises _HarnessError."""
         if self.step is not None:
             raise _HarnessError(harness_error("WrongKind", WRONG_KIND["call"]))
         fn = self.functions.get(name) if isinstance(name, str) else None
@@ -323,10 +345,7 @@ class Worker:
                     "BadPayload", f"the payload must be a JSON object, not {_json_kind(payload)}"
                 )
             )
-        value = fn(**payload)
-        if hasattr(value, "__await__"):
-            value = self._event_loop().run_until_complete(value)
-        return value
+        return fn, payload
 
     def _event_loop(self) -> Any:
         # One loop per worker, made lazily (after fork) and kept across calls.
@@ -384,6 +403,11 @@ class _HarnessError(Exception):
     """Carries an error dict made by the harness itself (no traceback)."""
 
 
+def call_error(exc: BaseException) -> dict[str, str]:
+    """A failed call's error: the harness's own, or the user's exception."""
+    return exc.args[0] if isinstance(exc, _HarnessError) else error_info(exc)
+
+
 def _json_kind(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
 
@@ -412,6 +436,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-frame", type=int, default=protocol.MAX_FRAME_DEFAULT)
     parser.add_argument("--kind", choices=KINDS, default="functions")
     parser.add_argument("--step-spec", default=None)
+    parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     functions: dict[str, Any] = {}
@@ -427,7 +452,13 @@ def main(argv: list[str]) -> int:
     load_ms = round((time.perf_counter() - t0) * 1000, 3)
     _write_status(args.status_fd, {"t": "ready", "pid": os.getpid(), "load_ms": load_ms})
     sock = socket.socket(fileno=args.fd)
-    return Worker(sock, functions, args.max_output, args.max_frame, step).serve()
+    worker = Worker(sock, functions, args.max_output, args.max_frame, step)
+    if args.concurrency > 1 and step is None:
+        code = serve_concurrently(worker, args.concurrency)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # threads of calls that never ended must not hold the exit
+    return worker.serve()
 
 
 if __name__ == "__main__":

@@ -88,8 +88,12 @@ def write_project(root: Path, text: str = MAIN_PY, name: str = "proj") -> Path:
     return src
 
 
-def plain_launcher(src: Path, workers: int = 1, label: str = "test v1") -> PlainLauncher:
-    return PlainLauncher("python", sys.executable, src, workers=workers, label=label)
+def plain_launcher(
+    src: Path, workers: int = 1, label: str = "test v1", concurrency: int = 1
+) -> PlainLauncher:
+    launcher = PlainLauncher("python", sys.executable, src, workers=workers, label=label)
+    launcher.concurrency = concurrency
+    return launcher
 
 
 # pytest-asyncio deprecates this fixture in favour of a conftest hook that would change
@@ -115,9 +119,12 @@ async def started(
     replicas: int = 1,
     dispatch: DispatchSettings | None = None,
     pool_settings: PoolSettings = FAST_POOL,
+    concurrency: int = 1,
+    launcher: PlainLauncher | None = None,
 ) -> AsyncIterator[tuple[Dispatcher, Pool]]:
     dispatcher = Dispatcher("test", timeout_s, dispatch or DispatchSettings())
-    pool = Pool("test-v1", plain_launcher(src, workers), pool_settings, dispatcher)
+    launcher = launcher or plain_launcher(src, workers, concurrency=concurrency)
+    pool = Pool("test-v1", launcher, pool_settings, dispatcher)
     await pool.start(replicas)
     pool.activate()
     try:

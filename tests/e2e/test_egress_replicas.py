@@ -137,3 +137,43 @@ def test_concurrent_calls_on_two_workers_keep_their_own_http_logs(
     first_beta = next(i for i, hit in enumerate(hits) if "beta" in hit)
     last_alpha = max(i for i, hit in enumerate(hits) if "alpha" in hit)
     assert first_beta < last_alpha, hits
+
+
+def test_calls_sharing_a_worker_say_their_http_logs_are_shared(
+    daemon: DaemonProcess, servers: Servers
+) -> None:
+    # One worker (the default profile), two calls on it at once (concurrency 2): the
+    # lane is the worker's, so each log holds what the worker sent and says it is shared.
+    key = deploy(daemon, "shared", concurrency=2)
+    replies: dict[str, Any] = {}
+
+    def run(tag: str) -> None:
+        client = daemon.gateway(key)
+        try:
+            replies[tag] = client.call("shared", "tagged", {"base": servers.http, "tag": tag,
+                                                            "rounds": 2})  # fmt: skip
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=run, args=(tag,)) for tag in ("alpha", "beta")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    logs = []
+    for tag in ("alpha", "beta"):
+        reply = replies[tag]
+        assert reply.status == 200, reply.body
+        logs.append(record(daemon, reply.headers["X-Scriptd-Execution-Id"])["http_log"])
+    # The call that ended first took what the worker had sent by then, the other the
+    # rest (none, when the first one took all): every request is on one of the records.
+    kept = [log for log in logs if log is not None]
+    assert kept and all(log.get("shared") is True for log in kept), logs
+    assert sum(log["total"] for log in kept) == 8
+    client = daemon.gateway(key)
+    try:
+        alone = client.call("shared", "post", {"url": f"{servers.http}/echo/alone", "size": 10})
+    finally:
+        client.close()
+    log = record(daemon, alone.headers["X-Scriptd-Execution-Id"])["http_log"]
+    assert "shared" not in log and log["total"] == 1
