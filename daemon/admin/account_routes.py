@@ -60,7 +60,7 @@ def _limit(request: web.Request, default: int) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= LIMIT_MAX:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIMIT_MAX:
         raise BadRequest(f"limit = {raw!r} is not allowed: an integer from 1 to {LIMIT_MAX}")
     return int(raw)
 
@@ -112,7 +112,8 @@ async def put_account(request: web.Request) -> web.Response:
 async def get_usage(request: web.Request) -> web.Response:
     lc, now = lifecycle(request), time.time()
     raw = request.query.get("since")
-    since = parse_since(raw, now) if raw else 0.0
+    # an age past 1970 is all the usage (and keeps the store's integers in range)
+    since = max(parse_since(raw, now), 0.0) if raw else 0.0
     rows = await lc.ctx.db(lc.ctx.store.usage_by_script, int(since * 1000))
     scripts = [
         {

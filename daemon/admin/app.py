@@ -55,6 +55,7 @@ from daemon.serving import workspace_image
 from daemon.serving.replica_logs import LogWriter
 
 log = logging.getLogger(__name__)
+MAX_VERSION = 2**31 - 1  # SQLite's integers end at 2**63: past that a lookup would raise
 
 
 @web.middleware
@@ -97,8 +98,8 @@ async def workspace_json(lc: Lifecycle, script: Script) -> dict[str, Any]:
 
 def _number(request: web.Request) -> int:
     text = request.match_info["number"]
-    if not text.isdigit():
-        raise BadRequest(f"version number {text!r} is not a positive integer")
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_VERSION:
+        raise BadRequest(f"version number {text!r} is not an integer from 0 to {MAX_VERSION}")
     return int(text)
 
 
@@ -106,7 +107,7 @@ def _number(request: web.Request) -> int:
 
 
 async def get_openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document(ROUTES))
+    return json_response(openapi_document(ROUTES, request.app[CONFIG]))
 
 
 async def get_profiles(request: web.Request) -> web.Response:
@@ -253,16 +254,16 @@ ROUTES: tuple[Route, ...] = (
           "Report"),
     Route("GET", "/v1/scripts", list_scripts, "List scripts (?search=TEXT)", None, "ScriptList"),
     Route("POST", "/v1/scripts", create_script, "Create a script (Draft; deploy:true deploys)",
-          "ScriptInput", "Script", 201),
+          "ScriptCreate", "Script", 201),
     Route("GET", "/v1/scripts/{name}", get_script, "Overview of a script", None, "Script"),
     Route("PATCH", "/v1/scripts/{name}", patch_script, "Update a script (not while Deployed)",
-          "ScriptInput", "Script"),
+          "ScriptUpdate", "Script"),
     Route("DELETE", "/v1/scripts/{name}", delete_script, "Delete a script and its files", None,
           "Deleted"),
     Route("POST", "/v1/scripts/{name}/deploy", deploy_script, "Deploy (a new version)", None,
           "Script", 202),
     Route("POST", "/v1/scripts/{name}/redeploy", redeploy_script, "Redeploy a Deployed script",
-          "ScriptInput", "Script", 202),
+          "ScriptRedeploy", "Script", 202),
     Route("POST", "/v1/scripts/{name}/undeploy", undeploy_script, "Undeploy", None, "Script"),
     Route("GET", "/v1/scripts/{name}/export", export_script, "The project as a .zip", None,
           "zip"),

@@ -39,7 +39,7 @@ def _filter(request: web.Request) -> str | None:
 
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit", str(LIMIT_DEFAULT))
-    if not raw.isdigit() or not 1 <= int(raw) <= LIMIT_MAX:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIMIT_MAX:
         raise BadRequest(f"limit = {raw!r} is not allowed: an integer from 1 to {LIMIT_MAX}")
     return int(raw)
 

@@ -83,7 +83,7 @@ def _limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return EXECUTIONS_DEFAULT
-    if not raw.isdigit() or not 1 <= int(raw) <= EXECUTIONS_MAX:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= EXECUTIONS_MAX:
         raise BadRequest(f"limit = {raw!r} is not allowed: an integer from 1 to {EXECUTIONS_MAX}")
     return int(raw)
 
@@ -106,7 +106,7 @@ def _since(request: web.Request) -> str | None:
     if raw is None:
         return None
     number, unit = raw[:-1], raw[-1:]
-    if number.isdigit() and unit in _UNITS:
+    if number.isascii() and number.isdigit() and unit in _UNITS:
         return iso_from_unix(time.time() - int(number) * _UNITS[unit])
     if len(raw) >= 10 and raw[:4].isdigit() and raw[4] == "-":
         return raw
@@ -147,12 +147,19 @@ async def list_uploads(request: web.Request) -> web.Response:
     return json_response({"files": [f.to_json() for f in files]})
 
 
+def _replace(request: web.Request) -> bool:
+    raw = request.query.get("replace", "false").lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise BadRequest(f"replace = {raw!r} is not allowed: true or false", field="replace")
+    return raw in ("true", "1", "yes")
+
+
 async def post_upload(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     limit = config.max_upload_file_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the file is larger than the upload limit of {limit} bytes")
-    replace = request.query.get("replace", "") in ("1", "true", "yes")
+    replace = _replace(request)
     chunks = request.content.iter_chunked(CHUNK)
     filename = request.headers.get("X-Filename")
     stored = await store_upload(config, filename, chunks, replace, quoted=True)

@@ -32,7 +32,7 @@ HEARTBEAT_S = 15.0  # an idle follow sends an empty line this often (finds gone 
 
 def _tail(request: web.Request) -> int:
     text = request.query.get("tail", str(TAIL_DEFAULT))
-    if not text.isdigit() or int(text) > TAIL_MAX:
+    if not (text.isascii() and text.isdigit()) or int(text) > TAIL_MAX:
         raise BadRequest(f"tail = {text!r}: a number of bytes from 0 to {TAIL_MAX}", field="tail")
     return int(text)
 

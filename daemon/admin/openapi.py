@@ -12,6 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.admin.input_schemas import (
+    FILE_NAME,
+    INPUT_QUERY,
+    INPUT_SCHEMAS,
+    path_schema,
+    with_config,
+)
 from daemon.admin.schemas import (
     ACCOUNT_QUERY,
     ACCOUNT_SCHEMAS,
@@ -19,6 +26,7 @@ from daemon.admin.schemas import (
     ASYNC_SCHEMAS,
     SECRET_SCHEMAS,
 )
+from daemon.config.daemon_config import Config
 
 S = dict[str, Any]
 
@@ -148,7 +156,10 @@ EXECUTION = _obj(
         "result": {},
         "error": {"type": ["object", "null"]},
         "logs": NULL_STR,
-    }
+        "http_log": {"type": ["object", "null"], "description": "the call's outbound HTTP"},
+        "details": {"type": ["object", "null"]},
+    },
+    ("script", "id", "version", "function", "status", "received_at"),
 )
 FILE = _obj({"name": STR, "size": INT, "modified_at": STR})
 TYPED = {"type": "object", "description": 'typed values by name, e.g. {"name": {"s": "Ada"}}'}
@@ -171,7 +182,6 @@ TRY_SCHEMAS: dict[str, S] = {
     "CallResult": _obj({"result": {}}),
 }
 CALL_SCHEMAS: dict[str, S] = {
-    "KeyInput": _obj({"name": {**STR, "minLength": 1, "maxLength": 64}}),
     "NewKey": _obj(
         {
             **KEY["properties"],
@@ -204,7 +214,10 @@ CALL_SCHEMAS: dict[str, S] = {
         }
     ),
     "ExecutionList": _obj({"script": STR, "executions": {"type": "array", "items": EXECUTION}}),
-    "Execution": EXECUTION,
+    "Execution": {
+        "oneOf": [EXECUTION, _ref("AsyncCall")],
+        "description": "a call's execution record, or an asynchronous call",
+    },
     "FileList": _obj({"files": {"type": "array", "items": FILE}}),
     "Logs": _obj(
         {
@@ -227,8 +240,10 @@ QUERY_SCHEMAS: dict[str, S] = {
     "before": {**STR, "description": "an execution's received_at: older ones only"},
     "replace": BOOL,
     "kind": {"enum": ["functions", "step"]},
-    "status": {"enum": ["ok", "error", "timeout", "oom", "crashed", "rejected"]},
-    "since": {**STR, "description": "a duration back from now (30s, 15m, 1h, 2d) or an ISO time"},
+    "status": {
+        "enum": ["", "ok", "error", "timeout", "oom", "crashed", "rejected"],
+        "description": "empty: any",
+    },
     "replica": {**STR, "description": "one replica's logs (its name, as listed)"},
     "tail": {**INT, "minimum": 0, "maximum": 16 << 20, "description": "bytes per replica"},
     "follow": BOOL,
@@ -236,6 +251,7 @@ QUERY_SCHEMAS: dict[str, S] = {
     "include_key": {**BOOL, "description": "include the integration secrets' key"},
     **ACCOUNT_QUERY,
     **ASYNC_QUERY,
+    **INPUT_QUERY,
 }
 FINDING = _obj({"level": STR, "code": STR, "message": STR, "where": STR, "fix": STR})
 SCHEMAS: dict[str, S] = {
@@ -243,8 +259,6 @@ SCHEMAS: dict[str, S] = {
     "Profiles": _obj({"profiles": {"type": "array", "items": {"type": "object"}}}),
     "Runtimes": _obj({"runtimes": {"type": "array", "items": {"type": "object"}}}),
     "Upload": _obj({"archive_id": STR, "size": INT, "filename": STR}),
-    "Validate": _obj({"archive_id": STR, "language": {"enum": ["python", "javascript"]}},
-                     ("archive_id",)),
     "Report": _obj(
         {
             "ok": BOOL,
@@ -258,22 +272,6 @@ SCHEMAS: dict[str, S] = {
     ),
     "ScriptList": _obj({"scripts": {"type": "array", "items": _obj(
         {"name": STR, "status": STR, "added_by": STR, "updated_at": STR, "language": STR})}}),
-    "ScriptInput": _obj(
-        {
-            "name": STR,
-            "description": STR,
-            "language": {"enum": ["python", "javascript"]},
-            "language_version": STR,
-            "archive_id": STR,
-            "env": {"type": "array", "items": ENV},
-            "timeout_s": INT,
-            "secrets": SECRET_NAMES,
-            "concurrency": CONCURRENCY,
-            "workers_per_replica": WORKERS_PER_REPLICA,
-            **RESOURCES["properties"],
-            "deploy": BOOL,
-        }
-    ),
     "Script": SCRIPT,
     "Version": VERSION,
     "History": _obj(
@@ -283,13 +281,12 @@ SCHEMAS: dict[str, S] = {
                 {"at": STR, "kind": STR, "actor": STR, "detail": {"type": "object"}})},
         }
     ),
-    "Rename": _obj({"display_name": {**STR, "pattern": "^[a-z][a-z0-9-]{1,62}$"}},
-                   ("display_name",)),
     "Deleted": _obj({"deleted": STR}),
     **CALL_SCHEMAS,
     **ACCOUNT_SCHEMAS,
     **SECRET_SCHEMAS,
     **ASYNC_SCHEMAS,
+    **INPUT_SCHEMAS,
     "Error": _obj(
         {"error": _obj({"type": {"enum": ["bad_request", "not_found", "conflict",
                                           "invalid_archive", "payload_too_large", "internal"]},
@@ -312,7 +309,7 @@ def _content(schema: str) -> S:
 
 def _operation(route: Route) -> S:
     params = [
-        {"name": p, "in": "path", "required": True, "schema": INT if p == "number" else STR}
+        {"name": p, "in": "path", "required": True, "schema": path_schema(route.path, p)}
         for p in re.findall(r"\{(\w+)\}", route.path)
     ]
     query = ("search",) if route.path == "/v1/scripts" and route.method == "GET" else route.query
@@ -321,8 +318,10 @@ def _operation(route: Route) -> S:
          "schema": QUERY_SCHEMAS[q]}
         for q in query
     ]  # fmt: skip
-    if route.request == "binary":
-        params.append({"name": "X-Filename", "in": "header", "required": False, "schema": STR})
+    if route.request == "binary":  # an upload's name (quoted): an archive's is made safe
+        uploads = route.path == "/v1/uploads"
+        params.append({"name": "X-Filename", "in": "header", "required": uploads,
+                       "schema": FILE_NAME if uploads else STR})  # fmt: skip
     error = {"description": "error", "content": _content("Error")}
     op: S = {
         "summary": route.summary,
@@ -339,7 +338,8 @@ def _operation(route: Route) -> S:
     return op
 
 
-def openapi_document(routes: tuple[Route, ...]) -> S:
+def openapi_document(routes: tuple[Route, ...], config: Config | None = None) -> S:
+    """The document of `routes`; with `config`, its ranges (timeouts, profiles) too."""
     paths: dict[str, S] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
@@ -352,5 +352,5 @@ def openapi_document(routes: tuple[Route, ...]) -> S:
             "socket peer's user (SO_PEERCRED).",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": with_config(SCHEMAS, config)},
     }

@@ -73,10 +73,6 @@ USAGE_ROW = _obj(
 )
 ACCOUNT_SCHEMAS: dict[str, S] = {
     "Account": ACCOUNT,
-    "AccountInput": _obj(
-        {"allocation": {**NUM, "minimum": 0}, "reset": {**BOOL, "description":
-         "balance = allocation (else the balance moves by the change)"}}, ("allocation",)
-    ),
     "Usage": _obj(
         {"since": STR, "until": STR, "total_credits": NUM, "total_replica_seconds": NUM,
          "scripts": {"type": "array", "items": USAGE_ROW}}
@@ -95,10 +91,6 @@ SECRET = _obj(
 SECRET_SCHEMAS: dict[str, S] = {
     "Secret": SECRET,
     "SecretList": _obj({"secrets": {"type": "array", "items": SECRET}}),
-    "SecretInput": _obj(
-        {"value": {**STR, "minLength": 1, "description": "kept encrypted, never returned"}},
-        ("value",),
-    ),
 }
 SECRET_SCHEMAS["ConsoleLink"] = _obj(
     {"url": {**STR, "description": "single use, opens a console session as the caller"},
@@ -106,33 +98,64 @@ SECRET_SCHEMAS["ConsoleLink"] = _obj(
 )  # fmt: skip
 # Keyed "route.parameter" where another route has a parameter of that name (openapi.py).
 ACCOUNT_QUERY: dict[str, S] = {
-    "usage.since": {**STR, "description": "ISO-8601 time, or an age: 7d, 24h, 30m"},
     "events.kind": {**STR, "description": "one event kind, e.g. scaled"},
-    "notifications.status": {"enum": ["queued", "sent", "retrying", "failed"]},
+    "notifications.status": {
+        "enum": ["", "queued", "sent", "retrying", "failed"],
+        "description": "empty: any",
+    },
     "script": STR,
 }
 
+ASYNC_STATUSES = ["queued", "running", "succeeded", "failed", "timed_out", "expired",
+                  "canceled"]  # fmt: skip
+ATTEMPT = _obj(
+    {"execution_id": {**NULL_STR, "description": "the attempt's execution record"},
+     "status": STR, "started_at": STR, "ended_at": STR, "error_type": NULL_STR},
+    ("status", "started_at", "ended_at"),
+)  # fmt: skip
+DELIVERY = _obj(
+    {"at": STR, "attempt": INT,
+     "status_code": {**NULL_INT, "description": "null: no answer (egress refused, no connection)"},
+     "error": NULL_STR, "duration_ms": NUM},
+    ("at", "attempt", "status_code", "error", "duration_ms"),
+)  # fmt: skip
 ASYNC_CALL = _obj(
     {
-        "async": BOOL, "execution_id": STR, "script": STR, "function": STR,
-        "status": {"enum": ["queued", "running", "succeeded", "failed", "timed_out",
-                            "expired", "canceled"]},
-        "dead": BOOL, "attempts": INT, "max_retries": INT,
-        "attempt_log": {"type": "array", "items": {"type": "object"}},
+        "async": {"const": True, "description": "an asynchronous call (Prefer: respond-async)"},
+        "execution_id": STR, "script": STR, "function": STR,
+        "status": {"enum": ASYNC_STATUSES},
+        "dead": {**BOOL, "description": "failed every attempt, or expired"},
+        "attempts": INT, "max_retries": INT,
+        "attempt_log": {"type": "array", "items": ATTEMPT},
         "received_at": STR, "started_at": NULL_STR, "ended_at": NULL_STR,
         "duration_ms": NULL_INT, "key_name": NULL_STR, "idempotency_key": NULL_STR,
-        "result": {}, "error": {"type": "object"}, "callback": {"type": "object"},
+        "result": {"description": "a function's return value; a step's whole answer"},
+        "error": {"type": "object"},
+        "callback": _obj(
+            {"url": STR, "state": {**NULL_STR, "description": "pending, delivered or failed"},
+             "deliveries": {"type": "array", "items": DELIVERY}},
+            ("url", "state", "deliveries"),
+        ),
     },
-    ("execution_id", "status", "attempts"),
+    ("async", "execution_id", "script", "function", "status", "dead", "attempts",
+     "max_retries", "attempt_log", "received_at", "started_at", "ended_at"),
+)  # fmt: skip
+ASYNC_SUMMARY = _obj(
+    {"execution_id": STR, "function": STR, "status": {"enum": ASYNC_STATUSES}, "dead": BOOL,
+     "attempts": INT, "received_at": STR, "ended_at": NULL_STR, "key_name": NULL_STR,
+     "error_type": NULL_STR},
+    ("execution_id", "function", "status", "dead", "attempts"),
 )  # fmt: skip
 ASYNC_SCHEMAS: dict[str, S] = {
     "AsyncCall": ASYNC_CALL,
-    "AsyncCallList": _obj({"script": STR, "calls": {"type": "array", "items": {"type": "object"}}}),
+    "AsyncCallList": _obj({"script": STR, "calls": {"type": "array", "items": ASYNC_SUMMARY}}),
     "CallbackSecret": _obj({"script": STR, "secret": STR, "rotated": BOOL}, ("script", "secret")),
 }
-ASYNC_QUERY: dict[str, S] = {
+ASYNC_QUERY: dict[str, S] = {  # the statuses of ASYNC_STATUSES, dead, or empty
     "filter": {
+        "description": "empty: every call",
         "enum": [
+            "",
             "queued",
             "running",
             "succeeded",
@@ -141,6 +164,6 @@ ASYNC_QUERY: dict[str, S] = {
             "expired",
             "canceled",
             "dead",
-        ]
+        ],
     },
 }

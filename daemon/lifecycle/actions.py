@@ -157,7 +157,7 @@ class Lifecycle:
         if runtime is None:
             have = ", ".join(self.ctx.catalogue.versions(language)) or "none"
             what = f"{language} {wanted}" if wanted else language
-            raise request_checks.BadRequest(
+            raise NotFound(
                 f"language_version: {what} is not on this host; available: {have}",
                 field="language_version",
             )
@@ -216,7 +216,7 @@ class Lifecycle:
     async def _check_granted(self, names: tuple[str, ...]) -> None:
         missing = await self.ctx.db(self.ctx.store.missing_secrets, names)
         if missing:
-            raise request_checks.BadRequest(
+            raise NotFound(
                 f"unknown secret {missing[0]!r}: set it first with `scriptctl secrets set "
                 f"{missing[0]}`",
                 field="secrets",

@@ -92,6 +92,8 @@ def description(value: object) -> str:
 
 
 def _int(field: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 2.0 is an integer to JSON (and to JSON Schema)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise _bad(field, value, f"an integer from {lo} to {hi}")
     return value
@@ -154,6 +156,8 @@ def workers_per_replica(value: object) -> int | None:
     if value is None:
         return None
     lo, hi = WORKERS_PER_REPLICA_RANGE
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 2.0 is an integer to JSON (and to JSON Schema)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         allowed = f"an integer from {lo} to {hi}, or null for one per whole vCPU of the profile"
         raise _bad("workers_per_replica", value, allowed)
@@ -265,7 +269,7 @@ def default_resources(config: Config) -> Resources:
 
 
 def archive_id(value: object) -> str:
-    if not isinstance(value, str) or not value.isalnum() or len(value) > 64:
+    if not isinstance(value, str) or not (value.isascii() and value.isalnum()) or len(value) > 64:
         raise _bad("archive_id", value, "an id returned by POST /v1/archives")
     return value
 

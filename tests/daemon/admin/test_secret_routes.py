@@ -35,13 +35,13 @@ def test_bad_names_and_values_are_clear_400s_that_do_not_echo_the_value(
 def test_grants_are_checked_shown_and_listed_as_used_by(admin: AdminClient) -> None:
     r = admin.request("POST", "/v1/scripts", {"name": "g1", "language": "python",
                                               "secrets": ["NOPE"]})  # fmt: skip
-    assert r.status == 400 and "unknown secret 'NOPE'" in r.json()["error"]["message"]
+    assert r.status == 404 and "unknown secret 'NOPE'" in r.json()["error"]["message"]
     admin.call("PUT", "/v1/secrets/API_TOKEN", {"value": VALUE})
     script = admin.create("g1", secrets=["API_TOKEN"])
     assert script["settings"]["secrets"] == ["API_TOKEN"]
     assert admin.get("/v1/secrets")["secrets"][0]["used_by"] == ["g1"]
     r = admin.request("PATCH", "/v1/scripts/g1", {"secrets": ["API_TOKEN", "OTHER"]})
-    assert r.status == 400 and "unknown secret 'OTHER'" in r.json()["error"]["message"]
+    assert r.status == 404 and "unknown secret 'OTHER'" in r.json()["error"]["message"]
     r = admin.request("PATCH", "/v1/scripts/g1", {"env": [{"key": "API_TOKEN", "value": "v"}]})
     assert r.status == 400 and "env variable too" in r.json()["error"]["message"]
     admin.call("PATCH", "/v1/scripts/g1", {"secrets": []})
