@@ -67,7 +67,10 @@ async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         kind = {404: "not_found", 405: "bad_request", 413: "payload_too_large"}
         error = {"type": kind.get(exc.status, "bad_request"), "message": exc.reason}
-        return json_response({"error": error}, exc.status)
+        answer = json_response({"error": error}, exc.status)
+        if "Allow" in exc.headers:  # a 405 names the methods the path takes (RFC 9110)
+            answer.headers["Allow"] = exc.headers["Allow"]
+        return answer
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
         error = {"type": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"}

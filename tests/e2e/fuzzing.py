@@ -8,9 +8,16 @@ whole run (operations left when it is spent are named in the result, not tried).
 The examples are derandomized, so CI runs the same ones every time; set
 SCRIPTD_FUZZ_EXAMPLES=N to try N per operation instead, SCRIPTD_FUZZ_BUDGET_S=S for
 the time, SCRIPTD_FUZZ_RANDOM=1 to draw new ones, SCRIPTD_FUZZ_VERBOSE=1 to print
-each operation's count and time, and SCRIPTD_FUZZ_ALL_CHECKS=1 for schemathesis'
-other checks too (valid data accepted, invalid refused: findings to read, since a
-function that raises answers 422 to a valid body).
+each operation's count and time.
+
+The checks: no 5xx; status, content type, headers and body as documented; what
+the document allows is accepted (never a 400: schemathesis' positive_data_acceptance)
+and what it does not allow is refused (negative_data_rejection); a keyed operation
+refuses the request without its key or with a wrong one (ignored_auth, once per
+operation); a method a path does not declare answers 405 with Allow
+(unsupported_method, `undeclared_methods`). schemathesis' stateful checks
+(use_after_free, ensure_resource_availability) need its stateful phase and links
+between operations, which these documents do not declare: they are not run.
 
 The admin API is reached over its unix socket through `UnixSocketAdapter`, a
 requests adapter (schemathesis sends with a requests session).
@@ -19,6 +26,7 @@ requests adapter (schemathesis sends with a requests session).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import traceback
@@ -33,8 +41,11 @@ from hypothesis.errors import Unsatisfiable
 from requests.adapters import HTTPAdapter
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -48,8 +59,12 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    positive_data_acceptance,  # what the document allows is taken (never a 400)
+    negative_data_rejection,  # what it does not allow is refused (never a 2xx)
 ]
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+POSITIVE_STATUSES = ("2xx", "401", "403", "404", "409", "429", "503")  # never 400 or 5xx
 REQUEST_TIMEOUT_S = 30
 
 
@@ -105,6 +120,7 @@ class FuzzRun:
     cut: list[str] = field(default_factory=list)
     requests: int = 0
     seconds: float = 0.0
+    keys_probed: set[str] = field(default_factory=set)  # operations whose key was checked
 
 
 def fuzz(
@@ -116,23 +132,36 @@ def fuzz(
     budget_s: float,
     headers: Callable[[Any], Mapping[str, str]] | None = None,
     skip: Callable[[Any], bool] | None = None,
+    accepted: tuple[str, ...] = (),
+    refuses_invalid: bool = True,
 ) -> FuzzRun:
     """Fuzz every operation of `document`; `headers(case)` adds headers to a request
     (an API key), `skip(case)` leaves a generated example out (one that would hold
-    the connection past the budget, say). Each operation and mode gets an equal
-    share of the time left, and at least one example: on a loaded machine every
-    operation is tried, with fewer examples."""
+    the connection past the budget, or one whose body breaks a rule JSON Schema
+    cannot say). Each operation and mode gets an equal share of the time left, and
+    at least one example: on a loaded machine every operation is tried, with fewer
+    examples. `accepted`: statuses a valid request may also get (a function that
+    raises answers 422 to a valid body). `refuses_invalid=False`: invalid examples are
+    still sent (no 5xx, answers as documented) but may be taken (a script's own
+    document: Python does not check annotations, and neither does the gateway)."""
     run = FuzzRun()
     examples = int(os.environ.get("SCRIPTD_FUZZ_EXAMPLES", max_examples))
     budget_s = float(os.environ.get("SCRIPTD_FUZZ_BUDGET_S", budget_s))
-    schema = schemathesis.openapi.from_dict(document)  # seconds, the first time: not counted
+    statuses = [*POSITIVE_STATUSES, *accepted]
+    config = SchemathesisConfig.from_dict(
+        {"checks": {"positive_data_acceptance": {"expected-statuses": statuses}}}
+    )
+    schema = schemathesis.openapi.from_dict(document, config=config)  # seconds: not counted
     work = [(op.ok(), mode) for op in schema.get_all_operations() for mode in _modes(op.ok())]
     start = time.monotonic()
     for done, (operation, mode) in enumerate(work):
         label = f"{operation.label} ({mode.value})"
         left = start + budget_s - time.monotonic()
         until = time.monotonic() + max(left, 0) / (len(work) - done)
-        fuzz_one = _Fuzz(session, base_url, headers, skip, until)
+        checks = (
+            CHECKS if refuses_invalid else [c for c in CHECKS if c is not negative_data_rejection]
+        )
+        fuzz_one = _Fuzz(session, base_url, headers, skip, until, run.keys_probed, checks)
         t0 = time.monotonic()
         error = fuzz_one.operation(operation, mode, examples)
         if os.environ.get("SCRIPTD_FUZZ_VERBOSE"):
@@ -157,6 +186,33 @@ def _modes(operation: Any) -> tuple[GenerationMode, ...]:
     return MODES[:1]
 
 
+WRONG_KEY = "Bearer sk_0000000000000000_wrongwrongwrongwrongwrongwrong"
+
+
+def undeclared_methods(
+    document: dict[str, Any],
+    session: requests.Session,
+    base_url: str,
+    headers: Mapping[str, str] | None = None,
+) -> list[str]:
+    """schemathesis' unsupported_method, for every path at once (its coverage phase,
+    which sends these, costs seconds of generation per operation): each method of
+    METHODS that a path does not declare answers 405 with the declared ones in Allow.
+    Path parameters are "x" (a 405 comes before any lookup)."""
+    failures = []
+    for path, operations in document["paths"].items():
+        declared = {m.upper() for m in operations}
+        url = base_url + re.sub(r"\{\w+\}", "x", path)
+        for method in sorted(set(METHODS) - declared - ({"HEAD"} if "GET" in declared else set())):
+            answer = session.request(method, url, headers=dict(headers or {}),
+                                     timeout=REQUEST_TIMEOUT_S)  # fmt: skip
+            allow = {m.strip() for m in answer.headers.get("Allow", "").split(",") if m.strip()}
+            if answer.status_code != 405 or not declared <= allow:
+                failures.append(f"{method} {path}: {answer.status_code}, Allow: {sorted(allow)}, "
+                                f"declared {sorted(declared)}")  # fmt: skip
+    return failures
+
+
 class _OutOfTime(Exception):
     """An operation's share of the budget is spent: the examples it had are its run."""
 
@@ -168,6 +224,8 @@ class _Fuzz:
     headers: Callable[[Any], Mapping[str, str]] | None
     skip: Callable[[Any], bool] | None
     until: float  # monotonic time: no new example after it
+    keys_probed: set[str]
+    checks: list[Any]
     requests: int = 0
     out_of_time: bool = False
 
@@ -207,6 +265,30 @@ class _Fuzz:
             return
         self.requests += 1
         extra = dict(self.headers(case)) if self.headers is not None else {}
-        case.call_and_validate(session=self.session, base_url=self.base_url, headers=extra,
-                               checks=None if os.environ.get("SCRIPTD_FUZZ_ALL_CHECKS") else CHECKS,
+        response = case.call_and_validate(
+            session=self.session, base_url=self.base_url, headers=extra, checks=self.checks,
+            timeout=REQUEST_TIMEOUT_S,
+        )  # fmt: skip
+        label = case.operation.label
+        if (
+            200 <= response.status_code < 300
+            and label not in self.keys_probed
+            and case.operation.definition.raw.get("security")
+        ):
+            self.keys_probed.add(label)
+            self.refused_without_its_key(case)
+
+    def refused_without_its_key(self, case: Any) -> None:
+        """schemathesis' ignored_auth, once per operation: the request that a key
+        let through, again without a key and with a wrong one: 401 (or 429, once
+        this address has failed too often: the gateway's throttle)."""
+        for key in (None, WRONG_KEY):
+            extra = {"Authorization": key} if key else {}
+            self.requests += 1
+            answer = case.call(session=self.session, base_url=self.base_url, headers=extra,
                                timeout=REQUEST_TIMEOUT_S)  # fmt: skip
+            assert answer.status_code in (401, 429), (
+                f"{case.operation.label} with {'a wrong key' if key else 'no key'} answered "
+                f"{answer.status_code}, not 401 (or 429): {answer.text[:300]}\n"
+                + case.as_curl_command()
+            )
