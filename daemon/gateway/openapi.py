@@ -127,7 +127,12 @@ SCHEMAS: dict[str, S] = {
             "result": {"description": "a function's return value; a step's whole answer"},
             "error": {"type": "object"},
             "callback": _obj({"url": STR, "state": NULL_STR,
-                              "deliveries": {"type": "array", "items": {"type": "object"}}}),
+                              "deliveries": {"type": "array", "items": _obj(
+                                  {"at": STR, "attempt": INT,
+                                   "status_code": {"type": ["integer", "null"]},
+                                   "error": NULL_STR, "duration_ms": {"type": "number"}},
+                                  ("at", "attempt", "status_code", "error", "duration_ms"))}},
+                             ("url", "state", "deliveries")),
         },
         ("execution_id", "status", "attempts"),
     ),
@@ -208,7 +213,7 @@ ROUTES: tuple[GatewayRoute, ...] = (
 PATH_PARAMETERS: dict[str, S] = {
     "script": SCRIPT_NAME,
     "function": {**STR, "description": "a function defined in the main file"},
-    "filename": {**STR, "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"},
+    "filename": {**STR, "pattern": "^(?!.*[.][.])[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"},
     "id": {**STR, "description": "the execution_id of an asynchronous call"},
 }
 MEDIA = {"binary": "application/octet-stream"}

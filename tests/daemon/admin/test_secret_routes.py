@@ -52,4 +52,5 @@ def test_openapi_describes_the_secret_routes(admin: AdminClient) -> None:
     doc = admin.get("/openapi.json")
     assert set(doc["paths"]["/v1/secrets/{name}"]) == {"put", "delete"}
     assert "get" in doc["paths"]["/v1/secrets"]
-    assert "secrets" in doc["components"]["schemas"]["ScriptInput"]["properties"]
+    for name in ("ScriptCreate", "ScriptUpdate", "ScriptRedeploy"):
+        assert "secrets" in doc["components"]["schemas"][name]["properties"]
