@@ -202,7 +202,7 @@ def test_draft_can_switch_language_with_a_new_archive(admin: AdminClient) -> Non
                 if r["language"] == "javascript"]  # fmt: skip
     assert script["language_version"] in versions
     r = admin.request("PATCH", "/v1/scripts/switch", {"language_version": "1.0"})
-    assert r.status == 400 and "not on this host" in r.json()["error"]["message"]
+    assert r.status == 404 and "not on this host" in r.json()["error"]["message"]
 
 
 def test_a_deleted_scripts_id_and_folder_are_never_given_again(
