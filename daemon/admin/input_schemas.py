@@ -7,7 +7,8 @@ daemon/admin/openapi.py; `with_config` fills in what the daemon's config decides
 
 What a schema cannot say is left to the handler's 400: a key listed twice in env,
 an env key that is also a granted secret, min_replicas above max_replicas, an
-allowlist without hosts, a key name of characters that do not print.
+allowlist without hosts, a new language without a new archive, a key name of
+characters that do not print (past the control characters).
 """
 
 from __future__ import annotations

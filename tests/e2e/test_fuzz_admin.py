@@ -45,6 +45,7 @@ def _left_out(case: Any) -> bool:
         or bool(set(keys) & set(secrets))  # an env key that is a granted secret too
         or (all(isinstance(r, int) for r in replicas) and replicas[0] > replicas[1])  # type: ignore[operator]
         or (egress.get("policy") == "allowlist" and not egress.get("allow_hosts"))
+        or ("language" in body and "archive_id" not in body)  # a new language, same archive
         or (isinstance(name, str) and "keys" in case.path and not name.strip().isprintable())
     )
 
