@@ -33,6 +33,7 @@ from daemon.serving.launcher import LaunchSettings, SandboxLauncher
 from daemon.serving.pool import Pool, PoolSettings
 from daemon.serving.replica import Replica
 from daemon.serving.target import RunTarget
+from daemon.serving.workspace_image import release
 
 __all__ = ["BWRAP_ARGV", "ReplicaFigures", "bwrap_times", "make_venv", "measure_replicas"]
 
@@ -179,6 +180,7 @@ async def measure_replicas(runs: int, work: Path | None = None) -> tuple[Replica
                 respawn, announce = await _respawns(launcher, stamps, runs)
         finally:
             cgroups.cleanup()
+            release(target.workspace_dir)  # its image is mounted at the first start
     return ReplicaFigures(first, hello, respawn, announce), bwrap
 
 
