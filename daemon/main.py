@@ -189,6 +189,7 @@ async def make_runner(
     root = await asyncio.to_thread(
         sandbox.CgroupRoot.create, config.cgroup_root_name, exclusive=True
     )
+    await asyncio.to_thread(sandbox.prepare)  # the first replica need not boot the zygote
     return ReplicaRunner(settings, root, on_failing=on_failing, logs=logs), root
 
 

@@ -10,7 +10,7 @@ dropped privileges, rlimits and seccomp. Knows nothing about scripts.
 from .cgroups import CgroupRoot, Limits, MemoryProbe, SandboxCgroup
 from .fsutil import remove_tree
 from .handle import Exit, Sandbox, Usage
-from .launcher import start
+from .launcher import prepare, start
 from .mounts import system_binds
 from .spec import Bind, Rlimits, SandboxError, SandboxSpec, Tmpfs
 
@@ -27,6 +27,7 @@ __all__ = [
     "SandboxSpec",
     "Tmpfs",
     "Usage",
+    "prepare",
     "remove_tree",
     "start",
     "system_binds",

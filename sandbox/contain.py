@@ -36,6 +36,9 @@ class ChildPlan:
     cgroup_fd: int | None  # the unified leaf (O_PATH), for clone3's CLONE_INTO_CGROUP
     cgroup_tasks: tuple[str, ...]  # v1 "tasks" files pid 1 writes itself into
     cgroup_procs: tuple[str, ...]  # the unified cgroup.procs, if clone3 could not be used
+    # network "none" only: pid 1 is born in a network namespace made ahead, loopback up
+    # (the zygote's); else it gets a new one and brings loopback up itself
+    net_ready: bool = False
 
 
 def report(pipe: int, step: str, error: BaseException) -> None:
@@ -53,7 +56,7 @@ def contain(plan: ChildPlan, pipe: int, in_cgroup: bool) -> None:
         credentials.reset_signals()
         step = "hostname"
         namespaces.set_hostname(plan.hostname)
-        if plan.network == "none":
+        if plan.network == "none" and not plan.net_ready:
             step = "loopback"
             namespaces.loopback_up()
         step = "filesystem"

@@ -1,4 +1,10 @@
-"""start(): fork a launcher, let it create pid 1 in new namespaces, wait for exec.
+"""start(): have the zygote (or a forked launcher) create pid 1 in new namespaces,
+wait for exec.
+
+Pid 1 is cloned from the zygote (sandbox/zygote.py), a small process started once,
+because cloning copies the cloner's address space and the daemon's is large. The
+zygote does what the forked launcher below does; without one (it cannot be started)
+a launcher is forked from this process as follows.
 
 Forking from a threaded asyncio daemon: os.fork() copies only the calling
 thread. CPython takes the import lock and glibc the malloc locks around fork,
@@ -16,9 +22,10 @@ cgroups first thing: neither takes the global lock a cgroup.procs write takes,
 which can wait for an RCU grace period. Pid 1 reports any failure before exec
 through a close-on-exec pipe: end of file with no message means exec succeeded.
 
-Call start() from threads that outlive the sandbox (the event loop's thread or
-a long-lived executor): Linux sends the parent-death signal when the *thread*
-that forked exits. Many threads may call start() at once.
+Linux sends the parent-death signal when the *thread* that created pid 1's parent
+exits: the zygote's is a thread of its own that never exits; without the zygote, call
+start() from threads that outlive the sandbox (the event loop's thread or a long-lived
+executor). Many threads may call start() at once.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import threading
 import time
 
 from . import rlimits, seccomp
+from . import zygote as _zygote
 from .cgroups import CgroupRoot, Limits, SandboxCgroup
 from .contain import ChildPlan, launch
 from .handle import Sandbox
@@ -123,14 +131,17 @@ def _start(spec: SandboxSpec, cgroup: SandboxCgroup) -> int:
     r, w = os.pipe2(os.O_CLOEXEC)
     init_pid = None
     try:
-        launcher = _fork_launcher(_plan(spec, cgroup, cgroup_fd), w)
+        plan = _plan(spec, cgroup, cgroup_fd)
+        zygote = _zygote.get()
+        launcher = None if zygote is not None and zygote.send(plan, w) else _fork_launcher(plan, w)
         os.close(w)
         w = -1
         handshake = _Handshake(r)
         try:
             init_pid = handshake.init_pid()
         finally:
-            os.waitpid(launcher, 0)
+            if launcher is not None:
+                os.waitpid(launcher, 0)
         errors = handshake.errors()
         if errors or init_pid is None:
             raise SandboxError(errors[0] if errors else "launcher exited without starting pid 1")
@@ -145,6 +156,11 @@ def _start(spec: SandboxSpec, cgroup: SandboxCgroup) -> int:
         for fd in (r, w, -1 if cgroup_fd is None else cgroup_fd):
             if fd >= 0:
                 os.close(fd)
+
+
+def prepare() -> None:
+    """Start the zygote (sandbox/zygote.py) now rather than at the first start."""
+    _zygote.get()
 
 
 def start(spec: SandboxSpec, root: CgroupRoot) -> Sandbox:

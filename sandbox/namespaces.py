@@ -29,7 +29,7 @@ def clone_flags(network: str) -> int:
     return BASE_FLAGS | (libc.CLONE_NEWNET if network == "none" else 0)
 
 
-def spawn_init(network: str, cgroup_fd: int | None) -> tuple[int, bool]:
+def spawn_init(network: str, cgroup_fd: int | None, net_ready: bool = False) -> tuple[int, bool]:
     """From the single-threaded launcher: create pid 1 of the new namespaces.
 
     Returns (0, _) in the new process and (its host pid, _) in the launcher; the
@@ -38,6 +38,8 @@ def spawn_init(network: str, cgroup_fd: int | None) -> tuple[int, bool]:
     (CLONE_PARENT).
     """
     flags = clone_flags(network)
+    if net_ready:  # the caller stands in a fresh network namespace made for it
+        flags &= ~libc.CLONE_NEWNET
     if cgroup_fd is not None:
         try:
             return libc.clone3_parent_into(flags, cgroup_fd), True
