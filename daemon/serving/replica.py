@@ -195,8 +195,6 @@ class Replica:
         worker = Worker(self, int(frame["worker"]), int(frame.get("slot", 0)), int(frame["pid"]),
                         lane if isinstance(lane, int) else None,
                         self.launcher.concurrency)  # fmt: skip
-        if self.process is not None:  # before its first call: a cgroup of its slot
-            worker.memory = self.process.track_memory(f"slot{worker.slot}", worker.pid)
         task = asyncio.get_running_loop().create_task(self._connect(worker, sock))
         self._connecting.add(task)  # held: the loop keeps only weak references to tasks
         task.add_done_callback(self._connecting.discard)
@@ -205,7 +203,18 @@ class Replica:
         if self.state == STOPPED:
             sock.close()
             return
+        # Before its first call: a memory cgroup of its slot. Moving a process there takes
+        # the kernel's global cgroup lock (an RCU grace period, milliseconds), so not on
+        # the event loop; meanwhile its socket is connected.
+        moving = None
+        if self.process is not None:
+            track = self.process.track_memory
+            moving = asyncio.ensure_future(
+                asyncio.to_thread(track, f"slot{worker.slot}", worker.pid)
+            )
         worker.channel = await wire.open_worker_channel(sock, worker.on_frame, worker.on_close)
+        if moving is not None:
+            worker.memory = await moving
         if not worker.alive:  # closed while connecting
             return
         self.workers[worker.number] = worker
