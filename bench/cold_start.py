@@ -1,0 +1,168 @@
+"""A new replica's first answer, step by step: each cold-path change against the one
+before it, interleaved round by round with bwrap in one run (bench/invoke.py's row (c)).
+
+Variants (each adds one change to the one above it):
+  fork launcher        the start as it was: a launcher forked from this process clones pid 1
+  + zygote             pid 1 cloned from the zygote, network namespace made at clone
+  + namespace ahead    the zygote makes the next network namespace ahead (all: today)
+The "hello" column is pool.start to the supervisor's hello frame. A second table
+times sandbox.start alone (python3 -I -S -c pass, to its exec) in each variant, from
+this process with the daemon's modules imported (its size matters: it is what a
+forked launcher copies).
+Run as root:  .venv/bin/python -m bench.cold_start [--runs 30] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+import sandbox
+import sandbox.launcher as sandbox_launcher
+from bench.invoke_replica import _one_replica, _Stamps, _target, bwrap_times, make_venv
+from daemon.serving.launcher import LaunchSettings, SandboxLauncher
+from daemon.serving.workspace_image import release
+from sandbox import zygote
+
+RESULTS = Path(__file__).resolve().parent / "results" / "cold_start.json"
+NO_NET_AHEAD = zygote._BOOT.replace(
+    "serve()", "import sandbox.zygote as z; z._NetworkAhead.prepare = lambda self: None; serve()"
+)
+
+
+def _zygote(boot: str) -> zygote.Zygote:
+    saved = zygote._BOOT
+    zygote._BOOT = boot
+    try:
+        return zygote._spawn()  # from the main thread, which outlives every sandbox
+    finally:
+        zygote._BOOT = saved
+
+
+class Variants:
+    """Switches between the variants by swapping the zygote the launcher looks up."""
+
+    def __init__(self) -> None:
+        self.no_net = _zygote(NO_NET_AHEAD)
+        self.full = _zygote(zygote._BOOT)
+
+    def table(self) -> dict[str, Callable[[], None]]:
+        return {
+            "fork launcher": lambda: self._use(None),
+            "+ zygote": lambda: self._use(self.no_net),
+            "+ namespace ahead": lambda: self._use(self.full),
+        }
+
+    def _use(self, chosen: zygote.Zygote | None) -> None:
+        sandbox_launcher._zygote.get = lambda: chosen  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        for z in (self.no_net, self.full):
+            z.stop()
+
+
+async def measure(runs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="scriptd-cold-") as tmp:
+        root = Path(tmp)
+        target = _target(root, make_venv(root))
+        cgroups = sandbox.CgroupRoot.create("scriptd-bench-cold")
+        launcher = SandboxLauncher(target, replace(LaunchSettings(), uid_base=300_000), cgroups)
+        variants = Variants()
+        table = variants.table()
+        first: dict[str, list[float]] = {name: [] for name in table}
+        hello: dict[str, list[float]] = {name: [] for name in table}
+        bwrap: list[float] = []
+        try:
+            with _Stamps() as stamps:
+                for i in range(runs + 2):  # two warm-up rounds
+                    bw = bwrap_times(1)[0]
+                    for name, switch in table.items():
+                        switch()
+                        elapsed, to_hello = await _one_replica(launcher, stamps)
+                        if i >= 2:
+                            first[name].append(elapsed)
+                            hello[name].append(to_hello)
+                    if i >= 2:
+                        bwrap.append(bw)
+        finally:
+            variants.stop()
+            cgroups.cleanup()
+            release(target.workspace_dir)
+    return {"first_call_ms": first, "hello_ms": hello, "bwrap_ms": bwrap}
+
+
+def sandbox_starts(runs: int) -> dict[str, list[float]]:
+    """sandbox.start alone, per variant, interleaved: ms to the payload's exec."""
+    import daemon.main  # noqa: F401  (the daemon's size)
+
+    variants = Variants()
+    table = variants.table()
+    root = sandbox.CgroupRoot.create("scriptd-bench-cold-start")
+    times: dict[str, list[float]] = {name: [] for name in table}
+    try:
+        for i in range(runs + 3):
+            for n, (name, switch) in enumerate(table.items()):
+                switch()
+                spec = sandbox.SandboxSpec(
+                    argv=("/usr/bin/python3", "-I", "-S", "-c", "pass"),
+                    env={"PATH": "/usr/bin"}, name=f"cold-{i}-{n}", cpu_vcpus=0.7,
+                    memory_bytes=1 << 30, pids_max=128,
+                )  # fmt: skip
+                t0 = time.perf_counter()
+                box = sandbox.start(spec, root)
+                if i >= 3:
+                    times[name].append((time.perf_counter() - t0) * 1000)
+                box.wait_blocking()
+                box.cleanup()
+    finally:
+        variants.stop()
+        root.cleanup()
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root: replicas run in real sandboxes", file=sys.stderr)
+        return 2
+    load_before = os.getloadavg()
+    t0 = time.monotonic()
+    out = uvloop.run(measure(args.runs))
+    out |= {"runs": args.runs, "loadavg_start": load_before, "loadavg_end": os.getloadavg()}
+    med = statistics.median
+    bw = med(out["bwrap_ms"])
+    print(f"new replica -> first answer, medians of {args.runs} interleaved rounds "
+          f"({time.monotonic() - t0:.0f} s; load avg {load_before[0]:.1f} at start, "
+          f"{out['loadavg_end'][0]:.1f} at end)")  # fmt: skip
+    print(f"{'variant':28} {'first ms':>9} {'hello ms':>9} {'x bwrap':>8}")
+    for name, times in out["first_call_ms"].items():
+        print(
+            f"{name:28} {med(times):9.2f} {med(out['hello_ms'][name]):9.2f} {med(times) / bw:8.2f}"
+        )
+    print(f"{'bwrap python3 -I -S -c pass':28} {bw:9.2f} {'':9} {1:8.2f}")
+    out["sandbox_start_ms"] = sandbox_starts(args.runs)
+    rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGESIZE") >> 20
+    print(f"sandbox.start alone, medians of {args.runs} (this process: {rss} MiB resident)")
+    for name, times in out["sandbox_start_ms"].items():
+        print(f"{name:28} {med(times):9.2f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
