@@ -238,6 +238,24 @@ class HttpSide(asyncio.Protocol):
         self._head_only = head_only
         self._until_close = False
 
+    def take(self) -> Head | bytes | Sentinel | None:
+        """The next event if one is queued already (None: it must be waited for):
+        most of a small message's events come in one read, and taking them needs no
+        coroutine."""
+        events = self._events
+        if not events:
+            return None
+        event = events.popleft()
+        if type(event) is bytes:
+            self._buffered -= len(event)
+            if self._read_paused and self._buffered <= LOW_WATER and self._parsing:
+                self._read_paused = False
+                if self.transport is not None:
+                    self.transport.resume_reading()
+        elif not self._requests and isinstance(event, Head):
+            self._on_response_head(event)
+        return event
+
     async def next_event(self, flush_first: HttpSide | None = None) -> Head | bytes | Sentinel:
         """The next event, waiting for the network as needed. Before waiting, the
         other side's batched writes go out, so nothing sits in a buffer while this
@@ -263,15 +281,8 @@ class HttpSide(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
-        event = events.popleft()
-        if type(event) is bytes:
-            self._buffered -= len(event)
-            if self._read_paused and self._buffered <= LOW_WATER and self._parsing:
-                self._read_paused = False
-                if self.transport is not None:
-                    self.transport.resume_reading()
-        elif isinstance(event, Head) and not self._requests:
-            self._on_response_head(event)
+        event = self.take()
+        assert event is not None
         return event
 
     def _on_response_head(self, head: Head) -> None:
