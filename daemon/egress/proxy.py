@@ -228,8 +228,12 @@ class Channel:
                 entry.error = str(err)
             await answer(client, 502, str(err))
             return
-        await _accept_connect(client)
-        sent, received = await splice(client, client_end, upstream_end)
+        try:
+            await _accept_connect(client)
+            sent, received = await splice(client, client_end, upstream_end)
+        finally:
+            if upstream_end.transport is not None:
+                upstream_end.transport.close()  # also when the script left before its 200
         self.account.count(sent, received)
         self.log.count_bytes(sent, received)
         if entry is not None:

@@ -110,7 +110,8 @@ async def splice(client: HttpSide, client_end: Pipe, upstream_end: Pipe) -> tupl
     client_end.connection_made(transport)
     client_end.start()
     upstream_end.start()
-    transport.resume_reading()
+    if not transport.is_closing():
+        transport.resume_reading()
     ends = {client_end.finished, upstream_end.finished}
     try:
         _, pending = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
