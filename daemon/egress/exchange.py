@@ -197,7 +197,7 @@ class Relay:
             response = await self._next_response(upstream)
             responded = True
             head_only = request.method == b"HEAD"
-            reusable = await self._relay_response(upstream, response, entry, head_only)
+            reusable = await self._relay_response(upstream, response, entry, log, head_only)
         except (OSError, ProtocolError, UpstreamError) as err:
             upstream.close()
             if responded:
@@ -217,7 +217,8 @@ class Relay:
         self, request: Head, upstream: HttpSide, entry: RequestEntry | None, log: RequestLog
     ) -> None:
         if not request.has_body:
-            await self.client.next_event()  # the END of a bodiless request
+            if self.client.take() is None:  # the END of a bodiless request
+                await self.client.next_event()
             return
         if (request.header(b"expect") or b"").lower() == b"100-continue":
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -241,36 +242,44 @@ class Relay:
 
     async def _next_response(self, upstream: HttpSide) -> Head:
         while True:
-            event = await upstream.next_event(flush_first=self.client)
+            event = upstream.take() or await upstream.next_event(flush_first=self.client)
             if isinstance(event, Head) and event.status >= 200:
                 return event
             if not (isinstance(event, Head) or event is END):  # 1xx heads and their END
                 raise UpstreamError("egress: the server closed the connection without answering")
 
     async def _relay_response(
-        self, upstream: HttpSide, response: Head, entry: RequestEntry | None, head_only: bool
+        self,
+        upstream: HttpSide,
+        response: Head,
+        entry: RequestEntry | None,
+        log: RequestLog,
+        head_only: bool,
     ) -> bool:
         """Relay the response; True when the upstream connection can be used again."""
+        client = self.client
         if entry is not None:
             entry.status = response.status
-            entry.response_headers = self.log().redactor.headers(response.headers)
+            entry.response_headers = log.redactor.headers(response.headers)
         headers = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROPPED]
         bodiless = head_only or response.status in BODYLESS
         until_close = not bodiless and not response.chunked and response.length is None
         if until_close:
             headers.append((b"Transfer-Encoding", b"chunked"))
-        self.client.write(response_head(response.status, response.reason, headers))
-        body = BodyWriter(self.client, response.chunked or until_close)
+        client.write(response_head(response.status, response.reason, headers))
+        body = BodyWriter(client, response.chunked or until_close)
         while True:
-            event = await upstream.next_event(flush_first=self.client)
-            if isinstance(event, bytes):
+            # (take() gives None when nothing is queued; an empty chunk, also falsy,
+            # has nothing to relay)
+            event = upstream.take() or await upstream.next_event(flush_first=client)
+            if type(event) is bytes:
                 body.data(event)
             elif event is END:
                 break
             else:
                 raise UpstreamError("egress: the server closed the connection mid-response")
         body.end()
-        await self.client.flush()
+        await client.flush()
         return response.keep_alive and not upstream.at_eof
 
     async def _fail(self, request: Head, entry: RequestEntry | None, err: Exception) -> bool:

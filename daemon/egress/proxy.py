@@ -22,7 +22,7 @@ from daemon.egress.exchange import Relay, absolute_target, answer, tunnel_target
 from daemon.egress.httplog import Redactor, RequestLog
 from daemon.egress.policy import EgressPolicy, EgressRefused
 from daemon.egress.resolver import ResolveError, Resolver, SystemResolver
-from daemon.egress.tunnel import TLS_HANDSHAKE, first_byte, parse_authority, splice
+from daemon.egress.tunnel import TLS_HANDSHAKE, first_byte, parse_authority, pipes, splice
 from daemon.egress.upstream import Target, UpstreamError, check_target, connect
 from daemon.egress.upstreams import PinnedUpstream, PlainUpstreams
 from daemon.egress.wire import Head, HttpSide, ProtocolError
@@ -111,7 +111,8 @@ class Channel:
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        self._server = await asyncio.start_unix_server(self._on_connection, self.socket_path)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._new_side, str(self.socket_path))
         # The replica's uid must connect; the directory it is bound from guards it.
         os.chmod(self.socket_path, 0o666)
 
@@ -134,24 +135,15 @@ class Channel:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        # The connection runs in a task of its own so close_connections() can cancel
-        # it without asyncio reporting the stream callback's task as failed.
-        task = asyncio.ensure_future(self._handle(reader, writer))
+    def _new_side(self) -> HttpSide:
+        return HttpSide(requests=True, on_connected=self._on_connection)
+
+    def _on_connection(self, client: HttpSide) -> None:
+        task = asyncio.ensure_future(self._handle(client))
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
-        try:
-            await asyncio.wait([task])
-        except asyncio.CancelledError:
-            # The server itself is going away (loop shutdown): end the connection
-            # and finish quietly, since asyncio reports a cancelled callback task
-            # as an error.
-            task.cancel()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        client = HttpSide(reader, writer, requests=True)
+    async def _handle(self, client: HttpSide) -> None:
         try:
             self.account.open_connection()
         except ConnectionLimitReached as err:
@@ -169,7 +161,7 @@ class Channel:
             log.exception("egress: unexpected error on a connection of %s", self.name)
         finally:
             self.account.close_connection()
-            writer.close()
+            client.close()
 
     async def _refuse_connection(self, client: HttpSide, message: str) -> None:
         try:
@@ -228,15 +220,20 @@ class Channel:
     async def _tunnel(self, client: HttpSide, targets: list[Target], host: str, port: int) -> None:
         entry = self.log.begin_tunnel(host, port)
         started = asyncio.get_running_loop().time()
+        client_end, upstream_end = pipes()
         try:
-            _, reader, writer = await connect(targets, tls=None)
+            await connect(targets, None, lambda: upstream_end)
         except UpstreamError as err:
             if entry is not None:
                 entry.error = str(err)
             await answer(client, 502, str(err))
             return
-        await _accept_connect(client)
-        sent, received = await splice(client, reader, writer)
+        try:
+            await _accept_connect(client)
+            sent, received = await splice(client, client_end, upstream_end)
+        finally:
+            if upstream_end.transport is not None:
+                upstream_end.transport.close()  # also when the script left before its 200
         self.account.count(sent, received)
         self.log.count_bytes(sent, received)
         if entry is not None:
@@ -250,27 +247,42 @@ class Channel:
         handshake is ended here with a leaf for the host; anything else is plain HTTP
         in a tunnel (undici's proxy agent, Node's fetch, tunnels http:// that way).
         Either way the requests inside are relayed one by one to the checked address
-        (an upstream that fails, certificate included, answers 502 inside)."""
+        (an upstream that fails, certificate included, answers 502 inside). The
+        client's transport has been paused since the CONNECT head (the first byte
+        must stay in the socket for TLS)."""
         assert self.proxy.ca is not None
-        # uvloop's transports have these methods without deriving from asyncio's classes.
-        transport = cast(asyncio.ReadTransport, client.writer.transport)
-        transport.pause_reading()  # the first byte must stay in the socket for TLS
+        transport = client.transport
+        assert transport is not None
         await _accept_connect(client)
         first = await first_byte(transport, TLS_HANDSHAKE_TIMEOUT)
         if client.trailing or not first:
             return  # bytes sent before our 200, or nothing at all: not a client we serve
+        inner = HttpSide(requests=True)
         if first == TLS_HANDSHAKE:
             context = self.proxy.ca.context_for(targets[0].tls_name)
-            await client.writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-            await self._relay_inside(client, targets, "https", self.proxy.upstream_tls)
+            secured = await asyncio.get_running_loop().start_tls(
+                transport,
+                inner,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
+            if secured is None:
+                return
+            inner.attach(cast(asyncio.Transport, secured))
+            try:
+                await self._relay_inside(inner, targets, "https", self.proxy.upstream_tls)
+            finally:
+                inner.close()  # the TLS transport, which closes the socket's
         else:
+            transport.set_protocol(inner)
+            inner.attach(transport)
             transport.resume_reading()
-            await self._relay_inside(client, targets, "http", None)
+            await self._relay_inside(inner, targets, "http", None)
 
     async def _relay_inside(
-        self, client: HttpSide, targets: list[Target], scheme: str, tls: ssl.SSLContext | None
+        self, inner: HttpSide, targets: list[Target], scheme: str, tls: ssl.SSLContext | None
     ) -> None:
-        inner = HttpSide(client.reader, client.writer, requests=True)
         upstream = PinnedUpstream(targets, tls)
         target_of = tunnel_target(scheme, targets[0].host, targets[0].port)
         relay = Relay(inner, target_of, upstream, lambda: self.log, self.account)

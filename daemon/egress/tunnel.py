@@ -1,5 +1,6 @@
 """CONNECT without inspection: the authority it names, and splicing bytes both ways
-between the script and the checked upstream address, counting them."""
+between the script and the checked upstream address, counting them, at the protocol
+level (each end's bytes written to the other's transport as they arrive)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import asyncio
 import contextlib
 import os
 import socket
+from typing import cast
 
-from daemon.egress.wire import READ_SIZE, HttpSide
+from daemon.egress.wire import HttpSide
 
 # The first byte of a TLS ClientHello (record type 22, handshake).
 TLS_HANDSHAKE = b"\x16"
@@ -27,39 +29,97 @@ def parse_authority(authority: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def splice(
-    client: HttpSide, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> tuple[int, int]:
-    """Relay until both sides are done; (bytes sent upstream, bytes received)."""
+class Pipe(asyncio.Protocol):
+    """One end of a splice: what it reads goes straight to its peer's transport (no
+    stream buffer, no coroutine per chunk). Its peer's full write buffer pauses its
+    reading; its EOF half-closes the peer. Bytes that come before `start` (a server
+    that speaks first, before the client has its 200) are held back until then."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: Pipe | None = None
+        self.moved = 0
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._held: list[bytes] | None = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def start(self) -> None:
+        held, self._held = self._held, None
+        for data in held or ():
+            self._forward(data)
+
+    def data_received(self, data: bytes) -> None:
+        self.moved += len(data)
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self._forward(data)
+
+    def _forward(self, data: bytes) -> None:
+        sink = self.peer.transport if self.peer is not None else None
+        if sink is not None and not sink.is_closing():
+            sink.write(data)
+
+    def eof_received(self) -> bool:
+        self._half_close_peer()
+        self._finish()
+        return True  # the other direction may still be flowing
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._half_close_peer()
+        self._finish()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    def _half_close_peer(self) -> None:
+        self.start()  # whatever was held goes first
+        sink = self.peer.transport if self.peer is not None else None
+        if sink is not None and not sink.is_closing() and sink.can_write_eof():
+            with contextlib.suppress(OSError):
+                sink.write_eof()
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
+def pipes() -> tuple[Pipe, Pipe]:
+    """The client's end and the upstream's end of a splice, each the other's peer."""
+    client_end, upstream_end = Pipe(), Pipe()
+    client_end.peer, upstream_end.peer = upstream_end, client_end
+    return client_end, upstream_end
+
+
+async def splice(client: HttpSide, client_end: Pipe, upstream_end: Pipe) -> tuple[int, int]:
+    """Hand the client's transport (paused since its CONNECT) to `client_end` and relay
+    until both directions are done; (bytes sent upstream, bytes received)."""
+    transport = client.transport
+    assert transport is not None and upstream_end.transport is not None
     leftover = client.trailing
     if leftover:
-        writer.write(leftover)
-    moved_up, moved_down = [len(leftover)], [0]
-    up = asyncio.ensure_future(_pipe(client.reader, writer, moved_up))
-    down = asyncio.ensure_future(_pipe(reader, client.writer, moved_down))
+        upstream_end.transport.write(leftover)
+    transport.set_protocol(client_end)
+    client_end.connection_made(transport)
+    client_end.start()
+    upstream_end.start()
+    if not transport.is_closing():
+        transport.resume_reading()
+    ends = {client_end.finished, upstream_end.finished}
     try:
-        _, pending = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        _, pending = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         if pending:
             await asyncio.wait(pending, timeout=HALF_CLOSE_GRACE)
     finally:
-        for task in (up, down):
-            task.cancel()
-        writer.close()
-    return moved_up[0], moved_down[0]
-
-
-async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, moved: list[int]
-) -> None:
-    """Copy until EOF, then half-close; `moved[0]` counts as it goes, so a cancelled
-    pipe still reports what it moved."""
-    with contextlib.suppress(OSError):
-        while data := await reader.read(READ_SIZE):
-            moved[0] += len(data)
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
+        upstream_end.transport.close()
+    return len(leftover) + client_end.moved, upstream_end.moved
 
 
 async def first_byte(transport: asyncio.BaseTransport, timeout: float) -> bytes:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from daemon.egress.policy import EgressPolicy, EgressRefused, IPAddress, parse_literal
 from daemon.egress.resolver import Resolver
 
 CONNECT_TIMEOUT = 10.0
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
 class UpstreamError(Exception):
@@ -67,13 +71,14 @@ async def check_target(
 
 
 async def connect(
-    targets: list[Target], tls: ssl.SSLContext | None
-) -> tuple[Target, asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to the first target that answers (with TLS when `tls` is given)."""
+    targets: list[Target], tls: ssl.SSLContext | None, protocol: Callable[[], P]
+) -> tuple[Target, P]:
+    """Connect to the first target that answers (with TLS when `tls` is given); the
+    connection's protocol comes from `protocol`."""
     last_error = ""
     for target in targets:
         try:
-            reader, writer = await asyncio.wait_for(_open(target, tls), CONNECT_TIMEOUT)
+            opened = await asyncio.wait_for(_open(target, tls, protocol), CONNECT_TIMEOUT)
         except ssl.SSLCertVerificationError as err:
             raise UpstreamError(
                 f"egress: the certificate of {target.host}:{target.port} could not be"
@@ -82,18 +87,18 @@ async def connect(
         except (OSError, TimeoutError, ssl.SSLError) as err:
             last_error = str(err) or type(err).__name__
             continue
-        return target, reader, writer
+        return target, opened
     raise UpstreamError(
         f"egress: cannot connect to {targets[0].host}:{targets[0].port}: {last_error}"
     )
 
 
-async def _open(
-    target: Target, tls: ssl.SSLContext | None
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(
+async def _open(target: Target, tls: ssl.SSLContext | None, protocol: Callable[[], P]) -> P:
+    _, opened = await asyncio.get_running_loop().create_connection(
+        protocol,
         str(target.address),
         target.port,
         ssl=tls,
         server_hostname=target.tls_name if tls is not None else None,
     )
+    return opened

@@ -32,8 +32,8 @@ class PlainUpstreams:
             side.close()
         targets = await check_target(self.policy, self.resolver, target.host, target.port)
         tls = self.tls if target.scheme == "https" else None
-        _, reader, writer = await connect(targets, tls=tls)
-        return HttpSide(reader, writer, requests=False)
+        _, side = await connect(targets, tls, _response_side)
+        return side
 
     def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
         if not reusable or side.at_eof:
@@ -51,6 +51,10 @@ class PlainUpstreams:
         for side in self._idle.values():
             side.close()
         self._idle.clear()
+
+
+def _response_side() -> HttpSide:
+    return HttpSide(requests=False)
 
 
 def _key(target: RequestTarget) -> tuple[str, str, int]:
@@ -71,9 +75,9 @@ class PinnedUpstream:
             return side
         if side is not None:
             side.close()
-        answered, reader, writer = await connect(self.targets, tls=self.tls)
+        answered, side = await connect(self.targets, self.tls, _response_side)
         self.targets = [answered]  # once one answered, stay on it
-        return HttpSide(reader, writer, requests=False)
+        return side
 
     def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
         if not reusable or side.at_eof:

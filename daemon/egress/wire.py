@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import httptools
 
-READ_SIZE = 64 * 1024
+# Reading a side pauses while more body than this waits in its queue of events, and
+# resumes once it is down to LOW_WATER.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
 # Statuses whose responses never have a body, whatever their headers say.
 BODYLESS = frozenset({204, 304})
 
@@ -68,6 +73,7 @@ class _Collector:
         self.events: collections.deque[Head | bytes | Sentinel] = collections.deque()
         self.head = Head()
         self.parser: httptools.HttpRequestParser | httptools.HttpResponseParser | None = None
+        self.body_bytes = 0  # body queued since the side last looked
 
     def on_message_begin(self) -> None:
         self.head = Head()
@@ -100,30 +106,122 @@ class _Collector:
 
     def on_body(self, body: bytes) -> None:
         self.events.append(body)
+        self.body_bytes += len(body)
 
     def on_message_complete(self) -> None:
         self.events.append(END)
 
 
-class HttpSide:
-    """One connection: read its messages, write to it (batched until `flush`)."""
+class HttpSide(asyncio.Protocol):
+    """One connection, as the protocol of its transport: bytes are parsed as they
+    arrive (no stream buffer between the socket and the parser), events are queued,
+    and the one coroutine waiting for an event is woken. Writes are batched until
+    `flush`. Reading pauses while more than HIGH_WATER of body waits to be relayed."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, requests: bool
+        self, *, requests: bool, on_connected: Callable[[HttpSide], None] | None = None
     ) -> None:
-        self.reader = reader
-        self.writer = writer
+        self.transport: asyncio.Transport | None = None
         self.sent = 0
         self.received = 0
         self.trailing = b""  # bytes past an upgrade (CONNECT) head
         self.upgraded = False
         self._requests = requests
+        self._on_connected = on_connected
         self._collector = _Collector()
+        self._events = self._collector.events
         self._parser = self._new_parser()
         self._pending: list[bytes] = []
         self._until_close = False
         self._head_only = False
         self._closed = False
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._buffered = 0  # body bytes queued in events
+        self._read_paused = False
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._tls = False
+
+    # --- the transport's side ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.attach(cast(asyncio.Transport, transport))
+        if self._on_connected is not None:
+            self._on_connected(self)
+
+    def attach(self, transport: asyncio.Transport) -> None:
+        """Take a transport (also one that start_tls made, which calls no
+        connection_made)."""
+        self.transport = transport
+        self._tls = transport.get_extra_info("sslcontext") is not None
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.upgraded or self._error is not None:
+            self.trailing += data  # read on as a tunnel's bytes, never as HTTP
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # What follows is a tunnel's (or nobody's): stop reading until its
+            # owner takes the transport over.
+            self.upgraded = True
+            self.trailing = data[upgrade.args[0] :]
+            self._pause_reading()
+        except httptools.HttpParserError as err:
+            self._error = ProtocolError(f"malformed HTTP: {err}")
+            self._pause_reading()
+        if self._collector.body_bytes:
+            self._buffered += self._collector.body_bytes
+            self._collector.body_bytes = 0
+            if self._buffered > HIGH_WATER and not self._read_paused:
+                self._pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._end()
+        # Keep the sending side open (a half-closed client may still read its answer);
+        # TLS transports close on EOF whatever the protocol answers.
+        return not self._tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self._error is None:
+            self._error = exc if isinstance(exc, OSError) else ConnectionResetError(str(exc))
+        self._end()
+        self._write_paused = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _end(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    # --- the relay's side -------------------------------------------------------
 
     def _new_parser(self) -> httptools.HttpRequestParser | httptools.HttpResponseParser:
         kind = httptools.HttpRequestParser if self._requests else httptools.HttpResponseParser
@@ -134,27 +232,57 @@ class HttpSide:
     def expect_response(self, head_only: bool) -> None:
         """Before reading a response: a fresh parser (a HEAD response's Content-Length
         announces a body that never comes, which a kept parser would wait for)."""
-        self._collector.events.clear()
+        self._events.clear()
+        self._buffered = 0
         self._parser = self._new_parser()
         self._head_only = head_only
         self._until_close = False
 
+    def take(self) -> Head | bytes | Sentinel | None:
+        """The next event if one is queued already (None: it must be waited for):
+        most of a small message's events come in one read, and taking them needs no
+        coroutine."""
+        events = self._events
+        if not events:
+            return None
+        event = events.popleft()
+        if type(event) is bytes:
+            self._buffered -= len(event)
+            if self._read_paused and self._buffered <= LOW_WATER and self._parsing:
+                self._read_paused = False
+                if self.transport is not None:
+                    self.transport.resume_reading()
+        elif not self._requests and isinstance(event, Head):
+            self._on_response_head(event)
+        return event
+
     async def next_event(self, flush_first: HttpSide | None = None) -> Head | bytes | Sentinel:
-        """The next event, reading as needed. Before waiting on the network the other
-        side's batched writes go out, so nothing sits in a buffer while this side
-        waits for an answer to it."""
-        events = self._collector.events
+        """The next event, waiting for the network as needed. Before waiting, the
+        other side's batched writes go out, so nothing sits in a buffer while this
+        side waits for an answer to it."""
+        events = self._events
         while not events:
+            if self._error is not None:
+                raise self._error
             if self._closed:
+                if self._until_close:  # a body framed by the end of the connection
+                    self._until_close = False
+                    return END
                 return CLOSED
             if flush_first is not None and flush_first._pending:
                 await flush_first.flush()
             if self._pending:
                 await self.flush()
-            await self._read()
-        event = events.popleft()
-        if isinstance(event, Head) and not self._requests:
-            self._on_response_head(event)
+            if events or self._closed or self._error is not None:
+                continue
+            assert self._waiter is None, "one reader per side"
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        event = self.take()
+        assert event is not None
         return event
 
     def _on_response_head(self, head: Head) -> None:
@@ -162,54 +290,41 @@ class HttpSide:
             return
         if self._head_only or head.status in BODYLESS:
             # No body follows: end the message here, whatever the parser expects.
-            self._collector.events.clear()
-            self._collector.events.append(END)
+            self._events.clear()
+            self._buffered = 0
+            self._events.append(END)
         elif not head.chunked and head.length is None:
             self._until_close = True
-
-    async def _read(self) -> None:
-        data = await self.reader.read(READ_SIZE)
-        self.received += len(data)
-        if not data:
-            self._closed = True
-            if self._until_close:
-                self._collector.events.append(END)
-            return
-        if self.upgraded:
-            raise ProtocolError("data after an upgrade is read as a tunnel, not as HTTP")
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            self.upgraded = True
-            self.trailing = data[upgrade.args[0] :]
-        except httptools.HttpParserError as err:
-            raise ProtocolError(f"malformed HTTP: {err}") from None
 
     def write(self, data: bytes) -> None:
         self.sent += len(data)
         self._pending.append(data)
 
     async def flush(self) -> None:
-        if not self._pending:
-            return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending.clear()
-        writer = self.writer
-        writer.write(data)
-        # drain() only waits while the transport's buffer is over its high-water mark,
-        # and raises once the connection is lost (the transport is then closing): with
-        # an empty buffer on an open transport it has nothing to do, and skipping the
-        # coroutine saves a good part of a small request's cost in the proxy.
-        transport = writer.transport
-        if transport.is_closing() or transport.get_write_buffer_size():
-            await writer.drain()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._pending.clear()
+            raise ConnectionResetError("the connection is closed")
+        if self._pending:
+            pending = self._pending
+            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            pending.clear()
+        if self._write_paused:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    @property
+    def _parsing(self) -> bool:
+        return not self.upgraded and self._error is None
 
     @property
     def at_eof(self) -> bool:
-        return self._closed or self.reader.at_eof() or self.writer.is_closing()
+        transport = self.transport
+        return self._closed or transport is None or transport.is_closing()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
 
 
 def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -10,7 +10,7 @@
 // - http and https: global agents that open each connection as a CONNECT tunnel
 //   through the relay (TLS on top for https). Hosts in NO_PROXY go direct, so a client
 //   that talks to the proxy itself (axios reads HTTP_PROXY and sends absolute URLs)
-//   still reaches it.
+//   still reaches it. NO_PROXY is read as Python's urllib reads it (see bypassed).
 //
 // A refused CONNECT fails the request with the proxy's message, such as
 // "egress: 10.0.0.5 is a private address; allowed: ...".
@@ -29,10 +29,35 @@ function proxyFrom(env) {
   return { host: parsed.hostname, port: Number(parsed.port) || 80 };
 }
 
-function bypassed(env, host) {
+// One NO_PROXY entry as [name, port or null]: `host`, `host:port`, `[v6]`, `[v6]:port`,
+// a bare IPv6 address; leading `*.` and `.` are dropped (a suffix matches anyway).
+function noProxyEntry(item) {
+  let name = item;
+  let port = null;
+  const bracketed = /^\[([^\]]*)\](?::(\d+))?$/.exec(item);
+  if (bracketed) {
+    [, name, port = null] = bracketed;
+  } else if ((item.match(/:/g) || []).length === 1) {
+    [name, port] = item.split(':');
+  }
+  return [name.replace(/^\*?\.+/, ''), port === null || port === '' ? null : Number(port)];
+}
+
+// Whether host:port goes direct, read as Python's urllib reads NO_PROXY: `*` alone
+// bypasses everything; an entry matches the host itself and every name under it
+// (`example.com`, `.example.com` and `*.example.com` all match `api.example.com`);
+// an entry with a port matches that port only. Names compare case-insensitively.
+export function bypassed(env, host, port) {
   const list = (env.NO_PROXY || env.no_proxy || '').split(',');
-  const name = String(host).replace(/^\[|\]$/g, '').toLowerCase();
-  return list.map((item) => item.trim().toLowerCase()).includes(name);
+  const name = String(host).replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  return list.some((raw) => {
+    const item = raw.trim().toLowerCase();
+    if (!item) return false;
+    if (item === '*') return true;
+    const [entry, entryPort] = noProxyEntry(item);
+    if (!entry || (entryPort !== null && entryPort !== Number(port))) return false;
+    return name === entry || name.endsWith(`.${entry}`);
+  });
 }
 
 // Open a CONNECT tunnel to host:port through the proxy; callback(err, socket).
@@ -78,7 +103,7 @@ function tunnelling(Base, secure, proxy, env) {
     createConnection(options, callback) {
       const host = options.host || options.hostname || 'localhost';
       const port = options.port || (secure ? 443 : 80);
-      if (bypassed(env, host)) return super.createConnection(options, callback);
+      if (bypassed(env, host, port)) return super.createConnection(options, callback);
       tunnel(proxy, host, port, (err, socket) => {
         if (err) return callback(err);
         if (!secure) return callback(null, socket);
@@ -112,7 +137,7 @@ function tunnelConnector(proxy, env) {
       wrapped.once('error', (error) => done(error));
       return undefined;
     };
-    if (!bypassed(env, host)) return tunnel(proxy, host, port, ready);
+    if (!bypassed(env, host, port)) return tunnel(proxy, host, port, ready);
     const socket = net.connect(port, host);
     socket.once('connect', () => ready(null, socket));
     socket.once('error', (error) => done(error));
