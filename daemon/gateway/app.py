@@ -226,12 +226,14 @@ class Gateway:
 
     def record_answer(self, record: Call, result: CallResult) -> bytes:
         """Record a call that returned; the answer's body."""
-        body = orjson.dumps({"result": result.value})
+        value = result.value
+        body = orjson.dumps({"result": value})
         record.status = "ok"
         record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
         record.cpu_ms = result.cpu_ms
         record.peak_memory_bytes = result.frame.get("peak_memory_bytes")
-        self.recorder.keep_result(record, result.value, len(body) - 11)  # {"result":}
+        if value is not None:  # its JSON is the answer's, between {"result": and }
+            self.recorder.keep_result(record, orjson.Fragment(body[10:-1]), len(body) - 11)
         record.stdout, record.stderr = result.stdout, result.stderr
         record.http_log = self.http_log(result.replica, result.egress_lane, result.shared)
         self.recorder.record(record)
