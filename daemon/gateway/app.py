@@ -209,15 +209,19 @@ class Gateway:
         """A fresh execution id (of a call, or of an asynchronous call)."""
         return f"{self._prefix}{next(self._ids):x}"
 
-    def new_record(self, target: RunTarget, function: str, key: str | None) -> Call:
-        """A call's record, "rejected" until it is answered; its id is the call's."""
+    def new_record(
+        self, target: RunTarget, function: str, key: str | None, bind: bool = True
+    ) -> Call:
+        """A call's record, "rejected" until it is answered; its id is the call's.
+        `bind`: the caller is the call's own task, and what it logs names the call
+        (daemon/core/log_context.py)."""
         cid = f"{self._prefix}{next(self._ids):x}"
         record = Call(cid, target.script_id, target.version, function, key, "rejected",
                       time.time(), None, None, None, 0)  # fmt: skip
         record.secrets = target.secret_values  # masked in what is recorded
         record.script = target.script
-        # the call's own task: what it logs names the call (daemon/core/log_context.py)
-        log_context.bind(script=target.script, version=target.version, execution_id=cid)
+        if bind:
+            log_context.bind(script=target.script, version=target.version, execution_id=cid)
         return record
 
     def keep_inputs(self, record: Call, inputs_json: bytes) -> None:
