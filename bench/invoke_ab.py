@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.invoke import BODY, cpu_seconds, deploy_noop
+from bench.invoke import BODY, cpu_seconds, deploy_noop, replicas_cpu_seconds
 from bench.loadgen import run_load
 from tests.helpers import REPO, DaemonProcess, free_port
 
@@ -64,17 +64,6 @@ def exported(rev: str) -> Iterator[Path]:
                                  capture_output=True).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         yield Path(tmp)
-
-
-def replicas_cpu_seconds(daemon: DaemonProcess) -> float:
-    """CPU of every sandbox of `daemon`: its cgroup root's cpuacct (v1) or cpu.stat."""
-    name = f"scriptd-test-{daemon.port}"
-    for base in ("/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct"):
-        for root, dirs, _ in os.walk(base):
-            if name in dirs:
-                return int(Path(root, name, "cpuacct.usage").read_text()) / 1e9
-            dirs[:] = [d for d in dirs if not d.startswith("scriptd-")]
-    return float("nan")
 
 
 def start(label: str, tree: Path, root: Path, profile: str) -> Side:
