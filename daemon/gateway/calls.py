@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 _BRIDGED_TEXT = ("/v1/uploads/", "/v1/executions/")
 _BRIDGED = tuple(prefix.encode() for prefix in _BRIDGED_TEXT)
 _OPENAPI_TEXT = "/openapi.json"
+_OPENAPI = _OPENAPI_TEXT.encode()
 
 
 _HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
@@ -92,7 +93,9 @@ class FrontCalls:
         raw = request.url
         if b"%" not in raw:
             path = raw.split(b"?", 1)[0]
-            bridged = path.startswith(_BRIDGED) or _is_document(path.decode("latin-1"))
+            bridged = path.startswith(_BRIDGED) or (
+                path.endswith(_OPENAPI) and _is_document(path.decode("latin-1"))
+            )
             return self.fallback.open(request, out) if bridged else None
         try:
             path_safe, _ = _paths(request)

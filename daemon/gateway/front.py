@@ -221,8 +221,8 @@ class _Connection(asyncio.Protocol):
             request.body = None
             self._start(request, slot, close=True)
             return
-        expect = request.header(b"expect")
-        if expect is not None and expect.lower() == "100-continue" and length != 0:
+        expect = request.watched.get(b"expect")
+        if expect is not None and expect.lower() == b"100-continue" and length != 0:
             slot.interim = _CONTINUE
             if self.slots[0] is slot:
                 self._write_interim(slot)

@@ -177,10 +177,10 @@ _HEAD_END = b"\r\nServer: scriptd\r\n\r\n"
 
 
 def content_length(request: Request) -> int | None:
-    value = request.header(b"content-length")
+    value = request.watched.get(b"content-length")
     if value is None:
         return None
     try:
-        return int(value)
+        return int(value)  # bytes: as int() reads its text, without decoding it first
     except ValueError:
         return None
