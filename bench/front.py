@@ -89,9 +89,10 @@ async def _serve_granian(port: int) -> None:
         ).encode()
         request.headers = [(k.encode(), v.encode()) for k, v in scope.headers.items()]
         request.body = bytearray(await proto())
-        answer = calls.handle(request)
-        if not isinstance(answer, Answer):
-            answer = await answer
+        later: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        answer = calls.handle(request, later.set_result)
+        if answer is None:
+            answer = await later
         proto.response_bytes(answer.status, list(answer.headers), answer.body)
 
     server = Server(app, address="127.0.0.1", port=port, interface=Interfaces.RSGI,

@@ -6,7 +6,10 @@ Rows, each with its baseline beside it and the target:
         keep-alive connections (wrk when installed, else bench/loadgen.py's own):
         throughput at 32 >= 1.0 x bare; added latency at 1: p50 <= +0.15 ms,
         p99 <= +1 ms; the daemon process's CPU per call (/proc) <= 40 us; and nginx's
-        fixed 200 as the machine's ceiling when nginx is installed.
+        fixed 200 as the machine's ceiling when nginx is installed. The daemon runs as
+        by default, its metrics on (--no-metrics: off); its replicas' CPU per call (their
+        cgroup) is shown beside. The targets with their figures are also the JSON's
+        "targets".
 (c)     a new replica to its first answered call (bench/invoke_replica.py) next to
         `bwrap --unshare-all ... python3 -I -S -c pass`: <= 1.5 x bwrap.
 (d)     worker respawn after a timeout kill: from the Timeout (the gateway's 504) to
@@ -88,6 +91,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def replicas_cpu_seconds(daemon: DaemonProcess) -> float:
+    """CPU of every sandbox of `daemon`: its cgroup root's cpuacct (v1) or cpu.stat."""
+    name = f"scriptd-test-{daemon.port}"
+    for base in ("/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct"):
+        for root, dirs, _ in os.walk(base):
+            if name in dirs:
+                return int(Path(root, name, "cpuacct.usage").read_text()) / 1e9
+            dirs[:] = [d for d in dirs if not d.startswith("scriptd-")]
+    return float("nan")
+
+
 def timed_loads(
     pid: int, url: str, headers: dict[str, str], connections: list[int], seconds: float
 ) -> tuple[dict[int, LoadResult], dict[int, float]]:
@@ -138,11 +152,14 @@ def deploy_noop(admin: AdminClient, profile: str) -> str:
 
 
 def load_daemon(
-    connections: list[int], seconds: float, profile: str, keep: Path | None
+    connections: list[int], seconds: float, profile: str, keep: Path | None, metrics: bool = True
 ) -> tuple[dict[int, LoadResult], dict[str, Any]]:
+    """The daemon as it runs by default (its Prometheus metrics on, unless `metrics` is
+    False), its own CPU per call and its replicas' (their cgroup)."""
+    config = {"metrics": {"listen": f"127.0.0.1:{free_port()}"}} if metrics else {}
     with tempfile.TemporaryDirectory(prefix="scriptd-invoke-") as tmp:
         root = keep or Path(tmp)
-        daemon = DaemonProcess(root, {}, root / "cache")
+        daemon = DaemonProcess(root, config, root / "cache")
         daemon.start()
         try:
             admin = daemon.client()
@@ -153,10 +170,16 @@ def load_daemon(
             if check.errors or not check.requests:
                 raise RuntimeError(f"calls fail: {check}\n{daemon.log()[-3000:]}")
             assert daemon.proc is not None
+            replicas_before = replicas_cpu_seconds(daemon)
             results, cpu_us = timed_loads(daemon.proc.pid, url, headers, connections, seconds)
+            calls = sum(r.requests for r in results.values())
             info = _profile_info(admin, profile)
             info["daemon_pid"] = daemon.proc.pid
+            info["metrics"] = metrics
             info["daemon_cpu_us_per_call"] = cpu_us
+            info["replica_cpu_us_per_call"] = (
+                (replicas_cpu_seconds(daemon) - replicas_before) / max(1, calls) * 1e6
+            )
         finally:
             daemon.stop()
     return results, info
@@ -172,9 +195,29 @@ def _profile_info(admin: AdminClient, profile: str) -> dict[str, Any]:
 # --- the table ------------------------------------------------------------------------------
 
 
+def http_targets(rows: list[Row], many: int) -> dict[str, Any]:
+    """The issue's targets of (a)/(b), each with its figure, in the JSON."""
+    by_name = {row.name: row for row in rows}
+    noop = by_name[f"throughput, {many} connections"]
+    cpu = by_name[f"daemon CPU per call, {many} conn"]
+    p50, p99 = by_name["p50, 1 connection"], by_name["p99, 1 connection"]
+    out: dict[str, Any] = {
+        "noop_x_bare_aiohttp": {"figure": noop.ratio, "target": ">= 1.0", "met": noop.met},
+        "p50_added_ms_1_connection": {"figure": p50.figure - p50.baseline, "target": "<= 0.15",
+                                      "met": p50.met},
+        "p99_added_ms_1_connection": {"figure": p99.figure - p99.baseline, "target": "<= 1.0",
+                                      "met": p99.met},
+        "daemon_cpu_us_per_call": {"figure": cpu.figure, "target": "<= 40", "met": cpu.met},
+    }  # fmt: skip
+    nginx = by_name.get(f"nginx fixed 200, {many} connections")
+    if nginx is not None:
+        out["nginx_fixed_200_rps"] = {"figure": nginx.figure, "x_bare_aiohttp": nginx.ratio}
+    return out
+
+
 def http_rows(
     bare: dict[int, LoadResult], ours: dict[int, LoadResult], cpu: dict[int, float],
-    bare_cpu: dict[int, float], nginx: LoadResult | None,
+    bare_cpu: dict[int, float], nginx: LoadResult | None, replica_cpu: float = float("nan"),
 ) -> list[Row]:  # fmt: skip
     one_b, one_o = bare[1], ours[1]
     many = max(bare)
@@ -188,6 +231,8 @@ def http_rows(
         Row("throughput, 1 connection", one_o.rps, one_b.rps, "req/s", "(no target)", True),
         Row(f"daemon CPU per call, {many} conn", cpu[many], bare_cpu[many], "us", "<= 40 us",
             cpu[many] <= 40.0, "baseline = the bare server's CPU per request"),
+        Row("replicas' CPU per call, all runs", replica_cpu, bare_cpu[many], "us", "(no target)",
+            True, "the worker and its supervisor (cgroup); baseline = the bare server's"),
         Row("p50, 1 connection", one_o.p50_ms, one_b.p50_ms, "ms", "<= bare + 0.15 ms",
             one_o.p50_ms - one_b.p50_ms <= 0.15, f"+{one_o.p50_ms - one_b.p50_ms:.2f} ms"),
         Row("p99, 1 connection", one_o.p99_ms, one_b.p99_ms, "ms", "<= bare + 1 ms",
@@ -279,6 +324,7 @@ def main() -> int:
     parser.add_argument("--connections", default="1,32")
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--no-metrics", action="store_true", help="(b) with metrics off")
     parser.add_argument("--skip-replica", action="store_true")
     parser.add_argument("--skip-metrics", action="store_true")
     parser.add_argument("--skip-concurrency", action="store_true")
@@ -298,12 +344,15 @@ def main() -> int:
     rows: list[Row] = []
     if not args.skip_http:
         bare, bare_cpu = load_bare(conns, args.seconds)
-        ours, info = load_daemon(conns, args.seconds, args.profile, None)
+        ours, info = load_daemon(conns, args.seconds, args.profile, None, not args.no_metrics)
         nginx = load_nginx(max(conns), args.seconds)
         out["http"] = {"bare": _dump(bare), "scriptd": _dump(ours), "profile": info,
                        "bare_cpu_us_per_request": bare_cpu,
                        "nginx": nginx.to_json() if nginx else None}  # fmt: skip
-        rows += http_rows(bare, ours, info["daemon_cpu_us_per_call"], bare_cpu, nginx)
+        http = http_rows(bare, ours, info["daemon_cpu_us_per_call"], bare_cpu, nginx,
+                         info["replica_cpu_us_per_call"])  # fmt: skip
+        out["targets"] = http_targets(http, max(conns))
+        rows += http
     if not args.skip_concurrency:
         out["concurrency"] = invoke_concurrency.measure(
             max(conns), args.conc_seconds, args.profile, args.io_seconds, args.conc_rounds
@@ -334,6 +383,7 @@ def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> N
         info = out["http"]["profile"]
         print(f"(a)/(b) no-op Python function, profile {info.get('profile')} "
               f"({info.get('vcpus')} vCPU quota, {info.get('workers')} worker(s)), cached key, "
+              f"metrics {'on' if info.get('metrics') else 'off'}, "
               f"POST {BODY.decode()} for {args.seconds:g} s per run")  # fmt: skip
         for c in sorted(out["http"]["bare"]):
             print(_loads_line("bare", LoadResult(**out["http"]["bare"][c])))

@@ -5,7 +5,7 @@ Prints the daemon's CPU per call (/proc), then the functions with the most sampl
 by own time and including callees. Needs root (sandboxes), wrk and py-spy
 (`pip install py-spy`; it is not a dependency of scriptd).
 
-    .venv/bin/python -m bench.profile_gateway [--seconds 10] [--connections 32]
+    .venv/bin/python -m bench.profile_gateway [--seconds 10] [--connections 32] [--native]
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--native", action="store_true",
+                        help="C frames too (py-spy then pauses the daemon per sample)")  # fmt: skip
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     with tempfile.TemporaryDirectory(prefix="scriptd-profile-") as tmp:
@@ -63,9 +65,10 @@ def main() -> int:
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
             run_load(url, BODY, headers, 1, 1)  # warm-up; caches the key
             raw = root / "profile.txt"
+            mode = ["--native"] if args.native else ["--nonblocking"]
             spy = threading.Thread(target=subprocess.run, args=([
                 py_spy, "record", "-p", str(pid), "-d", str(max(1, args.seconds - 2)),
-                "-f", "raw", "-o", str(raw), "-r", "250", "--nonblocking",
+                "-f", "raw", "-o", str(raw), "-r", "250", *mode,
             ],), kwargs={"capture_output": True})  # fmt: skip
             before = cpu_seconds(pid)
             spy.start()

@@ -343,6 +343,7 @@ class DaemonProcess:
         self._new_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.python = sys.executable  # the interpreter the daemon runs on
+        self.repo = REPO  # the tree whose daemon runs (bench/invoke_ab.py runs another)
         self._notify: socket.socket | None = None
         self._notify_name = ""
         self.notices: list[str] = []  # sd_notify states of the last start ("READY=1", ...)
@@ -390,7 +391,7 @@ class DaemonProcess:
         self._open_notify_socket()
         env = {**os.environ, "NOTIFY_SOCKET": "@" + self._notify_name}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=REPO, stdout=log, stderr=log, env=env)
+            self.proc = subprocess.Popen(self.argv, cwd=self.repo, stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "READY=1" in self._read_notices(0.05):

@@ -189,15 +189,17 @@ class ReplicaEgress:
         when it sent nothing. What came through the replica's shared port is added
         too: a worker without a lane, or a client made before the worker was (at
         import, in the supervisor) that kept the shared port."""
-        names = [replica] if lane is None else [lane_name(replica, lane), replica]
-        logs = []
-        for name in names:
-            channel = self.proxy.channels.get(name)
-            if channel is not None and channel.log.total > 0:
-                logs.append(channel.take_log().to_json())
-        if not logs:
-            return None
-        return logs[0] if len(logs) == 1 else merged_log(logs[0], logs[1])
+        channels = self.proxy.channels  # once per call: no list, no loop
+        shared = channels.get(replica)
+        if shared is not None and shared.log.total == 0:
+            shared = None
+        own = None if lane is None else channels.get(lane_name(replica, lane))
+        if own is not None and own.log.total == 0:
+            own = None
+        if own is None:
+            return None if shared is None else shared.take_log().to_json()
+        log = own.take_log().to_json()
+        return log if shared is None else merged_log(log, shared.take_log().to_json())
 
     def counters(self, replica: str) -> dict[str, int] | None:
         """On the loop: the replica's bytes and connections through the proxy since it

@@ -209,15 +209,19 @@ class Gateway:
         """A fresh execution id (of a call, or of an asynchronous call)."""
         return f"{self._prefix}{next(self._ids):x}"
 
-    def new_record(self, target: RunTarget, function: str, key: str | None) -> Call:
-        """A call's record, "rejected" until it is answered; its id is the call's."""
+    def new_record(
+        self, target: RunTarget, function: str, key: str | None, bind: bool = True
+    ) -> Call:
+        """A call's record, "rejected" until it is answered; its id is the call's.
+        `bind`: the caller is the call's own task, and what it logs names the call
+        (daemon/core/log_context.py)."""
         cid = f"{self._prefix}{next(self._ids):x}"
         record = Call(cid, target.script_id, target.version, function, key, "rejected",
                       time.time(), None, None, None, 0)  # fmt: skip
         record.secrets = target.secret_values  # masked in what is recorded
         record.script = target.script
-        # the call's own task: what it logs names the call (daemon/core/log_context.py)
-        log_context.bind(script=target.script, version=target.version, execution_id=cid)
+        if bind:
+            log_context.bind(script=target.script, version=target.version, execution_id=cid)
         return record
 
     def keep_inputs(self, record: Call, inputs_json: bytes) -> None:
@@ -226,12 +230,14 @@ class Gateway:
 
     def record_answer(self, record: Call, result: CallResult) -> bytes:
         """Record a call that returned; the answer's body."""
-        body = orjson.dumps({"result": result.value})
+        value = result.value
+        body = orjson.dumps({"result": value})
         record.status = "ok"
         record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
         record.cpu_ms = result.cpu_ms
         record.peak_memory_bytes = result.frame.get("peak_memory_bytes")
-        self.recorder.keep_result(record, result.value, len(body) - 11)  # {"result":}
+        if value is not None:  # its JSON is the answer's, between {"result": and }
+            self.recorder.keep_result(record, orjson.Fragment(body[10:-1]), len(body) - 11)
         record.stdout, record.stderr = result.stdout, result.stderr
         record.http_log = self.http_log(result.replica, result.egress_lane, result.shared)
         self.recorder.record(record)

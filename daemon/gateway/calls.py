@@ -21,7 +21,10 @@ object on the common path.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+from collections.abc import Coroutine
+from typing import Any
 
 import orjson
 from aiohttp.http_parser import _has_authority
@@ -37,6 +40,7 @@ from daemon.gateway.front_types import (
     AnswerWriter,
     BodySink,
     Request,
+    Respond,
     error_answer,
 )
 from daemon.gateway.recorder import Call
@@ -49,15 +53,19 @@ from daemon.gateway.step_calls import (
 )
 from daemon.keys.checker import KeyOk, KeyRefused
 from daemon.serving.call_errors import CallError
+from daemon.serving.dispatcher import CallResult
 from daemon.serving.replica_runner import ServingVersion
 
 __all__ = ["FrontCalls"]
+
+log = logging.getLogger(__name__)
 
 # Served by the aiohttp app: uploads, the asynchronous calls' /v1/executions/{id}, and
 # the documents (_is_document).
 _BRIDGED_TEXT = ("/v1/uploads/", "/v1/executions/")
 _BRIDGED = tuple(prefix.encode() for prefix in _BRIDGED_TEXT)
 _OPENAPI_TEXT = "/openapi.json"
+_OPENAPI = _OPENAPI_TEXT.encode()
 
 
 _HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
@@ -85,7 +93,9 @@ class FrontCalls:
         raw = request.url
         if b"%" not in raw:
             path = raw.split(b"?", 1)[0]
-            bridged = path.startswith(_BRIDGED) or _is_document(path.decode("latin-1"))
+            bridged = path.startswith(_BRIDGED) or (
+                path.endswith(_OPENAPI) and _is_document(path.decode("latin-1"))
+            )
             return self.fallback.open(request, out) if bridged else None
         try:
             path_safe, _ = _paths(request)
@@ -95,32 +105,58 @@ class FrontCalls:
             return None  # the call routes and /healthz: the front's own
         return self.fallback.open(request, out)
 
-    def handle(self, request: Request) -> Answer | asyncio.Future[Answer]:
+    def handle(self, request: Request, respond: Respond) -> Answer | None:
         try:
             path_safe, path = _paths(request)
         except ValueError:
             return error_answer(400, "bad_request", "malformed HTTP request: invalid URL")
         method = request.method
         if method == "POST":
-            task = self._post(request, path_safe)
-            if task is not None:
-                return task
+            route = _call_route(path_safe)
+            if route is not None:
+                name, function = route
+                if function is not None:
+                    return self.call_now(request, name, function, respond)
+                self._run(self.call(request, name, None), respond)
+                return None
         elif path_safe == "/healthz" and method in ("GET", "HEAD"):
             return _HEALTHZ
         return no_route(method, path)
 
-    def _post(self, request: Request, path_safe: str) -> asyncio.Task[Answer] | None:
-        """The task answering a POST to a call route, or None (no such route)."""
-        parts = path_safe.split("/")
-        if len(parts) < 5 or parts[1] != "v1" or parts[2] != "scripts" or not _segment(parts[3]):
+    def _run(self, coro: Coroutine[Any, Any, Answer], respond: Respond) -> None:
+        """The slow paths: a task of their own, answered when it ends."""
+        task = self._loop.create_task(coro)
+        task.add_done_callback(lambda done: respond(_task_answer(done)))
+
+    def call_now(
+        self, request: Request, name: str, function: str, respond: Respond
+    ) -> Answer | None:
+        """A function's call on the hot path: with a cached key and no Prefer header,
+        every check runs here at once, with no coroutine around them, and only the
+        dispatcher's own wait is a task (nothing of the call's is logged here, so no
+        log context is bound). Anything else takes `call`, the same checks awaited."""
+        gateway, watched = self.gateway, request.watched
+        serving = gateway.routes.serving(name)
+        authorization = watched.get(b"authorization")
+        check = None
+        if serving is not None and authorization is not None and b"prefer" not in watched:
+            check = gateway.keys.cached(authorization)
+        if check is None:
+            self._run(self.call(request, name, function), respond)
             return None
-        if len(parts) == 6 and parts[4] == "functions" and _segment(parts[5]):
-            function: str | None = _unquote(parts[5])
-        elif len(parts) == 5 and parts[4] == "run":
-            function = None  # a code step's run
-        else:
-            return None
-        return self._loop.create_task(self.call(request, _unquote(parts[3]), function))
+        assert serving is not None
+        if check.script != name:
+            return error_answer(
+                403, "forbidden", f"this API key belongs to another script, not {name!r}"
+            )
+        record = gateway.new_record(serving.target, function, check.key_name, bind=False)
+        body = self.checked_body(request, serving, record)
+        if isinstance(body, Answer):
+            return body
+        call = serving.dispatcher.call(function, payload_json=body, call_id=record.id)
+        task = self._loop.create_task(call)  # the dispatcher's own wait, nothing around it
+        task.add_done_callback(lambda done: respond(self.answered(record, done)))
+        return None
 
     async def call(self, request: Request, name: str, function: str | None) -> Answer:
         """A function's call, or with `function` None a code step's run."""
@@ -173,13 +209,27 @@ class FrontCalls:
     async def dispatch(
         self, request: Request, serving: ServingVersion, function: str, key: str
     ) -> Answer:
-        gateway = self.gateway
-        target, dispatcher = serving.target, serving.dispatcher
-        record = gateway.new_record(target, function, key)
-        cid = record.id
-        known = dispatcher.functions
+        record = self.gateway.new_record(serving.target, function, key)
+        body = self.checked_body(request, serving, record)
+        if isinstance(body, Answer):
+            return body
+        try:
+            result = await serving.dispatcher.call(function, payload_json=body, call_id=record.id)
+        except CallError as exc:
+            return self.failed(record, exc)
+        return Answer(200, self.gateway.record_answer(record, result),
+                      (_CT, (EXECUTION_HEADER, record.id)))  # fmt: skip
+
+    def checked_body(
+        self, request: Request, serving: ServingVersion, record: Call
+    ) -> bytes | Answer:
+        """The call's body, a JSON object, kept in its record's inputs; or the refusal
+        (recorded): an unknown function (named before the body is judged), a body too
+        large, not JSON, not an object."""
+        gateway, function = self.gateway, record.function
+        known = serving.dispatcher.functions
         if known is not None and function not in known:
-            message = f"script {target.script!r} has no function {function!r}"
+            message = f"script {serving.target.script!r} has no function {function!r}"
             return self.reject(record, 404, "not_found", message)
         raw = request.body
         if raw is None:
@@ -193,12 +243,23 @@ class FrontCalls:
         if type(payload) is not dict:
             return self.reject(record, 400, "bad_request", "the body must be a JSON object")
         gateway.keep_inputs(record, body)
+        return body
+
+    def answered(self, record: Call, done: asyncio.Task[CallResult]) -> Answer:
+        """The answer to a call the dispatcher ended, recorded."""
         try:
-            result = await dispatcher.call(function, payload_json=body, call_id=cid)
+            result = done.result()
         except CallError as exc:
             return self.failed(record, exc)
-        out = gateway.record_answer(record, result)
-        return Answer(200, out, (_CT, (EXECUTION_HEADER, cid)))
+        except BaseException:  # as a failed task of `call` would: the front answers 500
+            log.exception("call %s failed in the gateway", record.id)
+            return error_answer(500, "internal", "the gateway failed to answer")
+        try:
+            out = self.gateway.record_answer(record, result)
+        except Exception:
+            log.exception("recording call %s failed", record.id)
+            return error_answer(500, "internal", "the gateway failed to answer")
+        return Answer(200, out, (_CT, (EXECUTION_HEADER, record.id)))
 
     async def run_step(self, request: Request, serving: ServingVersion, key: str) -> Answer:
         """A code step's run, as daemon/gateway/step_route.py answers it."""
@@ -264,6 +325,25 @@ def _details(request: Request) -> bool:
         return False
     url = _yarl_url(request.url.decode("utf-8", "surrogateescape"), request.method)
     return wants_details(url.query.get("details", ""))
+
+
+def _task_answer(task: asyncio.Task[Answer]) -> Answer:
+    if task.cancelled() or task.exception() is not None:
+        return error_answer(500, "internal", "the gateway failed to answer")
+    return task.result()
+
+
+def _call_route(path_safe: str) -> tuple[str, str | None] | None:
+    """(script, function) of a POST to a function's call route, (script, None) of a
+    code step's run, else None."""
+    parts = path_safe.split("/")
+    if len(parts) < 5 or parts[1] != "v1" or parts[2] != "scripts" or not _segment(parts[3]):
+        return None
+    if len(parts) == 6 and parts[4] == "functions" and _segment(parts[5]):
+        return _unquote(parts[3]), _unquote(parts[5])
+    if len(parts) == 5 and parts[4] == "run":
+        return _unquote(parts[3]), None
+    return None
 
 
 def _is_document(path: str) -> bool:

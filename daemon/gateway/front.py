@@ -221,8 +221,8 @@ class _Connection(asyncio.Protocol):
             request.body = None
             self._start(request, slot, close=True)
             return
-        expect = request.header(b"expect")
-        if expect is not None and expect.lower() == "100-continue" and length != 0:
+        expect = request.watched.get(b"expect")
+        if expect is not None and expect.lower() == b"100-continue" and length != 0:
             slot.interim = _CONTINUE
             if self.slots[0] is slot:
                 self._write_interim(slot)
@@ -264,24 +264,15 @@ class _Connection(asyncio.Protocol):
             self.closing = self.ignoring = True  # its body may be unread: read no more
             self.request = self.slot = None
         try:
-            answer = self.app.handle(request)
+            answer = self.app.handle(request, lambda a: self._answer(slot, request, a, close))
         except Exception:
             answer = error_answer(500, "internal", "the gateway failed to answer")
-        if isinstance(answer, Answer):
+        if answer is not None:
             self._answer(slot, request, answer, close)
-            return
-        answer.add_done_callback(lambda fut: self._answered(fut, slot, request, close))
-
-    def _answered(
-        self, fut: asyncio.Future[Answer], slot: Slot, request: Request, close: bool
-    ) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            answer = error_answer(500, "internal", "the gateway failed to answer")
-        else:
-            answer = fut.result()
-        self._answer(slot, request, answer, close)
 
     def _answer(self, slot: Slot, request: Request, answer: Answer, close: bool) -> None:
+        if slot.data is not None:
+            return  # answered already (an app that failed after it scheduled an answer)
         close = close or answer.close or slot.request_close
         slot.request_close = close
         slot.data = encode(answer, request, close, self.server.date)

@@ -3,8 +3,8 @@ served application provides (daemon/gateway/front.py serves it)."""
 
 from __future__ import annotations
 
-import asyncio
 import http
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +21,7 @@ __all__ = [
     "BodySink",
     "FrontLimits",
     "Request",
+    "Respond",
     "content_length",
     "encode",
     "error_answer",
@@ -122,6 +123,9 @@ class AnswerWriter(Protocol):
     def closed(self) -> bool: ...
 
 
+Respond = Callable[[Answer], None]
+
+
 class App(Protocol):
     """What the server serves: one `handle` per complete request, or per request
     whose body went past `max_body_bytes` as soon as that is known (its `body` is
@@ -134,34 +138,49 @@ class App(Protocol):
         another server answers it (writing to `out`), else None."""
         ...
 
-    def handle(self, request: Request) -> Answer | asyncio.Future[Answer]:
-        """An answer now, or a future of it (a task)."""
+    def handle(self, request: Request, respond: Respond) -> Answer | None:
+        """An answer now, or None and `respond(answer)` later, once (from a callback:
+        a call answered by its worker costs no future or task of the front's)."""
         ...
 
 
+_STATUS_LINES = {
+    (version, status): f"HTTP/{version} {status} {reason}\r\n"
+    for version in ("1.0", "1.1")
+    for status, reason in _REASONS.items()
+}
+
+
 def encode(answer: Answer, request: Request, close: bool, date: bytes) -> bytes:
-    """The bytes of an answer to `request` (no body for HEAD)."""
+    """The bytes of an answer to `request` (no body for HEAD), in one join."""
     status = answer.status
     version = "1.0" if request.version == "1.0" else "1.1"
-    lines = [f"HTTP/{version} {status} {_REASONS.get(status, 'Unknown')}"]
-    lines.extend(f"{name}: {value}" for name, value in answer.headers)
-    lines.append(f"Content-Length: {len(answer.body)}")
+    line = _STATUS_LINES.get((version, status)) or f"HTTP/{version} {status} Unknown\r\n"
+    body = answer.body
+    head = [line]
+    for name, value in answer.headers:
+        head.append(f"{name}: {value}\r\n")
+    head.append(f"Content-Length: {len(body)}\r\n")
     if close:
         if version == "1.1":
-            lines.append("Connection: close")
+            head.append("Connection: close\r\n")
     elif version == "1.0":
-        lines.append("Connection: keep-alive")
-    head = "\r\n".join(lines).encode("latin-1") + b"\r\nDate: " + date + b"\r\nServer: scriptd"
+        head.append("Connection: keep-alive\r\n")
+    head.append("Date: ")
+    text = "".join(head).encode("latin-1")
     if request.method == "HEAD":
-        return head + b"\r\n\r\n"
-    return head + b"\r\n\r\n" + answer.body
+        return b"".join((text, date, _HEAD_END))
+    return b"".join((text, date, _HEAD_END, body))
+
+
+_HEAD_END = b"\r\nServer: scriptd\r\n\r\n"
 
 
 def content_length(request: Request) -> int | None:
-    value = request.header(b"content-length")
+    value = request.watched.get(b"content-length")
     if value is None:
         return None
     try:
-        return int(value)
+        return int(value)  # bytes: as int() reads its text, without decoding it first
     except ValueError:
         return None

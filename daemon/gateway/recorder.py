@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -112,44 +114,57 @@ def _ms(t: float) -> int:
 
 def to_values(call: Call, limit: int) -> Values:
     """A Call as the store's values: the traceback cut to `limit` characters
-    (stdout/stderr are cut by `record`), result and error encoded."""
+    (stdout/stderr are cut by `record`), result and error encoded. Runs on the loop
+    once per call: a Values made from a plain tuple (its generated __new__ costs four
+    times that), and no masking where the script has no secrets."""
+    received = call.received_at
+    queue_ms, run_ms = call.queue_ms, call.run_ms
     started = ended = None
-    if call.queue_ms is not None:
-        started_s = call.received_at + call.queue_ms / 1000
+    if queue_ms is not None:
+        started_s = received + queue_ms / 1000
         started = _ms(started_s)
-        if call.run_ms is not None:
-            ended = _ms(started_s + call.run_ms / 1000)
+        if run_ms is not None:
+            ended = _ms(started_s + run_ms / 1000)
     error = call.error
     if error is not None and "traceback" in error:
         error = {**error, "traceback": _cut(str(error["traceback"]), limit)}
     logs = call.stdout
     if call.stderr:
         logs += "\n[stderr]\n" + call.stderr
-    mask = _masker(call.secrets)
-    return Values(
+    texts = [_json(call.result), _json(error), logs or None, _json(call.http_log),
+             _json(call.details)]  # fmt: skip
+    mask = _masker(call.secrets) if call.secrets else None
+    if mask is not None:
+        texts = [None if t is None else mask(t, i != 2) for i, t in enumerate(texts)]  # 2: logs
+    return _VALUES(Values, (
         call.id, call.script_id, call.version, call.function, call.key_name, call.status,
-        _ms(call.received_at), started, ended, call.queue_ms, call.run_ms, call.cpu_ms,
-        call.peak_memory_bytes, call.input_bytes,
-        _json(call.result, mask), _json(error, mask), mask(logs, False) or None,
-        _json(call.http_log, mask), _json(call.details, mask),
-    )  # fmt: skip
+        _ms(received), started, ended, queue_ms, run_ms, call.cpu_ms,
+        call.peak_memory_bytes, call.input_bytes, *texts,
+    ))  # fmt: skip
 
 
-def _json(value: Any, mask: Any) -> str | None:
-    return None if value is None else mask(orjson.dumps(value, default=str).decode(), True)
+_VALUES = tuple.__new__
+
+
+def _json(value: Any) -> str | None:
+    """JSON text of a value; an orjson.Fragment (JSON encoded already) as it is."""
+    return None if value is None else orjson.dumps(value, default=str).decode()
 
 
 MASK = "********"
 _MIN_SECRET = 4  # shorter values would mask ordinary words
+Masker = Callable[[str, bool], str]
 
 
-def _masker(secrets: tuple[str, ...]) -> Any:
+@functools.lru_cache(maxsize=256)
+def _masker(secrets: tuple[str, ...]) -> Masker | None:
     """mask(text, is_json): the text with every secret value replaced by MASK (in
-    JSON text, as the value's escaped form). Longest first: a secret holding
-    another is masked whole."""
+    JSON text, as the value's escaped form), or None when no value is long enough
+    to mask. Longest first: a secret holding another is masked whole. Cached: a
+    version's secrets are the same tuple on every call."""
     values = sorted((v for v in secrets if len(v) >= _MIN_SECRET), key=len, reverse=True)
     if not values:
-        return lambda text, _is_json: text
+        return None
     escaped = [orjson.dumps(v).decode()[1:-1] for v in values]
 
     def mask(text: str, is_json: bool) -> str:

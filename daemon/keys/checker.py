@@ -84,9 +84,11 @@ class KeyRefused:
 
 KeyCheck = KeyOk | KeyRefused
 _OVERLOAD_RETRY_S = 1.0  # when max_pending_verifies are already queued
+_BEARER_LENGTH = len("Bearer ") + KEY_LENGTH
 
 
 def _digest(token: str) -> bytes:
+    # KeyChecker.cached digests the header's bytes the same way
     return hashlib.blake2b(token.encode("ascii"), digest_size=32).digest()
 
 
@@ -150,6 +152,20 @@ class KeyChecker:
         if digest is None:
             return self._fail(bucket, Refusal.MALFORMED)
         return await self._check_uncached(token, digest, bucket)
+
+    def cached(self, authorization: bytes) -> KeyOk | None:
+        """Step 2 alone, for the gateway's hot path: the cached verdict of a raw
+        ``Authorization`` header of exactly ``Bearer <key>`` (what clients send), in
+        one digest and one dict lookup, with no coroutine and no decoding. None: not
+        cached, or written another way; then `check` decides. A hit needs the bytes
+        after ``Bearer `` to be a verified key, so it answers as `check` would."""
+        if len(authorization) != _BEARER_LENGTH or authorization[:7] != b"Bearer ":
+            return None
+        hit = self._cache.get(hashlib.blake2b(authorization[7:], digest_size=32).digest())
+        if hit is not None:
+            self.stats["cache_hit"] += 1
+            self._last_used[hit.key_id] = self._wall_clock()
+        return hit
 
     def invalidate_key(self, key_id: str) -> None:
         """Forget a key at once (it was deleted): its next use goes to the store."""

@@ -280,6 +280,8 @@ class Worker:
         was_alive = self.alive
         self.alive = False
         self.channel = None
+        if self.memory is not None:  # its file stays open while the worker serves
+            self.memory.close()
         if exc is not None and was_alive:
             log.warning("%s: worker %d socket closed: %s", self.owner, self.number, exc)
         lost = []

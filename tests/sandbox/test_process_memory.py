@@ -70,6 +70,8 @@ def test_a_process_peak_is_reset_and_read_and_its_oom_counted(cgroot) -> None:
                 peaks.append(probe.peak())
             assert peaks[0] is not None and peaks[0] >= 80 * MIB, peaks
             assert peaks[1] is not None and peaks[1] < 40 * MIB, peaks
+            probe.close()  # its file was kept open: closed now, it says nothing more
+            assert probe.peak() is None
             assert box.usage().oom_kills == 0
             (shared / "go-2").touch()  # 400 MiB: over the sandbox's 300 MiB
             exit = box.wait_blocking(30)

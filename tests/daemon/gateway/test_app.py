@@ -159,7 +159,8 @@ async def test_ok(setup: Any) -> None:
     assert (rec.id, rec.script_id, rec.version, rec.key_name, rec.status) == (
         cid, 1, 3, "key a", "ok",
     )  # fmt: skip
-    assert (rec.input_bytes, rec.cpu_ms, rec.stdout, rec.result) == (8, 1.0, "out", "value")
+    assert (rec.input_bytes, rec.cpu_ms, rec.stdout) == (8, 1.0, "out")
+    assert rec.values.result == '"value"'  # the answer's JSON, not encoded again
 
 
 async def test_order_of_checks(setup: Any) -> None:

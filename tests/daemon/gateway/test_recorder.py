@@ -188,3 +188,20 @@ async def test_rows_fit_the_real_store(tmp_path: Path) -> None:
     got = store.get_execution("c1")
     assert got is not None and got.status == "error" and got.error == {"type": "E", "message": "m"}
     store.close()
+
+
+def test_secret_values_are_masked_in_every_text_and_an_encoded_result_kept_as_it_is() -> None:
+    import orjson
+
+    from daemon.gateway.recorder import to_values
+
+    secret = 'pa"ss-1234'
+    record = call(1, secrets=(secret, "abc"), stdout=f"out {secret}", stderr="",
+                  result=orjson.Fragment(orjson.dumps({"token": secret, "n": 1.50})),
+                  error={"type": "E", "message": f"bad {secret}"})  # fmt: skip
+    values = to_values(record, 100)
+    assert values.logs == "out ********"  # "abc" is too short to mask
+    assert values.result == '{"token":"********","n":1.5}'
+    assert values.error == '{"type":"E","message":"bad ********"}'
+    plain = to_values(call(2, result=orjson.Fragment(b'{"n":1.50}')), 100)
+    assert plain.result == '{"n":1.50}' and plain.error is None and plain.logs is None

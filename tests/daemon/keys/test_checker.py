@@ -131,6 +131,28 @@ async def test_a_cached_key_costs_no_lookup_and_no_argon2(
     assert checker.stats["cache_hit"] == 100
 
 
+async def test_the_raw_header_fast_path_answers_only_what_check_cached(
+    checker: KeyChecker, store: FakeStore, minted: list[MintedKey]
+) -> None:
+    header = store.add(minted[0], script="hello", name="prod")
+    raw = header.encode()
+    assert checker.cached(raw) is None  # not verified yet: check() decides
+    first = await checker.check(header, CLIENT)
+    checker.take_last_used()
+    assert checker.cached(raw) == first
+    assert list(checker.take_last_used()) == [minted[0].key_id]  # its use is written too
+    for other in (
+        raw.replace(b"Bearer", b"bearer"),
+        raw + b" ",
+        raw[:-1] + b"x",
+        wrong_secret(header).encode(),
+        b"Bearer " + "é".encode() * 29 + b"x",
+    ):
+        assert checker.cached(other) is None
+    checker.invalidate_script("hello")
+    assert checker.cached(raw) is None
+
+
 @pytest.mark.parametrize(
     ("header", "reason"),
     [
