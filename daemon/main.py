@@ -37,7 +37,6 @@ from daemon.account.metrics_wiring import metric_readings, serve_metrics
 from daemon.account.services import AccountServices
 from daemon.admin.app import make_app, serve_unix
 from daemon.admin.console_routes import LinkIssuer
-from daemon.admin.try_routes import Tryout
 from daemon.build.builder import Builder
 from daemon.build.catalogue import Catalogue, discover_runtimes
 from daemon.config.daemon_config import Config
@@ -58,6 +57,7 @@ from daemon.gateway.front_serve import serve_front
 from daemon.gateway.recorder import ExecutionRecorder
 from daemon.gateway.serving_table import Routes, ServingRunner
 from daemon.gateway.step_route import StepRoute
+from daemon.gateway.tryout import Tryout
 from daemon.gateway.uploads_route import Uploads
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.context import Context
@@ -283,9 +283,10 @@ async def _serve(
     gw = Gateway(routes, ctx.keys, store, recorder, config.max_body_bytes,
                  config.trusted_proxies, http_logs, closer)  # fmt: skip
     steps = StepRoute(gw)
-    links = await _serve_console(config, lc, teardown) if config.console_enabled else None
+    tryout = Tryout(gw, steps)
+    links = await _serve_console(config, lc, tryout, teardown) if config.console_enabled else None
     admin = await serve_unix(
-        make_app(lc, config, catalogue, logs, Tryout(gw, steps), links),
+        make_app(lc, config, catalogue, logs, tryout, links),
         config.admin_socket,
         config.admin_socket_mode,
         config.admin_socket_group,
@@ -318,10 +319,12 @@ async def _serve(
     await stop.wait()
 
 
-async def _serve_console(config: Config, lc: Lifecycle, teardown: Teardown) -> LinkIssuer:
+async def _serve_console(
+    config: Config, lc: Lifecycle, tryout: Tryout, teardown: Teardown
+) -> LinkIssuer:
     """The web console on its own listener; the admin API issues its sign-in links."""
     signin = SignIn(config.console_link_ttl_s)
-    console = await serve_console(make_console(lc, signin), config)
+    console = await serve_console(make_console(lc, signin, tryout), config)
     teardown.add(ADMIN, "web console", console.cleanup)
     log.info("web console on %s:%d", config.console_host, config.console_port)
     return ConsoleLinks(signin, config).link

@@ -26,6 +26,7 @@ from daemon.account.autoscaler_loop import ScalableRunner, Scaling
 from daemon.account.mailer_loop import Notifications
 from daemon.account.metering_loop import Metering
 from daemon.account.retention_loop import Retention
+from daemon.account.usage_loop import UsageSampling
 from daemon.config.daemon_config import Config
 from daemon.core.credits import format_credits
 from daemon.core.models import Resources, Script, Version
@@ -55,17 +56,22 @@ class _Nothing:
 class ScaledRunner:
     """The lifecycle's Runner: the given one, with autoscaling and metering around it."""
 
-    def __init__(self, inner: Runner, scaling: Scaling, metering: Metering) -> None:
+    def __init__(
+        self, inner: Runner, scaling: Scaling, metering: Metering, usage: UsageSampling
+    ) -> None:
         self.inner = inner
         self._scaling = scaling
         self._metering = metering
+        self._usage = usage
 
     async def start(self, target: RunTarget) -> None:
         await self.inner.start(target)  # raises RunnerError: nothing of ours changes
         self._metering.started(target)
         self._scaling.started(target)
+        self._usage.started(target)
 
     async def stop(self, script: str) -> None:
+        self._usage.stopped(script)
         self._scaling.stopped(script)
         self._metering.stopped(script)
         await self.inner.stop(script)
@@ -83,7 +89,8 @@ class AccountServices:
         self.notifications = Notifications(config, store)
         self.metering = Metering(config, store, source, self.notifications)
         self.scaling = Scaling(source, store, config.account.autoscale)
-        self.runner = ScaledRunner(inner, self.scaling, self.metering)
+        self.usage = UsageSampling(source, store, config.account.autoscale.sample_s)
+        self.runner = ScaledRunner(inner, self.scaling, self.metering, self.usage)
         self.retention = Retention(config, store, StateDir(config.state_dir))
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -98,6 +105,7 @@ class AccountServices:
             loop.create_task(self.metering.run(), name="metering"),
             loop.create_task(self.notifications.run(), name="outbox"),
             loop.create_task(self.retention.run(), name="retention"),
+            loop.create_task(self.usage.run(), name="usage-samples"),
         ]
 
     async def close(self) -> None:

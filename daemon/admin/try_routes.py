@@ -7,30 +7,19 @@ They go through the gateway's own dispatch (daemon/gateway/app.py, step_route.py
 so the answers, the status codes and the execution records are the gateway's;
 the record's key name is "admin:<user>". A run answers with the details
 (logs, logs_discarded, stdout, stderr) as the gateway's ?details=1 does.
-`scriptctl run` and `scriptctl call` use them; the web console will too.
+`scriptctl run` and `scriptctl call` use them; the web console's Test tab calls the
+same `Tryout` (daemon/gateway/tryout.py) with the body of its form.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from daemon.admin.http import caller, json_response
 from daemon.admin.openapi import Route
-from daemon.gateway.app import Gateway
-from daemon.gateway.step_route import StepRoute
+from daemon.gateway.tryout import Tryout, admin_key
 
 __all__ = ["ROUTES", "TRY", "Tryout"]
-
-
-@dataclass(frozen=True)
-class Tryout:
-    """What the routes call through: the gateway and its step route."""
-
-    gateway: Gateway
-    steps: StepRoute
-
 
 TRY = web.AppKey("tryout", Tryout)
 
@@ -46,7 +35,7 @@ async def run_step(request: web.Request) -> web.Response:
     serving = tryout.gateway.routes.serving(name)
     if serving is None:
         return await tryout.gateway.not_serving(name)
-    return await tryout.steps.run_admitted(request, serving, f"admin:{caller(request)}", True)
+    return await tryout.steps.run_admitted(request, serving, admin_key(caller(request)), True)
 
 
 async def call_function(request: web.Request) -> web.Response:
@@ -57,7 +46,7 @@ async def call_function(request: web.Request) -> web.Response:
     serving = tryout.gateway.routes.serving(name)
     if serving is None:
         return await tryout.gateway.not_serving(name)
-    return await tryout.gateway.dispatch(request, serving, f"admin:{caller(request)}")
+    return await tryout.gateway.dispatch(request, serving, admin_key(caller(request)))
 
 
 ROUTES: tuple[Route, ...] = (

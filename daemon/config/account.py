@@ -26,6 +26,9 @@ class AutoscaleConfig:
     tolerance: float = 0.10  # |average / target - 1| within this: no change
     stabilisation_s: float = 300.0  # scale down only to the highest recommendation this old
     queue_wait_s: float = 1.0  # calls waiting longer than this scale up (the "queue" signal)
+    # seconds between two samples of a serving script's replicas and CPU (the console's
+    # chart of them); samples are kept a day
+    sample_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "autoscale.tolerance": (("autoscale", "tolerance"), number(0, 1)),
     "autoscale.stabilisation_s": (("autoscale", "stabilisation_s"), number(0, 86400)),
     "autoscale.queue_wait_s": (("autoscale", "queue_wait_s"), number(0, 3600)),
+    "autoscale.sample_s": (("autoscale", "sample_s"), number(0.05, 3600)),
     "credits.meter_interval_s": (("credits", "meter_interval_s"), number(0.05, 3600)),
     "credits.admission_hours": (("credits", "admission_hours"), _hours),
     "credits.low_balance": (("credits", "low_balance"), _low),

@@ -22,10 +22,21 @@ import jinja2
 from aiohttp import BodyPartReader, web
 
 from daemon.config.daemon_config import Config
-from daemon.console import account_pages, export_pages, filters, pages, script_pages, tabs, wizard
+from daemon.console import (
+    account_pages,
+    export_pages,
+    filters,
+    monitoring_tab,
+    pages,
+    script_pages,
+    tabs,
+    test_tab,
+    wizard,
+)
 from daemon.console.signin import Session, SignIn, SignInRefused
 from daemon.console.web import LIFECYCLE, MULTIPART, SESSION, SIGNIN, render, render_message
 from daemon.core.errors import ScriptdError
+from daemon.gateway.tryout import Tryout
 from daemon.lifecycle.actions import Lifecycle
 
 __all__ = ["COOKIE", "ConsoleLinks", "make_console", "serve_console"]
@@ -142,13 +153,16 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def make_console(lc: Lifecycle, signin: SignIn) -> web.Application:
+def make_console(lc: Lifecycle, signin: SignIn, tryout: Tryout | None = None) -> web.Application:
+    """The console's app; `tryout` calls scripts for the Test tab (None: it cannot)."""
     app = web.Application(
         middlewares=[security_headers, signed_in, errors_to_pages],
         client_max_size=lc.ctx.config.max_archive_bytes + (1 << 20),
     )
     app[LIFECYCLE] = lc
     app[SIGNIN] = signin
+    if tryout is not None:
+        app[test_tab.TRYOUT] = tryout
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -163,6 +177,8 @@ def make_console(lc: Lifecycle, signin: SignIn) -> web.Application:
     pages.add_routes(app.router)
     script_pages.add_routes(app.router)
     tabs.add_routes(app.router)
+    test_tab.add_routes(app.router)
+    monitoring_tab.add_routes(app.router)
     wizard.add_routes(app.router)
     account_pages.add_routes(app.router)
     export_pages.add_routes(app)

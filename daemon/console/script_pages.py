@@ -26,6 +26,8 @@ TABS = (
     ("endpoint", "Endpoint", "/endpoint"),
     ("keys", "API Keys", "/keys"),
     ("executions", "Executions", "/executions"),
+    ("test", "Test", "/test"),
+    ("monitoring", "Monitoring", "/monitoring"),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -10,11 +11,13 @@ from daemon.console import messages
 from daemon.console.script_pages import tab_context
 from daemon.console.web import act, form, lifecycle, render, session, user
 from daemon.core.errors import ScriptdError
+from daemon.gateway.step_calls import STEP_FUNCTION
 from daemon.lifecycle import call_services
+from daemon.lifecycle.monitoring import EXECUTION_STATUSES
 
 __all__ = ["add_routes"]
 
-STATUSES = ("ok", "error", "timeout", "oom", "crashed", "rejected")
+STATUSES = EXECUTION_STATUSES
 EXECUTIONS_SHOWN = 100
 
 
@@ -54,14 +57,47 @@ async def delete_key(request: web.Request) -> web.StreamResponse:
 
 async def executions_page(request: web.Request) -> web.Response:
     context = await tab_context(request, "executions")
-    status = request.query.get("status") or None
+    script = context["script"]
+    query = request.query
+    status = query.get("status") or None
     if status not in (None, *STATUSES):
         status = None
+    functions = [*script.functions, *([STEP_FUNCTION] if script.settings.step else [])]
+    function = query.get("function") or None
+    if function not in (None, *functions):
+        function = None
+    since, until = utc_time(query.get("from", "")), utc_time(query.get("to", ""), end=True)
+    bad = [f"{k} = {query[k]!r}" for k, v in (("from", since), ("to", until)) if v is None]
     _, rows = await call_services.executions(
-        lifecycle(request), context["script"].name, EXECUTIONS_SHOWN, status=status
-    )
-    context.update(rows=rows, status_filter=status or "", statuses=STATUSES)
+        lifecycle(request), script.name, EXECUTIONS_SHOWN, until or None, status,
+        since or None, function,
+    )  # fmt: skip
+    context.update(
+        rows=rows, status_filter=status or "", statuses=STATUSES, functions=functions,
+        function_filter=function or "", time_from=query.get("from", "") if since else "",
+        time_to=query.get("to", "") if until else "",
+        filtered=bool(status or function or since or until), shown=EXECUTIONS_SHOWN,
+        bad_times=bad,
+    )  # fmt: skip
     return render(request, "executions.html", context)
+
+
+def utc_time(text: str, end: bool = False) -> str | None:
+    """A form's date and time (UTC, as <input type="datetime-local"> sends it) as the
+    records' ISO text; "" when none was given, None when it is not one. The `end` of
+    a range given to the minute takes in that whole minute."""
+    text = text.strip()
+    if not text:
+        return ""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if end and len(text) == len("2026-12-05T00:20"):
+        moment += timedelta(minutes=1)
+    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 async def execution_page(request: web.Request) -> web.Response:

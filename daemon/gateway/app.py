@@ -178,18 +178,32 @@ class Gateway:
     async def dispatch(
         self, request: web.Request, serving: ServingVersion, key: str
     ) -> web.Response:
-        target, dispatcher = serving.target, serving.dispatcher
         function = request.match_info["function"]
-        record = self.new_record(target, function, key)
-        cid = record.id
+        record = self.new_record(serving.target, function, key)
         # An unknown function is named before the body is read or judged.
-        known = dispatcher.functions
-        if known is not None and function not in known:
-            message = f"script {target.script!r} has no function {function!r}"
-            return self.reject(record, 404, "not_found", message)
+        unknown = self.unknown_function(record, serving, function)
+        if unknown is not None:
+            return unknown
         raw = await self.read_body(request, record)
         if isinstance(raw, web.Response):
             return raw
+        return await self.dispatch_body(record, serving, function, raw)
+
+    def unknown_function(
+        self, record: Call, serving: ServingVersion, function: str
+    ) -> web.Response | None:
+        """The 404 (recorded) of a function the serving version does not have."""
+        known = serving.dispatcher.functions
+        if known is None or function in known:
+            return None
+        message = f"script {serving.target.script!r} has no function {function!r}"
+        return self.reject(record, 404, "not_found", message)
+
+    async def dispatch_body(
+        self, record: Call, serving: ServingVersion, function: str, raw: bytes
+    ) -> web.Response:
+        """Call `function` with the request body `raw`, read within the limit already."""
+        dispatcher, cid = serving.dispatcher, record.id
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from daemon.gateway.app import EXECUTION_HEADER, JSON, Gateway
+from daemon.gateway.recorder import Call
 from daemon.gateway.step_calls import (
     STEP_FUNCTION,
     StepRefusal,
@@ -49,6 +50,13 @@ class StepRoute:
         if isinstance(raw, web.Response):
             return raw
         details = details or wants_details(request.query.get("details", ""))
+        return await self.run_body(record, serving, raw, details)
+
+    async def run_body(
+        self, record: Call, serving: ServingVersion, raw: bytes, details: bool
+    ) -> web.Response:
+        """Run the step with the request body `raw`, read within the limit already."""
+        gw = self.gateway
         outcome = await run_step(gw, serving, record, raw, details)
         if isinstance(outcome, StepRefusal):
             return gw.reject(record, outcome.status, outcome.kind, outcome.message)

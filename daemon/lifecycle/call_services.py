@@ -33,8 +33,8 @@ from daemon.lifecycle.actions import Lifecycle
 from daemon.store.keys_table import ApiKeyInfo, ExecutionRow
 
 __all__ = [
-    "NewKey", "build_log_tail", "create_key", "delete_key", "endpoint", "execution", "executions",
-    "list_keys",
+    "NewKey", "body_shapes", "build_log_tail", "create_key", "delete_key", "endpoint",
+    "execution", "executions", "list_keys",
 ]  # fmt: skip
 
 _MINT_ATTEMPTS = 3  # a key id collision is 2^-71 per pair: one retry is plenty
@@ -142,6 +142,15 @@ async def endpoint(
     }
 
 
+async def body_shapes(
+    lc: Lifecycle, script: Script
+) -> tuple[dict[str, str] | None, dict[str, Any]]:
+    """What a Deployed script's calls take: (a step's inputs, name -> type code, or None
+    for functions; function -> the JSON Schema of its body, {} when unknown)."""
+    step = await _step_inputs(lc, script)
+    return step, ({} if step is not None else await _function_parameters(lc, script))
+
+
 async def _function_parameters(lc: Lifecycle, script: Script) -> dict[str, Any]:
     """function -> the JSON Schema of its body, from the serving version's main.py
     (Python: annotations and defaults); {} when there is nothing to read."""
@@ -195,10 +204,14 @@ async def executions(
     before: str | None = None,
     status: str | None = None,
     since: str | None = None,
+    function: str | None = None,
 ) -> tuple[Script, list[ExecutionRow]]:
-    """A script's records, newest first."""
+    """A script's records, newest first: received before `before` and from `since` on
+    (ISO times as recorded), of `status` and `function` when given."""
     script = await lc.get(script_name)
-    rows = await lc.ctx.db(lc.ctx.store.list_executions, script.id, limit, before, status, since)
+    rows = await lc.ctx.db(
+        lc.ctx.store.list_executions, script.id, limit, before, status, since, function
+    )
     return script, list(rows)
 
 

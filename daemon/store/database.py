@@ -41,6 +41,7 @@ from daemon.store.sealed_env import env_rows, env_vars, loaded_value, stored_val
 from daemon.store.secret_box import SecretBox, key_path
 from daemon.store.secrets_table import SecretsStore
 from daemon.store.snapshot import SnapshotStore
+from daemon.store.usage_table import UsageStore
 
 _VERSION_COLUMNS = (
     "script_id", "number", "display_name", "status", "phase", "deployed_by", "started_at",
@@ -139,14 +140,15 @@ def _event(row: Mapping[str, Any]) -> Event:
 
 
 class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore,
-            AsyncCallsStore):  # fmt: skip
+            AsyncCallsStore, UsageStore):  # fmt: skip
     """The registry of scripts, versions and their history events; API keys
     and execution records come from the KeysStore mixin (daemon/store/keys_table.py); credits,
     the usage ledger and the outbox from AccountStore (daemon/store/account_tables.py);
     integration secrets from SecretsStore (daemon/store/secrets_table.py); pruning and
     sizes from RetentionStore (daemon/store/retention_tables.py); online copies for
     backups from SnapshotStore (daemon/store/snapshot.py); the queue of asynchronous
-    calls from AsyncCallsStore (daemon/store/async_calls_table.py)."""
+    calls from AsyncCallsStore (daemon/store/async_calls_table.py); what the console's
+    charts read from UsageStore (daemon/store/usage_table.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -277,16 +277,18 @@ class KeysStore(StoreParts):
         before: str | None = None,
         status: str | None = None,
         since: str | None = None,
+        function: str | None = None,
     ) -> list[ExecutionRow]:
         """A script's records, newest first; ``before`` (an ``received_at``)
-        pages back in time, ``since`` (one too) stops there, ``status`` keeps
-        only the records of that status."""
+        pages back in time, ``since`` (one too) stops there, ``status`` and
+        ``function`` keep only the records of that status and function."""
         sql = "SELECT * FROM executions WHERE script_id=?"
         args: tuple[Any, ...] = (script_id,)
         for clause, value in (
             (" AND received_at < ?", before),
             (" AND received_at >= ?", since),
             (" AND status = ?", status),
+            (" AND function = ?", function),
         ):
             if value is not None:
                 sql += clause

@@ -282,4 +282,18 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE scripts ADD COLUMN concurrency INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE scripts ADD COLUMN workers_per_replica INTEGER;
     """,
+    # samples of a serving script's replicas and CPU utilization over time, for
+    # the web console's chart (daemon/account/usage_loop.py writes them).
+    """
+    CREATE TABLE usage_samples (
+        script_id       INTEGER NOT NULL REFERENCES scripts(id) ON DELETE CASCADE,
+        at_ms           INTEGER NOT NULL,       -- unix milliseconds
+        version         INTEGER NOT NULL,
+        replicas        INTEGER NOT NULL,       -- the pool's replicas, starting ones too
+        ready           INTEGER NOT NULL,
+        cpu_pct         REAL,                   -- average over the ready replicas, % of quota
+        PRIMARY KEY (script_id, at_ms)
+    );
+    CREATE INDEX usage_samples_at ON usage_samples (at_ms);
+    """,
 )

@@ -62,7 +62,11 @@ def _playwright() -> Any:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, int]]:
     port = free_port()
-    config = {**TINY_PROFILES, "console": {"enabled": True, "listen": f"127.0.0.1:{port}"}}
+    config = {
+        **TINY_PROFILES,
+        "console": {"enabled": True, "listen": f"127.0.0.1:{port}"},
+        "autoscale": {"sample_s": 0.5},  # the Monitoring tab's replica samples
+    }
     with running_daemon(tmp_path_factory.mktemp("console"), config) as daemon:
         admin = daemon.client()
         admin.create("hello", make_zip({"main.py": GREET}), deploy=True, description="Greets")
@@ -155,6 +159,68 @@ def reload_until(page: Any, locator: str, timeout: float = 30) -> Any:
         assert time.monotonic() < deadline, f"{locator} not on {page.url} after {timeout} s"
         page.reload()
     return page.locator(locator)
+
+
+def run_curl_snippet(snippet: str, key: str) -> None:
+    """Run the console's cURL snippet with sh, the key filled in: the call answers."""
+    require(shutil.which("curl") is not None, "curl is not installed")
+    assert "YOUR_API_KEY" in snippet and snippet.startswith("curl ")
+    ran = subprocess.run(
+        ["sh", "-c", snippet.replace("YOUR_API_KEY", key)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert json.loads(ran.stdout) == {"result": {"message": "Hello, world!"}}, ran.stderr
+
+
+def filter_the_executions(page: Any) -> None:
+    """The filters by function and time range, with the form (no JavaScript needed)."""
+    page.get_by_role("link", name="All executions").click()
+    page.get_by_label("Function").select_option("greet")
+    page.get_by_label("From (UTC)").fill("2000-01-01T00:00")
+    page.get_by_role("button", name="Filter").click()
+    assert "function=greet" in page.url and "from=2000-01-01T00%3A00" in page.url
+    assert page.locator("table.executions tbody tr").count() == 2  # the curl one and Ada's
+    page.get_by_label("To (UTC)").fill("2000-01-02T00:00")
+    page.get_by_role("button", name="Filter").click()
+    assert "No executions match these filters" in page.locator("main").inner_text()
+    page.get_by_role("link", name="Clear filters").click()
+    assert page.locator("table.executions tbody tr").count() == 2
+
+
+def test_tab_calls_greet(page: Any, port: int) -> None:
+    """The Test tab: typed inputs, the answer, its execution; a JSON body refused."""
+    page.get_by_role("link", name="Test", exact=True).click()
+    page.get_by_label("name (string)").fill("Grace")
+    page.get_by_role("button", name="Call", exact=True).click()
+    answer = page.locator("section.answer")
+    assert '"message": "Hello, Grace!"' in answer.locator("#answer-body").inner_text()
+    text = answer.inner_text()
+    assert "200 (ok)" in text and "greeting Grace" in text and "No outbound HTTP" in text
+    shot(page, "21-test")
+    link = answer.locator("a[href*='/executions/']")
+    href = link.get_attribute("href")
+    deadline = time.monotonic() + 30  # records are written in batches
+    while page.goto(_base(port) + href).status != 200:
+        assert time.monotonic() < deadline, f"{href} not recorded after 30 s"
+    assert "admin:root" in page.locator("main").inner_text()
+    page.get_by_role("link", name="Test", exact=True).click()
+    page.get_by_label("JSON body", exact=True).fill('["not", "an object"]')
+    page.get_by_role("button", name="Call with this body").click()
+    assert "must be a JSON object" in page.get_by_role("alert").inner_text()
+
+
+def monitoring_tab_draws_the_charts(page: Any) -> None:
+    """Four charts, each with its words and its table; samples of the replicas."""
+    page.get_by_role("link", name="Monitoring").click()
+    charts = page.locator("svg.chart[role='img']")
+    assert charts.count() == 4
+    assert (
+        "3 calls in the last hour" in charts.first.locator("desc").text_content()
+    )  # curl, Ada, Grace
+    assert page.locator("table.calls-data tbody tr").count() >= 1
+    reload_until(page, "table.scaling-data tbody tr")
+    assert "Between 1 and 1 replicas" in page.locator("svg.chart desc").nth(2).text_content()
+    shot(page, "22-monitoring")
 
 
 def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int]) -> None:
@@ -263,6 +329,12 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     expect_flash(page, "API key Secret Key deleted")
     assert page.locator("table.keys tbody tr").count() == 1
 
+    # The endpoint's cURL as the console copies it, run as it is with the key.
+    page.get_by_role("link", name="Endpoint").click()
+    page.locator("button[data-copy$='-curl']").first.click()
+    expect_flash(page, "Copied to clipboard")
+    run_curl_snippet(page.evaluate("navigator.clipboard.readText()"), key)
+
     # A call with the copied key, then its record.
     answer = call_with_key(daemon.port, key, {"name": "Ada"})
     assert answer == {"result": {"message": "Hello, Ada!"}}
@@ -274,6 +346,9 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     text = page.locator("main").inner_text()
     assert '"name": "Ada"' in text and "Hello, Ada!" in text and "greeting Ada" in text
     shot(page, "07-execution")
+    filter_the_executions(page)
+    test_tab_calls_greet(page, port)
+    monitoring_tab_draws_the_charts(page)
 
     # Undeploy through the menu, with its confirmation.
     page.get_by_role("link", name="Manage Custom Scripts").first.click()
