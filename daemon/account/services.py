@@ -11,8 +11,9 @@
   the runner (deploy, redeploy, restart, undeploy, delete, shutdown).
 
 main.py builds it once the store and the replica runner exist, calls `start()`
-(the meter, the autoscalers', the outbox's and retention's tasks) and `close()` after the runner
-closed, so the last seconds of every replica are charged.
+(the meter, the autoscalers', the outbox's, retention's and the usage samples'
+tasks) and `close()` after the runner closed, so the last seconds of every replica
+are charged.
 """
 
 from __future__ import annotations

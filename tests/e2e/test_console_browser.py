@@ -3,7 +3,9 @@
 One daemon with the console on a free loopback port; scripts are deployed through
 the admin API (as scriptctl does), then a person's walk: sign in with the link
 `scriptctl console` prints, the list, a script's tabs, a key created and copied, a
-call with that key, its execution, undeploy and delete through the Actions menu.
+call with that key and one with the endpoint's cURL as copied, its execution, the
+executions' filters, the Test tab (a function, and a code step), the Monitoring tab's
+charts, undeploy and delete through the Actions menu.
 Then the refusals: a used and an expired link, a POST without the CSRF token, a
 session after sign-out. Screenshots of each page go to test-artifacts/console/.
 """
@@ -187,7 +189,7 @@ def filter_the_executions(page: Any) -> None:
     assert page.locator("table.executions tbody tr").count() == 2
 
 
-def test_tab_calls_greet(page: Any, port: int) -> None:
+def try_greet_in_the_test_tab(page: Any, port: int) -> None:
     """The Test tab: typed inputs, the answer, its execution; a JSON body refused."""
     page.get_by_role("link", name="Test", exact=True).click()
     page.get_by_label("name (string)").fill("Grace")
@@ -347,7 +349,7 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     assert '"name": "Ada"' in text and "Hello, Ada!" in text and "greeting Ada" in text
     shot(page, "07-execution")
     filter_the_executions(page)
-    test_tab_calls_greet(page, port)
+    try_greet_in_the_test_tab(page, port)
     monitoring_tab_draws_the_charts(page)
 
     # Undeploy through the menu, with its confirmation.
@@ -381,6 +383,39 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     expect_flash(page, "has been deleted")
     assert page.get_by_role("link", name="hello", exact=True).count() == 0
     assert daemon.client().get("/v1/scripts?search=hello")["scripts"] == []
+
+
+STEP_TOML = '[inputs]\nname = "s"\namount = "n"\n\n[outputs]\ngreeting = "s"\ntotal = "n"\n'
+STEP_MAIN = (
+    'outputs.log(f"greeting {inputs.name}")\n'
+    'outputs.greeting = f"Hello, {inputs.name}!"\n'
+    "outputs.total = inputs.amount\n"
+)
+
+
+def test_the_test_tab_runs_a_code_step_with_typed_inputs(
+    page: Any, console: tuple[DaemonProcess, int]
+) -> None:
+    daemon, _ = console
+    admin = daemon.client()
+    admin.create("stepper", make_zip({"main.py": STEP_MAIN, "step.toml": STEP_TOML}), deploy=True)
+    assert admin.wait_status("stepper")["status"] == "Deployed"
+    page.goto(sign_in_link(daemon))
+    page.get_by_role("link", name="stepper").click()
+    page.get_by_role("link", name="Test", exact=True).click()
+    page.get_by_label("name (s)").fill("Lin")
+    page.get_by_label("amount (n)").fill("12.50")
+    page.get_by_role("button", name="Run", exact=True).click()
+    answer = page.locator("section.answer")
+    body = json.loads(answer.locator("#answer-body").inner_text())
+    assert body["outputs"] == {"greeting": {"s": "Hello, Lin!"}, "total": {"n": 12.5}}
+    assert "200 (ok)" in answer.inner_text() and "greeting Lin" in answer.inner_text()
+    shot(page, "23-test-step")
+    page.get_by_label("amount (n)").fill("twelve")
+    page.get_by_role("button", name="Run", exact=True).click()
+    assert "amount = 'twelve' is not a number" in page.get_by_role("alert").inner_text()
+    admin.call("POST", "/v1/scripts/stepper/undeploy")
+    admin.call("DELETE", "/v1/scripts/stepper")
 
 
 def test_a_used_link_and_a_post_without_csrf_are_refused(
