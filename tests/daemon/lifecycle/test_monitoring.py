@@ -3,12 +3,15 @@ records), and the store's queries behind them (call timings, usage samples)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from daemon.lifecycle.monitoring import minute_calls, percentile
+from daemon.lifecycle.monitoring import call_activity, minute_calls, percentile, scaling_history
 from daemon.store.database import Store
 from daemon.store.keys_table import ExecutionRow
 from daemon.store.usage_table import CallTiming, UsageSample
@@ -71,3 +74,40 @@ def test_usage_samples_round_trip_are_pruned_and_go_with_their_script(store: Sto
     assert [x.at_ms for x in store.usage_samples(s.id, 0)] == [2000, 3000]
     store.delete_script(s.id)
     assert store.usage_samples(s.id, 0) == []
+
+
+class _Context:
+    """What the monitoring services use of the lifecycle's context: the store, read in
+    a thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def db(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+
+async def test_services_read_the_last_hour_of_one_script(store: Store) -> None:
+    lc: Any = SimpleNamespace(ctx=_Context(store))
+    s = store.insert_script(a_script())
+    other = store.insert_script(a_script("other"))
+    now = END.timestamp()
+    store.insert_executions([
+        ExecutionRow("old", s.id, 1, "f", None, "ok", "2026-12-05T09:30:00.000Z", wall_ms=1.0),
+        ExecutionRow("new", s.id, 1, "f", None, "error", "2026-12-05T10:30:01.000Z", wall_ms=4.0),
+        ExecutionRow("else", other.id, 1, "f", None, "ok", "2026-12-05T10:30:01.000Z"),
+    ])  # fmt: skip
+    activity = await call_activity(lc, s, now=now)
+    assert len(activity.minutes) == 60 and activity.total == 1 and not activity.capped
+    assert activity.minutes[-1].counts == {"error": 1} and activity.minutes[-1].p99_ms == 4.0
+    at = int(now * 1000)
+    store.add_usage_samples(
+        [
+            UsageSample(s.id, at - 3_700_000, 1, 1, 1, 5.0),
+            UsageSample(s.id, at - 60_000, 1, 2, 2, 90.0),
+        ],
+        prune_before_ms=0,
+    )
+    history = await scaling_history(lc, s, now=now)
+    assert [x.replicas for x in history.samples] == [2]  # the older one is past the hour
+    assert (history.min_replicas, history.max_replicas, history.cpu_target) == (1, 2, 75)
