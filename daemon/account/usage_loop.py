@@ -83,6 +83,8 @@ class UsageSampling:
     async def sample(self) -> list[UsageSample]:
         """One pass over the serving scripts: their samples, written to the store."""
         watched = list(self._watched.values())
+        if not watched:  # an idle daemon writes nothing (rows of deleted scripts cascade)
+            return []
         replicas = {w.target.script: self._source.replicas(w.target.script) for w in watched}
         readings = await asyncio.to_thread(_read_all, replicas)
         now, at_ms = self._monotonic(), int(self._clock() * 1000)
