@@ -10,6 +10,7 @@ rendered in the page, so it works without JavaScript.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -76,7 +77,7 @@ def _shown(answer: TryAnswer) -> dict[str, Any]:
     """The answer as the page shows it: the JSON pretty, the step's logs apart."""
     text = answer.body.decode("utf-8", errors="replace")
     try:
-        doc: Any = json.loads(text)
+        doc: Any = json.loads(text, parse_float=_mark, parse_int=_mark)
     except ValueError:
         doc = None
     details = doc if isinstance(doc, dict) else {}
@@ -87,12 +88,26 @@ def _shown(answer: TryAnswer) -> dict[str, Any]:
         "outcome": answer.outcome,
         "duration_ms": answer.duration_ms,
         "execution_id": answer.execution_id,
-        "body": json.dumps(shown, indent=2, ensure_ascii=False) if doc is not None else text,
+        "body": _pretty(shown) if doc is not None else text,
         "step_logs": details.get("logs") or [],
-        "logs_discarded": details.get("logs_discarded") or 0,
+        "logs_discarded": int(str(details.get("logs_discarded", 0)).strip(_MARK)),
         "logs": answer.logs,
         "http_log": answer.http_log,
     }
+
+
+# Numbers are shown with the digits the gateway sent (a step's "n" keeps them all):
+# parsed as marked text, then written back bare.
+_MARK = "\x00"
+_MARKED = re.compile(r'"\\u0000(-?[0-9][0-9.eE+-]*)\\u0000"')
+
+
+def _mark(digits: str) -> str:
+    return f"{_MARK}{digits}{_MARK}"
+
+
+def _pretty(doc: Any) -> str:
+    return _MARKED.sub(r"\1", json.dumps(doc, indent=2, ensure_ascii=False))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

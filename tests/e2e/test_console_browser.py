@@ -409,6 +409,7 @@ def test_the_test_tab_runs_a_code_step_with_typed_inputs(
     answer = page.locator("section.answer")
     body = json.loads(answer.locator("#answer-body").inner_text())
     assert body["outputs"] == {"greeting": {"s": "Hello, Lin!"}, "total": {"n": 12.5}}
+    assert '"n": 12.50' in answer.locator("#answer-body").inner_text()  # the digits typed
     assert "200 (ok)" in answer.inner_text() and "greeting Lin" in answer.inner_text()
     shot(page, "23-test-step")
     page.get_by_label("amount (n)").fill("twelve")
