@@ -17,7 +17,7 @@ from itertools import count
 
 from markupsafe import Markup, escape
 
-__all__ = ["COLOURS", "Guide", "Series", "line_chart", "nice_ticks", "stacked_bars"]
+__all__ = ["COLOURS", "TEXT", "Guide", "Series", "line_chart", "nice_ticks", "stacked_bars"]
 
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 52, 14, 12, 28  # the plot's margins (axis labels)

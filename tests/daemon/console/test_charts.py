@@ -7,7 +7,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from daemon.console.charts import COLOURS, Guide, Series, line_chart, nice_ticks, stacked_bars
+from daemon.console.charts import (
+    COLOURS,
+    TEXT,
+    Guide,
+    Series,
+    line_chart,
+    nice_ticks,
+    stacked_bars,
+)
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -69,3 +77,20 @@ def test_charts_on_one_page_have_distinct_ids() -> None:
     a = parse(line_chart("a", "", [], (0, 1), []))
     b = parse(line_chart("b", "", [], (0, 1), []))
     assert a.get("aria-labelledby") != b.get("aria-labelledby")
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_colours_pass_wcag_aa_on_white() -> None:
+    """3:1 for the lines and bars (graphics), 4.5:1 for the axis text."""
+    white = _luminance("#ffffff")
+
+    def contrast(colour: str) -> float:
+        return (white + 0.05) / (_luminance(colour) + 0.05)
+
+    assert all(contrast(c) >= 3 for c in COLOURS.values()), COLOURS
+    assert contrast(TEXT) >= 4.5
