@@ -119,8 +119,9 @@ async def list_executions(request: web.Request) -> web.Response:
     lc, limit = lifecycle(request), _limit(request)
     status, since = _status(request), _since(request)
     before = request.query.get("before") or None
+    function = request.query.get("function") or None
     script, rows = await call_services.executions(
-        lc, request.match_info["name"], limit, before, status, since
+        lc, request.match_info["name"], limit, before, status, since, function
     )
     items = []
     for row in rows:  # the list stays light: results, logs and details are on the record
@@ -185,7 +186,7 @@ ROUTES: tuple[Route, ...] = (
           None, "Endpoint", query=("format",)),
     Route("GET", "/v1/scripts/{name}/executions", list_executions,
           "A script's execution records, newest first (no results, logs or details)", None,
-          "ExecutionList", query=("limit", "before", "status", "since")),
+          "ExecutionList", query=("limit", "before", "status", "since", "function")),
     Route("GET", "/v1/executions/{id}", get_execution,
           "One execution record, or an asynchronous call (with async: true)", None,
           "Execution"),

@@ -244,6 +244,7 @@ QUERY_SCHEMAS: dict[str, S] = {
         "enum": ["", "ok", "error", "timeout", "oom", "crashed", "rejected"],
         "description": "empty: any",
     },
+    "function": {**STR, "description": "one function's records ('(step)': a step's runs)"},
     "replica": {**STR, "description": "one replica's logs (its name, as listed)"},
     "tail": {**INT, "minimum": 0, "maximum": 16 << 20, "description": "bytes per replica"},
     "follow": BOOL,

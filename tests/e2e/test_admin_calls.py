@@ -230,6 +230,8 @@ def test_calls_are_recorded_and_a_deleted_key_is_refused_at_once(
         assert items, "the two calls were never recorded"
         assert [e["id"] for e in items].index(failed_id) < [e["id"] for e in items].index(ok_id)
         assert len(ctl.ok("executions", deployed, "--limit", "1")["executions"]) == 1
+        path = f"/v1/scripts/{deployed}/executions?function=boom"
+        assert [e["id"] for e in daemon.client().get(path)["executions"]] == [failed_id]
         record = ctl.ok("execution", ok_id)
         assert record["script"] == deployed and record["function"] == "hello"
         assert record["status"] == "ok" and record["key_name"] == "recorder"
@@ -288,4 +290,4 @@ def test_openapi_describes_the_new_routes(admin: AdminClient) -> None:
     ]:  # fmt: skip
         assert method in paths[path], (path, method)
     params = paths["/v1/scripts/{name}/executions"]["get"]["parameters"]
-    assert {p["name"] for p in params} == {"name", "limit", "before", "status", "since"}
+    assert {p["name"] for p in params} == {"name", "limit", "before", "status", "since", "function"}
