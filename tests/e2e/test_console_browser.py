@@ -385,8 +385,8 @@ def test_walk_through_the_console(page: Any, console: tuple[DaemonProcess, int])
     assert daemon.client().get("/v1/scripts?search=hello")["scripts"] == []
 
 
-STEP_TOML = '[inputs]\nname = "s"\namount = "n"\n\n[outputs]\ngreeting = "s"\ntotal = "n"\n'
-STEP_MAIN = (
+AMOUNT_STEP_TOML = '[inputs]\nname = "s"\namount = "n"\n\n[outputs]\ngreeting = "s"\ntotal = "n"\n'
+AMOUNT_STEP_MAIN = (
     'outputs.log(f"greeting {inputs.name}")\n'
     'outputs.greeting = f"Hello, {inputs.name}!"\n'
     "outputs.total = inputs.amount\n"
@@ -398,9 +398,10 @@ def test_the_test_tab_runs_a_code_step_with_typed_inputs(
 ) -> None:
     daemon, _ = console
     admin = daemon.client()
-    admin.create("stepper", make_zip({"main.py": STEP_MAIN, "step.toml": STEP_TOML}), deploy=True)
+    files = {"main.py": AMOUNT_STEP_MAIN, "step.toml": AMOUNT_STEP_TOML}
+    admin.create("stepper", make_zip(files), deploy=True)
     assert admin.wait_status("stepper")["status"] == "Deployed"
-    page.goto(sign_in_link(daemon))
+    sign_in(page, daemon)
     page.get_by_role("link", name="stepper").click()
     page.get_by_role("link", name="Test", exact=True).click()
     page.get_by_label("name (s)").fill("Lin")
