@@ -1,4 +1,4 @@
-"""`scriptctl executions NAME [--limit N]` and `scriptctl execution ID`: the
+"""`scriptctl executions NAME [--limit N] [--function F]` and `scriptctl execution ID`: the
 records of calls (status, timings, CPU, memory, error), newest first.
 `--status` with an asynchronous call's status (queued ... canceled) or `dead` lists the
 script's asynchronous calls instead; `scriptctl executions retry ID` queues a dead
@@ -36,6 +36,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--status", choices=(*RECORD_STATUSES, *ASYNC_FILTERS), help=what)
     since = "only calls received since WHEN: 30s, 15m, 1h, 2d or an ISO time"
     p.add_argument("--since", metavar="WHEN", help=since)
+    p.add_argument("--function", metavar="NAME", help="only calls of this function")
     p.set_defaults(handler=executions)
 
     p = commands.add_parser("execution", parents=[common], help="one call's full record")
@@ -61,7 +62,7 @@ def executions(ctx: Context, args: argparse.Namespace) -> int:
     query = {}
     if args.limit is not None:
         query["limit"] = str(args.limit)
-    for option in ("before", "status", "since"):
+    for option in ("before", "status", "since", "function"):
         if getattr(args, option):
             query[option] = getattr(args, option)
     data = ctx.client.get(path_of("v1", "scripts", args.name, "executions"), query or None)

@@ -169,6 +169,17 @@ def test_executions_table_and_limit(api: FakeApi) -> None:
     assert run_cli(api, "executions", "demo", "--limit", "0").code == 2
 
 
+def test_executions_filter_by_function_and_status(api: FakeApi) -> None:
+    api.route(
+        "GET",
+        "/v1/scripts/demo/executions?status=error&function=greet",
+        Reply(200, {"script": "demo", "executions": [EXECUTION]}),
+    )
+    run = run_cli(api, "executions", "demo", "--status", "error", "--function", "greet")
+    assert run.code == 0, run.err
+    assert "ValueError: no name" in run.out
+
+
 def test_execution_shows_everything_with_the_traceback(api: FakeApi) -> None:
     api.route("GET", "/v1/executions/ex1", Reply(200, {**EXECUTION, "logs": "printed\n"}))
     run = run_cli(api, "execution", "ex1")
