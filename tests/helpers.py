@@ -316,6 +316,8 @@ class DaemonProcess:
 
     # free_port() only finds a port that was free a moment ago: another process may
     # bind it before the daemon does, so a start that fails on it tries a new port.
+    # The same holds for the cgroup name that carries the port: another test process
+    # (pytest-xdist) may have picked the same port a moment before.
     PORT_ATTEMPTS = 5
 
     def __init__(
@@ -379,10 +381,18 @@ class DaemonProcess:
                 return self._start_once(timeout)
             except RuntimeError:
                 this_run = self.log_path.read_bytes()[log_start:].decode(errors="replace")
-                if "address already in use" not in this_run.lower():
+                if not self._port_was_taken(this_run.lower()):
                     raise
             self._new_port()
         return self._start_once(timeout)
+
+    def _port_was_taken(self, log: str) -> bool:
+        """Whether a failed start's log says its port, or the cgroup name that carries
+        the port (not one the test's config names), was another process's."""
+        if "address already in use" in log:
+            return True
+        named = "cgroup_name" in self._config.get("sandbox", {})
+        return not (self.derived_cgroup or named) and "is in use by another process" in log
 
     def _start_once(self, timeout: float) -> DaemonProcess:
         """Start and wait for READY=1 on a notify socket of our own, as systemd does: the
@@ -493,6 +503,13 @@ def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if kept:
         Path(kept).mkdir(parents=True, exist_ok=True)
         return Path(kept)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under pytest-xdist each worker's temp root lies below the run's: one cache for
+        # all workers, so an environment is built once per run, not once per worker (the
+        # builder locks each environment with an flock: daemons share it side by side).
+        shared = tmp_path_factory.getbasetemp().parent / "build-cache"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("build-cache")
 
 

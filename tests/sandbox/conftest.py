@@ -43,7 +43,8 @@ def unique_name() -> str:
 def cgroot() -> Iterator[CgroupRoot]:
     require_root()
     require(os.path.exists("/proc/self/ns/pid"), "needs namespaces")
-    root = CgroupRoot.create(f"scriptd-test-{os.getpid()}")
+    # Not "scriptd-test-<number>": the daemons of tests/helpers.py name theirs after a port.
+    root = CgroupRoot.create(f"scriptd-test-sandbox-{os.getpid()}")
     yield root
     root.cleanup()
 
