@@ -3,7 +3,7 @@
 #   ./dev.sh run    set up, then run the daemon in the foreground with the example deployed
 #   ./dev.sh test   set up, then the lint gate (ruff check, ruff format --check, mypy,
 #                   import-linter),
-#                   then the whole test suite (extra args go to pytest)
+#                   then the whole test suite in 3 processes (extra args go to pytest)
 # Setting up installs Debian packages, then a virtualenv in .venv with scriptd and
 # its dev tools. Safe to run again: each step is skipped when already done.
 set -euo pipefail
@@ -60,7 +60,21 @@ run_tests() {
         echo "test: CI=$CI, missing requirements fail the tests"
     fi
     lint || { echo "test: the lint gate failed (output above)" >&2; return 1; }
-    .venv/bin/python -m pytest "$@"
+    # Test files run side by side in SCRIPTD_TEST_WORKERS processes (pytest-xdist), each
+    # file whole in one of them so its module-scoped daemon starts once: most of a
+    # test's time is spent waiting on daemons, builds and replicas, not on a CPU.
+    # SCRIPTD_TEST_WORKERS=0 (or `-n 0`) runs everything in one process. Whole files in
+    # collection order (tests/conftest.py puts the longest first), not the most tests first.
+    # A short temp root: each worker's folders lie one level deeper (popen-gwN), and a
+    # daemon's unix sockets below its state dir must fit in 108 bytes. Removed when the
+    # run passes (on one file system only: never below a workspace image left mounted).
+    local base status=0
+    base=$(mktemp -d /tmp/sdt.XXXXXX)
+    .venv/bin/python -m pytest -n "${SCRIPTD_TEST_WORKERS:-3}" --dist loadfile \
+        --no-loadscope-reorder --basetemp "$base" "$@" || status=$?
+    if [ "$status" -eq 0 ]; then rm -rf --one-file-system "$base"; else
+        echo "test: the tests' folders are kept in $base" >&2; fi
+    return "$status"
 }
 
 install_debian_packages
