@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,7 @@ __all__ = [
 IMAGE_NAME = "workspace.img"
 MIGRATING_NAME = "workspace.migrating"
 MOUNT_OPTIONS = "loop,nodev,nosuid,noexec"
+LOOP_RACE_ATTEMPTS = 5  # mount's loop-device pick racing another process's
 READ_VIEW_NAME = "workspace.backup"  # where a backup mounts an unmounted image read-only
 # linux/fs.h: _IOWR('X', 119, int) and _IOWR('X', 120, int)
 FIFREEZE, FITHAW = 0xC0045877, 0xC0045878
@@ -91,7 +93,7 @@ def ensure_mounted(workspace: Path, size_bytes: int) -> None:
         else:
             _resize_unmounted(image, size_bytes)
             workspace.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _run(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(image), str(workspace)])
+            _mount_loop(image, workspace, MOUNT_OPTIONS)
             with contextlib.suppress(OSError):
                 (workspace / "lost+found").rmdir()  # e2fsck makes it again when it needs it
             os.chmod(workspace, 0o700)  # the launcher hands it to the script's uid
@@ -115,7 +117,7 @@ def read_view(workspace: Path) -> Iterator[Path | None]:
             view = workspace.with_name(READ_VIEW_NAME)
             view.mkdir(mode=0o700, exist_ok=True)
             options = "loop,ro,noload,nodev,nosuid,noexec"
-            _run(["mount", "-t", "ext4", "-o", options, str(image), str(view)])
+            _mount_loop(image, view, options)
             try:
                 yield view
             finally:
@@ -294,6 +296,24 @@ def _unmount(workspace: Path) -> None:
         # Busy: a process of a replica that is being killed. Detach now; the kernel
         # releases the filesystem (and autoclear the loop device) once it is gone.
         _run(["umount", "--lazy", str(workspace)])
+
+
+def _mount_loop(image: Path, mountpoint: Path, options: str) -> None:
+    """Mount `image` through a free loop device. mount(8) picks a device and then
+    attaches it; once, with other processes mounting images at the same moment, it
+    failed with "already mounted or mount point busy" while nothing was mounted here
+    (a device taken, or not yet detached, between the pick and the attach). That
+    answer is retried a few times; any other failure is not."""
+    argv = ["mount", "-t", "ext4", "-o", options, str(image), str(mountpoint)]
+    for attempt in range(LOOP_RACE_ATTEMPTS):
+        try:
+            _run(argv)
+            return
+        except WorkspaceError as exc:
+            lost_race = "already mounted or mount point busy" in str(exc)
+            if not lost_race or os.path.ismount(mountpoint) or attempt == LOOP_RACE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))  # let the other attach finish
 
 
 def _run(argv: list[str], ok_codes: tuple[int, ...] = (0,)) -> str:

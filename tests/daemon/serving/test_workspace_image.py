@@ -8,6 +8,8 @@ import errno
 import fcntl
 import os
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -151,6 +153,25 @@ def test_a_workspace_left_frozen_is_thawed_on_reuse_and_unmount(scripts: Path) -
     freeze(ws)
     unmount(ws)  # would hang on a frozen filesystem
     assert not os.path.ismount(ws)
+
+
+def test_workspaces_mounted_at_the_same_moment_each_get_a_loop_device(scripts: Path) -> None:
+    # Two daemons on one host may mount workspaces at the same moment: each mount
+    # must get a loop device of its own (mount(8) picks one, then attaches it).
+    workspaces = [scripts / f"r{n}" / "workspace" for n in range(6)]
+    start = threading.Barrier(len(workspaces))
+
+    def mount(ws: Path) -> None:
+        start.wait(timeout=30)
+        ensure_mounted(ws, 16 * MIB)
+
+    with ThreadPoolExecutor(len(workspaces)) as pool:
+        list(pool.map(mount, workspaces))
+    try:
+        assert all(os.path.ismount(ws) for ws in workspaces)
+    finally:
+        for ws in workspaces:
+            unmount(ws)
 
 
 def freeze(mountpoint: Path) -> None:
