@@ -16,22 +16,24 @@
 // Output capture replaces process.stdout.write / process.stderr.write for the
 // length of a call (console.* go through them); writes from child processes
 // or native addons straight to fd 1/2 are not captured.
+// The parts: errors.mjs (error info), capture.mjs (output capture), frames.mjs
+// (the wire framing), concurrently.mjs (calls side by side, concurrency > 1).
 // Standard library only.
 
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { Capture } from './capture.mjs';
+import { concurrentMethods } from './concurrently.mjs';
+import { errorInfo, harnessError, locateSyntaxError } from './errors.mjs';
+import { FrameDecoder, encode, frameOf } from './frames.mjs';
 import { Step, describeSpec, resultText } from './step.mjs';
 import { parseExact } from './typed.mjs';
 
-const HARNESS_DIR = path.dirname(fileURLToPath(import.meta.url));
-const HARNESS_URL = pathToFileURL(HARNESS_DIR).href;
-const MARKER = '\n[output truncated: {dropped} more bytes not shown]\n';
 const LOAD_ERROR_EXIT = 3;
 
 function parseArgs(argv) {
@@ -99,162 +101,6 @@ async function loadProject(source, main) {
   return functions;
 }
 
-// --- errors -----------------------------------------------------------------
-
-function isMachinery(line) {
-  return line.includes(HARNESS_DIR) || line.includes(HARNESS_URL)
-    || /\(node:|at node:|\(<anonymous>\)/.test(line);
-}
-
-// The stack without harness and node-internal frames; header lines (message,
-// the code excerpt of a SyntaxError, "Require stack") are kept.
-function userStack(stack) {
-  if (typeof stack !== 'string') return '';
-  return stack.split('\n')
-    .filter((line) => !(line.startsWith('    at ') && isMachinery(line)))
-    .join('\n');
-}
-
-const ERROR_TEXT_MAX = 64 * 1024;
-
-// Error texts stay small: a stack keeps its end, a message its start.
-function cap(text, tail = false) {
-  if (text.length <= ERROR_TEXT_MAX) return text;
-  const cut = `[${text.length - ERROR_TEXT_MAX} characters cut]`;
-  return tail ? `${cut}\n${text.slice(-ERROR_TEXT_MAX)}` : text.slice(0, ERROR_TEXT_MAX) + cut;
-}
-
-function errorInfo(err) {
-  if (err !== null && typeof err === 'object' && 'message' in err) {
-    const info = {
-      type: String(err.name || err.constructor?.name || 'Error'),
-      message: cap(String(err.message)),
-      traceback: cap(userStack(err.stack), true),
-    };
-    if (typeof err.code === 'string') info.code = err.code;
-    return info;
-  }
-  return { type: 'Error', message: cap(`non-error value thrown: ${String(err)}`), traceback: '' };
-}
-
-// An ES module that fails to parse gives a SyntaxError without file or line
-// (node prints them only when it dies of it). Find the file with `node --check`,
-// main first: this runs only on the way to a load error.
-function locateSyntaxError(source, main) {
-  const files = [path.join(source, main)];
-  const walk = (dir) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      if (files.length >= 50 || entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (/\.m?js$/.test(entry.name) && !files.includes(full)) files.push(full);
-    }
-  };
-  try {
-    walk(source);
-  } catch {
-    // an unreadable folder: check what we found
-  }
-  for (const file of files) {
-    const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 5000 });
-    if (check.status !== 0 && check.stderr) {
-      const lines = check.stderr.split('\n');
-      const end = lines.findIndex((line) => line.startsWith('SyntaxError'));
-      return lines.slice(0, end < 0 ? lines.length : end).join('\n').trimEnd();
-    }
-  }
-  return null;
-}
-
-const harnessError = (type, message) => ({ type, message, traceback: '' });
-
-// --- output capture ---------------------------------------------------------
-
-// With calls running concurrently (`als` given), each call's writes go to its own
-// sinks, found through the async context the write runs in.
-class Capture {
-  constructor(limit, als = null) {
-    this.limit = limit;
-    this.current = null;
-    this.als = als;
-    for (const [name, stream] of [['stdout', process.stdout], ['stderr', process.stderr]]) {
-      const original = stream.write.bind(stream);
-      stream.write = (chunk, encoding, callback) => {
-        const sinks = this.als ? this.als.getStore() : this.current;
-        if (!sinks) return original(chunk, encoding, callback);
-        this.take(sinks[name], chunk, encoding);
-        const done = typeof encoding === 'function' ? encoding : callback;
-        if (typeof done === 'function') process.nextTick(done);
-        return true;
-      };
-    }
-  }
-
-  take(sink, chunk, encoding) {
-    const data = typeof chunk === 'string'
-      ? Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8')
-      : Buffer.from(chunk);
-    const room = Math.max(0, this.limit - sink.kept);
-    if (room > 0) sink.parts.push(data.subarray(0, room));
-    sink.kept += Math.min(room, data.length);
-    sink.dropped += Math.max(0, data.length - room);
-  }
-
-  static sinks() {
-    const sink = () => ({ parts: [], kept: 0, dropped: 0 });
-    return { stdout: sink(), stderr: sink() };
-  }
-
-  start() {
-    this.current = Capture.sinks();
-  }
-
-  stop(sinks = null) {
-    const { stdout, stderr } = sinks || this.current;
-    if (!sinks) this.current = null;
-    const text = (s) => Buffer.concat(s.parts).toString('utf8')
-      + (s.dropped ? MARKER.replace('{dropped}', String(s.dropped)) : '');
-    return { stdout: text(stdout), stderr: text(stderr), truncated: !!(stdout.dropped || stderr.dropped) };
-  }
-}
-
-// --- frames -----------------------------------------------------------------
-
-function encode(message) {
-  const body = Buffer.from(JSON.stringify(message), 'utf8');
-  const header = Buffer.alloc(4);
-  header.writeUInt32BE(body.length);
-  return Buffer.concat([header, body]);
-}
-
-class FrameDecoder {
-  // parse: JSON.parse, or parseExact for a step worker (typed numbers keep their digits).
-  constructor(maxFrame, parse = JSON.parse) {
-    this.maxFrame = maxFrame;
-    this.parse = parse;
-    this.buf = Buffer.alloc(0);
-  }
-
-  feed(chunk) {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    const out = [];
-    while (this.buf.length >= 4) {
-      const size = this.buf.readUInt32BE(0);
-      if (size < 2 || size > this.maxFrame) {
-        throw new Error(`frame of ${size} bytes (allowed 2..${this.maxFrame})`);
-      }
-      if (this.buf.length < 4 + size) break;
-      const message = this.parse(this.buf.subarray(4, 4 + size).toString('utf8'));
-      this.buf = this.buf.subarray(4 + size);
-      if (message === null || typeof message !== 'object' || typeof message.t !== 'string') {
-        throw new Error("frame is not a JSON object with a string 't'");
-      }
-      out.push(message);
-    }
-    return out;
-  }
-}
-
 // --- calls ------------------------------------------------------------------
 
 // JSON.stringify silently turns these into null or drops them: refuse instead.
@@ -267,8 +113,6 @@ function strictJson(key, value) {
   }
   return value;
 }
-
-const CANCELLED = "the call was cancelled: it passed the script's execution timeout";
 
 const WRONG_KIND = {
   run: 'this script is a set of functions: call one of them (a `call` frame), not `run`',
@@ -348,52 +192,6 @@ class Worker {
     return this.encodeResult(result, name);
   }
 
-  // One call among others (concurrency > 1). The function gets a second argument,
-  // { signal, deadline }: signal is an AbortSignal aborted when the daemon cancels the
-  // call (past its timeout). The cancel is answered at once; whatever the function
-  // still does runs on, and its late answer is dropped.
-  async callConcurrently(message) {
-    const name = message.function;
-    const id = message.id ?? null;
-    const result = { t: 'result', id };
-    const call = {
-      result, name, wall0: performance.now(), cpu0: process.cpuUsage(),
-      sinks: Capture.sinks(), controller: new AbortController(), answered: false,
-    };
-    this.inFlight.set(id, call);
-    const fn = typeof name === 'string' && this.functions.has(name) ? this.functions.get(name) : null;
-    try {
-      if (!fn) {
-        const known = [...this.functions.keys()].join(', ') || 'none';
-        result.error = harnessError('FunctionNotFound',
-          `main.js has no function ${JSON.stringify(name)} (has: ${known})`);
-      } else {
-        const payload = message.payload === undefined ? {} : message.payload;
-        const context = { signal: call.controller.signal, deadline: message.deadline };
-        const value = await this.als.run(call.sinks, () => fn(payload, context));
-        result.value = value === undefined ? null : value;
-      }
-    } catch (err) {
-      result.error = errorInfo(err);
-    }
-    return this.answer(call);
-  }
-
-  cancel(id) {
-    const call = this.inFlight.get(id);
-    if (!call) return null;
-    call.controller.abort(new Error(CANCELLED));
-    call.result.error = harnessError('Cancelled', CANCELLED);
-    return this.answer(call);
-  }
-
-  answer(call) {
-    if (call.answered) return null;
-    call.answered = true;
-    this.inFlight.delete(call.result.id);
-    return this.finish(call.result, call.name, call.wall0, call.cpu0, call.sinks);
-  }
-
   // An exception no promise of the call catches (a throwing timer callback, an
   // unhandled rejection) leaves the process in an unknown state, as node says:
   // the call gets it as its error, then the worker exits and is replaced.
@@ -471,57 +269,8 @@ class Worker {
   }
 }
 
-Worker.prototype.serveConcurrently = function serveConcurrently(sock) {
-  const decoder = new FrameDecoder(this.maxFrame);
-  sock.on('data', (chunk) => {
-    let messages;
-    try {
-      messages = decoder.feed(chunk);
-    } catch (err) {
-      process.stderr.write(`scriptd worker: ${err.message}\n`);
-      process.exit(2);
-    }
-    // Written now, before any of these calls runs (see `started` in protocol.py).
-    const ids = messages.filter((m) => m.t === 'call').map((m) => m.id ?? null);
-    if (ids.length) {
-      if (this.corked) {
-        this.corked = false;
-        sock.uncork();
-      }
-      sock.write(encode({ t: 'started', ids }));
-    }
-    for (const message of messages) {
-      let reply;
-      if (message.t === 'call') reply = this.callConcurrently(message);
-      else if (message.t === 'cancel') reply = this.cancel(message.id ?? null);
-      else reply = this.handle(message);
-      Promise.resolve(reply).then((frame) => this.write(frame));
-    }
-  });
-  sock.on('end', () => process.exit(0));
-  sock.on('error', () => process.exit(0));
-};
-
-// Answers are written back to back: the socket is corked until the loop's next turn,
-// so the answers of one turn leave in one write.
-Worker.prototype.write = function write(frame) {
-  if (!frame) return;
-  if (!this.corked) {
-    this.corked = true;
-    this.sock.cork();
-    setImmediate(() => {
-      this.corked = false;
-      this.sock.uncork();
-    });
-  }
-  this.sock.write(frame);
-};
-
-function frameOf(body) {
-  const header = Buffer.alloc(4);
-  header.writeUInt32BE(body.length);
-  return Buffer.concat([header, body]);
-}
+// callConcurrently, cancel, answer, serveConcurrently, write (runtimes/node/concurrently.mjs).
+Object.assign(Worker.prototype, concurrentMethods);
 
 function writeStatus(fd, message) {
   fs.writeSync(fd, `${JSON.stringify(message)}\n`);
