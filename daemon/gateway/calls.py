@@ -27,13 +27,18 @@ from collections.abc import Coroutine
 from typing import Any
 
 import orjson
-from aiohttp.http_parser import _has_authority
-from yarl import URL
 
 from daemon.core.models import DEPLOYED
 from daemon.gateway.app import _KNOWN, EXECUTION_HEADER, QUEUE_RETRY_AFTER_S, Gateway, _is_ip
 from daemon.gateway.async_intake import AsyncIntake, wants_async
 from daemon.gateway.bridge import AiohttpBridge
+from daemon.gateway.call_paths import (
+    OPENAPI_TEXT,
+    call_route,
+    is_document,
+    request_paths,
+    wants_details_of,
+)
 from daemon.gateway.front_types import (
     JSON,
     Answer,
@@ -49,7 +54,6 @@ from daemon.gateway.step_calls import (
     StepRefusal,
     not_a_step,
     run_step,
-    wants_details,
 )
 from daemon.keys.checker import KeyOk, KeyRefused
 from daemon.serving.call_errors import CallError
@@ -61,11 +65,10 @@ __all__ = ["FrontCalls"]
 log = logging.getLogger(__name__)
 
 # Served by the aiohttp app: uploads, the asynchronous calls' /v1/executions/{id}, and
-# the documents (_is_document).
+# the documents (is_document).
 _BRIDGED_TEXT = ("/v1/uploads/", "/v1/executions/")
 _BRIDGED = tuple(prefix.encode() for prefix in _BRIDGED_TEXT)
-_OPENAPI_TEXT = "/openapi.json"
-_OPENAPI = _OPENAPI_TEXT.encode()
+_OPENAPI = OPENAPI_TEXT.encode()
 
 
 _HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
@@ -94,25 +97,25 @@ class FrontCalls:
         if b"%" not in raw:
             path = raw.split(b"?", 1)[0]
             bridged = path.startswith(_BRIDGED) or (
-                path.endswith(_OPENAPI) and _is_document(path.decode("latin-1"))
+                path.endswith(_OPENAPI) and is_document(path.decode("latin-1"))
             )
             return self.fallback.open(request, out) if bridged else None
         try:
-            path_safe, _ = _paths(request)
+            path_safe, _ = request_paths(request)
         except ValueError:
             return None
-        if not (path_safe.startswith(_BRIDGED_TEXT) or _is_document(path_safe)):
+        if not (path_safe.startswith(_BRIDGED_TEXT) or is_document(path_safe)):
             return None  # the call routes and /healthz: the front's own
         return self.fallback.open(request, out)
 
     def handle(self, request: Request, respond: Respond) -> Answer | None:
         try:
-            path_safe, path = _paths(request)
+            path_safe, path = request_paths(request)
         except ValueError:
             return error_answer(400, "bad_request", "malformed HTTP request: invalid URL")
         method = request.method
         if method == "POST":
-            route = _call_route(path_safe)
+            route = call_route(path_safe)
             if route is not None:
                 name, function = route
                 if function is not None:
@@ -190,7 +193,7 @@ class FrontCalls:
         reply = await self.intake.accept(
             serving, function, key, None if raw is None else bytes(raw),
             request.header(b"idempotency-key"), request.header(b"x-callback-url"),
-            _details(request),
+            wants_details_of(request),
         )  # fmt: skip
         return Answer(reply.status, reply.body, reply.headers)
 
@@ -273,7 +276,7 @@ class FrontCalls:
             return self.reject(record, 413, "payload_too_large", gateway._too_large())
         body = bytes(raw)
         record.input_bytes = len(body)
-        outcome = await run_step(gateway, serving, record, body, _details(request))
+        outcome = await run_step(gateway, serving, record, body, wants_details_of(request))
         if isinstance(outcome, StepRefusal):
             return self.reject(record, outcome.status, outcome.kind, outcome.message)
         if isinstance(outcome, CallError):
@@ -319,87 +322,7 @@ def no_route(method: str, path: str) -> Answer:
     return error_answer(404, "not_found", f"no route {method} {path}")
 
 
-def _details(request: Request) -> bool:
-    """?details= of the request target, read as aiohttp's `request.query` reads it."""
-    if b"?" not in request.url:
-        return False
-    url = _yarl_url(request.url.decode("utf-8", "surrogateescape"), request.method)
-    return wants_details(url.query.get("details", ""))
-
-
 def _task_answer(task: asyncio.Task[Answer]) -> Answer:
     if task.cancelled() or task.exception() is not None:
         return error_answer(500, "internal", "the gateway failed to answer")
     return task.result()
-
-
-def _call_route(path_safe: str) -> tuple[str, str | None] | None:
-    """(script, function) of a POST to a function's call route, (script, None) of a
-    code step's run, else None."""
-    parts = path_safe.split("/")
-    if len(parts) < 5 or parts[1] != "v1" or parts[2] != "scripts" or not _segment(parts[3]):
-        return None
-    if len(parts) == 6 and parts[4] == "functions" and _segment(parts[5]):
-        return _unquote(parts[3]), _unquote(parts[5])
-    if len(parts) == 5 and parts[4] == "run":
-        return _unquote(parts[3]), None
-    return None
-
-
-def _is_document(path: str) -> bool:
-    """/openapi.json or /v1/scripts/{script}/openapi.json (any method: aiohttp
-    answers the ones they do not take)."""
-    if path == _OPENAPI_TEXT:
-        return True
-    parts = path.split("/")
-    return len(parts) == 5 and parts[1:3] == ["v1", "scripts"] and parts[4] == "openapi.json"
-
-
-def _segment(text: str) -> bool:
-    """A `{name}` of aiohttp's router: not empty, no braces (slashes are split off)."""
-    return bool(text) and "{" not in text and "}" not in text
-
-
-def _unquote(text: str) -> str:
-    if "%" not in text:
-        return text
-    return text.replace("%2F", "/").replace("%25", "%")
-
-
-def _paths(request: Request) -> tuple[str, str]:
-    """(path_safe, path) of the request target, as aiohttp's router and
-    `request.path` see them; plain ASCII paths without escapes skip yarl.
-    Raises ValueError for a target aiohttp refuses (400)."""
-    raw = request.url
-    if raw[:1] == b"/" and b"%" not in raw and raw.isascii():
-        # aiohttp's parser ends the path at the first "?", else at the first "#"
-        # (a "#" before the "?" stays in the path, as in _yarl_url)
-        end = raw.find(b"?")
-        if end == -1:
-            end = raw.find(b"#")
-        path = (raw if end == -1 else raw[:end]).decode("ascii")
-        return path, path
-    url = _yarl_url(raw.decode("utf-8", "surrogateescape"), request.method)
-    return url.path_safe, url.path
-
-
-def _yarl_url(target: str, method: str) -> URL:
-    """The relative URL aiohttp's parser and request build for a request target."""
-    if target.startswith("/"):  # origin-form
-        path, fragment = target, ""
-        query_at = target.find("?")
-        end = target.find("#", query_at + 1 if query_at != -1 else 0)
-        if end != -1:
-            path, fragment = target[:end], target[end + 1 :]
-        query = ""
-        if query_at != -1:
-            path, query = path[:query_at], path[query_at + 1 :]
-        return URL.build(path=path, query_string=query, fragment=fragment, encoded=True)
-    if target == "*" and method == "OPTIONS":
-        return URL(target, encoded=True)
-    if not _has_authority(target):
-        raise ValueError(target)
-    url = URL(target, encoded=True)
-    if url.raw_host is None:
-        raise ValueError(target)
-    return url.relative()
