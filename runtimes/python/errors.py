@@ -23,6 +23,7 @@ HIDDEN_FILES = {
     os.path.join(HERE, "concurrently.py"),
     os.path.join(HERE, "step.py"),
     os.path.join(HERE, "typed.py"),
+    os.path.join(HERE, "typed_text.py"),
 }
 
 
