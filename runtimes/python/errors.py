@@ -19,6 +19,7 @@ HIDDEN_FILES = {
     os.path.join(os.path.dirname(HERE), "arbiter.py"),
     os.path.join(os.path.dirname(HERE), "startup.py"),
     os.path.join(os.path.dirname(HERE), "protocol.py"),
+    os.path.join(os.path.dirname(HERE), "protocol_json.py"),
     os.path.join(HERE, "capture.py"),
     os.path.join(HERE, "concurrently.py"),
     os.path.join(HERE, "step.py"),
