@@ -135,9 +135,10 @@ class FrontCalls:
         self, request: Request, name: str, function: str, respond: Respond
     ) -> Answer | None:
         """A function's call on the hot path: with a cached key and no Prefer header,
-        every check runs here at once, with no coroutine around them, and only the
-        dispatcher's own wait is a task (nothing of the call's is logged here, so no
-        log context is bound). Anything else takes `call`, the same checks awaited."""
+        every check runs here at once, with no coroutine around them, and the
+        dispatcher calls back with the answer: no task at all (nothing of the call's
+        is logged here, so no log context is bound). Anything else takes `call`, the
+        same checks awaited."""
         gateway, watched = self.gateway, request.watched
         serving = gateway.routes.serving(name)
         authorization = watched.get(b"authorization")
@@ -156,9 +157,15 @@ class FrontCalls:
         body = self.checked_body(request, serving, record)
         if isinstance(body, Answer):
             return body
-        call = serving.dispatcher.call(function, payload_json=body, call_id=record.id)
-        task = self._loop.create_task(call)  # the dispatcher's own wait, nothing around it
-        task.add_done_callback(lambda done: respond(self.answered(record, done)))
+        try:  # no task: the dispatcher calls back with the answer
+            serving.dispatcher.submit(
+                function,
+                lambda outcome: respond(self.answered(record, outcome)),
+                payload_json=body,
+                call_id=record.id,
+            )
+        except CallError as exc:  # refused before it was queued
+            return self.failed(record, exc)
         return None
 
     async def call(self, request: Request, name: str, function: str | None) -> Answer:
@@ -248,17 +255,12 @@ class FrontCalls:
         gateway.keep_inputs(record, body)
         return body
 
-    def answered(self, record: Call, done: asyncio.Task[CallResult]) -> Answer:
+    def answered(self, record: Call, outcome: CallResult | CallError) -> Answer:
         """The answer to a call the dispatcher ended, recorded."""
+        if isinstance(outcome, CallError):
+            return self.failed(record, outcome)
         try:
-            result = done.result()
-        except CallError as exc:
-            return self.failed(record, exc)
-        except BaseException:  # as a failed task of `call` would: the front answers 500
-            log.exception("call %s failed in the gateway", record.id)
-            return error_answer(500, "internal", "the gateway failed to answer")
-        try:
-            out = self.gateway.record_answer(record, result)
+            out = self.gateway.record_answer(record, outcome)
         except Exception:
             log.exception("recording call %s failed", record.id)
             return error_answer(500, "internal", "the gateway failed to answer")

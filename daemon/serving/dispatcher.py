@@ -32,6 +32,7 @@ import itertools
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,26 +84,36 @@ class CallResult:
 
 
 _TIMED_OUT = object()
+Done = Callable[["CallResult | CallError"], None]
 
 
-class _Waiter:
-    """A call waiting for a free worker, encoded and ready to send."""
+class _Call(PendingCall):
+    """A call of this dispatcher, from its arrival to its answer: its worker resolves
+    its future, whose done callback is this object, which calls `done` with the answer
+    (or sends it again when its worker was lost before reading it)."""
 
-    __slots__ = ("arrived", "call", "data", "deadline", "future")
+    __slots__ = ("arrived", "data", "deadline", "dispatcher", "done", "give_up", "worker")
 
     def __init__(
-        self,
-        future: asyncio.Future[Worker],
-        call: PendingCall,
-        data: bytes,
-        deadline: float,
-        arrived: float,
+        self, dispatcher: Dispatcher, cid: str, data: bytes, deadline: float, done: Done
     ) -> None:
-        self.future = future  # done with the worker the call was sent to, or an error
-        self.call = call
-        self.data = data
-        self.deadline = deadline  # loop time
-        self.arrived = arrived  # perf_counter
+        super().__init__(cid, dispatcher._loop.create_future())
+        self.dispatcher = dispatcher
+        self.data = data  # the encoded frame (kept: a call not read is sent again)
+        self.deadline = deadline  # loop time: the script's execution timeout
+        self.give_up = deadline  # loop time: the latest it may wait for a worker
+        self.arrived = time.perf_counter()  # for figures; loop.time() is coarse under uvloop
+        self.done: Done | None = done  # None once called (or the caller went away)
+        self.worker: Worker | None = None  # None while it waits for one
+        self.future.add_done_callback(self)
+
+    def __call__(self, future: asyncio.Future[Any]) -> None:
+        self.dispatcher._answered(self)
+
+    def finish(self, outcome: CallResult | CallError) -> None:
+        done, self.done = self.done, None
+        if done is not None:
+            done(outcome)
 
 
 MiB = 1024 * 1024
@@ -115,7 +126,8 @@ def _mib(n: int | None) -> str:
 
 
 class Dispatcher:
-    """Calls of one script. Workers arrive through `offer`; calls through `call`."""
+    """Calls of one script. Workers arrive through `offer`; calls through `call`,
+    `run` (coroutines) or `submit` (a callback)."""
 
     def __init__(self, script: str, timeout_s: float, settings: DispatchSettings) -> None:
         self.script = script
@@ -123,28 +135,26 @@ class Dispatcher:
         self.settings = settings
         self.functions: frozenset[str] | None = None  # None: not known, let the worker say
         self._idle: deque[Worker] = deque()
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[_Call] = deque()
+        self._running: set[_Call] = set()
         self._down: str | None = None
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid():x}-{int(time.time()):x}-"
         self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None  # the one timer: see _sweep
+        self._timer_at = 0.0
 
     # --- workers in ---------------------------------------------------------
     def offer(self, worker: Worker) -> None:
         """A free worker: the oldest waiting call is sent to it now, else it goes idle."""
         waiters = self._waiters
         while waiters:
-            waiter = waiters.popleft()
-            fut = waiter.future
-            if fut.done():
+            call = waiters.popleft()
+            if self._loop.time() >= call.deadline:  # the sweep has not come round yet
+                self._fail(call, self._queue_timeout(call))
                 continue
-            if self._loop.time() >= waiter.deadline:  # its give-up timer is late
-                fut.set_exception(self._queue_timeout(waiter.arrived))
-                continue
-            if not self._start(worker, waiter.call, waiter.data, waiter.deadline):
-                waiters.appendleft(waiter)  # the worker is dead: the call waits on
-                return
-            fut.set_result(worker)
+            if not self._start(worker, call):
+                waiters.appendleft(call)  # the worker is dead: the call waits on
             return
         self._idle.append(worker)
 
@@ -154,7 +164,7 @@ class Dispatcher:
 
     @property
     def queued(self) -> int:
-        """Calls waiting for a worker (a waiter leaves the deque when it is done)."""
+        """Calls waiting for a worker."""
         return len(self._waiters)
 
     def close(self, reason: str) -> None:
@@ -162,9 +172,7 @@ class Dispatcher:
         self._down = reason
         self._idle.clear()
         while self._waiters:
-            fut = self._waiters.popleft().future
-            if not fut.done():
-                fut.set_exception(Unavailable(reason))
+            self._fail(self._waiters.popleft(), Unavailable(reason))
 
     def open(self) -> None:
         self._down = None
@@ -180,14 +188,10 @@ class Dispatcher:
     ) -> CallResult:
         """Run `function` on a free worker. `payload` is a JSON-able object, or give
         `payload_json`: the JSON text of an object, already checked. Raises CallError."""
-        if self._down is not None:
-            raise Unavailable(self._down)
-        if self.functions is not None and function not in self.functions:
-            raise UnknownFunction(f"script {self.script!r} has no function {function!r}")
-        cid = call_id or f"{self._prefix}{next(self._ids)}"
-        wall_deadline = time.time() + self.timeout_s
-        data = wire.encode_call(cid, function, wall_deadline, payload, payload_json)
-        return await self._send(cid, data)
+        fut: asyncio.Future[CallResult | CallError] = self._loop.create_future()
+        call = self.submit(function, _settle(fut), payload, payload_json=payload_json,
+                           call_id=call_id)  # fmt: skip
+        return await self._wait(call, fut)
 
     async def run(self, inputs_json: bytes, *, call_id: str | None = None) -> CallResult:
         """Run a code step on a free worker: `inputs_json` is the JSON text of its
@@ -197,36 +201,67 @@ class Dispatcher:
             raise Unavailable(self._down)
         cid = call_id or f"{self._prefix}{next(self._ids)}"
         data = wire.encode_run(cid, time.time() + self.timeout_s, inputs_json)
-        return await self._send(cid, data)
+        fut: asyncio.Future[CallResult | CallError] = self._loop.create_future()
+        return await self._wait(self._send(cid, data, _settle(fut)), fut)
 
-    async def _send(self, cid: str, data: bytes) -> CallResult:
-        """Send an encoded frame to a free worker (or queue it) and wait for its answer."""
-        loop = self._loop
-        arrived = time.perf_counter()  # for figures; loop.time() is coarse under uvloop
-        t0 = loop.time()
-        deadline = t0 + self.timeout_s
-        while True:
-            call = PendingCall(cid, loop.create_future())
-            worker = self._take()
-            while worker is not None and not self._start(worker, call, data, deadline):
-                worker = self._take()  # that one's socket had closed
-            if worker is None:
-                waiter = _Waiter(loop.create_future(), call, data, deadline, arrived)
-                worker = await self._wait_for_worker(waiter, t0)
-            outcome = await call.future
-            if outcome is not NOT_STARTED:
-                break  # else its worker was lost before reading it: again, same deadline
-        done = time.perf_counter()
-        queue_ms, run_ms = (call.sent - arrived) * 1000, (done - call.sent) * 1000
-        return self._outcome(outcome, call, worker, queue_ms, run_ms)
+    def submit(
+        self,
+        function: str,
+        done: Done,
+        payload: Any = None,
+        *,
+        payload_json: bytes | None = None,
+        call_id: str | None = None,
+    ) -> _Call:
+        """`call` without a coroutine: `done` gets the CallResult or the CallError,
+        once, from a later callback of the loop. Raises CallError at once when the
+        call is refused before it is queued (down, unknown function, queue full)."""
+        if self._down is not None:
+            raise Unavailable(self._down)
+        if self.functions is not None and function not in self.functions:
+            raise UnknownFunction(f"script {self.script!r} has no function {function!r}")
+        cid = call_id or f"{self._prefix}{next(self._ids)}"
+        wall_deadline = time.time() + self.timeout_s
+        data = wire.encode_call(cid, function, wall_deadline, payload, payload_json)
+        return self._send(cid, data, done)
 
-    def _start(self, worker: Worker, call: PendingCall, data: bytes, deadline: float) -> bool:
-        """Send the call to the worker and arm its deadline; False if the worker's
-        socket had closed (nothing was sent)."""
-        if not worker.send_call(data, call):
+    async def _wait(self, call: _Call, fut: asyncio.Future[CallResult | CallError]) -> CallResult:
+        try:
+            outcome = await fut
+        except asyncio.CancelledError:
+            # Sent already (the caller went away just then): the call runs to its end
+            # and frees its worker; else it leaves the queue.
+            self._abandon(call)
+            raise
+        if isinstance(outcome, CallError):
+            raise outcome
+        return outcome
+
+    def _send(self, cid: str, data: bytes, done: Done) -> _Call:
+        """Send an encoded frame to a free worker, or queue it."""
+        call = _Call(self, cid, data, self._loop.time() + self.timeout_s, done)
+        if not self._dispatch(call):
+            self._queue(call)
+        return call
+
+    def _dispatch(self, call: _Call) -> bool:
+        """Send the call to an idle worker; False if none is idle."""
+        worker = self._take()
+        while worker is not None:
+            if self._start(worker, call):
+                return True
+            worker = self._take()  # that one's socket had closed
+        return False
+
+    def _start(self, worker: Worker, call: _Call) -> bool:
+        """Send the call to the worker and count it running (the sweep watches its
+        deadline); False if the worker's socket had closed (nothing was sent)."""
+        if not worker.send_call(call.data, call):
             return False
         call.sent = time.perf_counter()
-        call.timer = self._loop.call_at(deadline, self._expire, worker, call)
+        call.worker = worker
+        self._running.add(call)
+        self._arm(call.deadline)
         return True
 
     def _take(self) -> Worker | None:
@@ -237,63 +272,123 @@ class Dispatcher:
                 return worker
         return None
 
-    async def _wait_for_worker(self, waiter: _Waiter, t0: float) -> Worker:
-        """Queue the call; `offer` sends it and returns the worker it runs on."""
+    def _queue(self, call: _Call) -> None:
+        """Wait for `offer` to send it, or for the sweep to give up on it."""
         if self.queued >= self.settings.max_queue:
             raise QueueFull(
                 f"script {self.script!r} has {self.settings.max_queue} calls waiting for a "
                 "free worker already; retry later"
             )
-        self._waiters.append(waiter)
-        give_up = min(t0 + self.settings.max_wait_s, waiter.deadline)
-        at_deadline = give_up >= waiter.deadline
-        timer = self._loop.call_at(give_up, self._give_up, waiter, t0, at_deadline)
-        try:
-            return await waiter.future
-        except asyncio.CancelledError:
-            # Sent already (the caller went away just then): the call runs to its end
-            # and frees its worker; else it leaves the queue.
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
-            raise
-        finally:
-            timer.cancel()
+        arrived_at = call.deadline - self.timeout_s
+        call.give_up = min(arrived_at + self.settings.max_wait_s, call.deadline)
+        self._waiters.append(call)
+        self._arm(call.give_up)
 
-    def _give_up(self, waiter: _Waiter, t0: float, at_deadline: bool) -> None:
-        fut = waiter.future
-        if fut.done():
+    def _again(self, call: _Call) -> None:
+        """Its worker was lost before reading it: send it again, same deadline."""
+        call.future = self._loop.create_future()
+        call.future.add_done_callback(call)
+        call.worker, call.cancelled, call.shared, call.timer = None, False, False, None
+        if self._dispatch(call):
             return
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(waiter)
-        if at_deadline:
-            exc: CallError = self._queue_timeout(None)
+        try:
+            self._queue(call)
+        except QueueFull as exc:
+            exc.queue_ms = (time.perf_counter() - call.arrived) * 1000
+            self._fail(call, exc)
+
+    def _abandon(self, call: _Call) -> None:
+        call.done = None
+        if call.worker is None:  # not sent: it leaves the queue
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(call)
+
+    # --- the one timer: deadlines of running calls, give-ups of waiting ones ---------
+    def _arm(self, at: float) -> None:
+        """The timer fires at the earliest time anything is due (one per dispatcher,
+        not one per call: a call is counted in a set and the sweep looks at them all)."""
+        timer = self._timer
+        if timer is not None:
+            if at >= self._timer_at:
+                return
+            timer.cancel()
+        self._timer = self._loop.call_at(at, self._sweep)
+        self._timer_at = at
+
+    def _sweep(self) -> None:
+        """Expire running calls past their deadline, give up on waiting ones past
+        theirs, and arm the timer for the next that is due. Calls are few (running:
+        concurrency per worker; waiting: at most max_queue) and most end long before,
+        so the timer rarely fires more than once per timeout."""
+        self._timer = None
+        now = self._loop.time()
+        # Not live: answered (its callback is next), or its worker died under it (the
+        # cause is on its way, within LOSS_GRACE_S): neither is timed out here.
+        live = [(c, w) for c in self._running if (w := c.worker) and w.calls.get(c.id) is c]
+        for call, worker in live:
+            if call.deadline <= now:
+                self._expire(worker, call)
+        waiting = [call for call in self._waiters if call.give_up <= now]
+        for call in waiting:
+            self._waiters.remove(call)
+            self._give_up(call)
+        times = [c.deadline for c, _ in live if c.deadline > now]
+        times += [c.give_up for c in self._waiters]
+        if times:
+            self._arm(min(times))
+
+    def _give_up(self, call: _Call) -> None:
+        if call.give_up >= call.deadline:
+            exc: CallError = self._queue_timeout(call)
         else:
             exc = QueueFull(
                 f"no worker of script {self.script!r} was free within "
                 f"{self.settings.max_wait_s:g} s; retry later"
             )
-        exc.queue_ms = (self._loop.time() - t0) * 1000
-        fut.set_exception(exc)
+            exc.queue_ms = (time.perf_counter() - call.arrived) * 1000
+        self._fail(call, exc)
 
-    def _queue_timeout(self, arrived: float | None) -> Timeout:
+    def _fail(self, call: _Call, exc: CallError) -> None:
+        """A call that never reached a worker ends with `exc` (from the next callback,
+        as every outcome does)."""
+        call.future.remove_done_callback(call)
+        self._loop.call_soon(call.finish, exc)
+
+    def _queue_timeout(self, call: _Call) -> Timeout:
         exc = Timeout(
             f"the call waited for a free worker past the script's execution timeout "
             f"of {self.timeout_s:g} s"
         )
-        if arrived is not None:
-            exc.queue_ms = (time.perf_counter() - arrived) * 1000
+        exc.queue_ms = (time.perf_counter() - call.arrived) * 1000
         return exc
 
     def _expire(self, worker: Worker, call: PendingCall) -> None:
         """The deadline passed while the worker ran the call: kill that worker only
         (concurrency 1), or cancel the call in it first (concurrency > 1)."""
-        if worker.calls.get(call.id) is call:
-            if worker.capacity == 1:
-                worker.expire()
-            else:
-                worker.cancel(call, self.settings.cancel_grace_s)
+        if worker.capacity == 1:
+            worker.expire()
+        else:
+            worker.cancel(call, self.settings.cancel_grace_s)
         if not call.future.done():
             call.future.set_result(_TIMED_OUT)
+
+    def _answered(self, call: _Call) -> None:
+        """The call's future is resolved (by its worker, or by _expire): its outcome."""
+        self._running.discard(call)
+        worker = call.worker
+        if call.done is None or worker is None:
+            return  # the caller went away
+        outcome = call.future.result()
+        if outcome is NOT_STARTED:
+            self._again(call)
+            return
+        queue_ms = (call.sent - call.arrived) * 1000
+        run_ms = (time.perf_counter() - call.sent) * 1000
+        try:
+            answer: CallResult | CallError = self._outcome(outcome, call, worker, queue_ms, run_ms)
+        except CallError as exc:
+            answer = exc
+        call.finish(answer)
 
     def _outcome(
         self, outcome: Any, call: PendingCall, worker: Worker, queue_ms: float, run_ms: float
@@ -373,3 +468,13 @@ class Dispatcher:
             exit_code=loss.code,
             signal=loss.signal,
         )
+
+
+def _settle(fut: asyncio.Future[CallResult | CallError]) -> Done:
+    """A done callback that resolves `fut` (unless its waiter went away)."""
+
+    def settle(outcome: CallResult | CallError) -> None:
+        if not fut.done():
+            fut.set_result(outcome)
+
+    return settle

@@ -4,6 +4,7 @@ HTTP, the execution id header and what gets recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -55,6 +56,22 @@ class FakeDispatcher:
         if isinstance(self.outcome, CallError):
             raise self.outcome
         return CallResult(call_id or "", self.outcome, "out", "", False, 1.0, 2.0, 0.1, 2.5, 9, "r")
+
+    def submit(
+        self, function: str, done: Any, payload: Any = None, *,
+        payload_json: bytes | None = None, call_id: str | None = None,
+    ) -> None:  # fmt: skip
+        """`call` as the real dispatcher's submit: refusals raised, outcomes to `done`
+        from a later callback."""
+        self.calls.append((function, payload_json, call_id))
+        if function == "nosuch":
+            raise UnknownFunction("no function 'nosuch'")
+        outcome = self.outcome
+        if not isinstance(outcome, CallError):
+            outcome = CallResult(
+                call_id or "", outcome, "out", "", False, 1.0, 2.0, 0.1, 2.5, 9, "r"
+            )
+        asyncio.get_running_loop().call_soon(done, outcome)
 
     async def run(self, inputs_json: bytes, *, call_id: str | None = None) -> CallResult:
         """A code step that gives its inputs back as outputs, with a log; inputs

@@ -34,6 +34,14 @@ class Echo:
         await asyncio.sleep(doc.get("delay", 0))
         return CallResult(call_id or "", doc, "", "", False, 0.0, 0.0, 0.0, 0.0, 1, "r")
 
+    def submit(self, function: str, done: Any, payload: Any = None, *,
+               payload_json: bytes | None = None, call_id: str | None = None) -> None:  # fmt: skip
+        """`call` with a callback, as the real dispatcher's submit."""
+        task = asyncio.get_running_loop().create_task(
+            self.call(function, payload_json=payload_json, call_id=call_id)
+        )
+        task.add_done_callback(lambda t: done(t.result()))
+
 
 @pytest.fixture(scope="module")
 def front() -> Iterator[Servers]:
