@@ -129,3 +129,36 @@ async def test_many_concurrent_calls_all_answered(src: Path) -> None:
     async with started(src, workers=2, dispatch=DispatchSettings(max_queue=500)) as (d, _):
         results = await asyncio.gather(*(d.call("add", {"a": i, "b": 1}) for i in range(200)))
         assert [r.value for r in results] == [i + 1 for i in range(200)]
+
+
+async def test_submit_answers_a_callback_once_and_calls_arm_no_timer_each(src: Path) -> None:
+    async with started(src, timeout_s=30) as (d, _):
+        outcomes: list[object] = []
+        answered = asyncio.Event()
+
+        def done(outcome: object) -> None:
+            outcomes.append(outcome)
+            answered.set()
+
+        d.submit("add", done, {"a": 2, "b": 2})
+        await asyncio.wait_for(answered.wait(), 10)
+        (result,) = outcomes
+        assert getattr(result, "value", None) == 4
+        timer = d._timer  # armed once for the first deadline: later calls keep it
+        for i in range(5):
+            assert (await d.call("add", {"a": i, "b": 0})).value == i
+        assert d._timer is timer and not d._running
+        with pytest.raises(UnknownFunction):  # refused at once: no callback
+            d.functions = frozenset({"add"})
+            d.submit("nope", done, {})
+        assert len(outcomes) == 1
+
+
+async def test_a_shorter_timeout_brings_the_one_timer_forward(src: Path) -> None:
+    async with started(src, timeout_s=30) as (d, _):
+        assert (await d.call("add", {"a": 1, "b": 1})).value == 2  # timer at +30 s
+        d.timeout_s = 1  # as a redeploy with a new timeout does
+        t0 = time.monotonic()
+        with pytest.raises(Timeout):
+            await d.call("spin", {})
+        assert 0.9 < time.monotonic() - t0 < 10
