@@ -4,7 +4,10 @@ HTTP status and JSON body.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daemon.serving.worker import WorkerLoss
 
 
 class CallError(Exception):
@@ -82,3 +85,38 @@ class UnknownFunction(CallError):
     status = "rejected"
     http_status = 404
     error_type = "not_found"
+
+
+MiB = 1024 * 1024
+
+
+def _mib(n: int | None) -> str:
+    if n is None:
+        return "the memory limit"
+    return f"the {n / MiB:.0f} MiB memory limit"
+
+
+def loss_error(loss: WorkerLoss) -> CallError:
+    """The error of a call whose worker died under it."""
+    if loss.heap_limit_bytes is not None:
+        return OutOfMemory(
+            f"out of memory: the call went past the {loss.heap_limit_bytes / MiB:.0f} MiB "
+            "JavaScript heap limit (node's heap, sized from "
+            f"{_mib(loss.memory_bytes)} of the script's hardware profile) and its worker "
+            "was killed",
+            memory_limit_bytes=loss.memory_bytes,
+            heap_limit_bytes=loss.heap_limit_bytes,
+        )
+    if loss.oom:
+        return OutOfMemory(
+            f"out of memory: the call went past {_mib(loss.memory_bytes)} of the script's "
+            "hardware profile and its worker was killed",
+            memory_limit_bytes=loss.memory_bytes,
+        )
+    named = loss.signal is not None or loss.code is not None
+    extra = f"; {loss.detail}" if loss.detail and named else ""
+    return WorkerCrashed(
+        f"the worker running the call crashed: {loss.describe()}{extra}",
+        exit_code=loss.code,
+        signal=loss.signal,
+    )

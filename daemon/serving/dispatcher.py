@@ -1,10 +1,11 @@
 """Per-script call dispatch: a bounded queue in front of the idle workers, and one
 authoritative deadline per call.
 
-`Dispatcher.call` is what the gateway awaits. It returns a `CallResult` or raises a
+`Dispatcher.call` is what the gateway awaits (`submit` is the same with a callback:
+the hot path's). It returns a `CallResult` or raises a
 `CallError` subclass that carries the HTTP status and the JSON error body, so the gateway
-maps every outcome at one place. Whatever the script does, every call ends: the
-deadline timer (the script's execution timeout, counted from arrival) answers Timeout
+maps every outcome at one place. Whatever the script does, every call ends: past its
+deadline (the script's execution timeout, counted from arrival) it answers Timeout
 and kills the worker (concurrency 1), or first cancels the call in its worker and
 kills the worker only when that cancel is not answered within `cancel_grace_s`, the
 calls beside it then failing with WorkerCrashed naming the call that would not end
@@ -16,12 +17,13 @@ queue that is full or too slow answers QueueFull.
 A worker is free while it has fewer calls in flight than the script's concurrency:
 `offer` hands over one free slot, and `_idle` holds one entry per free slot.
 
-The hot path is one pop from the idle deque, one orjson dump, one socket write,
-one timer and one future: no tasks, no threads, no I/O besides the worker socket.
-A call that has to wait is encoded before it waits, and `offer` sends it on the worker
-that frees up from inside that worker's result callback: the worker gets its next call
-at once, not after the event loop has come round to the waiting coroutine (which under
-load is a whole loop iteration of other requests later, with the worker idle).
+The hot path is one pop from the idle deque, one orjson dump, one socket write and
+one future whose done callback maps the answer: no task, no coroutine, no timer per
+call (one timer per dispatcher fires when the earliest deadline or give-up is due and
+sweeps the running and waiting calls), no I/O besides the worker socket. A call that
+has to wait is encoded before it waits, and `offer` sends it on the worker that frees
+up from inside that worker's result callback: the worker gets its next call at once,
+not a loop iteration of other requests later, with the worker idle.
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ from daemon.serving import wire
 from daemon.serving.call_errors import (
     CallError,
     FunctionError,
-    OutOfMemory,
     QueueFull,
     Timeout,
     Unavailable,
     UnknownFunction,
     WorkerCrashed,
+    loss_error,
 )
-from daemon.serving.worker import NOT_STARTED, PendingCall, StoppedFor, Worker, WorkerLoss
+from daemon.serving.worker import NOT_STARTED, PendingCall, StoppedFor, Worker
 
 __all__ = [
     "CallResult",
@@ -114,15 +116,6 @@ class _Call(PendingCall):
         done, self.done = self.done, None
         if done is not None:
             done(outcome)
-
-
-MiB = 1024 * 1024
-
-
-def _mib(n: int | None) -> str:
-    if n is None:
-        return "the memory limit"
-    return f"the {n / MiB:.0f} MiB memory limit"
 
 
 class Dispatcher:
@@ -418,7 +411,7 @@ class Dispatcher:
         elif isinstance(outcome, StoppedFor):
             exc = self._stopped_error(worker, outcome)
         else:
-            exc = self._loss_error(outcome)
+            exc = loss_error(outcome)
         exc.queue_ms, exc.run_ms = queue_ms, run_ms
         exc.replica = worker.owner.name
         exc.egress_lane = worker.lane
@@ -443,30 +436,6 @@ class Dispatcher:
             f"timeout of {self.timeout_s:g} s and did not end within "
             f"{self.settings.cancel_grace_s:g} s of being cancelled",
             stopped_for=stopped.call_id,
-        )
-
-    def _loss_error(self, loss: WorkerLoss) -> CallError:
-        if loss.heap_limit_bytes is not None:
-            return OutOfMemory(
-                f"out of memory: the call went past the {loss.heap_limit_bytes / MiB:.0f} MiB "
-                "JavaScript heap limit (node's heap, sized from "
-                f"{_mib(loss.memory_bytes)} of the script's hardware profile) and its worker "
-                "was killed",
-                memory_limit_bytes=loss.memory_bytes,
-                heap_limit_bytes=loss.heap_limit_bytes,
-            )
-        if loss.oom:
-            return OutOfMemory(
-                f"out of memory: the call went past {_mib(loss.memory_bytes)} of the script's "
-                "hardware profile and its worker was killed",
-                memory_limit_bytes=loss.memory_bytes,
-            )
-        named = loss.signal is not None or loss.code is not None
-        extra = f"; {loss.detail}" if loss.detail and named else ""
-        return WorkerCrashed(
-            f"the worker running the call crashed: {loss.describe()}{extra}",
-            exit_code=loss.code,
-            signal=loss.signal,
         )
 
 
