@@ -4,6 +4,7 @@ HTTP status and JSON body.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -119,4 +120,36 @@ def loss_error(loss: WorkerLoss) -> CallError:
         f"the worker running the call crashed: {loss.describe()}{extra}",
         exit_code=loss.code,
         signal=loss.signal,
+    )
+
+
+def queue_timeout(timeout_s: float, arrived: float) -> Timeout:
+    """A call that waited for a free worker until its deadline (`arrived`: perf_counter)."""
+    exc = Timeout(
+        f"the call waited for a free worker past the script's execution timeout of {timeout_s:g} s"
+    )
+    exc.queue_ms = (time.perf_counter() - arrived) * 1000
+    return exc
+
+
+def deadline_timeout(timeout_s: float, capacity: int, grace_s: float) -> Timeout:
+    """A call that ran past its deadline: its worker is stopped (concurrency 1), or the
+    call is cancelled in it first."""
+    ended = "its worker was stopped"
+    if capacity > 1:
+        ended = (f"it was cancelled in its worker (which is stopped if the call does "
+                 f"not end within {grace_s:g} s)")  # fmt: skip
+    return Timeout(
+        f"the call did not finish within the script's execution timeout of {timeout_s:g} s; {ended}"
+    )
+
+
+def stopped_error(call_id: str, capacity: int, timeout_s: float, grace_s: float) -> WorkerCrashed:
+    """A call whose worker was stopped because `call_id`, beside it, would not end."""
+    return WorkerCrashed(
+        f"the worker running the call was stopped: call {call_id}, running on "
+        f"the same worker (concurrency {capacity}), passed the script's execution "
+        f"timeout of {timeout_s:g} s and did not end within {grace_s:g} s of being "
+        f"cancelled",
+        stopped_for=call_id,
     )

@@ -35,7 +35,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daemon.config.daemon_config import Config
@@ -44,12 +44,14 @@ from daemon.serving.call_errors import (
     CallError,
     FunctionError,
     QueueFull,
-    Timeout,
     Unavailable,
     UnknownFunction,
-    WorkerCrashed,
+    deadline_timeout,
     loss_error,
+    queue_timeout,
+    stopped_error,
 )
+from daemon.serving.call_result import CallResult
 from daemon.serving.worker import NOT_STARTED, PendingCall, StoppedFor, Worker
 
 __all__ = [
@@ -65,24 +67,6 @@ class DispatchSettings:
     max_wait_s: float = Config.queue_max_wait_s  # longest a call waits for a free worker
     # concurrency > 1: how long a worker has to end a cancelled call before it is killed
     cancel_grace_s: float = 2.0
-
-
-@dataclass(slots=True)
-class CallResult:
-    id: str
-    value: Any
-    stdout: str
-    stderr: str
-    truncated: bool
-    cpu_ms: float
-    wall_ms: float  # inside the worker
-    queue_ms: float  # waiting for a free worker
-    run_ms: float  # from sending the call to its answer
-    worker_pid: int
-    replica: str
-    frame: dict[str, Any] = field(default_factory=dict)  # the worker's whole result
-    egress_lane: int | None = None  # the worker's socket to the egress proxy, if its own
-    shared: bool = False  # other calls ran on the same worker meanwhile (its HTTP log too)
 
 
 _TIMED_OUT = object()
@@ -144,7 +128,7 @@ class Dispatcher:
         while waiters:
             call = waiters.popleft()
             if self._loop.time() >= call.deadline:  # the sweep has not come round yet
-                self._fail(call, self._queue_timeout(call))
+                self._fail(call, queue_timeout(self.timeout_s, call.arrived))
                 continue
             if not self._start(worker, call):
                 waiters.appendleft(call)  # the worker is dead: the call waits on
@@ -332,7 +316,7 @@ class Dispatcher:
 
     def _give_up(self, call: _Call) -> None:
         if call.give_up >= call.deadline:
-            exc: CallError = self._queue_timeout(call)
+            exc: CallError = queue_timeout(self.timeout_s, call.arrived)
         else:
             exc = QueueFull(
                 f"no worker of script {self.script!r} was free within "
@@ -347,13 +331,9 @@ class Dispatcher:
         call.future.remove_done_callback(call)
         self._loop.call_soon(call.finish, exc)
 
-    def _queue_timeout(self, call: _Call) -> Timeout:
-        exc = Timeout(
-            f"the call waited for a free worker past the script's execution timeout "
-            f"of {self.timeout_s:g} s"
-        )
-        exc.queue_ms = (time.perf_counter() - call.arrived) * 1000
-        return exc
+    @property
+    def _grace_s(self) -> float:
+        return self.settings.cancel_grace_s
 
     def _expire(self, worker: Worker, call: PendingCall) -> None:
         """The deadline passed while the worker ran the call: kill that worker only
@@ -407,9 +387,9 @@ class Dispatcher:
                 )
             exc: CallError = FunctionError(outcome)
         elif outcome is _TIMED_OUT:
-            exc = self._timeout_error(worker)
+            exc = deadline_timeout(self.timeout_s, worker.capacity, self._grace_s)
         elif isinstance(outcome, StoppedFor):
-            exc = self._stopped_error(worker, outcome)
+            exc = stopped_error(outcome.call_id, worker.capacity, self.timeout_s, self._grace_s)
         else:
             exc = loss_error(outcome)
         exc.queue_ms, exc.run_ms = queue_ms, run_ms
@@ -417,26 +397,6 @@ class Dispatcher:
         exc.egress_lane = worker.lane
         exc.shared = call.shared
         raise exc
-
-    def _timeout_error(self, worker: Worker) -> Timeout:
-        ended = "its worker was stopped"
-        if worker.capacity > 1:
-            grace = self.settings.cancel_grace_s
-            ended = (f"it was cancelled in its worker (which is stopped if the call does "
-                     f"not end within {grace:g} s)")  # fmt: skip
-        return Timeout(
-            f"the call did not finish within the script's execution timeout of "
-            f"{self.timeout_s:g} s; {ended}"
-        )
-
-    def _stopped_error(self, worker: Worker, stopped: StoppedFor) -> WorkerCrashed:
-        return WorkerCrashed(
-            f"the worker running the call was stopped: call {stopped.call_id}, running on "
-            f"the same worker (concurrency {worker.capacity}), passed the script's execution "
-            f"timeout of {self.timeout_s:g} s and did not end within "
-            f"{self.settings.cancel_grace_s:g} s of being cancelled",
-            stopped_for=stopped.call_id,
-        )
 
 
 def _settle(fut: asyncio.Future[CallResult | CallError]) -> Done:
