@@ -20,9 +20,9 @@ __all__ = [
 
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SIGNIN = web.AppKey("signin", SignIn)
-SESSION = "console_session"
+SESSION = web.RequestKey("console_session", Session)
 # the multipart reader the CSRF check began (it read the token, the form's first part)
-MULTIPART = "console_multipart"
+MULTIPART = web.RequestKey("console_multipart", MultipartReader)
 
 
 def lifecycle(request: web.Request) -> Lifecycle:
@@ -30,8 +30,7 @@ def lifecycle(request: web.Request) -> Lifecycle:
 
 
 def session(request: web.Request) -> Session:
-    found: Session = request[SESSION]
-    return found
+    return request[SESSION]
 
 
 def user(request: web.Request) -> str:
@@ -41,7 +40,7 @@ def user(request: web.Request) -> str:
 
 async def multipart(request: web.Request) -> MultipartReader:
     """The upload form's reader: the one the CSRF check started, or a new one."""
-    reader: MultipartReader | None = request.get(MULTIPART)
+    reader = request.get(MULTIPART)
     return reader if reader is not None else await request.multipart()
 
 
