@@ -518,7 +518,9 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     page.get_by_role("button", name="+ Add").click()
     page.get_by_label("Key 2").fill("TOKEN")
     page.get_by_label("Value 2").fill("s3cret-value")
+    assert page.get_by_label("Value 2").get_attribute("type") is None  # shown as typed
     page.get_by_label("Secret 2").check()
+    assert page.get_by_label("Value 2").get_attribute("type") == "password"  # hidden at once
     page.get_by_label("Execution Timeout").fill("45")
     page.get_by_label("API_TOKEN").check()  # an integration secret granted
     shot(page, "14-wizard-runtime")

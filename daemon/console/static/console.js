@@ -146,3 +146,13 @@ document.addEventListener("DOMContentLoaded", () => {
     if (form) sendWithProgress(form, event);
   });
 });
+
+// Runtime Settings: a value whose Secret box is ticked is hidden as it is typed
+// (without JavaScript it shows until the page comes back from the server, masked).
+document.addEventListener("DOMContentLoaded", () => {
+  document.body.addEventListener("change", (event) => {
+    const box = event.target.closest("table.env input[type=checkbox]");
+    const value = box && box.closest("tr").querySelector("input[name=env_value]");
+    if (value) value.type = box.checked ? "password" : "text";
+  });
+});
