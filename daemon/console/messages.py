@@ -29,9 +29,10 @@ NOT_DEPLOYED = (
     "The endpoint is not activated since the script is not deployed. Deploy the script "
     "to activate the endpoint and get its code."
 )
+# Seed 001, "Deployment History": a Draft's window sends to the import-and-deploy steps.
 DRAFT_HISTORY = (
-    "This script is a draft: it has no deployment history yet. Deploy the custom script "
-    "to create its first version."
+    "This script is a draft: it has no deployment history yet. Click Deploy custom script "
+    "and follow the steps for import and deploy."
 )
 
 # The confirmation windows (seed 001, "Actions"): title, text, the button's word.

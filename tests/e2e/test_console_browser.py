@@ -586,6 +586,10 @@ def test_deploy_from_the_overview_redeploy_then_undeploy_and_delete_everything(
     page.get_by_role("link", name="draft-one").click()
     page.get_by_role("link", name="Deployment History").click()
     assert "no deployment history yet" in page.locator("main").inner_text()
+    shot(page, "03-history-draft")
+    page.get_by_role("link", name="Deploy custom script").click()  # the seed: the wizard
+    assert page.get_by_label("Script Name").input_value() == "draft-one"
+    page.goto(_base(port) + "/scripts/draft-one")
     page.get_by_role("link", name="Endpoint").click()
     assert "endpoint is not activated" in page.locator("main").inner_text()
     page.get_by_role("link", name="Deploy", exact=True).first.click()
