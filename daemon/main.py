@@ -159,7 +159,11 @@ def runner_settings(
             ping_interval_s=config.replica_ping_interval_s,
             ping_timeout_s=config.replica_ping_timeout_s,
         ),
-        dispatch=DispatchSettings(max_queue=config.queue_max, max_wait_s=config.queue_max_wait_s),
+        dispatch=DispatchSettings(
+            max_queue=config.queue_max,
+            max_wait_s=config.queue_max_wait_s,
+            cancel_grace_s=config.cancel_grace_s,
+        ),
         shutdown_drain_s=config.shutdown_drain_s,
     )
 

@@ -70,6 +70,9 @@ class Config:
     gateway_idle_timeout_s: float = 75.0
     queue_max: int = 64  # calls waiting for a free worker, per script; more is 429
     queue_max_wait_s: float = 10.0  # longest a call waits for a free worker; then 429
+    # concurrency > 1: a call past its deadline is cancelled in its worker, which is
+    # killed (with the calls beside it) when the call has not ended this long after
+    cancel_grace_s: float = 2.0
     replica_start_timeout_s: float = 30.0  # launch to hello and every worker connected
     replica_max_start_failures: int = 3  # failed starts in a row before "failing"
     replica_ping_interval_s: float = 5.0

@@ -143,6 +143,7 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "uploads.max_total_bytes": (("max_upload_total_bytes",), integer(1, 1 << 50)),
     "dispatch.max_queue": (("queue_max",), integer(0, 100_000)),
     "dispatch.max_wait_s": (("queue_max_wait_s",), number(0.0, 3600.0)),
+    "dispatch.cancel_grace_s": (("cancel_grace_s",), number(0.1, 600.0)),
     "replicas.start_timeout_s": (("replica_start_timeout_s",), number(1.0, 3600.0)),
     "replicas.max_start_failures": (("replica_max_start_failures",), integer(1, 100)),
     "replicas.ping_interval_s": (("replica_ping_interval_s",), number(0.1, 3600.0)),

@@ -66,7 +66,7 @@ class DispatchSettings:
     max_queue: int = Config.queue_max  # calls waiting for a free worker, per script
     max_wait_s: float = Config.queue_max_wait_s  # longest a call waits for a free worker
     # concurrency > 1: how long a worker has to end a cancelled call before it is killed
-    cancel_grace_s: float = 2.0
+    cancel_grace_s: float = Config.cancel_grace_s
 
 
 _TIMED_OUT = object()

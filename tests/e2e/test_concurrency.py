@@ -1,5 +1,7 @@
 """A script's `concurrency` end to end: set with scriptctl, shown by show and history,
-and honoured by a real sandboxed replica over real HTTP. One daemon for the module."""
+and honoured by a real sandboxed replica over real HTTP; the daemon's
+`dispatch.cancel_grace_s` honoured when a call ignores its cancel. One daemon for
+the module."""
 
 from __future__ import annotations
 
@@ -17,20 +19,29 @@ from tests.helpers import TINY_PROFILES, DaemonProcess, create_key, running_daem
 MAIN_PY = """\
 import asyncio
 import os
+import time
 
 
 async def nap(ms):
     await asyncio.sleep(ms / 1000)
     return os.getpid()
+
+
+def block(s):
+    time.sleep(s)  # a thread: its cancel is ignored, the worker is killed after the grace
+    return os.getpid()
 """
 CALLS, NAP_S = 20, 0.3
+GRACE_S = 0.3  # dispatch.cancel_grace_s (the default is 2 s)
+CONFIG = {**TINY_PROFILES, "dispatch": {"cancel_grace_s": GRACE_S},
+          "settings": {"timeout_min_s": 1}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[DaemonProcess]:
     require_root()
     root = tmp_path_factory.mktemp("conc")
-    with running_daemon(root, TINY_PROFILES, build_cache) as d:
+    with running_daemon(root, CONFIG, build_cache) as d:
         yield d
 
 
@@ -74,3 +85,36 @@ def test_concurrency_is_set_shown_and_honoured(daemon: DaemonProcess, tmp_path: 
     assert len({pid for _, pid in answers}) == 1
     serial = CALLS * NAP_S
     assert took < serial / 2, f"{CALLS} calls of {NAP_S} s took {took:.2f} s (serial: {serial} s)"
+
+
+def test_a_worker_is_killed_after_the_configured_cancel_grace(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    ctl = Ctl(str(daemon.admin_socket))
+    project = tmp_path / "blocks"
+    project.mkdir()
+    (project / "main.py").write_text(MAIN_PY)
+    ctl.ok("up", str(project), "--name", "blocks", "--concurrency", "4",
+           "--workers-per-replica", "1", "--timeout", "2")  # fmt: skip
+    key = create_key(daemon.client(), "blocks")
+    gw, beside_gw = daemon.gateway(key), daemon.gateway(key)
+    try:
+        pid = gw.call("blocks", "nap", {"ms": 1}).json()["result"]
+        with ThreadPoolExecutor(2) as pool:
+            stuck = pool.submit(gw.call, "blocks", "block", {"s": 30})
+            # 1 s later: its deadline (2 s after it arrives) comes after the stuck call's
+            # deadline plus the configured grace (0.3 s), but before the default grace
+            # (2 s) would have passed: with that, it would be cancelled and time out.
+            time.sleep(1.0)
+            beside = pool.submit(beside_gw.call, "blocks", "nap", {"ms": 20_000})
+            assert stuck.result(30).status == 504
+            lost = beside.result(30)
+        assert lost.status == 502, lost.body
+        error = lost.json()["error"]
+        assert error["type"] == "worker_crashed" and error["stopped_for"]
+        assert f"did not end within {GRACE_S:g} s of being cancelled" in error["message"]
+        fresh = gw.call("blocks", "nap", {"ms": 1})
+        assert fresh.status == 200 and fresh.json()["result"] != pid  # a new worker
+    finally:
+        gw.close()
+        beside_gw.close()

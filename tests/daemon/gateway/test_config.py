@@ -18,7 +18,7 @@ def test_defaults() -> None:
     c = Config()
     assert c.max_body_bytes == 4 << 20
     assert c.uploads_dir == Path("/var/lib/scriptd/files")
-    assert (c.queue_max, c.queue_max_wait_s) == (64, 10.0)
+    assert (c.queue_max, c.queue_max_wait_s, c.cancel_grace_s) == (64, 10.0, 2.0)
     assert c.cgroup_name is None  # derived from the state dir: cgroup_root_name
 
 
@@ -35,7 +35,7 @@ def test_keys_reach_the_runner_settings() -> None:
     c = config_from_mapping({
         "state_dir": "/srv/s",
         "uploads": {"dir": "/srv/files"},
-        "dispatch": {"max_queue": 3, "max_wait_s": 0.5},
+        "dispatch": {"max_queue": 3, "max_wait_s": 0.5, "cancel_grace_s": 0.25},
         "replicas": {"start_timeout_s": 5, "max_start_failures": 2, "uid_base": 300000,
                      "uid_count": 1000, "ping_interval_s": 1, "ping_timeout_s": 3,
                      "shutdown_drain_s": 2},
@@ -50,7 +50,11 @@ def test_keys_reach_the_runner_settings() -> None:
     assert (s.launch.uid_base, s.launch.uid_count) == (300000, 1000)
     assert (s.pool.start_timeout_s, s.pool.max_start_failures) == (5.0, 2)
     assert (s.pool.ping_interval_s, s.pool.ping_timeout_s) == (1.0, 3.0)
-    assert (s.dispatch.max_queue, s.dispatch.max_wait_s) == (3, 0.5)
+    assert (s.dispatch.max_queue, s.dispatch.max_wait_s, s.dispatch.cancel_grace_s) == (
+        3,
+        0.5,
+        0.25,
+    )
     assert s.shutdown_drain_s == 2.0
     assert c.cgroup_name == c.cgroup_root_name == "scriptd-b"
 
