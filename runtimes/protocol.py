@@ -115,9 +115,14 @@ function getting a second argument {signal, deadline}. Then also:
       until it ends; javascript: answered at once, the signal aborted, a later value
       dropped). The daemon kills the worker when no answer comes within its grace.
   {"t":"started","ids":["...",...]}  worker -> daemon: the calls a read brought, sent
-      as soon as they are read and before any of them runs. When the daemon loses
-      a worker, the calls it had sent that were never acknowledged so are sent to
-      another worker: they did not start.
+      as soon as they are read and before any of them runs: none runs before the
+      frame is in the kernel (a worker whose socket is full holds them until then).
+      When the daemon loses a worker, the calls it had sent that were never
+      acknowledged so are sent to another worker: they did not start. (The daemon
+      reads what the worker wrote until its socket closes, a worker it killed too.)
+  A result may carry "crashed":true (javascript): an exception no call caught (a
+      throwing timer, an unhandled rejection) ends the worker, exit code 1, and every
+      call in flight is answered with it as error first: it may belong to any of them.
 daemon -> worker:
   {"t":"call","id":"...","function":"f","payload":{...},"deadline":1700000000.5}
       payload: python: a JSON object passed as keyword arguments (missing

@@ -241,11 +241,13 @@ class Worker:
 
     def kill(self) -> None:
         """Stop this worker: the supervisor SIGKILLs it and starts a fresh one in its
-        slot. The late answer, if any, is never read."""
+        slot. The late answer, if any, is never read; but while a call on it is not
+        acknowledged, its socket is read on until the worker is gone (EOF): an ack it
+        wrote before it died may wait there unread, and that call ran."""
         if self.alive:
             self.alive = False
             self.owner.kill_worker(self)
-        if self.channel is not None:
+        if self.channel is not None and all(c.started for c in self.calls.values()):
             self.channel.close()
 
     def on_frame(self, frame: dict[str, Any]) -> None:
@@ -304,6 +306,12 @@ class Worker:
         """How the worker died, from its worker_exit frame (None: the replica is gone)."""
         if not self._exit.done():
             self._exit.set_result(loss)
+        if self.channel is not None:  # a child of the worker may hold its socket open
+            self._loop.call_later(LOSS_GRACE_S, self._close)
+
+    def _close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
 
     def _finish(self, call: PendingCall) -> None:
         if self.calls.pop(call.id, None) is None:

@@ -56,8 +56,14 @@ function answer(call) {
   return this.finish(call.result, call.name, call.wall0, call.cpu0, call.sinks);
 }
 
+// Every read that brings calls is acknowledged before any of them runs (see `started`
+// in protocol.py), and "before" means in the kernel: a write node could not hand over
+// at once (the socket is full) waits in the stream's buffer, so the frames of that
+// read, and of the reads after it, run from the ack's write callback, once it left.
 function serveConcurrently(sock) {
   const decoder = new FrameDecoder(this.maxFrame);
+  const held = []; // frames read while an ack is not in the kernel yet
+  let unsent = 0; // acks written whose write callback has not come
   sock.on('data', (chunk) => {
     let messages;
     try {
@@ -66,25 +72,36 @@ function serveConcurrently(sock) {
       process.stderr.write(`scriptd worker: ${err.message}\n`);
       process.exit(2);
     }
-    // Written now, before any of these calls runs (see `started` in protocol.py).
     const ids = messages.filter((m) => m.t === 'call').map((m) => m.id ?? null);
     if (ids.length) {
       if (this.corked) {
         this.corked = false;
         sock.uncork();
       }
-      sock.write(encode({ t: 'started', ids }));
+      let waited = false; // the callback comes later even when the write went at once
+      sock.write(encode({ t: 'started', ids }), () => {
+        if (waited && --unsent === 0) this.dispatch(held.splice(0));
+      });
+      if (sock.writableLength > 0) { // not handed over at once: wait for its callback
+        waited = true;
+        unsent += 1;
+      }
     }
-    for (const message of messages) {
-      let reply;
-      if (message.t === 'call') reply = this.callConcurrently(message);
-      else if (message.t === 'cancel') reply = this.cancel(message.id ?? null);
-      else reply = this.handle(message);
-      Promise.resolve(reply).then((frame) => this.write(frame));
-    }
+    if (unsent) held.push(...messages);
+    else this.dispatch(messages);
   });
   sock.on('end', () => process.exit(0));
   sock.on('error', () => process.exit(0));
+}
+
+function dispatch(messages) {
+  for (const message of messages) {
+    let reply;
+    if (message.t === 'call') reply = this.callConcurrently(message);
+    else if (message.t === 'cancel') reply = this.cancel(message.id ?? null);
+    else reply = this.handle(message);
+    Promise.resolve(reply).then((frame) => this.write(frame));
+  }
 }
 
 // Answers are written back to back: the socket is corked until the loop's next turn,
@@ -102,4 +119,6 @@ function write(frame) {
   this.sock.write(frame);
 }
 
-export const concurrentMethods = { callConcurrently, cancel, answer, serveConcurrently, write };
+export const concurrentMethods = {
+  callConcurrently, cancel, answer, serveConcurrently, dispatch, write,
+};

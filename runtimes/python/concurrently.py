@@ -10,7 +10,10 @@ daemon matches results by id and never sends more than N calls at a time):
 
 Every read that brings calls is answered at once with `{"t":"started","ids":[...]}`,
 before any of those calls runs: the daemon then knows which calls a worker it has to
-kill never read (they are sent to another worker instead of failing).
+kill never read (they are sent to another worker instead of failing). "Sent" means in
+the kernel: when the socket is full (the daemon reads slowly) the ack waits in the
+transport's buffer, and the frames read meanwhile wait for it to leave (a worker
+killed then never ran them, as the daemon will think).
 
 `{"t":"cancel","id":X}` cancels call X: a task gets CancelledError where it awaits and
 the result says Cancelled. A thread cannot be stopped from outside in Python, so the
@@ -113,10 +116,24 @@ class Server(asyncio.Protocol):
         self.tasks: dict[Any, tuple[asyncio.Task[None], bool]] = {}  # id -> (task, threaded)
         self.out: list[bytes] = []
         self.transport: Any = None
+        self.unsent = False  # bytes wait in the transport's buffer (the socket is full)
+        self.held: list[dict[str, Any]] = []  # frames read meanwhile: run once they left
         self.done: asyncio.Future[int] = self.loop.create_future()
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        # pause_writing as soon as a byte waits in the buffer, resume_writing once it is
+        # empty: whether an ack is in the kernel yet (see data_received).
+        transport.set_write_buffer_limits(high=0)
+
+    def pause_writing(self) -> None:
+        self.unsent = True
+
+    def resume_writing(self) -> None:
+        self.unsent = False
+        held, self.held = self.held, []
+        for frame in held:
+            self.handle(frame)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self.done.done():
@@ -132,6 +149,9 @@ class Server(asyncio.Protocol):
         ids = [frame.get("id") for frame in frames if frame["t"] == "call"]
         if ids:  # written now, before any of them runs: see `started` in protocol.py
             self.transport.write(self.protocol.encode({"t": "started", "ids": ids}))
+        if self.held or (ids and self.unsent):  # that ack is not in the kernel yet
+            self.held.extend(frames)
+            return
         for frame in frames:
             self.handle(frame)
 
