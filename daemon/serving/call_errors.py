@@ -123,6 +123,23 @@ def loss_error(loss: WorkerLoss) -> CallError:
     )
 
 
+def result_error(frame: dict[str, Any], capacity: int) -> CallError:
+    """A result frame that is not ok: the function's own error, or, marked "crashed", an
+    exception no call caught (a Node worker at concurrency > 1, which then exits): it may
+    have come from any call of the worker, so each of them fails as its crash."""
+    if not frame.get("crashed"):
+        return FunctionError(frame)
+    err = frame.get("error") or {}
+    kind, message = str(err.get("type", "Error")), str(err.get("message", ""))
+    return WorkerCrashed(
+        f"the worker running the call crashed: an exception no call caught ({kind}: "
+        f"{message}) ended it, and every call it was running (concurrency {capacity})",
+        cause={"type": kind, "message": message, "traceback": err.get("traceback", "")},
+        stdout=frame.get("stdout", ""),
+        stderr=frame.get("stderr", ""),
+    )
+
+
 def queue_timeout(timeout_s: float, arrived: float) -> Timeout:
     """A call that waited for a free worker until its deadline (`arrived`: perf_counter)."""
     exc = Timeout(

@@ -42,13 +42,13 @@ from daemon.config.daemon_config import Config
 from daemon.serving import wire
 from daemon.serving.call_errors import (
     CallError,
-    FunctionError,
     QueueFull,
     Unavailable,
     UnknownFunction,
     deadline_timeout,
     loss_error,
     queue_timeout,
+    result_error,
     stopped_error,
 )
 from daemon.serving.call_result import CallResult
@@ -385,7 +385,7 @@ class Dispatcher:
                     worker.lane,
                     call.shared,
                 )
-            exc: CallError = FunctionError(outcome)
+            exc: CallError = result_error(outcome, worker.capacity)
         elif outcome is _TIMED_OUT:
             exc = deadline_timeout(self.timeout_s, worker.capacity, self._grace_s)
         elif isinstance(outcome, StoppedFor):

@@ -194,11 +194,14 @@ class Worker {
 
   // An exception no promise of the call catches (a throwing timer callback, an
   // unhandled rejection) leaves the process in an unknown state, as node says:
-  // the call gets it as its error, then the worker exits and is replaced.
+  // the call gets it as its error, then the worker exits and is replaced. Concurrent
+  // calls cannot tell whose it was: each gets it marked "crashed" (the daemon answers
+  // them as a crashed worker, naming the exception).
   crash(err) {
-    if (this.inFlight.size && this.sock) { // concurrent calls: each of them gets it
+    if (this.inFlight.size && this.sock) {
       const frames = [...this.inFlight.values()].map((call) => {
         call.result.error = errorInfo(err);
+        call.result.crashed = true;
         return this.answer(call);
       });
       this.sock.write(Buffer.concat(frames), () => process.exit(1));

@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,12 @@ async def hang():
 
 async def stall(s):
     time.sleep(s)  # blocks the worker's event loop: it reads nothing meanwhile
+
+
+async def mark(path):
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    return os.getpid()
 """
 
 MAIN_JS = """
@@ -61,6 +68,9 @@ exports.nap = async ({ ms, tag }) => {
 };
 exports.hang = (_, { signal }) => new Promise((resolve, reject) => {
   signal.addEventListener('abort', () => reject(signal.reason));
+});
+exports.boom = () => new Promise(() => {
+  setTimeout(() => { throw new RangeError('thrown from a timer'); }, 50);
 });
 """
 
@@ -159,6 +169,43 @@ async def test_calls_a_lost_worker_never_read_run_on_another(tmp_path: Path) -> 
         assert {r.value for r in moved} != {pid}  # answered by the fresh worker
 
 
+async def test_a_killed_worker_is_read_to_its_end_for_the_calls_it_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """The daemon kills a worker (a call ignored its cancel) while the ack and the answer
+    of another call wait unread in its socket (the daemon's loop was busy): that call
+    ran, so it must not be sent to another worker; it is read, answered, and run once."""
+    src = write_project(tmp_path, MAIN_PY)
+    marker = tmp_path / "marked"
+    settings = DispatchSettings(cancel_grace_s=0.3)
+    async with started(src, timeout_s=2, concurrency=4, dispatch=settings) as (d, pool):
+        pid = (await d.call("nap", {"ms": 1})).value
+        (worker,) = next(iter(pool.ready)).workers.values()
+        stuck = asyncio.ensure_future(d.call("block", {"ms": 30_000}, call_id="stuck-1"))
+        await until(lambda: "stuck-1" in worker.calls and worker.calls["stuck-1"].started)
+        # 1 s later, so that its deadline comes after the stuck call's plus the grace.
+        await asyncio.sleep(1.0)
+        assert worker.channel is not None and worker.channel.transport is not None
+        transport = worker.channel.transport
+        transport.pause_reading()  # as a busy loop would: what the worker says waits
+        marked = asyncio.ensure_future(d.call("mark", {"path": str(marker)}))
+        await until(marker.exists)
+        with pytest.raises(Timeout):
+            await asyncio.wait_for(stuck, 10)
+        await until(lambda: not worker.alive)  # killed: the stuck call ignored its cancel
+        if not transport.is_closing():
+            transport.resume_reading()
+        assert (await asyncio.wait_for(marked, 10)).value == pid
+        assert marker.read_text() == f"{pid}\n"  # run once, not sent again
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        await asyncio.sleep(0.01)
+
+
 async def test_node_calls_run_side_by_side(tmp_path: Path) -> None:
     node = shutil.which("node")
     require(node is not None, "node is not installed")
@@ -180,3 +227,30 @@ async def test_node_calls_run_side_by_side(tmp_path: Path) -> None:
         with pytest.raises(Timeout):
             await asyncio.wait_for(d.call("hang", {}), 10)
         assert (await d.call("nap", {"ms": 1, "tag": "after"})).value == results[0].value
+
+
+async def test_an_uncaught_node_exception_fails_every_call_in_flight_as_a_crash(
+    tmp_path: Path,
+) -> None:
+    node = shutil.which("node")
+    require(node is not None, "node is not installed")
+    src = tmp_path / "js"
+    src.mkdir()
+    (src / "main.js").write_text(MAIN_JS)
+    launcher = PlainLauncher("javascript", sys.executable, src, node=node, label="js v1")
+    launcher.concurrency = 4
+    async with started(src, timeout_s=20, launcher=launcher) as (d, _):
+        pid = (await d.call("nap", {"ms": 1, "tag": "warm"})).value
+        beside = [asyncio.ensure_future(d.call("nap", {"ms": 15_000})) for _ in range(2)]
+        calls = [*beside, asyncio.ensure_future(d.call("boom", {}))]
+        for call in calls:  # whose exception it was, nobody can tell: each is a crash
+            with pytest.raises(WorkerCrashed) as info:
+                await asyncio.wait_for(call, 10)
+            assert info.value.http_status == 502 and info.value.error_type == "worker_crashed"
+            assert "an exception no call caught (RangeError: thrown from a timer)" in (
+                info.value.message
+            )
+            assert "concurrency 4" in info.value.message
+            assert info.value.extra["cause"]["type"] == "RangeError"
+        fresh = await asyncio.wait_for(d.call("nap", {"ms": 1, "tag": "after"}), 20)
+        assert fresh.value != pid  # the worker exited and was replaced
