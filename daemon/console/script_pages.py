@@ -16,6 +16,7 @@ from daemon.core.models import DEPLOYED, DEPLOYING, DRAFT, PHASES, Script, Versi
 from daemon.lifecycle import call_services
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.status_table import allows
+from daemon.serving.launcher import workers_for
 
 __all__ = ["add_routes", "tab_context"]
 
@@ -67,6 +68,7 @@ async def overview(request: web.Request) -> web.Response:
     context["deployment"] = await lc.deployment(script)
     config = lc.ctx.config
     context["profile"] = config.profile(script.resources.profile) or config.default_profile
+    context["workers"] = workers_for(context["profile"].vcpus, script.settings.workers_per_replica)
     confirm = request.query.get("confirm")
     if confirm:
         context["confirm"] = await confirmation(lc, script.name, confirm, context["base"])

@@ -19,7 +19,7 @@ from daemon.console import wizard_forms
 from daemon.console.web import lifecycle, multipart, render, session, user
 from daemon.console.wizard_forms import STEPS
 from daemon.core.errors import BadRequest, ScriptdError
-from daemon.core.models import DRAFT, Script
+from daemon.core.models import CONCURRENCY_RANGE, DRAFT, WORKERS_PER_REPLICA_RANGE, Script
 from daemon.lifecycle import request_checks
 from daemon.lifecycle.project_zips import sample_zip
 from daemon.lifecycle.staging import stage_archive
@@ -62,6 +62,7 @@ def _page(request: web.Request, step: str, extra: dict[str, Any]) -> web.Respons
         "runtimes": lc.ctx.catalogue.runtimes, "profiles": lc.ctx.config.profiles,
         "config": lc.ctx.config, "terms": TERMS, "error": None,
         "egress_choices": wizard_forms.EGRESS_CHOICES, "kinds": request_checks.KINDS,
+        "concurrency_range": CONCURRENCY_RANGE, "workers_range": WORKERS_PER_REPLICA_RANGE,
     }  # fmt: skip
     return render(
         request, f"wizard_{step}.html", context | extra, 422 if extra.get("error") else 200
@@ -238,7 +239,8 @@ async def post_runtime(request: web.Request) -> web.StreamResponse:
         del rows[int(op[7:])]
         return _page(request, "runtime", again)
     try:
-        state["runtime"] = wizard_forms.runtime_body(form, rows, lifecycle(request).ctx.config)
+        config, kind = lifecycle(request).ctx.config, state["general"]["kind"]
+        state["runtime"] = wizard_forms.runtime_body(form, rows, config, kind)
     except ScriptdError as exc:
         return _page(request, "runtime", again | {"error": exc.message})
     _finish(state, "runtime")

@@ -43,11 +43,17 @@ def env_rows(form: MultiDictProxy[Any]) -> list[dict[str, Any]]:
 
 
 def runtime_body(
-    form: MultiDictProxy[Any], rows: list[dict[str, Any]], config: Config
+    form: MultiDictProxy[Any], rows: list[dict[str, Any]], config: Config, kind: str = "functions"
 ) -> dict[str, Any]:
-    """The Runtime Settings step as create fields, checked (BadRequest names the field)."""
+    """The Runtime Settings step as create fields, checked (BadRequest names the field).
+    A code step (`kind` step) runs one execution at a time: its concurrency is 1."""
     body: dict[str, Any] = {"env": [r for r in rows if r["key"] or r["value"]]}
     body["timeout_s"] = _number("timeout_s", form.get("timeout_s", ""))
+    body["concurrency"] = 1 if kind == "step" else _number(
+        "concurrency", form.get("concurrency", "1")
+    )  # fmt: skip
+    workers = str(form.get("workers_per_replica", "")).strip()  # empty: one per whole vCPU
+    body["workers_per_replica"] = _number("workers_per_replica", workers) if workers else None
     policy = str(form.get("egress_policy", ""))
     hosts = [h.strip() for h in str(form.get("allow_hosts", "")).splitlines() if h.strip()]
     if policy:
@@ -126,6 +132,8 @@ def from_script(script: Script, mode: str) -> dict[str, Any]:
         "runtime_form": {
             "timeout_s": str(settings.timeout_s), "egress_policy": egress.policy or "",
             "allow_hosts": "\n".join(egress.allow_hosts),
+            "concurrency": str(settings.concurrency),
+            "workers_per_replica": str(settings.workers_per_replica or ""),
         },
         "resources_form": {
             "min_replicas": str(res.min_replicas), "max_replicas": str(res.max_replicas),

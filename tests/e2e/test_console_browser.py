@@ -506,6 +506,8 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     inputs = page.get_by_role("table", name="Declared inputs").inner_text()
     assert "name" in inputs and "s" in inputs
     assert "greeting" in page.get_by_role("table", name="Declared outputs").inner_text()
+    assert page.get_by_label("Concurrency").is_disabled()  # a step runs one at a time
+    assert page.get_by_label("Concurrency").input_value() == "1"
     page.get_by_role("link", name="1. General Details").click()
     page.get_by_role("radio", name="Functions").check()
     page.get_by_label("Project File").set_input_files(str(good))
@@ -522,6 +524,8 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     page.get_by_label("Secret 2").check()
     assert page.get_by_label("Value 2").get_attribute("type") == "password"  # hidden at once
     page.get_by_label("Execution Timeout").fill("45")
+    page.get_by_label("Concurrency").fill("8")
+    page.get_by_label("Workers per Replica").fill("2")
     page.get_by_label("API_TOKEN").check()  # an integration secret granted
     shot(page, "14-wizard-runtime")
     page.get_by_role("button", name="Next").click()
@@ -536,6 +540,7 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     main = page.locator("main").inner_text()
     assert "GREETING=hi" in main and "TOKEN=********" in main and "s3cret" not in main
     assert "API_TOKEN" in main and "never-shown" not in main
+    assert "8 per worker" in main
     page.get_by_role("link", name="Edit Runtime Settings").click()  # one click back
     assert page.get_by_label("Key 2").input_value() == "TOKEN"
     page.get_by_role("button", name="Next").click()
@@ -551,6 +556,7 @@ def test_import_wizard_in_order_with_a_fix_then_save_as_draft(
     env = {e["key"]: e for e in script["settings"]["env"]}
     assert env["GREETING"]["value"] == "hi" and env["TOKEN"]["secret"]
     assert script["settings"]["timeout_s"] == 45
+    assert (script["settings"]["concurrency"], script["settings"]["workers_per_replica"]) == (8, 2)
     assert (script["resources"]["max_replicas"], script["resources"]["cpu_target"]) == (2, 60)
     assert script["settings"]["secrets"] == ["API_TOKEN"]
 

@@ -3,6 +3,8 @@ starts from (the script's saved configuration)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from multidict import MultiDict, MultiDictProxy
 
@@ -93,3 +95,46 @@ def test_the_body_of_a_new_script_and_of_a_locked_one() -> None:
     locked = wizard_forms.script_body({**state, "locked": True})
     assert not {"name", "language", "language_version"} & set(locked)
     assert locked["description"] == "d" and locked["timeout_s"] == 30
+
+
+def test_runtime_settings_send_concurrency_and_workers_as_the_api_checks_them() -> None:
+    config, rows = Config(), []
+    body = wizard_forms.runtime_body(
+        form([("timeout_s", "45"), ("concurrency", "8"), ("workers_per_replica", "2")]),
+        rows, config,
+    )  # fmt: skip
+    assert (body["concurrency"], body["workers_per_replica"]) == (8, 2)
+    default = wizard_forms.runtime_body(
+        form([("timeout_s", "45"), ("concurrency", "1"), ("workers_per_replica", " ")]),
+        rows, config,
+    )  # fmt: skip
+    assert (default["concurrency"], default["workers_per_replica"]) == (1, None)  # one per vCPU
+    refusals = {
+        ("concurrency", "65"): "concurrency = 65 is not allowed: an integer from 1 to 64",
+        ("concurrency", "0"): "concurrency = 0 is not allowed: an integer from 1 to 64",
+        ("concurrency", "many"): "concurrency = 'many' is not allowed: a whole number",
+        ("workers_per_replica", "17"): "workers_per_replica = 17 is not allowed: an integer "
+        "from 1 to 16, or null for one per whole vCPU of the profile",
+    }
+    for (field, value), said in refusals.items():
+        with pytest.raises(BadRequest) as info:
+            wizard_forms.runtime_body(form([("timeout_s", "45"), (field, value)]), rows, config)
+        assert info.value.message == said and info.value.extra["field"] == field
+
+
+def test_a_code_step_runs_at_concurrency_one_whatever_the_form_says() -> None:
+    fields = form([("timeout_s", "45"), ("concurrency", "8")])
+    body = wizard_forms.runtime_body(fields, [], Config(), "step")
+    assert body["concurrency"] == 1
+    no_field = wizard_forms.runtime_body(form([("timeout_s", "45")]), [], Config(), "step")
+    assert no_field["concurrency"] == 1  # the field is shown disabled: not sent
+
+
+def test_an_edit_starts_from_the_saved_concurrency_and_workers() -> None:
+    script = a_script()
+    settings = replace(script.settings, concurrency=16, workers_per_replica=4)
+    state = wizard_forms.from_script(replace(script, settings=settings), "edit")
+    assert state["runtime_form"]["concurrency"] == "16"
+    assert state["runtime_form"]["workers_per_replica"] == "4"
+    unset = wizard_forms.from_script(script, "edit")["runtime_form"]
+    assert (unset["concurrency"], unset["workers_per_replica"]) == ("1", "")
