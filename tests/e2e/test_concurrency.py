@@ -102,10 +102,10 @@ def test_a_worker_is_killed_after_the_configured_cancel_grace(
         pid = gw.call("blocks", "nap", {"ms": 1}).json()["result"]
         with ThreadPoolExecutor(2) as pool:
             stuck = pool.submit(gw.call, "blocks", "block", {"s": 30})
-            # 1 s later: its deadline (2 s after it arrives) comes after the stuck call's
+            # 1.5 s later: its deadline (2 s after it arrives) comes after the stuck call's
             # deadline plus the configured grace (0.3 s), but before the default grace
             # (2 s) would have passed: with that, it would be cancelled and time out.
-            time.sleep(1.0)
+            time.sleep(1.5)
             beside = pool.submit(beside_gw.call, "blocks", "nap", {"ms": 20_000})
             assert stuck.result(30).status == 504
             lost = beside.result(30)

@@ -101,7 +101,7 @@ def test_calls_read_while_the_socket_is_full_wait_for_their_ack(
         worker: Worker = sup.worker()
         worker.send({"t": "call", "id": "big", "function": "big", "payload": {"n": BIG}})
         # Its result fills the socket (this side reads nothing): the rest waits in the worker.
-        filled = _wait(lambda: _queued(worker.sock, termios.FIONREAD) > 64 << 10)
+        filled = _wait(lambda: _queued(worker.sock, termios.FIONREAD) > 1024)
         assert filled, "the worker never wrote the big result"
         touch = {"t": "call", "id": "touch", "function": "touch", "payload": {"path": str(marker)}}
         worker.send(touch)

@@ -183,8 +183,9 @@ async def test_a_killed_worker_is_read_to_its_end_for_the_calls_it_acknowledged(
         (worker,) = next(iter(pool.ready)).workers.values()
         stuck = asyncio.ensure_future(d.call("block", {"ms": 30_000}, call_id="stuck-1"))
         await until(lambda: "stuck-1" in worker.calls and worker.calls["stuck-1"].started)
-        # 1 s later, so that its deadline comes after the stuck call's plus the grace.
-        await asyncio.sleep(1.0)
+        # 1.5 s later, so that its deadline comes well after the stuck call's plus the
+        # grace (it is answered in between).
+        await asyncio.sleep(1.5)
         assert worker.channel is not None and worker.channel.transport is not None
         transport = worker.channel.transport
         transport.pause_reading()  # as a busy loop would: what the worker says waits
