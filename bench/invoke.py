@@ -8,8 +8,11 @@ Rows, each with its baseline beside it and the target:
         p99 <= +1 ms; the daemon process's CPU per call (/proc) <= 40 us; and nginx's
         fixed 200 as the machine's ceiling when nginx is installed. The daemon runs as
         by default, its metrics on (--no-metrics: off); its replicas' CPU per call (their
-        cgroup) is shown beside. The targets with their figures are also the JSON's
-        "targets".
+        cgroup) is shown beside. Both servers are up together; the 1-connection runs
+        alternate between them in --latency-rounds rounds and their p50/p99 are the
+        rounds' medians, so a busy host's load falls on both alike (where the tail
+        goes call by call: bench/invoke_split.py). The targets with their figures are
+        also the JSON's "targets".
 (c)     a new replica to its first answered call (bench/invoke_replica.py) next to
         `bwrap --unshare-all ... python3 -I -S -c pass`: <= 1.5 x bwrap.
 (d)     worker respawn after a timeout kill: from the Timeout (the gateway's 504) to
@@ -28,6 +31,7 @@ Run as root (sandboxes):  .venv/bin/python -m bench.invoke [--seconds 10] [--run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +102,48 @@ def replicas_cpu_seconds(daemon: DaemonProcess) -> float:
     return float("nan")
 
 
-def timed_loads(
-    pid: int, url: str, headers: dict[str, str], connections: list[int], seconds: float
-) -> tuple[dict[int, LoadResult], dict[int, float]]:
-    """A load run per connection count, and the CPU µs process `pid` spent per request."""
-    results, cpu_us = {}, {}
+@dataclass
+class Server:
+    """Where a load run goes, and the process whose CPU it costs."""
+
+    pid: int
+    url: str
+    headers: dict[str, str]
+
+
+def merged(runs: list[LoadResult]) -> LoadResult:
+    """Rounds of one server as one result: counts summed, percentiles their medians."""
+    seconds = sum(r.seconds for r in runs)
+    requests = sum(r.requests for r in runs)
+    return LoadResult(runs[0].tool, runs[0].connections, seconds, requests,
+                      sum(r.errors for r in runs), requests / seconds if seconds else 0.0,
+                      statistics.median(r.p50_ms for r in runs),
+                      statistics.median(r.p99_ms for r in runs))  # fmt: skip
+
+
+def interleaved_loads(
+    servers: dict[str, Server], connections: list[int], seconds: float, latency_rounds: int
+) -> tuple[dict[str, dict[int, LoadResult]], dict[str, dict[int, float]]]:
+    """Per server and connection count a load result and the CPU µs its process spent
+    per request. At 1 connection the `seconds` are cut into `latency_rounds` runs per
+    server, alternating, and the percentiles are the rounds' medians: a busy host's
+    load then falls on both alike."""
+    results: dict[str, dict[int, LoadResult]] = {name: {} for name in servers}
+    cpu_us: dict[str, dict[int, float]] = {name: {} for name in servers}
     for c in connections:
-        before = cpu_seconds(pid)
-        results[c] = run_load(url, BODY, headers, c, seconds)
-        cpu_us[c] = (cpu_seconds(pid) - before) / max(1, results[c].requests) * 1e6
+        rounds = latency_rounds if c == 1 else 1
+        per_run = max(1, round(seconds / rounds))  # whole seconds: wrk
+        runs: dict[str, list[LoadResult]] = {name: [] for name in servers}
+        spent = dict.fromkeys(servers, 0.0)
+        for i in range(rounds):
+            for name in list(servers) if i % 2 == 0 else reversed(servers):
+                server = servers[name]
+                before = cpu_seconds(server.pid)
+                runs[name].append(run_load(server.url, BODY, server.headers, c, per_run))
+                spent[name] += cpu_seconds(server.pid) - before
+        for name, done in runs.items():
+            results[name][c] = merged(done)
+            cpu_us[name][c] = spent[name] / max(1, results[name][c].requests) * 1e6
     return results, cpu_us
 
 
@@ -121,16 +159,15 @@ def load_nginx(connections: int, seconds: float) -> LoadResult | None:
         return run_load(url, BODY, {}, connections, seconds)
 
 
-def load_bare(
-    connections: list[int], seconds: float
-) -> tuple[dict[int, LoadResult], dict[int, float]]:
+@contextlib.contextmanager
+def bare_server() -> Iterator[Server]:
     port = free_port()
     server = subprocess.Popen([sys.executable, str(BENCH / "bare_server.py"), str(port)])
     try:
         _wait_port(port)
         url = f"http://127.0.0.1:{port}/v1/scripts/bench/functions/noop"
         run_load(url, BODY, {}, 1, 1)  # warm-up
-        return timed_loads(server.pid, url, {}, connections, seconds)
+        yield Server(server.pid, url, {})
     finally:
         server.terminate()
         server.wait(10)
@@ -146,38 +183,46 @@ def deploy_noop(admin: AdminClient, profile: str) -> str:
     return str(admin.call("POST", "/v1/scripts/bench/keys", {}, expect=201)["key"])
 
 
-def load_daemon(
-    connections: list[int], seconds: float, profile: str, keep: Path | None, metrics: bool = True
-) -> tuple[dict[int, LoadResult], dict[str, Any]]:
+@contextlib.contextmanager
+def daemon_serving(profile: str, metrics: bool) -> Iterator[tuple[Server, DaemonProcess]]:
     """The daemon as it runs by default (its Prometheus metrics on, unless `metrics` is
-    False), its own CPU per call and its replicas' (their cgroup)."""
+    False) with the no-op deployed and its key cached."""
     config = {"metrics": {"listen": f"127.0.0.1:{free_port()}"}} if metrics else {}
     with tempfile.TemporaryDirectory(prefix="scriptd-invoke-") as tmp:
-        root = keep or Path(tmp)
-        daemon = DaemonProcess(root, config, root / "cache")
+        daemon = DaemonProcess(Path(tmp), config, Path(tmp) / "cache")
         daemon.start()
         try:
-            admin = daemon.client()
-            key = deploy_noop(admin, profile)
+            key = deploy_noop(daemon.client(), profile)
             url = f"http://127.0.0.1:{daemon.port}/v1/scripts/bench/functions/noop"
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
             check = run_load(url, BODY, headers, 1, 1)  # warm-up; caches the key
             if check.errors or not check.requests:
                 raise RuntimeError(f"calls fail: {check}\n{daemon.log()[-3000:]}")
             assert daemon.proc is not None
-            replicas_before = replicas_cpu_seconds(daemon)
-            results, cpu_us = timed_loads(daemon.proc.pid, url, headers, connections, seconds)
-            calls = sum(r.requests for r in results.values())
-            info = _profile_info(admin, profile)
-            info["daemon_pid"] = daemon.proc.pid
-            info["metrics"] = metrics
-            info["daemon_cpu_us_per_call"] = cpu_us
-            info["replica_cpu_us_per_call"] = (
-                (replicas_cpu_seconds(daemon) - replicas_before) / max(1, calls) * 1e6
-            )
+            yield Server(daemon.proc.pid, url, headers), daemon
         finally:
             daemon.stop()
-    return results, info
+
+
+def load_http(
+    connections: list[int], seconds: float, profile: str, metrics: bool, latency_rounds: int
+) -> tuple[dict[str, dict[int, LoadResult]], dict[str, dict[int, float]], dict[str, Any]]:
+    """The bare handler and the daemon, both up, loaded in turn (interleaved_loads):
+    results, CPU µs per request, and the daemon's profile with its replicas' CPU per call
+    (their cgroup)."""
+    with bare_server() as bare, daemon_serving(profile, metrics) as (ours, daemon):
+        replicas_before = replicas_cpu_seconds(daemon)
+        results, cpu_us = interleaved_loads({"bare": bare, "scriptd": ours}, connections,
+                                            seconds, latency_rounds)  # fmt: skip
+        calls = sum(r.requests for r in results["scriptd"].values())
+        info = _profile_info(daemon.client(), profile)
+        info["daemon_pid"] = ours.pid
+        info["metrics"] = metrics
+        info["daemon_cpu_us_per_call"] = cpu_us["scriptd"]
+        info["replica_cpu_us_per_call"] = (
+            (replicas_cpu_seconds(daemon) - replicas_before) / max(1, calls) * 1e6
+        )
+    return results, cpu_us, info
 
 
 def _profile_info(admin: AdminClient, profile: str) -> dict[str, Any]:
@@ -193,6 +238,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="samples for (c) and (d)")
     parser.add_argument("--profile", default="1vcpu-2gb", help="hardware profile for (b)")
     parser.add_argument("--connections", default="1,32")
+    parser.add_argument(
+        "--latency-rounds", type=int, default=4, help="1 connection: alternating runs, medians"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--no-metrics", action="store_true", help="(b) with metrics off")
@@ -214,8 +262,9 @@ def main() -> int:
     out: dict[str, Any] = {"host": _host(), "args": vars(args) | {"json": str(args.json)}}
     rows: list[Row] = []
     if not args.skip_http:
-        bare, bare_cpu = load_bare(conns, args.seconds)
-        ours, info = load_daemon(conns, args.seconds, args.profile, None, not args.no_metrics)
+        results, cpu_us, info = load_http(conns, args.seconds, args.profile,
+                                          not args.no_metrics, args.latency_rounds)  # fmt: skip
+        bare, ours, bare_cpu = results["bare"], results["scriptd"], cpu_us["bare"]
         nginx = load_nginx(max(conns), args.seconds)
         out["http"] = {"bare": _dump(bare), "scriptd": _dump(ours), "profile": info,
                        "bare_cpu_us_per_request": bare_cpu,
@@ -255,7 +304,9 @@ def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> N
         print(f"(a)/(b) no-op Python function, profile {info.get('profile')} "
               f"({info.get('vcpus')} vCPU quota, {info.get('workers')} worker(s)), cached key, "
               f"metrics {'on' if info.get('metrics') else 'off'}, "
-              f"POST {BODY.decode()} for {args.seconds:g} s per run")  # fmt: skip
+              f"POST {BODY.decode()} for {args.seconds:g} s per server and connection count; "
+              f"at 1 connection in {args.latency_rounds} alternating runs per server, "
+              f"p50/p99 their medians")  # fmt: skip
         for c in sorted(out["http"]["bare"]):
             print(loads_line("bare", LoadResult(**out["http"]["bare"][c])))
             print(loads_line("scriptd", LoadResult(**out["http"]["scriptd"][c])))
