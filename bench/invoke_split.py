@@ -16,14 +16,17 @@ function returns the worker's clock when it runs. Each call's latency is so cut 
   written->client the client's wake-up and read (below 0: the client had read the
                   answer before the daemon's write call returned)
 
-Beside them, per call, the time each task spent runnable but waiting for a CPU
-(run_delay of /proc/<pid>/task/<tid>/schedstat): the daemon's main thread and its
-other threads, the replica's
-processes (its cgroup's tasks), and the load generator itself; and the replica
-cgroup's CPU throttling (cpu.stat nr_throttled, throttled_time) over each round.
+Beside them, per call, from /proc/<pid>/task/<tid>/schedstat, the time each task
+spent runnable but waiting for a CPU (wait:*, run_delay) and the time it ran (cpu:*):
+the daemon's main thread, its other threads, the replica's processes (its cgroup's
+tasks), and the load generator itself (wait only); the recorder's store writes that
+overlapped the call (store-write); and over each round the replica cgroup's CPU
+throttling (cpu.stat nr_throttled, throttled_time).
 
 The same load generator runs against the bare aiohttp handler (bench/bare_server.py)
-in alternating rounds, as the baseline. Printed: p50/p99/p99.9 of both, and for the
+in alternating rounds, as the baseline. The daemon runs as by default, its metrics on
+(--no-metrics: off), as bench/invoke.py runs it. Printed: p50/p99/p99.9 of both, the
+same of the calls in which no task waited >= 1 ms for a CPU, and for the
 daemon's calls the median of each span over all calls, its mean over the calls at or
 past the p99, and the difference: where the tail's extra time is.
 
@@ -48,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.invoke import BENCH, _wait_port
-from bench.invoke_split_load import Calls, RunDelay, replica_tasks, run_calls, throttling
+from bench.invoke_split_load import Calls, SchedStat, replica_tasks, run_calls, throttling
 from tests.helpers import AdminClient, DaemonProcess, free_port, make_zip
 
 RESULTS = BENCH / "results" / "invoke_split.json"
@@ -56,6 +59,7 @@ STAMP_MAIN = "import time\n\n\ndef noop():\n    return time.monotonic_ns()\n"
 SPANS = ("client->front", "front->submit", "submit->sent", "sent->worker", "worker->daemon",
          "daemon->client", "written->client")  # fmt: skip
 WAITS = ("wait:daemon", "wait:daemon-threads", "wait:replica", "wait:client")
+CPUS = ("cpu:daemon", "cpu:daemon-threads", "cpu:replica")
 WAITED_MS = 1.0  # a wait for a CPU this long counts as "descheduled" (a tick is 4 ms at HZ=250)
 
 
@@ -111,12 +115,24 @@ def overlap_ms(t0: int, t1: int, starts: list[int], ends: list[int]) -> float:
     return covered / 1e6
 
 
+def store_writes(stamps: dict[str, list[int]]) -> tuple[list[int], list[int]]:
+    """The recorder's writes as (starts, ends): each start with the first end after it
+    (a write under way when the stamps were taken has its end in the next batch)."""
+    starts, ends = [], []
+    for start in stamps["w0"]:
+        i = bisect_left(stamps["w1"], start)
+        if i < len(stamps["w1"]):
+            starts.append(start)
+            ends.append(stamps["w1"][i])
+    return starts, ends
+
+
 def split(
     calls: Calls, stamps: dict[str, list[int]], missing: dict[str, int]
 ) -> list[dict[str, float]]:
     """Each call's spans in ms (calls whose stamps are not all found are left out and
     counted in `missing` by the first point not found)."""
-    writes = stamps["w0"], stamps["w1"][: len(stamps["w0"])]
+    writes = store_writes(stamps)
     rows = []
     # The answer's write returns after the client may have read it (the client runs
     # on the other core): its stamp is looked for up to the next call's send.
@@ -136,7 +152,7 @@ def split(
         row = {name: (b - a) / 1e6 for name, a, b in zip(SPANS, points, points[1:], strict=False)}  # type: ignore[operator]
         row["total"] = (t1 - t0) / 1e6
         row["store-write"] = overlap_ms(t0, t1, *writes)
-        for name in WAITS:
+        for name in (*WAITS, *CPUS):
             row[name] = calls.waits[name][i] / 1e6
         rows.append(row)
     return rows
@@ -152,7 +168,7 @@ def tail_table(rows: list[dict[str, float]]) -> list[dict[str, Any]]:
     p99 = percentile([r["total"] for r in rows], 0.99)
     tail = [r for r in rows if r["total"] >= p99]
     out = []
-    for name in ("total", *SPANS, *(w for w in WAITS if w in rows[0]), "store-write"):
+    for name in ("total", *SPANS, *WAITS, *CPUS, "store-write"):
         med = statistics.median(r[name] for r in rows)
         tail_mean = statistics.fmean(r[name] for r in tail)
         biggest = sum(1 for r in tail if max(SPANS, key=lambda s: r[s]) == name)
@@ -174,7 +190,8 @@ class Side:
         ms = calls.latencies_ms()
         self.ms += ms
         for name, ns in calls.waits.items():
-            self.waits.setdefault(name, []).extend(n / 1e6 for n in ns)
+            if name in WAITS:
+                self.waits.setdefault(name, []).extend(n / 1e6 for n in ns)
         self.rounds.append({"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99)})
 
     def undisturbed(self) -> dict[str, float]:
@@ -202,8 +219,8 @@ class Split:
 
     def add(self, calls: Calls, stamps: dict[str, list[int]]) -> None:
         self.rows += split(calls, stamps, self.missing)
-        self.writes_ms += [(b - a) / 1e6 for a, b in zip(stamps["w0"], stamps["w1"],
-                                                          strict=False)]  # fmt: skip
+        starts, ends = store_writes(stamps)
+        self.writes_ms += [(b - a) / 1e6 for a, b in zip(starts, ends, strict=True)]
 
     def result(self) -> dict[str, Any]:
         rows, writes = self.rows, self.writes_ms
@@ -218,7 +235,8 @@ class Split:
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Alternating rounds of `args.calls / args.rounds` calls on each server."""
     per_round = args.calls // args.rounds
-    daemon = ProbedDaemon(tmp, {}, tmp / "cache")
+    config = {} if args.no_metrics else {"metrics": {"listen": f"127.0.0.1:{free_port()}"}}
+    daemon = ProbedDaemon(tmp, config, tmp / "cache")
     daemon.stamps_path = tmp / "stamps.json"
     bare_port = free_port()
     bare = subprocess.Popen([sys.executable, str(BENCH / "bare_server.py"), str(bare_port)])
@@ -229,10 +247,10 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         assert daemon.proc is not None
         pids, dirs = replica_tasks(daemon.port)
         own = [os.getpid()]
-        ours_waits = {"wait:daemon": RunDelay([daemon.proc.pid], main_only=True),
-                      "wait:daemon-threads": RunDelay([daemon.proc.pid], main_only=False),
-                      "wait:replica": RunDelay(pids), "wait:client": RunDelay(own)}  # fmt: skip
-        bare_waits = {"wait:daemon": RunDelay([bare.pid]), "wait:client": RunDelay(own)}
+        ours_waits = {"daemon": SchedStat([daemon.proc.pid], main_only=True),
+                      "daemon-threads": SchedStat([daemon.proc.pid], main_only=False),
+                      "replica": SchedStat(pids), "client": SchedStat(own)}  # fmt: skip
+        bare_waits = {"daemon": SchedStat([bare.pid]), "client": SchedStat(own)}
         run_calls(daemon.port, key, 500, {})  # warm-up: caches the key
         run_calls(bare_port, None, 500, {})
         daemon.stamps()
@@ -268,6 +286,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20000, help="calls per server in all")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds")
     parser.add_argument("--profile", default="1vcpu-2gb")
+    parser.add_argument("--no-metrics", action="store_true", help="the daemon's metrics off")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -286,12 +305,15 @@ def main() -> int:
 
 def tail_waited(rows: list[dict[str, float]]) -> dict[str, float]:
     """Of the calls at or past the p99: the share in which some task waited >= WAITED_MS
-    for a CPU, and the median of the longest such wait."""
+    for a CPU, the median of the longest such wait, and the share in which the daemon's
+    main thread ran >= WAITED_MS (its loop busy with more than the call)."""
     p99 = percentile([r["total"] for r in rows], 0.99)
     longest = [max(r[w] for w in WAITS) for r in rows if r["total"] >= p99]
     median = statistics.median(longest) if longest else float("nan")
     share = sum(1 for w in longest if w >= WAITED_MS) / max(1, len(longest))
-    return {"share": share, "median_longest_ms": median}
+    busy = [r["cpu:daemon"] for r in rows if r["total"] >= p99]
+    busy_share = sum(1 for b in busy if b >= WAITED_MS) / max(1, len(busy))
+    return {"share": share, "median_longest_ms": median, "daemon_busy_share": busy_share}
 
 
 def by_store_write(rows: list[dict[str, float]]) -> dict[str, Any]:
@@ -312,8 +334,8 @@ def summary(ms: list[float]) -> dict[str, float]:
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     load = result["loadavg"]
     print(f"1 connection, {args.rounds} alternating rounds, {args.calls} calls per server, "
-          f"profile {args.profile}; load average {load['start'][0]:.2f} at start, "
-          f"{load['end'][0]:.2f} at end")  # fmt: skip
+          f"profile {args.profile}, metrics {'off' if args.no_metrics else 'on'}; load "
+          f"average {load['start'][0]:.2f} at start, {load['end'][0]:.2f} at end")  # fmt: skip
     bare, ours = result["bare"], result["scriptd"]
     for name, s in (("bare", bare), ("scriptd", ours)):
         rounds = " ".join(f"{r['p50_ms']:.3f}/{r['p99_ms']:.3f}" for r in s["rounds"])
@@ -352,7 +374,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"\nscriptd's calls split ({cut['calls']} with every stamp; without: "
         f"{cut['missing']}), ms; tail = the calls at or past the p99; wait:* = runnable, "
         f"not running. In {tw['share'] * 100:.0f} % of the tail a task waited >= "
-        f"{WAITED_MS:g} ms for a CPU (median longest wait {tw['median_longest_ms']:.2f} ms)"
+        f"{WAITED_MS:g} ms for a CPU (median longest wait {tw['median_longest_ms']:.2f} ms); "
+        f"in {tw['daemon_busy_share'] * 100:.0f} % the daemon's main thread ran >= "
+        f"{WAITED_MS:g} ms"
     )
     print(f"  {'span':20} {'median':>8} {'tail mean':>10} {'tail extra':>11} {'largest':>8}")
     for r in cut["spans"]:

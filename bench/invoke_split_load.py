@@ -1,7 +1,7 @@
 """bench/invoke_split.py's load generator: one keep-alive connection, one request at
 a time on a blocking socket, each call stamped with time.monotonic_ns() before its send
-and after its answer is read, and the run_delay of given tasks read around each call
-(/proc/<pid>/task/<tid>/schedstat: the time a task was runnable but not running)."""
+and after its answer is read, and around each call the time given tasks were runnable
+but not running (run_delay) and the time they ran (/proc/<pid>/task/<tid>/schedstat)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Calls", "RunDelay", "replica_tasks", "run_calls", "throttling"]
+__all__ = ["Calls", "SchedStat", "replica_tasks", "run_calls", "throttling"]
 
 now_ns = time.monotonic_ns
 
 
-class RunDelay:
-    """Sum of run_delay (ns runnable, not running) over some tasks, read with pread."""
+class SchedStat:
+    """Sums over some tasks of /proc/<pid>/task/<tid>/schedstat, read with pread: the
+    ns they ran on a CPU, and their run_delay (ns runnable, not running)."""
 
     def __init__(self, pids: list[int], main_only: bool | None = None) -> None:
         """Every thread of `pids`; main_only True: only their main threads, False:
@@ -32,12 +33,14 @@ class RunDelay:
                 with contextlib.suppress(FileNotFoundError):
                     self.fds.append(os.open(f"/proc/{pid}/task/{tid}/schedstat", os.O_RDONLY))
 
-    def read(self) -> int:
-        total = 0
+    def read(self) -> tuple[int, int]:
+        ran = waited = 0
         for fd in self.fds:
             with contextlib.suppress(OSError, IndexError, ValueError):  # a thread that ended
-                total += int(os.pread(fd, 128, 0).split()[1])
-        return total
+                fields = os.pread(fd, 128, 0).split()
+                ran += int(fields[0])
+                waited += int(fields[1])
+        return ran, waited
 
     def close(self) -> None:
         for fd in self.fds:
@@ -46,12 +49,13 @@ class RunDelay:
 
 @dataclass
 class Calls:
-    """Per call: send and receive stamps, the function's own stamp, the waits."""
+    """Per call: send and receive stamps, the function's own stamp, and per SchedStat
+    NAME the ns its tasks waited for a CPU ("wait:NAME") and ran ("cpu:NAME")."""
 
     sent: list[int] = field(default_factory=list)
     received: list[int] = field(default_factory=list)
     worker: list[int | None] = field(default_factory=list)
-    waits: dict[str, list[int]] = field(default_factory=dict)  # name -> ns per call
+    waits: dict[str, list[int]] = field(default_factory=dict)  # "wait:"/"cpu:" NAME -> ns
 
     def latencies_ms(self) -> list[float]:
         return [(b - a) / 1e6 for a, b in zip(self.sent, self.received, strict=True)]
@@ -83,21 +87,24 @@ def read_answer(sock: socket.socket, buf: bytearray) -> bytes:
         buf += chunk
 
 
-def run_calls(port: int, key: str | None, count: int, waits: dict[str, RunDelay]) -> Calls:
-    """`count` calls, one at a time, on one keep-alive connection."""
+def run_calls(port: int, key: str | None, count: int, tasks: dict[str, SchedStat]) -> Calls:
+    """`count` calls, one at a time, on one keep-alive connection; `tasks` are read
+    before and after each."""
     request = request_bytes(port, key)
     calls = Calls()
     buf = bytearray()
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(count):
-            before = {name: w.read() for name, w in waits.items()}
+            before = {name: t.read() for name, t in tasks.items()}
             t0 = now_ns()
             sock.sendall(request)
             body = read_answer(sock, buf)
             t1 = now_ns()
-            for name, w in waits.items():
-                calls.waits.setdefault(name, []).append(w.read() - before[name])
+            for name, t in tasks.items():
+                ran, waited = t.read()
+                calls.waits.setdefault(f"cpu:{name}", []).append(ran - before[name][0])
+                calls.waits.setdefault(f"wait:{name}", []).append(waited - before[name][1])
             calls.sent.append(t0)
             calls.received.append(t1)
             value = json.loads(body).get("result") if key else None
