@@ -4,7 +4,9 @@ before it, interleaved round by round with bwrap in one run (bench/invoke.py's r
 Variants (each adds one change to the one above it):
   fork launcher        the start as it was: a launcher forked from this process clones pid 1
   + zygote             pid 1 cloned from the zygote, network namespace made at clone
-  + namespace ahead    the zygote makes the next network namespace ahead (all: today)
+  + namespace ahead    the zygote makes the next network namespace ahead
+  + moves kept warm    the kernel's cgroup attach lock kept warm while the worker is
+                       expected (sandbox/move_warmer.py; all: today)
 The "hello" column is pool.start to the supervisor's hello frame. A second table
 times sandbox.start alone (python3 -I -S -c pass, to its exec) in each variant, from
 this process with the daemon's modules imported (its size matters: it is what a
@@ -34,11 +36,19 @@ from bench.invoke_replica import _one_replica, _Stamps, _target, bwrap_times, ma
 from daemon.serving.launcher import LaunchSettings, SandboxLauncher
 from daemon.serving.workspace_image import release
 from sandbox import zygote
+from sandbox.handle import Sandbox
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cold_start.json"
 NO_NET_AHEAD = zygote._BOOT.replace(
     "serve()", "import sandbox.zygote as z; z._NetworkAhead.prepare = lambda self: None; serve()"
 )
+
+
+_EXPECT_MOVES = Sandbox.expect_moves
+
+
+def _no_warmth(self: Sandbox, count: int, seconds: float) -> None:
+    """Moves as they were: each one waits for the kernel's RCU grace period."""
 
 
 def _zygote(boot: str) -> zygote.Zygote:
@@ -62,12 +72,15 @@ class Variants:
             "fork launcher": lambda: self._use(None),
             "+ zygote": lambda: self._use(self.no_net),
             "+ namespace ahead": lambda: self._use(self.full),
+            "+ moves kept warm": lambda: self._use(self.full, warm=True),
         }
 
-    def _use(self, chosen: zygote.Zygote | None) -> None:
+    def _use(self, chosen: zygote.Zygote | None, warm: bool = False) -> None:
         sandbox_launcher._zygote.get = lambda: chosen  # type: ignore[attr-defined]
+        Sandbox.expect_moves = _EXPECT_MOVES if warm else _no_warmth  # type: ignore[method-assign]
 
     def stop(self) -> None:
+        Sandbox.expect_moves = _EXPECT_MOVES  # type: ignore[method-assign]
         for z in (self.no_net, self.full):
             z.stop()
 
@@ -108,6 +121,7 @@ def sandbox_starts(runs: int) -> dict[str, list[float]]:
 
     variants = Variants()
     table = variants.table()
+    del table["+ moves kept warm"]  # the same sandbox.start as its parent
     root = sandbox.CgroupRoot.create("scriptd-bench-cold-start")
     times: dict[str, list[float]] = {name: [] for name in table}
     try:

@@ -302,6 +302,20 @@ class SandboxCgroup:
         except OSError:
             return None
 
+    def rejoin(self, pid: int) -> bool:
+        """Write `pid` (pid 1 of this sandbox, already a member) to the v1 memory
+        cgroup's tasks file: a move that changes nothing but takes the kernel's attach
+        lock (sandbox/move_warmer.py). False where no move is ever made (no v1 memory
+        cgroup: process_memory measures nothing) or the write failed."""
+        mem = self.by_controller.get("memory")
+        if mem is None or "memory" in self.v2:
+            return False
+        try:
+            self.fs.write(os.path.join(mem, "tasks"), str(pid))
+        except OSError:
+            return False
+        return True
+
     def kill(self) -> None:
         kill_cgroup(self.fs, self.dirs)
 

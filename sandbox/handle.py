@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from . import libc
 from .cgroups import MemoryProbe, SandboxCgroup
+from .move_warmer import WARMER
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._cleaned = False
         self._exited: asyncio.Future[None] | None = None
+        self._moves_expected = 0  # track_memory calls before the move warmth ends
 
     @property
     def exit(self) -> Exit | None:
@@ -127,7 +129,30 @@ class Sandbox:
         sandbox) in a memory cgroup of its own (SandboxCgroup.process_memory); None
         when it cannot be found or measured."""
         host = child_host_pid(self.pid, ns_pid)
-        return None if host is None else self.cgroup.process_memory(name, host)
+        probe = None if host is None else self.cgroup.process_memory(name, host)
+        with self._lock:
+            self._moves_expected -= 1
+            if self._moves_expected <= 0:
+                WARMER.done(self)
+        return probe
+
+    def expect_moves(self, count: int, seconds: float) -> None:
+        """`count` processes of this sandbox will be moved (track_memory) within about
+        `seconds`: keep the kernel's cgroup attach lock warm until then, so that each
+        move takes microseconds instead of an RCU grace period (sandbox/move_warmer.py).
+        Past `seconds` a move still works, at the cold price."""
+        with self._lock:
+            self._moves_expected = max(self._moves_expected, 0) + count
+        WARMER.want(self, seconds, self._rejoin)
+
+    def _rejoin(self) -> bool:
+        """The warmer's move that changes nothing: pid 1 into its own v1 cgroup. Under
+        the lock _reap takes, so pid 1 is not reaped meanwhile and its pid names no
+        other process."""
+        with self._lock:
+            if self._exit is not None or self._cleaned:
+                return False
+            return self.cgroup.rejoin(self.pid)
 
     def cleanup(self) -> None:
         """Kill anything left, reap pid 1 and remove the cgroups. Idempotent.
@@ -140,6 +165,7 @@ class Sandbox:
         if self._exit is None:
             self.kill()
             self.wait_blocking()
+        WARMER.done(self)
         self._final_usage = self.usage()
         self.cgroup.remove()
         os.close(self._pidfd)

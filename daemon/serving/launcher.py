@@ -299,6 +299,9 @@ class _Released:
     def track_memory(self, name: str, ns_pid: int) -> sandbox.MemoryProbe | None:
         return self._box.track_memory(name, ns_pid)
 
+    def expect_moves(self, count: int, seconds: float) -> None:
+        self._box.expect_moves(count, seconds)
+
     def cleanup(self) -> None:
         try:
             self._box.cleanup()

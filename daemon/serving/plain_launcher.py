@@ -80,6 +80,9 @@ class PlainProcess:
     def track_memory(self, name: str, ns_pid: int) -> None:
         return None  # no cgroup of its own: a call's peak memory is not measured
 
+    def expect_moves(self, count: int, seconds: float) -> None:
+        return None  # nothing is moved
+
     def cleanup(self) -> None:
         if self._pidfd >= 0:
             os.close(self._pidfd)

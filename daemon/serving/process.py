@@ -54,6 +54,10 @@ class Process(Protocol):
     def track_memory(self, name: str, ns_pid: int) -> MemoryProbe | None:
         """Measure one worker's memory per call (None: not measured here)."""
 
+    def expect_moves(self, count: int, seconds: float) -> None:
+        """`count` workers will be given to track_memory within about `seconds`: make
+        that quick (sandbox.Sandbox.expect_moves); nothing to do where it is not."""
+
 
 class Launcher(Protocol):
     """Starts replicas of one version. `launch` blocks (run it in a thread)."""

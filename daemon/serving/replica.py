@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 CONTROL_EOF_GRACE_S = 1.0  # a supervisor that closed its control socket must exit by then
+# How long a start or a respawn keeps worker moves quick (Process.expect_moves): later,
+# a move's RCU grace period (~10 ms) is a small part of the wait.
+MOVE_WARMTH_S = 2.0
 
 
 class Listener(Protocol):
@@ -128,6 +131,7 @@ class Replica:
             if self._output is not None:
                 self._output.release_write_end()
         self._output.start()
+        self.process.expect_moves(self.launcher.workers, MOVE_WARMTH_S)
         self._control = wire.ControlChannel(ours, self._on_control, self._on_control_closed)
         self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
         try:
@@ -283,6 +287,8 @@ class Replica:
         if worker.number not in self.workers:  # its worker_exit came already
             return
         self.kills_sent[worker.number] = time.monotonic()  # the pool murders if ignored
+        if self.process is not None:  # its replacement is moved into the slot's cgroup
+            self.process.expect_moves(1, MOVE_WARMTH_S)
         if self._control is not None and not self._control.closed:
             self._control.send({"t": "kill_worker", "worker": worker.number})
 
