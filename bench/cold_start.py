@@ -11,12 +11,16 @@ The "hello" column is pool.start to the supervisor's hello frame. A second table
 times sandbox.start alone (python3 -I -S -c pass, to its exec) in each variant, from
 this process with the daemon's modules imported (its size matters: it is what a
 forked launcher copies).
+A third table: a worker's respawn after a timeout kill (bench/invoke.py's row (d)) with
+the move into its slot's memory cgroup cold and kept warm, alternating round by round.
 Run as root:  .venv/bin/python -m bench.cold_start [--runs 30] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -32,8 +36,19 @@ import uvloop
 
 import sandbox
 import sandbox.launcher as sandbox_launcher
-from bench.invoke_replica import _one_replica, _Stamps, _target, bwrap_times, make_venv
+from bench.invoke_replica import (
+    POOL,
+    RESPAWN_TIMEOUT_S,
+    _one_replica,
+    _Stamps,
+    _target,
+    bwrap_times,
+    make_venv,
+)
+from daemon.serving.call_errors import Timeout
+from daemon.serving.dispatcher import Dispatcher, DispatchSettings
 from daemon.serving.launcher import LaunchSettings, SandboxLauncher
+from daemon.serving.pool import Pool
 from daemon.serving.workspace_image import release
 from sandbox import zygote
 from sandbox.handle import Sandbox
@@ -115,6 +130,40 @@ async def measure(runs: int) -> dict[str, Any]:
     return {"first_call_ms": first, "hello_ms": hello, "bwrap_ms": bwrap}
 
 
+async def respawns(runs: int) -> dict[str, list[float]]:
+    """Timeout -> next call answered (a worker killed and replaced in its slot), with
+    the move into the slot's memory cgroup cold and kept warm, alternating each round."""
+    with tempfile.TemporaryDirectory(prefix="scriptd-cold-") as tmp:
+        root = Path(tmp)
+        target = _target(root, make_venv(root))
+        cgroups = sandbox.CgroupRoot.create("scriptd-bench-respawn")
+        launcher = SandboxLauncher(target, replace(LaunchSettings(), uid_base=300_000), cgroups)
+        dispatcher = Dispatcher("bench", RESPAWN_TIMEOUT_S, DispatchSettings())
+        pool = Pool("bench-respawn", launcher, POOL, dispatcher)
+        variants = {"moves cold": _no_warmth, "moves kept warm": _EXPECT_MOVES}
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        try:
+            await pool.start(1)
+            pool.activate()
+            await dispatcher.call("noop", {})
+            for i in range(runs + 1):  # a warm-up round
+                for name, expect_moves in variants.items():
+                    Sandbox.expect_moves = expect_moves  # type: ignore[method-assign]
+                    await asyncio.sleep(0.05)
+                    with contextlib.suppress(Timeout):
+                        await dispatcher.call("spin", {})
+                    t0 = time.perf_counter()
+                    await dispatcher.call("noop", {})
+                    if i >= 1:
+                        times[name].append((time.perf_counter() - t0) * 1000)
+        finally:
+            Sandbox.expect_moves = _EXPECT_MOVES  # type: ignore[method-assign]
+            await pool.stop(drain_timeout=1)
+            cgroups.cleanup()
+            release(target.workspace_dir)
+    return times
+
+
 def sandbox_starts(runs: int) -> dict[str, list[float]]:
     """sandbox.start alone, per variant, interleaved: ms to the payload's exec."""
     import daemon.main  # noqa: F401  (the daemon's size)
@@ -168,6 +217,10 @@ def main() -> int:
             f"{name:28} {med(times):9.2f} {med(out['hello_ms'][name]):9.2f} {med(times) / bw:8.2f}"
         )
     print(f"{'bwrap python3 -I -S -c pass':28} {bw:9.2f} {'':9} {1:8.2f}")
+    out["respawn_ms"] = uvloop.run(respawns(args.runs))
+    print(f"respawn: timeout -> next answer, medians of {args.runs} alternating rounds")
+    for name, times in out["respawn_ms"].items():
+        print(f"{name:28} {med(times):9.2f}")
     out["sandbox_start_ms"] = sandbox_starts(args.runs)
     rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGESIZE") >> 20
     print(f"sandbox.start alone, medians of {args.runs} (this process: {rss} MiB resident)")
