@@ -62,6 +62,11 @@ class MoveWarmer:
         with self._cond:
             return bool(self._wanted)
 
+    def wants(self, key: object) -> bool:
+        """`key` still wants warmth (its deadline may have passed unnoticed)."""
+        with self._cond:
+            return key in self._wanted
+
     def _next(self) -> tuple[object, Rejoin]:
         """The next move to make; waits while nobody wants warmth."""
         with self._cond:

@@ -50,7 +50,7 @@ def test_the_warmer_repeats_until_done_or_the_deadline() -> None:
     # One write keeps the kernel's (global) lock warm for all: the first wanted is made.
     assert refused.calls == 1  # False: its sandbox is gone, never asked again
     assert short.calls == 0
-    wait_until(lambda: "short" not in warmer._wanted)  # past its deadline
+    wait_until(lambda: not warmer.wants("short"))  # past its deadline
     assert warmer.warming
     warmer.done("kept")
     wait_until(lambda: not warmer.warming)
@@ -102,18 +102,18 @@ def test_a_sandbox_keeps_moves_warm_until_its_moves_are_made(cgroot: CgroupRoot)
             home = memory_cgroup(box.pid)
             box.expect_moves(2, 60)
             wait_until(lambda: (shared / "pids").exists())
-            assert WARMER.warming
+            assert WARMER.wants(box)
             first, second = map(int, (shared / "pids").read_text().split())
             assert box.track_memory("one", first) is not None
-            assert WARMER.warming  # one more move is expected
+            assert WARMER.wants(box)  # one more move is expected
             assert box.track_memory("two", second) is not None
-            assert not WARMER.warming
+            assert not WARMER.wants(box)
             assert memory_cgroup(box.pid) == home  # the warm writes moved pid 1 nowhere
             box.expect_moves(1, 60)  # a move that never comes: warmth ends with the sandbox
             box.kill()
             box.wait_blocking(10)
             box.cleanup()
-            assert not WARMER.warming
+            assert not WARMER.wants(box)
         finally:
             box.kill()
             box.wait_blocking(10)

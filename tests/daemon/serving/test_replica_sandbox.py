@@ -26,6 +26,7 @@ from daemon.serving.launcher import (
 )
 from daemon.serving.replica_runner import ReplicaRunner, RunnerSettings
 from daemon.serving.target import RunnerError, RunTarget
+from sandbox.move_warmer import WARMER
 from tests.conftest import require, require_root
 from tests.daemon.replica_support import (
     BROKEN_PY,
@@ -127,14 +128,22 @@ async def test_sandboxed_calls(tmp_path: Path, venv: Path, runner: ReplicaRunner
     await runner.start(t)
     print(f"replica start to ready: {(time.monotonic() - t0) * 1000:.0f} ms")
     assert (await runner.call("sbx", "add", {"a": 2, "b": 3})).value == 5
+    (replica,) = runner._serving["sbx"].pool.ready
+    box = getattr(replica.process, "_box", replica.process)  # under _Released with egress
+    assert not WARMER.wants(box)  # its worker was moved: the move's warmth ended with it
     assert (await runner.call("sbx", "env", {"name": "GREETING"})).value == "hello"
     assert (await runner.call("sbx", "env", {"name": "PATH"})).value.startswith("/usr")
     assert (await runner.call("sbx", "write_workspace", {"text": "kept"})).value == "kept"
     assert (t.workspace_dir / "note.txt").stat().st_uid == 200_000 + 4242
     with pytest.raises(FunctionError):
         await runner.call("sbx", "boom", {})
-    with pytest.raises(Timeout):
+    with pytest.raises(Timeout):  # the worker is killed; its replacement's move kept quick
         await runner.call("sbx", "spin", {})
+    assert (await runner.call("sbx", "add", {"a": 2, "b": 2})).value == 4
+    assert not WARMER.wants(box)
+    if "memory" in box.cgroup.by_controller and "memory" not in box.cgroup.v2:  # cgroup v1
+        # every worker is measured in a memory cgroup of its own
+        assert all(w.memory is not None for w in replica.workers.values())
     with pytest.raises(WorkerCrashed, match="code 7"):
         await runner.call("sbx", "die", {"code": 7})
     assert (await runner.call("sbx", "add", {"a": 1, "b": 1})).value == 2
@@ -198,6 +207,9 @@ async def test_sandboxed_javascript(tmp_path: Path, runner: ReplicaRunner) -> No
     )
     await runner.start(t)
     assert (await runner.call("sbx", "add", {"a": 2, "b": 3})).value == 5
+    (replica,) = runner._serving["sbx"].pool.ready
+    box = getattr(replica.process, "_box", replica.process)  # under _Released with egress
+    assert not WARMER.wants(box)  # its worker was moved: the move's warmth ended with it
     assert (await runner.call("sbx", "env", {"name": "GREETING"})).value == "hello"
     with pytest.raises(FunctionError) as info:
         await runner.call("sbx", "boom", {})
