@@ -58,6 +58,7 @@ class Sandbox:
         self._cleaned = False
         self._exited: asyncio.Future[None] | None = None
         self._moves_expected = 0  # track_memory calls before the move warmth ends
+        self._moves_lock = threading.Lock()  # never held across a write: the loop takes it
 
     @property
     def exit(self) -> Exit | None:
@@ -130,7 +131,7 @@ class Sandbox:
         when it cannot be found or measured."""
         host = child_host_pid(self.pid, ns_pid)
         probe = None if host is None else self.cgroup.process_memory(name, host)
-        with self._lock:
+        with self._moves_lock:
             self._moves_expected -= 1
             if self._moves_expected <= 0:
                 WARMER.done(self)
@@ -141,14 +142,15 @@ class Sandbox:
         `seconds`: keep the kernel's cgroup attach lock warm until then, so that each
         move takes microseconds instead of an RCU grace period (sandbox/move_warmer.py).
         Past `seconds` a move still works, at the cold price."""
-        with self._lock:
+        with self._moves_lock:
             self._moves_expected = max(self._moves_expected, 0) + count
-        WARMER.want(self, seconds, self._rejoin)
+            WARMER.want(self, seconds, self._rejoin)
 
     def _rejoin(self) -> bool:
         """The warmer's move that changes nothing: pid 1 into its own v1 cgroup. Under
         the lock _reap takes, so pid 1 is not reaped meanwhile and its pid names no
-        other process."""
+        other process (a reap at that moment waits for the write: microseconds when
+        warm, one grace period for the first write of a window)."""
         with self._lock:
             if self._exit is not None or self._cleaned:
                 return False
