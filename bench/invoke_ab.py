@@ -10,9 +10,11 @@ bench/invoke.py calls it. A round runs wrk at --connections on each daemon in tu
 revision: req/s, the daemon process's CPU per call (/proc), its replicas' CPU per
 call (their cgroup), p50/p99 at 1 connection; medians of the rounds, and the ratio of
 B to A per round (median). Metrics are on (as the daemon's default config has them).
+--concurrency N (N > 1) calls bench/invoke.py's (f) function instead: an async no-op at
+concurrency N on one replica of the profile.
 
     .venv/bin/python -m bench.invoke_ab [--a main] [--b WORKTREE] [--rounds 5]
-        [--seconds 5] [--connections 32]
+        [--seconds 5] [--connections 32] [--concurrency 8]
 
 --b WORKTREE (the default) runs this checkout as it is on disk, uncommitted changes
 included. Run as root (sandboxes).
@@ -34,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.invoke import BODY, cpu_seconds, deploy_noop, replicas_cpu_seconds
+from bench.invoke_concurrency import ASYNC_NOOP
 from bench.loadgen import run_load
-from tests.helpers import REPO, DaemonProcess, free_port
+from tests.helpers import REPO, AdminClient, DaemonProcess, free_port, make_zip
 
 WORKTREE = "WORKTREE"
 
@@ -66,13 +69,27 @@ def exported(rev: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def start(label: str, tree: Path, root: Path, profile: str) -> Side:
+def deploy(admin: AdminClient, profile: str, concurrency: int) -> str:
+    """The sync no-op of (b) (concurrency 1), or the async no-op of (f) at `concurrency`
+    on one replica; returns an API key for it."""
+    if concurrency == 1:
+        return deploy_noop(admin, profile)
+    archive = admin.upload(make_zip({"main.py": ASYNC_NOOP}))
+    admin.create("bench", archive_id=archive, profile=profile, concurrency=concurrency,
+                 min_replicas=1, max_replicas=1, deploy=True)  # fmt: skip
+    script = admin.wait_status("bench")
+    if script["status"] != "Deployed":
+        raise RuntimeError(f"the async no-op script did not deploy: {script}")
+    return str(admin.call("POST", "/v1/scripts/bench/keys", {}, expect=201)["key"])
+
+
+def start(label: str, tree: Path, root: Path, profile: str, concurrency: int) -> Side:
     metrics = {"metrics": {"listen": f"127.0.0.1:{free_port()}"}}
     daemon = DaemonProcess(root, metrics, root / "cache")
     daemon.repo = tree
     daemon.start()
     side = Side(label, daemon)
-    key = deploy_noop(daemon.client(), profile)
+    key = deploy(daemon.client(), profile, concurrency)
     side.url = f"http://127.0.0.1:{daemon.port}/v1/scripts/bench/functions/noop"
     side.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     check = run_load(side.url, BODY, side.headers, 1, 1)  # warm-up; caches the key
@@ -115,6 +132,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--profile", default="1vcpu-2gb")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="> 1: an async no-op at this concurrency, as row (f)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -127,7 +146,7 @@ def main() -> int:
         for label, rev in (("A", args.a), ("B", args.b)):
             tree = stack.enter_context(exported(rev))
             (tmp / label).mkdir()
-            side = start(f"{label}={rev}", tree, tmp / label, args.profile)
+            side = start(f"{label}={rev}", tree, tmp / label, args.profile, args.concurrency)
             stack.callback(side.daemon.stop)
             sides.append(side)
         for i in range(args.rounds):
@@ -136,7 +155,9 @@ def main() -> int:
         result = summary(*sides)
     result["loadavg"] = {"start": load_before, "end": os.getloadavg()}
     result["args"] = {k: str(v) for k, v in vars(args).items()}
-    print(f"A/B, {args.rounds} rounds of {args.seconds} s at {args.connections} connections, "
+    function = "sync no-op" if args.concurrency == 1 else f"async no-op conc {args.concurrency}"
+    print(f"A/B ({function}, {args.profile}), {args.rounds} rounds of {args.seconds} s at "
+          f"{args.connections} connections, "
           f"load average at start {load_before[0]:.2f}, "
           f"at end {os.getloadavg()[0]:.2f}")  # fmt: skip
     a, b = (s.label for s in sides)
