@@ -282,17 +282,22 @@ class FrameDecoder:
         self.max_frame = max_frame
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        self._buf += data
+    def feed(self, data: bytes | memoryview) -> list[dict[str, Any]]:
+        buf = self._buf
+        buf += data
         out = []
-        while len(self._buf) >= 4:
-            (size,) = _HEADER.unpack_from(self._buf)
-            check_size(size, self.max_frame)
-            if len(self._buf) < 4 + size:
-                break
-            body = bytes(self._buf[4 : 4 + size])
-            del self._buf[: 4 + size]
-            out.append(decode_body(body))
+        pos, end = 0, len(buf)
+        try:  # the frames read are dropped from the buffer once, at the end
+            while end - pos >= 4:
+                (size,) = _HEADER.unpack_from(buf, pos)
+                check_size(size, self.max_frame)
+                if end - pos - 4 < size:
+                    break
+                body = bytes(buf[pos + 4 : pos + 4 + size])
+                pos += 4 + size
+                out.append(decode_body(body))
+        finally:
+            del buf[:pos]
         return out
 
 
