@@ -133,6 +133,8 @@ class Worker:
         "_explainer",
         "_loop",
         "_out",
+        "_peak",
+        "_peak_fresh",
         "alive",
         "calls",
         "cancelling",
@@ -172,6 +174,8 @@ class Worker:
         self.memory: MemoryProbe | None = None  # its peak memory per call, where measured
         self._loop = asyncio.get_running_loop()
         self._out: list[bytes] = []  # frames to write at the end of this loop iteration
+        self._peak: int | None = None  # capacity > 1: the peak read in this loop iteration
+        self._peak_fresh = False  # ... if it was read in this iteration
         self._exit: asyncio.Future[WorkerLoss | None] = self._loop.create_future()
         self._explainer: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
@@ -204,6 +208,7 @@ class Worker:
                 other.shared = True
         elif self.memory is not None:  # the peak of the calls until the worker is idle again
             self.memory.reset()
+            self._peak_fresh = False
         calls[call.id] = call
         self.owner.call_started(self)
         call.started = self.capacity == 1  # else the worker's "started" frame says so
@@ -272,11 +277,26 @@ class Worker:
                     self.owner.worker_free(self)
             return
         if self.memory is not None:  # the call's peak, for its execution record
-            frame["peak_memory_bytes"] = self.memory.peak()
+            frame["peak_memory_bytes"] = (
+                self.memory.peak() if self.capacity == 1 else self._shared_peak(self.memory)
+            )
         if not call.future.done():
             call.future.set_result(frame)
         if self.alive and not self.cancelling:
             self.owner.worker_free(self)
+
+    def _shared_peak(self, memory: MemoryProbe) -> int | None:
+        """Capacity > 1: the worker's peak memory since it was last idle, read at most
+        once per loop iteration. Results come in batches (the frames of one read), a
+        read of the cgroup is a system call, and calls in flight together share the
+        peak anyway."""
+        if not self._peak_fresh:
+            self._peak, self._peak_fresh = memory.peak(), True
+            self._loop.call_soon(self._forget_peak)
+        return self._peak
+
+    def _forget_peak(self) -> None:
+        self._peak_fresh = False
 
     def on_close(self, exc: BaseException | None) -> None:
         was_alive = self.alive
