@@ -2,7 +2,11 @@
 acknowledges the calls a read brings before any of them runs, and "before" holds when
 its socket is full: the ack then waits in the worker's own buffer, and the calls wait
 with it. A worker that dies then has run none of the calls the daemon never saw
-acknowledged (the daemon sends those to another worker)."""
+acknowledged (the daemon sends those to another worker).
+
+A Python worker spoken to frame by frame: a batch of calls written at once is
+acknowledged before any result, each call gets its own result (value, output, CPU
+time), and frames the daemon would never send do not break the worker."""
 
 from __future__ import annotations
 
@@ -16,14 +20,14 @@ import socket
 import struct
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import require
-from tests.runtimes.client import Supervisor, Worker
+from tests.runtimes.client import Supervisor, Worker, encode
 from tests.runtimes.projects import write_project
 
 MAIN = {
@@ -117,3 +121,93 @@ def test_calls_read_while_the_socket_is_full_wait_for_their_ack(
         assert not ran and not marker.exists()  # ...so the call had not run
     finally:
         sup.close()
+
+
+BATCH_MAIN_PY = """
+import asyncio
+import time
+
+
+async def echo(x):
+    print("echo", x)
+    return x
+
+
+async def burn(ms):
+    t0 = time.process_time()
+    while time.process_time() - t0 < ms / 1000:
+        pass
+    await asyncio.sleep(0)
+    return ms
+
+
+def shout(n):
+    print("y" * n)
+    return n
+"""
+MAX_OUTPUT = 64
+
+
+@pytest.fixture(scope="module")
+def batch_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    src = write_project(tmp_path_factory.mktemp("conc"), {"main.py": BATCH_MAIN_PY})
+    sup = Supervisor("python", src, 1, "--concurrency", "8", "--max-output", str(MAX_OUTPUT))
+    sup.start(1)
+    yield sup.worker()
+    sup.close()
+
+
+def batch(worker: Worker, calls: list[tuple[str, Any, Any]]) -> tuple[list[Any], dict[str, Any]]:
+    """Write the calls in one send; the frames read until every call is answered:
+    the `started` ids in order, and the results by id."""
+    frames = [{"t": "call", "id": cid, "function": fn, "payload": payload,
+               "deadline": time.time() + 30} for cid, fn, payload in calls]  # fmt: skip
+    worker.sock.sendall(b"".join(encode(f) for f in frames))
+    started: list[Any] = []
+    results: dict[str, Any] = {}
+    while len(results) < len(calls):
+        frame = worker.recv()
+        if frame["t"] == "started":
+            started += frame["ids"]
+        else:
+            assert frame["t"] == "result", frame
+            assert frame["id"] in started, "a result came before its call was acknowledged"
+            results[frame["id"]] = frame
+    return started, results
+
+
+def test_a_batch_is_acknowledged_then_each_call_answered_with_its_own_output(
+    batch_worker: Worker,
+) -> None:
+    calls = [(f"e{i}", "echo", {"x": i}) for i in range(6)] + [("s1", "shout", {"n": 3})]
+    started, results = batch(batch_worker, calls)
+    assert started == [cid for cid, _, _ in calls]
+    for i in range(6):
+        r = results[f"e{i}"]
+        assert (r["ok"], r["value"], r["stdout"], r["stderr"]) == (True, i, f"echo {i}\n", "")
+        assert r["truncated"] is False and r["cpu_ms"] >= 0 and r["wall_ms"] >= 0
+    assert (results["s1"]["value"], results["s1"]["stdout"]) == (3, "yyy\n")
+
+
+def test_cpu_time_and_truncated_output_are_each_calls_own(batch_worker: Worker) -> None:
+    calls = [("b1", "burn", {"ms": 40}), ("e1", "echo", {"x": 1}), ("s1", "shout", {"n": 500})]
+    _, results = batch(batch_worker, calls)
+    assert 35 <= results["b1"]["cpu_ms"] < 1000
+    assert results["e1"]["cpu_ms"] < 20  # not the CPU of the call before it
+    loud = results["s1"]
+    assert loud["truncated"] is True and loud["stdout"].startswith("y" * MAX_OUTPUT)
+    assert "more bytes not shown" in loud["stdout"]
+
+
+def test_a_function_name_that_is_not_a_string_is_answered_not_found(batch_worker: Worker) -> None:
+    calls = [
+        ("x1", ["noop"], {}),
+        ("x2", {"a": 1}, {}),
+        ("x3", "nope", {}),
+        ("e1", "echo", {"x": 2}),
+    ]
+    _, results = batch(batch_worker, calls)
+    for cid in ("x1", "x2", "x3"):
+        assert results[cid]["ok"] is False
+        assert results[cid]["error"]["type"] == "FunctionNotFound"
+    assert results["e1"]["value"] == 2  # the worker serves on
