@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 _OUTPUT: contextvars.ContextVar[Any] = contextvars.ContextVar("scriptd_call_output", default=None)
 CANCELLED = "the call was cancelled: it passed the script's execution timeout"
-READ_BYTES = 64 * 1024  # per read of the socket (a bigger frame takes several reads)
+READ_BYTES = 256 * 1024  # per read of the socket, as asyncio reads (a bigger frame takes several)
 NOTHING_PRINTED: dict[str, Any] = {"stdout": "", "stderr": "", "truncated": False}
 
 
