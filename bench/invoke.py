@@ -21,7 +21,9 @@ Rows, each with its baseline beside it and the target:
         off and on (scraped every second), alternating load runs at the highest
         connection count: throughput with metrics >= 0.97 x without.
 (f)/(g) concurrency (bench/invoke_concurrency.py): an async no-op at concurrency 8
-        (>= 2.0 x bare, in alternating rounds with the bare handler and the sync no-op),
+        (>= 2.0 x bare, in alternating rounds with the bare handler and the sync no-op;
+        the daemon's CPU per call beside the replica's, with the periods its CPU quota
+        throttled it in: which side runs out first),
         and `await asyncio.sleep(0.5)` at concurrency 32 under 64 connections against
         the ideal replicas x workers x concurrency / 0.5 s.
 Medians everywhere. Prints a table, writes bench/results/invoke.json.
@@ -100,6 +102,28 @@ def replicas_cpu_seconds(daemon: DaemonProcess) -> float:
                 return int(Path(root, name, "cpuacct.usage").read_text()) / 1e9
             dirs[:] = [d for d in dirs if not d.startswith("scriptd-")]
     return float("nan")
+
+
+def replicas_throttled(daemon: DaemonProcess) -> int:
+    """CFS periods in which a sandbox of `daemon` was throttled by its CPU quota, so
+    far: nr_throttled of every cpu.stat below its cgroup root (v1 cpu, or v2)."""
+    name = f"scriptd-test-{daemon.port}"
+    for base in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup"):
+        for root, dirs, _ in os.walk(base):
+            if name in dirs:
+                stats = [Path(r, "cpu.stat") for r, _, f in os.walk(Path(root, name))
+                         if "cpu.stat" in f]  # fmt: skip
+                return sum(_nr_throttled(path) for path in stats)
+            dirs[:] = [d for d in dirs if not d.startswith("scriptd-")]
+    return 0
+
+
+def _nr_throttled(path: Path) -> int:
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "nr_throttled":
+            return int(value)
+    return 0
 
 
 @dataclass

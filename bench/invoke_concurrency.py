@@ -5,7 +5,9 @@
     The bare handler (bench/bare_server.py), the async no-op and a sync no-op at
     concurrency 1 (the (b) case) run in alternating short rounds, and the figures are
     the medians of each round's ratios: on a shared, busy machine a baseline measured
-    minutes earlier says little. Also the daemon's CPU per call at concurrency 8.
+    minutes earlier says little. Also the daemon's CPU per call at concurrency 8, and
+    the replica's (its cgroup) with the CFS periods its quota throttled it in: which
+    of the two runs out first.
 (g) an I/O-bound function (`await asyncio.sleep(0.5)`) at concurrency 32 on one
     replica of the profile (1vcpu-2gb: 0.7 vCPU, one worker) under 64 connections:
     calls/s against the ideal, replicas x workers x concurrency / 0.5 s. The issue's
@@ -37,20 +39,37 @@ BENCH = Path(__file__).resolve().parent
 
 
 class Target:
-    """A URL under load, with the process whose CPU time is counted per call."""
+    """A URL under load, with the process whose CPU time is counted per call (and the
+    daemon whose sandboxes' CPU time and throttling are counted, if any)."""
 
-    def __init__(self, url: str, headers: dict[str, str], pid: int) -> None:
-        self.url, self.headers, self.pid = url, headers, pid
+    def __init__(
+        self, url: str, headers: dict[str, str], pid: int, daemon: DaemonProcess | None = None
+    ) -> None:
+        self.url, self.headers, self.pid, self.daemon = url, headers, pid, daemon
 
     def load(self, conns: int, seconds: float) -> tuple[LoadResult, float]:
         """A load run and the process's CPU µs per call during it."""
-        from bench.invoke import cpu_seconds
+        result, figures = self.measure(conns, seconds)
+        return result, figures["cpu_us"]
 
+    def measure(self, conns: int, seconds: float) -> tuple[LoadResult, dict[str, float]]:
+        """A load run; per call, the process's CPU µs (cpu_us) and the sandboxes'
+        (replica_cpu_us), and the CFS periods the sandboxes were throttled in."""
+        from bench.invoke import cpu_seconds, replicas_cpu_seconds, replicas_throttled
+
+        daemon = self.daemon
         before = cpu_seconds(self.pid)
+        rep_before = replicas_cpu_seconds(daemon) if daemon else 0.0
+        throttled = replicas_throttled(daemon) if daemon else 0
         result = run_load(self.url, BODY, self.headers, conns, seconds)
         if result.errors or not result.requests:
             raise RuntimeError(f"calls to {self.url} fail: {result}")
-        return result, (cpu_seconds(self.pid) - before) / max(1, result.requests) * 1e6
+        calls = max(1, result.requests)
+        figures = {"cpu_us": (cpu_seconds(self.pid) - before) / calls * 1e6}
+        if daemon is not None:
+            figures["replica_cpu_us"] = (replicas_cpu_seconds(daemon) - rep_before) / calls * 1e6
+            figures["throttled"] = replicas_throttled(daemon) - throttled
+        return result, figures
 
 
 def _deploy(daemon: DaemonProcess, name: str, main: str, profile: str, concurrency: int) -> Target:
@@ -67,7 +86,7 @@ def _deploy(daemon: DaemonProcess, name: str, main: str, profile: str, concurren
     url = f"http://127.0.0.1:{daemon.port}/v1/scripts/{name}/functions/{function}"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     assert daemon.proc is not None
-    target = Target(url, headers, daemon.proc.pid)
+    target = Target(url, headers, daemon.proc.pid, daemon)
     target.load(1, 1)  # warm-up; caches the key
     return target
 
@@ -77,8 +96,8 @@ def _rounds(targets: dict[str, Target], conns: int, seconds: float, rounds: int)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     for _ in range(rounds):
         for name, target in targets.items():
-            result, cpu_us = target.load(conns, seconds)
-            runs[name].append({**result.to_json(), "cpu_us": cpu_us})
+            result, figures = target.measure(conns, seconds)
+            runs[name].append({**result.to_json(), **figures})
     return runs
 
 
@@ -131,6 +150,8 @@ def measure(
             "sync_c1_ratio_to_bare": _median_ratio(runs, "sync_c1", "bare"),
             "cpu_us": median(r["cpu_us"] for r in runs["async_c8"]),
             "sync_c1_cpu_us": median(r["cpu_us"] for r in runs["sync_c1"]),
+            "replica_cpu_us": median(r["replica_cpu_us"] for r in runs["async_c8"]),
+            "throttled": sum(r["throttled"] for r in runs["async_c8"]),
         },
         "io": {
             "concurrency": IO_CONCURRENCY,

@@ -120,6 +120,10 @@ def concurrency_rows(c: dict[str, Any]) -> list[Row]:
             f"bare {noop['sync_c1_ratio_to_bare']:.2f}"),
         Row("(f) daemon CPU per call, conc 8", noop["cpu_us"], noop["sync_c1_cpu_us"], "us",
             "<= 40 us", noop["cpu_us"] <= 40.0, "baseline = the sync no-op at conc 1"),
+        Row("(f) replica CPU per call, conc 8", noop.get("replica_cpu_us", float("nan")),
+            noop["cpu_us"], "us", "(no target)", True,
+            f"baseline = the daemon's; CFS periods its quota throttled it in: "
+            f"{noop.get('throttled', 'n/a')}"),
         Row(f"(g) sleep 0.5 s, conc {io['concurrency']}, {io['load']['connections']} conn",
             got, ideal, "calls/s", f">= {need:.2f} x ideal", got >= need * ideal,
             f"ideal = {c['workers']} worker x {io['concurrency']} / 0.5 s; "
