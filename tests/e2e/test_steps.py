@@ -459,7 +459,9 @@ def test_each_record_has_the_peak_memory_of_its_own_call(
     step = run(gw, "greet", {"name": {"s": "Ada"}}).headers["X-Scriptd-Execution-Id"]
     assert wait_for_record(admin, step)["peak_memory_bytes"] > 0
     shown = scriptctl(daemon, "execution", ids[0]).stdout
-    assert "Peak memory" in shown and "100." in shown, shown
+    # the call's 100 MiB plus what the interpreter touched meanwhile: 100.x or 101.x MB
+    line = next(line for line in shown.splitlines() if line.startswith("Peak memory:"))
+    assert line.split(":", 1)[1].strip() == f"{big / (1 << 20):.1f} MB", (big, shown)
 
 
 def sandbox_memory_is_v1() -> bool:
