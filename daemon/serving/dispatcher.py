@@ -18,9 +18,10 @@ A worker is free while it has fewer calls in flight than the script's concurrenc
 `offer` hands over one free slot, and `_idle` holds one entry per free slot.
 
 The hot path is one pop from the idle deque, one orjson dump, one socket write and
-one future whose done callback maps the answer: no task, no coroutine, no timer per
-call (one timer per dispatcher fires when the earliest deadline or give-up is due and
-sweeps the running and waiting calls), no I/O besides the worker socket. A call that
+the worker's result frame settling the call, whose `answered` maps the answer from
+that frame's read callback: no future, task, coroutine or timer per call (one timer
+per dispatcher fires when the earliest deadline or give-up is due and sweeps the
+running and waiting calls), no I/O besides the worker socket. A call that
 has to wait is encoded before it waits, and `offer` sends it on the worker that frees
 up from inside that worker's result callback: the worker gets its next call at once,
 not a loop iteration of other requests later, with the worker idle.
@@ -74,16 +75,16 @@ Done = Callable[["CallResult | CallError"], None]
 
 
 class _Call(PendingCall):
-    """A call of this dispatcher, from its arrival to its answer: its worker resolves
-    its future, whose done callback is this object, which calls `done` with the answer
-    (or sends it again when its worker was lost before reading it)."""
+    """A call of this dispatcher, from its arrival to its answer: its worker settles
+    it, and `answered` calls `done` with the answer (or sends it again when its
+    worker was lost before reading it)."""
 
     __slots__ = ("arrived", "data", "deadline", "dispatcher", "done", "give_up", "worker")
 
     def __init__(
         self, dispatcher: Dispatcher, cid: str, data: bytes, deadline: float, done: Done
     ) -> None:
-        super().__init__(cid, dispatcher._loop.create_future())
+        super().__init__(cid)
         self.dispatcher = dispatcher
         self.data = data  # the encoded frame (kept: a call not read is sent again)
         self.deadline = deadline  # loop time: the script's execution timeout
@@ -91,9 +92,8 @@ class _Call(PendingCall):
         self.arrived = time.perf_counter()  # for figures; loop.time() is coarse under uvloop
         self.done: Done | None = done  # None once called (or the caller went away)
         self.worker: Worker | None = None  # None while it waits for one
-        self.future.add_done_callback(self)
 
-    def __call__(self, future: asyncio.Future[Any]) -> None:
+    def answered(self) -> None:
         self.dispatcher._answered(self)
 
     def finish(self, outcome: CallResult | CallError) -> None:
@@ -263,9 +263,8 @@ class Dispatcher:
 
     def _again(self, call: _Call) -> None:
         """Its worker was lost before reading it: send it again, same deadline."""
-        call.future = self._loop.create_future()
-        call.future.add_done_callback(call)
-        call.worker, call.cancelled, call.shared, call.timer = None, False, False, None
+        call.unsettle()
+        call.worker = None
         if self._dispatch(call):
             return
         try:
@@ -327,8 +326,7 @@ class Dispatcher:
 
     def _fail(self, call: _Call, exc: CallError) -> None:
         """A call that never reached a worker ends with `exc` (from the next callback,
-        as every outcome does)."""
-        call.future.remove_done_callback(call)
+        as every outcome but a result does)."""
         self._loop.call_soon(call.finish, exc)
 
     @property
@@ -342,16 +340,15 @@ class Dispatcher:
             worker.expire()
         else:
             worker.cancel(call, self.settings.cancel_grace_s)
-        if not call.future.done():
-            call.future.set_result(_TIMED_OUT)
+        call.settle_soon(_TIMED_OUT)
 
     def _answered(self, call: _Call) -> None:
-        """The call's future is resolved (by its worker, or by _expire): its outcome."""
+        """The call is settled (by its worker, or by _expire): its outcome."""
         self._running.discard(call)
         worker = call.worker
         if call.done is None or worker is None:
             return  # the caller went away
-        outcome = call.future.result()
+        outcome = call.outcome
         if outcome is NOT_STARTED:
             self._again(call)
             return
