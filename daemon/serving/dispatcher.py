@@ -251,7 +251,7 @@ class Dispatcher:
 
     def _queue(self, call: _Call) -> None:
         """Wait for `offer` to send it, or for the sweep to give up on it."""
-        if self.queued >= self.settings.max_queue:
+        if len(self._waiters) >= self.settings.max_queue:
             raise QueueFull(
                 f"script {self.script!r} has {self.settings.max_queue} calls waiting for a "
                 "free worker already; retry later"
