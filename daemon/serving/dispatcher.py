@@ -46,14 +46,11 @@ from daemon.serving.call_errors import (
     QueueFull,
     Unavailable,
     UnknownFunction,
-    deadline_timeout,
-    loss_error,
     queue_timeout,
-    result_error,
-    stopped_error,
 )
+from daemon.serving.call_outcome import TIMED_OUT, outcome_of
 from daemon.serving.call_result import CallResult
-from daemon.serving.worker import NOT_STARTED, PendingCall, StoppedFor, Worker
+from daemon.serving.worker import NOT_STARTED, PendingCall, Worker
 
 __all__ = [
     "CallResult",
@@ -70,7 +67,6 @@ class DispatchSettings:
     cancel_grace_s: float = Config.cancel_grace_s
 
 
-_TIMED_OUT = object()
 Done = Callable[["CallResult | CallError"], None]
 
 
@@ -329,10 +325,6 @@ class Dispatcher:
         as every outcome but a result does)."""
         self._loop.call_soon(call.finish, exc)
 
-    @property
-    def _grace_s(self) -> float:
-        return self.settings.cancel_grace_s
-
     def _expire(self, worker: Worker, call: PendingCall) -> None:
         """The deadline passed while the worker ran the call: kill that worker only
         (concurrency 1), or cancel the call in it first (concurrency > 1)."""
@@ -340,7 +332,7 @@ class Dispatcher:
             worker.expire()
         else:
             worker.cancel(call, self.settings.cancel_grace_s)
-        call.settle_soon(_TIMED_OUT)
+        call.settle_soon(TIMED_OUT)
 
     def _answered(self, call: _Call) -> None:
         """The call is settled (by its worker, or by _expire): its outcome."""
@@ -354,46 +346,8 @@ class Dispatcher:
             return
         queue_ms = (call.sent - call.arrived) * 1000
         run_ms = (time.perf_counter() - call.sent) * 1000
-        try:
-            answer: CallResult | CallError = self._outcome(outcome, call, worker, queue_ms, run_ms)
-        except CallError as exc:
-            answer = exc
-        call.finish(answer)
-
-    def _outcome(
-        self, outcome: Any, call: PendingCall, worker: Worker, queue_ms: float, run_ms: float
-    ) -> CallResult:
-        cid = call.id
-        if type(outcome) is dict:
-            if outcome.get("ok"):
-                return CallResult(
-                    cid,
-                    outcome.get("value"),
-                    outcome.get("stdout", ""),
-                    outcome.get("stderr", ""),
-                    bool(outcome.get("truncated", False)),
-                    float(outcome.get("cpu_ms", 0.0)),
-                    float(outcome.get("wall_ms", 0.0)),
-                    queue_ms,
-                    run_ms,
-                    worker.pid,
-                    worker.owner.name,
-                    outcome,
-                    worker.lane,
-                    call.shared,
-                )
-            exc: CallError = result_error(outcome, worker.capacity)
-        elif outcome is _TIMED_OUT:
-            exc = deadline_timeout(self.timeout_s, worker.capacity, self._grace_s)
-        elif isinstance(outcome, StoppedFor):
-            exc = stopped_error(outcome.call_id, worker.capacity, self.timeout_s, self._grace_s)
-        else:
-            exc = loss_error(outcome)
-        exc.queue_ms, exc.run_ms = queue_ms, run_ms
-        exc.replica = worker.owner.name
-        exc.egress_lane = worker.lane
-        exc.shared = call.shared
-        raise exc
+        call.finish(outcome_of(outcome, call, worker, queue_ms, run_ms, self.timeout_s,
+                               self.settings.cancel_grace_s))  # fmt: skip
 
 
 def _settle(fut: asyncio.Future[CallResult | CallError]) -> Done:
