@@ -112,7 +112,6 @@ class _Connection(asyncio.Protocol):
         self.slot: Slot | None = None
         self.slots: deque[Slot] = deque()
         self.head_bytes = 0
-        self.header_count = 0
         self.closing = False  # no request after the current one is parsed
         self.ignoring = False  # nothing more is read at all
         self.sink: BodySink | None = None  # where a bridged request's body goes
@@ -174,7 +173,6 @@ class _Connection(asyncio.Protocol):
         self.request = Request(self.peer)
         self.state = _HEAD
         self.head_bytes = 0
-        self.header_count = 0
         self.deadline = self.loop.time() + self.limits.header_timeout_s
 
     def on_url(self, url: bytes) -> None:
@@ -187,15 +185,17 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.request
         assert request is not None
-        self.header_count += 1
-        if self.header_count > self.limits.max_headers:
-            raise _Refused(400, f"more than {self.limits.max_headers} headers")
-        if len(name) + len(value) + 2 > self.limits.max_line_bytes:
-            raise _Refused(400, f"a header line is longer than {self.limits.max_line_bytes}")
-        request.headers.append((name, value))
+        headers, limits = request.headers, self.limits
+        headers.append((name, value))  # its count is the limit's: no counter of our own
+        if len(headers) > limits.max_headers:
+            raise _Refused(400, f"more than {limits.max_headers} headers")
+        if len(name) + len(value) + 2 > limits.max_line_bytes:
+            raise _Refused(400, f"a header line is longer than {limits.max_line_bytes}")
         lower = name.lower()
-        if lower in WATCHED and lower not in request.watched:
-            request.watched[lower] = value
+        if lower in WATCHED:
+            watched = request.watched
+            if lower not in watched:
+                watched[lower] = value
 
     def on_headers_complete(self) -> None:
         request = self.request

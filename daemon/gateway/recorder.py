@@ -131,11 +131,18 @@ def to_values(call: Call, limit: int) -> Values:
     logs = call.stdout
     if call.stderr:
         logs += "\n[stderr]\n" + call.stderr
-    texts = [_json(call.result), _json(error), logs or None, _json(call.http_log),
-             _json(call.details)]  # fmt: skip
-    mask = _masker(call.secrets) if call.secrets else None
-    if mask is not None:
-        texts = [None if t is None else mask(t, i != 2) for i, t in enumerate(texts)]  # 2: logs
+    result, http_log, details = call.result, call.http_log, call.details
+    texts = [  # _json inline: most are None (this runs once per call)
+        None if result is None else _dumps(result, default=str).decode(),
+        None if error is None else _dumps(error, default=str).decode(),
+        logs or None,
+        None if http_log is None else _dumps(http_log, default=str).decode(),
+        None if details is None else _dumps(details, default=str).decode(),
+    ]
+    if call.secrets:
+        mask = _masker(call.secrets)
+        if mask is not None:
+            texts = [None if t is None else mask(t, i != 2) for i, t in enumerate(texts)]  # 2: logs
     return _VALUES(Values, (
         call.id, call.script_id, call.version, call.function, call.key_name, call.status,
         _ms(received), started, ended, queue_ms, run_ms, call.cpu_ms,
@@ -143,12 +150,10 @@ def to_values(call: Call, limit: int) -> Values:
     ))  # fmt: skip
 
 
+_dumps = orjson.dumps  # an orjson.Fragment (JSON encoded already) is written as it is
+
+
 _VALUES = tuple.__new__
-
-
-def _json(value: Any) -> str | None:
-    """JSON text of a value; an orjson.Fragment (JSON encoded already) as it is."""
-    return None if value is None else orjson.dumps(value, default=str).decode()
 
 
 MASK = "********"
@@ -246,12 +251,16 @@ class ExecutionRecorder:
     def keep_inputs(self, call: Call, value: Any, encoded_bytes: int) -> None:
         """The call's inputs into its details, if their JSON (`encoded_bytes` long)
         fits `inputs_bytes`; else a note, and the details say they were cut."""
-        kept = self._kept(call, "inputs", value, encoded_bytes, self.inputs_bytes)
-        call.details = {**(call.details or {}), "inputs": kept}
+        if encoded_bytes > self.inputs_bytes:
+            value = self._kept(call, "inputs", value, encoded_bytes, self.inputs_bytes)
+        details = call.details
+        call.details = {"inputs": value} if details is None else {**details, "inputs": value}
 
     def keep_result(self, call: Call, value: Any, encoded_bytes: int) -> None:
         """The call's result (a step's outputs) as for keep_inputs, within `outputs_bytes`."""
-        call.result = self._kept(call, "outputs", value, encoded_bytes, self.outputs_bytes)
+        if encoded_bytes > self.outputs_bytes:
+            value = self._kept(call, "outputs", value, encoded_bytes, self.outputs_bytes)
+        call.result = value
 
     @staticmethod
     def _kept(call: Call, what: str, value: Any, size: int, limit: int) -> Any:

@@ -18,9 +18,10 @@ A worker is free while it has fewer calls in flight than the script's concurrenc
 `offer` hands over one free slot, and `_idle` holds one entry per free slot.
 
 The hot path is one pop from the idle deque, one orjson dump, one socket write and
-one future whose done callback maps the answer: no task, no coroutine, no timer per
-call (one timer per dispatcher fires when the earliest deadline or give-up is due and
-sweeps the running and waiting calls), no I/O besides the worker socket. A call that
+the worker's result frame settling the call, whose `answered` maps the answer from
+that frame's read callback: no future, task, coroutine or timer per call (one timer
+per dispatcher fires when the earliest deadline or give-up is due and sweeps the
+running and waiting calls), no I/O besides the worker socket. A call that
 has to wait is encoded before it waits, and `offer` sends it on the worker that frees
 up from inside that worker's result callback: the worker gets its next call at once,
 not a loop iteration of other requests later, with the worker idle.
@@ -45,14 +46,11 @@ from daemon.serving.call_errors import (
     QueueFull,
     Unavailable,
     UnknownFunction,
-    deadline_timeout,
-    loss_error,
     queue_timeout,
-    result_error,
-    stopped_error,
 )
+from daemon.serving.call_outcome import TIMED_OUT, outcome_of
 from daemon.serving.call_result import CallResult
-from daemon.serving.worker import NOT_STARTED, PendingCall, StoppedFor, Worker
+from daemon.serving.worker import NOT_STARTED, PendingCall, Worker
 
 __all__ = [
     "CallResult",
@@ -69,21 +67,20 @@ class DispatchSettings:
     cancel_grace_s: float = Config.cancel_grace_s
 
 
-_TIMED_OUT = object()
 Done = Callable[["CallResult | CallError"], None]
 
 
 class _Call(PendingCall):
-    """A call of this dispatcher, from its arrival to its answer: its worker resolves
-    its future, whose done callback is this object, which calls `done` with the answer
-    (or sends it again when its worker was lost before reading it)."""
+    """A call of this dispatcher, from its arrival to its answer: its worker settles
+    it, and `answered` calls `done` with the answer (or sends it again when its
+    worker was lost before reading it)."""
 
     __slots__ = ("arrived", "data", "deadline", "dispatcher", "done", "give_up", "worker")
 
     def __init__(
         self, dispatcher: Dispatcher, cid: str, data: bytes, deadline: float, done: Done
     ) -> None:
-        super().__init__(cid, dispatcher._loop.create_future())
+        super().__init__(cid)
         self.dispatcher = dispatcher
         self.data = data  # the encoded frame (kept: a call not read is sent again)
         self.deadline = deadline  # loop time: the script's execution timeout
@@ -91,9 +88,8 @@ class _Call(PendingCall):
         self.arrived = time.perf_counter()  # for figures; loop.time() is coarse under uvloop
         self.done: Done | None = done  # None once called (or the caller went away)
         self.worker: Worker | None = None  # None while it waits for one
-        self.future.add_done_callback(self)
 
-    def __call__(self, future: asyncio.Future[Any]) -> None:
+    def answered(self) -> None:
         self.dispatcher._answered(self)
 
     def finish(self, outcome: CallResult | CallError) -> None:
@@ -251,7 +247,7 @@ class Dispatcher:
 
     def _queue(self, call: _Call) -> None:
         """Wait for `offer` to send it, or for the sweep to give up on it."""
-        if self.queued >= self.settings.max_queue:
+        if len(self._waiters) >= self.settings.max_queue:
             raise QueueFull(
                 f"script {self.script!r} has {self.settings.max_queue} calls waiting for a "
                 "free worker already; retry later"
@@ -263,9 +259,8 @@ class Dispatcher:
 
     def _again(self, call: _Call) -> None:
         """Its worker was lost before reading it: send it again, same deadline."""
-        call.future = self._loop.create_future()
-        call.future.add_done_callback(call)
-        call.worker, call.cancelled, call.shared, call.timer = None, False, False, None
+        call.unsettle()
+        call.worker = None
         if self._dispatch(call):
             return
         try:
@@ -327,13 +322,8 @@ class Dispatcher:
 
     def _fail(self, call: _Call, exc: CallError) -> None:
         """A call that never reached a worker ends with `exc` (from the next callback,
-        as every outcome does)."""
-        call.future.remove_done_callback(call)
+        as every outcome but a result does)."""
         self._loop.call_soon(call.finish, exc)
-
-    @property
-    def _grace_s(self) -> float:
-        return self.settings.cancel_grace_s
 
     def _expire(self, worker: Worker, call: PendingCall) -> None:
         """The deadline passed while the worker ran the call: kill that worker only
@@ -342,61 +332,22 @@ class Dispatcher:
             worker.expire()
         else:
             worker.cancel(call, self.settings.cancel_grace_s)
-        if not call.future.done():
-            call.future.set_result(_TIMED_OUT)
+        call.settle_soon(TIMED_OUT)
 
     def _answered(self, call: _Call) -> None:
-        """The call's future is resolved (by its worker, or by _expire): its outcome."""
+        """The call is settled (by its worker, or by _expire): its outcome."""
         self._running.discard(call)
         worker = call.worker
         if call.done is None or worker is None:
             return  # the caller went away
-        outcome = call.future.result()
+        outcome = call.outcome
         if outcome is NOT_STARTED:
             self._again(call)
             return
         queue_ms = (call.sent - call.arrived) * 1000
         run_ms = (time.perf_counter() - call.sent) * 1000
-        try:
-            answer: CallResult | CallError = self._outcome(outcome, call, worker, queue_ms, run_ms)
-        except CallError as exc:
-            answer = exc
-        call.finish(answer)
-
-    def _outcome(
-        self, outcome: Any, call: PendingCall, worker: Worker, queue_ms: float, run_ms: float
-    ) -> CallResult:
-        cid = call.id
-        if type(outcome) is dict:
-            if outcome.get("ok"):
-                return CallResult(
-                    cid,
-                    outcome.get("value"),
-                    outcome.get("stdout", ""),
-                    outcome.get("stderr", ""),
-                    bool(outcome.get("truncated", False)),
-                    float(outcome.get("cpu_ms", 0.0)),
-                    float(outcome.get("wall_ms", 0.0)),
-                    queue_ms,
-                    run_ms,
-                    worker.pid,
-                    worker.owner.name,
-                    outcome,
-                    worker.lane,
-                    call.shared,
-                )
-            exc: CallError = result_error(outcome, worker.capacity)
-        elif outcome is _TIMED_OUT:
-            exc = deadline_timeout(self.timeout_s, worker.capacity, self._grace_s)
-        elif isinstance(outcome, StoppedFor):
-            exc = stopped_error(outcome.call_id, worker.capacity, self.timeout_s, self._grace_s)
-        else:
-            exc = loss_error(outcome)
-        exc.queue_ms, exc.run_ms = queue_ms, run_ms
-        exc.replica = worker.owner.name
-        exc.egress_lane = worker.lane
-        exc.shared = call.shared
-        raise exc
+        call.finish(outcome_of(outcome, call, worker, queue_ms, run_ms, self.timeout_s,
+                               self.settings.cancel_grace_s))  # fmt: skip
 
 
 def _settle(fut: asyncio.Future[CallResult | CallError]) -> Done:

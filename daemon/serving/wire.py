@@ -92,21 +92,31 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf
+        if not buf:  # the common case: frames read whole, decoded from `data` itself
+            frames, pos = self._split(data)
+            if pos < len(data):
+                buf += memoryview(data)[pos:]
+            return frames
         buf += data
+        frames, pos = self._split(buf)
+        if pos:
+            del buf[:pos]
+        return frames
+
+    def _split(self, data: bytes | bytearray) -> tuple[list[Frame], int]:
+        """The whole frames at the start of `data`, and where the rest begins."""
         frames: list[Frame] = []
         pos = 0
-        end = len(buf)
+        end = len(data)
         while end - pos >= 4:
-            (size,) = _HEADER.unpack_from(buf, pos)
+            (size,) = _HEADER.unpack_from(data, pos)
             if size > self._max:
                 raise ProtocolError(f"frame of {size} bytes is over the {self._max} byte limit")
             if end - pos - 4 < size:
                 break
-            frames.append(_loads(memoryview(buf)[pos + 4 : pos + 4 + size]))
+            frames.append(_loads(memoryview(data)[pos + 4 : pos + 4 + size]))
             pos += 4 + size
-        if pos:
-            del buf[:pos]
-        return frames
+        return frames, pos
 
     @property
     def pending_bytes(self) -> int:

@@ -2,12 +2,15 @@
 how it died (`WorkerLoss`) when it dies under them.
 
 A `Worker` carries up to `capacity` `PendingCall`s (the script's concurrency: 1 unless
-set) and resolves each one's future with the worker's result frame (matched by call
-id: results may come in any order), with a WorkerLoss, or with `StoppedFor` when the
-worker was killed because another of its calls would not end; the call's state
-machine (deadline, errors) is the dispatcher's. A call the worker never acknowledged
-(capacity > 1: its "started" frame) gets NOT_STARTED when the worker is lost, and the
-dispatcher sends it to another worker.
+set) and settles each one with the worker's result frame (matched by call id: results
+may come in any order), with a WorkerLoss, or with `StoppedFor` when the worker was
+killed because another of its calls would not end; the call's state machine
+(deadline, errors) is the dispatcher's, in `PendingCall.answered`. A result frame
+settles its call and runs `answered` at once, from the frame's read callback (after
+the worker got its next call): no future, no loop callback per call. Every other
+outcome runs `answered` from a later callback of the loop, as a future's would. A call
+the worker never acknowledged (capacity > 1: its "started" frame) gets NOT_STARTED when
+the worker is lost, and the dispatcher sends it to another worker.
 
 With capacity > 1, calls are written back to back: the frames of one loop iteration
 leave in one write. A call past its deadline is first cancelled in the worker
@@ -107,22 +110,52 @@ class WorkerOwner(Protocol):
         ...
 
 
+_UNSETTLED = object()
+
+
 class PendingCall:
-    """One call on a worker: the future the caller awaits and its deadline timer.
+    """One call on a worker: its outcome, once settled, and its cancel timer.
 
-    The future's result is the worker's result frame, a WorkerLoss, StoppedFor, or
-    whatever the dispatcher's deadline handler puts there."""
+    The outcome is the worker's result frame, a WorkerLoss, StoppedFor, NOT_STARTED,
+    or whatever the dispatcher's deadline handler puts there; `answered` runs once
+    after it is settled (the dispatcher's subclass maps it to the caller's answer)."""
 
-    __slots__ = ("cancelled", "future", "id", "sent", "shared", "started", "timer")
+    __slots__ = ("cancelled", "id", "outcome", "sent", "shared", "started", "timer")
 
-    def __init__(self, call_id: str, future: asyncio.Future[Any]) -> None:
+    def __init__(self, call_id: str) -> None:
         self.id = call_id
-        self.future = future
+        self.outcome: Any = _UNSETTLED
         self.timer: asyncio.TimerHandle | None = None
         self.sent = 0.0  # perf_counter when the call was written to its worker
         self.cancelled = False  # past its deadline: the worker was asked to end it
         self.shared = False  # another call ran on the same worker at the same time
         self.started = True  # read by its worker (capacity > 1: once it says so)
+
+    @property
+    def settled(self) -> bool:
+        return self.outcome is not _UNSETTLED
+
+    def settle(self, outcome: Any) -> bool:
+        """Set the outcome, unless it is set already; True if this call set it (its
+        caller then runs `answered`, or has the loop run it: `settle_soon`)."""
+        if self.outcome is not _UNSETTLED:
+            return False
+        self.outcome = outcome
+        return True
+
+    def settle_soon(self, outcome: Any) -> None:
+        """Settle, and run `answered` from the next callback of the loop."""
+        if self.settle(outcome):
+            asyncio.get_running_loop().call_soon(self.answered)
+
+    def unsettle(self) -> None:
+        """Back to a call not sent yet (to send it again)."""
+        self.outcome = _UNSETTLED
+        self.cancelled = self.shared = False
+        self.timer = None
+
+    def answered(self) -> None:
+        """The outcome is settled: what the caller gets (the dispatcher's)."""
 
 
 class Worker:
@@ -195,7 +228,7 @@ class Worker:
         return next(iter(self.calls.values()), None)
 
     def send_call(self, data: bytes, call: PendingCall) -> bool:
-        """Hand one encoded call frame to the worker; its answer resolves call.future.
+        """Hand one encoded call frame to the worker; its answer settles the call.
         False when the socket is already closed: nothing was sent, try another worker."""
         channel = self.channel
         if channel is None or channel.transport is None or channel.transport.is_closing():
@@ -280,10 +313,14 @@ class Worker:
             frame["peak_memory_bytes"] = (
                 self.memory.peak() if self.capacity == 1 else self._shared_peak(self.memory)
             )
-        if not call.future.done():
-            call.future.set_result(frame)
+        settled = call.settle(frame)
         if self.alive and not self.cancelling:
-            self.owner.worker_free(self)
+            self.owner.worker_free(self)  # first: the worker gets its next call now
+        if settled:
+            try:
+                call.answered()
+            except Exception:  # as the loop would log a callback's: the next frames are read
+                log.exception("%s: answering call %s failed", self.owner, call.id)
 
     def _shared_peak(self, memory: MemoryProbe) -> int | None:
         """Capacity > 1: the worker's peak memory since it was last idle, read at most
@@ -310,12 +347,12 @@ class Worker:
         for call in list(self.calls.values()):
             self.lost_call_id = self.lost_call_id or call.id
             self._finish(call)
-            if call.future.done():
+            if call.settled:
                 continue
             if not call.started:  # never read: it can run elsewhere
-                call.future.set_result(NOT_STARTED)
+                call.settle_soon(NOT_STARTED)
             elif self.stopped_for is not None:
-                call.future.set_result(StoppedFor(self.stopped_for))
+                call.settle_soon(StoppedFor(self.stopped_for))
             else:
                 lost.append(call)
         if lost:
@@ -360,8 +397,7 @@ class Worker:
         if loss is None:
             loss = self.owner.loss(None)
         for call in calls:
-            if not call.future.done():
-                call.future.set_result(loss)
+            call.settle_soon(loss)
 
     def __repr__(self) -> str:
         return f"<Worker {self.owner.name}#{self.number} pid={self.pid}>"
