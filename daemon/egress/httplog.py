@@ -24,6 +24,10 @@ BODY_LIMIT = 1024
 # Refusals are kept in full up to this many; a script looping on a refused URL
 # must not grow the record without bound.
 REFUSAL_LIMIT = 100
+# The metrics' request and byte counters are brought up to date every this many
+# requests and when the log is taken (a counter update costs as much as the rest of
+# the log's work for a request).
+PUBLISH_EVERY = 64
 
 
 class Redactor:
@@ -134,14 +138,39 @@ class RequestLog:
         self.refusals_dropped = 0
         self.bytes_out = 0
         self.bytes_in = 0
+        self._unpublished = 0  # requests not yet in the meter
+        self._published_out = 0
+        self._published_in = 0
+        self._taken = False
+
+    def publish(self) -> None:
+        """Bring the meter's counters up to date with this log."""
+        meter = self.meter
+        if meter is None:
+            return
+        if self._unpublished:
+            meter.requests.inc(self._unpublished)
+            self._unpublished = 0
+        meter.count_bytes(self.bytes_out - self._published_out, self.bytes_in - self._published_in)
+        self._published_out, self._published_in = self.bytes_out, self.bytes_in
+
+    def taken(self) -> None:
+        """The call ended and its log was taken: publish now, and from now on publish
+        at once what a request still running adds."""
+        self._taken = True
+        self.publish()
+
+    def _count_request(self) -> None:
+        self.total += 1
+        self._unpublished += 1
+        if self._unpublished >= PUBLISH_EVERY:
+            self.publish()
 
     def begin_request(
         self, method: str, url: str, headers: list[tuple[bytes, bytes]]
     ) -> RequestEntry | None:
         """Count a request; return its entry when it is among the first 100."""
-        self.total += 1
-        if self.meter is not None:
-            self.meter.requests.inc()
+        self._count_request()
         if len(self.entries) >= DETAILED_LIMIT:
             self.not_detailed += 1
             return None
@@ -166,9 +195,7 @@ class RequestLog:
         entry.request_body_truncated = total > BODY_LIMIT
 
     def begin_tunnel(self, host: str, port: int) -> TunnelEntry | None:
-        self.total += 1
-        if self.meter is not None:
-            self.meter.requests.inc()
+        self._count_request()
         if len(self.entries) >= DETAILED_LIMIT:
             self.not_detailed += 1
             return None
@@ -189,8 +216,8 @@ class RequestLog:
     def count_bytes(self, sent: int, received: int) -> None:
         self.bytes_out += sent
         self.bytes_in += received
-        if self.meter is not None:
-            self.meter.count_bytes(sent, received)
+        if self._taken:
+            self.publish()
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -119,6 +119,7 @@ class Channel:
     def take_log(self) -> RequestLog:
         """The log so far, replaced by a fresh one (called at a call's end)."""
         taken, self.log = self.log, RequestLog(self.redactor, self.meter)
+        taken.taken()
         return taken
 
     def close_connections(self) -> None:
@@ -132,6 +133,7 @@ class Channel:
         self.close_connections()
         if self._connections:
             await asyncio.wait(list(self._connections), timeout=5)
+        self.log.publish()  # what no call took still reaches the metrics
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
