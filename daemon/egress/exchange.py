@@ -260,7 +260,7 @@ class Relay:
         client = self.client
         if entry is not None:
             entry.status = response.status
-            entry.response_headers = log.redactor.headers(response.headers)
+            entry.response_headers = response.headers
         headers = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROPPED]
         bodiless = head_only or response.status in BODYLESS
         until_close = not bodiless and not response.chunked and response.length is None

@@ -14,7 +14,7 @@ import itertools
 import time
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daemon.metrics.instruments import EgressMeter
@@ -84,22 +84,61 @@ def _latin(data: bytes) -> str:
     return data.decode("latin-1")
 
 
-@dataclass
 class RequestEntry:
-    """One request as logged; `status` is None when no response came."""
+    """One request as seen on the wire: raw URL, headers and the start of the body,
+    kept as they came. Making them text and redacting their secrets waits until the
+    log is read (`RequestLog.to_json`), off the request's path. `status` is None when
+    no response came."""
 
-    method: str
-    url: str
-    request_headers: list[list[str]]
-    started_at: float
-    request_body: str = ""
-    request_body_truncated: bool = False
-    status: int | None = None
-    response_headers: list[list[str]] = field(default_factory=list)
-    duration_ms: float = 0.0
-    bytes_out: int = 0
-    bytes_in: int = 0
-    error: str | None = None
+    __slots__ = (
+        "body",
+        "body_total",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+        "error",
+        "method",
+        "request_headers",
+        "response_headers",
+        "started_at",
+        "status",
+        "url",
+    )
+
+    def __init__(
+        self, method: str, url: str, request_headers: list[tuple[bytes, bytes]], started_at: float
+    ) -> None:
+        self.method = method
+        self.url = url  # secrets still in it
+        self.request_headers = request_headers
+        self.started_at = started_at
+        self.body = b""  # the body's first bytes, secrets still in them
+        self.body_total = 0
+        self.status: int | None = None
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.duration_ms = 0.0
+        self.bytes_out = 0
+        self.bytes_in = 0
+        self.error: str | None = None
+
+    def to_json(self, redactor: Redactor) -> dict[str, Any]:
+        """The entry as the execution record shows it: text, secrets replaced."""
+        body = redactor.redact_bytes(self.body)[:BODY_LIMIT] if self.body else b""
+        return {
+            "method": self.method,
+            "url": redactor.redact_text(self.url),
+            "request_headers": redactor.headers(self.request_headers),
+            "started_at": self.started_at,
+            "request_body": body.decode("utf-8", "replace"),
+            "request_body_truncated": self.body_total > BODY_LIMIT,
+            "status": self.status,
+            "response_headers": redactor.headers(self.response_headers),
+            "duration_ms": self.duration_ms,
+            "bytes_out": self.bytes_out,
+            "bytes_in": self.bytes_in,
+            "error": self.error,
+            "kind": "http",
+        }
 
 
 @dataclass
@@ -174,12 +213,7 @@ class RequestLog:
         if len(self.entries) >= DETAILED_LIMIT:
             self.not_detailed += 1
             return None
-        entry = RequestEntry(
-            method=method,
-            url=self.redactor.redact_text(url),
-            request_headers=self.redactor.headers(headers),
-            started_at=time.time(),
-        )
+        entry = RequestEntry(method, url, headers, time.time())
         self.entries.append(entry)
         return entry
 
@@ -190,9 +224,7 @@ class RequestLog:
         return BODY_LIMIT + self.redactor.longest
 
     def record_body(self, entry: RequestEntry, captured: bytes, total: int) -> None:
-        body = self.redactor.redact_bytes(captured)
-        entry.request_body = body[:BODY_LIMIT].decode("utf-8", "replace")
-        entry.request_body_truncated = total > BODY_LIMIT
+        entry.body, entry.body_total = captured, total
 
     def begin_tunnel(self, host: str, port: int) -> TunnelEntry | None:
         self._count_request()
@@ -222,7 +254,7 @@ class RequestLog:
     def to_json(self) -> dict[str, Any]:
         return {
             "total": self.total,
-            "requests": [_fields(e) | {"kind": _kind(e)} for e in self.entries],
+            "requests": [_entry_json(e, self.redactor) for e in self.entries],
             "not_detailed": self.not_detailed,
             "refusals": [_fields(r) for r in self.refusals],
             "refusals_not_kept": self.refusals_dropped,
@@ -231,12 +263,14 @@ class RequestLog:
         }
 
 
-def _fields(entry: RequestEntry | TunnelEntry | Refusal) -> dict[str, Any]:
+def _fields(entry: TunnelEntry | Refusal) -> dict[str, Any]:
     """An entry's fields as a dict, like dataclasses.asdict at a fraction of its cost
     (asdict deep-copies every header pair). A shallow copy is enough: an entry's lists
     are built whole and then only ever replaced, never changed in place."""
     return dict(entry.__dict__)
 
 
-def _kind(entry: RequestEntry | TunnelEntry) -> str:
-    return "http" if isinstance(entry, RequestEntry) else "tunnel"
+def _entry_json(entry: RequestEntry | TunnelEntry, redactor: Redactor) -> dict[str, Any]:
+    if isinstance(entry, RequestEntry):
+        return entry.to_json(redactor)
+    return _fields(entry) | {"kind": "tunnel"}

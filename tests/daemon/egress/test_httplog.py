@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from daemon.egress.httplog import Redactor, RequestLog
+from daemon.egress.httplog import BODY_LIMIT, Redactor, RequestLog
 
 SECRET = "tok-9f8e7d6c5b4a"
 
@@ -34,19 +34,27 @@ def test_every_form_of_a_secret_is_redacted_in_names_and_values() -> None:
     ]
 
 
-def test_the_log_as_json_is_what_asdict_gives() -> None:
+def test_the_log_as_json_is_text_with_secrets_redacted() -> None:
     log = RequestLog(Redactor({"K": SECRET}))
-    entry = log.begin_request("GET", f"http://a.example/?k={SECRET}", [(b"Host", b"a.example")])
+    head = [(b"Host", b"a.example"), (b"Authorization", b"Bearer " + SECRET.encode())]
+    entry = log.begin_request("GET", f"http://a.example/?k={SECRET}", head)
     assert entry is not None
-    entry.status, entry.response_headers = 200, [["Content-Length", "2"]]
+    log.record_body(entry, b"{" + SECRET.encode() + b"}" + b"x" * 2000, 2003 + len(SECRET))
+    entry.status, entry.response_headers = 200, [(b"Content-Length", b"2")]
     log.begin_tunnel("b.example", 443)
     log.refused("GET", "http://10.0.0.1/", "private", "egress: 10.0.0.1 is a private address")
     doc = log.to_json()
-    assert doc["requests"] == [
-        dataclasses.asdict(entry) | {"kind": "http"},
-        dataclasses.asdict(log.entries[1]) | {"kind": "tunnel"},
+    request, tunnel = doc["requests"]
+    assert request["url"] == "http://a.example/?k=[secret K]"
+    assert request["request_headers"] == [
+        ["Host", "a.example"],
+        ["Authorization", "Bearer [secret K]"],
     ]
+    assert request["request_body"] == "{[secret K]}" + "x" * (BODY_LIMIT - 12)
+    assert request["request_body_truncated"] is True
+    assert request["status"] == 200 and request["response_headers"] == [["Content-Length", "2"]]
+    assert request["kind"] == "http" and SECRET not in str(doc)
+    assert tunnel == dataclasses.asdict(log.entries[1]) | {"kind": "tunnel"}
     assert doc["refusals"] == [dataclasses.asdict(log.refusals[0])]
-    assert doc["requests"][0]["url"] == "http://a.example/?k=[secret K]"
-    entry.response_headers = [["Changed", "later"]]  # a request still running
-    assert doc["requests"][0]["response_headers"] == [["Content-Length", "2"]]
+    entry.response_headers = [(b"Changed", b"later")]  # a request still running
+    assert request["response_headers"] == [["Content-Length", "2"]]
