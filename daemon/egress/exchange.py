@@ -24,7 +24,6 @@ from daemon.egress.wire import (
     Head,
     HttpSide,
     ProtocolError,
-    request_head,
     response_head,
 )
 
@@ -190,13 +189,13 @@ class Relay:
         reusable = False
         responded = False
         try:
-            headers = _forward_headers(request.headers, target.set_host)
-            upstream.write(request_head(request.method, target.path, headers))
-            await self._pump_request_body(request, upstream, entry, log)
-            upstream.expect_response(head_only=request.method == b"HEAD")
+            upstream.write(_forwarded_head(request, target))
+            if request.has_body or self.client.take() is not END:
+                await self._pump_request_body(request, upstream, entry, log)
+            head_only = request.method == b"HEAD"
+            upstream.expect_response(head_only)
             response = await self._next_response(upstream)
             responded = True
-            head_only = request.method == b"HEAD"
             reusable = await self._relay_response(upstream, response, entry, log, head_only)
         except (OSError, ProtocolError, UpstreamError) as err:
             upstream.close()
@@ -216,9 +215,8 @@ class Relay:
     async def _pump_request_body(
         self, request: Head, upstream: HttpSide, entry: RequestEntry | None, log: RequestLog
     ) -> None:
-        if not request.has_body:
-            if self.client.take() is None:  # the END of a bodiless request
-                await self.client.next_event()
+        if not request.has_body:  # the END of a bodiless request, still to come
+            await self.client.next_event()
             return
         if (request.header(b"expect") or b"").lower() == b"100-continue":
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -261,12 +259,9 @@ class Relay:
         if entry is not None:
             entry.status = response.status
             entry.response_headers = response.headers
-        headers = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROPPED]
         bodiless = head_only or response.status in BODYLESS
         until_close = not bodiless and not response.chunked and response.length is None
-        if until_close:
-            headers.append((b"Transfer-Encoding", b"chunked"))
-        client.write(response_head(response.status, response.reason, headers))
+        client.write(_relayed_head(response, until_close))
         body = BodyWriter(client, response.chunked or until_close)
         while True:
             # (take() gives None when nothing is queued; an empty chunk, also falsy,
@@ -328,11 +323,30 @@ async def _drain(side: HttpSide) -> bool:
             return False
 
 
-def _forward_headers(
-    headers: list[tuple[bytes, bytes]], set_host: bytes | None
-) -> list[tuple[bytes, bytes]]:
-    out = [(k, v) for k, v in headers if k.lower() not in _REQUEST_DROPPED]
+def _forwarded_head(request: Head, target: RequestTarget) -> bytes:
+    """The request head as sent upstream: origin-form target, hop-by-hop headers
+    dropped, Host set for an absolute URL. One pass over the headers (this runs for
+    every request)."""
+    lines = [request.method + b" " + target.path + b" HTTP/1.1"]
+    set_host = target.set_host
     if set_host is not None:
-        out = [(k, v) for k, v in out if k.lower() != b"host"]
-        out.insert(0, (b"Host", set_host))
-    return out
+        lines.append(b"Host: " + set_host)
+    for name, value in request.headers:
+        lowered = name.lower()
+        if lowered not in _REQUEST_DROPPED and (set_host is None or lowered != b"host"):
+            lines.append(name + b": " + value)
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
+
+
+def _relayed_head(response: Head, until_close: bool) -> bytes:
+    """The response head as sent to the script: hop-by-hop headers dropped, and a
+    body framed by the server's closing re-chunked (the client's connection stays)."""
+    lines = [b"HTTP/1.1 %d %s" % (response.status, response.reason or b"-")]
+    for name, value in response.headers:
+        if name.lower() not in _RESPONSE_DROPPED:
+            lines.append(name + b": " + value)
+    if until_close:
+        lines.append(b"Transfer-Encoding: chunked")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)

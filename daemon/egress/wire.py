@@ -74,9 +74,11 @@ class _Collector:
         self.head = Head()
         self.parser: httptools.HttpRequestParser | httptools.HttpResponseParser | None = None
         self.body_bytes = 0  # body queued since the side last looked
+        self.idle = True  # between messages (none begun, or the last one complete)
 
     def on_message_begin(self) -> None:
         self.head = Head()
+        self.idle = False
 
     def on_url(self, url: bytes) -> None:
         self.head.target += url
@@ -86,10 +88,14 @@ class _Collector:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head.headers.append((name, value))
-        lowered = name.lower()
-        if lowered == b"content-length":
+        size = len(name)  # only two names matter here: skip lowering all the others
+        if size == 14 and name.lower() == b"content-length":
             self.head.length = int(value)
-        elif lowered == b"transfer-encoding" and value.lower().endswith(b"chunked"):
+        elif (
+            size == 17
+            and name.lower() == b"transfer-encoding"
+            and value.lower().endswith(b"chunked")
+        ):
             self.head.chunked = True
 
     def on_headers_complete(self) -> None:
@@ -110,6 +116,7 @@ class _Collector:
 
     def on_message_complete(self) -> None:
         self.events.append(END)
+        self.idle = True
 
 
 class HttpSide(asyncio.Protocol):
@@ -227,14 +234,18 @@ class HttpSide(asyncio.Protocol):
         kind = httptools.HttpRequestParser if self._requests else httptools.HttpResponseParser
         parser = kind(self._collector)
         self._collector.parser = parser
+        self._collector.idle = True
         return parser
 
     def expect_response(self, head_only: bool) -> None:
-        """Before reading a response: a fresh parser (a HEAD response's Content-Length
-        announces a body that never comes, which a kept parser would wait for)."""
-        self._events.clear()
+        """Before reading a response: the parser, kept when it stands between two
+        messages, else a fresh one (a HEAD response's Content-Length announces a body
+        that never comes, which the kept parser would wait for; whatever a server sent
+        unasked is dropped with the old parser)."""
+        if self._head_only or self._events or not self._collector.idle:
+            self._events.clear()
+            self._parser = self._new_parser()
         self._buffered = 0
-        self._parser = self._new_parser()
         self._head_only = head_only
         self._until_close = False
 

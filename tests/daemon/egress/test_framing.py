@@ -5,6 +5,7 @@ read-until-close responses, Expect: 100-continue, and what the proxy refuses
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -135,3 +136,21 @@ async def test_absolute_https_urls_are_fetched_over_tls(egress: EgressEnv) -> No
     )
     assert status == 200 and '"path": "/echo/axios"' in body
     assert channel.take_log().entries[0].url == url  # type: ignore[union-attr]
+
+
+async def test_hop_by_hop_headers_stay_with_the_proxy(egress: EgressEnv) -> None:
+    """The request head sent upstream: origin-form, Host from the absolute URL, and
+    the hop-by-hop and proxy headers left out."""
+    channel, _ = await egress.open()
+    status, body = await raw_request(
+        channel.socket_path,
+        f"GET {egress.servers.http}/echo HTTP/1.1\nHost: elsewhere.example\n"
+        "Proxy-Connection: keep-alive\nProxy-Authorization: Basic eDp5\nTE: trailers\n"
+        "Keep-Alive: 5\nX-Kept: yes\nConnection: close\n",
+    )
+    assert status == 200
+    sent = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+    assert sent["host"] == egress.servers.http.removeprefix("http://")
+    assert sent["x-kept"] == "yes"
+    dropped = {"proxy-connection", "proxy-authorization", "te", "keep-alive"}
+    assert dropped.isdisjoint(sent)
