@@ -58,7 +58,8 @@ def _response_side() -> HttpSide:
 
 
 def _key(target: RequestTarget) -> tuple[str, str, int]:
-    return (target.scheme, target.host.lower(), target.port)
+    # (an absolute URL's host, the only kind these targets have, is lowercased already)
+    return (target.scheme, target.host, target.port)
 
 
 class PinnedUpstream:
