@@ -51,6 +51,8 @@ _RESPONSE_DROPPED = frozenset(
         b"trailer",
     }
 )
+# The usual methods as text, for the log, without decoding each request's.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 # A refused request's body is read and dropped up to this size to keep the connection;
 # past it the connection is closed instead.
 _DRAIN_LIMIT = 1024 * 1024
@@ -71,6 +73,7 @@ class RequestTarget:
 
 
 class Upstreams(Protocol):
+    def idle(self, target: RequestTarget) -> HttpSide | None: ...
     async def get(self, target: RequestTarget) -> HttpSide: ...
     def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None: ...
     def close_all(self) -> None: ...
@@ -166,9 +169,10 @@ class Relay:
             target = self.target_of(request)
         except BadRequest as err:
             return await self._refuse(request, 400, str(err))
-        method = request.method.decode("ascii", "replace")
+        method = _METHODS.get(request.method) or request.method.decode("ascii", "replace")
         try:
-            upstream = await self.upstreams.get(target)
+            # a kept-alive connection needs no coroutine
+            upstream = self.upstreams.idle(target) or await self.upstreams.get(target)
         except EgressRefused as refusal:
             self.log().refused(method, target.url, refusal.rule, str(refusal))
             return await self._refuse(request, 403, str(refusal))
@@ -263,18 +267,23 @@ class Relay:
         bodiless = head_only or response.status in BODYLESS
         until_close = not bodiless and not response.chunked and response.length is None
         client.write(_relayed_head(response, until_close))
-        body = BodyWriter(client, response.chunked or until_close)
+        # a body under Content-Length goes as it came; only the others are re-chunked
+        rechunked = BodyWriter(client, True) if response.chunked or until_close else None
         while True:
             # (take() gives None when nothing is queued; an empty chunk, also falsy,
             # has nothing to relay)
             event = upstream.take() or await upstream.next_event(flush_first=client)
             if type(event) is bytes:
-                body.data(event)
+                if rechunked is None:
+                    client.write(event)
+                else:
+                    rechunked.data(event)
             elif event is END:
                 break
             else:
                 raise UpstreamError("egress: the server closed the connection mid-response")
-        body.end()
+        if rechunked is not None:
+            rechunked.end()
         await client.flush()
         return response.keep_alive and not upstream.at_eof
 

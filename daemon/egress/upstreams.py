@@ -24,12 +24,18 @@ class PlainUpstreams:
         self.tls = tls  # for absolute https:// URLs
         self._idle: dict[tuple[str, str, int], HttpSide] = {}
 
-    async def get(self, target: RequestTarget) -> HttpSide:
+    def idle(self, target: RequestTarget) -> HttpSide | None:
+        """The kept-alive connection to the target's host:port, if one is still open."""
         side = self._idle.pop(_key(target), None)
-        if side is not None and not side.at_eof:
-            return side
-        if side is not None:
+        if side is not None and side.at_eof:
             side.close()
+            return None
+        return side
+
+    async def get(self, target: RequestTarget) -> HttpSide:
+        side = self.idle(target)
+        if side is not None:
+            return side
         targets = await check_target(self.policy, self.resolver, target.host, target.port)
         tls = self.tls if target.scheme == "https" else None
         _, side = await connect(targets, tls, _response_side)
@@ -70,12 +76,17 @@ class PinnedUpstream:
         self.tls = tls
         self._idle: HttpSide | None = None
 
-    async def get(self, target: RequestTarget) -> HttpSide:
+    def idle(self, target: RequestTarget) -> HttpSide | None:
         side, self._idle = self._idle, None
-        if side is not None and not side.at_eof:
-            return side
-        if side is not None:
+        if side is not None and side.at_eof:
             side.close()
+            return None
+        return side
+
+    async def get(self, target: RequestTarget) -> HttpSide:
+        side = self.idle(target)
+        if side is not None:
+            return side
         answered, side = await connect(self.targets, self.tls, _response_side)
         self.targets = [answered]  # once one answered, stay on it
         return side
