@@ -53,6 +53,9 @@ _RESPONSE_DROPPED = frozenset(
 )
 # The usual methods as text, for the log, without decoding each request's.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+# Status lines already formatted, by (status, reason) as servers send them.
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_STATUS_LINES_KEPT = 256
 # A refused request's body is read and dropped up to this size to keep the connection;
 # past it the connection is closed instead.
 _DRAIN_LIMIT = 1024 * 1024
@@ -349,10 +352,21 @@ def _forwarded_head(request: Head, target: RequestTarget) -> bytes:
     return b"\r\n".join(lines)
 
 
+def _status_line(status: int, reason: bytes) -> bytes:
+    """`HTTP/1.1 200 OK`: the few a server sends are formatted once."""
+    key = (status, reason)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        line = b"HTTP/1.1 %d %s" % (status, reason or b"-")
+        if len(_STATUS_LINES) < _STATUS_LINES_KEPT:
+            _STATUS_LINES[key] = line
+    return line
+
+
 def _relayed_head(response: Head, until_close: bool) -> bytes:
     """The response head as sent to the script: hop-by-hop headers dropped, and a
     body framed by the server's closing re-chunked (the client's connection stays)."""
-    lines = [b"HTTP/1.1 %d %s" % (response.status, response.reason or b"-")]
+    lines = [_status_line(response.status, response.reason)]
     for name, value in response.headers:
         if name.lower() not in _RESPONSE_DROPPED:
             lines.append(name + b": " + value)

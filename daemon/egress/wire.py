@@ -36,7 +36,7 @@ END = Sentinel("END")
 CLOSED = Sentinel("CLOSED")
 
 
-@dataclass
+@dataclass(slots=True)
 class Head:
     """A request or response head. Header names keep the case they were sent in."""
 
