@@ -59,19 +59,11 @@ class Redactor:
     def headers(self, headers: list[tuple[bytes, bytes]]) -> list[list[str]]:
         """Header names and values as text (latin-1, as HTTP/1.1 carries them), with
         secrets replaced in their raw bytes. Most heads hold no secret: one look over
-        the whole head tells, and only then is each name and value searched. Without
-        one, the head is decoded and split in one go (llhttp lets no newline into a
-        name or value; a head that had one would be decoded pair by pair)."""
-        if not headers:
-            return []
-        joined = b"\n".join(itertools.chain.from_iterable(headers))
-        if self._forms and self._any_in(joined):
+        the whole head tells, and only then is each name and value searched."""
+        if self._forms and self._any_in(b"\n".join(itertools.chain.from_iterable(headers))):
             redact = self.redact_bytes
             return [[_latin(redact(k)), _latin(redact(v))] for k, v in headers]
-        flat = joined.decode("latin-1").split("\n")
-        if len(flat) != 2 * len(headers):
-            return [[_latin(k), _latin(v)] for k, v in headers]
-        return list(map(list, zip(flat[::2], flat[1::2], strict=True)))
+        return [[k.decode("latin-1"), v.decode("latin-1")] for k, v in headers]
 
     def _any_in(self, data: bytes) -> bool:
         # a plain loop: on the hot path, a generator costs more than the search itself
