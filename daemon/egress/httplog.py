@@ -5,7 +5,8 @@ refusal with its rule. HTTPS without inspection is logged as host, port, bytes a
 duration only.
 
 Secret values never reach the log: `Redactor` replaces them, in headers, URLs and
-bodies, by `[secret NAME]` before anything is stored."""
+bodies, by `[secret NAME]` when the log is read (`to_json`, the only way a log leaves
+the proxy). Until then a detailed entry holds what the proxy relayed, raw, in memory."""
 
 from __future__ import annotations
 
