@@ -254,9 +254,9 @@ def encode_text(text: str) -> bytes:
     return _HEADER.pack(len(data)) + data
 
 
-def decode_body(body: bytes, exact: bool = False) -> dict[str, Any]:
+def decode_body(body: bytes | memoryview, exact: bool = False) -> dict[str, Any]:
     try:
-        message = (loads_exact if exact else loads)(body.decode("utf-8"))
+        message = (loads_exact if exact else loads)(str(body, "utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
@@ -306,28 +306,68 @@ def check_size(size: int, max_frame: int) -> None:
         raise ProtocolError(f"frame of {size} bytes (allowed 2..{max_frame})")
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    chunks = []
-    while n:
-        chunk = sock.recv(min(n, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+class FrameReader:
+    """Blocking reads of whole messages from one socket (a worker's serving loop).
 
-
-def read_frame(
-    sock: socket.socket, max_frame: int = MAX_FRAME_DEFAULT, exact: bool = False
-) -> dict[str, Any] | None:
-    """Blocking read of one message; None on a clean EOF between frames.
+    Why buffered: one recv_into a buffer kept for the socket's life brings a frame's
+    length and body together (and any frame after it, kept for the next read), where
+    reading the length, then the body, took two system calls a frame.
     exact: non-integer numbers as decimal.Decimal (loads_exact)."""
-    header = _recv_exact(sock, 4)
-    if header is None:
-        return None
-    (size,) = _HEADER.unpack(header)
-    check_size(size, max_frame)
-    body = _recv_exact(sock, size)
-    if body is None:
-        raise ProtocolError("connection closed inside a frame")
-    return decode_body(body, exact)
+
+    def __init__(
+        self, sock: socket.socket, max_frame: int = MAX_FRAME_DEFAULT, exact: bool = False
+    ) -> None:
+        self.sock = sock
+        self.max_frame = max_frame
+        self.exact = exact
+        self._buffer(_READ_SIZE)
+
+    def _buffer(self, size: int) -> None:
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0  # unread bytes: _buf[_start:_end]
+
+    def read(self) -> dict[str, Any] | None:
+        """The next message; None on a clean EOF between frames."""
+        while True:
+            have = self._end - self._start
+            if have >= 4:
+                (size,) = _HEADER.unpack_from(self._buf, self._start)
+                check_size(size, self.max_frame)
+                if have >= 4 + size:
+                    return self._take(size)
+                if self._start + 4 + size > len(self._buf):
+                    self._make_room(4 + size)
+            elif not have:
+                self._reset()
+            elif self._end == len(self._buf):
+                self._make_room(4)
+            received = self.sock.recv_into(self._view[self._end :])
+            if not received:
+                if have:
+                    raise ProtocolError("connection closed inside a frame")
+                return None
+            self._end += received
+
+    def _take(self, size: int) -> dict[str, Any]:
+        begin = self._start + 4
+        self._start = begin + size
+        return decode_body(self._view[begin : self._start], self.exact)
+
+    def _reset(self) -> None:
+        """Empty: read from the start again, in a buffer of the usual size (a big frame's
+        buffer is let go once it was read)."""
+        if len(self._buf) > _READ_SIZE:
+            self._buffer(_READ_SIZE)
+        self._start = self._end = 0
+
+    def _make_room(self, frame_size: int) -> None:
+        """Unread bytes moved to the front of a buffer that holds `frame_size` bytes."""
+        unread = self._buf[self._start : self._end]
+        if len(self._buf) < frame_size:
+            self._buffer(frame_size)
+        self._buf[: len(unread)] = unread
+        self._start, self._end = 0, len(unread)
+
+
+_READ_SIZE = 64 * 1024

@@ -2,10 +2,15 @@
 // of JSON (runtimes/protocol.py). Standard library only.
 
 export function encode(message) {
-  const body = Buffer.from(JSON.stringify(message), 'utf8');
-  const header = Buffer.alloc(4);
-  header.writeUInt32BE(body.length);
-  return Buffer.concat([header, body]);
+  return frameOfText(JSON.stringify(message));
+}
+
+// One frame of JSON text, header and body written into one buffer (no copy, no concat).
+export function frameOfText(text, size = Buffer.byteLength(text, 'utf8')) {
+  const frame = Buffer.allocUnsafe(4 + size);
+  frame.writeUInt32BE(size, 0);
+  frame.write(text, 4, size, 'utf8');
+  return frame;
 }
 
 export class FrameDecoder {
@@ -34,10 +39,4 @@ export class FrameDecoder {
     }
     return out;
   }
-}
-
-export function frameOf(body) {
-  const header = Buffer.alloc(4);
-  header.writeUInt32BE(body.length);
-  return Buffer.concat([header, body]);
 }

@@ -30,7 +30,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Capture } from './capture.mjs';
 import { concurrentMethods } from './concurrently.mjs';
 import { errorInfo, harnessError, locateSyntaxError } from './errors.mjs';
-import { FrameDecoder, encode, frameOf } from './frames.mjs';
+import { FrameDecoder, encode, frameOfText } from './frames.mjs';
 import { Step, describeSpec, resultText } from './step.mjs';
 import { parseExact } from './typed.mjs';
 
@@ -219,26 +219,26 @@ class Worker {
   }
 
   encodeResult(result, name) {
-    if (this.step && name === null) return frameOf(Buffer.from(resultText(result, this.maxFrame), 'utf8'));
-    let frame;
+    if (this.step && name === null) return frameOfText(resultText(result, this.maxFrame));
+    let text;
     try {
-      frame = Buffer.from(JSON.stringify(result, strictJson), 'utf8');
+      text = JSON.stringify(result, strictJson);
     } catch (err) {
       delete result.value;
       result.ok = false;
       result.error = harnessError('SerializationError',
         `the value returned by ${name}() is not JSON: ${err.message}`);
-      frame = Buffer.from(JSON.stringify(result), 'utf8');
+      text = JSON.stringify(result);
     }
-    if (frame.length > this.maxFrame) {
-      const size = frame.length;
+    const size = Buffer.byteLength(text, 'utf8');
+    if (size > this.maxFrame) {
       delete result.value;
       result.ok = false;
       result.error = harnessError('ResultTooLarge',
         `the result of ${name}() is ${size} bytes as JSON, over the ${this.maxFrame} allowed`);
-      frame = Buffer.from(JSON.stringify(result), 'utf8');
+      return frameOfText(JSON.stringify(result));
     }
-    return frameOf(frame);
+    return frameOfText(text, size);
   }
 
   // Frames are handled one at a time, in order, like the Python worker (concurrency

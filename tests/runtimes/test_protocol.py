@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import os
 import socket
+import threading
 
 import pytest
 
@@ -59,13 +60,43 @@ def test_read_frame_and_fd_passing() -> None:
         assert os.read(fds[0], 1) == b"!"
         os.close(fds[0])
         protocol.send(a, protocol.encode({"t": "ping"}))
-        assert protocol.read_frame(b) == {"t": "ping"}
+        frames = protocol.FrameReader(b)
+        assert frames.read() == {"t": "ping"}
         a.close()
-        assert protocol.read_frame(b) is None
+        assert frames.read() is None
     finally:
         b.close()
         os.close(r)
         os.close(w)
+
+
+def test_frame_reader_takes_frames_split_and_joined_across_reads() -> None:
+    small = [{"t": "call", "id": str(n), "payload": {"s": "é" * n}} for n in range(5)]
+    big = {"t": "call", "id": "big", "payload": {"s": "x" * 300_000}}  # past the buffer
+    data = b"".join(protocol.encode(m) for m in [*small, big, *small])
+    a, b = socket.socketpair()
+    with a, b:
+        # Sent in pieces by a thread, so that reads end inside a header, inside a body,
+        # between frames, and a big frame needs several reads.
+        pieces = [data[i : i + 7] for i in range(0, 203, 7)] + [data[203:]]
+        sender = threading.Thread(target=lambda: [a.sendall(p) for p in pieces])
+        sender.start()
+        frames = protocol.FrameReader(b)
+        got = [frames.read() for _ in range(2 * len(small) + 1)]
+        sender.join()
+        assert got == [*small, big, *small]
+        a.sendall(protocol.encode({"t": "ping"})[:6])
+        a.shutdown(socket.SHUT_WR)
+        with pytest.raises(protocol.ProtocolError, match="inside a frame"):
+            frames.read()
+
+
+def test_frame_reader_refuses_a_frame_past_the_limit() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(protocol.encode({"t": "call", "payload": "x" * 100}))
+        with pytest.raises(protocol.ProtocolError, match=r"allowed 2\.\.50"):
+            protocol.FrameReader(b, max_frame=50).read()
 
 
 def test_loads_exact_keeps_every_digit_of_a_number() -> None:
@@ -85,5 +116,5 @@ def test_an_exact_frame_decodes_numbers_as_decimals() -> None:
     a, b = socket.socketpair()
     with a, b:
         a.sendall(protocol.encode_text('{"t":"run","inputs":{"x":{"n":0.1}}}'))
-        frame = protocol.read_frame(b, exact=True)
+        frame = protocol.FrameReader(b, exact=True).read()
     assert frame == {"t": "run", "inputs": {"x": {"n": Decimal("0.1")}}}

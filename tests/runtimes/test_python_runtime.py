@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtimes.client import Supervisor
+from tests.runtimes.client import Supervisor, encode
 from tests.runtimes.projects import write_project
 
 MAIN = """
@@ -42,6 +42,11 @@ def orphan():
 
 def needs(a, b):
     return a + b
+
+
+def busy_child():
+    burn = "while __import__('time').process_time() < 0.05: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
 
 
 def exits():
@@ -123,6 +128,27 @@ def test_orphans_are_reaped(sup: Supervisor) -> None:
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{pid}"), "the orphan was left a zombie"
+
+
+def test_cpu_of_a_child_counts_once_in_the_call_that_waited_for_it(sup: Supervisor) -> None:
+    worker = sup.worker()
+    assert worker.call("busy_child")["cpu_ms"] >= 50
+    assert worker.call("needs", {"a": 1, "b": 2})["cpu_ms"] < 50
+
+
+def test_frames_sent_together_and_a_payload_past_the_read_buffer(sup: Supervisor) -> None:
+    worker = sup.worker()
+    long_text = "x" * 80_000  # more than one read of the worker's 64 KiB buffer
+    calls = [
+        {"t": "call", "id": "long", "function": "needs", "payload": {"a": long_text, "b": "!"}},
+        {"t": "ping", "id": "p"},
+        {"t": "call", "id": "short", "function": "needs", "payload": {"a": 1, "b": 2}},
+    ]
+    worker.sock.sendall(b"".join(encode(call) for call in calls))
+    replies = [worker.recv() for _ in calls]
+    assert [r["id"] for r in replies] == ["long", "p", "short"]
+    assert replies[0]["value"] == long_text + "!"
+    assert replies[2]["value"] == 3
 
 
 def test_payload_must_be_an_object(sup: Supervisor) -> None:
