@@ -26,11 +26,7 @@ class PlainUpstreams:
 
     def idle(self, target: RequestTarget) -> HttpSide | None:
         """The kept-alive connection to the target's host:port, if one is still open."""
-        side = self._idle.pop(_key(target), None)
-        if side is not None and side.at_eof:
-            side.close()
-            return None
-        return side
+        return _still_open(self._idle.pop(_key(target), None))
 
     async def get(self, target: RequestTarget) -> HttpSide:
         side = self.idle(target)
@@ -59,6 +55,14 @@ class PlainUpstreams:
         self._idle.clear()
 
 
+def _still_open(side: HttpSide | None) -> HttpSide | None:
+    """A kept-alive connection, unless its server closed it meanwhile."""
+    if side is not None and side.at_eof:
+        side.close()
+        return None
+    return side
+
+
 def _response_side() -> HttpSide:
     return HttpSide(requests=False)
 
@@ -78,10 +82,7 @@ class PinnedUpstream:
 
     def idle(self, target: RequestTarget) -> HttpSide | None:
         side, self._idle = self._idle, None
-        if side is not None and side.at_eof:
-            side.close()
-            return None
-        return side
+        return _still_open(side)
 
     async def get(self, target: RequestTarget) -> HttpSide:
         side = self.idle(target)

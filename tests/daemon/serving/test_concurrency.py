@@ -207,14 +207,20 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_node_calls_run_side_by_side(tmp_path: Path) -> None:
+def node_project(tmp_path: Path, concurrency: int) -> tuple[Path, PlainLauncher]:
+    """MAIN_JS as a project, and a launcher running it on Node at that concurrency."""
     node = shutil.which("node")
     require(node is not None, "node is not installed")
     src = tmp_path / "js"
     src.mkdir()
     (src / "main.js").write_text(MAIN_JS)
     launcher = PlainLauncher("javascript", sys.executable, src, node=node, label="js v1")
-    launcher.concurrency = 20
+    launcher.concurrency = concurrency
+    return src, launcher
+
+
+async def test_node_calls_run_side_by_side(tmp_path: Path) -> None:
+    src, launcher = node_project(tmp_path, concurrency=20)
     async with started(src, timeout_s=1, launcher=launcher) as (d, _):
         await d.call("nap", {"ms": 1, "tag": "warm"})
         t0 = time.monotonic()
@@ -233,13 +239,7 @@ async def test_node_calls_run_side_by_side(tmp_path: Path) -> None:
 async def test_an_uncaught_node_exception_fails_every_call_in_flight_as_a_crash(
     tmp_path: Path,
 ) -> None:
-    node = shutil.which("node")
-    require(node is not None, "node is not installed")
-    src = tmp_path / "js"
-    src.mkdir()
-    (src / "main.js").write_text(MAIN_JS)
-    launcher = PlainLauncher("javascript", sys.executable, src, node=node, label="js v1")
-    launcher.concurrency = 4
+    src, launcher = node_project(tmp_path, concurrency=4)
     async with started(src, timeout_s=20, launcher=launcher) as (d, _):
         pid = (await d.call("nap", {"ms": 1, "tag": "warm"})).value
         beside = [asyncio.ensure_future(d.call("nap", {"ms": 15_000})) for _ in range(2)]
