@@ -81,7 +81,7 @@ class Supervisor:
     # --- start -----------------------------------------------------------
     def run(self) -> int:
         self._start_relay()  # first: the relay must inherit no handler of ours
-        self._install_signals()
+        self._wakeup_write = self.selector.catch_signals(HANDLED_SIGNALS, self.signals)
         self.selector.register(self.control.fileno(), "control")
         if self.args.language == "python":
             self._boot_python()
@@ -94,11 +94,9 @@ class Supervisor:
             if self.terminate_by is not None and not self.procs:
                 self._stop_relay()
                 return 0
-            for fd, data in self.selector.select(self._timeout()):
+            for _fd, data in self.selector.select(self._timeout()):
                 if data == "control":
                     self._read_control()
-                elif data == "signals":
-                    self._drain_wakeup(fd)
                 else:
                     self._read_status(data)
             self._handle_signals()
@@ -158,7 +156,7 @@ class Supervisor:
                 for proc in list(self.procs.values()):
                     self.kill_worker(proc, SIGKILL)
             return
-        busy = {p.slot for p in self.procs.values()}
+        busy = self._held_slots()
         now = time.monotonic()
         for slot, free_at in self.slot_free_at.items():
             if slot not in busy and now >= free_at:
@@ -173,6 +171,12 @@ class Supervisor:
         booting = any(p.status_fd is not None for p in self.procs.values())
         if len(spares) < self.spares and not booting:  # never slow a slot's boot
             self.spawn_worker(None)
+
+    def _held_slots(self) -> set[int | None]:
+        """Slots with a worker that is not being killed. A killed worker's slot is filled
+        at once, not after its death is reaped: it never runs again (SIGKILL), and its
+        exit can wait for a CPU for tens of ms on a loaded host."""
+        return {p.slot for p in self.procs.values() if not p.killed}
 
     def _spare(self) -> Any:
         """A spare to fill a slot with: a booted one, else one still booting
@@ -221,10 +225,8 @@ class Supervisor:
         return worker.serve()
 
     def _free_lane(self) -> int | None:
-        """The lowest lane no live worker holds (None: no lanes, or all taken; such a
-        worker uses the replica's shared port)."""
-        taken = {p.lane for p in self.procs.values()}
-        return next((n for n in range(self.lanes) if n not in taken), None)
+        """The lowest lane no live worker holds (None: none free, see launch.free_lane)."""
+        return self.launch.free_lane(self.procs.values(), self.lanes)
 
     def _lane_env(self, lane: int | None) -> dict[str, str]:
         """The proxy variables of a worker on `lane` (nothing to change without one)."""
@@ -249,7 +251,9 @@ class Supervisor:
         self.boot_failures = 0
 
     def kill_worker(self, proc: Any, sig: int = SIGKILL) -> None:
-        proc.killed = True
+        proc.killed = True  # its slot is free now (_held_slots): no backoff after a kill
+        if proc.slot is not None:
+            self.quick_deaths[proc.slot] = 0
         try:  # noqa: SIM105 (contextlib costs ms to import)
             os.kill(proc.pid, sig)
         except ProcessLookupError:
@@ -257,13 +261,7 @@ class Supervisor:
 
     def reap_workers(self) -> None:
         """Collect every dead child; ones that are not workers are orphans."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in self.launch.reap_children():
             proc = self.procs.pop(pid, None)
             if proc is not None:
                 self._worker_gone(proc, status)
@@ -297,11 +295,11 @@ class Supervisor:
             self.send({"t": "worker_exit", **proc.describe(), **exit_info})
         elif not proc.ready and self.terminate_by is None:
             self._boot_failed(proc, code, sig)
-        if proc.slot is not None:
+        if proc.slot is not None and not proc.killed:  # a killed one's was filled at the kill
             self._schedule_respawn(proc)
 
     def _schedule_respawn(self, proc: Any) -> None:
-        quick = not proc.killed and time.monotonic() - proc.started < QUICK_DEATH_S
+        quick = time.monotonic() - proc.started < QUICK_DEATH_S
         deaths = self.quick_deaths[proc.slot] + 1 if quick else 0
         self.quick_deaths[proc.slot] = deaths
         self.slot_free_at[proc.slot] = time.monotonic() + self.launch.respawn_delay(deaths)
@@ -366,21 +364,6 @@ class Supervisor:
             self.halt(0)
 
     # --- signals and the end ----------------------------------------------
-    def _install_signals(self) -> None:
-        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        _signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-        self.selector.register(read_end, "signals")
-        self._wakeup_write = write_end
-        for sig in HANDLED_SIGNALS:
-            _signal.signal(sig, lambda signum, _frame: self.signals.append(signum))
-
-    def _drain_wakeup(self, fd: int) -> None:
-        try:
-            while os.read(fd, 512):
-                pass
-        except BlockingIOError:
-            pass
-
     def _handle_signals(self) -> None:
         while self.signals:
             sig = self.signals.pop(0)
@@ -397,7 +380,7 @@ class Supervisor:
                 self.kill_worker(proc, _signal.SIGTERM)
 
     def _timeout(self) -> float | None:
-        filled = {p.slot for p in self.procs.values()}
+        filled = self._held_slots()
         pending = [t for s, t in self.slot_free_at.items() if s not in filled]
         if self.terminate_by is not None:
             pending = [self.terminate_by]

@@ -21,7 +21,7 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing and collections cost milliseconds to import
     import socket
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 
@@ -180,6 +180,26 @@ def decode_wait_status(status: int) -> tuple[int | None, int | None]:
     if os.WIFSIGNALED(status):
         return None, os.WTERMSIG(status)
     return os.WEXITSTATUS(status), None
+
+
+def reap_children() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of every child that has died, without blocking."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
+
+
+def free_lane(procs: Iterable[Proc], lanes: int) -> int | None:
+    """The lowest of `lanes` egress lanes no worker in `procs` holds (a killed worker
+    keeps its lane until reaped); None when there are no lanes or all are taken: such
+    a worker uses the replica's shared port."""
+    taken = {p.lane for p in procs}
+    return next((n for n in range(lanes) if n not in taken), None)
 
 
 def become_subreaper() -> None:

@@ -89,6 +89,8 @@ supervisor -> daemon:
       has "oom":"heap" and "heap_limit": the heap's limit in bytes.
       A new "worker" for slot S follows
       (immediately; after a short backoff when the slot keeps dying at once).
+      After kill_worker it may come first: a killed worker's slot is filled
+      at the kill, without waiting for its death.
   {"t":"pong","id":X,"workers":[{"worker":N,"slot":S,"pid":P},...]}
   {"t":"error","message":"..."}      a frame the supervisor did not understand
 daemon -> supervisor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -95,7 +96,7 @@ class Replica:
         self._idle = asyncio.Event()
         self._oom_seen = 0
         self._exit_task: asyncio.Task[None] | None = None
-        self._connecting: set[asyncio.Task[None]] = set()
+        self._connecting: set[asyncio.Future[Any]] = set()
         self._output: OutputPump | None = None  # stdout and stderr of the whole tree
 
     def __repr__(self) -> str:
@@ -207,9 +208,9 @@ class Replica:
         if self.state == STOPPED:
             sock.close()
             return
-        # Before its first call: a memory cgroup of its slot. Moving a process there takes
-        # the kernel's global cgroup lock (an RCU grace period, milliseconds), so not on
-        # the event loop; meanwhile its socket is connected.
+        # A memory cgroup of its slot: the move takes the kernel's global cgroup lock (an
+        # RCU grace period, ms), so it runs in a thread. A respawned worker serves before it
+        # ends: the lock's warmth began at the kill, too late to spare the slot that wait.
         moving = None
         if self.process is not None:
             track = self.process.track_memory
@@ -217,8 +218,11 @@ class Replica:
                 asyncio.to_thread(track, f"slot{worker.slot}", worker.pid)
             )
         worker.channel = await wire.open_worker_channel(sock, worker.on_frame, worker.on_close)
-        if moving is not None:
-            worker.memory = await moving
+        if moving is not None and self.state == STARTING:
+            worker.measure_with(await moving)
+        elif moving is not None:
+            self._connecting.add(moving)  # held until moved: the loop keeps weak references
+            moving.add_done_callback(functools.partial(self._moved, worker))
         if not worker.alive:  # closed while connecting
             return
         self.workers[worker.number] = worker
@@ -227,6 +231,11 @@ class Replica:
         else:
             for _ in range(worker.capacity):  # each of its free slots
                 self.worker_free(worker)
+
+    def _moved(self, worker: Worker, moving: asyncio.Future[Any]) -> None:
+        self._connecting.discard(moving)
+        if not moving.cancelled() and moving.exception() is None:
+            worker.measure_with(moving.result())
 
     def _check_ready(self) -> None:
         alive = sum(1 for w in self.workers.values() if w.alive)

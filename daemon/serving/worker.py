@@ -176,6 +176,7 @@ class Worker:
         "lane",
         "lost_call_id",
         "memory",
+        "next_memory",
         "number",
         "owner",
         "pid",
@@ -205,6 +206,7 @@ class Worker:
         self.lost_call_id: str | None = None  # a call in flight when its socket closed
         self.channel: wire.FrameProtocol | None = None
         self.memory: MemoryProbe | None = None  # its peak memory per call, where measured
+        self.next_memory: MemoryProbe | None = None  # `memory` from its next call on
         self._loop = asyncio.get_running_loop()
         self._out: list[bytes] = []  # frames to write at the end of this loop iteration
         self._peak: int | None = None  # capacity > 1: the peak read in this loop iteration
@@ -242,6 +244,10 @@ class Worker:
         elif self.memory is not None:  # the peak of the calls until the worker is idle again
             self.memory.reset()
             self._peak_fresh = False
+        elif self.next_memory is not None:  # moved during a call: measured from this one
+            self.memory, self.next_memory = self.next_memory, None
+            self.memory.reset()
+            self._peak_fresh = False
         calls[call.id] = call
         self.owner.call_started(self)
         call.started = self.capacity == 1  # else the worker's "started" frame says so
@@ -250,6 +256,18 @@ class Worker:
         else:
             self._write_soon(data)
         return True
+
+    def measure_with(self, probe: MemoryProbe | None) -> None:
+        """Its own memory cgroup, once it was moved there (a respawned worker serves
+        before that): the calls that start from now on are measured, not one running."""
+        if probe is None:
+            return
+        if not self.alive:
+            probe.close()
+        elif self.calls:
+            self.next_memory = probe
+        else:
+            self.memory = probe
 
     def expire(self) -> PendingCall | None:
         """The running call passed its deadline: end it here and kill the worker
@@ -339,8 +357,9 @@ class Worker:
         was_alive = self.alive
         self.alive = False
         self.channel = None
-        if self.memory is not None:  # its file stays open while the worker serves
-            self.memory.close()
+        for probe in (self.memory, self.next_memory):  # its file stays open while it serves
+            if probe is not None:
+                probe.close()
         if exc is not None and was_alive:
             log.warning("%s: worker %d socket closed: %s", self.owner, self.number, exc)
         lost = []

@@ -154,6 +154,16 @@ class Supervisor:
         assert message["t"] == kind, message
         return message
 
+    def expect_each(self, *kinds: str, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        """The next len(kinds) messages, one of each kind in any order (after kill_worker,
+        the replacement's "worker" may come before the killed one's "worker_exit")."""
+        found: dict[str, dict[str, Any]] = {}
+        for _ in kinds:
+            message = self.next(timeout)
+            assert message["t"] in kinds and message["t"] not in found, message
+            found[message["t"]] = message
+        return found
+
     def send(self, message: dict[str, Any]) -> None:
         self.control.sendall(encode(message))
 

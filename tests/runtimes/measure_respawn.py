@@ -33,8 +33,7 @@ def respawn_times(language: str, source: Path, rounds: int, *extra: str) -> tupl
             old = sup.worker()
             t0 = time.perf_counter()
             sup.send({"t": "kill_worker", "worker": old.id})
-            sup.expect("worker_exit")
-            info = sup.expect("worker")
+            info = sup.expect_each("worker_exit", "worker")["worker"]
             announced.append(time.perf_counter() - t0)
             old.close()
             del sup.workers[old.id]

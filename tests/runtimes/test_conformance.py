@@ -140,7 +140,8 @@ def test_kill_worker_reports_exit_and_respawns_with_a_new_socket(sup: Supervisor
     old.send({"t": "call", "id": "long", "function": "sleep", "payload": {"s": 30}})
     time.sleep(0.05)
     sup.send({"t": "kill_worker", "worker": old.id})
-    gone = sup.expect("worker_exit")
+    got = sup.expect_each("worker_exit", "worker")  # the slot is filled at the kill
+    gone, new_info = got["worker_exit"], got["worker"]
     assert gone == {
         "t": "worker_exit",
         "worker": old.id,
@@ -150,7 +151,6 @@ def test_kill_worker_reports_exit_and_respawns_with_a_new_socket(sup: Supervisor
         "signal": 9,
         "killed": True,
     }
-    new_info = sup.expect("worker")
     assert new_info["worker"] != old.id and new_info["slot"] == 0
     new = sup.workers[new_info["worker"]]
     assert new.sock.fileno() != old.sock.fileno() or new.pid != old.pid

@@ -104,8 +104,7 @@ def test_a_killed_worker_is_replaced_by_the_spare_booted_ahead(sup: Supervisor) 
     assert len(spare) == 1
     time.sleep(1.0)  # let the spare finish loading main
     sup.send({"t": "kill_worker", "worker": old.id})
-    sup.expect("worker_exit")
-    new = sup.workers[sup.expect("worker")["worker"]]
+    new = sup.workers[sup.expect_each("worker_exit", "worker")["worker"]["worker"]]
     assert {new.pid} == spare
     assert new.call("first", {"a": 1})["value"] == {"a": 1}
 

@@ -195,8 +195,9 @@ def test_threads_at_import_switch_to_spawned_workers(tmp_path: Path) -> None:
         first = sup.worker()
         assert first.call("add", {"a": 1, "b": 2})["value"] == 3
         sup.send({"t": "kill_worker", "worker": first.id})
-        assert sup.expect("worker_exit")["worker"] == first.id
-        new = sup.workers[sup.expect("worker")["worker"]]
+        got = sup.expect_each("worker_exit", "worker")
+        assert got["worker_exit"]["worker"] == first.id
+        new = sup.workers[got["worker"]["worker"]]
         assert new.call("add", {"a": 2, "b": 2})["value"] == 4
     finally:
         sup.close()
