@@ -179,8 +179,7 @@ class SandboxLauncher:
         ensure_mounted(t.workspace_dir, t.profile.workspace_bytes)  # reused when mounted
         prepare_workspace(t.workspace_dir, self.uid)
         egress = self.settings.egress
-        # A lane per worker, and one for the spare a spawned pool boots ahead.
-        lanes = self.workers + 1
+        lanes = egress_lanes(self.workers)
         access = (
             egress.open(name, t.egress, t.secrets, lanes, t.script) if egress is not None else None
         )
@@ -314,3 +313,11 @@ def _real_dir(path: Path) -> bool:
     with contextlib.suppress(OSError):
         return stat.S_ISDIR(path.lstat().st_mode)
     return False
+
+
+def egress_lanes(workers: int) -> int:
+    """The egress lanes a replica of `workers` workers opens: two per worker (a killed
+    worker keeps its lane until it is reaped, and its replacement is forked at the
+    kill), and one for the spare a spawned pool boots ahead, so that no worker is ever
+    left on the replica's shared port."""
+    return 2 * workers + 1

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.serving.launcher import egress_lanes
 from tests.conftest import require
 from tests.daemon.egress.conftest import EgressEnv
 from tests.helpers import free_port
@@ -274,3 +275,42 @@ async def test_each_worker_has_a_lane_of_its_own(
         lane = lanes[int(proxy.rsplit(":", 1)[1]) - port - 1]
         assert [e.url for e in lane.take_log().entries] == [f"{base}/lane{n}"]  # type: ignore[union-attr]
     assert shared.log.total == 0 and account.connections_total >= 2
+
+
+async def test_workers_killed_together_are_replaced_on_lanes_of_their_own(
+    egress: EgressEnv, tmp_path: Path, started: list[Supervisor]
+) -> None:
+    """A killed worker keeps its lane until it is reaped while its replacement starts
+    at once: with two lanes per worker (as the launcher opens them), both workers of a
+    replica killed together are replaced on lanes of their own, never the shared port."""
+    main = MAIN + (
+        "\n\ndef get(url):\n    with urllib.request.urlopen(url, timeout=10) as reply:\n"
+        "        return [os.environ['HTTP_PROXY'], reply.status]\n"
+    )
+    project = write_project(tmp_path / "kills", {"main.py": main})
+    policy_of, _ = await egress.open()
+    folder = tmp_path / "sockets"
+    folder.mkdir()
+    settings, account = policy_of.settings, policy_of.account
+    await egress.proxy.open_channel("kills", folder / "proxy.sock", settings, account)
+    for n in range(egress_lanes(2)):
+        await egress.proxy.open_channel(f"kills/w{n}", folder / f"w{n}.sock", settings, account)
+    port = free_ports(6)
+    sup = Supervisor("python", project, 2, "--egress-socket", str(folder / "proxy.sock"),
+                     "--egress-port", str(port))  # fmt: skip
+    started.append(sup)
+    await asyncio.to_thread(sup.start, 2)
+    old = list(sup.workers.values())
+    for worker in old:
+        sup.send({"t": "kill_worker", "worker": worker.id})
+    kinds = [(await asyncio.to_thread(sup.next, 10.0))["t"] for _ in range(2 * len(old))]
+    assert sorted(kinds) == ["worker", "worker", "worker_exit", "worker_exit"], kinds
+    new = [w for w in sup.workers.values() if w.id not in {o.id for o in old}]
+    base = f"http://api.example.test:{egress.servers.http_port}/echo"
+    proxies = set()
+    for worker in new:
+        reply = await asyncio.to_thread(worker.call, "get", {"url": base})
+        assert reply["ok"], reply["error"]
+        proxies.add(reply["value"][0])
+    shared = f"http://127.0.0.1:{port}"
+    assert len(proxies) == 2 and shared not in proxies, proxies
