@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from daemon.serving.worker import WorkerLoss
+    from daemon.serving.pending_call import WorkerLoss
 
 
 class CallError(Exception):

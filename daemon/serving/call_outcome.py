@@ -15,7 +15,8 @@ from daemon.serving.call_errors import (
     stopped_error,
 )
 from daemon.serving.call_result import CallResult
-from daemon.serving.worker import PendingCall, StoppedFor, Worker
+from daemon.serving.pending_call import PendingCall, StoppedFor
+from daemon.serving.worker import Worker
 
 __all__ = ["TIMED_OUT", "outcome_of"]
 

@@ -50,7 +50,8 @@ from daemon.serving.call_errors import (
 )
 from daemon.serving.call_outcome import TIMED_OUT, outcome_of
 from daemon.serving.call_result import CallResult
-from daemon.serving.worker import NOT_STARTED, PendingCall, Worker
+from daemon.serving.pending_call import NOT_STARTED, PendingCall
+from daemon.serving.worker import Worker
 
 __all__ = [
     "CallResult",

@@ -26,9 +26,10 @@ from typing import Any, Protocol
 from daemon.core.cancel import uncancellable
 from daemon.metrics.instruments import WORKER_RESTARTS
 from daemon.serving import wire
+from daemon.serving.pending_call import WorkerLoss
 from daemon.serving.process import ExitInfo, Launcher, Process, UsageInfo
 from daemon.serving.replica_output import OutputPump
-from daemon.serving.worker import Worker, WorkerLoss
+from daemon.serving.worker import Worker
 
 log = logging.getLogger(__name__)
 
