@@ -66,6 +66,14 @@ class Redactor:
             return [[_latin(redact(k)), _latin(redact(v))] for k, v in headers]
         return [[k.decode("latin-1"), v.decode("latin-1")] for k, v in headers]
 
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self._forms)
+
+    def any_in(self, data: bytes) -> bool:
+        """Whether any secret, in any of its forms, appears in `data`."""
+        return self._any_in(data)
+
     def _any_in(self, data: bytes) -> bool:
         # a plain loop: on the hot path, a generator costs more than the search itself
         for form, _ in self._forms:  # noqa: SIM110
@@ -253,15 +261,41 @@ class RequestLog:
             self.publish()
 
     def to_json(self) -> dict[str, Any]:
+        redactor = self._entries_redactor()
         return {
             "total": self.total,
-            "requests": [_entry_json(e, self.redactor) for e in self.entries],
+            "requests": [_entry_json(e, redactor) for e in self.entries],
             "not_detailed": self.not_detailed,
             "refusals": [_fields(r) for r in self.refusals],
             "refusals_not_kept": self.refusals_dropped,
             "bytes_out": self.bytes_out,
             "bytes_in": self.bytes_in,
         }
+
+    def _entries_redactor(self) -> Redactor:
+        """The redactor the detailed entries need: none at all when no secret appears
+        anywhere in them, which one search over all their raw bytes tells (most logs
+        hold no secret, and one pass costs less than a look per entry and header)."""
+        redactor = self.redactor
+        if not redactor.has_secrets or redactor.any_in(_raw_bytes(self.entries)):
+            return redactor
+        return _NO_SECRETS
+
+
+_NO_SECRETS = Redactor({})
+
+
+def _raw_bytes(entries: list[RequestEntry | TunnelEntry]) -> bytes:
+    """The detailed entries' URLs, headers and bodies, joined. Joining can only make a
+    secret seem present (then each entry is searched), never hide one."""
+    parts: list[bytes] = []
+    for entry in entries:
+        if isinstance(entry, RequestEntry):
+            parts.append(entry.url.encode("utf-8", "surrogateescape"))
+            parts.append(entry.body)
+            parts.extend(itertools.chain.from_iterable(entry.request_headers))
+            parts.extend(itertools.chain.from_iterable(entry.response_headers))
+    return b"\n".join(parts)
 
 
 def _fields(entry: TunnelEntry | Refusal) -> dict[str, Any]:

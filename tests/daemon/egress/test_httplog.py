@@ -58,3 +58,24 @@ def test_the_log_as_json_is_text_with_secrets_redacted() -> None:
     assert doc["refusals"] == [dataclasses.asdict(log.refusals[0])]
     entry.response_headers = [(b"Changed", b"later")]  # a request still running
     assert request["response_headers"] == [["Content-Length", "2"]]
+
+
+def test_a_secret_in_one_entry_of_many_is_redacted_where_it_is() -> None:
+    # The log is searched for secrets in one pass; a hit in any entry must still
+    # redact that entry, wherever the secret sits (URL, header, body, response).
+    for where in ("url", "header", "body", "response"):
+        log = RequestLog(Redactor({"K": SECRET}))
+        for i in range(5):
+            secret_here = i == 3
+            query = f"?k={SECRET}" if secret_here and where == "url" else ""
+            url = f"http://a.example/{i}{query}"
+            value = SECRET.encode() if secret_here and where == "header" else b"plain"
+            entry = log.begin_request("GET", url, [(b"X-Value", value)])
+            assert entry is not None
+            body = SECRET.encode() if secret_here and where == "body" else b"body"
+            log.record_body(entry, body, len(body))
+            reply = SECRET.encode() if secret_here and where == "response" else b"ok"
+            entry.status, entry.response_headers = 200, [(b"X-Reply", reply)]
+        doc = log.to_json()
+        assert SECRET not in str(doc) and "[secret K]" in str(doc["requests"][3]), where
+        assert doc["requests"][0]["request_headers"] == [["X-Value", "plain"]]
