@@ -244,8 +244,14 @@ class Gateway:
 
     def record_answer(self, record: Call, result: CallResult) -> bytes:
         """Record a call that returned; the answer's body."""
+        body = orjson.dumps({"result": result.value})
+        self.record_result(record, result, body)
+        return body
+
+    def record_result(self, record: Call, result: CallResult, body: bytes) -> None:
+        """Record a call that returned, answered with `body` ({"result": ...}): the
+        front calls it after it wrote the answer, so the record is not in its latency."""
         value = result.value
-        body = orjson.dumps({"result": value})
         record.status = "ok"
         record.queue_ms, record.run_ms = result.queue_ms, result.run_ms
         record.cpu_ms = result.cpu_ms
@@ -255,7 +261,6 @@ class Gateway:
         record.stdout, record.stderr = result.stdout, result.stderr
         record.http_log = self.http_log(result.replica, result.egress_lane, result.shared)
         self.recorder.record(record)
-        return body
 
     def record_refusal(self, record: Call, kind: str, message: str) -> None:
         """Record a call refused before it reached a worker."""

@@ -160,7 +160,7 @@ class FrontCalls:
         try:  # no task: the dispatcher calls back with the answer
             serving.dispatcher.submit(
                 function,
-                lambda outcome: respond(self.answered(record, outcome)),
+                lambda outcome: self.answer_then_record(record, outcome, respond),
                 payload_json=body,
                 call_id=record.id,
             )
@@ -255,16 +255,27 @@ class FrontCalls:
         gateway.keep_inputs(record, body)
         return body
 
-    def answered(self, record: Call, outcome: CallResult | CallError) -> Answer:
-        """The answer to a call the dispatcher ended, recorded."""
+    def answer_then_record(
+        self, record: Call, outcome: CallResult | CallError, respond: Respond
+    ) -> None:
+        """Answer a call the dispatcher ended, then record it: the record, its metrics
+        and its http log are built after the answer is written (the same values: the
+        call's times were all taken before), so they are not in the call's latency.
+        A failure is recorded first (its answer is the recorded document)."""
         if isinstance(outcome, CallError):
-            return self.failed(record, outcome)
+            respond(self.failed(record, outcome))
+            return
         try:
-            out = self.gateway.record_answer(record, outcome)
+            body = orjson.dumps({"result": outcome.value})
+        except Exception:
+            log.exception("answering call %s failed", record.id)
+            respond(error_answer(500, "internal", "the gateway failed to answer"))
+            return
+        respond(Answer(200, body, (_CT, (EXECUTION_HEADER, record.id))))
+        try:
+            self.gateway.record_result(record, outcome, body)
         except Exception:
             log.exception("recording call %s failed", record.id)
-            return error_answer(500, "internal", "the gateway failed to answer")
-        return Answer(200, out, (_CT, (EXECUTION_HEADER, record.id)))
 
     async def run_step(self, request: Request, serving: ServingVersion, key: str) -> Answer:
         """A code step's run, as daemon/gateway/step_route.py answers it."""
