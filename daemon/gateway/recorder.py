@@ -4,9 +4,7 @@ The gateway's hot path only appends a `Call` to a bounded buffer; `record` gives
 store values (`Values`: a plain tuple, times as unix milliseconds that SQLite formats in
 the INSERT), about a microsecond on the loop. A background task writes the buffer with
 `store.insert_executions` in a thread, every `every_s` or as soon as `batch` records
-wait, together with the KeyChecker's last-used times (`take_last_used`). By time first
-(`batch` is a bound for bursts): fewer, larger writes cost the loop fewer hand-offs of
-the GIL with the writing thread than a write per 200 records did. When the store
+wait, together with the KeyChecker's last-used times (`take_last_used`). When the store
 falls behind and the buffer holds `max_buffer` records or `max_buffer_bytes` of outputs
 and results, the oldest records are dropped and counted (`dropped`), so memory stays
 bounded whatever the store does. `close()` writes what is left (on shutdown).
@@ -204,8 +202,8 @@ class ExecutionRecorder:
         store: RecordStore,
         keys: KeyChecker | None = None,
         *,
-        every_s: float = 0.25,
-        batch: int = 2000,
+        every_s: float = 0.5,
+        batch: int = 200,
         max_buffer: int = Config.executions_buffer,
         max_buffer_bytes: int = Config.executions_buffer_bytes,
         output_bytes: int = Config.executions_output_bytes,
