@@ -50,8 +50,12 @@ _MOUNTS = (
     f"mount --no-canonicalize --bind /proc/self/fd/4 {TOOLS_MOUNT}; "
     f'if [ -n "$3" ]; then mkdir -p {os.path.dirname(TOOL_MOUNT)}; : > {TOOL_MOUNT}; '
     f"mount --no-canonicalize --bind -o ro /proc/self/fd/5 {TOOL_MOUNT}; exec 5<&-; fi; "
-    f'exec 3<&- 4<&-; cd {WORK_MOUNT}; shift 3; exec "$@"'
+    f'exec 3<&- 4<&-; cd {WORK_MOUNT}; shift 3; "$@"'
 )
+# The shell stays pid 1 of the namespace and runs the tool as its child (no exec at
+# the end): it keeps the parent-death signal unshare gave it for the tool's whole
+# life. Exec'd, setpriv's change of uid would clear that signal, and a daemon dying
+# between the change and setpriv's own --pdeathsig would leave the tool running.
 
 
 def build_ids(config: Config) -> tuple[int, int]:
@@ -75,8 +79,9 @@ def wrap(argv: list[str], work: Path, tools: Path, uid: int, gid: int) -> list[s
     if _below_tmp(argv[0]):
         bound, argv = os.path.realpath(argv[0]), [TOOL_MOUNT, *argv[1:]]
     shell = [_tool("sh"), "-c", _MOUNTS, "scriptd-build", str(work), str(tools), bound]
-    # pid 1 of its own pid namespace: when unshare dies, the kernel kills every process
-    # of the namespace (daemon/build/cgroup.py makes unshare die with the daemon).
+    # The shell is pid 1 of its own pid namespace: when unshare dies, the kernel kills
+    # it and then every process of the namespace (daemon/build/cgroup.py makes unshare
+    # die with the daemon).
     pid_ns = ["--pid", "--fork", "--kill-child", "--mount-proc"]
     unshare = [_tool("unshare"), *pid_ns, "--mount", "--propagation", "private", "--"]
     return [*unshare, *shell, *drop, *argv]

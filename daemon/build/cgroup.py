@@ -9,10 +9,13 @@ forks can escape the cgroup (`guarded`). When the tool ends, times out or its bu
 cancelled, the whole cgroup is killed and removed.
 
 A daemon killed with SIGKILL runs no cleanup: then `setpriv --pdeathsig KILL`
-kills `unshare`, whose forked child is pid 1 of the build's pid namespace and
-dies with it (`--kill-child`), and the kernel kills every other process of that
-namespace. Whatever survives even that is still in the cgroup, and the next
-start kills it with the other leftovers of the root (sandbox.CgroupRoot.create).
+kills `unshare`, whose forked child (a root shell that runs the tool as its
+child) is pid 1 of the build's pid namespace and dies with it (`--kill-child`),
+and the kernel kills every other process of that namespace. Whatever survives
+even that (util-linux 2.38's unshare sets the child's signal a few instructions
+after its fork, and does not check that it still has its parent) is still in
+the cgroup, and the next start kills it with the other leftovers of the root
+(sandbox.CgroupRoot.create).
 """
 
 from __future__ import annotations

@@ -61,6 +61,27 @@ def pids_running(marker: str) -> list[int]:
     return found
 
 
+def tool_running(marker: str) -> bool:
+    """True once the build tool itself runs: the one process named by `marker` that
+    is no longer root (the wrappers before it in the chain name it too)."""
+    for pid in pids_running(marker):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        if uids.split()[1] != "0":
+            return True
+    return False
+
+
+def wait_for_tool(marker: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not tool_running(marker):
+        assert time.monotonic() < deadline, "the build tool never started"
+        time.sleep(0.05)
+
+
 def test_sigkill_during_deploy_is_reconciled_as_interrupted(
     tmp_path: Path, slow_uv: Path, build_cache: Path
 ) -> None:
@@ -70,6 +91,10 @@ def test_sigkill_during_deploy_is_reconciled_as_interrupted(
         admin = daemon.client()
         admin.create("crashy", fresh_project(), deploy=True)
         admin.wait_phase("crashy", "building")
+        # Killed once the tool runs, not while its wrappers start: util-linux 2.38's
+        # unshare leaves a window of a few instructions there that only the next
+        # start's sweep of the build cgroups covers (daemon/build/cgroup.py).
+        wait_for_tool(str(slow_uv))
         daemon.kill()
         deadline = time.monotonic() + 10  # the kernel kills the build's pid namespace
         while pids_running(str(slow_uv)) and time.monotonic() < deadline:
