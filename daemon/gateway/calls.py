@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -32,13 +32,7 @@ from daemon.core.models import DEPLOYED
 from daemon.gateway.app import _KNOWN, EXECUTION_HEADER, QUEUE_RETRY_AFTER_S, Gateway, _is_ip
 from daemon.gateway.async_intake import AsyncIntake, wants_async
 from daemon.gateway.bridge import AiohttpBridge
-from daemon.gateway.call_paths import (
-    OPENAPI_TEXT,
-    call_route,
-    is_document,
-    request_paths,
-    wants_details_of,
-)
+from daemon.gateway.call_paths import Targets, wants_details_of
 from daemon.gateway.front_types import (
     JSON,
     Answer,
@@ -64,13 +58,6 @@ __all__ = ["FrontCalls"]
 
 log = logging.getLogger(__name__)
 
-# Served by the aiohttp app: uploads, the asynchronous calls' /v1/executions/{id}, and
-# the documents (is_document).
-_BRIDGED_TEXT = ("/v1/uploads/", "/v1/executions/")
-_BRIDGED = tuple(prefix.encode() for prefix in _BRIDGED_TEXT)
-_OPENAPI = OPENAPI_TEXT.encode()
-
-
 _HEALTHZ = Answer(200, b'{"ok":true}', (("Content-Type", JSON),))
 _CT = ("Content-Type", JSON)
 
@@ -88,34 +75,22 @@ class FrontCalls:
         self.fallback = fallback  # aiohttp for /v1/uploads/... and /v1/executions/...
         self.intake = intake  # Prefer: respond-async (None: every call is synchronous)
         self.max_body_bytes = gateway.max_body_bytes
+        self.targets = Targets()  # each request target's reading, once per target text
         self._loop = asyncio.get_running_loop()
 
-    def bridge(self, request: Request, out: AnswerWriter) -> BodySink | None:
-        if self.fallback is None:
-            return None
-        raw = request.url
-        if b"%" not in raw:
-            path = raw.split(b"?", 1)[0]
-            bridged = path.startswith(_BRIDGED) or (
-                path.endswith(_OPENAPI) and is_document(path.decode("latin-1"))
-            )
-            return self.fallback.open(request, out) if bridged else None
-        try:
-            path_safe, _ = request_paths(request)
-        except ValueError:
-            return None
-        if not (path_safe.startswith(_BRIDGED_TEXT) or is_document(path_safe)):
+    def bridge(self, request: Request, out: Callable[[], AnswerWriter]) -> BodySink | None:
+        if self.fallback is None or not self.targets.of(request).bridged:
             return None  # the call routes and /healthz: the front's own
-        return self.fallback.open(request, out)
+        return self.fallback.open(request, out())
 
     def handle(self, request: Request, respond: Respond) -> Answer | None:
-        try:
-            path_safe, path = request_paths(request)
-        except ValueError:
+        target = self.targets.of(request)
+        path_safe = target.path_safe
+        if path_safe is None:
             return error_answer(400, "bad_request", "malformed HTTP request: invalid URL")
         method = request.method
         if method == "POST":
-            route = call_route(path_safe)
+            route = target.route
             if route is not None:
                 name, function = route
                 if function is not None:
@@ -124,7 +99,7 @@ class FrontCalls:
                 return None
         elif path_safe == "/healthz" and method in ("GET", "HEAD"):
             return _HEALTHZ
-        return no_route(method, path)
+        return no_route(method, target.path)
 
     def _run(self, coro: Coroutine[Any, Any, Answer], respond: Respond) -> None:
         """The slow paths: a task of their own, answered when it ends."""

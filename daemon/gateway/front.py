@@ -212,7 +212,7 @@ class _Connection(asyncio.Protocol):
             self._pause_reading()
         self.state = _BODY
         self.deadline = self.loop.time() + self.limits.body_timeout_s
-        sink = self.app.bridge(request, SlotWriter(self, slot))
+        sink = self.app.bridge(request, self.slot_writer)
         if sink is not None:
             self.sink, self.closing = sink, True
             return
@@ -258,6 +258,12 @@ class _Connection(asyncio.Protocol):
         self._start(request, slot, close=False)
 
     # --- answering -------------------------------------------------------------------
+    def slot_writer(self) -> SlotWriter:
+        """Where a bridged request's server writes: the slot of the request whose
+        head just ended (made only for a request that is bridged)."""
+        assert self.slot is not None
+        return SlotWriter(self, self.slot)
+
     def _start(self, request: Request, slot: Slot, close: bool) -> None:
         """Hand the request to the app; its answer goes to `slot`."""
         if close:

@@ -133,9 +133,9 @@ class App(Protocol):
 
     max_body_bytes: int
 
-    def bridge(self, request: Request, out: AnswerWriter) -> BodySink | None:
+    def bridge(self, request: Request, out: Callable[[], AnswerWriter]) -> BodySink | None:
         """At the end of the head: a sink to stream this request's body to when
-        another server answers it (writing to `out`), else None."""
+        another server answers it (writing to the writer `out()` makes), else None."""
         ...
 
     def handle(self, request: Request, respond: Respond) -> Answer | None:
