@@ -49,6 +49,8 @@ from daemon.gateway.front_types import (
 __all__ = ["FrontServer"]
 
 _HEAD, _BODY, _IDLE, _CLOSED = range(4)
+# The methods' names as the parser gives them, decoded once.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -117,6 +119,8 @@ class _Connection(asyncio.Protocol):
         self.sink: BodySink | None = None  # where a bridged request's body goes
         self.reading_paused = False
         self.writing_paused = False
+        self.max_line_bytes = self.limits.max_line_bytes  # read per header line
+        self.max_headers = self.limits.max_headers
 
     # --- transport events ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -175,22 +179,24 @@ class _Connection(asyncio.Protocol):
         self.head_bytes = 0
         self.deadline = self.loop.time() + self.limits.header_timeout_s
 
+    # The parser's callbacks run per request (on_header per header line): they read
+    # the limits from attributes of their own, not through `self.limits`.
     def on_url(self, url: bytes) -> None:
         request = self.request
         assert request is not None
-        request.url += url
-        if len(request.url) > self.limits.max_line_bytes:
-            raise _Refused(400, f"the request line is longer than {self.limits.max_line_bytes}")
+        url = request.url = request.url + url
+        if len(url) > self.max_line_bytes:
+            raise _Refused(400, f"the request line is longer than {self.max_line_bytes}")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.request
         assert request is not None
-        headers, limits = request.headers, self.limits
+        headers = request.headers
         headers.append((name, value))  # its count is the limit's: no counter of our own
-        if len(headers) > limits.max_headers:
-            raise _Refused(400, f"more than {limits.max_headers} headers")
-        if len(name) + len(value) + 2 > limits.max_line_bytes:
-            raise _Refused(400, f"a header line is longer than {limits.max_line_bytes}")
+        if len(headers) > self.max_headers:
+            raise _Refused(400, f"more than {self.max_headers} headers")
+        if len(name) + len(value) + 2 > self.max_line_bytes:
+            raise _Refused(400, f"a header line is longer than {self.max_line_bytes}")
         lower = name.lower()
         if lower in WATCHED:
             watched = request.watched
@@ -201,9 +207,10 @@ class _Connection(asyncio.Protocol):
         request = self.request
         assert request is not None
         parser = self.parser
-        request.method = parser.get_method().decode("ascii")
-        request.version = parser.get_http_version()
-        if request.version == "1.1" and b"host" not in request.watched:
+        method = parser.get_method()
+        request.method = _METHODS.get(method) or method.decode("ascii")
+        version = request.version = parser.get_http_version()
+        if version == "1.1" and b"host" not in request.watched:
             raise _Refused(400, "an HTTP/1.1 request needs a Host header")
         slot = self.slot = Slot()
         slot.request_close = not parser.should_keep_alive()

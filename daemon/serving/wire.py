@@ -93,6 +93,9 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf
         if not buf:  # the common case: frames read whole, decoded from `data` itself
+            end = len(data)
+            if end > 4 and _HEADER.unpack_from(data)[0] == end - 4 <= self._max:
+                return [_loads(memoryview(data)[4:])]  # one frame, the whole read
             frames, pos = self._split(data)
             if pos < len(data):
                 buf += memoryview(data)[pos:]
