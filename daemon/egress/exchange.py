@@ -61,6 +61,10 @@ _STATUS_LINES_KEPT = 256
 _DRAIN_LIMIT = 1024 * 1024
 
 
+def method_text(method: bytes) -> str:
+    return _METHODS.get(method) or method.decode("ascii", "replace")
+
+
 class BadRequest(Exception):
     pass
 
@@ -73,6 +77,28 @@ class RequestTarget:
     url: str  # as logged
     path: bytes  # as sent upstream (origin-form)
     set_host: bytes | None  # Host header to send, None to keep the client's
+
+
+class Exchange:
+    """One request relayed upstream, until its response has been relayed back."""
+
+    __slots__ = ("entry", "log", "received0", "request", "sent0", "started", "target", "upstream")
+
+    def __init__(
+        self,
+        request: Head,
+        target: RequestTarget,
+        upstream: HttpSide,
+        log: RequestLog,
+        entry: RequestEntry | None,
+    ) -> None:
+        self.request = request
+        self.target = target
+        self.upstream = upstream
+        self.log = log
+        self.entry = entry
+        self.started = time.perf_counter()
+        self.sent0, self.received0 = upstream.sent, upstream.received
 
 
 class Upstreams(Protocol):
@@ -172,7 +198,7 @@ class Relay:
             target = self.target_of(request)
         except BadRequest as err:
             return await self._refuse(request, 400, str(err))
-        method = _METHODS.get(request.method) or request.method.decode("ascii", "replace")
+        method = method_text(request.method)
         try:
             # a kept-alive connection needs no coroutine
             upstream = self.upstreams.idle(target) or await self.upstreams.get(target)
@@ -189,36 +215,61 @@ class Relay:
     async def _exchange(
         self, request: Head, method: str, target: RequestTarget, upstream: HttpSide
     ) -> bool:
+        exchange = self._begin(request, method, target, upstream)
+        try:
+            upstream.write(forwarded_head(request, target))
+            if request.has_body or self.client.take() is not END:
+                await self._pump_request_body(request, upstream, exchange.entry, exchange.log)
+            upstream.expect_response(request.method == b"HEAD")
+        except (OSError, ProtocolError, UpstreamError) as err:
+            upstream.close()
+            try:
+                return await self._fail(request, exchange.entry, err)
+            finally:
+                self._finish(exchange, False)
+        return await self._respond(exchange)
+
+    def _begin(
+        self, request: Head, method: str, target: RequestTarget, upstream: HttpSide
+    ) -> Exchange:
         log = self.log()
-        started = time.perf_counter()
         entry = log.begin_request(method, target.url, request.headers)
-        sent0, received0 = upstream.sent, upstream.received
+        return Exchange(request, target, upstream, log, entry)
+
+    async def _respond(self, exchange: Exchange) -> bool:
+        """Wait for the response to a request sent upstream and relay it; True when
+        the client connection can take another request."""
+        request, upstream = exchange.request, exchange.upstream
         reusable = False
         responded = False
         try:
-            upstream.write(_forwarded_head(request, target))
-            if request.has_body or self.client.take() is not END:
-                await self._pump_request_body(request, upstream, entry, log)
-            head_only = request.method == b"HEAD"
-            upstream.expect_response(head_only)
             response = await self._next_response(upstream)
             responded = True
-            reusable = await self._relay_response(upstream, response, entry, log, head_only)
+            head_only = request.method == b"HEAD"
+            reusable = await self._relay_response(
+                upstream, response, exchange.entry, exchange.log, head_only
+            )
         except (OSError, ProtocolError, UpstreamError) as err:
             upstream.close()
             if responded:
                 return False  # the response had begun: only closing can tell the client
-            return await self._fail(request, entry, err)
+            return await self._fail(request, exchange.entry, err)
         finally:
-            self.upstreams.release(target, upstream, reusable)
-            sent, received = upstream.sent - sent0, upstream.received - received0
-            self.account.count(sent, received)
-            log.count_bytes(sent, received)
-            if entry is not None:
-                # to the microsecond; round(x, 3) goes through a decimal string
-                entry.duration_ms = int((time.perf_counter() - started) * 1e6 + 0.5) / 1000
-                entry.bytes_out, entry.bytes_in = sent, received
+            self._finish(exchange, reusable)
         return request.keep_alive
+
+    def _finish(self, exchange: Exchange, reusable: bool) -> None:
+        """The upstream connection back (or closed), and the exchange counted and logged."""
+        upstream = exchange.upstream
+        self.upstreams.release(exchange.target, upstream, reusable)
+        sent, received = upstream.sent - exchange.sent0, upstream.received - exchange.received0
+        self.account.count(sent, received)
+        exchange.log.count_bytes(sent, received)
+        entry = exchange.entry
+        if entry is not None:
+            # to the microsecond; round(x, 3) goes through a decimal string
+            entry.duration_ms = int((time.perf_counter() - exchange.started) * 1e6 + 0.5) / 1000
+            entry.bytes_out, entry.bytes_in = sent, received
 
     async def _pump_request_body(
         self, request: Head, upstream: HttpSide, entry: RequestEntry | None, log: RequestLog
@@ -269,7 +320,7 @@ class Relay:
             entry.response_headers = response.headers
         bodiless = head_only or response.status in BODYLESS
         until_close = not bodiless and not response.chunked and response.length is None
-        client.write(_relayed_head(response, until_close))
+        client.write(relayed_head(response, until_close))
         # a body under Content-Length goes as it came; only the others are re-chunked
         rechunked = BodyWriter(client, True) if response.chunked or until_close else None
         while True:
@@ -336,7 +387,7 @@ async def _drain(side: HttpSide) -> bool:
             return False
 
 
-def _forwarded_head(request: Head, target: RequestTarget) -> bytes:
+def forwarded_head(request: Head, target: RequestTarget) -> bytes:
     """The request head as sent upstream: origin-form target, hop-by-hop headers
     dropped, Host set for an absolute URL. One pass over the headers (this runs for
     every request)."""
@@ -363,7 +414,7 @@ def _status_line(status: int, reason: bytes) -> bytes:
     return line
 
 
-def _relayed_head(response: Head, until_close: bool) -> bytes:
+def relayed_head(response: Head, until_close: bool) -> bytes:
     """The response head as sent to the script: hop-by-hop headers dropped, and a
     body framed by the server's closing re-chunked (the client's connection stays)."""
     lines = [_status_line(response.status, response.reason)]

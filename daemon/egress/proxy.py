@@ -18,8 +18,9 @@ from typing import cast
 
 from daemon.egress.accounting import ConnectionLimitReached, ReplicaAccount
 from daemon.egress.ca import CertificateAuthority
-from daemon.egress.exchange import Relay, absolute_target, answer, tunnel_target
+from daemon.egress.exchange import absolute_target, answer, tunnel_target
 from daemon.egress.httplog import Redactor, RequestLog
+from daemon.egress.inline import InlineRelay
 from daemon.egress.policy import EgressPolicy, EgressRefused
 from daemon.egress.resolver import ResolveError, Resolver, SystemResolver
 from daemon.egress.tunnel import TLS_HANDSHAKE, first_byte, parse_authority, pipes, splice
@@ -182,10 +183,10 @@ class Channel:
         upstreams = PlainUpstreams(
             self.settings.policy, self.proxy.resolver, self.proxy.upstream_tls
         )
-        relay = Relay(client, absolute_target, upstreams, lambda: self.log, self.account)
+        relay = InlineRelay(client, absolute_target, upstreams, lambda: self.log, self.account)
         try:
             while True:
-                event = await client.next_event()
+                event = await relay.next_request()
                 if not isinstance(event, Head):
                     return
                 if event.method == b"CONNECT":
@@ -287,10 +288,10 @@ class Channel:
     ) -> None:
         upstream = PinnedUpstream(targets, tls)
         target_of = tunnel_target(scheme, targets[0].host, targets[0].port)
-        relay = Relay(inner, target_of, upstream, lambda: self.log, self.account)
+        relay = InlineRelay(inner, target_of, upstream, lambda: self.log, self.account)
         try:
             while True:
-                event = await inner.next_event()
+                event = await relay.next_request()
                 if not isinstance(event, Head):
                     return
                 if event.method == b"CONNECT" or not await relay.handle(event):

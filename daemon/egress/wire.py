@@ -149,6 +149,10 @@ class HttpSide(asyncio.Protocol):
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._tls = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Called instead of waking a waiting coroutine when events arrive or the side
+        # ends (the relay's callbacks, `InlineRelay`); None: the waiter is woken.
+        self.listener: Callable[[], None] | None = None
 
     # --- the transport's side ---------------------------------------------------
 
@@ -162,6 +166,8 @@ class HttpSide(asyncio.Protocol):
         connection_made)."""
         self.transport = transport
         self._tls = transport.get_extra_info("sslcontext") is not None
+        # kept: asyncio.get_running_loop() calls getpid(), a system call, each time
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
@@ -217,6 +223,10 @@ class HttpSide(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener()
+            return
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -287,7 +297,7 @@ class HttpSide(asyncio.Protocol):
             if events or self._closed or self._error is not None:
                 continue
             assert self._waiter is None, "one reader per side"
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self.loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -321,8 +331,41 @@ class HttpSide(asyncio.Protocol):
             transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
             pending.clear()
         if self._write_paused:
-            self._drained = asyncio.get_running_loop().create_future()
+            self._drained = self.loop.create_future()
             await self._drained
+
+    def write_now(self) -> bool:
+        """Send the batched writes at once, from a callback (no waiting for the
+        transport's buffer to drain); False when the connection is closing."""
+        transport = self.transport
+        pending = self._pending
+        if transport is None or transport.is_closing():
+            pending.clear()
+            return False
+        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        pending.clear()
+        return True
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    @property
+    def queued(self) -> collections.deque[Head | bytes | Sentinel]:
+        """The events parsed and not yet taken (to look at, not to change)."""
+        return self._events
+
+    @property
+    def ended(self) -> bool:
+        """The peer closed, or what it sent could not be parsed."""
+        return self._closed or self._error is not None
+
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
 
     @property
     def _parsing(self) -> bool:
