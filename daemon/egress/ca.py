@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from daemon.egress.policy import parse_literal
+from daemon.egress.tls import direct
 
 CA_CERT_NAME = "egress-ca.pem"
 CA_KEY_NAME = "egress-ca.key"
@@ -106,7 +107,7 @@ class CertificateAuthority:
             chain.write(cert_pem + self.cert_pem + self._leaf_key_pem)
             chain.flush()
             context.load_cert_chain(chain.name)
-        return context
+        return direct(context)
 
 
 def _create_ca(directory: Path, cert_path: Path, key_path: Path) -> None:

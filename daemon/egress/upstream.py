@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from daemon.egress.policy import EgressPolicy, EgressRefused, IPAddress, parse_literal
 from daemon.egress.resolver import Resolver
+from daemon.egress.tls import direct
 
 CONNECT_TIMEOUT = 10.0
 
@@ -44,7 +45,7 @@ def upstream_context(extra_ca_file: Path | None) -> ssl.SSLContext:
     if extra_ca_file is not None:
         context.load_verify_locations(cafile=str(extra_ca_file))
     context.set_alpn_protocols(["http/1.1"])
-    return context
+    return direct(context)
 
 
 async def check_target(
