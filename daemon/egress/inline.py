@@ -119,14 +119,13 @@ class InlineRelay(Relay):
         if upstream is None:
             self._hand(REQUEST)  # to be opened, and checked, by the coroutine
             return
-        client.take()
-        client.take()  # the head and its END
+        events.popleft()
+        events.popleft()  # the head and its END (a request's head needs nothing of take)
         exchange = self._begin(request, method_text(request.method), target, upstream)
         self._inflight = exchange
         upstream.listener = self._on_upstream
         upstream.expect_response(False)
-        upstream.write(forwarded_head(request, target))
-        if not upstream.write_now():
+        if not upstream.send_now(forwarded_head(request, target)):
             self._hand_exchange()  # the coroutine finds the connection closed: a 502
 
     def _respond_inline(self, exchange: Exchange) -> bool:
@@ -139,30 +138,32 @@ class InlineRelay(Relay):
                 self._hand_exchange()
             return False  # the head is still coming
         response = events[0]
+        client = self.client
         if (
             events[-1] is not END
             or type(response) is not Head
             or response.status < 200
             or response.status in BODYLESS
             or not (response.chunked or response.length is not None)
-            or self.client.write_paused
+            or client.write_paused
         ):
             self._hand_exchange()
             return False
-        client = self.client
-        upstream.take()
+        body = upstream.take_message()
         entry = exchange.entry
         if entry is not None:
             entry.status = response.status
             entry.response_headers = response.headers
-        client.write(relayed_head(response, False))
-        body = BodyWriter(client, response.chunked)
-        event = upstream.take()
-        while event is not END:
-            body.data(event)  # type: ignore[arg-type]  # only bytes come before END
-            event = upstream.take()
-        body.end()
-        written = client.write_now()
+        head = relayed_head(response, False)
+        if response.chunked:
+            client.write(head)
+            rechunked = BodyWriter(client, True)
+            for chunk in body:
+                rechunked.data(chunk)
+            rechunked.end()
+            written = client.send_now(b"")
+        else:  # under Content-Length: as it came, in one write with its head
+            written = client.send_now(head + body[0] if len(body) == 1 else head + b"".join(body))
         reusable = written and response.keep_alive and not upstream.at_eof
         if not written:
             upstream.close()

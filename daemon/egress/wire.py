@@ -137,6 +137,8 @@ class HttpSide(asyncio.Protocol):
         self._on_connected = on_connected
         self._collector = _Collector()
         self._events = self._collector.events
+        # The events parsed and not yet taken: the callbacks look at them here.
+        self.queued = self._events
         self._parser = self._new_parser()
         self._pending: list[bytes] = []
         self._until_close = False
@@ -146,7 +148,7 @@ class HttpSide(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._buffered = 0  # body bytes queued in events
         self._read_paused = False
-        self._write_paused = False
+        self.write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._tls = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -202,16 +204,16 @@ class HttpSide(asyncio.Protocol):
         if exc is not None and self._error is None:
             self._error = exc if isinstance(exc, OSError) else ConnectionResetError(str(exc))
         self._end()
-        self._write_paused = False
+        self.write_paused = False
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
@@ -330,21 +332,43 @@ class HttpSide(asyncio.Protocol):
             pending = self._pending
             transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
             pending.clear()
-        if self._write_paused:
+        if self.write_paused:
             self._drained = self.loop.create_future()
             await self._drained
 
-    def write_now(self) -> bool:
-        """Send the batched writes at once, from a callback (no waiting for the
-        transport's buffer to drain); False when the connection is closing."""
+    def send_now(self, data: bytes) -> bool:
+        """Write `data` after the batched writes, at once, from a callback (no waiting
+        for the transport's buffer to drain); False when the connection is closing."""
+        self.sent += len(data)
         transport = self.transport
         pending = self._pending
         if transport is None or transport.is_closing():
             pending.clear()
             return False
-        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-        pending.clear()
+        if pending:
+            pending.append(data)
+            data = b"".join(pending)
+            pending.clear()
+        transport.write(data)
         return True
+
+    def take_message(self) -> list[bytes]:
+        """Take the head and body of a message whose END is queued already (the
+        caller checked that its head needs nothing of `take`'s): its body chunks."""
+        events = self._events
+        events.popleft()  # the head
+        body: list[bytes] = []
+        event = events.popleft()
+        while event is not END:
+            body.append(event)  # type: ignore[arg-type]  # only body chunks come before END
+            event = events.popleft()
+        if body:
+            self._buffered -= sum(map(len, body))
+            if self._read_paused and self._buffered <= LOW_WATER and self._parsing:
+                self._read_paused = False
+                if self.transport is not None:
+                    self.transport.resume_reading()
+        return body
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -354,18 +378,9 @@ class HttpSide(asyncio.Protocol):
         return loop
 
     @property
-    def queued(self) -> collections.deque[Head | bytes | Sentinel]:
-        """The events parsed and not yet taken (to look at, not to change)."""
-        return self._events
-
-    @property
     def ended(self) -> bool:
         """The peer closed, or what it sent could not be parsed."""
         return self._closed or self._error is not None
-
-    @property
-    def write_paused(self) -> bool:
-        return self._write_paused
 
     @property
     def _parsing(self) -> bool:
