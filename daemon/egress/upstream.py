@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from daemon.egress.policy import EgressPolicy, EgressRefused, IPAddress, parse_literal
 from daemon.egress.resolver import Resolver
-from daemon.egress.tls import direct
+from daemon.egress.tls import resume_sessions
 
 CONNECT_TIMEOUT = 10.0
 
@@ -45,7 +45,7 @@ def upstream_context(extra_ca_file: Path | None) -> ssl.SSLContext:
     if extra_ca_file is not None:
         context.load_verify_locations(cafile=str(extra_ca_file))
     context.set_alpn_protocols(["http/1.1"])
-    return direct(context)
+    return resume_sessions(context)
 
 
 async def check_target(

@@ -10,6 +10,7 @@ import ssl
 from daemon.egress.exchange import RequestTarget
 from daemon.egress.policy import EgressPolicy
 from daemon.egress.resolver import Resolver
+from daemon.egress.tls import keep_session
 from daemon.egress.upstream import Target, check_target, connect
 from daemon.egress.wire import HttpSide
 
@@ -38,6 +39,7 @@ class PlainUpstreams:
         return side
 
     def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
+        _keep_session(side)
         if not reusable or side.at_eof:
             side.close()
             return
@@ -61,6 +63,15 @@ def _still_open(side: HttpSide | None) -> HttpSide | None:
         side.close()
         return None
     return side
+
+
+def _keep_session(side: HttpSide) -> None:
+    """The TLS session of an upstream connection, kept once it has answered (its
+    server's tickets have come), for the next connection to the same name."""
+    if not side.session_kept:
+        side.session_kept = True
+        if side.transport is not None:
+            keep_session(side.transport.get_extra_info("ssl_object"))
 
 
 def _response_side() -> HttpSide:
@@ -93,6 +104,7 @@ class PinnedUpstream:
         return side
 
     def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
+        _keep_session(side)
         if not reusable or side.at_eof:
             side.close()
             return

@@ -155,6 +155,7 @@ class HttpSide(asyncio.Protocol):
         # Called instead of waking a waiting coroutine when events arrive or the side
         # ends (the relay's callbacks, `InlineRelay`); None: the waiter is woken.
         self.listener: Callable[[], None] | None = None
+        self.session_kept = False  # an upstream's TLS session, once it answered
 
     # --- the transport's side ---------------------------------------------------
 

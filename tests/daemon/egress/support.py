@@ -133,6 +133,12 @@ def make_app(hits: list[str]) -> web.Application:
         body = await request.read()
         return web.json_response({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
 
+    async def tls(request: web.Request) -> web.Response:
+        """Whether the connection resumed a TLS session."""
+        assert request.transport is not None
+        ssl_object = request.transport.get_extra_info("ssl_object")
+        return web.json_response({"resumed": ssl_object.session_reused})
+
     async def slow(request: web.Request) -> web.Response:
         hits.append(request.path_qs)
         try:
@@ -146,6 +152,7 @@ def make_app(hits: list[str]) -> web.Application:
         client_max_size=64 * 1024 * 1024, handler_args={"handler_cancellation": True}
     )
     app.router.add_get("/slow", slow)
+    app.router.add_get("/tls", tls)
     app.router.add_post("/digest", digest)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/chunked", chunked)
