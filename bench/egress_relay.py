@@ -65,6 +65,10 @@ async def _until_written(transport: StandInTransport, before: int) -> None:
 async def measure(requests: int, rounds: int) -> float:
     wire = importlib.import_module("daemon.egress.wire")
     exchange = importlib.import_module("daemon.egress.exchange")
+    try:
+        targets = importlib.import_module("daemon.egress.targets")
+    except ModuleNotFoundError:  # a tree from before targets had a module of their own
+        targets = exchange
     httplog = importlib.import_module("daemon.egress.httplog")
     upstreams_module = importlib.import_module("daemon.egress.upstreams")
     policy = importlib.import_module("daemon.egress.policy")
@@ -79,12 +83,12 @@ async def measure(requests: int, rounds: int) -> float:
     client.connection_made(to_client)
     upstream.connection_made(to_upstream)
     upstreams = upstreams_module.PlainUpstreams(policy.EgressPolicy(), None, None)
-    target = exchange._parse_absolute(b"http://127.0.0.1:8080/small")
+    target = targets.absolute_target(wire.Head(target=b"http://127.0.0.1:8080/small"))
     upstreams.release(target, upstream, True)  # kept alive, as after a first request
     redactor = httplog.Redactor(SECRETS)
     logs = [httplog.RequestLog(redactor)]
     account = accounting.ReplicaAccount(100)
-    relay = relay_class(client, exchange.absolute_target, upstreams, lambda: logs[0], account)
+    relay = relay_class(client, targets.absolute_target, upstreams, lambda: logs[0], account)
 
     async def serve() -> None:
         while True:

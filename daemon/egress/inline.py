@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 
 from daemon.egress.exchange import Exchange, Relay, forwarded_head, method_text, relayed_head
-from daemon.egress.wire import BODYLESS, CLOSED, END, BodyWriter, Head, Sentinel
+from daemon.egress.framing import BodyWriter
+from daemon.egress.wire import BODYLESS, CLOSED, END, Head, Sentinel
 
 
 class _Handoff:

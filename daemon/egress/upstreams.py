@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import ssl
 
-from daemon.egress.exchange import RequestTarget
 from daemon.egress.policy import EgressPolicy
 from daemon.egress.resolver import Resolver
+from daemon.egress.targets import RequestTarget
 from daemon.egress.tls import keep_session
 from daemon.egress.upstream import Target, check_target, connect
 from daemon.egress.wire import HttpSide

@@ -1,6 +1,6 @@
 """HTTP/1.1 on one side of a relayed connection: messages parsed by httptools (llhttp,
-the C parser behind Node and uvicorn) into a small stream of events, and the few
-lines of framing the relay writes back (a head, a body as-is or re-chunked).
+the C parser behind Node and uvicorn) into a small stream of events (the framing the
+relay writes back is in `framing`).
 
 Events, in order per message: a `Head`, body chunks (`bytes`, already de-chunked),
 `END`; `CLOSED` when the peer has closed. llhttp refuses the ambiguous framings a
@@ -395,37 +395,3 @@ class HttpSide(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-
-def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    lines = [method + b" " + target + b" HTTP/1.1"]
-    lines.extend(k + b": " + v for k, v in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    lines = [b"HTTP/1.1 %d %s" % (status, reason or b"-")]
-    lines.extend(k + b": " + v for k, v in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-class BodyWriter:
-    """Writes a body as it was framed: raw under Content-Length, re-chunked otherwise."""
-
-    def __init__(self, side: HttpSide, chunked: bool) -> None:
-        self.side = side
-        self.chunked = chunked
-
-    def data(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        if self.chunked:
-            self.side.write(b"%x\r\n" % len(chunk))
-            self.side.write(chunk)
-            self.side.write(b"\r\n")
-        else:
-            self.side.write(chunk)
-
-    def end(self) -> None:
-        if self.chunked:
-            self.side.write(b"0\r\n\r\n")

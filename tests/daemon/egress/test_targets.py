@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.egress.exchange import BadRequest, RequestTarget, absolute_target, tunnel_target
+from daemon.egress.targets import BadRequest, RequestTarget, absolute_target, tunnel_target
 from daemon.egress.wire import Head
 
 
