@@ -4,7 +4,8 @@ A replica is started by a `Launcher` (daemon/serving/launcher.py: a sandbox for 
 process for development), which gets one end of a socketpair as the supervisor's control
 socket (fd 3). The replica then waits for "hello" and for its K "worker" frames (each
 carrying that worker's socket); a "load_error" or an exit before that raises
-ReplicaStartError with the reason (and the traceback of the script's import).
+ReplicaStartError (daemon/serving/replica_start.py) with the reason (and the traceback
+of the script's import).
 
 Once ready, every worker that is free is handed to the replica's `Listener` (the pool),
 which passes it on to the dispatcher. The call state machine lives in the dispatcher;
@@ -23,12 +24,12 @@ import socket
 import time
 from typing import Any, Protocol
 
-from daemon.core.cancel import uncancellable
 from daemon.metrics.instruments import WORKER_RESTARTS
 from daemon.serving import wire
 from daemon.serving.pending_call import WorkerLoss
 from daemon.serving.process import ExitInfo, Launcher, Process, UsageInfo
 from daemon.serving.replica_output import OutputPump
+from daemon.serving.replica_start import ReplicaStartError, launch_in_thread
 from daemon.serving.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -51,20 +52,6 @@ class Listener(Protocol):
 
     def replica_exited(self, replica: Replica) -> None:
         """The replica's process tree is gone and cleaned up."""
-
-
-class ReplicaStartError(Exception):
-    """A replica did not become ready. str() is the reason; `error` is the script's
-    load error ({type, message, traceback}) when its main file failed to import."""
-
-    def __init__(self, reason: str, error: dict[str, Any] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.error = error
-
-    @property
-    def load_error(self) -> bool:
-        return self.error is not None
 
 
 STARTING, READY, DRAINING, STOPPED = "starting", "ready", "draining", "stopped"
@@ -117,7 +104,9 @@ class Replica:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._output = self.launcher.output(self.name)
-            self.process = await self._launch(theirs.fileno(), self._output.write_fd)
+            self.process = await launch_in_thread(
+                self.launcher, self.name, theirs.fileno(), self._output.write_fd
+            )
         except BaseException as exc:  # cancelled too: nothing of this replica is left
             ours.close()
             if self._output is not None:
@@ -153,17 +142,6 @@ class Replica:
         for _ in range(self.launcher.concurrency):  # a turn of every worker per slot
             for worker in workers:
                 self.worker_free(worker)
-
-    async def _launch(self, control_fd: int, output_fd: int) -> Process:
-        """launcher.launch in a thread. A cancel cannot stop that thread: the sandbox it
-        starts is then waited for, killed and cleaned up before the cancel goes on."""
-        launch = self.launcher.launch
-        task = asyncio.ensure_future(asyncio.to_thread(launch, self.name, control_fd, output_fd))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await uncancellable(_discard(task))
-            raise
 
     def _fail_start(self, exc: ReplicaStartError) -> None:
         if not self._ready.done():
@@ -397,16 +375,3 @@ class Replica:
             self._idle.set()
             if not was_starting:
                 self.listener.replica_exited(self)
-
-
-async def _discard(launching: asyncio.Future[Process]) -> None:
-    """Kill and clean up the process a cancelled start launched (if it launched one)."""
-    try:
-        process = await launching
-    except Exception:
-        return  # it failed to start: nothing runs
-    process.kill()
-    with contextlib.suppress(Exception):
-        await process.wait()
-    with contextlib.suppress(Exception):
-        await asyncio.to_thread(process.cleanup)
