@@ -10,11 +10,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import tempfile
-
-import pyseccomp as sc
+from typing import TYPE_CHECKING
 
 from . import libc
+
+if TYPE_CHECKING:
+    import pyseccomp
+
+# pyseccomp (and tempfile) are imported where a filter is built, in the daemon: pid 1
+# only loads the compiled bytes, and the zygote it is cloned from (sandbox/zygote.py)
+# stays small.
 
 DENIED = (
     # filesystems and namespaces
@@ -86,7 +91,9 @@ NETLINK_ROUTE = 0  # getifaddrs() and AI_ADDRCONFIG need it; other netlink famil
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 
 
-def _add_rules(f: sc.SyscallFilter) -> None:
+def _add_rules(f: pyseccomp.SyscallFilter) -> None:
+    import pyseccomp as sc
+
     deny = sc.ERRNO(errno.EPERM)
     for name in DENIED:
         # A name unknown to this libseccomp is a call it cannot make: nothing to refuse.
@@ -103,7 +110,9 @@ def _add_rules(f: sc.SyscallFilter) -> None:
         f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, request))
 
 
-def build_filter() -> sc.SyscallFilter:
+def build_filter() -> pyseccomp.SyscallFilter:
+    import pyseccomp as sc
+
     f = sc.SyscallFilter(sc.ALLOW)
     f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     f.set_attr(sc.Attr.CTL_NNP, 0)  # the launcher sets no_new_privs itself
@@ -114,6 +123,8 @@ def build_filter() -> sc.SyscallFilter:
 @functools.lru_cache(maxsize=1)
 def compiled() -> bytes:
     """The filter as classic BPF, ready for libc.load_seccomp (computed once)."""
+    import tempfile
+
     with tempfile.TemporaryFile() as out:
         build_filter().export_bpf(out)
         out.seek(0)
@@ -122,6 +133,8 @@ def compiled() -> bytes:
 
 def describe() -> str:
     """The filter in libseccomp's readable pseudo-code (for reviews and tests)."""
+    import tempfile
+
     with tempfile.TemporaryFile(mode="w+") as out:
         build_filter().export_pfc(out)
         out.seek(0)

@@ -4,8 +4,8 @@ Creating pid 1 copies the address space of the process that clones it, page tabl
 and all, and exec then tears that copy down. Cloned from the daemon (through a forked
 launcher, see launcher.py) that is two copies of tens of megabytes per start, which
 measured 5-15 ms of a replica's start on a loaded 2-core machine. The zygote is a fresh
-interpreter that imported only this package (about 10 MB), started once per process:
-`start` sends it the child plan (pickled, with its fds over SCM_RIGHTS) and it clones
+interpreter that imported only the modules pid 1 runs (about 15 MB), started once per
+process: `start` sends it the child plan (pickled, with its fds over SCM_RIGHTS) and it clones
 pid 1 with CLONE_PARENT, exactly as the forked launcher does, so pid 1 is still a child
 of this process and everything after the clone (contain.contain, the handshake pipe,
 the Sandbox handle) is unchanged.
@@ -34,8 +34,16 @@ from .contain import ChildPlan, contain, report
 from .namespaces import loopback_up, spawn_init
 
 READY_TIMEOUT_S = 30.0
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BOOT = f"import sys; sys.path.insert(0, {_ROOT!r}); from sandbox.zygote import serve; serve()"
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# The zygote imports only what cloning and contain need: the package's __init__ (cgroups,
+# the asyncio handle, the launcher) and site would make it half as big again, and every
+# clone copies its page tables and every exec tears them down (about 0.8 ms of a new
+# replica's first answer: docs/performance.md). So the package is a bare module here.
+_BOOT = (
+    "import sys, types; package = types.ModuleType('sandbox'); "
+    f"package.__path__ = [{_PACKAGE!r}]; sys.modules['sandbox'] = package; "
+    "from sandbox.zygote import serve; serve()"
+)
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 64
 
@@ -125,7 +133,7 @@ def _spawn() -> Zygote:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno()), str(os.getpid())],
+            [sys.executable, "-I", "-S", "-c", _BOOT, str(theirs.fileno()), str(os.getpid())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             env={"PATH": "/usr/bin:/bin"},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from typing import IO
@@ -96,3 +98,13 @@ def test_each_sandbox_gets_a_network_namespace_of_its_own(cgroot, tmp_path) -> N
             box.cleanup()
         for out in outs:
             out.close()
+
+
+def test_the_zygote_imports_only_what_pid_1_runs() -> None:
+    """Every clone copies the zygote's page tables: neither the package's __init__ (the
+    asyncio handle, cgroups), nor site, nor libseccomp's bindings are loaded there."""
+    show = zygote._BOOT.replace("serve()", "print(' '.join(sorted(sys.modules)))")
+    argv = [sys.executable, "-I", "-S", "-c", show]
+    loaded = set(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split())
+    assert {"sandbox.zygote", "sandbox.contain", "sandbox.mounts"} <= loaded
+    assert not loaded & {"asyncio", "site", "pyseccomp", "sandbox.handle", "sandbox.cgroups"}
