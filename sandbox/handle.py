@@ -146,6 +146,11 @@ class Sandbox:
             self._moves_expected = max(self._moves_expected, 0) + count
             WARMER.want(self, seconds, self._rejoin)
 
+    def move_is_quick(self) -> bool:
+        """A track_memory made now takes microseconds (the lock is warm, see
+        expect_moves), so it may be made on an event loop; else make it in a thread."""
+        return WARMER.quick()
+
     def _rejoin(self) -> bool:
         """The warmer's move that changes nothing: pid 1 into its own v1 cgroup. Under
         the lock _reap takes, so pid 1 is not reaped meanwhile and its pid names no

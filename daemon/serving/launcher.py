@@ -301,6 +301,9 @@ class _Released:
     def expect_moves(self, count: int, seconds: float) -> None:
         self._box.expect_moves(count, seconds)
 
+    def move_is_quick(self) -> bool:
+        return self._box.move_is_quick()
+
     def cleanup(self) -> None:
         try:
             self._box.cleanup()

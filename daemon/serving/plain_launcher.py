@@ -83,6 +83,9 @@ class PlainProcess:
     def expect_moves(self, count: int, seconds: float) -> None:
         return None  # nothing is moved
 
+    def move_is_quick(self) -> bool:
+        return True  # track_memory does nothing
+
     def cleanup(self) -> None:
         if self._pidfd >= 0:
             os.close(self._pidfd)

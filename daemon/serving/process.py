@@ -58,6 +58,10 @@ class Process(Protocol):
         """`count` workers will be given to track_memory within about `seconds`: make
         that quick (sandbox.Sandbox.expect_moves); nothing to do where it is not."""
 
+    def move_is_quick(self) -> bool:
+        """track_memory would return in microseconds now (sandbox.Sandbox.move_is_quick):
+        the event loop may call it; else it belongs in a thread."""
+
 
 class Launcher(Protocol):
     """Starts replicas of one version. `launch` blocks (run it in a thread)."""

@@ -187,11 +187,15 @@ class Replica:
         if self.state == STOPPED:
             sock.close()
             return
-        # A memory cgroup of its slot: the move takes the kernel's global cgroup lock (an
-        # RCU grace period, ms), so it runs in a thread. A respawned worker serves before it
-        # ends: the lock's warmth began at the kill, too late to spare the slot that wait.
+        # A memory cgroup of its slot: the move takes the kernel's global cgroup lock, an
+        # RCU grace period (ms) unless the lock is warm (Process.expect_moves). Warm, it is
+        # made here: a thread's two hand-offs cost more than the move (0.7 ms of a new
+        # replica's first answer on a quiet host, ms under load). Cold, it runs in a thread;
+        # a respawned worker then serves before it ends.
         moving = None
-        if self.process is not None:
+        if self.process is not None and self.process.move_is_quick():
+            worker.measure_with(self.process.track_memory(f"slot{worker.slot}", worker.pid))
+        elif self.process is not None:
             track = self.process.track_memory
             moving = asyncio.ensure_future(
                 asyncio.to_thread(track, f"slot{worker.slot}", worker.pid)
