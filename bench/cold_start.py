@@ -6,7 +6,11 @@ Variants (each adds one change to the one above it):
   + zygote             pid 1 cloned from the zygote, network namespace made at clone
   + namespace ahead    the zygote makes the next network namespace ahead
   + moves kept warm    the kernel's cgroup attach lock kept warm while the worker is
-                       expected (sandbox/move_warmer.py; all: today)
+                       expected (sandbox/move_warmer.py)
+  + lean zygote        the zygote without the package's __init__, site and pyseccomp
+                       (the rows above use the zygote as it was: all of them, ~23 MB)
+  + warm move inline   a worker's move made on the event loop when the lock is warm, not
+                       in a thread (all: today)
 The "hello" column is pool.start to the supervisor's hello frame. A second table
 times sandbox.start alone (python3 -I -S -c pass, to its exec) in each variant, from
 this process with the daemon's modules imported (its size matters: it is what a
@@ -23,7 +27,9 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,49 +60,72 @@ from sandbox import zygote
 from sandbox.handle import Sandbox
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cold_start.json"
-NO_NET_AHEAD = zygote._BOOT.replace(
-    "serve()", "import sandbox.zygote as z; z._NetworkAhead.prepare = lambda self: None; serve()"
+# The zygote as it was before it went lean: the whole package, site and pyseccomp.
+ROOT = str(Path(__file__).resolve().parents[1])
+FAT = (
+    ("-I", "-c"),
+    f"import sys; sys.path.insert(0, {ROOT!r}); import pyseccomp, sandbox; "
+    "from sandbox.zygote import serve; serve()",
 )
+NO_NET = "import sandbox.zygote as z; z._NetworkAhead.prepare = lambda self: None; serve()"
+FAT_NO_NET_AHEAD = (FAT[0], FAT[1].replace("serve()", NO_NET))
+LEAN = (("-I", "-S", "-c"), zygote._BOOT)
 
 
 _EXPECT_MOVES = Sandbox.expect_moves
+_MOVE_IS_QUICK = Sandbox.move_is_quick
 
 
 def _no_warmth(self: Sandbox, count: int, seconds: float) -> None:
     """Moves as they were: each one waits for the kernel's RCU grace period."""
 
 
-def _zygote(boot: str) -> zygote.Zygote:
-    saved = zygote._BOOT
-    zygote._BOOT = boot
-    try:
-        return zygote._spawn()  # from the main thread, which outlives every sandbox
-    finally:
-        zygote._BOOT = saved
+def _in_a_thread(self: Sandbox) -> bool:
+    """Every move made in a thread, as before the warm ones were made on the loop."""
+    return False
+
+
+def _zygote(flags_and_boot: tuple[tuple[str, ...], str]) -> zygote.Zygote:
+    """zygote._spawn with other interpreter flags and boot code (from the main thread,
+    which outlives every sandbox)."""
+    flags, boot = flags_and_boot
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with theirs:
+        process = subprocess.Popen(
+            [sys.executable, *flags, boot, str(theirs.fileno()), str(os.getpid())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin"}, cwd="/",
+        )  # fmt: skip
+    return zygote.Zygote(process, ours)
 
 
 class Variants:
     """Switches between the variants by swapping the zygote the launcher looks up."""
 
     def __init__(self) -> None:
-        self.no_net = _zygote(NO_NET_AHEAD)
-        self.full = _zygote(zygote._BOOT)
+        self.fat_no_net = _zygote(FAT_NO_NET_AHEAD)
+        self.fat = _zygote(FAT)
+        self.lean = _zygote(LEAN)
 
     def table(self) -> dict[str, Callable[[], None]]:
         return {
             "fork launcher": lambda: self._use(None),
-            "+ zygote": lambda: self._use(self.no_net),
-            "+ namespace ahead": lambda: self._use(self.full),
-            "+ moves kept warm": lambda: self._use(self.full, warm=True),
+            "+ zygote": lambda: self._use(self.fat_no_net),
+            "+ namespace ahead": lambda: self._use(self.fat),
+            "+ moves kept warm": lambda: self._use(self.fat, warm=True),
+            "+ lean zygote": lambda: self._use(self.lean, warm=True),
+            "+ warm move inline": lambda: self._use(self.lean, warm=True, inline=True),
         }
 
-    def _use(self, chosen: zygote.Zygote | None, warm: bool = False) -> None:
+    def _use(self, chosen: zygote.Zygote | None, warm: bool = False, inline: bool = False) -> None:
         sandbox_launcher._zygote.get = lambda: chosen  # type: ignore[attr-defined]
         Sandbox.expect_moves = _EXPECT_MOVES if warm else _no_warmth  # type: ignore[method-assign]
+        Sandbox.move_is_quick = _MOVE_IS_QUICK if inline else _in_a_thread  # type: ignore[method-assign]
 
     def stop(self) -> None:
         Sandbox.expect_moves = _EXPECT_MOVES  # type: ignore[method-assign]
-        for z in (self.no_net, self.full):
+        Sandbox.move_is_quick = _MOVE_IS_QUICK  # type: ignore[method-assign]
+        for z in (self.fat_no_net, self.fat, self.lean):
             z.stop()
 
 
@@ -171,7 +200,8 @@ def sandbox_starts(runs: int) -> dict[str, list[float]]:
 
     variants = Variants()
     table = variants.table()
-    del table["+ moves kept warm"]  # the same sandbox.start as its parent
+    for same in ("+ moves kept warm", "+ warm move inline"):  # sandbox.start as their parent
+        del table[same]
     root = sandbox.CgroupRoot.create("scriptd-bench-cold-start")
     times: dict[str, list[float]] = {name: [] for name in table}
     try:
