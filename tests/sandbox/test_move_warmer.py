@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import Bind, CgroupRoot, SandboxSpec, start
-from sandbox.move_warmer import WARMER, MoveWarmer
+from sandbox.move_warmer import QUICK_S, WARMER, MoveWarmer
 from tests.sandbox.conftest import ENV, PY, PY_BINDS, unique_name
 
 MIB = 1 << 20
@@ -63,6 +63,22 @@ def test_the_warmer_repeats_until_done_or_the_deadline() -> None:
     warmer.done("again")
 
 
+def test_a_move_is_quick_only_right_after_a_write_that_kept_the_lock_warm() -> None:
+    warmer = MoveWarmer(period_s=0.001)
+    assert not warmer.quick()  # nothing written yet
+    refused = Counter(answer=False)
+    warmer.want("refused", 60, refused)
+    assert refused.seen.wait(10)
+    assert not warmer.quick()  # that write was not made
+    kept = Counter()
+    warmer.want("kept", 60, kept)
+    wait_until(warmer.quick)
+    warmer.done("kept")
+    wait_until(lambda: not warmer.warming)
+    time.sleep(QUICK_S)
+    assert not warmer.quick()  # the lock may have gone cold since the last write
+
+
 # pid 1 forks two children that sleep, and names their pids (in the sandbox) in /x/pids.
 PAYLOAD = textwrap.dedent("""
     import os, time
@@ -104,6 +120,7 @@ def test_a_sandbox_keeps_moves_warm_until_its_moves_are_made(cgroot: CgroupRoot)
             wait_until(lambda: (shared / "pids").exists())
             assert WARMER.wants(box)
             first, second = map(int, (shared / "pids").read_text().split())
+            wait_until(box.move_is_quick)  # the warmer's writes are made
             assert box.track_memory("one", first) is not None
             assert WARMER.wants(box)  # one more move is expected
             assert box.track_memory("two", second) is not None
