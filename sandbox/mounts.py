@@ -13,11 +13,13 @@ except what the plan names:
 - nothing of the calling process's own environment: an interpreter installed
   outside these paths is bound by the caller (`SandboxSpec.binds`) when it wants it;
 - /proc of the sandbox's pid namespace (read-only), a read-only /dev tmpfs with
-  null, zero, full, random and urandom, and /tmp (a tmpfs of tmp_size_bytes).
+  null, zero, full, random and urandom (the host's device numbers), and /tmp (a tmpfs
+  of tmp_size_bytes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import stat
@@ -70,6 +72,13 @@ class MountPlan:
 
     mounts: tuple[Bind | TmpfsMount, ...]  # parents before children
     symlinks: tuple[Symlink, ...]
+    devices: tuple[tuple[str, int], ...] = ()  # /dev/<name> and the host's device number
+
+
+@functools.lru_cache(maxsize=1)
+def host_devices() -> tuple[tuple[str, int], ...]:
+    """The devices of the sandbox's /dev with their numbers on this host."""
+    return tuple((name, os.stat(f"/dev/{name}").st_rdev) for name in _DEVICES)
 
 
 @functools.lru_cache(maxsize=2)
@@ -98,7 +107,7 @@ def plan_mounts(spec: SandboxSpec) -> MountPlan:
     # Parents before children: /usr before /usr/lib/foo, /tmp before a bind below /tmp.
     entries: list[Bind | TmpfsMount] = [*binds, *tmpfs, *spec.binds]
     entries.sort(key=lambda m: m.target.rstrip("/").count("/"))
-    return MountPlan(tuple(entries), links)
+    return MountPlan(tuple(entries), links, host_devices())
 
 
 def _make_mountpoint(root: str, target: str, is_dir: bool, bound: set[str]) -> str:
@@ -144,20 +153,34 @@ def _tmpfs(root: str, target: str, options: str, flags: int, bound: set[str]) ->
     return dst
 
 
-def _populate_dev(root: str, bound: set[str]) -> None:
-    dev = _tmpfs(
-        root, "/dev", "size=64k,mode=0755", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC, bound
-    )
-    for name in _DEVICES:
-        fd = os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC)
-        try:
-            # Device binds must keep dev access; they are still nosuid and noexec.
-            _bind(root, fd, f"/dev/{name}", libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC, bound)
-        finally:
-            os.close(fd)
+def _populate_dev(root: str, devices: tuple[tuple[str, int], ...], bound: set[str]) -> None:
+    """A /dev tmpfs holding the host's five devices. They are made here (mknod: one call
+    each) rather than bound from the host (nine calls each, 0.5 ms of every start), so
+    /dev keeps dev access; it is nosuid and noexec, and read-only once the root is built.
+    Where a device policy refuses mknod, the host's nodes are bound instead."""
+    dev = _tmpfs(root, "/dev", "size=64k,mode=0755", libc.MS_NOSUID | libc.MS_NOEXEC, bound)
+    umask = os.umask(0)
+    try:
+        for name, rdev in devices:
+            os.mknod(f"{dev}/{name}", stat.S_IFCHR | 0o666, rdev)
+    except PermissionError:
+        _bind_devices(root, devices, bound)
+    finally:
+        os.umask(umask)
     for name, points_to in _DEV_LINKS.items():
         os.symlink(points_to, f"{dev}/{name}")
     bound.add("/dev")
+
+
+def _bind_devices(root: str, devices: tuple[tuple[str, int], ...], bound: set[str]) -> None:
+    for name, _ in devices:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{root}/dev/{name}")  # one made before mknod was refused
+        fd = os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC)
+        try:
+            _bind(root, fd, f"/dev/{name}", libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC, bound)
+        finally:
+            os.close(fd)
 
 
 def build_root(plan: MountPlan) -> None:
@@ -179,7 +202,7 @@ def build_root(plan: MountPlan) -> None:
     libc.mount("proc", proc, "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
     libc.mount_setattr(proc, libc.MOUNT_ATTR_RDONLY, recursive=True)
     bound.add("/proc")
-    _populate_dev(root, bound)
+    _populate_dev(root, plan.devices, bound)
     base = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
     for i, m in enumerate(plan.mounts):
         if isinstance(m, Bind):
@@ -196,6 +219,6 @@ def build_root(plan: MountPlan) -> None:
     libc.umount2(".", libc.MNT_DETACH)
     os.chdir("/")
     libc.mount_setattr("/", libc.MOUNT_ATTR_RDONLY | base, recursive=False)
-    libc.mount_setattr(
-        "/dev", libc.MOUNT_ATTR_RDONLY | base | libc.MOUNT_ATTR_NOEXEC, recursive=False
-    )
+    # /dev holds the device nodes: read-only, nosuid and noexec, but not nodev.
+    dev = libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC
+    libc.mount_setattr("/dev", dev, recursive=False)

@@ -255,14 +255,27 @@ def test_devices(cgroot):
     r = run_py(
         cgroot,
         """
-        import os
+        import os, stat
         print(sorted(os.listdir("/dev")))
         with open("/dev/null", "w") as f: f.write("x")
         print(len(open("/dev/urandom", "rb").read(16)), open("/dev/zero", "rb").read(2))
+        nodes = {}
+        for top in ("/", "/dev", "/tmp", "/etc"):
+            for name in os.listdir(top):
+                st = os.lstat(os.path.join(top, name))
+                if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                    nodes[os.path.join(top, name)] = st.st_rdev
+        print(nodes)
     """,
     )
     assert r.exit.code == 0, r.err
     lines = r.out.splitlines()
+    # The only device nodes are the five, with the host's numbers.
+    host = {
+        f"/dev/{n}": os.stat(f"/dev/{n}").st_rdev
+        for n in ("null", "zero", "full", "random", "urandom")
+    }
+    assert eval(lines[2]) == host
     assert eval(lines[0]) == [
         "fd",
         "full",
@@ -353,10 +366,11 @@ def test_mount_table_has_no_host_root_and_every_mount_is_nosuid(cgroot):
     assert points[0] == "/" and points.count("/") == 1  # the old root is detached
     for point, opts in seen["mounts"]:
         assert "nosuid" in opts, point
-        if not point.startswith("/dev/"):  # device binds need dev; still nosuid, noexec
+        if point != "/dev":  # the device nodes live on /dev: read-only, noexec (below)
             assert "nodev" in opts, point
         if point in ("/", "/usr", "/proc", "/dev", "/etc/hosts"):
             assert "ro" in opts, point
+    assert {"ro", "noexec"} <= set(dict(seen["mounts"])["/dev"])
     assert seen["limits"]["RLIMIT_CORE"] == [0, 0]
     assert seen["limits"]["RLIMIT_NOFILE"] == [1024, 1024]
     assert seen["limits"]["RLIMIT_FSIZE"] == [1 << 30, 1 << 30]
