@@ -1,12 +1,12 @@
-"""A new replica's first answer from two source trees (say main and a branch), in the
-same interleaved rounds: one long-lived process per tree starts a replica on each
-round (alternating which goes first), bwrap once per round, medians and x bwrap.
+"""A new replica's first answer from two source trees (a git revision, main by default,
+and this checkout), in the same interleaved rounds: one long-lived process per tree
+starts a replica on each round (alternating which goes first), bwrap once per round,
+medians and x bwrap.
 Two runs of bench/invoke.py one after the other differ by ±0.1 x bwrap on a shared host:
 only rounds interleaved like these resolve a change of a few ms.
 
 Run as root, with this checkout's venv:
-  .venv/bin/python -m bench.cold_start_trees OTHER_TREE [--runs 60]
-where OTHER_TREE is a checkout of the other code (`git archive main | tar -x -C DIR`).
+  .venv/bin/python -m bench.cold_start_trees [--a main] [--runs 60]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.invoke_ab import exported
 from bench.invoke_replica import bwrap_times
 
 HERE = Path(__file__).resolve().parents[1]
@@ -70,20 +71,24 @@ def one(process: subprocess.Popen[str]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("other", type=Path, help="a checkout of the other code")
+    parser.add_argument("--a", default="main", help="git revision A (the baseline)")
     parser.add_argument("--runs", type=int, default=60)
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: replicas run in real sandboxes", file=sys.stderr)
         return 2
-    trees = {"other": args.other.resolve(), "this": HERE}
-    processes = {name: start(tree, name, 300_000 + 10_000 * n)
+    with exported(args.a) as other:
+        return compare({args.a: other, "this": HERE}, args.runs)
+
+
+def compare(trees: dict[str, Path], runs: int) -> int:
+    processes = {name: start(tree, f"t{n}", 300_000 + 10_000 * n)
                  for n, (name, tree) in enumerate(trees.items())}  # fmt: skip
     times: dict[str, list[float]] = {name: [] for name in trees}
     bwrap: list[float] = []
     load = os.getloadavg()[0]
     try:
-        for i in range(args.runs + 2):  # two warm-up rounds
+        for i in range(runs + 2):  # two warm-up rounds
             bw = bwrap_times(1)[0]
             order = list(trees) if i % 2 == 0 else list(reversed(trees))
             firsts = {name: one(processes[name]) for name in order}
@@ -97,10 +102,10 @@ def main() -> int:
             process.stdin.close()
             process.wait()
     med = statistics.median
-    print(f"{args.runs} interleaved rounds, load avg {load:.1f} -> {os.getloadavg()[0]:.1f}; "
+    print(f"{runs} interleaved rounds, load avg {load:.1f} -> {os.getloadavg()[0]:.1f}; "
           f"bwrap python3 -I -S -c pass {med(bwrap):.2f} ms")  # fmt: skip
     for name, tree in trees.items():
-        print(f"{name:6} {med(times[name]):7.2f} ms  {med(times[name]) / med(bwrap):.2f} x bwrap"
+        print(f"{name:8} {med(times[name]):7.2f} ms  {med(times[name]) / med(bwrap):.2f} x bwrap"
               f"  ({tree})")  # fmt: skip
     return 0
 
