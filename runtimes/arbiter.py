@@ -191,10 +191,13 @@ class Supervisor:
         lane = self._free_lane()
         if self.mode == "fork":
             serve = lambda: self._serve_forked(worker_end, daemon_end, lane)  # noqa: E731
-            pid = self.launch.fork_process(serve, HANDLED_SIGNALS)
-            proc = self._track(slot, pid, lane)
-            proc.ready = True
-            self.announce(proc, daemon_end)
+            pid, release = self.launch.fork_held(serve, HANDLED_SIGNALS)
+            try:  # its frame first, then the worker runs (launch.fork_held)
+                proc = self._track(slot, pid, lane)
+                proc.ready = True
+                self.announce(proc, daemon_end)
+            finally:
+                os.close(release)
         else:
             env = {**os.environ, **self._lane_env(lane)}
             pid, status_fd = self.launch.spawn_process(
