@@ -45,7 +45,7 @@ from daemon.console.app import ConsoleLinks, make_console, serve_console
 from daemon.console.signin import SignIn
 from daemon.core.errors import ConfigError
 from daemon.core.journal_log import log_to_journal
-from daemon.core.memory import return_large_blocks
+from daemon.core.memory import freeze_startup_heap, return_large_blocks
 from daemon.core.sdnotify import notify
 from daemon.core.teardown import Teardown
 from daemon.egress.callback import CallbackSender
@@ -319,6 +319,7 @@ async def _serve(
     teardown.add(ASYNC, "async calls", async_calls.close)  # before the replicas drain
     log.info("admin API on %s, gateway on %s:%d", config.admin_socket, config.listen_host,
              config.listen_port)  # fmt: skip
+    log.info("start-up heap frozen: %d objects", freeze_startup_heap())  # core/memory.py
     notify("READY=1")
     await stop.wait()
 

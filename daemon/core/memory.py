@@ -1,4 +1,4 @@
-"""How the daemon's C allocator gives memory back.
+"""How the daemon's C allocator gives memory back, and what its garbage collector scans.
 
 glibc keeps a freed block in the arena of the thread that freed it, and large blocks
 below its (growing) mmap threshold are never returned to the system. The argon2id
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -34,3 +35,18 @@ def return_large_blocks(threshold: int = LARGE_BLOCK_BYTES) -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+def freeze_startup_heap() -> int:
+    """Collect once, then move every object alive after start-up (modules, classes, the
+    store, the routes: ~68,000 tracked objects) out of the collector's generations, so
+    a full collection scans only what came after. How many were frozen.
+
+    Measured in the daemon under wrk (gc.callbacks, load average 11-12): 350,000 calls
+    at 1 and 32 connections took 31 young collections (0.3-0.6 ms each), 2 middle ones
+    and no full one, so the collector is not in the calls' tail; but a full collection
+    of the start-up heap took 37-55 ms, and one that a deploy or an admin request
+    triggers while calls flow would stall every call for that long."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
