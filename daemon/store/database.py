@@ -43,6 +43,8 @@ from daemon.store.secrets_table import SecretsStore
 from daemon.store.snapshot import SnapshotStore
 from daemon.store.usage_table import UsageStore
 
+WAL_CHECKPOINT_PAGES = 1000  # SQLite's default autocheckpoint threshold (Store._checkpoint)
+
 _VERSION_COLUMNS = (
     "script_id", "number", "display_name", "status", "phase", "deployed_by", "started_at",
     "ended_at", "failure_reason", "config_json", "env_key", "undeployed_by", "undeployed_at",
@@ -164,6 +166,8 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._wal_pages = 0
+        self._db.set_wal_hook(self._count_wal_pages)  # in place of SQLite's autocheckpoint
         self._migrate()
 
     # --- plumbing ------------------------------------------------------------------
@@ -208,8 +212,24 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        with self._lock, self._db:
-            yield
+        with self._lock:
+            with self._db:
+                yield
+            if self._wal_pages >= WAL_CHECKPOINT_PAGES:
+                self._checkpoint()
+
+    def _count_wal_pages(self, _db: apsw.Connection, _name: str, pages: int) -> int:
+        self._wal_pages = pages
+        return apsw.SQLITE_OK
+
+    def _checkpoint(self) -> None:
+        """Fold the write-ahead log back into the database, as a statement after the
+        commit. SQLite's own autocheckpoint runs inside the commit that crosses its
+        threshold, and apsw commits holding the GIL: every ~9,000 execution records,
+        the event loop's thread stood still for the checkpoint's 20-26 ms (its copy
+        and fsync). apsw runs a statement's step without the GIL."""
+        self._wal_pages = 0
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
         cursor = self._db.execute(sql, args)

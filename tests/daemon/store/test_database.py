@@ -22,7 +22,7 @@ from daemon.core.models import (
     VersionSnapshot,
     now_iso,
 )
-from daemon.store.database import Store
+from daemon.store.database import WAL_CHECKPOINT_PAGES, Store
 from daemon.store.schema import MIGRATIONS
 
 
@@ -182,3 +182,21 @@ def test_migration_3_keeps_rows_ids_and_references(tmp_path: Path) -> None:
     ]
     assert counts == [0, 0, 0]
     assert store.insert_script(a_script("later")).id == 10  # 9 is never given again
+
+
+def test_the_wal_is_checkpointed_after_the_commit_that_fills_it(tmp_path: Path) -> None:
+    """SQLite's autocheckpoint is replaced (it ran inside a commit, which apsw makes
+    holding the GIL): a transaction that leaves WAL_CHECKPOINT_PAGES or more in the
+    log folds it back into the database file right after its commit."""
+    store = Store(tmp_path / "db")
+    s = store.insert_script(a_script())
+    big = "x" * 4000  # about one page per record
+    for batch in range(6):
+        rows = [(f"e{batch}-{i}", s.id, 1, "f", None, "ok", 0, None, None, None, None, None,
+                 None, 2, None, None, big, None, None) for i in range(200)]  # fmt: skip
+        store.insert_executions(rows)
+    assert store._wal_pages < WAL_CHECKPOINT_PAGES  # the one checkpoint started it over
+    page = store._one("PRAGMA page_size")["page_size"]
+    assert (tmp_path / "db").stat().st_size > WAL_CHECKPOINT_PAGES * page  # it was folded
+    assert len(store.list_executions(s.id, 2000)) == 1200
+    store.close()
