@@ -45,8 +45,9 @@ def freeze_startup_heap() -> int:
     Measured in the daemon under wrk (gc.callbacks, load average 11-12): 350,000 calls
     at 1 and 32 connections took 31 young collections (0.3-0.6 ms each), 2 middle ones
     and no full one, so the collector is not in the calls' tail; but a full collection
-    of the start-up heap took 37-55 ms, and one that a deploy or an admin request
-    triggers while calls flow would stall every call for that long."""
+    of the start-up heap took 24-83 ms (load 4-12), and one that a deploy or an admin
+    request triggers while calls flow would stall every call for that long. Frozen,
+    a full collection took 0.3-0.5 ms (load 4). docs/performance.md has the runs."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
