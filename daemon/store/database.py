@@ -44,6 +44,7 @@ from daemon.store.snapshot import SnapshotStore
 from daemon.store.usage_table import UsageStore
 
 WAL_CHECKPOINT_PAGES = 1000  # SQLite's default autocheckpoint threshold (Store._checkpoint)
+WAL_FORCE_PAGES = 4 * WAL_CHECKPOINT_PAGES  # writes outside `_tx` alone: in the commit
 
 _VERSION_COLUMNS = (
     "script_id", "number", "display_name", "status", "phase", "deployed_by", "started_at",
@@ -218,8 +219,13 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
             if self._wal_pages >= WAL_CHECKPOINT_PAGES:
                 self._checkpoint()
 
-    def _count_wal_pages(self, _db: apsw.Connection, _name: str, pages: int) -> int:
+    def _count_wal_pages(self, db: apsw.Connection, name: str, pages: int) -> int:
+        """After every commit. A log that no transaction (`_tx`) came by to fold back
+        is checkpointed here, inside the commit, as SQLite's autocheckpoint would."""
         self._wal_pages = pages
+        if pages >= WAL_FORCE_PAGES:
+            db.wal_checkpoint(name)
+            self._wal_pages = 0
         return apsw.SQLITE_OK
 
     def _checkpoint(self) -> None:

@@ -22,7 +22,7 @@ from daemon.core.models import (
     VersionSnapshot,
     now_iso,
 )
-from daemon.store.database import WAL_CHECKPOINT_PAGES, Store
+from daemon.store.database import WAL_CHECKPOINT_PAGES, WAL_FORCE_PAGES, Store
 from daemon.store.schema import MIGRATIONS
 
 
@@ -199,4 +199,17 @@ def test_the_wal_is_checkpointed_after_the_commit_that_fills_it(tmp_path: Path) 
     page = store._one("PRAGMA page_size")["page_size"]
     assert (tmp_path / "db").stat().st_size > WAL_CHECKPOINT_PAGES * page  # it was folded
     assert len(store.list_executions(s.id, 2000)) == 1200
+    store.close()
+
+
+def test_a_log_that_only_single_statements_fill_is_still_checkpointed(tmp_path: Path) -> None:
+    """Writes outside a `_tx` (none of the store's own methods, today) commit one by
+    one; past WAL_FORCE_PAGES the commit's hook folds the log back itself."""
+    store = Store(tmp_path / "db")
+    db = store._db
+    db.execute("CREATE TABLE filler (text TEXT)")
+    for _ in range(WAL_FORCE_PAGES + 100):
+        db.execute("INSERT INTO filler VALUES (?)", ("x" * 4000,))  # about a page each
+    assert store._wal_pages < WAL_FORCE_PAGES
+    assert (tmp_path / "db").stat().st_size > WAL_CHECKPOINT_PAGES * 4096
     store.close()
