@@ -216,8 +216,8 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
         with self._lock:
             with self._db:
                 yield
-            if self._wal_pages >= WAL_CHECKPOINT_PAGES:
-                self._checkpoint()
+            if self._wal_pages >= WAL_CHECKPOINT_PAGES and not self._db.in_transaction:
+                self._checkpoint()  # (not from a nested _tx: the outer one is still open)
 
     def _count_wal_pages(self, db: apsw.Connection, name: str, pages: int) -> int:
         """After every commit. A log that no transaction (`_tx`) came by to fold back
@@ -231,9 +231,9 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
     def _checkpoint(self) -> None:
         """Fold the write-ahead log back into the database, as a statement after the
         commit. SQLite's own autocheckpoint runs inside the commit that crosses its
-        threshold, and apsw commits holding the GIL: every ~9,000 execution records,
-        the event loop's thread stood still for the checkpoint's 20-26 ms (its copy
-        and fsync). apsw runs a statement's step without the GIL."""
+        threshold, and apsw commits holding the GIL: every ~9,000 execution records
+        the event loop's thread stood still for the checkpoint (copy and fsync; 34 ms,
+        bench/store_gaps.py). apsw runs a statement's step without the GIL (8 ms)."""
         self._wal_pages = 0
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 

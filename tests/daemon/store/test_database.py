@@ -199,6 +199,11 @@ def test_the_wal_is_checkpointed_after_the_commit_that_fills_it(tmp_path: Path) 
     page = store._one("PRAGMA page_size")["page_size"]
     assert (tmp_path / "db").stat().st_size > WAL_CHECKPOINT_PAGES * page  # it was folded
     assert len(store.list_executions(s.id, 2000)) == 1200
+    with store._tx():
+        with store._tx():
+            store._wal_pages = WAL_CHECKPOINT_PAGES
+        assert store._wal_pages == WAL_CHECKPOINT_PAGES  # not inside the outer transaction
+    assert store._wal_pages == 0
     store.close()
 
 
