@@ -128,9 +128,13 @@ class Sandbox:
     def track_memory(self, name: str, ns_pid: int) -> MemoryProbe | None:
         """Measure the peak memory of one child of pid 1 (named by its pid inside the
         sandbox) in a memory cgroup of its own (SandboxCgroup.process_memory); None
-        when it cannot be found or measured."""
+        when it cannot be found or measured. The child is also made the kernel's
+        preferred victim when the sandbox runs out of memory (prefer_oom_victim)."""
         host = child_host_pid(self.pid, ns_pid)
-        probe = None if host is None else self.cgroup.process_memory(name, host)
+        probe = None
+        if host is not None:
+            prefer_oom_victim(host)
+            probe = self.cgroup.process_memory(name, host)
         with self._moves_lock:
             self._moves_expected -= 1
             if self._moves_expected <= 0:
@@ -180,6 +184,23 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.name} pid={self.pid} exit={self._exit}>"
+
+
+# Past the sandbox's memory limit the kernel should kill a worker, which pid 1 (the
+# supervisor) replaces, not pid 1, whose death ends the replica. A worker cannot raise
+# its own score: the sandbox's /proc is read-only (EROFS), so it is set from here.
+WORKER_OOM_SCORE_ADJ = 500
+
+
+def prefer_oom_victim(host_pid: int) -> None:
+    """Raise the oom_score_adj of a child of a sandbox's pid 1, found as its child a
+    moment before (the same window as the cgroup move that follows); gone: nothing."""
+    with contextlib.suppress(OSError):
+        fd = os.open(f"/proc/{host_pid}/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"%d" % WORKER_OOM_SCORE_ADJ)
+        finally:
+            os.close(fd)
 
 
 def child_host_pid(parent: int, ns_pid: int) -> int | None:

@@ -27,6 +27,7 @@ from daemon.serving.launcher import (
 from daemon.serving.replica_runner import ReplicaRunner, RunnerSettings
 from daemon.serving.target import RunnerError, RunTarget
 from daemon.serving.worker import Worker
+from sandbox.handle import child_host_pid
 from sandbox.move_warmer import WARMER
 from tests.conftest import require, require_root
 from tests.daemon.replica_support import (
@@ -132,6 +133,12 @@ async def test_sandboxed_calls(tmp_path: Path, venv: Path, runner: ReplicaRunner
     (replica,) = runner._serving["sbx"].pool.ready
     box = getattr(replica.process, "_box", replica.process)  # under _Released with egress
     assert not WARMER.wants(box)  # its worker was moved: the move's warmth ended with it
+    # the worker, not pid 1, is the kernel's victim past the memory limit
+    (worker,) = replica.workers.values()
+    worker_pid = child_host_pid(box.pid, worker.pid)
+    assert worker_pid is not None
+    assert Path(f"/proc/{worker_pid}/oom_score_adj").read_text().strip() == "500"
+    assert int(Path(f"/proc/{box.pid}/oom_score_adj").read_text()) < 500
     assert (await runner.call("sbx", "env", {"name": "GREETING"})).value == "hello"
     assert (await runner.call("sbx", "env", {"name": "PATH"})).value.startswith("/usr")
     assert (await runner.call("sbx", "write_workspace", {"text": "kept"})).value == "kept"
