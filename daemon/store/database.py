@@ -11,33 +11,29 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import apsw
-import orjson
 
 from daemon.core.errors import Conflict
-from daemon.core.models import (
-    ArchiveRef,
-    AsyncSettings,
-    EgressSettings,
-    Event,
-    Resources,
-    Script,
-    Settings,
-    StepSpec,
-    Version,
-    VersionSnapshot,
-)
+from daemon.core.models import Event, Script, Version
 from daemon.store.account_tables import AccountStore
 from daemon.store.async_calls_table import AsyncCallsStore
 from daemon.store.keys_table import KeysStore
 from daemon.store.retention_tables import RetentionStore
 from daemon.store.schema import MIGRATIONS
-from daemon.store.sealed_env import env_rows, env_vars, loaded_value, stored_value
+from daemon.store.script_rows import (
+    VERSION_COLUMNS,
+    config_json,
+    dumps,
+    event_from_row,
+    script_columns,
+    script_from_row,
+    version_from_row,
+)
 from daemon.store.secret_box import SecretBox, key_path
 from daemon.store.secrets_table import SecretsStore
 from daemon.store.snapshot import SnapshotStore
@@ -45,101 +41,6 @@ from daemon.store.usage_table import UsageStore
 
 WAL_CHECKPOINT_PAGES = 1000  # SQLite's default autocheckpoint threshold (Store._checkpoint)
 WAL_FORCE_PAGES = 4 * WAL_CHECKPOINT_PAGES  # writes outside `_tx` alone: in the commit
-
-_VERSION_COLUMNS = (
-    "script_id", "number", "display_name", "status", "phase", "deployed_by", "started_at",
-    "ended_at", "failure_reason", "config_json", "env_key", "undeployed_by", "undeployed_at",
-)  # fmt: skip
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def script_columns(script: Script, box: SecretBox) -> dict[str, Any]:
-    """A Script as column values (the inverse of _script), secret values sealed."""
-    return {
-        "name": script.name,
-        "description": script.description,
-        "language": script.language,
-        "language_version": script.language_version,
-        "status": script.status,
-        "added_by": script.added_by,
-        "created_at": script.created_at,
-        "updated_at": script.updated_at,
-        "env_json": _dumps(env_rows(box, script.settings.env)),
-        "timeout_s": script.settings.timeout_s,
-        "egress_json": _dumps(script.settings.egress.to_json()),
-        "secrets_json": _dumps(list(script.settings.secrets)),
-        "async_json": _dumps(script.settings.async_calls.to_json()),
-        "concurrency": script.settings.concurrency,
-        "workers_per_replica": script.settings.workers_per_replica,
-        "min_replicas": script.resources.min_replicas,
-        "max_replicas": script.resources.max_replicas,
-        "cpu_target": script.resources.cpu_target,
-        "profile": script.resources.profile,
-        "step_json": _dumps(script.settings.step.to_json()) if script.settings.step else None,
-        "memory_bytes": script.resources.memory_bytes,
-        "archive_json": _dumps(script.archive.__dict__),
-        "functions_json": _dumps(list(script.functions)),
-        "current_version": script.current_version,
-    }
-
-
-def _script(row: Mapping[str, Any]) -> Script:
-    env = env_vars(orjson.loads(row["env_json"]))
-    return Script(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        language=row["language"],
-        language_version=row["language_version"],
-        status=row["status"],
-        added_by=row["added_by"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        settings=Settings(
-            env=env,
-            timeout_s=row["timeout_s"],
-            egress=EgressSettings.from_json(orjson.loads(row["egress_json"])),
-            secrets=tuple(orjson.loads(row["secrets_json"])),
-            step=StepSpec.from_json(orjson.loads(row["step_json"]) if row["step_json"] else None),
-            async_calls=AsyncSettings.from_json(orjson.loads(row["async_json"])),
-            concurrency=row["concurrency"],
-            workers_per_replica=row["workers_per_replica"],
-        ),
-        resources=Resources(
-            row["min_replicas"],
-            row["max_replicas"],
-            row["cpu_target"],
-            row["profile"],
-            row["memory_bytes"],
-        ),
-        archive=ArchiveRef(**orjson.loads(row["archive_json"])),
-        functions=tuple(orjson.loads(row["functions_json"])),
-        current_version=row["current_version"],
-    )
-
-
-def _version(row: Mapping[str, Any]) -> Version:
-    fields = {k: row[k] for k in _VERSION_COLUMNS if k != "config_json"}
-    doc = orjson.loads(row["config_json"])
-    for item in doc["settings"]["env"]:
-        item["value"] = loaded_value(item["value"])
-    return Version(id=row["id"], config=VersionSnapshot.from_json(doc), **fields)
-
-
-def config_json(config: VersionSnapshot, box: SecretBox) -> str:
-    """A version's snapshot as stored: in full (the archive's path too), secrets sealed."""
-    doc = config.to_json(reveal=True)
-    for item, var in zip(doc["settings"]["env"], config.settings.env, strict=True):
-        item["value"] = stored_value(box, var)
-    return _dumps(doc)
-
-
-def _event(row: Mapping[str, Any]) -> Event:
-    detail = orjson.loads(row["detail_json"])
-    return Event(row["id"], row["script_id"], row["at"], row["kind"], row["actor"], detail)
 
 
 class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore,
@@ -287,17 +188,17 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
             row = self._one(f"SELECT * FROM scripts WHERE {column}=?", (value,))
         if not row:
             raise LookupError(f"no script with {column} {value!r}")
-        return _script(row)
+        return script_from_row(row)
 
     def get_script(self, name: str) -> Script | None:
         with self._lock:
             row = self._one("SELECT * FROM scripts WHERE name=?", (name,))
-        return _script(row) if row else None
+        return script_from_row(row) if row else None
 
     def get_script_by_id(self, script_id: int) -> Script | None:
         with self._lock:
             row = self._one("SELECT * FROM scripts WHERE id=?", (script_id,))
-        return _script(row) if row else None
+        return script_from_row(row) if row else None
 
     def list_scripts(self, search: str | None = None) -> list[Script]:
         """All scripts by name; `search` keeps names containing it (any case)."""
@@ -307,7 +208,7 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
             sql = "SELECT * FROM scripts WHERE lower(name) LIKE ? ESCAPE '\\' ORDER BY name"
             args = (f"%{escaped}%",)  # type: ignore[assignment]
         with self._lock:
-            return [_script(r) for r in self._rows(sql, args)]
+            return [script_from_row(r) for r in self._rows(sql, args)]
 
     def delete_script(self, script_id: int) -> None:
         """Remove the script and, by cascade, its versions, events, keys, executions."""
@@ -323,7 +224,7 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
 
     def begin_version(self, script: Script, version: Version, event: Event) -> Version:
         """Atomically: save the script (now Deploying), add the version and an event."""
-        cols = {k: getattr(version, k) for k in _VERSION_COLUMNS if k != "config_json"}
+        cols = {k: getattr(version, k) for k in VERSION_COLUMNS if k != "config_json"}
         cols["config_json"] = config_json(version.config, self.secret_box)
         sql = f"INSERT INTO versions ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
         with self._tx():
@@ -337,7 +238,7 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
         self, version: Version, script: Script | None = None, event: Event | None = None
     ) -> Version:
         """Write `version` (by id), and with it, atomically, `script` and `event`."""
-        cols = {k: getattr(version, k) for k in _VERSION_COLUMNS if k != "config_json"}
+        cols = {k: getattr(version, k) for k in VERSION_COLUMNS if k != "config_json"}
         cols["config_json"] = config_json(version.config, self.secret_box)
         sql = f"UPDATE versions SET {','.join(f'{c}=?' for c in cols)} WHERE id=?"
         try:
@@ -355,14 +256,14 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
 
     def get_version_by_id(self, version_id: int) -> Version:
         with self._lock:
-            return _version(self._one("SELECT * FROM versions WHERE id=?", (version_id,)))
+            return version_from_row(self._one("SELECT * FROM versions WHERE id=?", (version_id,)))
 
     def get_version(self, script_id: int, number: int) -> Version | None:
         with self._lock:
             row = self._one(
                 "SELECT * FROM versions WHERE script_id=? AND number=?", (script_id, number)
             )
-        return _version(row) if row else None
+        return version_from_row(row) if row else None
 
     def list_versions(self, script_id: int) -> list[Version]:
         """Newest first."""
@@ -370,12 +271,12 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
             rows = self._rows(
                 "SELECT * FROM versions WHERE script_id=? ORDER BY number DESC", (script_id,)
             )
-        return [_version(r) for r in rows]
+        return [version_from_row(r) for r in rows]
 
     def versions_in_status(self, status: str) -> list[Version]:
         with self._lock:
             rows = self._rows("SELECT * FROM versions WHERE status=? ORDER BY id", (status,))
-        return [_version(r) for r in rows]
+        return [version_from_row(r) for r in rows]
 
     def env_keys_in_use(self) -> set[str]:
         with self._lock:
@@ -387,7 +288,7 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
     def _insert_event(self, script_id: int, event: Event) -> None:
         self._db.execute(
             "INSERT INTO events (script_id, at, kind, actor, detail_json) VALUES (?,?,?,?,?)",
-            (script_id, event.at, event.kind, event.actor, _dumps(event.detail)),
+            (script_id, event.at, event.kind, event.actor, dumps(event.detail)),
         )
 
     def add_event(self, script_id: int, event: Event) -> None:
@@ -398,4 +299,4 @@ class Store(KeysStore, AccountStore, SecretsStore, RetentionStore, SnapshotStore
         """Oldest first."""
         with self._lock:
             rows = self._rows("SELECT * FROM events WHERE script_id=? ORDER BY id", (script_id,))
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
