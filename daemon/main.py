@@ -62,12 +62,10 @@ from daemon.gateway.uploads_route import Uploads
 from daemon.lifecycle.actions import Lifecycle
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.restore import run_restore
-from daemon.serving.dispatcher import DispatchSettings
 from daemon.serving.egress_gate import EgressGate
-from daemon.serving.launcher import LaunchSettings
-from daemon.serving.pool import PoolSettings
-from daemon.serving.replica_logs import LogLimits, LogWriter
-from daemon.serving.replica_runner import FailureHook, ReplicaRunner, RunnerSettings
+from daemon.serving.replica_logs import LogWriter
+from daemon.serving.replica_runner import FailureHook, ReplicaRunner
+from daemon.serving.runner_setup import log_writer, runner_settings
 from daemon.serving.workspace_image import unmount_all
 from daemon.store import uploads_folder
 from daemon.store.database import Store
@@ -139,44 +137,6 @@ def prepare_uploads_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o755)
     uploads_folder.sweep_temporaries(path)
-
-
-def runner_settings(
-    config: Config, catalogue: Catalogue, egress: EgressGate | None = None
-) -> RunnerSettings:
-    python = catalogue.pick("python", None)  # runs the supervisor of Node scripts
-    return RunnerSettings(
-        launch=LaunchSettings(
-            supervisor_python=python.path if python is not None else None,
-            uploads_dir=config.uploads_dir,
-            uid_base=config.replica_uid_base,
-            uid_count=config.replica_uid_count,
-            egress=egress,
-        ),
-        pool=PoolSettings(
-            start_timeout_s=config.replica_start_timeout_s,
-            max_start_failures=config.replica_max_start_failures,
-            ping_interval_s=config.replica_ping_interval_s,
-            ping_timeout_s=config.replica_ping_timeout_s,
-        ),
-        dispatch=DispatchSettings(
-            max_queue=config.queue_max,
-            max_wait_s=config.queue_max_wait_s,
-            cancel_grace_s=config.cancel_grace_s,
-        ),
-        shutdown_drain_s=config.shutdown_drain_s,
-    )
-
-
-def log_writer(config: Config) -> LogWriter:
-    """The replicas' output: <state_dir>/logs/<script id>/<replica>.log, rotated."""
-    limits = LogLimits(
-        file_bytes=config.log_file_bytes,
-        files=config.log_files,
-        replicas_kept=config.log_replicas_kept,
-        rate_bytes_per_s=config.log_rate_bytes_per_s,
-    )
-    return LogWriter(StateDir(config.state_dir).root / "logs", limits)
 
 
 async def make_runner(

@@ -11,7 +11,7 @@ from daemon.build.catalogue import Catalogue, Runtime
 from daemon.config.daemon_config import Config
 from daemon.config.loader import config_from_mapping
 from daemon.core.errors import ConfigError
-from daemon.main import runner_settings
+from daemon.serving.runner_setup import runner_settings
 
 
 def test_defaults() -> None:
