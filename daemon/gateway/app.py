@@ -22,10 +22,8 @@ ok / error / timeout / oom / crashed / rejected. Calls refused before that (no
 script, not deployed, bad or foreign key) are not recorded: an unauthenticated
 client must not be able to fill the store.
 
-The key-failure throttle is keyed on the client's address: the peer's, or, when
-the peer is one of `gateway.trusted_proxies`, the right-most `X-Forwarded-For`
-address that is not itself a trusted proxy (the one the nearest trusted proxy
-saw). The header of any other peer is ignored: anyone can write it.
+The key-failure throttle is keyed on the client's address: the peer's, or the one a
+trusted proxy names (daemon/gateway/client_address.py).
 
 The hot path holds no SQLite, no thread hop for a cached key and no logging.
 """
@@ -33,7 +31,6 @@ The hot path holds no SQLite, no thread hop for a cached key and no logging.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import math
 import secrets
@@ -46,6 +43,7 @@ from aiohttp import web
 
 from daemon.core import log_context
 from daemon.core.models import DEPLOYED
+from daemon.gateway.client_address import Network, TrustedProxies
 from daemon.gateway.openapi import EXECUTION_HEADER, ROUTES, known_paths, openapi_document
 from daemon.gateway.recorder import Call, ExecutionRecorder
 from daemon.gateway.script_openapi import ScriptDocuments
@@ -84,7 +82,7 @@ class Gateway:
         store: Store,
         recorder: ExecutionRecorder,
         max_body_bytes: int,
-        trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+        trusted_proxies: tuple[Network, ...] = (),
         http_logs: Callable[[str, int | None], dict[str, Any] | None] | None = None,
         close_connections: Callable[[str, int | None], None] | None = None,
     ) -> None:
@@ -93,7 +91,7 @@ class Gateway:
         self.store = store
         self.recorder = recorder
         self.max_body_bytes = max_body_bytes
-        self.trusted_proxies = trusted_proxies
+        self.proxies = TrustedProxies(trusted_proxies)  # whose address a call is
         # (replica, worker's egress lane) -> the HTTP log that worker gathered since it
         # was last asked (daemon/egress)
         self.http_logs = http_logs
@@ -152,28 +150,8 @@ class Gateway:
 
     def client(self, request: web.Request) -> str | None:
         """The caller's address, for the key-failure throttle."""
-        peer = request.remote
-        if not self.trusted_proxies or peer is None or not self._trusted(peer):
-            return peer  # no proxies configured: no header parsing at all
-        hops = ",".join(request.headers.getall("X-Forwarded-For", ())).split(",")
-        for hop in reversed(hops):
-            hop = hop.strip()
-            if not hop:
-                continue
-            if not self._trusted(hop):
-                # Not an address (a broken proxy): the proxy's own shared bucket.
-                return hop if _is_ip(hop) else peer
-        return peer
-
-    def _trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        # `in` does not compare versions: an IPv6 address could "match" an IPv4 net.
-        return any(ip.version == net.version and ip in net for net in self.trusted_proxies)
+        headers = request.headers
+        return self.proxies.client(request.remote, lambda: headers.getall("X-Forwarded-For", ()))
 
     async def dispatch(
         self, request: web.Request, serving: ServingVersion, key: str
@@ -325,14 +303,6 @@ class Gateway:
         else:
             why = f"it is {script.status}"
         return error_response(503, "not_deployed", f"script {name!r} does not take calls: {why}")
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
 
 
 _KNOWN = known_paths(ROUTES)

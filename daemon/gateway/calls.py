@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from daemon.core.models import DEPLOYED
-from daemon.gateway.app import _KNOWN, EXECUTION_HEADER, QUEUE_RETRY_AFTER_S, Gateway, _is_ip
+from daemon.gateway.app import _KNOWN, EXECUTION_HEADER, QUEUE_RETRY_AFTER_S, Gateway
 from daemon.gateway.async_intake import AsyncIntake, wants_async
 from daemon.gateway.bridge import AiohttpBridge
 from daemon.gateway.call_paths import Targets, wants_details_of
@@ -181,15 +181,9 @@ class FrontCalls:
 
     def client(self, request: Request) -> str | None:
         """The caller's address, for the key-failure throttle (as Gateway.client)."""
-        gateway, peer = self.gateway, request.peer
-        if not gateway.trusted_proxies or peer is None or not gateway._trusted(peer):
-            return peer
-        hops = ",".join(request.header_all(b"x-forwarded-for")).split(",")
-        for hop in reversed(hops):
-            hop = hop.strip()
-            if hop and not gateway._trusted(hop):
-                return hop if _is_ip(hop) else peer
-        return peer
+        return self.gateway.proxies.client(
+            request.peer, lambda: request.header_all(b"x-forwarded-for")
+        )
 
     async def dispatch(
         self, request: Request, serving: ServingVersion, function: str, key: str
