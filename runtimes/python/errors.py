@@ -25,6 +25,7 @@ HIDDEN_FILES = {
     os.path.join(HERE, "step.py"),
     os.path.join(HERE, "typed.py"),
     os.path.join(HERE, "typed_text.py"),
+    os.path.join(HERE, "typed_objects.py"),
 }
 
 

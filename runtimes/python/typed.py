@@ -71,6 +71,8 @@ _strict_uuid, _uuid_class, _option, _file_id = (
     _text.file_id,
 )
 dumps, show = _text.dumps, _text.show  # step.py writes outputs with dumps
+_objects = _sibling("typed_objects.py", "_scriptd_typed_objects")
+EntityRecord, FieldOption = _objects.EntityRecord, _objects.FieldOption
 
 
 class TypedValueError(ValueError):
@@ -145,51 +147,6 @@ def _uuid_in_code(text: str, code: str) -> uuid.UUID:
         return _strict_uuid(text.strip())
     except ValueError:
         raise ValueError(f"{code}: {text!r} is not a UUID") from None
-
-
-class EntityRecord:
-    """A record of a custom object (type e<object uuid>)."""
-
-    __slots__ = ("object_id", "record_id")
-
-    def __init__(self, object_id: uuid.UUID, record_id: uuid.UUID) -> None:
-        self.object_id, self.record_id = object_id, record_id
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EntityRecord) and (self.object_id, self.record_id) == (
-            other.object_id,
-            other.record_id,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.object_id, self.record_id))
-
-    def __repr__(self) -> str:
-        return f"EntityRecord(object_id={self.object_id!s}, record_id={self.record_id!s})"
-
-
-class FieldOption:
-    """An option of a custom object's field (type o<object uuid,field uuid>)."""
-
-    __slots__ = ("field_id", "object_id", "option")
-
-    def __init__(self, object_id: uuid.UUID, field_id: uuid.UUID, option: str) -> None:
-        self.object_id, self.field_id, self.option = object_id, field_id, option
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, FieldOption) and self._key() == other._key()
-
-    def _key(self) -> tuple[uuid.UUID, uuid.UUID, str]:
-        return (self.object_id, self.field_id, self.option)
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (
-            f"FieldOption(object_id={self.object_id!s}, field_id={self.field_id!s}, "
-            f"option={self.option!r})"
-        )
 
 
 # --- decoding: wire JSON -> Python ----------------------------------------------

@@ -18,7 +18,7 @@ from tests.runtimes.projects import FUNCTIONS, VARIANTS, Variant, write_project
 MAX_OUTPUT = 4096
 MACHINERY = ("harness", "supervisor.py", "startup.py", "arbiter.py", "protocol.py", "capture.py",
              "errors.py", "errors.mjs", "capture.mjs", "frames.mjs", "concurrently",
-             "exact_json", "typed_text", "protocol_json",
+             "exact_json", "typed_text", "typed_objects", "protocol_json",
              "<frozen", "node:internal")  # fmt: skip
 
 
