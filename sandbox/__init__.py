@@ -12,6 +12,7 @@ from .fsutil import remove_tree
 from .handle import Exit, Sandbox, Usage
 from .launcher import prepare, start
 from .mounts import system_binds
+from .parked import Parked, park
 from .spec import Bind, Rlimits, SandboxError, SandboxSpec, Tmpfs
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Exit",
     "Limits",
     "MemoryProbe",
+    "Parked",
     "Rlimits",
     "Sandbox",
     "SandboxCgroup",
@@ -27,6 +29,7 @@ __all__ = [
     "SandboxSpec",
     "Tmpfs",
     "Usage",
+    "park",
     "prepare",
     "remove_tree",
     "start",

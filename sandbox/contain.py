@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import credentials, libc, mounts, namespaces, rlimits, seccomp
+from . import credentials, go, libc, mounts, namespaces, rlimits, seccomp
 from .mounts import MountPlan
 
 
@@ -39,6 +39,9 @@ class ChildPlan:
     # network "none" only: pid 1 is born in a network namespace made ahead, loopback up
     # (the zygote's); else it gets a new one and brings loopback up itself
     net_ready: bool = False
+    # a parked sandbox (sandbox/parked.py): pid 1 waits on this pipe for its environment
+    # (sandbox/go.py) after every step but the exec; `env` is then unused
+    go_fd: int | None = None
 
 
 def report(pipe: int, step: str, error: BaseException) -> None:
@@ -50,6 +53,7 @@ def report(pipe: int, step: str, error: BaseException) -> None:
 def contain(plan: ChildPlan, pipe: int, in_cgroup: bool) -> None:
     """Pid 1 of the new namespaces: isolate, then exec. Never returns."""
     step = "cgroups"
+    env = plan.env
     try:
         namespaces.join_cgroups(plan.cgroup_tasks + (() if in_cgroup else plan.cgroup_procs))
         step = "signals"
@@ -62,7 +66,8 @@ def contain(plan: ChildPlan, pipe: int, in_cgroup: bool) -> None:
         step = "filesystem"
         mounts.build_root(plan.mounts)
         step = "descriptors"
-        pipe = credentials.arrange_fds(plan.fds, pipe)
+        keep = (pipe,) if plan.go_fd is None else (pipe, plan.go_fd)
+        pipe, *go_fd = credentials.arrange_fds(plan.fds, keep)
         step = "rlimits"
         rlimits.apply(plan.rlimits)
         step = "credentials"
@@ -72,11 +77,16 @@ def contain(plan: ChildPlan, pipe: int, in_cgroup: bool) -> None:
         if plan.seccomp_bpf is not None:
             step = "seccomp"
             seccomp.load(plan.seccomp_bpf)  # last: after this, only exec is needed
+        env = dict(plan.env)
+        if go_fd:
+            step = "go"
+            os.write(pipe, b"parked\n")
+            env = go.await_go(go_fd[0])
         step = "exec"
-        os.execvpe(plan.argv[0], list(plan.argv), dict(plan.env))
+        os.execvpe(plan.argv[0], list(plan.argv), env)
     except BaseException as e:
         if step == "exec" and isinstance(e, FileNotFoundError):
-            e = OSError(f"{plan.argv[0]}: not found (PATH={plan.env.get('PATH', '')})")
+            e = OSError(f"{plan.argv[0]}: not found (PATH={env.get('PATH', '')})")
         report(pipe, step, e)
     os._exit(127)
 

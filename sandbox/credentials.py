@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from . import libc
 
@@ -47,21 +47,25 @@ def drop_privileges(uid: int, gid: int) -> None:
     libc.prctl(libc.PR_SET_DUMPABLE, 0)  # exec of the payload resets it to 1
 
 
-def arrange_fds(fds: Mapping[int, int], keep: int) -> int:
+def arrange_fds(fds: Mapping[int, int], keep: Sequence[int]) -> list[int]:
     """Make child fd n a copy of parent fd fds[n]; close every other fd but `keep`.
 
-    `fds` must cover 0, 1 and 2. Sources and `keep` (the close-on-exec handshake
-    pipe) are first copied above every target, so no dup2 clobbers one still
-    needed. Returns the new number of `keep`.
+    `fds` must cover 0, 1 and 2. Sources and `keep` (close-on-exec: the handshake
+    pipe, and a parked sandbox's go pipe) are first copied above every target, so no
+    dup2 clobbers one still needed. Returns the new numbers of `keep`, in order.
     """
-    top = max([*fds, keep]) + 1
-    keep = fcntl.fcntl(keep, fcntl.F_DUPFD_CLOEXEC, top)
+    top = max([*fds, *keep]) + 1
+    kept = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top) for fd in keep]
     moved = {t: fcntl.fcntl(s, fcntl.F_DUPFD_CLOEXEC, top) for t, s in fds.items()}
     for target, source in moved.items():
         os.dup2(source, target, inheritable=True)
-    libc.close_range(max(fds) + 1, keep - 1)
-    libc.close_range(keep + 1, 0x7FFFFFFF)
-    return keep
+    first = max(fds) + 1
+    for fd in sorted(kept):
+        if fd > first:
+            libc.close_range(first, fd - 1)
+        first = fd + 1
+    libc.close_range(first, 0x7FFFFFFF)
+    return kept
 
 
 def reset_signals() -> None:

@@ -58,7 +58,9 @@ def _dev_null() -> int:
         return _devnull
 
 
-def _plan(spec: SandboxSpec, cgroup: SandboxCgroup, cgroup_fd: int | None) -> ChildPlan:
+def _plan(
+    spec: SandboxSpec, cgroup: SandboxCgroup, cgroup_fd: int | None, go_fd: int | None
+) -> ChildPlan:
     null = _dev_null()
     fds = {0: spec.stdin, 1: spec.stdout, 2: spec.stderr}
     all_fds = {k: (null if v is None else v) for k, v in fds.items()} | dict(spec.pass_fds)
@@ -77,6 +79,7 @@ def _plan(spec: SandboxSpec, cgroup: SandboxCgroup, cgroup_fd: int | None) -> Ch
         cgroup_fd=cgroup_fd,
         cgroup_tasks=cgroup.v1_tasks_files(),
         cgroup_procs=cgroup.unified_procs_file(),
+        go_fd=go_fd,
     )
 
 
@@ -108,6 +111,24 @@ class _Handshake:
         """Read to end of file (exec succeeded or everything failed); the errors seen."""
         while not self.eof:
             self._read()
+        return self._errors()
+
+    def parked(self) -> list[str]:
+        """A parked pid 1: read until it says "parked" (no errors) or fails (the errors)."""
+        while b"\nparked\n" not in self.buf and not self.eof:
+            self._read()
+        if self.eof:
+            return self._errors() or ["pid 1 exited before it parked"]
+        return []
+
+    def restart_clock(self) -> None:
+        """A parked pid 1's release: a new deadline for its exec."""
+        self.deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def _errors(self) -> list[str]:
         lines = self.buf.decode(errors="replace").splitlines()
         return [line[6:] for line in lines if line.startswith("error ")]
 
@@ -124,14 +145,18 @@ def _fork_launcher(plan: ChildPlan, w: int) -> int:
     return pid
 
 
-def _start(spec: SandboxSpec, cgroup: SandboxCgroup) -> int:
-    """Fork the launcher, learn pid 1's pid, read the pipe to its end (exec or error)."""
+def _start(
+    spec: SandboxSpec, cgroup: SandboxCgroup, go_fd: int | None = None
+) -> tuple[int, _Handshake | None]:
+    """Fork the launcher, learn pid 1's pid, read the pipe to its end (exec or error).
+    With `go_fd`, pid 1 parks before its exec (sandbox/parked.py): read only until it
+    says so, and hand the handshake over (still open) with its pid."""
     unified = cgroup.unified
     cgroup_fd = os.open(unified, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if unified else None
     r, w = os.pipe2(os.O_CLOEXEC)
     init_pid = None
     try:
-        plan = _plan(spec, cgroup, cgroup_fd)
+        plan = _plan(spec, cgroup, cgroup_fd, go_fd)
         zygote = _zygote.get()
         launcher = None if zygote is not None and zygote.send(plan, w) else _fork_launcher(plan, w)
         os.close(w)
@@ -142,10 +167,13 @@ def _start(spec: SandboxSpec, cgroup: SandboxCgroup) -> int:
         finally:
             if launcher is not None:
                 os.waitpid(launcher, 0)
-        errors = handshake.errors()
+        errors = handshake.parked() if go_fd is not None else handshake.errors()
         if errors or init_pid is None:
             raise SandboxError(errors[0] if errors else "launcher exited without starting pid 1")
-        return init_pid
+        if go_fd is None:
+            return init_pid, None
+        r = -1  # the parked sandbox's now
+        return init_pid, handshake
     except BaseException:
         if init_pid is not None:
             with contextlib.suppress(ChildProcessError):
@@ -168,7 +196,7 @@ def start(spec: SandboxSpec, root: CgroupRoot) -> Sandbox:
     limits = Limits(spec.cpu_vcpus, spec.memory_bytes, spec.pids_max)
     cgroup = root.new(spec.name, limits)
     try:
-        init_pid = _start(spec, cgroup)
+        init_pid, _ = _start(spec, cgroup)
         pidfd = os.pidfd_open(init_pid)
     except BaseException as e:
         cgroup.kill()

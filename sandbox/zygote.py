@@ -70,7 +70,9 @@ class Zygote:
             return fds.index(fd)
 
         cgroup = None if plan.cgroup_fd is None else index(plan.cgroup_fd)
-        moved = replace(plan, fds={k: index(v) for k, v in plan.fds.items()}, cgroup_fd=cgroup)
+        go = None if plan.go_fd is None else index(plan.go_fd)
+        fds_moved = {k: index(v) for k, v in plan.fds.items()}
+        moved = replace(plan, fds=fds_moved, cgroup_fd=cgroup, go_fd=go)
         data = pickle.dumps(moved, protocol=pickle.HIGHEST_PROTOCOL)
         if len(data) > MAX_MESSAGE or len(fds) > MAX_FDS:
             return False
@@ -179,7 +181,9 @@ def _clone(moved: ChildPlan, fds: list[int], net: _NetworkAhead) -> None:
     """The forked launcher's job (contain.launch), without exiting afterwards."""
     pipe = fds[0]
     cgroup = None if moved.cgroup_fd is None else fds[moved.cgroup_fd]
-    plan = replace(moved, fds={k: fds[v] for k, v in moved.fds.items()}, cgroup_fd=cgroup)
+    go = None if moved.go_fd is None else fds[moved.go_fd]
+    fds_here = {k: fds[v] for k, v in moved.fds.items()}
+    plan = replace(moved, fds=fds_here, cgroup_fd=cgroup, go_fd=go)
     try:
         plan = replace(plan, net_ready=net.enter(plan.network))
         pid, in_cgroup = spawn_init(plan.network, plan.cgroup_fd, plan.net_ready)
