@@ -75,6 +75,7 @@ class Config:
     cancel_grace_s: float = 2.0
     replica_start_timeout_s: float = 30.0  # launch to hello and every worker connected
     replica_max_start_failures: int = 3  # failed starts in a row before "failing"
+    replica_spare_sandbox: bool = True  # one sandbox per serving version parked ahead
     replica_ping_interval_s: float = 5.0
     replica_ping_timeout_s: float = 10.0
     replica_uid_base: int = 200_000  # script id N runs as uid/gid uid_base + N

@@ -146,6 +146,7 @@ KEYS: dict[str, tuple[tuple[str, ...], Checker]] = {
     "dispatch.cancel_grace_s": (("cancel_grace_s",), number(0.1, 600.0)),
     "replicas.start_timeout_s": (("replica_start_timeout_s",), number(1.0, 3600.0)),
     "replicas.max_start_failures": (("replica_max_start_failures",), integer(1, 100)),
+    "replicas.spare_sandbox": (("replica_spare_sandbox",), boolean),
     "replicas.ping_interval_s": (("replica_ping_interval_s",), number(0.1, 3600.0)),
     "replicas.ping_timeout_s": (("replica_ping_timeout_s",), number(0.1, 3600.0)),
     "replicas.uid_base": (("replica_uid_base",), integer(1000, 2**31 - 2**20)),

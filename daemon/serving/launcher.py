@@ -15,7 +15,7 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sandbox
@@ -33,6 +33,7 @@ __all__ = [
     "APP_DIR",
     "RUNTIMES_DIR",
     "LaunchSettings",
+    "ParkedSandbox",
     "SandboxLauncher",
     "SupervisorCommand",
     "concurrency_of",
@@ -165,6 +166,44 @@ class SandboxLauncher:
 
     def launch(self, name: str, control_fd: int, output_fd: int) -> sandbox.Sandbox | _Released:
         """Blocking: prepare the workspace, start the sandbox (a few ms)."""
+        access = self._prepare(name)
+        try:
+            box = sandbox.start(self.spec(name, control_fd, output_fd, access), self.root)
+        except BaseException:
+            self._release_egress(name)
+            raise
+        return self._started(box, name)
+
+    def park(self, name: str, control_fd: int, output_fd: int) -> ParkedSandbox:
+        """Blocking: what launch does, up to the sandbox's exec (sandbox.park). The
+        environment is not sent yet (it holds secrets): `release` sends it."""
+        access = self._prepare(name)
+        try:
+            spec = replace(self.spec(name, control_fd, output_fd, access), env={})
+            return ParkedSandbox(sandbox.park(spec, self.root), access)
+        except BaseException:
+            self._release_egress(name)
+            raise
+
+    def release(self, spare: ParkedSandbox) -> sandbox.Sandbox | _Released:
+        """Blocking: exec a parked sandbox's command with the environment of now."""
+        name = spare.parked.name
+        try:
+            box = spare.parked.release(self.env(spare.egress))
+        except BaseException:
+            self._release_egress(name)
+            raise
+        return self._started(box, name)
+
+    def discard(self, spare: ParkedSandbox) -> None:
+        """Blocking: kill a parked sandbox and remove its cgroups and egress socket."""
+        try:
+            spare.parked.discard()
+        finally:
+            self._release_egress(spare.parked.name)
+
+    def _prepare(self, name: str) -> EgressAccess | None:
+        """The version's bytecode, the workspace, the replica's egress socket."""
         t = self.target
         # Nothing of env_dir or source_dir runs out here: both hold what the script's
         # author wrote (wheels can replace bin/python, pyvenv.cfg or the stdlib it
@@ -179,16 +218,16 @@ class SandboxLauncher:
         ensure_mounted(t.workspace_dir, t.profile.workspace_bytes)  # reused when mounted
         prepare_workspace(t.workspace_dir, self.uid)
         egress = self.settings.egress
-        lanes = egress_lanes(self.workers)
-        access = (
-            egress.open(name, t.egress, t.secrets, lanes, t.script) if egress is not None else None
-        )
-        try:
-            box = sandbox.start(self.spec(name, control_fd, output_fd, access), self.root)
-        except BaseException:
-            if egress is not None:
-                egress.release(name)
-            raise
+        if egress is None:
+            return None
+        return egress.open(name, t.egress, t.secrets, egress_lanes(self.workers), t.script)
+
+    def _release_egress(self, name: str) -> None:
+        if self.settings.egress is not None:
+            self.settings.egress.release(name)
+
+    def _started(self, box: sandbox.Sandbox, name: str) -> sandbox.Sandbox | _Released:
+        egress = self.settings.egress
         return box if egress is None else _Released(box, lambda: egress.release(name))
 
     def spec(
@@ -276,6 +315,14 @@ class SandboxLauncher:
         own = {"WORKSPACE_DIR": WORKSPACE_IN, "UPLOADS_DIR": UPLOADS_IN}
         trust = egress.env if egress is not None else {}
         return {**base, **self.target.env, **trust, **own}
+
+
+@dataclass(frozen=True)
+class ParkedSandbox:
+    """A replica's sandbox parked before its exec (a pool's spare) and its egress."""
+
+    parked: sandbox.Parked
+    egress: EgressAccess | None
 
 
 class _Released:

@@ -28,6 +28,7 @@ from daemon.core.cancel import uncancellable
 from daemon.metrics.instruments import REPLICA_START, REPLICA_START_FAILURES
 from daemon.serving.process import Launcher, UsageInfo
 from daemon.serving.replica import Replica, ReplicaStartError
+from daemon.serving.spare import Parking, SpareSlot
 from daemon.serving.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class PoolSettings:
     ping_timeout_s: float = Config.replica_ping_timeout_s  # unanswered this long: killed
     stable_s: float = 10.0  # a replica that dies sooner after ready counts as a failed start
     tick_s: float = 1.0  # how often manage runs without being woken
+    spare_sandbox: bool = Config.replica_spare_sandbox  # keep one replica parked ahead
 
 
 class Sink(Protocol):
@@ -91,6 +93,8 @@ class Pool:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop = asyncio.get_running_loop()
+        parking = launcher if settings.spare_sandbox and isinstance(launcher, Parking) else None
+        self.spare = SpareSlot(parking, self._new_name)
 
     def __repr__(self) -> str:
         return f"<Pool {self.name} ready={len(self.ready)} target={self.target}>"
@@ -118,6 +122,7 @@ class Pool:
             load = [e for e in errors if isinstance(e, ReplicaStartError) and e.load_error]
             raise (load or errors)[0]
         self._task = self._loop.create_task(self._run())
+        self.spare.refill()
 
     def activate(self) -> None:
         """From now on free workers go to the sink (traffic switches to this pool)."""
@@ -144,6 +149,7 @@ class Pool:
                 await self._task
         for task in list(self._tasks):
             task.cancel()
+        await self.spare.close()
         replicas = list(self.ready | self.starting)
         await asyncio.gather(*(r.stop(drain_timeout) for r in replicas), return_exceptions=True)
         self.ready.clear()
@@ -162,13 +168,21 @@ class Pool:
         return [*self.ready, *self.starting]
 
     # --- the verbs ----------------------------------------------------------
+    def _new_name(self) -> str:
+        return f"{self.name}-r{next(_REPLICA_SEQ)}"
+
     async def _start_one(self) -> Replica:
-        replica = Replica(f"{self.name}-r{next(_REPLICA_SEQ)}", self.launcher, self, self.script)
+        """A replica from the spare if one is parked (serving/spare.py), else cold."""
+        began = time.monotonic()
+        taken = await self.spare.take()
+        name, launched = taken if taken is not None else (self._new_name(), None)
+        replica = Replica(name, self.launcher, self, self.script)
+        replica.started_at = began  # its release counts in its start
         # a task of its own (gather's or spawn's): the replica's tasks inherit this
         log_context.bind(replica=replica.name)
         self.starting.add(replica)
         try:
-            await replica.start(self.settings.start_timeout_s)
+            await replica.start(self.settings.start_timeout_s, launched)
         except BaseException as exc:
             self.starting.discard(replica)
             if isinstance(exc, ReplicaStartError):
@@ -185,7 +199,8 @@ class Pool:
             self.hello = replica.hello
         seconds = (replica.ready_at or 0) - replica.started_at
         REPLICA_START.labels(self.script).observe(seconds)
-        log.info("%s ready in %.0f ms", replica.name, seconds * 1000)
+        how = " (released from the spare sandbox)" if launched is not None else ""
+        log.info("%s ready in %.0f ms%s", replica.name, seconds * 1000, how)
         return replica
 
     def spawn(self) -> None:
@@ -199,6 +214,8 @@ class Pool:
             await self._start_one()
         except ReplicaStartError as exc:
             self._start_failed(exc)
+        else:
+            self.spare.refill()  # the next start's, now that this one is serving
         finally:
             self._wake.set()
 
@@ -281,6 +298,7 @@ class Pool:
                 next_ping = time.monotonic() + self.settings.ping_interval_s
             self.murder()
             self.manage()
+            self.spare.check()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.tick_s)
             self._wake.clear()

@@ -29,7 +29,7 @@ from daemon.serving import wire
 from daemon.serving.pending_call import WorkerLoss
 from daemon.serving.process import ExitInfo, Launcher, Process, UsageInfo
 from daemon.serving.replica_output import OutputPump
-from daemon.serving.replica_start import ReplicaStartError, launch_in_thread
+from daemon.serving.replica_start import Launched, ReplicaStartError, launch_in_thread
 from daemon.serving.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -99,28 +99,10 @@ class Replica:
         return self._gone.is_set()
 
     # --- start --------------------------------------------------------------
-    async def start(self, timeout: float) -> None:
-        """Launch and wait for hello and K workers. Raises ReplicaStartError."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._output = self.launcher.output(self.name)
-            self.process = await launch_in_thread(
-                self.launcher, self.name, theirs.fileno(), self._output.write_fd
-            )
-        except BaseException as exc:  # cancelled too: nothing of this replica is left
-            ours.close()
-            if self._output is not None:
-                self._output.close()
-            self.state = STOPPED
-            self._gone.set()
-            if not isinstance(exc, Exception):
-                raise
-            reason = f"cannot start a replica of {self.launcher.label}: {exc}"
-            raise ReplicaStartError(reason) from exc
-        finally:
-            theirs.close()
-            if self._output is not None:
-                self._output.release_write_end()
+    async def start(self, timeout: float, launched: Launched | None = None) -> None:
+        """Launch (or take a tree launched already: a released spare, serving/spare.py)
+        and wait for hello and K workers. Raises ReplicaStartError."""
+        ours, self._output, self.process = launched or await self._launch()
         self._output.start()
         self.process.expect_moves(self.launcher.workers, MOVE_WARMTH_S)
         self._control = wire.ControlChannel(ours, self._on_control, self._on_control_closed)
@@ -142,6 +124,29 @@ class Replica:
         for _ in range(self.launcher.concurrency):  # a turn of every worker per slot
             for worker in workers:
                 self.worker_free(worker)
+
+    async def _launch(self) -> Launched:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._output = self.launcher.output(self.name)
+            process = await launch_in_thread(
+                self.launcher, self.name, theirs.fileno(), self._output.write_fd
+            )
+        except BaseException as exc:  # cancelled too: nothing of this replica is left
+            ours.close()
+            if self._output is not None:
+                self._output.close()
+            self.state = STOPPED
+            self._gone.set()
+            if not isinstance(exc, Exception):
+                raise
+            reason = f"cannot start a replica of {self.launcher.label}: {exc}"
+            raise ReplicaStartError(reason) from exc
+        finally:
+            theirs.close()
+            if self._output is not None:
+                self._output.release_write_end()
+        return Launched(ours, self._output, process)
 
     def _fail_start(self, exc: ReplicaStartError) -> None:
         if not self._ready.done():

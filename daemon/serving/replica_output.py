@@ -18,7 +18,7 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHUNK", "OutputPump", "OutputSink", "StderrSink"]
+__all__ = ["CHUNK", "NoSink", "OutputPump", "OutputSink", "StderrSink"]
 
 CHUNK = 1 << 16  # bytes per read: one pipe buffer
 WINDOW_S = 1.0  # the rate is counted per window
@@ -36,6 +36,17 @@ class StderrSink:
     def write(self, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.write(2, data)
+
+    def close(self) -> None:
+        pass
+
+
+class NoSink:
+    """A parked spare's output goes nowhere yet (it writes nothing before its exec), and
+    it is no replica with a log: `OutputPump.take_sink` gives it one at release."""
+
+    def write(self, data: bytes) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -63,6 +74,18 @@ class OutputPump:
         if self.write_fd >= 0:
             os.close(self.write_fd)
             self.write_fd = -1
+
+    def take_sink(self, other: OutputPump) -> None:
+        """Before start: send this pipe's output where `other` would (its sink, rate and
+        label); `other`'s own pipe is closed, its sink now ours."""
+        self.sink, self.rate, self._budget, self.label = (
+            other.sink,
+            other.rate,
+            other.rate,
+            other.label,
+        )
+        other.sink = NoSink()
+        other.close()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

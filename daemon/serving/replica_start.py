@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import socket
+from typing import Any, NamedTuple
 
 from daemon.core.cancel import uncancellable
 from daemon.serving.process import Launcher, Process
+from daemon.serving.replica_output import OutputPump
 
-__all__ = ["ReplicaStartError", "launch_in_thread"]
+__all__ = ["Launched", "ReplicaStartError", "launch_in_thread"]
+
+
+class Launched(NamedTuple):
+    """A replica's process tree, started: the daemon's end of its control socket, the
+    pipe of its output (not started yet) and the tree."""
+
+    sock: socket.socket
+    output: OutputPump
+    process: Process
 
 
 class ReplicaStartError(Exception):

@@ -28,6 +28,7 @@ def runner_settings(
         pool=PoolSettings(
             start_timeout_s=config.replica_start_timeout_s,
             max_start_failures=config.replica_max_start_failures,
+            spare_sandbox=config.replica_spare_sandbox,
             ping_interval_s=config.replica_ping_interval_s,
             ping_timeout_s=config.replica_ping_timeout_s,
         ),

@@ -1,0 +1,117 @@
+"""The spare sandbox of a Deployed version, against the real daemon: parked beside the
+replica and never listed as one; a crashed replica's replacement is released from it and
+answers; undeploy, and a SIGKILLed daemon's next start, leave no spare behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.conftest import require_root
+from tests.helpers import (
+    TINY_PROFILES,
+    AdminClient,
+    DaemonProcess,
+    create_key,
+    make_zip,
+    running_daemon,
+)
+
+T = TypeVar("T")
+MAIN = "import os\n\ndef pid():\n    return os.getpid()\n"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[DaemonProcess]:
+    require_root()
+    with running_daemon(tmp_path_factory.mktemp("spare"), TINY_PROFILES, build_cache) as d:
+        yield d
+
+
+def _until(probe: Callable[[], T | None], timeout: float = 30) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _root(daemon: DaemonProcess) -> Path:
+    """The daemon's cgroup root in the pids hierarchy (v1), else the unified one."""
+    assert daemon.proc is not None
+    lines = Path(f"/proc/{daemon.proc.pid}/cgroup").read_text().splitlines()
+    own = {ctrl: path for _, ctrl, path in (line.split(":", 2) for line in lines)}
+    base = Path("/sys/fs/cgroup/pids") if "pids" in own else Path("/sys/fs/cgroup")
+    return base / own.get("pids", own.get("")).lstrip("/") / f"scriptd-test-{daemon.port}"
+
+
+def _leaves(daemon: DaemonProcess) -> dict[str, list[int]]:
+    """The sandboxes' cgroups below the daemon's root, with their processes."""
+    root = _root(daemon)
+    out = {}
+    for leaf in root.iterdir() if root.is_dir() else ():
+        if leaf.is_dir():
+            procs = (leaf / "cgroup.procs").read_text().split()
+            out[leaf.name] = [int(p) for p in procs]
+    return out
+
+
+def _replicas(admin: AdminClient, name: str) -> set[str]:
+    return {r["name"] for r in admin.script(name)["replicas"]}
+
+
+def _spare(daemon: DaemonProcess, admin: AdminClient, name: str) -> tuple[str, list[int]]:
+    def parked() -> Any:
+        replicas = _replicas(admin, name)
+        spares = {k: v for k, v in _leaves(daemon).items() if k not in replicas and v}
+        return next(iter(spares.items()), None) if len(replicas) == 1 else None
+
+    return _until(parked)
+
+
+def test_a_replacement_comes_from_the_spare_and_undeploy_leaves_none(
+    daemon: DaemonProcess,
+) -> None:
+    admin = daemon.client()
+    admin.create("sparing", make_zip({"main.py": MAIN}), deploy=True)
+    assert admin.wait_status("sparing")["status"] == "Deployed"
+    gw = daemon.gateway(create_key(admin, "sparing"))
+    assert gw.call("sparing", "pid").status == 200
+    (first,) = _replicas(admin, "sparing")
+    spare, spare_pids = _spare(daemon, admin, "sparing")
+    assert admin.script("sparing")["replicas"][0]["name"] == first  # the spare is not one
+    for pid in _leaves(daemon)[first]:  # the replica crashes
+        os.kill(pid, signal.SIGKILL)
+    _until(lambda: _replicas(admin, "sparing") == {spare})
+    assert gw.call("sparing", "pid").status == 200
+    next_spare, _ = _spare(daemon, admin, "sparing")
+    assert next_spare not in (first, spare)
+    admin.action("sparing", "undeploy", expect=200)
+    _until(lambda: not _leaves(daemon))
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in spare_pids)
+
+
+def test_a_killed_daemons_spare_exits_and_is_swept(daemon: DaemonProcess) -> None:
+    admin = daemon.client()
+    admin.create("swept", make_zip({"main.py": MAIN}), deploy=True)
+    assert admin.wait_status("swept")["status"] == "Deployed"
+    old_spare, pids = _spare(daemon, admin, "swept")
+    daemon.kill()
+    _until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids))
+    daemon.start()
+    admin = daemon.client()
+    assert admin.wait_status("swept")["status"] == "Deployed"
+    (replica,) = _replicas(admin, "swept")
+    new_spare, _ = _spare(daemon, admin, "swept")
+    assert set(_leaves(daemon)) == {replica, new_spare}  # the old spare's cgroup is gone
+    assert old_spare not in (replica, new_spare)  # (names restart with the daemon's count)
+    admin.action("swept", "undeploy", expect=200)
+    _until(lambda: not _leaves(daemon))
