@@ -10,7 +10,9 @@ Variants (each adds one change to the one above it):
   + lean zygote        the zygote without the package's __init__, site and pyseccomp
                        (the rows above use the zygote as it was: all of them, ~23 MB)
   + warm move inline   a worker's move made on the event loop when the lock is warm, not
-                       in a thread (all: today)
+                       in a thread (all: a cold start today, replicas.spare_sandbox off)
+  + spare parked ahead the pool's spare sandbox parked before the clock starts, released
+                       by the start (serving/spare.py: a scale-up or replacement today)
 The "hello" column is pool.start to the supervisor's hello frame. A second table
 times sandbox.start alone (python3 -I -S -c pass, to its exec) in each variant, from
 this process with the daemon's modules imported (its size matters: it is what a
@@ -72,6 +74,7 @@ FAT_NO_NET_AHEAD = (FAT[0], FAT[1].replace("serve()", NO_NET))
 LEAN = (("-I", "-S", "-c"), zygote._BOOT)
 
 
+LAST = "+ warm move inline"  # every change: a cold start today
 _EXPECT_MOVES = Sandbox.expect_moves
 _MOVE_IS_QUICK = Sandbox.move_is_quick
 
@@ -137,16 +140,18 @@ async def measure(runs: int) -> dict[str, Any]:
         launcher = SandboxLauncher(target, replace(LaunchSettings(), uid_base=300_000), cgroups)
         variants = Variants()
         table = variants.table()
-        first: dict[str, list[float]] = {name: [] for name in table}
-        hello: dict[str, list[float]] = {name: [] for name in table}
+        spare_row = "+ spare parked ahead"
+        first: dict[str, list[float]] = {name: [] for name in [*table, spare_row]}
+        hello: dict[str, list[float]] = {name: [] for name in [*table, spare_row]}
         bwrap: list[float] = []
         try:
             with _Stamps() as stamps:
                 for i in range(runs + 2):  # two warm-up rounds
                     bw = bwrap_times(1)[0]
-                    for name, switch in table.items():
+                    for name, switch in [*table.items(), (spare_row, table[LAST])]:
                         switch()
-                        elapsed, to_hello = await _one_replica(launcher, stamps)
+                        spare = name == spare_row
+                        elapsed, to_hello = await _one_replica(launcher, stamps, spare)
                         if i >= 2:
                             first[name].append(elapsed)
                             hello[name].append(to_hello)

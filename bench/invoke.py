@@ -14,7 +14,8 @@ Rows, each with its baseline beside it and the target:
         goes call by call: bench/invoke_split.py). The targets with their figures are
         also the JSON's "targets".
 (c)     a new replica to its first answered call (bench/invoke_replica.py) next to
-        `bwrap --unshare-all ... python3 -I -S -c pass`: <= 1.5 x bwrap.
+        `bwrap --unshare-all ... python3 -I -S -c pass`: <= 1.5 x bwrap. Two rows:
+        cold (no spare sandbox) and released from the pool's parked spare.
 (d)     worker respawn after a timeout kill: from the Timeout (the gateway's 504) to
         the next call answered by the fresh worker: <= 20 ms.
 (e)     the Prometheus metrics' cost (bench/metrics_overhead.py): two daemons, metrics
@@ -305,7 +306,7 @@ def main() -> int:
     if not args.skip_replica:
         figs, bwrap = uvloop.run(measure_replicas(args.runs))
         out["replica"] = {**asdict(figs), "bwrap_ms": bwrap, "bwrap_argv": BWRAP_ARGV}
-        rows += replica_rows(figs.first_call_ms, bwrap, figs.respawn_ms)
+        rows += replica_rows(figs.first_call_ms, figs.spare_first_call_ms, bwrap, figs.respawn_ms)
     if not args.skip_metrics:
         out["metrics"] = measure_metrics(max(conns), args.metrics_seconds, args.metrics_rounds,
                                          args.profile, args.metrics_scrape_s,
@@ -337,8 +338,11 @@ def _report(out: dict[str, Any], rows: list[Row], args: argparse.Namespace) -> N
     if "replica" in out:
         rep = out["replica"]
         med = statistics.median
-        print(f"(c) medians of {args.runs}: new replica {med(rep['first_call_ms']):.2f} ms "
-              f"(pool.start -> hello {med(rep['hello_ms']):.2f} ms), bwrap "
+        print(f"(c) medians of {args.runs} interleaved rounds: new replica cold "
+              f"{med(rep['first_call_ms']):.2f} ms (pool.start -> hello "
+              f"{med(rep['hello_ms']):.2f} ms), from the parked spare "
+              f"{med(rep['spare_first_call_ms']):.2f} ms (-> hello "
+              f"{med(rep['spare_hello_ms']):.2f} ms), bwrap "
               f"{med(rep['bwrap_ms']):.2f} ms: {' '.join(BWRAP_ARGV)}")  # fmt: skip
         print(f"(d) medians of {args.runs}: Timeout -> next call answered "
               f"{med(rep['respawn_ms']):.2f} ms; kill_worker sent -> new worker frame "

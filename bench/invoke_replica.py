@@ -4,7 +4,12 @@ Dispatcher on uvloop) with a real sandbox, next to bwrap starting a bare python.
 
 (c) new replica: `Pool.start(1)` (sandbox.start in a thread, supervisor start-up, hello,
     the worker's socket connected) then the first `Dispatcher.call` answered; the clock
-    runs from the call to pool.start to that answer.
+    runs from the call to pool.start to that answer. Two rows, interleaved round by
+    round with bwrap: "cold" with no spare sandbox (replicas.spare_sandbox off: the
+    whole launch on the path), and "from a parked spare", where the pool's spare was
+    parked before the clock starts (serving/spare.py) and the start releases it (the
+    environment sent, pid 1's exec), as a scale-up or a replacement does; the next
+    spare is parked in the background meanwhile, as in the daemon.
 (d) respawn: a call to a function that spins past a short execution timeout ends with
     Timeout (the gateway's 504); the clock runs from that exception to the next call
     answered, which needs the fresh worker the supervisor forks in the slot (K = 1).
@@ -43,12 +48,16 @@ BWRAP_ARGV = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev",
 MAIN_PY = "def noop():\n    return None\n\n\ndef spin():\n    while True:\n        pass\n"
 RESPAWN_TIMEOUT_S = 0.3  # the execution timeout of the spinning call in (d)
 POOL = PoolSettings(start_timeout_s=20, backoff_s=0.05, kill_grace_s=3, tick_s=0.1)
+COLD_POOL = replace(POOL, spare_sandbox=False)  # every start launches its sandbox
+PARK_TIMEOUT_S = 20.0
 
 
 @dataclass
 class ReplicaFigures:
-    first_call_ms: list[float]  # (c): pool.start -> first call answered
+    first_call_ms: list[float]  # (c): pool.start -> first call answered (cold: no spare)
     hello_ms: list[float]  # (c) split: pool.start -> hello frame read by the daemon
+    spare_first_call_ms: list[float]  # (c) the same, the start released the parked spare
+    spare_hello_ms: list[float]
     respawn_ms: list[float]  # (d): Timeout raised -> next call answered
     respawn_announce_ms: list[float]  # (d) split: kill_worker sent -> new "worker" frame
 
@@ -109,9 +118,16 @@ class _Stamps:
         Replica._on_control, Replica.kill_worker = self._saved  # type: ignore[method-assign]
 
 
-async def _one_replica(launcher: SandboxLauncher, stamps: _Stamps) -> tuple[float, float]:
+async def _one_replica(
+    launcher: SandboxLauncher, stamps: _Stamps, spare: bool = False
+) -> tuple[float, float]:
+    """(pool.start -> first answer, -> hello) in ms; with `spare`, the pool's spare is
+    parked before the clock starts and the start takes it."""
     dispatcher = Dispatcher("bench", 30, DispatchSettings())
-    pool = Pool(f"bench-{time.monotonic_ns()}", launcher, POOL, dispatcher)
+    pool = Pool(f"bench-{time.monotonic_ns()}", launcher, POOL if spare else COLD_POOL,
+                dispatcher)  # fmt: skip
+    if spare:
+        await _park(pool)
     stamps.marks.clear()
     t0 = time.perf_counter()
     await pool.start(1)
@@ -121,6 +137,16 @@ async def _one_replica(launcher: SandboxLauncher, stamps: _Stamps) -> tuple[floa
     hello = stamps.marks["hello"] - t0
     await pool.stop(drain_timeout=1)
     return elapsed * 1000, hello * 1000
+
+
+async def _park(pool: Pool) -> None:
+    pool.spare.refill()
+    deadline = time.monotonic() + PARK_TIMEOUT_S
+    while not pool.spare.parked:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the spare sandbox was not parked in time")
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)  # the parking thread's and pid 1's last steps settle
 
 
 async def _respawns(launcher: SandboxLauncher, stamps: _Stamps, runs: int) -> tuple[list, list]:
@@ -168,20 +194,26 @@ async def measure_replicas(runs: int, work: Path | None = None) -> tuple[Replica
         settings = replace(LaunchSettings(), uid_base=300_000)
         launcher = SandboxLauncher(target, settings, cgroups)
         first, hello, bwrap = [], [], []
+        spare_first, spare_hello = [], []
         try:
             with _Stamps() as stamps:
                 for i in range(runs + 2):  # two warm-up rounds: page cache, bytecode
                     bw = bwrap_times(1)[0]
-                    elapsed, to_hello = await _one_replica(launcher, stamps)
+                    # cold and spare alternate which goes first, round by round
+                    order = (False, True) if i % 2 else (True, False)
+                    for spare in order:
+                        elapsed, to_hello = await _one_replica(launcher, stamps, spare)
+                        if i >= 2:
+                            (spare_first if spare else first).append(elapsed)
+                            (spare_hello if spare else hello).append(to_hello)
                     if i >= 2:
-                        first.append(elapsed)
-                        hello.append(to_hello)
                         bwrap.append(bw)
                 respawn, announce = await _respawns(launcher, stamps, runs)
         finally:
             cgroups.cleanup()
             release(target.workspace_dir)  # its image is mounted at the first start
-    return ReplicaFigures(first, hello, respawn, announce), bwrap
+    figures = ReplicaFigures(first, hello, spare_first, spare_hello, respawn, announce)
+    return figures, bwrap
 
 
 def median(values: list[float]) -> float:
@@ -195,8 +227,9 @@ if __name__ == "__main__":  # quick look: python -m bench.invoke_replica [runs]
     figs, bw = uvloop.run(measure_replicas(n))
     print(f"bwrap python -I -S -c pass  median {median(bw):7.2f} ms")
     print(
-        f"new replica -> first answer median {median(figs.first_call_ms):7.2f} ms"
-        f"  (to hello {median(figs.hello_ms):.2f} ms)"
+        f"new replica -> first answer median {median(figs.first_call_ms):7.2f} ms cold, "
+        f"{median(figs.spare_first_call_ms):7.2f} ms from a parked spare"
+        f"  (to hello {median(figs.hello_ms):.2f} / {median(figs.spare_hello_ms):.2f} ms)"
     )
     print(
         f"respawn: timeout -> answered median {median(figs.respawn_ms):7.2f} ms"
