@@ -95,6 +95,7 @@ class Pool:
         self._loop = asyncio.get_running_loop()
         parking = launcher if settings.spare_sandbox and isinstance(launcher, Parking) else None
         self.spare = SpareSlot(parking, self._new_name)
+        self._closing_spare: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Pool {self.name} ready={len(self.ready)} target={self.target}>"
@@ -235,6 +236,7 @@ class Pool:
     def _fail(self, reason: str) -> None:
         self.failed = reason
         log.error("%s: giving up: %s", self.name, reason)
+        self._closing_spare = self._loop.create_task(self.spare.close())  # no starts to come
         if self.on_failed is not None:
             self.on_failed(reason)
 
