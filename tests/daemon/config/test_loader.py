@@ -59,6 +59,14 @@ def test_every_key_can_be_set() -> None:
     assert config.build_cache_max_bytes == 1 << 30
 
 
+def test_the_spare_sandbox_can_be_turned_off() -> None:
+    assert config_from_mapping({}).replica_spare_sandbox is True
+    off = config_from_mapping({"replicas": {"spare_sandbox": False}})
+    assert off.replica_spare_sandbox is False
+    with pytest.raises(ConfigError, match=r"replicas\.spare_sandbox"):
+        config_from_mapping({"replicas": {"spare_sandbox": 1}})
+
+
 def test_a_profile_without_workspace_bytes_gets_one_gib() -> None:
     assert all(p.workspace_bytes == 1 << 30 for p in Config().profiles)
 

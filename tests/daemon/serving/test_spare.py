@@ -81,7 +81,7 @@ async def test_a_scale_up_takes_the_spare_and_a_new_one_is_parked(
     await _until(lambda: _gone(following))
 
 
-async def test_a_spare_killed_from_outside_gives_a_cold_start(
+async def test_a_spare_killed_from_outside_is_not_used_and_is_replaced(
     tmp_path: Path,
     venv: Path,  # noqa: F811
     runner: ReplicaRunner,
@@ -93,7 +93,7 @@ async def test_a_spare_killed_from_outside_gives_a_cold_start(
     os.kill(spare.parked.parked.pid, signal.SIGKILL)
     await _until(lambda: not spare.alive())
     (victim,) = pool.ready
-    victim.kill()  # its replacement cannot take the dead spare: it starts cold
+    victim.kill()  # its replacement cannot take the dead spare: cold, or a spare parked since
     await _until(lambda: bool(pool.ready) and victim not in pool.ready)
     (replacement,) = pool.ready
     assert replacement.name != spare.name
@@ -103,3 +103,20 @@ async def test_a_spare_killed_from_outside_gives_a_cold_start(
     again = await _parked(pool)  # a spare again, for the next start
     await runner.stop("sbx")
     await _until(lambda: _gone(again))
+
+
+async def test_no_spare_when_turned_off(
+    tmp_path: Path,
+    venv: Path,  # noqa: F811
+    cgroot: object,  # noqa: F811
+) -> None:
+    settings = RunnerSettings(pool=replace(FAST_POOL, spare_sandbox=False))
+    runner = ReplicaRunner(settings, cgroot)  # type: ignore[arg-type]
+    try:
+        await runner.start(make_target(tmp_path, venv))
+        pool = runner._serving["sbx"].pool
+        assert (await runner.call("sbx", "add", {"a": 1, "b": 2})).value == 3
+        pool.spare.refill()
+        assert pool.spare.launcher is None and not pool.spare.parked
+    finally:
+        await runner.close()
