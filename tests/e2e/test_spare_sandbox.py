@@ -24,7 +24,15 @@ from tests.helpers import (
 )
 
 T = TypeVar("T")
-MAIN = "import os\n\ndef pid():\n    return os.getpid()\n"
+MAIN = """\
+import os
+
+def pid():
+    return os.getpid()
+
+def token():
+    return os.environ.get("SPARE_TOKEN")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +105,33 @@ def test_a_replacement_comes_from_the_spare_and_undeploy_leaves_none(
     admin.action("sparing", "undeploy", expect=200)
     _until(lambda: not _leaves(daemon))
     assert not any(os.path.exists(f"/proc/{pid}") for pid in spare_pids)
+
+
+def test_a_secret_set_while_a_spare_is_parked_reaches_the_released_replica(
+    daemon: DaemonProcess,
+) -> None:
+    """A version's environment, secrets included, is opened at its deploy; the spare is
+    sent it at release. So after `secrets set` and the redeploy that takes it, no spare
+    of the old version serves, and a replica released from the new one's has the value."""
+    admin = daemon.client()
+    admin.call("PUT", "/v1/secrets/SPARE_TOKEN", {"value": "before"})
+    admin.create("secretive", make_zip({"main.py": MAIN}), deploy=True, secrets=["SPARE_TOKEN"])
+    assert admin.wait_status("secretive")["status"] == "Deployed"
+    gw = daemon.gateway(create_key(admin, "secretive"))
+    old_spare, old_pids = _spare(daemon, admin, "secretive")
+    admin.call("PUT", "/v1/secrets/SPARE_TOKEN", {"value": "after"})
+    admin.action("secretive", "redeploy")
+    assert admin.wait_status("secretive")["current_version"] == 2
+    _until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in old_pids))
+    (first,) = _replicas(admin, "secretive")
+    spare, _ = _spare(daemon, admin, "secretive")
+    assert old_spare not in _leaves(daemon)
+    for pid in _leaves(daemon)[first]:
+        os.kill(pid, signal.SIGKILL)
+    _until(lambda: _replicas(admin, "secretive") == {spare})
+    assert gw.call("secretive", "token").json() == {"result": "after"}
+    admin.action("secretive", "undeploy", expect=200)
+    _until(lambda: not _leaves(daemon))
 
 
 def test_a_killed_daemons_spare_exits_and_is_swept(daemon: DaemonProcess) -> None:

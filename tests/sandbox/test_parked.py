@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -73,3 +74,14 @@ def test_a_bad_environment_is_refused_and_discards() -> None:
     for bad in (b"", b"go 3\nA=", b"go 2\n=1", b"nope\n"):
         with pytest.raises(GoError):
             decode(bad)
+
+
+def test_a_failed_exec_or_a_bad_environment_discards_the_sandbox(cgroot) -> None:
+    missing = park(replace(_spec("pass"), argv=("/no/such/binary",)), cgroot)
+    with pytest.raises(SandboxError, match="not found"):
+        missing.release(ENV)
+    assert _gone(missing.pid, list(missing.cgroup.dirs))
+    refused = park(_spec("pass"), cgroot)
+    with pytest.raises(SandboxError, match="bad environment"):
+        refused.release({"A=B": "x"})
+    assert _gone(refused.pid, list(refused.cgroup.dirs))
