@@ -16,7 +16,7 @@ Variants (each adds one change to the one above it):
 The "hello" column is pool.start to the supervisor's hello frame. A second table
 times sandbox.start alone (python3 -I -S -c pass, to its exec) in each variant, from
 this process with the daemon's modules imported (its size matters: it is what a
-forked launcher copies).
+forked launcher copies), and the release of a parked sandbox (go message to exec).
 A third table: a worker's respawn after a timeout kill (bench/invoke.py's row (d)) with
 the move into its slot's memory cgroup cold and kept warm, alternating round by round.
 Run as root:  .venv/bin/python -m bench.cold_start [--runs 30] [--json FILE]
@@ -208,18 +208,21 @@ def sandbox_starts(runs: int) -> dict[str, list[float]]:
     for same in ("+ moves kept warm", "+ warm move inline"):  # sandbox.start as their parent
         del table[same]
     root = sandbox.CgroupRoot.create("scriptd-bench-cold-start")
-    times: dict[str, list[float]] = {name: [] for name in table}
+    released = "release of a parked one"  # with the lean zygote: sandbox/parked.py
+    times: dict[str, list[float]] = {name: [] for name in [*table, released]}
     try:
+        rows = [*table.items(), (released, table["+ lean zygote"])]
         for i in range(runs + 3):
-            for n, (name, switch) in enumerate(table.items()):
+            for n, (name, switch) in enumerate(rows):
                 switch()
                 spec = sandbox.SandboxSpec(
                     argv=("/usr/bin/python3", "-I", "-S", "-c", "pass"),
                     env={"PATH": "/usr/bin"}, name=f"cold-{i}-{n}", cpu_vcpus=0.7,
                     memory_bytes=1 << 30, pids_max=128,
                 )  # fmt: skip
+                parked = sandbox.park(spec, root) if name == released else None
                 t0 = time.perf_counter()
-                box = sandbox.start(spec, root)
+                box = parked.release(spec.env) if parked else sandbox.start(spec, root)
                 if i >= 3:
                     times[name].append((time.perf_counter() - t0) * 1000)
                 box.wait_blocking()

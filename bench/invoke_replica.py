@@ -9,7 +9,7 @@ Dispatcher on uvloop) with a real sandbox, next to bwrap starting a bare python.
     whole launch on the path), and "from a parked spare", where the pool's spare was
     parked before the clock starts (serving/spare.py) and the start releases it (the
     environment sent, pid 1's exec), as a scale-up or a replacement does; the next
-    spare is parked in the background meanwhile, as in the daemon.
+    spare is parked in the background 0.25 s after, as in the daemon.
 (d) respawn: a call to a function that spins past a short execution timeout ends with
     Timeout (the gateway's 504); the clock runs from that exception to the next call
     answered, which needs the fresh worker the supervisor forks in the slot (K = 1).
@@ -140,7 +140,7 @@ async def _one_replica(
 
 
 async def _park(pool: Pool) -> None:
-    pool.spare.refill()
+    pool.spare.refill(0)
     deadline = time.monotonic() + PARK_TIMEOUT_S
     while not pool.spare.parked:
         if time.monotonic() > deadline:

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 __all__ = ["Parking", "Spare", "SpareSlot"]
 
 MAX_FAILURES = 3  # spares that failed or died in a row: then the pool parks no more
+# The next spare is parked this long after a start, not at once: parking takes a few ms
+# of CPU (a thread, the zygote, pid 1), which at once would compete with the new
+# replica's first calls (+2.4 ms to its first answer, 21.0 against 18.7 ms, on 2 cores).
+PARK_DELAY_S = 0.25
 
 
 @runtime_checkable
@@ -94,19 +98,20 @@ class SpareSlot:
             self.failures = 0
         return (spare.name, launched) if launched is not None else None
 
-    def refill(self) -> None:
-        """Park a spare in the background unless one is parked or being parked."""
+    def refill(self, delay: float = PARK_DELAY_S) -> None:
+        """Park a spare in the background, in `delay` seconds, unless one is parked or
+        being parked."""
         busy = self.spare is not None or self._parking is not None
         if self.launcher is None or self._closed or busy or self.failures >= MAX_FAILURES:
             return
-        self._parking = asyncio.get_running_loop().create_task(self._park(self.launcher))
+        self._parking = asyncio.get_running_loop().create_task(self._park(self.launcher, delay))
 
     def check(self) -> None:
         """The pool's tick: a spare that died while parked is replaced."""
         if self.spare is not None and not self.spare.alive():
             spare, self.spare = self.spare, None
             self._failed(spare, "it died while parked")
-            self.refill()
+            self.refill(0)
 
     async def close(self) -> None:
         """Park no more; kill the spare and remove its cgroup (and one being parked)."""
@@ -122,8 +127,9 @@ class SpareSlot:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- helpers --------------------------------------------------------------
-    async def _park(self, launcher: Parking) -> None:
+    async def _park(self, launcher: Parking, delay: float) -> None:
         try:
+            await asyncio.sleep(delay)
             spare = await _park_in_thread(launcher, self.new_name())
         except Exception as exc:
             self.failures += 1
