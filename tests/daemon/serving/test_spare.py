@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -14,22 +16,31 @@ from pathlib import Path
 
 import pytest
 
+from daemon.serving.launcher import LaunchSettings
 from daemon.serving.pool import Pool
 from daemon.serving.replica_runner import ReplicaRunner, RunnerSettings
 from daemon.serving.spare import Spare
+from tests.conftest import require
 from tests.daemon.replica_support import (
     FAST_POOL,
     UVLOOP_WARNING,
     event_loop_policy,  # noqa: F401
 )
-from tests.daemon.serving.test_replica_sandbox import cgroot, make_target, venv  # noqa: F401
+from tests.daemon.serving.test_replica_sandbox import (  # noqa: F401
+    MAIN_JS,
+    cgroot,
+    make_target,
+    venv,
+)
 
 pytestmark = UVLOOP_WARNING
 
 
 @pytest.fixture
 async def runner(cgroot: object) -> AsyncIterator[ReplicaRunner]:  # noqa: F811
-    r = ReplicaRunner(RunnerSettings(pool=FAST_POOL), cgroot)  # type: ignore[arg-type]
+    # The tests' interpreter stands in for the catalogue Python of Node supervisors.
+    launch = LaunchSettings(supervisor_python=os.path.realpath(sys.executable))
+    r = ReplicaRunner(RunnerSettings(launch=launch, pool=FAST_POOL), cgroot)  # type: ignore[arg-type]
     yield r
     await r.close()
 
@@ -103,6 +114,31 @@ async def test_a_spare_killed_from_outside_is_not_used_and_is_replaced(
     again = await _parked(pool)  # a spare again, for the next start
     await runner.stop("sbx")
     await _until(lambda: _gone(again))
+
+
+async def test_a_node_replica_is_released_from_its_spare(
+    tmp_path: Path,
+    runner: ReplicaRunner,
+) -> None:
+    node = shutil.which("node")
+    require(node is not None, "needs node")
+    src = tmp_path / "js"
+    src.mkdir()
+    (src / "main.js").write_text(MAIN_JS)
+    (tmp_path / "jsenv" / "node_modules").mkdir(parents=True)
+    target = replace(
+        make_target(tmp_path, tmp_path / "jsenv"),
+        language="javascript",
+        runtime_path=os.path.realpath(node or ""),
+        source_dir=src,
+    )
+    await runner.start(target)
+    pool = runner._serving["sbx"].pool
+    spare = await _parked(pool)
+    (victim,) = pool.ready
+    victim.kill()
+    await _until(lambda: {r.name for r in pool.ready} == {spare.name})
+    assert (await runner.call("sbx", "env", {"name": "GREETING"})).value == "hello"
 
 
 async def test_no_spare_when_turned_off(
