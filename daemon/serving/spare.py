@@ -133,7 +133,8 @@ class SpareSlot:
             spare = await _park_in_thread(launcher, self.new_name())
         except Exception as exc:
             self.failures += 1
-            log.warning("%s: parking a spare sandbox failed: %s", launcher.label, exc)
+            log.warning("%s: parking a spare sandbox failed (%d in a row): %s",
+                        launcher.label, self.failures, exc)  # fmt: skip
             return
         finally:
             self._parking = None
@@ -143,24 +144,34 @@ class SpareSlot:
             self.spare = spare
 
     async def _release(self, launcher: Parking, spare: Spare) -> Launched | None:
+        try:
+            output = launcher.output(spare.name)  # where a replica's output goes (its log)
+        except Exception as exc:
+            self._failed(spare, f"its output cannot be opened: {exc}")
+            return None
         task = asyncio.ensure_future(asyncio.to_thread(launcher.release, spare.parked))
         try:
             process = await asyncio.shield(task)
         except asyncio.CancelledError:
+            output.close()
             await uncancellable(_kill_released(task, spare))
             raise
         except Exception as exc:  # the launcher discarded it
+            output.close()
             self.failures += 1
-            log.warning("%s: spare sandbox %s lost: %s; starting cold",
-                        launcher.label, spare.name, exc)  # fmt: skip
+            log.warning("%s: spare sandbox %s lost: %s; starting cold (%d in a row)",
+                        launcher.label, spare.name, exc, self.failures)  # fmt: skip
             _close_ends(spare)
             return None
-        spare.output.take_sink(launcher.output(spare.name))
+        spare.output.take_sink(output)
         return Launched(spare.sock, spare.output, process)
 
     def _failed(self, spare: Spare, why: str) -> None:
         self.failures += 1
         log.warning("spare sandbox %s discarded: %s", spare.name, why)
+        if self.failures == MAX_FAILURES:
+            log.warning("%d spare sandboxes failed in a row: this version's replicas "
+                        "start cold from now on", MAX_FAILURES)  # fmt: skip
         self._discard_soon(spare)
 
     def _discard_soon(self, spare: Spare) -> None:
