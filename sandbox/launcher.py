@@ -101,11 +101,15 @@ class _Handshake:
         self.buf += chunk
 
     def init_pid(self) -> int | None:
-        """Wait for the launcher's report; None if it failed (see errors())."""
-        while b"\n" not in self.buf and not self.eof:
+        """Wait for the launcher's report; None if it failed (see errors()). Pid 1 runs
+        as soon as it is cloned: its own lines ("parked", an error) may come first."""
+        while True:
+            for line in self._lines():
+                if line.startswith("pid "):
+                    return int(line[4:])
+            if self.eof:
+                return None
             self._read()
-        first = self.buf.split(b"\n", 1)[0].decode(errors="replace")
-        return int(first[4:]) if first.startswith("pid ") else None
 
     def errors(self) -> list[str]:
         """Read to end of file (exec succeeded or everything failed); the errors seen."""
@@ -115,7 +119,7 @@ class _Handshake:
 
     def parked(self) -> list[str]:
         """A parked pid 1: read until it says "parked" (no errors) or fails (the errors)."""
-        while b"\nparked\n" not in self.buf and not self.eof:
+        while "parked" not in self._lines() and not self.eof:
             self._read()
         if self.eof:
             return self._errors() or ["pid 1 exited before it parked"]
@@ -128,9 +132,12 @@ class _Handshake:
     def close(self) -> None:
         os.close(self.fd)
 
+    def _lines(self) -> list[str]:
+        """The whole lines read so far."""
+        return self.buf.decode(errors="replace").split("\n")[:-1]
+
     def _errors(self) -> list[str]:
-        lines = self.buf.decode(errors="replace").splitlines()
-        return [line[6:] for line in lines if line.startswith("error ")]
+        return [line[6:] for line in self._lines() if line.startswith("error ")]
 
 
 def _fork_launcher(plan: ChildPlan, w: int) -> int:

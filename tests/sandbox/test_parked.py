@@ -11,6 +11,7 @@ import pytest
 
 from sandbox import SandboxError, SandboxSpec, park
 from sandbox.go import GoError, decode, encode
+from sandbox.launcher import _Handshake
 from tests.sandbox.conftest import ENV, PY, PY_BINDS, unique_name
 
 pytestmark = pytest.mark.usefixtures("cgroot")
@@ -85,3 +86,22 @@ def test_a_failed_exec_or_a_bad_environment_discards_the_sandbox(cgroot) -> None
     with pytest.raises(SandboxError, match="bad environment"):
         refused.release({"A=B": "x"})
     assert _gone(refused.pid, list(refused.cgroup.dirs))
+
+
+def test_pid_1s_lines_may_come_before_the_launchers() -> None:
+    """Pid 1 runs as soon as it is cloned: its "parked" can reach the pipe before the
+    launcher's "pid N" (a race seen under load, which left a start waiting 30 s)."""
+    r, w = os.pipe()
+    try:
+        os.write(w, b"parked\npid 42\n")
+        handshake = _Handshake(r)
+        assert handshake.init_pid() == 42
+        assert handshake.parked() == []
+        os.write(w, b"error exec: gone\n")
+        os.close(w)
+        w = -1
+        assert handshake.errors() == ["exec: gone"]
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
