@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,19 +27,28 @@ from tests.helpers import (
 T = TypeVar("T")
 MAIN = """\
 import os
+import time
 
 def pid():
     return os.getpid()
 
 def token():
     return os.environ.get("SPARE_TOKEN")
+
+WORKER = os.urandom(8).hex()  # pids repeat: each replica has its own pid namespace
+
+def nap(s):
+    time.sleep(s)
+    return WORKER
 """
+# The autoscaler scales up on calls waiting (the queue signal), quickly.
+CONFIG = {**TINY_PROFILES, "autoscale": {"tick_s": 0.2, "queue_wait_s": 0.2}}
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[DaemonProcess]:
     require_root()
-    with running_daemon(tmp_path_factory.mktemp("spare"), TINY_PROFILES, build_cache) as d:
+    with running_daemon(tmp_path_factory.mktemp("spare"), CONFIG, build_cache) as d:
         yield d
 
 
@@ -77,12 +87,40 @@ def _replicas(admin: AdminClient, name: str) -> set[str]:
 
 
 def _spare(daemon: DaemonProcess, admin: AdminClient, name: str) -> tuple[str, list[int]]:
+    """The serving version's spare: its cgroup that holds a process and is no replica
+    (a previous version's replicas may still be draining beside it)."""
+
     def parked() -> Any:
-        replicas = _replicas(admin, name)
-        spares = {k: v for k, v in _leaves(daemon).items() if k not in replicas and v}
+        script = admin.script(name)
+        replicas = {r["name"] for r in script["replicas"]}
+        mine = f"{name}-v{script['current_version']}-"
+        spares = {
+            k: v
+            for k, v in _leaves(daemon).items()
+            if k.startswith(mine) and k not in replicas and v
+        }
         return next(iter(spares.items()), None) if len(replicas) == 1 else None
 
     return _until(parked)
+
+
+def test_a_scale_up_takes_the_spare_and_answers(daemon: DaemonProcess) -> None:
+    admin = daemon.client()
+    admin.create("scaling", make_zip({"main.py": MAIN}), deploy=True, min_replicas=1,
+                 max_replicas=2)  # fmt: skip
+    assert admin.wait_status("scaling")["status"] == "Deployed"
+    key = create_key(admin, "scaling")
+    (first,) = _replicas(admin, "scaling")
+    spare, _ = _spare(daemon, admin, "scaling")
+    with ThreadPoolExecutor(3) as pool:  # one worker: two of them wait, and it scales up
+        naps = [pool.submit(daemon.gateway(key).call, "scaling", "nap", {"s": 1.5})
+                for _ in range(3)]  # fmt: skip
+        _until(lambda: _replicas(admin, "scaling") == {first, spare})
+        workers = {f.result(30).json()["result"] for f in naps}
+    assert len(workers) == 2  # both replicas answered
+    _until(lambda: len(_leaves(daemon)) == 3)  # and a new spare is parked beside them
+    admin.action("scaling", "undeploy", expect=200)
+    _until(lambda: not _leaves(daemon))
 
 
 def test_a_replacement_comes_from_the_spare_and_undeploy_leaves_none(
