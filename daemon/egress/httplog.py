@@ -6,7 +6,11 @@ duration only.
 
 Secret values never reach the log: `Redactor` replaces them, in headers, URLs and
 bodies, by `[secret NAME]` when the log is read (`to_json`, the only way a log leaves
-the proxy). Until then a detailed entry holds what the proxy relayed, raw, in memory."""
+the proxy). Until then a detailed entry holds what the proxy relayed, raw, in memory.
+In the JSON, a head's headers are (name, value) pairs of text, as tuples: a head that
+comes again and again in one log (a client sends the same headers request after
+request) is made text once and shared by its entries, which only immutable values
+allow. Serialised, they are the same arrays as lists would give."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from daemon.metrics.instruments import EgressMeter
 
@@ -29,6 +33,10 @@ REFUSAL_LIMIT = 100
 # requests and when the log is taken (a counter update costs as much as the rest of
 # the log's work for a request).
 PUBLISH_EVERY = 64
+
+RawHeaders: TypeAlias = list[tuple[bytes, bytes]]
+# A head's headers in the log's JSON: (name, value) pairs of text.
+HeadersText: TypeAlias = tuple[tuple[str, str], ...]
 
 
 class Redactor:
@@ -57,14 +65,14 @@ class Redactor:
             return text
         return self.redact_bytes(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
 
-    def headers(self, headers: list[tuple[bytes, bytes]]) -> list[list[str]]:
+    def headers(self, headers: RawHeaders) -> HeadersText:
         """Header names and values as text (latin-1, as HTTP/1.1 carries them), with
         secrets replaced in their raw bytes. Most heads hold no secret: one look over
         the whole head tells, and only then is each name and value searched."""
         if self._forms and self._any_in(b"\n".join(itertools.chain.from_iterable(headers))):
             redact = self.redact_bytes
-            return [[_latin(redact(k)), _latin(redact(v))] for k, v in headers]
-        return [[k.decode("latin-1"), v.decode("latin-1")] for k, v in headers]
+            return tuple([(_latin(redact(k)), _latin(redact(v))) for k, v in headers])
+        return tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers])
 
     @property
     def has_secrets(self) -> bool:
@@ -93,6 +101,22 @@ def _latin(data: bytes) -> str:
     return data.decode("latin-1")
 
 
+class _HeadsText:
+    """The heads of one log's entries as text, each distinct raw head made text (and
+    searched for secrets, when the log holds any) once."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._made: dict[tuple[tuple[bytes, bytes], ...], HeadersText] = {}
+
+    def __call__(self, headers: RawHeaders) -> HeadersText:
+        raw = tuple(headers)
+        text = self._made.get(raw)
+        if text is None:
+            text = self._made[raw] = self._redactor.headers(headers)
+        return text
+
+
 class RequestEntry:
     """One request as seen on the wire: raw URL, headers and the start of the body,
     kept as they came. Making them text and redacting their secrets waits until the
@@ -115,7 +139,7 @@ class RequestEntry:
     )
 
     def __init__(
-        self, method: str, url: str, request_headers: list[tuple[bytes, bytes]], started_at: float
+        self, method: str, url: str, request_headers: RawHeaders, started_at: float
     ) -> None:
         self.method = method
         self.url = url  # secrets still in it
@@ -124,24 +148,25 @@ class RequestEntry:
         self.body = b""  # the body's first bytes, secrets still in them
         self.body_total = 0
         self.status: int | None = None
-        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.response_headers: RawHeaders = []
         self.duration_ms = 0.0
         self.bytes_out = 0
         self.bytes_in = 0
         self.error: str | None = None
 
-    def to_json(self, redactor: Redactor) -> dict[str, Any]:
-        """The entry as the execution record shows it: text, secrets replaced."""
+    def to_json(self, redactor: Redactor, heads: _HeadsText) -> dict[str, Any]:
+        """The entry as the execution record shows it: text, secrets replaced (in the
+        URL and body by `redactor`, in the heads by `heads`)."""
         body = redactor.redact_bytes(self.body)[:BODY_LIMIT] if self.body else b""
         return {
             "method": self.method,
             "url": redactor.redact_text(self.url),
-            "request_headers": redactor.headers(self.request_headers),
+            "request_headers": heads(self.request_headers),
             "started_at": self.started_at,
             "request_body": body.decode("utf-8", "replace"),
             "request_body_truncated": self.body_total > BODY_LIMIT,
             "status": self.status,
-            "response_headers": redactor.headers(self.response_headers),
+            "response_headers": heads(self.response_headers),
             "duration_ms": self.duration_ms,
             "bytes_out": self.bytes_out,
             "bytes_in": self.bytes_in,
@@ -214,9 +239,7 @@ class RequestLog:
         if self._unpublished >= PUBLISH_EVERY:
             self.publish()
 
-    def begin_request(
-        self, method: str, url: str, headers: list[tuple[bytes, bytes]]
-    ) -> RequestEntry | None:
+    def begin_request(self, method: str, url: str, headers: RawHeaders) -> RequestEntry | None:
         """Count a request; return its entry when it is among the first 100."""
         self._count_request()
         if len(self.entries) >= DETAILED_LIMIT:
@@ -262,9 +285,15 @@ class RequestLog:
 
     def to_json(self) -> dict[str, Any]:
         redactor = self._entries_redactor()
+        heads = _HeadsText(redactor)
         return {
             "total": self.total,
-            "requests": [_entry_json(e, redactor) for e in self.entries],
+            "requests": [
+                e.to_json(redactor, heads)
+                if isinstance(e, RequestEntry)
+                else _fields(e) | {"kind": "tunnel"}
+                for e in self.entries
+            ],
             "not_detailed": self.not_detailed,
             "refusals": [_fields(r) for r in self.refusals],
             "refusals_not_kept": self.refusals_dropped,
@@ -286,15 +315,18 @@ _NO_SECRETS = Redactor({})
 
 
 def _raw_bytes(entries: list[RequestEntry | TunnelEntry]) -> bytes:
-    """The detailed entries' URLs, headers and bodies, joined. Joining can only make a
-    secret seem present (then each entry is searched), never hide one."""
+    """The detailed entries' URLs, headers and bodies, joined (the URLs encoded in one
+    go). Joining can only make a secret seem present (then each entry is searched),
+    never hide one."""
+    urls: list[str] = []
     parts: list[bytes] = []
     for entry in entries:
         if isinstance(entry, RequestEntry):
-            parts.append(entry.url.encode("utf-8", "surrogateescape"))
+            urls.append(entry.url)
             parts.append(entry.body)
             parts.extend(itertools.chain.from_iterable(entry.request_headers))
             parts.extend(itertools.chain.from_iterable(entry.response_headers))
+    parts.append("\n".join(urls).encode("utf-8", "surrogateescape"))
     return b"\n".join(parts)
 
 
@@ -303,9 +335,3 @@ def _fields(entry: TunnelEntry | Refusal) -> dict[str, Any]:
     (asdict deep-copies every header pair). A shallow copy is enough: an entry's lists
     are built whole and then only ever replaced, never changed in place."""
     return dict(entry.__dict__)
-
-
-def _entry_json(entry: RequestEntry | TunnelEntry, redactor: Redactor) -> dict[str, Any]:
-    if isinstance(entry, RequestEntry):
-        return entry.to_json(redactor)
-    return _fields(entry) | {"kind": "tunnel"}
