@@ -109,7 +109,7 @@ class _HeadsText:
         self._redactor = redactor
         self._made: dict[tuple[tuple[bytes, bytes], ...], HeadersText] = {}
 
-    def __call__(self, headers: RawHeaders) -> HeadersText:
+    def text(self, headers: RawHeaders) -> HeadersText:
         raw = tuple(headers)
         text = self._made.get(raw)
         if text is None:
@@ -161,12 +161,12 @@ class RequestEntry:
         return {
             "method": self.method,
             "url": redactor.redact_text(self.url),
-            "request_headers": heads(self.request_headers),
+            "request_headers": heads.text(self.request_headers),
             "started_at": self.started_at,
             "request_body": body.decode("utf-8", "replace"),
             "request_body_truncated": self.body_total > BODY_LIMIT,
             "status": self.status,
-            "response_headers": heads(self.response_headers),
+            "response_headers": heads.text(self.response_headers),
             "duration_ms": self.duration_ms,
             "bytes_out": self.bytes_out,
             "bytes_in": self.bytes_in,
