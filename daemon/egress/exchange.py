@@ -12,11 +12,12 @@ from typing import Protocol
 from daemon.egress.accounting import ReplicaAccount
 from daemon.egress.framing import BodyWriter, response_head
 from daemon.egress.httplog import RequestEntry, RequestLog
+from daemon.egress.messages import BODYLESS, END, Head, ProtocolError
 from daemon.egress.policy import EgressRefused
 from daemon.egress.resolver import ResolveError
 from daemon.egress.targets import BadRequest, RequestTarget, TargetOf
 from daemon.egress.upstream import UpstreamError
-from daemon.egress.wire import BODYLESS, END, Head, HttpSide, ProtocolError
+from daemon.egress.wire import HttpSide
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the proxy's own: never forwarded. Expect is
 # answered by the proxy itself (100 Continue) rather than passed on.

@@ -18,7 +18,7 @@ import asyncio
 
 from daemon.egress.exchange import Exchange, Relay, forwarded_head, method_text, relayed_head
 from daemon.egress.framing import BodyWriter
-from daemon.egress.wire import BODYLESS, CLOSED, END, Head, Sentinel
+from daemon.egress.messages import BODYLESS, CLOSED, END, Head, Sentinel
 
 
 class _Handoff:

@@ -21,13 +21,14 @@ from daemon.egress.ca import CertificateAuthority
 from daemon.egress.exchange import answer
 from daemon.egress.httplog import Redactor, RequestLog
 from daemon.egress.inline import InlineRelay
+from daemon.egress.messages import Head, ProtocolError
 from daemon.egress.policy import EgressPolicy, EgressRefused
 from daemon.egress.resolver import ResolveError, Resolver, SystemResolver
 from daemon.egress.targets import absolute_target, tunnel_target
 from daemon.egress.tunnel import TLS_HANDSHAKE, first_byte, parse_authority, pipes, splice
 from daemon.egress.upstream import Target, UpstreamError, check_target, connect
 from daemon.egress.upstreams import PinnedUpstream, PlainUpstreams
-from daemon.egress.wire import Head, HttpSide, ProtocolError
+from daemon.egress.wire import HttpSide
 from daemon.metrics.instruments import EgressMeter
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daemon.egress.wire import Head
+from daemon.egress.messages import Head
 
 
 class BadRequest(Exception):

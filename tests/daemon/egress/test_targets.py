@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from daemon.egress.messages import Head
 from daemon.egress.targets import BadRequest, RequestTarget, absolute_target, tunnel_target
-from daemon.egress.wire import Head
 
 
 def head(target: bytes) -> Head:

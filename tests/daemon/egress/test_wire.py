@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from daemon.egress.wire import CLOSED, END, HIGH_WATER, Head, HttpSide
+from daemon.egress.messages import CLOSED, END, Head
+from daemon.egress.wire import HIGH_WATER, HttpSide
 from tests.daemon.egress.waiting import wait_for
 
 BODY = 4 * HIGH_WATER
