@@ -51,6 +51,16 @@ def replica_cgroups(daemon: DaemonProcess) -> set[str]:
     return {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
 
 
+def settled_cgroups(daemon: DaemonProcess, timeout: float = 30) -> set[str]:
+    """The daemon's sandboxes once its replica's spare is parked beside it (a pool parks
+    one shortly after its start, replicas.spare_sandbox): then nothing comes or goes."""
+    deadline = time.monotonic() + timeout
+    while len(found := replica_cgroups(daemon)) < 2:
+        assert time.monotonic() < deadline, f"no replica and spare: {found}"
+        time.sleep(0.05)
+    return found
+
+
 def test_two_daemons_never_touch_each_others_replicas(tmp_path: Path, build_cache: Path) -> None:
     require_root()
     a = start_daemon(tmp_path / "a", TINY_PROFILES, build_cache, derived_cgroup=True)
@@ -58,8 +68,7 @@ def test_two_daemons_never_touch_each_others_replicas(tmp_path: Path, build_cach
     try:
         key_a = deploy(a, "a")
         assert cgroup_root(a).name.startswith("scriptd-")
-        replicas_a = replica_cgroups(a)
-        assert replicas_a, "a's replica has no cgroup below a's root"
+        replicas_a = settled_cgroups(a)
         b = start_daemon(tmp_path / "b", TINY_PROFILES, build_cache, derived_cgroup=True)
         assert cgroup_root(a) != cgroup_root(b)
         key_b = deploy(b, "b")
@@ -91,7 +100,7 @@ def test_a_daemon_given_anothers_cgroup_name_refuses_to_start(
     a = start_daemon(tmp_path / "a", TINY_PROFILES, build_cache, derived_cgroup=True)
     try:
         key_a = deploy(a, "a")
-        replicas_a = replica_cgroups(a)
+        replicas_a = settled_cgroups(a)
         taken = {**TINY_PROFILES, "sandbox": {"cgroup_name": cgroup_root(a).name}}
         with pytest.raises(RuntimeError, match="in use by another process"):
             start_daemon(tmp_path / "b", taken, build_cache)

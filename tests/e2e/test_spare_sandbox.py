@@ -4,6 +4,7 @@ answers; undeploy, and a SIGKILLed daemon's next start, leave no spare behind.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -71,15 +72,23 @@ def _root(daemon: DaemonProcess) -> Path:
     return base / own.get("pids", own.get("")).lstrip("/") / f"scriptd-test-{daemon.port}"
 
 
-def _leaves(daemon: DaemonProcess) -> dict[str, list[int]]:
-    """The sandboxes' cgroups below the daemon's root, with their processes."""
+def _leaves(daemon: DaemonProcess, script: str = "") -> dict[str, list[int]]:
+    """The sandboxes' cgroups below the daemon's root (of `script`'s versions only, when
+    given: the tests share a daemon), with their processes."""
     root = _root(daemon)
     out = {}
     for leaf in root.iterdir() if root.is_dir() else ():
-        if leaf.is_dir():
+        if leaf.is_dir() and leaf.name.startswith(f"{script}-" if script else ""):
             procs = (leaf / "cgroup.procs").read_text().split()
             out[leaf.name] = [int(p) for p in procs]
     return out
+
+
+def _kill(pids: list[int]) -> None:
+    """SIGKILL a replica's processes (one may have exited since its cgroup was read)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _replicas(admin: AdminClient, name: str) -> set[str]:
@@ -118,9 +127,9 @@ def test_a_scale_up_takes_the_spare_and_answers(daemon: DaemonProcess) -> None:
         _until(lambda: _replicas(admin, "scaling") == {first, spare})
         workers = {f.result(30).json()["result"] for f in naps}
     assert len(workers) == 2  # both replicas answered
-    _until(lambda: len(_leaves(daemon)) == 3)  # and a new spare is parked beside them
+    _until(lambda: len(_leaves(daemon, "scaling")) == 3)  # and a new spare beside them
     admin.action("scaling", "undeploy", expect=200)
-    _until(lambda: not _leaves(daemon))
+    _until(lambda: not _leaves(daemon, "scaling"))
 
 
 def test_a_replacement_comes_from_the_spare_and_undeploy_leaves_none(
@@ -134,14 +143,13 @@ def test_a_replacement_comes_from_the_spare_and_undeploy_leaves_none(
     (first,) = _replicas(admin, "sparing")
     spare, spare_pids = _spare(daemon, admin, "sparing")
     assert admin.script("sparing")["replicas"][0]["name"] == first  # the spare is not one
-    for pid in _leaves(daemon)[first]:  # the replica crashes
-        os.kill(pid, signal.SIGKILL)
+    _kill(_leaves(daemon)[first])  # the replica crashes
     _until(lambda: _replicas(admin, "sparing") == {spare})
     assert gw.call("sparing", "pid").status == 200
     next_spare, _ = _spare(daemon, admin, "sparing")
     assert next_spare not in (first, spare)
     admin.action("sparing", "undeploy", expect=200)
-    _until(lambda: not _leaves(daemon))
+    _until(lambda: not _leaves(daemon, "sparing"))
     assert not any(os.path.exists(f"/proc/{pid}") for pid in spare_pids)
 
 
@@ -164,12 +172,11 @@ def test_a_secret_set_while_a_spare_is_parked_reaches_the_released_replica(
     (first,) = _replicas(admin, "secretive")
     spare, _ = _spare(daemon, admin, "secretive")
     assert old_spare not in _leaves(daemon)
-    for pid in _leaves(daemon)[first]:
-        os.kill(pid, signal.SIGKILL)
+    _kill(_leaves(daemon)[first])
     _until(lambda: _replicas(admin, "secretive") == {spare})
     assert gw.call("secretive", "token").json() == {"result": "after"}
     admin.action("secretive", "undeploy", expect=200)
-    _until(lambda: not _leaves(daemon))
+    _until(lambda: not _leaves(daemon, "secretive"))
 
 
 def test_a_killed_daemons_spare_exits_and_is_swept(daemon: DaemonProcess) -> None:
@@ -184,7 +191,7 @@ def test_a_killed_daemons_spare_exits_and_is_swept(daemon: DaemonProcess) -> Non
     assert admin.wait_status("swept")["status"] == "Deployed"
     (replica,) = _replicas(admin, "swept")
     new_spare, _ = _spare(daemon, admin, "swept")
-    assert set(_leaves(daemon)) == {replica, new_spare}  # the old spare's cgroup is gone
+    assert set(_leaves(daemon, "swept")) == {replica, new_spare}  # the old spare's is gone
     assert old_spare not in (replica, new_spare)  # (names restart with the daemon's count)
     admin.action("swept", "undeploy", expect=200)
-    _until(lambda: not _leaves(daemon))
+    _until(lambda: not _leaves(daemon, "swept"))
