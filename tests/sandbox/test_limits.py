@@ -140,7 +140,7 @@ def test_half_a_vcpu_gets_half_a_cpu(cgroot):
     assert share <= 0.625, share  # 0.5 vCPU + 25 %
     # The floor is loose: on a host whose cores are all busy, a quota's 100 ms periods
     # and a 2 s window leave the capped spinner somewhat less than its neighbour (seen
-    # once below 0.75 × under load); a starved sandbox would be far below either.
+    # once below 0.75 of it under load); a starved sandbox would be far below either.
     assert share >= 0.5 * min(0.5, free_share), (share, free_share)
 
 
