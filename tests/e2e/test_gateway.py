@@ -315,9 +315,10 @@ def test_healthz(gw: GatewayClient) -> None:
 
 def test_failed_key_attempts_are_throttled_last(gw: GatewayClient) -> None:
     # Last in the module: the client address stays throttled for a while.
-    statuses = [
-        gw.call("py", "hello", key="sk_" + "a" * 12 + "_" + "b" * 43).status for _ in range(12)
-    ]
-    assert statuses[0] == 401 and statuses[-1] == 429, statuses
-    r = gw.call("py", "hello", key="sk_" + "a" * 12 + "_" + "b" * 43)
-    assert int(r.headers["Retry-After"]) >= 1
+    # 5 failures are free, then one more every 2 s: on a slow host a token may come back
+    # between two attempts, so the 429s are looked for, not expected at a fixed place.
+    answers = [gw.call("py", "hello", key="sk_" + "a" * 12 + "_" + "b" * 43) for _ in range(12)]
+    statuses = [r.status for r in answers]
+    assert statuses[0] == 401 and 429 in statuses[5:], statuses
+    assert set(statuses) == {401, 429}, statuses
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in answers if r.status == 429)
