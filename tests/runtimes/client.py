@@ -124,7 +124,7 @@ class Supervisor:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(cdata[: len(cdata) - len(cdata) % fds.itemsize])
         if not data:
-            raise EOFError("control socket closed")
+            raise EOFError(f"control socket closed{self._exit_report()}")
         self.buf += data
         # One recvmsg may carry several frames: fds queue up and go to `worker`
         # frames in order, as the protocol says.
@@ -137,6 +137,16 @@ class Supervisor:
             self.buf = self.buf[4 + size :]
             fd_list = [self.fds.pop(0)] if message["t"] == "worker" else []
             self.pending.append((message, fd_list))
+
+    def _exit_report(self) -> str:
+        """How the supervisor ended, with the tail of its stderr, when it has (a closed
+        control socket alone does not say why)."""
+        try:
+            code = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return " (the supervisor is still running)"
+        tail = self.proc.stderr.read()[-2000:].decode(errors="replace") if self.proc.stderr else ""
+        return f" (the supervisor exited with {code}; its stderr ends: {tail!r})"
 
     def next(self, timeout: float = 10.0) -> dict[str, Any]:
         """The next control message; a `worker` message also registers its worker."""

@@ -8,6 +8,7 @@ the e2e tests cover the sandboxed path.)"""
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import signal
 import socket
@@ -19,7 +20,6 @@ import pytest
 from daemon.serving.launcher import egress_lanes
 from tests.conftest import require
 from tests.daemon.egress.conftest import EgressEnv
-from tests.helpers import free_port
 from tests.runtimes.client import Supervisor
 from tests.runtimes.projects import write_project
 
@@ -86,7 +86,7 @@ async def test_python_clients_go_through_the_relay(
     egress: EgressEnv, project: Path, started: list[Supervisor]
 ) -> None:
     channel, _ = await egress.open()
-    port = free_port()
+    port = free_ports(1)
     sup = Supervisor("python", project, 1, "--egress-socket", str(channel.socket_path),
                      "--egress-port", str(port))  # fmt: skip
     started.append(sup)
@@ -124,7 +124,7 @@ async def test_the_relay_ends_with_the_supervisor(
     egress: EgressEnv, project: Path, started: list[Supervisor]
 ) -> None:
     channel, _ = await egress.open()
-    port = free_port()
+    port = free_ports(1)
     sup = Supervisor("python", project, 1, "--egress-socket", str(channel.socket_path),
                      "--egress-port", str(port))  # fmt: skip
     started.append(sup)
@@ -178,7 +178,7 @@ async def test_node_fetch_and_http_go_through_the_relay(
     assert egress.proxy.ca is not None
     monkeypatch.setenv("NODE_EXTRA_CA_CERTS", str(egress.proxy.ca.cert_path))
     project = write_project(tmp_path / "node", {"main.js": NODE_MAIN})
-    port = free_port()
+    port = free_ports(1)
     sup = Supervisor("javascript", project, 1, "--egress-socket", str(channel.socket_path),
                      "--egress-port", str(port))  # fmt: skip
     started.append(sup)
@@ -204,9 +204,15 @@ async def test_node_fetch_and_http_go_through_the_relay(
 
 def free_ports(count: int) -> int:
     """The first of `count` consecutive loopback ports free now (the relay's and its
-    lanes')."""
+    lanes').
+
+    They are drawn below the kernel's ephemeral range: ports in that range are handed
+    out all the time to the outgoing connections of the tests running beside this one,
+    and one taken between this check and the supervisor's bind killed the supervisor.
+    (In a replica the relay binds inside the sandbox's own network namespace.)"""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
-        first = free_port()
+        first = random.randrange(10_000, max(low - count, 10_001))
         taken = []
         try:
             for port in range(first, first + count):
