@@ -228,6 +228,7 @@ async def _serve(
         outputs_bytes=config.executions_outputs_bytes,
     )
     recorder.start()
+    ctx.flush_records = recorder.flush
     teardown.add(RECORDS, "execution records", recorder.close)
     routes = Routes(runner, ctx.keys)
     # Autoscaling, credits and emails around the runner, and the lifecycle's hooks.

@@ -227,6 +227,7 @@ class ExecutionRecorder:
         self._buffer: deque[Call] = deque()
         self._bytes = 0
         self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()  # one write at a time (see flush)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.dropped = 0  # records lost because the buffer was full
@@ -292,18 +293,24 @@ class ExecutionRecorder:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write every buffered record and the keys' last-used times (in a thread)."""
-        rows = [c.values for c in self._buffer if c.values is not None]
-        self._buffer.clear()
-        self._bytes = 0
-        used = self.keys.take_last_used() if self.keys is not None else {}
-        if not rows and not used:
-            return
-        try:
-            await asyncio.to_thread(self._write, rows, used)
-        except Exception:
-            log.exception("writing %d execution records failed; they are lost", len(rows))
-            self.dropped += len(rows)
+        """Write every buffered record and the keys' last-used times (in a thread).
+
+        A flush that starts while another one writes waits for it, so when any flush
+        returns, every call recorded before it began is in the store: the admin API
+        flushes before it reads records, and a record is there as soon as its call was
+        answered (not up to `every_s` later)."""
+        async with self._writing:
+            rows = [c.values for c in self._buffer if c.values is not None]
+            self._buffer.clear()
+            self._bytes = 0
+            used = self.keys.take_last_used() if self.keys is not None else {}
+            if not rows and not used:
+                return
+            try:
+                await asyncio.to_thread(self._write, rows, used)
+            except Exception:
+                log.exception("writing %d execution records failed; they are lost", len(rows))
+                self.dropped += len(rows)
 
     def _write(self, rows: list[Values], used: dict[str, float]) -> None:
         if rows:

@@ -209,6 +209,7 @@ async def executions(
     """A script's records, newest first: received before `before` and from `since` on
     (ISO times as recorded), of `status` and `function` when given."""
     script = await lc.get(script_name)
+    await _flush_records(lc)
     rows = await lc.ctx.db(
         lc.ctx.store.list_executions, script.id, limit, before, status, since, function
     )
@@ -218,6 +219,7 @@ async def executions(
 async def execution(lc: Lifecycle, execution_id: str) -> tuple[Script, ExecutionRow]:
     """One record and its script."""
     missing = NotFound(f"no execution with id {execution_id!r}")
+    await _flush_records(lc)
     row = await lc.ctx.db(lc.ctx.store.get_execution, execution_id)
     if row is None:
         raise missing
@@ -225,6 +227,13 @@ async def execution(lc: Lifecycle, execution_id: str) -> tuple[Script, Execution
     if script is None:
         raise missing
     return script, row
+
+
+async def _flush_records(lc: Lifecycle) -> None:
+    """The calls answered so far written to the store (the gateway writes them in
+    batches), so that what is read includes them."""
+    if lc.ctx.flush_records is not None:
+        await lc.ctx.flush_records()
 
 
 # --- deploys ------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -43,6 +43,9 @@ class Context:
     # replica name -> its bytes and connections through the egress proxy (daemon/egress),
     # None when it has no egress; shown with the script's replicas
     egress_counters: Callable[[str], dict[str, int] | None] | None = None
+    # writes the gateway's buffered execution records (daemon/gateway/recorder.py):
+    # awaited before records are read, so a call's record is there once it was answered
+    flush_records: Callable[[], Awaitable[None]] | None = None
     keys: KeyChecker = field(init=False)
 
     def __post_init__(self) -> None:

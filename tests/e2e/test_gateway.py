@@ -277,6 +277,18 @@ def test_upload_route_keeps_the_folder_under_its_total(
     admin.call("DELETE", "/v1/uploads/quota-a.bin")
 
 
+def test_a_calls_record_is_there_once_it_was_answered(
+    gw: GatewayClient, admin: AdminClient
+) -> None:
+    """Records are written in batches, but the admin API writes the batch before it
+    reads: no waiting after an answer."""
+    for n in range(5):
+        answered = gw.call("py", "hello", {"name": f"now{n}"}).headers["X-Scriptd-Execution-Id"]
+        assert admin.get(f"/v1/executions/{answered}")["status"] == "ok"
+        newest = admin.get("/v1/scripts/py/executions?limit=1")["executions"]
+        assert newest[0]["id"] == answered
+
+
 def test_execution_records_are_written(gw: GatewayClient, admin: AdminClient) -> None:
     ok = gw.call("py", "hello", {"name": "rec"}).headers["X-Scriptd-Execution-Id"]
     failed = gw.call("py", "boom").headers["X-Scriptd-Execution-Id"]

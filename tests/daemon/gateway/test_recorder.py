@@ -4,6 +4,7 @@ the store gets them (times, cut outputs), and the keys' last-used times."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -163,6 +164,33 @@ async def test_close_writes_what_is_left() -> None:
     rec.record(call(1))
     await rec.close()
     assert [r.id for r in store.rows] == ["c1"]
+
+
+async def test_a_flush_during_a_write_returns_once_its_calls_are_written() -> None:
+    """The admin API flushes before it reads: a flush that starts while the timer's
+    write is in its thread must not return before that write, nor leave out what was
+    recorded since."""
+    store, entered, go_on = FakeStore(), threading.Event(), threading.Event()
+    write = store.insert_executions
+
+    def slow_insert(rows: list[Values]) -> int:
+        if rows[0].id == "c1":  # only the first write is slow
+            entered.set()
+            assert go_on.wait(10)
+        return write(rows)
+
+    store.insert_executions = slow_insert  # type: ignore[method-assign]
+    rec = ExecutionRecorder(store, None, every_s=60)
+    rec.record(call(1))
+    first = asyncio.create_task(rec.flush())
+    assert await asyncio.to_thread(entered.wait, 10)  # c1 is being written
+    rec.record(call(2))
+    second = asyncio.create_task(rec.flush())
+    await asyncio.sleep(0.05)  # (room for a wrong flush to write c2 and return)
+    assert not second.done()
+    go_on.set()
+    await second
+    assert first.done() and [r.id for r in store.rows] == ["c1", "c2"]
 
 
 async def test_a_failing_store_loses_the_batch_but_not_the_task() -> None:
