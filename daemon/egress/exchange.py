@@ -45,6 +45,8 @@ _RESPONSE_DROPPED = frozenset(
 )
 # The usual methods as text, for the log, without decoding each request's.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+# Requests sent again on a new connection when a reused one failed them unanswered.
+_RETRIED = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 # Status lines already formatted, by (status, reason) as servers send them.
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 _STATUS_LINES_KEPT = 256
@@ -82,8 +84,8 @@ class Exchange:
 class Upstreams(Protocol):
     def idle(self, target: RequestTarget) -> HttpSide | None: ...
     async def get(self, target: RequestTarget) -> HttpSide: ...
+    async def reopen(self, target: RequestTarget) -> HttpSide: ...
     def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None: ...
-    def close_all(self) -> None: ...
 
 
 class Relay:
@@ -152,24 +154,54 @@ class Relay:
     async def _respond(self, exchange: Exchange) -> bool:
         """Wait for the response to a request sent upstream and relay it; True when
         the client connection can take another request."""
-        request, upstream = exchange.request, exchange.upstream
+        request = exchange.request
         reusable = False
         responded = False
         try:
-            response = await self._next_response(upstream)
-            responded = True
-            head_only = request.method == b"HEAD"
-            reusable = await self._relay_response(
-                upstream, response, exchange.entry, exchange.log, head_only
-            )
-        except (OSError, ProtocolError, UpstreamError) as err:
-            upstream.close()
-            if responded:
-                return False  # the response had begun: only closing can tell the client
-            return await self._fail(request, exchange.entry, err)
+            while True:
+                upstream = exchange.upstream
+                try:
+                    response = await self._next_response(upstream)
+                    responded = True
+                    head_only = request.method == b"HEAD"
+                    reusable = await self._relay_response(
+                        upstream, response, exchange.entry, exchange.log, head_only
+                    )
+                    break
+                except (OSError, ProtocolError, UpstreamError) as err:
+                    upstream.close()
+                    if responded:
+                        return False  # the response had begun: only closing tells the client
+                    if not await self._retried(exchange):
+                        return await self._fail(request, exchange.entry, err)
         finally:
             self._finish(exchange, reusable)
         return request.keep_alive
+
+    async def _retried(self, exchange: Exchange) -> bool:
+        """Send the request once more on a new connection to the same place when the
+        connection that failed it had been kept idle (its server may have closed it
+        meanwhile), nothing of an answer came, and repeating it is safe (RFC 9112
+        9.3.1: GET, HEAD or OPTIONS without a body). Its bytes on both connections
+        count for the one exchange."""
+        failed, request = exchange.upstream, exchange.request
+        if (
+            not failed.reused
+            or failed.received != exchange.received0
+            or request.method not in _RETRIED
+            or request.has_body
+        ):
+            return False
+        try:
+            fresh = await self.upstreams.reopen(exchange.target)
+        except (EgressRefused, ResolveError, UpstreamError):
+            return False
+        exchange.sent0 = fresh.sent - (failed.sent - exchange.sent0)
+        exchange.received0 = fresh.received
+        exchange.upstream = fresh
+        fresh.write(forwarded_head(request, exchange.target))
+        fresh.expect_response(request.method == b"HEAD")
+        return True
 
     def _finish(self, exchange: Exchange, reusable: bool) -> None:
         """The upstream connection back (or closed), and the exchange counted and logged."""

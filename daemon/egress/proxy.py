@@ -23,6 +23,7 @@ from daemon.egress.httplog import Redactor, RequestLog
 from daemon.egress.inline import InlineRelay
 from daemon.egress.messages import Head, ProtocolError
 from daemon.egress.policy import EgressPolicy, EgressRefused
+from daemon.egress.pool import IDLE_TIMEOUT, IdlePool
 from daemon.egress.resolver import ResolveError, Resolver, SystemResolver
 from daemon.egress.targets import absolute_target, tunnel_target
 from daemon.egress.tunnel import TLS_HANDSHAKE, first_byte, parse_authority, pipes, splice
@@ -46,6 +47,7 @@ class ChannelSettings:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     script: str = ""  # the replica's script, for the metrics (empty: the channel's name)
+    idle_timeout: float = IDLE_TIMEOUT  # seconds an idle upstream connection is kept
 
 
 class EgressProxy:
@@ -90,7 +92,7 @@ class EgressProxy:
 
 class Channel:
     """The proxy's side of one replica: its socket, its settings, its current request
-    log and its account."""
+    log, its account and its idle upstream connections."""
 
     def __init__(
         self,
@@ -108,6 +110,7 @@ class Channel:
         self.redactor = Redactor(settings.secrets)
         self.meter = EgressMeter(settings.script or name)
         self.log = RequestLog(self.redactor, self.meter)
+        self.pool = IdlePool(self.account, timeout=settings.idle_timeout)
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -126,7 +129,9 @@ class Channel:
         return taken
 
     def close_connections(self) -> None:
-        """End every open connection (a killed worker's requests must not linger)."""
+        """End every open connection (a killed worker's requests must not linger; their
+        upstream connections close with them). Idle upstream connections stay: their
+        exchanges had ended."""
         for task in list(self._connections):
             task.cancel()
 
@@ -136,6 +141,7 @@ class Channel:
         self.close_connections()
         if self._connections:
             await asyncio.wait(list(self._connections), timeout=5)
+        self.pool.close()
         self.log.publish()  # what no call took still reaches the metrics
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
@@ -183,22 +189,18 @@ class Channel:
 
     async def _serve(self, client: HttpSide) -> None:
         upstreams = PlainUpstreams(
-            self.settings.policy, self.proxy.resolver, self.proxy.upstream_tls
+            self.settings.policy, self.proxy.resolver, self.proxy.upstream_tls, self.pool
         )
         relay = InlineRelay(client, absolute_target, upstreams, lambda: self.log, self.account)
-        try:
-            while True:
-                event = await relay.next_request()
-                if not isinstance(event, Head):
-                    return
-                if event.method == b"CONNECT":
-                    upstreams.close_all()
-                    await self._connect(client, event)
-                    return
-                if not await relay.handle(event):
-                    return
-        finally:
-            upstreams.close_all()
+        while True:
+            event = await relay.next_request()
+            if not isinstance(event, Head):
+                return
+            if event.method == b"CONNECT":
+                await self._connect(client, event)
+                return
+            if not await relay.handle(event):
+                return
 
     async def _connect(self, client: HttpSide, request: Head) -> None:
         authority = request.target.decode("ascii", "replace")
@@ -288,18 +290,15 @@ class Channel:
     async def _relay_inside(
         self, inner: HttpSide, targets: list[Target], scheme: str, tls: ssl.SSLContext | None
     ) -> None:
-        upstream = PinnedUpstream(targets, tls)
+        upstream = PinnedUpstream(targets, tls, self.pool)
         target_of = tunnel_target(scheme, targets[0].host, targets[0].port)
         relay = InlineRelay(inner, target_of, upstream, lambda: self.log, self.account)
-        try:
-            while True:
-                event = await relay.next_request()
-                if not isinstance(event, Head):
-                    return
-                if event.method == b"CONNECT" or not await relay.handle(event):
-                    return
-        finally:
-            upstream.close_all()
+        while True:
+            event = await relay.next_request()
+            if not isinstance(event, Head):
+                return
+            if event.method == b"CONNECT" or not await relay.handle(event):
+                return
 
 
 async def _accept_connect(client: HttpSide) -> None:

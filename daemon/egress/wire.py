@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from daemon.egress.messages import BODYLESS, CLOSED, END, Head, ProtocolError, Sentinel
+
+if TYPE_CHECKING:
+    from daemon.egress.pool import PoolKey
 
 # Reading a side pauses while more body than this waits in its queue of events, and
 # resumes once it is down to LOW_WATER.
@@ -113,6 +116,8 @@ class HttpSide(asyncio.Protocol):
         # ends (the relay's callbacks, `InlineRelay`); None: the waiter is woken.
         self.listener: Callable[[], None] | None = None
         self.session_kept = False  # an upstream's TLS session, once it answered
+        self.pool_key: PoolKey | None = None  # an upstream's place, for the idle pool
+        self.reused = False  # an upstream taken from the idle pool (its server may have left)
 
     # --- the transport's side ---------------------------------------------------
 

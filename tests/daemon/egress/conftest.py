@@ -9,6 +9,7 @@ import pytest
 
 from daemon.egress.ca import CertificateAuthority
 from daemon.egress.policy import EgressPolicy, HostPattern, Mode
+from daemon.egress.pool import IDLE_TIMEOUT
 from daemon.egress.proxy import Channel, ChannelSettings, EgressProxy
 from daemon.egress.resolver import StaticResolver
 from daemon.egress.upstream import upstream_context
@@ -54,6 +55,7 @@ async def egress(tmp_path: Path) -> AsyncIterator[EgressEnv]:
         secrets: dict[str, str] | None = None,
         max_connections: int = 64,
         ports: tuple[int, ...] | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> tuple[Channel, LoopbackRelay]:
         nonlocal count
         count += 1
@@ -63,7 +65,9 @@ async def egress(tmp_path: Path) -> AsyncIterator[EgressEnv]:
             ports=ports or (80, 443, servers.http_port, servers.https_port),
             allowed_networks=networks,
         )
-        settings = ChannelSettings(policy, inspect, secrets or {}, max_connections)
+        settings = ChannelSettings(
+            policy, inspect, secrets or {}, max_connections, idle_timeout=idle_timeout
+        )
         channel = await proxy.open_channel(f"r{count}", tmp_path / f"r{count}.sock", settings)
         relay = await LoopbackRelay(channel.socket_path).start()
         relays.append(relay)

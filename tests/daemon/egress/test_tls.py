@@ -54,10 +54,11 @@ async def test_a_new_upstream_connection_resumes_the_last_session(egress: Egress
     assert egress.proxy.ca is not None
     trust = ssl.create_default_context(cafile=str(egress.proxy.ca.cert_path))
     resumed = []
-    for _ in range(3):  # a client connection each, so an upstream connection each
+    for _ in range(3):  # a client connection each, and no idle upstream kept between
         async with httpx.AsyncClient(proxy=relay.url, verify=trust) as http:
             answer = await http.get(f"{egress.servers.https}/tls")
             resumed.append(answer.json()["resumed"])
+        channel.pool.close_idle()  # so the next client connection opens a new upstream
     assert resumed == [False, True, True]
     assert channel.take_log().total == 3
 

@@ -1,0 +1,147 @@
+"""Idle upstream connections of one channel, kept for the next request to the same
+place whichever client connection sends it: scripts mostly open a connection per
+call (`requests.get` without a Session, Node's fetch), and each new CONNECT would
+otherwise pay a full upstream TCP and TLS handshake.
+
+A connection is only handed to a request whose target passed the policy check and
+resolution (`check_target`) and whose key matches: the checked address and port it
+is connected to, the TLS context that verified it (None for plain TCP) and the
+server name it was verified for. A pool belongs to one channel, never shared
+between replicas or workers. It keeps at most `MAX_IDLE` connections; each is
+closed `IDLE_TIMEOUT` seconds after it went idle (one timer of the loop per pool,
+not one per connection), and all of them when the channel closes.
+
+Idle connections count towards the replica's connection limit with its client
+connections (`ReplicaAccount`): one is only kept while there is room, and the
+oldest is closed to make room for a new client connection."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import TYPE_CHECKING
+
+from daemon.egress.policy import IPAddress
+from daemon.egress.upstream import Target
+from daemon.egress.wire import HttpSide
+
+if TYPE_CHECKING:
+    from daemon.egress.accounting import ReplicaAccount
+
+MAX_IDLE = 8  # idle upstream connections per channel
+# Seconds an idle upstream connection is kept: well under common servers' keep-alive
+# (a server that closes first is seen at the next take, or the request is retried).
+IDLE_TIMEOUT = 15.0
+
+PoolKey = tuple[IPAddress, int, ssl.SSLContext | None, str | None]
+
+
+def pool_key(target: Target, tls: ssl.SSLContext | None) -> PoolKey:
+    """What makes two connections to `target` interchangeable."""
+    return (target.address, target.port, tls, target.tls_name if tls is not None else None)
+
+
+class IdlePool:
+    def __init__(
+        self,
+        account: ReplicaAccount,
+        max_idle: int = MAX_IDLE,
+        timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self.account = account
+        self.max_idle = max_idle
+        self.timeout = timeout
+        # Per key, oldest first (a take gives the newest: the likeliest still open).
+        self._idle: dict[PoolKey, list[tuple[HttpSide, float]]] = {}
+        self.count = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        account.pools.append(self)
+
+    def take(self, key: PoolKey) -> HttpSide | None:
+        """An idle connection under `key` that its server has not closed, or None."""
+        entries = self._idle.get(key)
+        while entries:
+            side = entries.pop()[0]
+            self._forget(key, entries)
+            if side.at_eof:
+                side.close()
+                continue
+            side.reused = True
+            return side
+        return None
+
+    def put(self, side: HttpSide) -> None:
+        """Keep a connection whose exchange ended cleanly (else it is closed)."""
+        key = side.pool_key
+        if self._closed or key is None or side.at_eof or not self.account.room_for_idle():
+            side.close()
+            return
+        if self.count >= self.max_idle:
+            self.close_oldest()
+        now = side.loop.time()
+        self._idle.setdefault(key, []).append((side, now))
+        self.count += 1
+        self.account.idle_connections += 1
+        if self._timer is None:
+            self._timer = side.loop.call_at(now + self.timeout, self._expire)
+
+    def close_oldest(self) -> bool:
+        """Close the connection idle the longest; False when there is none."""
+        oldest: PoolKey | None = None
+        since = 0.0
+        for key, entries in self._idle.items():
+            if oldest is None or entries[0][1] < since:
+                oldest, since = key, entries[0][1]
+        if oldest is None:
+            return False
+        entries = self._idle[oldest]
+        entries.pop(0)[0].close()
+        self._forget(oldest, entries)
+        return True
+
+    def close(self) -> None:
+        """Close every idle connection; nothing is kept afterwards (the channel closed)."""
+        self._closed = True
+        self.close_idle()
+        if self in self.account.pools:
+            self.account.pools.remove(self)
+
+    def close_idle(self) -> None:
+        for entries in self._idle.values():
+            for side, _ in entries:
+                side.close()
+        self.account.idle_connections -= self.count
+        self.count = 0
+        self._idle.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def sides(self) -> list[HttpSide]:
+        """The idle connections, oldest first per key."""
+        return [side for entries in self._idle.values() for side, _ in entries]
+
+    def _forget(self, key: PoolKey, entries: list[tuple[HttpSide, float]]) -> None:
+        """One entry of `key` was removed from `entries`."""
+        self.count -= 1
+        self.account.idle_connections -= 1
+        if not entries:
+            del self._idle[key]
+
+    def _expire(self) -> None:
+        """The timer: close what has been idle for `timeout`, then wait for the next."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        # (a timer may fire up to the clock's resolution early)
+        deadline = loop.time() - self.timeout + 0.001
+        next_due: float | None = None
+        for key in list(self._idle):
+            entries = self._idle[key]
+            while entries and entries[0][1] <= deadline:
+                entries.pop(0)[0].close()
+                self._forget(key, entries)
+            if entries and (next_due is None or entries[0][1] < next_due):
+                next_due = entries[0][1]
+        if next_due is not None:
+            self._timer = loop.call_at(next_due + self.timeout, self._expire)
