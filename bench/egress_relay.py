@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import ipaddress
 import os
 import sys
 import time
@@ -62,6 +63,32 @@ async def _until_written(transport: StandInTransport, before: int) -> None:
         await asyncio.sleep(0)
 
 
+async def kept_alive(upstream: Any, target: Any, account: Any) -> Any:
+    """The client connection's upstreams, `upstream` kept alive for `target` as after a
+    first request: in the channel's idle pool (checked by the policy first), or, in a
+    tree from before the pool, by the client connection itself."""
+    upstreams_module = importlib.import_module("daemon.egress.upstreams")
+    policy = importlib.import_module("daemon.egress.policy")
+    try:
+        pool_module = importlib.import_module("daemon.egress.pool")
+    except ModuleNotFoundError:
+        upstreams = upstreams_module.PlainUpstreams(policy.EgressPolicy(), None, None)
+        upstreams.release(target, upstream, True)
+        return upstreams
+    checked = importlib.import_module("daemon.egress.upstream").Target(
+        "127.0.0.1", 8080, ipaddress.ip_address("127.0.0.1")
+    )
+    loopback = (ipaddress.ip_network("127.0.0.0/8"),)
+    opened = policy.EgressPolicy(ports=(8080,), allowed_networks=loopback)
+    pool = pool_module.IdlePool(account)
+    upstreams = upstreams_module.PlainUpstreams(opened, None, None, pool)
+    upstream.pool_key = pool_module.pool_key(checked, None)
+    pool.put(upstream)
+    assert await upstreams.get(target) is upstream  # checked, and taken from the pool
+    upstreams.release(target, upstream, True)
+    return upstreams
+
+
 async def measure(requests: int, rounds: int) -> float:
     wire = importlib.import_module("daemon.egress.wire")
     exchange = importlib.import_module("daemon.egress.exchange")
@@ -70,8 +97,6 @@ async def measure(requests: int, rounds: int) -> float:
     except ModuleNotFoundError:  # a tree from before targets had a module of their own
         targets = exchange
     httplog = importlib.import_module("daemon.egress.httplog")
-    upstreams_module = importlib.import_module("daemon.egress.upstreams")
-    policy = importlib.import_module("daemon.egress.policy")
     accounting = importlib.import_module("daemon.egress.accounting")
     try:
         relay_class = importlib.import_module("daemon.egress.inline").InlineRelay
@@ -82,12 +107,11 @@ async def measure(requests: int, rounds: int) -> float:
     to_client, to_upstream = StandInTransport(), StandInTransport()
     client.connection_made(to_client)
     upstream.connection_made(to_upstream)
-    upstreams = upstreams_module.PlainUpstreams(policy.EgressPolicy(), None, None)
     target = targets.absolute_target(wire.Head(target=b"http://127.0.0.1:8080/small"))
-    upstreams.release(target, upstream, True)  # kept alive, as after a first request
+    account = accounting.ReplicaAccount(100)
+    upstreams = await kept_alive(upstream, target, account)
     redactor = httplog.Redactor(SECRETS)
     logs = [httplog.RequestLog(redactor)]
-    account = accounting.ReplicaAccount(100)
     relay = relay_class(client, targets.absolute_target, upstreams, lambda: logs[0], account)
 
     async def serve() -> None:

@@ -21,7 +21,6 @@ import asyncio
 import ssl
 from typing import TYPE_CHECKING
 
-from daemon.egress.policy import IPAddress
 from daemon.egress.upstream import Target
 from daemon.egress.wire import HttpSide
 
@@ -33,12 +32,15 @@ MAX_IDLE = 8  # idle upstream connections per channel
 # (a server that closes first is seen at the next take, or the request is retried).
 IDLE_TIMEOUT = 15.0
 
-PoolKey = tuple[IPAddress, int, ssl.SSLContext | None, str | None]
+# (address, port, TLS context, server name): the address as text, whose hash the
+# string keeps (an ip_address object's hash is a Python method, run at each lookup).
+PoolKey = tuple[str, int, ssl.SSLContext | None, str | None]
 
 
 def pool_key(target: Target, tls: ssl.SSLContext | None) -> PoolKey:
     """What makes two connections to `target` interchangeable."""
-    return (target.address, target.port, tls, target.tls_name if tls is not None else None)
+    name = target.tls_name if tls is not None else None
+    return (str(target.address), target.port, tls, name)
 
 
 class IdlePool:
@@ -51,8 +53,11 @@ class IdlePool:
         self.account = account
         self.max_idle = max_idle
         self.timeout = timeout
-        # Per key, oldest first (a take gives the newest: the likeliest still open).
-        self._idle: dict[PoolKey, list[tuple[HttpSide, float]]] = {}
+        # Per key, oldest first (a take gives the newest: the likeliest still open). A
+        # key's list stays when it empties (no list made per request); the timer
+        # drops the empty ones.
+        # (Each side holds the time it went idle: `idle_since`.)
+        self._idle: dict[PoolKey, list[HttpSide]] = {}
         self.count = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -62,8 +67,9 @@ class IdlePool:
         """An idle connection under `key` that its server has not closed, or None."""
         entries = self._idle.get(key)
         while entries:
-            side = entries.pop()[0]
-            self._forget(key, entries)
+            side = entries.pop()
+            self.count -= 1
+            self.account.idle_connections -= 1
             if side.at_eof:
                 side.close()
                 continue
@@ -74,30 +80,41 @@ class IdlePool:
     def put(self, side: HttpSide) -> None:
         """Keep a connection whose exchange ended cleanly (else it is closed)."""
         key = side.pool_key
-        if self._closed or key is None or side.at_eof or not self.account.room_for_idle():
+        account = self.account
+        if (
+            self._closed
+            or key is None
+            or side.at_eof
+            # (the account's room_for_idle, inline: this runs once per request)
+            or account.open_connections + account.idle_connections >= account.max_connections
+        ):
             side.close()
             return
         if self.count >= self.max_idle:
             self.close_oldest()
-        now = side.loop.time()
-        self._idle.setdefault(key, []).append((side, now))
+        loop = side.loop
+        side.idle_since = now = loop.time()
+        entries = self._idle.get(key)
+        if entries is None:
+            entries = self._idle[key] = []
+        entries.append(side)
         self.count += 1
-        self.account.idle_connections += 1
+        account.idle_connections += 1
         if self._timer is None:
-            self._timer = side.loop.call_at(now + self.timeout, self._expire)
+            self._timer = loop.call_at(now + self.timeout, self._expire)
 
     def close_oldest(self) -> bool:
         """Close the connection idle the longest; False when there is none."""
         oldest: PoolKey | None = None
         since = 0.0
         for key, entries in self._idle.items():
-            if oldest is None or entries[0][1] < since:
-                oldest, since = key, entries[0][1]
+            if entries and (oldest is None or entries[0].idle_since < since):
+                oldest, since = key, entries[0].idle_since
         if oldest is None:
             return False
-        entries = self._idle[oldest]
-        entries.pop(0)[0].close()
-        self._forget(oldest, entries)
+        self._idle[oldest].pop(0).close()
+        self.count -= 1
+        self.account.idle_connections -= 1
         return True
 
     def close(self) -> None:
@@ -109,7 +126,7 @@ class IdlePool:
 
     def close_idle(self) -> None:
         for entries in self._idle.values():
-            for side, _ in entries:
+            for side in entries:
                 side.close()
         self.account.idle_connections -= self.count
         self.count = 0
@@ -120,14 +137,7 @@ class IdlePool:
 
     def sides(self) -> list[HttpSide]:
         """The idle connections, oldest first per key."""
-        return [side for entries in self._idle.values() for side, _ in entries]
-
-    def _forget(self, key: PoolKey, entries: list[tuple[HttpSide, float]]) -> None:
-        """One entry of `key` was removed from `entries`."""
-        self.count -= 1
-        self.account.idle_connections -= 1
-        if not entries:
-            del self._idle[key]
+        return [side for entries in self._idle.values() for side in entries]
 
     def _expire(self) -> None:
         """The timer: close what has been idle for `timeout`, then wait for the next."""
@@ -138,10 +148,13 @@ class IdlePool:
         next_due: float | None = None
         for key in list(self._idle):
             entries = self._idle[key]
-            while entries and entries[0][1] <= deadline:
-                entries.pop(0)[0].close()
-                self._forget(key, entries)
-            if entries and (next_due is None or entries[0][1] < next_due):
-                next_due = entries[0][1]
+            while entries and entries[0].idle_since <= deadline:
+                entries.pop(0).close()
+                self.count -= 1
+                self.account.idle_connections -= 1
+            if not entries:
+                del self._idle[key]
+            elif next_due is None or entries[0].idle_since < next_due:
+                next_due = entries[0].idle_since
         if next_due is not None:
             self._timer = loop.call_at(next_due + self.timeout, self._expire)

@@ -192,15 +192,19 @@ class Channel:
             self.settings.policy, self.proxy.resolver, self.proxy.upstream_tls, self.pool
         )
         relay = InlineRelay(client, absolute_target, upstreams, lambda: self.log, self.account)
-        while True:
-            event = await relay.next_request()
-            if not isinstance(event, Head):
-                return
-            if event.method == b"CONNECT":
-                await self._connect(client, event)
-                return
-            if not await relay.handle(event):
-                return
+        try:
+            while True:
+                event = await relay.next_request()
+                if not isinstance(event, Head):
+                    return
+                if event.method == b"CONNECT":
+                    upstreams.leave()
+                    await self._connect(client, event)
+                    return
+                if not await relay.handle(event):
+                    return
+        finally:
+            upstreams.leave()  # what it kept idle goes to the channel's pool
 
     async def _connect(self, client: HttpSide, request: Head) -> None:
         authority = request.target.decode("ascii", "replace")
@@ -293,12 +297,15 @@ class Channel:
         upstream = PinnedUpstream(targets, tls, self.pool)
         target_of = tunnel_target(scheme, targets[0].host, targets[0].port)
         relay = InlineRelay(inner, target_of, upstream, lambda: self.log, self.account)
-        while True:
-            event = await relay.next_request()
-            if not isinstance(event, Head):
-                return
-            if event.method == b"CONNECT" or not await relay.handle(event):
-                return
+        try:
+            while True:
+                event = await relay.next_request()
+                if not isinstance(event, Head):
+                    return
+                if event.method == b"CONNECT" or not await relay.handle(event):
+                    return
+        finally:
+            upstream.leave()  # what it kept idle goes to the channel's pool
 
 
 async def _accept_connect(client: HttpSide) -> None:

@@ -1,14 +1,18 @@
-"""Where a client connection's requests go, over its channel's pool of idle upstream
-connections (`IdlePool`): `PlainUpstreams` for the absolute URLs of a plain-HTTP
-client (each host:port checked by the policy the first time the client connection
-names it), `PinnedUpstream` for the checked targets of an intercepted CONNECT.
+"""Where a client connection's requests go: `PlainUpstreams` for the absolute URLs of
+a plain-HTTP client (each host:port checked by the policy the first time the client
+connection names it), `PinnedUpstream` for the checked targets of an intercepted
+CONNECT.
 
-Either takes an idle connection to one of the checked addresses when the pool has
-one, else opens a new connection to them, and stays on the address that answered.
-A kept-alive connection whose server closed it is reopened to the same address;
-so is, once, an idempotent request that a reused connection failed before any
-answer (`reopen`, called by the relay). A connection goes back to the pool only
-when its exchange ended cleanly."""
+While the client connection lives, it keeps the upstream connection it used last for
+each place (its next request needs no pool, which costs its lookups on every kept-
+alive request); when it ends (`leave`), those go to the channel's pool of idle
+connections (`IdlePool`), for the next client connection to the same place. A
+request takes the kept connection, else an idle one of the pool to one of the
+checked addresses, else opens a new connection to them, and stays on the address
+that answered. A kept-alive connection whose server closed it is reopened to the
+same address; so is, once, an idempotent request that a reused connection failed
+before any answer (`reopen`, called by the relay). Only a connection whose exchange
+ended cleanly is kept."""
 
 from __future__ import annotations
 
@@ -22,24 +26,36 @@ from daemon.egress.tls import keep_session
 from daemon.egress.upstream import Target, check_target, connect
 from daemon.egress.wire import HttpSide
 
-# The host:port places a plain-HTTP client connection remembers as checked.
-MAX_PLACES_PER_CLIENT = 16
+# The host:port places a plain-HTTP client connection remembers as checked (each
+# with the upstream connection it keeps, if any).
+MAX_PLACES_PER_CLIENT = 4
 
 
 class Place:
-    """The checked addresses of one host:port, with TLS or without."""
+    """The checked addresses of one host:port, with TLS or without, for one client
+    connection."""
 
     def __init__(self, targets: list[Target], tls: ssl.SSLContext | None, pool: IdlePool) -> None:
         self.tls = tls
         self.pool = pool
         self._keyed: list[tuple[Target, PoolKey]] = [(t, pool_key(t, tls)) for t in targets]
+        self._kept: HttpSide | None = None
 
     def idle(self) -> HttpSide | None:
-        """An idle connection of the pool to one of the addresses, if there is one."""
+        """The kept connection, else an idle one of the pool to one of the addresses,
+        if its server has not closed it."""
+        side = self._kept
+        if side is not None:
+            self._kept = None
+            if not side.at_eof:
+                side.reused = True
+                return side
+            side.close()
         for keyed in self._keyed:
             side = self.pool.take(keyed[1])
             if side is not None:
-                self._keyed = [keyed]  # once one answered, stay on it
+                if len(self._keyed) > 1:
+                    self._keyed = [keyed]  # once one answered, stay on it
                 return side
         return None
 
@@ -49,6 +65,23 @@ class Place:
         self._keyed = [keyed]
         side.pool_key = keyed[1]
         return side
+
+    def release(self, side: HttpSide, reusable: bool) -> None:
+        """A connection whose exchange is over: kept if it ended cleanly and the server
+        keeps it, else closed."""
+        _keep_session(side)
+        if not reusable or side.at_eof:
+            side.close()
+            return
+        if self._kept is not None:
+            self.pool.put(self._kept)
+        self._kept = side
+
+    def leave(self) -> None:
+        """The client connection ended: its kept connection to the pool."""
+        side, self._kept = self._kept, None
+        if side is not None:
+            self.pool.put(side)
 
 
 class PlainUpstreams:
@@ -74,7 +107,19 @@ class PlainUpstreams:
         return await (await self._place(target)).open()
 
     def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
-        release(self.pool, side, reusable)
+        place = self._places.get(_key(target))
+        if place is not None:
+            place.release(side, reusable)
+        elif reusable:
+            _keep_session(side)
+            self.pool.put(side)  # (which closes it if its server did)
+        else:
+            side.close()
+
+    def leave(self) -> None:
+        for place in self._places.values():
+            place.leave()
+        self._places.clear()
 
     async def _place(self, target: RequestTarget) -> Place:
         key = _key(target)
@@ -83,7 +128,7 @@ class PlainUpstreams:
             targets = await check_target(self.policy, self.resolver, target.host, target.port)
             place = Place(targets, self.tls if target.scheme == "https" else None, self.pool)
             if len(self._places) >= MAX_PLACES_PER_CLIENT:
-                del self._places[next(iter(self._places))]
+                self._places.pop(next(iter(self._places))).leave()
             self._places[key] = place
         return place
 
@@ -93,7 +138,6 @@ class PinnedUpstream:
 
     def __init__(self, targets: list[Target], tls: ssl.SSLContext | None, pool: IdlePool) -> None:
         self.place = Place(targets, tls, pool)
-        self.pool = pool
 
     def idle(self, target: RequestTarget) -> HttpSide | None:
         return self.place.idle()
@@ -105,17 +149,10 @@ class PinnedUpstream:
         return await self.place.open()
 
     def release(self, target: RequestTarget, side: HttpSide, reusable: bool) -> None:
-        release(self.pool, side, reusable)
+        self.place.release(side, reusable)
 
-
-def release(pool: IdlePool, side: HttpSide, reusable: bool) -> None:
-    """An upstream connection whose exchange is over: back to the pool if it ended
-    cleanly and the server keeps it, else closed."""
-    _keep_session(side)
-    if reusable and not side.at_eof:
-        pool.put(side)
-    else:
-        side.close()
+    def leave(self) -> None:
+        self.place.leave()
 
 
 def _keep_session(side: HttpSide) -> None:

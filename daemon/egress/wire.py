@@ -118,6 +118,7 @@ class HttpSide(asyncio.Protocol):
         self.session_kept = False  # an upstream's TLS session, once it answered
         self.pool_key: PoolKey | None = None  # an upstream's place, for the idle pool
         self.reused = False  # an upstream taken from the idle pool (its server may have left)
+        self.idle_since = 0.0  # the loop's time when it was last put in the idle pool
 
     # --- the transport's side ---------------------------------------------------
 

@@ -123,11 +123,20 @@ def _trust(egress: EgressEnv) -> ssl.SSLContext:
 
 
 async def _fetch(
-    egress: EgressEnv, relay: LoopbackRelay, url: str, method: str = "GET", body: bytes = b""
+    egress: EgressEnv,
+    opened: tuple[Channel, LoopbackRelay],
+    url: str,
+    method: str = "GET",
+    body: bytes = b"",
 ) -> httpx.Response:
-    """One request on a client connection of its own, closed after it."""
+    """One request on a client connection of its own, closed after it; returns once
+    the proxy has ended that connection too (what it kept is then in the pool)."""
+    channel, relay = opened
+    open_before = channel.account.open_connections
     async with httpx.AsyncClient(proxy=relay.url, verify=_trust(egress)) as http:
-        return await http.request(method, url, content=body or None)
+        answer = await http.request(method, url, content=body or None)
+    await wait_for(lambda: channel.account.open_connections == open_before, "the client left")
+    return answer
 
 
 async def _opened(
@@ -143,7 +152,7 @@ async def test_new_client_connections_share_one_upstream_connection(
     server = await counting(scheme)
     channel, relay = await _opened(egress, server)
     for _ in range(3):
-        assert (await _fetch(egress, relay, server.url("/a"))).text == "ok"
+        assert (await _fetch(egress, (channel, relay), server.url("/a"))).text == "ok"
     assert server.connections == 1 and len(server.requests) == 3
     log = channel.take_log()
     assert log.total == 3 and [e.status for e in log.entries] == [200, 200, 200]
@@ -155,9 +164,9 @@ async def test_new_client_connections_share_one_upstream_connection(
 
 async def test_channels_never_share_an_idle_connection(egress: EgressEnv, counting: Start) -> None:
     server = await counting("https")
-    (_, first), (_, second) = await _opened(egress, server), await _opened(egress, server)
-    for relay in (first, second, first, second):
-        assert (await _fetch(egress, relay, server.url("/a"))).status_code == 200
+    first, second = await _opened(egress, server), await _opened(egress, server)
+    for opened in (first, second, first, second):
+        assert (await _fetch(egress, opened, server.url("/a"))).status_code == 200
     assert server.connections == 2
 
 
@@ -167,10 +176,10 @@ async def test_another_server_name_or_address_is_another_connection(
     tls, plain = await counting("https"), await counting("http")
     channel, relay = await egress.open(ports=(tls.port, plain.port))
     for host in ("api.example.test", "svc.example.test", "api.example.test"):
-        assert (await _fetch(egress, relay, tls.url("/a", host))).status_code == 200
+        assert (await _fetch(egress, (channel, relay), tls.url("/a", host))).status_code == 200
     assert tls.connections == 2  # both names resolve to 127.0.0.1, verified apart
     for host in ("127.0.0.1", "127.0.0.2", "127.0.0.1"):
-        assert (await _fetch(egress, relay, plain.url("/a", host))).status_code == 200
+        assert (await _fetch(egress, (channel, relay), plain.url("/a", host))).status_code == 200
     assert plain.connections == 2
     assert channel.pool.count == 4
 
@@ -181,12 +190,12 @@ async def test_an_idle_connection_closes_after_the_idle_timeout(
 ) -> None:
     server = await counting(scheme)
     channel, relay = await _opened(egress, server, idle_timeout=0.3)
-    await _fetch(egress, relay, server.url("/a"))
-    await _fetch(egress, relay, server.url("/a", "127.0.0.2"))
+    await _fetch(egress, (channel, relay), server.url("/a"))
+    await _fetch(egress, (channel, relay), server.url("/a", "127.0.0.2"))
     assert channel.pool.count == 2
     await wait_for(lambda: server.closed == 2, "the proxy closes both idle connections")
     assert channel.pool.count == 0 and channel.account.idle_connections == 0
-    await _fetch(egress, relay, server.url("/a"))  # the pool keeps working after
+    await _fetch(egress, (channel, relay), server.url("/a"))  # the pool keeps working after
     assert server.connections == 3 and channel.pool.count == 1
 
 
@@ -195,7 +204,7 @@ async def test_closing_the_channel_closes_its_idle_connections(
 ) -> None:
     server = await counting("https")
     channel, relay = await _opened(egress, server)
-    await _fetch(egress, relay, server.url("/a"))
+    await _fetch(egress, (channel, relay), server.url("/a"))
     assert server.closed == 0
     await egress.proxy.close_channel(channel.name)
     await wait_for(lambda: server.closed == 1, "the idle connection is closed")
@@ -207,12 +216,12 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used(
 ) -> None:
     server = await counting(scheme)
     channel, relay = await _opened(egress, server)
-    await _fetch(egress, relay, server.url("/a"))
+    await _fetch(egress, (channel, relay), server.url("/a"))
     server.close_connections()
     await wait_for(
         lambda: all(side.at_eof for side in channel.pool.sides()), "the proxy sees the close"
     )
-    assert (await _fetch(egress, relay, server.url("/a"))).text == "ok"
+    assert (await _fetch(egress, (channel, relay), server.url("/a"))).text == "ok"
     assert server.connections == 2 and channel.take_log().total == 2
 
 
@@ -223,13 +232,13 @@ async def test_a_get_a_reused_connection_failed_unanswered_goes_again_not_a_post
     server = await counting(scheme)
     channel, relay = await _opened(egress, server)
     url = server.url("/drop-reused")
-    assert (await _fetch(egress, relay, url)).status_code == 200
-    assert (await _fetch(egress, relay, url)).text == "ok"  # dropped, then sent again
+    assert (await _fetch(egress, (channel, relay), url)).status_code == 200
+    assert (await _fetch(egress, (channel, relay), url)).text == "ok"  # dropped, then sent again
     assert server.connections == 2 and len(server.requests) == 3
     first, again = channel.take_log().entries
     assert again.status == 200 and again.bytes_out == 2 * first.bytes_out  # both sendings
     assert again.bytes_in == first.bytes_in
-    refused = await _fetch(egress, relay, url, "POST", b"x")  # never sent twice
+    refused = await _fetch(egress, (channel, relay), url, "POST", b"x")  # never sent twice
     assert refused.status_code == 502 and "without answering" in refused.text
     assert server.connections == 2 and server.requests[-1] == "POST /drop-reused"
     log = channel.take_log()
@@ -242,8 +251,8 @@ async def test_a_connection_in_mid_exchange_when_its_worker_is_killed_is_closed(
 ) -> None:
     server = await counting(scheme)
     channel, relay = await _opened(egress, server)
-    await _fetch(egress, relay, server.url("/a", "127.0.0.2"))  # stays idle throughout
-    held = asyncio.ensure_future(_fetch(egress, relay, server.url("/hold")))
+    await _fetch(egress, (channel, relay), server.url("/a", "127.0.0.2"))  # stays idle throughout
+    held = asyncio.ensure_future(_fetch(egress, (channel, relay), server.url("/hold")))
     await wait_for(lambda: "GET /hold" in server.requests, "the request reaches the server")
     channel.close_connections()  # as when its worker is killed
     await wait_for(lambda: server.closed == 1, "the held request's connection is closed")
@@ -251,7 +260,7 @@ async def test_a_connection_in_mid_exchange_when_its_worker_is_killed_is_closed(
         await held
     server.release.set()
     assert channel.pool.count == 1 and not channel.pool.sides()[0].at_eof
-    assert (await _fetch(egress, relay, server.url("/a"))).status_code == 200
+    assert (await _fetch(egress, (channel, relay), server.url("/a"))).status_code == 200
     assert server.connections == 3
 
 
@@ -261,7 +270,7 @@ async def test_idle_connections_count_towards_the_replica_limit(
     server = await counting("https")
     channel, relay = await _opened(egress, server, max_connections=3)
     for host in ("api.example.test", "svc.example.test"):
-        await _fetch(egress, relay, server.url("/a", host))
+        await _fetch(egress, (channel, relay), server.url("/a", host))
     account = channel.account
     await wait_for(lambda: account.open_connections == 0, "the client connections end")
     assert account.idle_connections == 2
@@ -270,7 +279,9 @@ async def test_idle_connections_count_towards_the_replica_limit(
     assert account.idle_connections == 2  # three in all: the limit
     # One more client connection: the oldest idle one makes room for it, and its own
     # upstream connection cannot stay idle past the limit.
-    assert (await _fetch(egress, relay, server.url("/a", "127.0.0.1"))).status_code == 200
+    assert (
+        await _fetch(egress, (channel, relay), server.url("/a", "127.0.0.1"))
+    ).status_code == 200
     assert account.idle_connections == 1 and server.connections == 3
     await wait_for(lambda: server.closed == 2, "the oldest and the one past the limit close")
     assert [side.pool_key and side.pool_key[3] for side in channel.pool.sides()] == [

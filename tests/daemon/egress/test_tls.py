@@ -16,6 +16,7 @@ from daemon.egress.ca import CertificateAuthority
 from daemon.egress.tls import DirectSSLObject, _sessions, keep_session, resume_sessions
 from daemon.egress.upstream import upstream_context
 from tests.daemon.egress.conftest import EgressEnv
+from tests.daemon.egress.waiting import wait_for
 
 
 def _pump(source: ssl.MemoryBIO, into: ssl.MemoryBIO) -> None:
@@ -58,6 +59,7 @@ async def test_a_new_upstream_connection_resumes_the_last_session(egress: Egress
         async with httpx.AsyncClient(proxy=relay.url, verify=trust) as http:
             answer = await http.get(f"{egress.servers.https}/tls")
             resumed.append(answer.json()["resumed"])
+        await wait_for(lambda: channel.account.open_connections == 0, "the client left")
         channel.pool.close_idle()  # so the next client connection opens a new upstream
     assert resumed == [False, True, True]
     assert channel.take_log().total == 3
