@@ -44,10 +44,6 @@ class ReplicaAccount:
     def close_connection(self) -> None:
         self.open_connections -= 1
 
-    def room_for_idle(self) -> bool:
-        """Whether one more idle upstream connection stays within the limit."""
-        return self.open_connections + self.idle_connections < self.max_connections
-
     def count(self, sent: int, received: int) -> None:
         self.bytes_out += sent
         self.bytes_in += received

@@ -1,7 +1,8 @@
-"""Idle upstream connections of one channel, kept for the next request to the same
-place whichever client connection sends it: scripts mostly open a connection per
-call (`requests.get` without a Session, Node's fetch), and each new CONNECT would
-otherwise pay a full upstream TCP and TLS handshake.
+"""Idle upstream connections of one channel, left by client connections that ended
+(while one lives it keeps its own: `upstreams.Place`), for the next client connection
+to the same place: scripts mostly open a connection per call (`requests.get` without
+a Session, Node's fetch), and each new CONNECT would otherwise pay a full upstream
+TCP and TLS handshake.
 
 A connection is only handed to a request whose target passed the policy check and
 resolution (`check_target`) and whose key matches: the checked address and port it
@@ -85,7 +86,7 @@ class IdlePool:
             self._closed
             or key is None
             or side.at_eof
-            # (the account's room_for_idle, inline: this runs once per request)
+            # the replica's connections and idle ones within its limit
             or account.open_connections + account.idle_connections >= account.max_connections
         ):
             side.close()
