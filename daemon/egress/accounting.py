@@ -5,14 +5,17 @@ own connections to the proxy plus the idle upstream connections kept for it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from daemon.egress.pool import IdlePool
+from typing import Protocol
 
 
 class ConnectionLimitReached(Exception):
     pass
+
+
+class IdleConnections(Protocol):
+    """A channel's pool of idle upstream connections (`pool.IdlePool`)."""
+
+    def close_oldest(self) -> bool: ...
 
 
 @dataclass
@@ -28,7 +31,7 @@ class ReplicaAccount:
     bytes_out: int = 0
     bytes_in: int = 0
     idle_connections: int = 0
-    pools: list[IdlePool] = field(default_factory=list, repr=False)
+    pools: list[IdleConnections] = field(default_factory=list, repr=False)
 
     def open_connection(self) -> None:
         if self.open_connections >= self.max_connections:

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING
+from collections.abc import Hashable
 
+from daemon.egress.accounting import ReplicaAccount
 from daemon.egress.upstream import Target
 from daemon.egress.wire import HttpSide
-
-if TYPE_CHECKING:
-    from daemon.egress.accounting import ReplicaAccount
 
 MAX_IDLE = 8  # idle upstream connections per channel
 # Seconds an idle upstream connection is kept: well under common servers' keep-alive
@@ -58,7 +56,7 @@ class IdlePool:
         # key's list stays when it empties (no list made per request); the timer
         # drops the empty ones.
         # (Each side holds the time it went idle: `idle_since`.)
-        self._idle: dict[PoolKey, list[HttpSide]] = {}
+        self._idle: dict[Hashable, list[HttpSide]] = {}
         self.count = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -106,7 +104,7 @@ class IdlePool:
 
     def close_oldest(self) -> bool:
         """Close the connection idle the longest; False when there is none."""
-        oldest: PoolKey | None = None
+        oldest: Hashable | None = None
         since = 0.0
         for key, entries in self._idle.items():
             if entries and (oldest is None or entries[0].idle_since < since):

@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
 from daemon.egress.messages import BODYLESS, CLOSED, END, Head, ProtocolError, Sentinel
-
-if TYPE_CHECKING:
-    from daemon.egress.pool import PoolKey
 
 # Reading a side pauses while more body than this waits in its queue of events, and
 # resumes once it is down to LOW_WATER.
@@ -116,7 +113,8 @@ class HttpSide(asyncio.Protocol):
         # ends (the relay's callbacks, `InlineRelay`); None: the waiter is woken.
         self.listener: Callable[[], None] | None = None
         self.session_kept = False  # an upstream's TLS session, once it answered
-        self.pool_key: PoolKey | None = None  # an upstream's place, for the idle pool
+        # an upstream's place, for the idle pool (a `pool.PoolKey`)
+        self.pool_key: tuple[object, ...] | None = None
         self.reused = False  # an upstream taken from the idle pool (its server may have left)
         self.idle_since = 0.0  # the loop's time when it was last put in the idle pool
 
