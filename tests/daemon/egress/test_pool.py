@@ -246,6 +246,19 @@ async def test_a_get_a_reused_connection_failed_unanswered_goes_again_not_a_post
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_get_on_the_connection_a_client_kept_goes_again_when_dropped(
+    egress: EgressEnv, counting: Start, scheme: str
+) -> None:
+    server = await counting(scheme)
+    channel, relay = await _opened(egress, server)
+    async with httpx.AsyncClient(proxy=relay.url, verify=_trust(egress)) as http:
+        for _ in range(2):  # one client connection: the second takes the kept upstream
+            assert (await http.get(server.url("/drop-reused"))).text == "ok"
+    assert server.connections == 2 and len(server.requests) == 3
+    assert [e.status for e in channel.take_log().entries] == [200, 200]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_a_connection_in_mid_exchange_when_its_worker_is_killed_is_closed(
     egress: EgressEnv, counting: Start, scheme: str
 ) -> None:
