@@ -14,7 +14,7 @@ not one per connection), and all of them when the channel closes.
 
 Idle connections count towards the replica's connection limit with its client
 connections (`ReplicaAccount`): one is only kept while there is room, and the
-oldest is closed to make room for a new client connection."""
+oldest of a pool of the replica is closed to make room for a new client connection."""
 
 from __future__ import annotations
 
