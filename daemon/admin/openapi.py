@@ -105,7 +105,13 @@ VERSION = _obj(
     }
 )
 EGRESS_COUNTERS = _obj(
-    {"bytes_out": INT, "bytes_in": INT, "open_connections": INT, "connections": INT}
+    {
+        "bytes_out": INT,
+        "bytes_in": INT,
+        "open_connections": INT,
+        "idle_connections": INT,
+        "connections": INT,
+    }
 )
 REPLICA = _obj(
     {

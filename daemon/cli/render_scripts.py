@@ -85,7 +85,9 @@ def replicas_table(replicas: list[dict[str, Any]], indent: str = "") -> str:
         traffic: tuple[str, str, str] = (NONE, NONE, "no egress")
         if egress:
             opened, total = egress.get("open_connections"), egress.get("connections")
-            connections = f"{opened} open, {total} total"
+            idle = egress.get("idle_connections")  # (absent from an older daemon's answer)
+            kept = f"{idle} idle, " if idle else ""
+            connections = f"{opened} open, {kept}{total} total"
             traffic = (fmt_bytes(egress.get("bytes_out")), fmt_bytes(egress.get("bytes_in")),
                        connections)  # fmt: skip
         rows.append((r.get("name"), r.get("state"), r.get("busy"), *traffic))

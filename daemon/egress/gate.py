@@ -212,6 +212,7 @@ class ReplicaEgress:
             "bytes_out": account.bytes_out,
             "bytes_in": account.bytes_in,
             "open_connections": account.open_connections,
+            "idle_connections": account.idle_connections,  # upstream ones kept for reuse
             "connections": account.connections_total,
         }
 

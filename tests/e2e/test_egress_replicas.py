@@ -77,6 +77,7 @@ def test_a_replicas_bytes_are_served_with_it(daemon: DaemonProcess, servers: Ser
     (replica,) = daemon.client().script("counted")["replicas"]
     egress = replica["egress"]
     assert replica["state"] == "ready" and egress["connections"] >= 1
+    assert 0 <= egress["idle_connections"] <= 8  # (kept once the script's connection ends)
     assert egress["bytes_out"] > 5000 and egress["bytes_in"] > 5000
     shown = json.loads(scriptctl(daemon, "--json", "show", "counted"))
     assert shown["replicas"][0]["egress"]["bytes_out"] >= egress["bytes_out"]

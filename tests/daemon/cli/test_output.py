@@ -268,11 +268,11 @@ def test_the_replicas_table_shows_egress_traffic() -> None:
     replicas = [
         {"name": "hello-v2-r1", "state": "ready", "busy": 1,
          "egress": {"bytes_out": 2048, "bytes_in": 5 * 1024 * 1024, "open_connections": 1,
-                    "connections": 7}},
+                    "idle_connections": 2, "connections": 7}},
         {"name": "hello-v2-r2", "state": "starting", "busy": 0, "egress": None},
     ]  # fmt: skip
     lines = render_scripts.replicas_table(replicas, indent="  ").splitlines()
     assert lines[0].split() == ["REPLICA", "STATE", "BUSY", "SENT", "RECEIVED", "CONNECTIONS"]
     assert lines[1].split() == ["hello-v2-r1", "ready", "1", "2.0", "KB", "5.0", "MB", "1",
-                                "open,", "7", "total"]  # fmt: skip
+                                "open,", "2", "idle,", "7", "total"]  # fmt: skip
     assert "no egress" in lines[2] and all(line.startswith("  ") for line in lines)
