@@ -25,6 +25,7 @@ from collections.abc import Hashable
 from daemon.egress.accounting import ReplicaAccount
 from daemon.egress.upstream import Target
 from daemon.egress.wire import HttpSide
+from daemon.metrics.instruments import EgressMeter
 
 MAX_IDLE = 8  # idle upstream connections per channel
 # Seconds an idle upstream connection is kept: well under common servers' keep-alive
@@ -48,8 +49,10 @@ class IdlePool:
         account: ReplicaAccount,
         max_idle: int = MAX_IDLE,
         timeout: float = IDLE_TIMEOUT,
+        meter: EgressMeter | None = None,
     ) -> None:
         self.account = account
+        self.meter = meter  # counts connections opened and taken from the pool
         self.max_idle = max_idle
         self.timeout = timeout
         # Per key, oldest first (a take gives the newest: the likeliest still open). A
@@ -73,8 +76,15 @@ class IdlePool:
                 side.close()
                 continue
             side.reused = True
+            if self.meter is not None:
+                self.meter.upstream_pooled.inc()
             return side
         return None
+
+    def opened(self) -> None:
+        """A new upstream connection was opened for want of an idle one (counted)."""
+        if self.meter is not None:
+            self.meter.upstream_new.inc()
 
     def put(self, side: HttpSide) -> None:
         """Keep a connection whose exchange ended cleanly (else it is closed)."""

@@ -110,7 +110,7 @@ class Channel:
         self.redactor = Redactor(settings.secrets)
         self.meter = EgressMeter(settings.script or name)
         self.log = RequestLog(self.redactor, self.meter)
-        self.pool = IdlePool(self.account, timeout=settings.idle_timeout)
+        self.pool = IdlePool(self.account, timeout=settings.idle_timeout, meter=self.meter)
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
 

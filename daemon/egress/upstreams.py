@@ -61,6 +61,7 @@ class Place:
 
     async def open(self) -> HttpSide:
         answered, side = await connect([t for t, _ in self._keyed], self.tls, _response_side)
+        self.pool.opened()
         keyed = (answered, pool_key(answered, self.tls))
         self._keyed = [keyed]
         side.pool_key = keyed[1]

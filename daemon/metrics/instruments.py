@@ -79,6 +79,13 @@ EGRESS_BYTES = Counter(
     ["script", "direction"],
     registry=REGISTRY,
 )
+EGRESS_UPSTREAMS = Counter(
+    "scriptd_egress_upstream_connections",
+    "Upstream connections the egress proxy got for its client connections, by source: new "
+    "(a TCP and, for HTTPS, a TLS handshake) or pool (an idle one an earlier client left)",
+    ["script", "source"],
+    registry=REGISTRY,
+)
 BUILD_DURATION = Histogram(
     "scriptd_build_duration_seconds",
     "Environment builds that ran (not the ones reused from the cache), by outcome",
@@ -103,13 +110,23 @@ BUILD_CACHE_MISSES = Counter(
 class EgressMeter:
     """The egress counters of one script, resolved once per replica's channel."""
 
-    __slots__ = ("_refusals", "bytes_in", "bytes_out", "requests", "script")
+    __slots__ = (
+        "_refusals",
+        "bytes_in",
+        "bytes_out",
+        "requests",
+        "script",
+        "upstream_new",
+        "upstream_pooled",
+    )
 
     def __init__(self, script: str) -> None:
         self.script = script
         self.requests = EGRESS_REQUESTS.labels(script)
         self.bytes_out = EGRESS_BYTES.labels(script, "out")
         self.bytes_in = EGRESS_BYTES.labels(script, "in")
+        self.upstream_new = EGRESS_UPSTREAMS.labels(script, "new")
+        self.upstream_pooled = EGRESS_UPSTREAMS.labels(script, "pool")
         self._refusals: dict[str, Counter] = {}
 
     def refused(self, rule: str) -> None:

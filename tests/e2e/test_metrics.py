@@ -54,7 +54,7 @@ def fetch(url):
 
 # Every label of scriptd's metrics: each has a few values at most (no ids, no keys).
 LABELS = {"script", "function", "status", "state", "cause", "rule", "direction", "language",
-          "outcome", "le"}  # fmt: skip
+          "outcome", "source", "le"}  # fmt: skip
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -158,6 +158,8 @@ def test_a_scrape_after_real_calls(
     assert value(samples, "scriptd_egress_requests_total", script="mx") == 1
     assert value(samples, "scriptd_egress_bytes_total", script="mx", direction="in") > 0
     assert value(samples, "scriptd_egress_bytes_total", script="mx", direction="out") > 0
+    assert value(samples, "scriptd_egress_upstream_connections_total", script="mx",
+                 source="new") == 1  # fmt: skip
     refusals = [v for (n, labels), v in samples.items()
                 if n == "scriptd_egress_refusals_total" and ("script", "mx") in labels]  # fmt: skip
     assert sum(refusals) == 1

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from daemon.egress.proxy import Channel
+from daemon.metrics.instruments import REGISTRY
 from tests.daemon.egress.conftest import EgressEnv
 from tests.daemon.egress.support import LoopbackRelay
 from tests.daemon.egress.waiting import wait_for
@@ -139,6 +140,17 @@ async def _fetch(
     return answer
 
 
+def _upstream_counts(channel: Channel) -> tuple[float, float]:
+    """scriptd_egress_upstream_connections_total of the channel's script: new, pool."""
+
+    def value(source: str) -> float:
+        labels = {"script": channel.meter.script, "source": source}
+        found = REGISTRY.get_sample_value("scriptd_egress_upstream_connections_total", labels)
+        return found or 0.0
+
+    return value("new"), value("pool")
+
+
 async def _opened(
     egress: EgressEnv, server: CountingServer, **options: object
 ) -> tuple[Channel, LoopbackRelay]:
@@ -151,9 +163,12 @@ async def test_new_client_connections_share_one_upstream_connection(
 ) -> None:
     server = await counting(scheme)
     channel, relay = await _opened(egress, server)
+    before = _upstream_counts(channel)
     for _ in range(3):
         assert (await _fetch(egress, (channel, relay), server.url("/a"))).text == "ok"
     assert server.connections == 1 and len(server.requests) == 3
+    after = _upstream_counts(channel)  # the metric: one opened, two taken from the pool
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 2)
     log = channel.take_log()
     assert log.total == 3 and [e.status for e in log.entries] == [200, 200, 200]
     # counted per exchange, whichever connection carried it
