@@ -15,6 +15,7 @@ Every function here blocks.
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import shutil
@@ -23,6 +24,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -118,7 +120,7 @@ def _extract(backup: Path, work: Path) -> Manifest:
                     body = tar.extractfile(member)
                     doc = orjson.loads(body.read()) if body is not None else None
                     continue
-                tar.extract(member, work, filter=checks, numeric_owner=True)
+                tar.extract(checks.checked(member), work, numeric_owner=True, **_CHECKED_HERE)
                 if member.isfile():
                     sums[member.name] = file_sha256(work / member.name)
     except (tarfile.TarError, EOFError, zlib.error, OSError, orjson.JSONDecodeError) as exc:
@@ -133,23 +135,46 @@ def _extract(backup: Path, work: Path) -> Manifest:
     return manifest
 
 
+# What a backup holds: files, folders, a workspace's symbolic links and named pipes.
+_KINDS = frozenset({tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                    tarfile.FIFOTYPE})  # fmt: skip
+# The members are checked by `_MemberChecks`; Pythons with extraction filters (3.11.4
+# and later) are told so, or they would apply their own default.
+_CHECKED_HERE: dict[str, Any] = (
+    {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+)
+
+
 class _MemberChecks:
-    """tarfile's "tar" filter (no absolute or escaping paths or links, no setuid bits),
-    but a workspace's symlinks are its data and kept whatever they point at: they are
-    never followed, because a member below a symlink is refused."""
+    """What tarfile's "tar" filter checks, written here because Debian 12's Python
+    (3.11.2) has no extraction filters, and stricter where a backup allows it: a
+    member's path is relative, with no `.`, `..` or empty part, and never names a
+    member already extracted or lies below a symbolic link (so nothing is written
+    through a link); it is a file, a folder, a named pipe or a workspace's symbolic
+    link (the script's data, kept whatever it points at and never followed); its
+    mode loses the setuid, setgid and sticky bits and the group's and others' write."""
 
     def __init__(self) -> None:
+        self.names: set[str] = set()
         self.links: set[str] = set()
 
-    def __call__(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-        parts = member.name.split("/")
+    def checked(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
+        name = member.name[:-1] if member.isdir() and member.name.endswith("/") else member.name
+        parts = name.split("/")
+        if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise RestoreError(f"member {member.name!r} has a path that leaves the backup")
         if any("/".join(parts[:i]) in self.links for i in range(1, len(parts))):
             raise RestoreError(f"member {member.name!r} lies below a symbolic link")
-        if not (member.issym() and parts[0] == "workspaces"):
-            return tarfile.tar_filter(member, dest)
-        self.links.add(member.name.rstrip("/"))
-        checked = tarfile.tar_filter(member.replace(linkname="."), dest)
-        return checked.replace(linkname=member.linkname)
+        if name in self.names:
+            raise RestoreError(f"member {member.name!r} comes twice")
+        if member.type not in _KINDS or (member.issym() and parts[0] != "workspaces"):
+            raise RestoreError(f"member {member.name!r} is not a file, folder or workspace link")
+        self.names.add(name)
+        if member.issym():
+            self.links.add(name)
+        checked = copy.copy(member)
+        checked.mode = member.mode & 0o755
+        return checked
 
 
 def _verify(backup: Path, manifest: Manifest, sums: dict[str, str]) -> None:

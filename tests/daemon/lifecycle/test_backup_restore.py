@@ -164,19 +164,80 @@ def test_a_missing_archive_fails_the_backup_before_writing(tmp_path: Path) -> No
     store.close()
 
 
-def test_a_member_below_a_symlink_is_refused(backup: Path, tmp_path: Path) -> None:
-    crafted = tmp_path / "crafted.tar.gz"
-    with tarfile.open(backup, "r:gz") as src, tarfile.open(crafted, "w:gz") as out:
+def crafted(backup: Path, dest: Path, *extra: tuple[tarfile.TarInfo, bytes | None]) -> Path:
+    """`backup` with `extra` members put right after the store (before the manifest)."""
+    with tarfile.open(backup, "r:gz") as src, tarfile.open(dest, "w:gz") as out:
         for member in src:
-            body = src.extractfile(member) if member.isfile() else None
-            out.addfile(member, body)
+            out.addfile(member, src.extractfile(member) if member.isfile() else None)
             if member.name == "store/scriptd.db":
-                link = tarfile.TarInfo("workspaces/1/out")
-                link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path / "outside")
-                out.addfile(link)
-                planted = tarfile.TarInfo("workspaces/1/out/planted")
-                planted.size = 2
-                out.addfile(planted, io.BytesIO(b"hi"))
+                for info, body in extra:
+                    info.size = len(body or b"")
+                    out.addfile(info, io.BytesIO(body) if body is not None else None)
+    return dest
+
+
+def member(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, mode
+    return info
+
+
+def test_a_member_below_a_symlink_is_refused(backup: Path, tmp_path: Path) -> None:
+    link = member("workspaces/1/out", tarfile.SYMTYPE, str(tmp_path / "outside"))
+    bad = crafted(backup, tmp_path / "c.tar.gz", (link, None),
+                  (member("workspaces/1/out/planted"), b"hi"))  # fmt: skip
     with pytest.raises(RestoreError, match="below a symbolic link"):
-        restore(Config(state_dir=tmp_path / "r"), crafted, force=False)
+        restore(Config(state_dir=tmp_path / "r"), bad, force=False)
     assert not (tmp_path / "outside").exists()
+
+
+@pytest.mark.parametrize(
+    ("members", "refusal"),
+    [
+        ([("workspaces/1/../../../escaped", None)], "leaves the backup"),
+        ([("/workspaces/1/absolute", None)], "unexpected member"),  # (by its top folder)
+        ([("workspaces/1//empty", None)], "leaves the backup"),
+        # a file of the same name written through the link extracted before it
+        ([("workspaces/1/to", "OUTSIDE"), ("workspaces/1/to", None)], "twice"),
+        ([("files/link", "/etc/shadow")], "not a file, folder or workspace link"),
+    ],
+)
+def test_a_member_whose_path_or_kind_could_reach_out_is_refused(
+    backup: Path, tmp_path: Path, members: list[tuple[str, str | None]], refusal: str
+) -> None:
+    outside = tmp_path / "outside"
+    extra: list[tuple[tarfile.TarInfo, bytes | None]] = [
+        (member(name, tarfile.SYMTYPE, link.replace("OUTSIDE", str(outside))), None)
+        if link
+        else (member(name), b"x")
+        for name, link in members
+    ]
+    bad = crafted(backup, tmp_path / "c.tar.gz", *extra)
+    restored = tmp_path / "r"
+    with pytest.raises(RestoreError, match=refusal):
+        restore(Config(state_dir=restored), bad, force=False)
+    assert not (restored / "scriptd.db").exists()  # nothing was put in place
+    assert not (restored / "escaped").exists() and not outside.exists()
+
+
+def test_a_device_node_is_refused(backup: Path, tmp_path: Path) -> None:
+    device = member("workspaces/1/disk", tarfile.BLKTYPE)
+    device.devmajor, device.devminor = 8, 0
+    bad = crafted(backup, tmp_path / "c.tar.gz", (device, None))
+    with pytest.raises(RestoreError, match="not a file, folder or workspace link"):
+        restore(Config(state_dir=tmp_path / "r"), bad, force=False)
+
+
+def test_setuid_and_shared_write_bits_are_dropped(backup: Path, tmp_path: Path) -> None:
+    config = Config(state_dir=tmp_path / "r")
+    with tarfile.open(backup, "r:gz") as src, tarfile.open(tmp_path / "m.tar.gz", "w:gz") as out:
+        for info in src:
+            body = src.extractfile(info) if info.isfile() else None
+            if info.name.endswith("/note.txt"):
+                info.mode = 0o6777
+            out.addfile(info, body)
+    restore(config, tmp_path / "m.tar.gz", force=False)
+    [note] = config.state_dir.glob("scripts/*/workspace/note.txt")
+    assert note.stat().st_mode & 0o7777 == 0o755
