@@ -17,7 +17,10 @@ concurrency N on one replica of the profile.
         [--seconds 5] [--connections 32] [--concurrency 8]
 
 --b WORKTREE (the default) runs this checkout as it is on disk, uncommitted changes
-included. Run as root (sandboxes).
+included. --python-a / --python-b run a side's daemon on another interpreter (one
+whose environment has the project's dependencies installed), to compare interpreters
+on the same code: `--a WORKTREE --b WORKTREE --python-b /path/to/venv/bin/python`.
+Run as root (sandboxes).
 """
 
 from __future__ import annotations
@@ -83,10 +86,11 @@ def deploy(admin: AdminClient, profile: str, concurrency: int) -> str:
     return str(admin.call("POST", "/v1/scripts/bench/keys", {}, expect=201)["key"])
 
 
-def start(label: str, tree: Path, root: Path, profile: str, concurrency: int) -> Side:
+def start(label: str, tree: Path, root: Path, profile: str, concurrency: int, python: str) -> Side:
     metrics = {"metrics": {"listen": f"127.0.0.1:{free_port()}"}}
     daemon = DaemonProcess(root, metrics, root / "cache")
     daemon.repo = tree
+    daemon.python = python
     daemon.start()
     side = Side(label, daemon)
     key = deploy(daemon.client(), profile, concurrency)
@@ -134,6 +138,8 @@ def main() -> int:
     parser.add_argument("--profile", default="1vcpu-2gb")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="> 1: an async no-op at this concurrency, as row (f)")  # fmt: skip
+    parser.add_argument("--python-a", default=sys.executable, help="A's interpreter")
+    parser.add_argument("--python-b", default=sys.executable, help="B's interpreter")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -143,10 +149,11 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scriptd-ab-")))
         sides = []
-        for label, rev in (("A", args.a), ("B", args.b)):
+        for label, rev, python in (("A", args.a, args.python_a), ("B", args.b, args.python_b)):
             tree = stack.enter_context(exported(rev))
             (tmp / label).mkdir()
-            side = start(f"{label}={rev}", tree, tmp / label, args.profile, args.concurrency)
+            side = start(f"{label}={rev}", tree, tmp / label, args.profile, args.concurrency,
+                         python)  # fmt: skip
             stack.callback(side.daemon.stop)
             sides.append(side)
         for i in range(args.rounds):
