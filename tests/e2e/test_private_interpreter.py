@@ -58,12 +58,15 @@ def private_venv(root: Path) -> Path:
 
 
 def daemon_paths(python: Path) -> list[str]:
-    """Every path of the daemon's own environment, as that interpreter reports them."""
+    """Every path of the daemon's own environment, as that interpreter reports them,
+    but /usr and below (the sandboxes' system, where a distribution's Python lives)."""
     code = "import sys, site; print('\\n'.join({sys.prefix, sys.base_prefix, *sys.path}))"
     out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True,
                          cwd="/", check=True).stdout  # fmt: skip
     paths = {os.path.realpath(p) for p in out.split("\n") if p.startswith("/")}
-    return sorted(p for p in paths if not p.startswith("/usr/") and os.path.exists(p))
+    return sorted(
+        p for p in paths if p != "/usr" and not p.startswith("/usr/") and os.path.exists(p)
+    )
 
 
 @pytest.fixture(scope="module")
