@@ -31,11 +31,32 @@ install_debian_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+default_python() {
+    # The distribution's interpreter when it is 3.11 or newer, else python3 on PATH.
+    # Debian's is built with profile-guided and link-time optimisation, its executable
+    # linked statically; a self-built one (pyenv's default build: neither, libpython
+    # shared) costs the daemon 1.2 x the CPU per call (README, "Running under
+    # systemd", the interpreter).
+    if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo /usr/bin/python3
+    else
+        echo python3
+    fi
+}
+
 install_virtualenv() {
-    local py=${PYTHON:-python3}
+    local py=${PYTHON:-$(default_python)}
     if [ ! -x .venv/bin/python ]; then
-        echo "setup: creating .venv with $($py --version)"
+        echo "setup: creating .venv with $py ($($py --version))"
         "$py" -m venv .venv
+    else
+        local made_with wanted
+        made_with=$(sed -n 's/^executable = //p' .venv/pyvenv.cfg 2>/dev/null)
+        wanted=$("$py" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+        if [ -n "$made_with" ] && [ "$(realpath "$made_with")" != "$wanted" ]; then
+            echo "setup: note: .venv runs on $made_with, not on $wanted;" \
+                 "to change: rm -r .venv && ./dev.sh setup" >&2
+        fi
     fi
     local stamp=.venv/.scriptd-installed
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
