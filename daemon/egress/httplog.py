@@ -315,17 +315,26 @@ _NO_SECRETS = Redactor({})
 
 
 def _raw_bytes(entries: list[RequestEntry | TunnelEntry]) -> bytes:
-    """The detailed entries' URLs, headers and bodies, joined (the URLs encoded in one
-    go). Joining can only make a secret seem present (then each entry is searched),
-    never hide one."""
+    """The detailed entries' URLs, bodies and distinct heads, joined (the URLs encoded
+    in one go; a head that comes again, as a client's and a server's heads do request
+    after request, only once). Joining can only make a secret seem present (then each
+    entry is searched), never hide one."""
     urls: list[str] = []
     parts: list[bytes] = []
+    seen: set[tuple[tuple[bytes, bytes], ...]] = set()
     for entry in entries:
         if isinstance(entry, RequestEntry):
             urls.append(entry.url)
-            parts.append(entry.body)
-            parts.extend(itertools.chain.from_iterable(entry.request_headers))
-            parts.extend(itertools.chain.from_iterable(entry.response_headers))
+            if entry.body:
+                parts.append(entry.body)
+            head = tuple(entry.request_headers)
+            if head not in seen:
+                seen.add(head)
+                parts.extend(itertools.chain.from_iterable(head))
+            head = tuple(entry.response_headers)
+            if head not in seen:
+                seen.add(head)
+                parts.extend(itertools.chain.from_iterable(head))
     parts.append("\n".join(urls).encode("utf-8", "surrogateescape"))
     return b"\n".join(parts)
 
