@@ -1,6 +1,7 @@
 """Where the egress proxy's CPU goes per request, by layer: `perf record --call-graph
 dwarf` on the proxy of bench/egress.py while one mode runs at full rate (8 kept-alive
-connections), each sample given to the innermost layer on its stack:
+connections), each sample given to the innermost layer on its stack (libc's and the
+interpreter's helpers count for their caller):
 
 - the kernel, by the system call that entered it (write, read, epoll and the rest);
 - OpenSSL under SSL_write (a record encrypted), under SSL_read (records decrypted,
@@ -8,7 +9,7 @@ connections), each sample given to the innermost layer on its stack:
 - the ssl module's C (the SSLObject and MemoryBIO methods uvloop calls);
 - uvloop's SSL protocol, and the rest of uvloop (the loop, its streams);
 - llhttp and httptools;
-- Python: the bytecode and what it calls in libpython, which here is the proxy's own
+- Python: the bytecode and what it calls in the interpreter, which here is the proxy's own
   code (the relay, the request log) and the bench's calls ending every 20 ms.
 
 Each layer's share times the proxy's CPU per request in the same window (read from
@@ -68,11 +69,17 @@ def layer(frames: list[Frame]) -> str:
             return "llhttp + httptools"
         if "loop.cpython" in library:
             return "uvloop: SSL protocol" if "SSLProtocol" in symbol else "uvloop: loop, streams"
-        if "libpython" in library and symbol.startswith("_PyEval_EvalFrame"):
+        if _interpreter(library) and symbol.startswith("_PyEval_EvalFrame"):
             return "Python"
         if symbol in _SYSCALLS:
             return _SYSCALLS[symbol]
     return "other"
+
+
+def _interpreter(library: str) -> bool:
+    """libpython, or an interpreter linked statically (Debian's python3.11)."""
+    name = library.rsplit("/", 1)[-1]
+    return name.startswith(("libpython", "python3"))
 
 
 def samples(data: Path) -> list[list[Frame]]:
