@@ -102,3 +102,20 @@ def test_a_head_sent_again_is_made_text_once_and_serialised_as_arrays() -> None:
         ["Host", "a.example"],
         ["Accept", "*/*"],
     ]
+
+
+def test_a_secret_in_a_head_that_repeats_is_redacted_in_every_entry() -> None:
+    # The one search joins each distinct head once: a secret in a head that comes
+    # again (equal, not the same list) and one in a head seen only later both count.
+    log = RequestLog(Redactor({"K": SECRET}))
+    sent = [(b"Authorization", b"Bearer " + SECRET.encode())]
+    for n in range(4):
+        entry = log.begin_request("GET", f"http://a.example/{n}", list(sent))
+        assert entry is not None
+        reply = SECRET.encode() if n == 3 else b"ok"
+        entry.status, entry.response_headers = 200, [(b"X-Reply", reply)]
+    requests = log.to_json()["requests"]
+    assert SECRET not in str(requests)
+    assert all(r["request_headers"] == (("Authorization", "Bearer [secret K]"),) for r in requests)
+    assert requests[3]["response_headers"] == (("X-Reply", "[secret K]"),)
+    assert requests[0]["response_headers"] == (("X-Reply", "ok"),)
