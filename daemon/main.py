@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import logging
 import os
+import platform
 import signal
 import sys
 from pathlib import Path
@@ -346,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("!" * 72)
         log.warning("DEVELOPMENT MODE (--dev-no-sandbox): scripts are NOT isolated")
         log.warning("!" * 72)
-    log.info("config: %s; state dir %s", config.source, config.state_dir)
+    # (which interpreter runs the daemon matters to its CPU per call: README, systemd)
+    log.info("config: %s; state dir %s; on Python %s at %s", config.source, config.state_dir,
+             platform.python_version(), sys.executable)  # fmt: skip
     try:
         import uvloop
 
