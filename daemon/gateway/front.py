@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from email.utils import formatdate
+from typing import Any
 
 import httptools
 
@@ -73,7 +74,10 @@ class FrontServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self.protocol, host, port, backlog=1024)
         self._sweep()
-        return int(self._server.sockets[0].getsockname()[1])
+        # Through Any: uvloop's server holds its sockets in a list where typeshed says a
+        # tuple, and compiled (mypyc) the declared type would be checked at run time.
+        server: Any = self._server
+        return int(server.sockets[0].getsockname()[1])
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
