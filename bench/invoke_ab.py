@@ -17,8 +17,9 @@ concurrency N on one replica of the profile.
         [--seconds 5] [--connections 32] [--concurrency 8]
 
 --b WORKTREE (the default) runs this checkout as it is on disk, uncommitted changes
-included. --python-a / --python-b run a side's daemon on another interpreter (one
-whose environment has the project's dependencies installed), to compare interpreters
+included; an absolute path (either side) runs the tree in that directory as it is.
+--python-a / --python-b run a side's daemon on another interpreter (one whose
+environment has the project's dependencies installed), to compare interpreters
 on the same code: `--a WORKTREE --b WORKTREE --python-b /path/to/venv/bin/python`.
 Run as root (sandboxes).
 """
@@ -61,9 +62,12 @@ class Side:
 
 @contextlib.contextmanager
 def exported(rev: str) -> Iterator[Path]:
-    """The tree of `rev` (or this checkout as it is, for WORKTREE)."""
+    """The tree of `rev` (this checkout as it is for WORKTREE, a directory for a path)."""
     if rev == WORKTREE:
         yield REPO
+        return
+    if Path(rev).is_absolute():  # a tree on disk, e.g. bench/mypyc_call_path.py --keep
+        yield Path(rev)
         return
     with tempfile.TemporaryDirectory(prefix="scriptd-ab-tree-") as tmp:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True,
