@@ -111,8 +111,8 @@ class Relay:
             return await self._refuse(request, 501, "egress: protocol upgrades are not relayed")
         try:
             target = self.target_of(request)
-        except BadRequest as err:
-            return await self._refuse(request, 400, str(err))
+        except BadRequest as bad:
+            return await self._refuse(request, 400, str(bad))
         method = method_text(request.method)
         try:
             # a kept-alive connection needs no coroutine

@@ -19,7 +19,7 @@ import itertools
 import time
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeAlias
 
 from daemon.metrics.instruments import EgressMeter
@@ -342,5 +342,6 @@ def _raw_bytes(entries: list[RequestEntry | TunnelEntry]) -> bytes:
 def _fields(entry: TunnelEntry | Refusal) -> dict[str, Any]:
     """An entry's fields as a dict, like dataclasses.asdict at a fraction of its cost
     (asdict deep-copies every header pair). A shallow copy is enough: an entry's lists
-    are built whole and then only ever replaced, never changed in place."""
-    return dict(entry.__dict__)
+    are built whole and then only ever replaced, never changed in place. Read field by
+    field rather than from `__dict__`, which a class compiled with mypyc has not."""
+    return {field.name: getattr(entry, field.name) for field in fields(entry)}

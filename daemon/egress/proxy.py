@@ -157,8 +157,8 @@ class Channel:
     async def _handle(self, client: HttpSide) -> None:
         try:
             self.account.open_connection()
-        except ConnectionLimitReached as err:
-            await self._refuse_connection(client, str(err))
+        except ConnectionLimitReached as full:
+            await self._refuse_connection(client, str(full))
             return
         try:
             await self._serve(client)
@@ -213,8 +213,8 @@ class Channel:
         try:
             host, port = parse_authority(authority)
             targets = await check_target(self.settings.policy, self.proxy.resolver, host, port)
-        except ValueError as err:
-            await answer(client, 400, str(err))
+        except ValueError as malformed:
+            await answer(client, 400, str(malformed))
             return
         except EgressRefused as refusal:
             self.log.refused("CONNECT", authority, refusal.rule, str(refusal))
