@@ -4,6 +4,9 @@ request is paired with the other's. On a loaded host the paired ratio (this tree
 base) moves far less than either figure or than bench/egress.py's rate ratios.
 
     .venv/bin/python bench/egress_ab.py BASE_COMMIT [--bursts 10] [--seconds 1.0]
+
+BASE_COMMIT may be a directory holding a tree instead (one with compiled modules, say,
+which `git archive` would leave out): its proxy is run from there as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ Bursts = dict[tuple[str, str], list[tuple[float, float]]]  # (tree, mode) -> (us
 
 
 def export(commit: str, into: Path) -> Path:
+    if Path(commit, "bench", "egress.py").is_file():  # a tree already on disk
+        return Path(commit).resolve()
     into.mkdir()
     archive = subprocess.run(
         ["git", "-C", str(HERE.parent), "archive", commit], check=True, capture_output=True
@@ -74,7 +79,7 @@ def report(results: Bursts) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("base", help="the commit to compare this tree with")
+    parser.add_argument("base", help="the commit (or tree directory) to compare this tree with")
     parser.add_argument("--bursts", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=1.0)
     args = parser.parse_args()
