@@ -5,7 +5,8 @@
 #                   import-linter),
 #                   then the whole test suite in 3 processes (extra args go to pytest)
 # Setting up installs Debian packages, then a virtualenv in .venv with scriptd and
-# its dev tools. Safe to run again: each step is skipped when already done.
+# its dev tools, then compiles the egress relay with mypyc. Safe to run again: each
+# step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -98,8 +99,16 @@ run_tests() {
     return "$status"
 }
 
+compile_relay() {
+    # The egress relay compiled with mypyc (README, "The egress relay, compiled"): built
+    # again only when a source changed; if the build fails the relay runs as Python.
+    .venv/bin/python -m daemon.core.compiled --build \
+        || echo "setup: the egress relay runs as Python (the build's error above)" >&2
+}
+
 install_debian_packages
 install_virtualenv
+compile_relay
 echo "setup: done"
 
 case "${1:-setup}" in

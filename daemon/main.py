@@ -44,6 +44,7 @@ from daemon.config.daemon_config import Config
 from daemon.config.loader import load_config, parse_listen
 from daemon.console.app import ConsoleLinks, make_console, serve_console
 from daemon.console.signin import SignIn
+from daemon.core import compiled
 from daemon.core.errors import ConfigError
 from daemon.core.journal_log import log_to_journal
 from daemon.core.memory import freeze_startup_heap, return_large_blocks
@@ -348,8 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("DEVELOPMENT MODE (--dev-no-sandbox): scripts are NOT isolated")
         log.warning("!" * 72)
     # (which interpreter runs the daemon matters to its CPU per call: README, systemd)
-    log.info("config: %s; state dir %s; on Python %s at %s", config.source, config.state_dir,
-             platform.python_version(), sys.executable)  # fmt: skip
+    log.info("config: %s; state dir %s; on Python %s at %s; egress relay %s", config.source,
+             config.state_dir, platform.python_version(), sys.executable,
+             compiled.status())  # fmt: skip
     try:
         import uvloop
 
