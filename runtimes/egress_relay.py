@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 READ_SIZE = 64 * 1024
 BACKLOG = 128
+# How often an idle relay looks whether its supervisor is still there (a system call).
+PARENT_CHECK_S = 1.0
 
 
 class Direction:
@@ -65,9 +67,12 @@ class Relay:
         self.listeners[listener] = socket_path
         self.selector.register(listener, selectors.EVENT_READ)
 
-    def run_forever(self) -> None:
-        while True:
-            self.run_once(None)
+    def run_forever(self, parent: int) -> None:
+        """Relay until the process that started it (the supervisor, `parent`) is gone.
+        In a sandbox the supervisor is pid 1 and its end ends everything; run as a
+        plain process (tests), a relay whose supervisor was SIGKILLed would run on."""
+        while os.getppid() == parent:
+            self.run_once(PARENT_CHECK_S)
 
     def run_once(self, timeout: float | None) -> None:
         for key, events in self.selector.select(timeout):
@@ -214,6 +219,7 @@ def start(port: int, socket_path: str) -> int:
     listeners = {listen(port): socket_path}
     for lane, path in enumerate(lane_sockets(socket_path)):
         listeners[listen(lane_port(port, lane))] = path
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
@@ -224,7 +230,7 @@ def start(port: int, socket_path: str) -> int:
                 else:
                     relay.add_listener(listener, path)
             assert relay is not None
-            relay.run_forever()
+            relay.run_forever(parent)
         finally:
             os._exit(70)
     for listener in listeners:
@@ -240,7 +246,7 @@ def main(argv: list[str]) -> None:
     listener = listen(int(argv[0]))
     print(listener.getsockname()[1], flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        Relay(listener, argv[1]).run_forever()
+        Relay(listener, argv[1]).run_forever(os.getppid())
 
 
 if __name__ == "__main__":

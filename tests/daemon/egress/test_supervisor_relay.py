@@ -320,3 +320,39 @@ async def test_workers_killed_together_are_replaced_on_lanes_of_their_own(
         proxies.add(reply["value"][0])
     shared = f"http://127.0.0.1:{port}"
     assert len(proxies) == 2 and shared not in proxies, proxies
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()}
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie that its new parent has yet to reap."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def test_the_relay_ends_when_its_supervisor_is_killed(
+    egress: EgressEnv, project: Path, started: list[Supervisor]
+) -> None:
+    """Outside a sandbox nothing kills the relay with its supervisor (in one, pid 1's
+    end ends the namespace): it notices its parent is gone and exits."""
+    channel, _ = await egress.open()
+    sup = Supervisor("python", project, 1, "--egress-socket", str(channel.socket_path),
+                     "--egress-port", str(free_ports(1)))  # fmt: skip
+    started.append(sup)
+    await asyncio.to_thread(sup.start)
+    relay = _children(sup.proc.pid) - {w.pid for w in sup.workers.values()}
+    assert len(relay) == 1, relay  # (a worker ends when the daemon closes its socket)
+    sup.proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(sup.proc.wait, 10)
+    deadline = asyncio.get_running_loop().time() + 15
+    while (left := {pid for pid in relay if _alive(pid)}) and (
+        asyncio.get_running_loop().time() < deadline
+    ):
+        await asyncio.sleep(0.05)
+    assert not left, f"the relay runs on after its supervisor was killed: {left}"
